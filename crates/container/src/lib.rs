@@ -1,0 +1,1 @@
+//! Readers and writers of model containers (safetensors, GGUF) for wcodec

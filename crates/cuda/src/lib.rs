@@ -1,0 +1,1 @@
+//! CUDA decoder of wcodec: kernels built by nvcc, run with cudarc

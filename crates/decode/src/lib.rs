@@ -1,0 +1,1 @@
+//! Reference and parallel CPU decoders of wcodec

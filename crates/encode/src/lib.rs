@@ -1,0 +1,1 @@
+//! Two-pass CPU encoder of wcodec

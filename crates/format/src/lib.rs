@@ -1,0 +1,128 @@
+//! The .wcz on-disk format of wcodec.
+//!
+//! This crate owns every byte of the layout (docs/FORMAT.md is its specification): the
+//! fixed-size records, the codes of dtypes, transforms and predictors, and the parsing of a
+//! file's directory with every offset, count and checksum validated against the file's real
+//! size. It does no coding; it only says what the bytes mean and whether they are well formed.
+#![forbid(unsafe_code)]
+
+mod directory;
+mod dtype;
+mod error;
+pub mod records;
+pub mod table;
+
+pub use directory::{
+    Directory, PlaneEncoding, PlaneEntry, TensorEntry, UnitEntry, matrix_shape, parse_directory,
+    parse_header, parse_trailer, tile_grid,
+};
+pub use dtype::Dtype;
+pub use error::{FormatError, Result};
+pub use table::Frequencies;
+
+/// rANS constants fixed by the format (not parameters, so CPU and GPU agree by construction).
+pub mod rans {
+    /// Interleaved states per unit: one per lane of a GPU warp.
+    pub const LANES: usize = 32;
+    /// Consecutive symbols a lane owns in each group.
+    pub const RUN: usize = 4;
+    /// Symbols per group: `LANES * RUN`.
+    pub const GROUP: usize = LANES * RUN;
+    /// Lower bound of a normalised state.
+    pub const STATE_LOW: u32 = 1 << 16;
+    /// Bits per renormalisation word.
+    pub const WORD_BITS: u32 = 16;
+    /// Bytes of the initial states at the start of a unit.
+    pub const STATES_BYTES: usize = LANES * 4;
+    /// Allowed probability precisions.
+    pub const MIN_PROB_BITS: u8 = 8;
+    pub const MAX_PROB_BITS: u8 = 12;
+}
+
+/// The largest tile (symbols per unit) the format allows: bounds what one unit may expand to.
+pub const MAX_TILE_SYMBOLS: u64 = 1 << 22;
+
+/// Where the original file came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SourceKind {
+    Raw = 0,
+    Safetensors = 1,
+    Gguf = 2,
+}
+
+impl SourceKind {
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Raw, Self::Safetensors, Self::Gguf].get(usize::from(code)).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Safetensors => "safetensors",
+            Self::Gguf => "gguf",
+        }
+    }
+}
+
+/// How a tensor's bytes are split into byte planes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Transform {
+    /// One plane: the bytes as stored, `rows x (cols * elem_size)`.
+    Identity = 0,
+    /// `elem_size` planes of `rows x cols`; plane j holds byte j of every element.
+    BytePlanes = 1,
+}
+
+impl Transform {
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Identity, Self::BytePlanes].get(usize::from(code)).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Identity => "identity",
+            Self::BytePlanes => "byte_planes",
+        }
+    }
+
+    /// Number of planes and the shape of each, for a tensor of `rows x cols` elements.
+    pub fn plane_shapes(self, dtype: Dtype, rows: u64, cols: u64) -> Vec<(u64, u64)> {
+        let size = dtype.size() as u64;
+        match self {
+            Transform::Identity => vec![(rows, cols * size)],
+            Transform::BytePlanes => vec![(rows, cols); dtype.size()],
+        }
+    }
+}
+
+/// The per-tile predictor. The discriminant is the on-disk code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Predictor {
+    None = 0,
+    Left = 1,
+    Top = 2,
+    Avg = 3,
+    Paeth = 4,
+}
+
+impl Predictor {
+    pub const ALL: [Predictor; 5] =
+        [Predictor::None, Predictor::Left, Predictor::Top, Predictor::Avg, Predictor::Paeth];
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(code)).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Predictor::None => "none",
+            Predictor::Left => "left",
+            Predictor::Top => "top",
+            Predictor::Avg => "avg",
+            Predictor::Paeth => "paeth",
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Tiles, byte planes and per-tile predictors of wcodec

@@ -1,0 +1,1 @@
+//! 32-lane interleaved rANS coder of wcodec, byte-compatible with its GPU decoder

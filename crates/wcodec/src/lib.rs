@@ -1,0 +1,1 @@
+//! wcodec: lossless compression of LLM weights (facade over the wcodec crates)
