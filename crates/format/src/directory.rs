@@ -242,7 +242,11 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
     }
     let computed = crc32c::crc32c(dir);
     if computed != loc.crc32c {
-        return Err(FormatError::Checksum { what: "directory".into(), stored: loc.crc32c, computed });
+        return Err(FormatError::Checksum {
+            what: "directory".into(),
+            stored: loc.crc32c,
+            computed,
+        });
     }
     let mut s = Sections { bytes: dir };
     let header = DirectoryHeader::read_from_bytes(s.take("directory header", 64)?)

@@ -34,9 +34,12 @@ pub fn write_table(freqs: &Frequencies, out: &mut Vec<u8>) {
 /// number of bytes it used.
 pub fn read_table(bytes: &[u8], prob_bits: u8) -> Result<(Frequencies, usize)> {
     let total = 1u32 << prob_bits;
-    let bitmap: &[u8; 32] = bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or(
-        FormatError::Truncated { what: "frequency table", needed: 32, available: bytes.len() as u64 },
-    )?;
+    let bitmap: &[u8; 32] =
+        bytes.get(..32).and_then(|b| b.try_into().ok()).ok_or(FormatError::Truncated {
+            what: "frequency table",
+            needed: 32,
+            available: bytes.len() as u64,
+        })?;
     let mut freqs = [0u32; 256];
     let mut pos = 32;
     let mut sum = 0u32;
@@ -57,7 +60,10 @@ pub fn read_table(bytes: &[u8], prob_bits: u8) -> Result<(Frequencies, usize)> {
                 break;
             }
             if shift == 14 {
-                return Err(FormatError::invalid("frequency table", "frequency longer than 3 bytes"));
+                return Err(FormatError::invalid(
+                    "frequency table",
+                    "frequency longer than 3 bytes",
+                ));
             }
         }
         if value == 0 || value > total {
@@ -68,7 +74,10 @@ pub fn read_table(bytes: &[u8], prob_bits: u8) -> Result<(Frequencies, usize)> {
         }
         sum += value;
         if sum > total {
-            return Err(FormatError::invalid("frequency table", format!("frequencies exceed {total}")));
+            return Err(FormatError::invalid(
+                "frequency table",
+                format!("frequencies exceed {total}"),
+            ));
         }
         freqs[s] = value;
     }
