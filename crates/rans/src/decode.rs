@@ -54,40 +54,74 @@ pub fn decode_unit(unit: &[u8], table: &DecodeTable, out: &mut [u8]) -> Result<(
             return Err(RansError::BadInitialState { lane, state: *s });
         }
     }
-    let mut words = word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
-    let n_words = word_bytes.len() / 2;
-    let mask = (1u32 << table.prob_bits) - 1;
-    let shift = table.prob_bits;
-    let entries = &table.entries[..];
-    let mut step = |x: &mut u32| -> Result<u8, RansError> {
-        let e = entries[(*x & mask) as usize];
-        let freq = ((e >> 8) & 0xfff) + 1;
-        *x = freq * (*x >> shift) + (e >> 20);
-        if *x < STATE_LOW {
-            let w = words.next().ok_or(RansError::StreamExhausted { words: n_words })?;
-            *x = (*x << 16) | u32::from(w);
-        }
-        Ok(e as u8)
+    let words: Vec<u16> =
+        word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
+    let mut lanes = Lanes {
+        states,
+        words: &words,
+        pos: 0,
+        overrun: false,
+        mask: (1u32 << table.prob_bits) - 1,
+        shift: table.prob_bits,
+        entries: &table.entries,
     };
     let full_groups = out.len() / GROUP;
     let (body, tail) = out.split_at_mut(full_groups * GROUP);
     for group in body.chunks_exact_mut(GROUP) {
         for j in 0..RUN {
             for lane in 0..LANES {
-                group[lane * RUN + j] = step(&mut states[lane])?;
+                group[lane * RUN + j] = lanes.step(lane);
             }
+        }
+        if lanes.overrun {
+            return Err(RansError::StreamExhausted { words: words.len() });
         }
     }
     for j in 0..RUN {
         for lane in 0..LANES {
             if let Some(slot) = tail.get_mut(lane * RUN + j) {
-                *slot = step(&mut states[lane])?;
+                *slot = lanes.step(lane);
             }
         }
     }
-    let words_left = words.count();
-    if words_left != 0 || states.iter().any(|&s| s != STATE_LOW) {
+    if lanes.overrun {
+        return Err(RansError::StreamExhausted { words: words.len() });
+    }
+    let words_left = words.len() - lanes.pos;
+    if words_left != 0 || lanes.states.iter().any(|&s| s != STATE_LOW) {
         return Err(RansError::NotFinal { words_left });
     }
     Ok(())
+}
+
+/// The decoder's state while it runs a unit.
+struct Lanes<'a> {
+    states: [u32; LANES],
+    words: &'a [u16],
+    /// Next word of the stream.
+    pos: usize,
+    /// Set when a lane needed a word past the end; checked once per group, so the hot loop has
+    /// no unpredictable branch.
+    overrun: bool,
+    mask: u32,
+    shift: u32,
+    entries: &'a [u32],
+}
+
+impl Lanes<'_> {
+    #[inline(always)]
+    fn step(&mut self, lane: usize) -> u8 {
+        let x = self.states[lane];
+        let e = self.entries[(x & self.mask) as usize];
+        let freq = ((e >> 8) & 0xfff) + 1;
+        let x = freq * (x >> self.shift) + (e >> 20);
+        let need = x < STATE_LOW;
+        let word = self.words.get(self.pos).copied();
+        self.overrun |= need & word.is_none();
+        // Branch-free renormalisation: the condition is data-dependent and unpredictable.
+        let renormed = (x << 16) | u32::from(word.unwrap_or(0));
+        self.states[lane] = if need { renormed } else { x };
+        self.pos += usize::from(need);
+        e as u8
+    }
 }

@@ -12,6 +12,8 @@ struct EncSymbol {
     rcp: u64,
     /// Renormalise (emit a word) before coding when `x >= x_max`.
     x_max: u64,
+    /// `u32::MAX` when `freq == 1`, else 0.
+    identity_mask: u32,
 }
 
 /// Encoder table for one frequency table.
@@ -32,6 +34,7 @@ impl EncodeTable {
                 cum,
                 rcp: if freq > 1 { u64::MAX / u64::from(freq) + 1 } else { 0 },
                 x_max: u64::from(freq) << (32 - u32::from(prob_bits)),
+                identity_mask: if freq == 1 { u32::MAX } else { 0 },
             };
             cum += freq;
         }
@@ -40,15 +43,17 @@ impl EncodeTable {
     }
 
     #[inline(always)]
-    fn put(&self, x: &mut u32, symbol: u8, words: &mut Vec<u16>) {
+    fn put(&self, x: &mut u32, symbol: u8, words: &mut Words) {
         let s = &self.symbols[symbol as usize];
         debug_assert!(s.freq > 0, "symbol {symbol} has no frequency");
-        let mut v = *x;
-        if u64::from(v) >= s.x_max {
-            words.push(v as u16);
-            v >>= 16;
-        }
-        let q = if s.freq == 1 { v } else { ((u128::from(s.rcp) * u128::from(v)) >> 64) as u32 };
+        let v = *x;
+        // Branch-free renormalisation: always store, advance only when the word is needed.
+        let emit = u64::from(v) >= s.x_max;
+        words.buf[words.len] = v as u16;
+        words.len += usize::from(emit);
+        let v = if emit { v >> 16 } else { v };
+        // freq == 1 has no 64-bit reciprocal: its quotient is v itself, added through a mask.
+        let q = ((u128::from(s.rcp) * u128::from(v)) >> 64) as u32 + (v & s.identity_mask);
         *x = (q << self.prob_bits) + (v - q * s.freq) + s.cum;
     }
 }
@@ -57,7 +62,8 @@ impl EncodeTable {
 /// then the u16 words. Every symbol must have a non-zero frequency in `table`.
 pub fn encode_unit(symbols: &[u8], table: &EncodeTable, out: &mut Vec<u8>) {
     let mut states = [STATE_LOW; LANES];
-    let mut words: Vec<u16> = Vec::with_capacity(symbols.len() / 2 + 16);
+    // At most one word per symbol, plus the slot the branch-free store writes past the end.
+    let mut words = Words { buf: vec![0u16; symbols.len() + 1], len: 0 };
     let n = symbols.len();
     let full_groups = n / GROUP;
     let tail = n % GROUP;
@@ -81,11 +87,17 @@ pub fn encode_unit(symbols: &[u8], table: &EncodeTable, out: &mut Vec<u8>) {
             }
         }
     }
-    out.reserve(LANES * 4 + words.len() * 2);
+    out.reserve(LANES * 4 + words.len * 2);
     for s in states {
         out.extend_from_slice(&s.to_le_bytes());
     }
-    for w in words.iter().rev() {
+    for w in words.buf[..words.len].iter().rev() {
         out.extend_from_slice(&w.to_le_bytes());
     }
+}
+
+/// Words emitted so far, in encoding (reverse) order.
+struct Words {
+    buf: Vec<u16>,
+    len: usize,
 }
