@@ -1,1 +1,16 @@
-//! Tiles, byte planes and per-tile predictors of wcodec
+//! Tiles, byte planes and per-tile predictors: the modelling layer of wcodec.
+//!
+//! A tensor is split into byte planes by its transform (`planes`), each plane is a row-major
+//! byte matrix cut into tiles (`tile`), and each tile is turned into residuals by one of five
+//! predictors (`predictor`). Everything here is exact integer arithmetic on bytes, specified in
+//! docs/FORMAT.md; encoders and decoders on every device must agree with it bit for bit.
+#![forbid(unsafe_code)]
+
+pub mod planes;
+pub mod predictor;
+pub mod tile;
+
+pub use planes::{merge_planes, split_planes};
+pub use predictor::{choose_predictor, reconstruct, residuals};
+pub use tile::{Tile, TileConfig, tile_shape, tiles};
+pub use wcodec_format::Predictor;

@@ -1,0 +1,309 @@
+//! The five predictors, their residuals and their exact inverses.
+//!
+//! All arithmetic is on `u = byte ^ bias` (bias 0x80 for signed planes) modulo 256, with
+//! neighbours outside the tile taken as 0, as docs/FORMAT.md specifies.
+
+use crate::tile::Tile;
+use wcodec_format::Predictor;
+
+#[inline(always)]
+fn paeth(a: u8, b: u8, c: u8) -> u8 {
+    let p = i16::from(a) + i16::from(b) - i16::from(c);
+    let (pa, pb, pc) =
+        ((p - i16::from(a)).abs(), (p - i16::from(b)).abs(), (p - i16::from(c)).abs());
+    if pa <= pb && pa <= pc {
+        a
+    } else if pb <= pc {
+        b
+    } else {
+        c
+    }
+}
+
+#[inline(always)]
+fn avg(a: u8, b: u8) -> u8 {
+    ((u16::from(a) + u16::from(b)) >> 1) as u8
+}
+
+/// Residuals of one row: `cur` and `up` are already biased; `up` is `None` on the tile's first
+/// row (all zeros).
+fn row_residuals(cur: &[u8], up: Option<&[u8]>, predictor: Predictor, out: &mut [u8]) {
+    match (predictor, up) {
+        (Predictor::None, _) => out.copy_from_slice(cur),
+        (Predictor::Left, _) | (Predictor::Avg | Predictor::Paeth, None) => {
+            // With no row above, AVG predicts a/2 and PAETH predicts a (b = c = 0).
+            let mut a = 0u8;
+            for (o, &u) in out.iter_mut().zip(cur) {
+                let p = match predictor {
+                    Predictor::Avg => a >> 1,
+                    _ => a,
+                };
+                *o = u.wrapping_sub(p);
+                a = u;
+            }
+        }
+        (Predictor::Top, None) => out.copy_from_slice(cur),
+        (Predictor::Top, Some(up)) => {
+            for ((o, &u), &b) in out.iter_mut().zip(cur).zip(up) {
+                *o = u.wrapping_sub(b);
+            }
+        }
+        (Predictor::Avg, Some(up)) => {
+            let mut a = 0u8;
+            for ((o, &u), &b) in out.iter_mut().zip(cur).zip(up) {
+                *o = u.wrapping_sub(avg(a, b));
+                a = u;
+            }
+        }
+        (Predictor::Paeth, Some(up)) => {
+            let (mut a, mut c) = (0u8, 0u8);
+            for ((o, &u), &b) in out.iter_mut().zip(cur).zip(up) {
+                *o = u.wrapping_sub(paeth(a, b, c));
+                a = u;
+                c = b;
+            }
+        }
+    }
+}
+
+/// Inverse of `row_residuals`: rebuilds the biased row `cur` from its residuals.
+fn row_reconstruct(res: &[u8], up: Option<&[u8]>, predictor: Predictor, cur: &mut [u8]) {
+    match (predictor, up) {
+        (Predictor::None, _) | (Predictor::Top, None) => cur.copy_from_slice(res),
+        (Predictor::Left, _) => {
+            let mut a = 0u8;
+            for (u, &r) in cur.iter_mut().zip(res) {
+                a = r.wrapping_add(a);
+                *u = a;
+            }
+        }
+        (Predictor::Avg, None) => {
+            let mut a = 0u8;
+            for (u, &r) in cur.iter_mut().zip(res) {
+                a = r.wrapping_add(a >> 1);
+                *u = a;
+            }
+        }
+        (Predictor::Paeth, None) => {
+            let mut a = 0u8;
+            for (u, &r) in cur.iter_mut().zip(res) {
+                a = r.wrapping_add(paeth(a, 0, 0));
+                *u = a;
+            }
+        }
+        (Predictor::Top, Some(up)) => {
+            for ((u, &r), &b) in cur.iter_mut().zip(res).zip(up) {
+                *u = r.wrapping_add(b);
+            }
+        }
+        (Predictor::Avg, Some(up)) => {
+            let mut a = 0u8;
+            for ((u, &r), &b) in cur.iter_mut().zip(res).zip(up) {
+                a = r.wrapping_add(avg(a, b));
+                *u = a;
+            }
+        }
+        (Predictor::Paeth, Some(up)) => {
+            let (mut a, mut c) = (0u8, 0u8);
+            for ((u, &r), &b) in cur.iter_mut().zip(res).zip(up) {
+                a = r.wrapping_add(paeth(a, b, c));
+                *u = a;
+                c = b;
+            }
+        }
+    }
+}
+
+fn biased(row: &[u8], bias: u8, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend(row.iter().map(|&x| x ^ bias));
+}
+
+/// Writes the residuals of `tile` of a row-major plane `cols` wide into `out` (tile-sized, in
+/// row-major tile order).
+pub fn residuals(
+    plane: &[u8],
+    cols: usize,
+    tile: Tile,
+    predictor: Predictor,
+    bias: u8,
+    out: &mut [u8],
+) {
+    debug_assert_eq!(out.len(), tile.len());
+    let row = |r: usize| &plane[(tile.r0 + r) * cols + tile.c0..][..tile.w];
+    if predictor == Predictor::None {
+        for r in 0..tile.h {
+            for (o, &x) in out[r * tile.w..][..tile.w].iter_mut().zip(row(r)) {
+                *o = x ^ bias;
+            }
+        }
+        return;
+    }
+    let (mut cur, mut up) = (Vec::with_capacity(tile.w), Vec::with_capacity(tile.w));
+    for r in 0..tile.h {
+        biased(row(r), bias, &mut cur);
+        let above = (r > 0).then_some(up.as_slice());
+        row_residuals(&cur, above, predictor, &mut out[r * tile.w..][..tile.w]);
+        std::mem::swap(&mut cur, &mut up);
+    }
+}
+
+/// Rebuilds `tile` of a row-major plane `cols` wide from its residuals `res`.
+pub fn reconstruct(
+    res: &[u8],
+    predictor: Predictor,
+    bias: u8,
+    plane: &mut [u8],
+    cols: usize,
+    tile: Tile,
+) {
+    debug_assert_eq!(res.len(), tile.len());
+    let (mut cur, mut up) = (vec![0u8; tile.w], vec![0u8; tile.w]);
+    for r in 0..tile.h {
+        let res_row = &res[r * tile.w..][..tile.w];
+        let dst = &mut plane[(tile.r0 + r) * cols + tile.c0..][..tile.w];
+        if predictor == Predictor::None {
+            for (d, &x) in dst.iter_mut().zip(res_row) {
+                *d = x ^ bias;
+            }
+            continue;
+        }
+        let above = (r > 0).then_some(up.as_slice());
+        row_reconstruct(res_row, above, predictor, &mut cur);
+        for (d, &u) in dst.iter_mut().zip(&cur) {
+            *d = u ^ bias;
+        }
+        std::mem::swap(&mut cur, &mut up);
+    }
+}
+
+/// Entropy in bits of a histogram (all symbols together).
+fn entropy(hist: &[u32; 256], total: u32) -> f64 {
+    let t = f64::from(total);
+    hist.iter().filter(|&&c| c > 0).map(|&c| f64::from(c) * (t / f64::from(c)).log2()).sum()
+}
+
+/// Rows sampled per tile when estimating a predictor's cost.
+const SAMPLE_ROWS: usize = 16;
+/// A predictor other than NONE must save this fraction of the sampled bits to be chosen: the
+/// estimate is noisy and NONE keeps a tensor's residuals on one shared distribution.
+const MIN_SAVING: f64 = 0.02;
+
+/// Picks the predictor for `tile` among `candidates` by the measured order-0 cost of its
+/// residuals on a sample of rows (every row for small tiles).
+pub fn choose_predictor(
+    plane: &[u8],
+    cols: usize,
+    tile: Tile,
+    bias: u8,
+    candidates: &[Predictor],
+) -> Predictor {
+    match candidates {
+        [] => return Predictor::None,
+        [only] => return *only,
+        _ => {}
+    }
+    let stride = (tile.h / SAMPLE_ROWS).max(1);
+    let (mut cur, mut up, mut res) = (Vec::new(), Vec::new(), vec![0u8; tile.w]);
+    let mut hists = vec![[0u32; 256]; candidates.len()];
+    let mut total = 0u32;
+    for r in (0..tile.h).step_by(stride) {
+        let row = |r: usize| &plane[(tile.r0 + r) * cols + tile.c0..][..tile.w];
+        biased(row(r), bias, &mut cur);
+        if r > 0 {
+            biased(row(r - 1), bias, &mut up);
+        }
+        let above = (r > 0).then_some(up.as_slice());
+        for (hist, &p) in hists.iter_mut().zip(candidates) {
+            row_residuals(&cur, above, p, &mut res);
+            for &x in &res {
+                hist[x as usize] += 1;
+            }
+        }
+        total += tile.w as u32;
+    }
+    let costs: Vec<f64> = hists.iter().map(|h| entropy(h, total)).collect();
+    let none_cost = candidates.iter().position(|&p| p == Predictor::None).map(|i| costs[i]);
+    let (best, &best_cost) = costs
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .expect("at least two candidates");
+    match none_cost {
+        Some(none) if best_cost > none * (1.0 - MIN_SAVING) => Predictor::None,
+        _ => candidates[best],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn check(plane: &[u8], rows: usize, cols: usize, tile: Tile, p: Predictor, bias: u8) {
+        let _ = rows;
+        let mut res = vec![0u8; tile.len()];
+        residuals(plane, cols, tile, p, bias, &mut res);
+        let mut back = vec![0xAAu8; plane.len()];
+        reconstruct(&res, p, bias, &mut back, cols, tile);
+        for r in tile.r0..tile.r0 + tile.h {
+            let span = r * cols + tile.c0..r * cols + tile.c0 + tile.w;
+            assert_eq!(back[span.clone()], plane[span], "{p:?} row {r}");
+        }
+    }
+
+    #[test]
+    fn residuals_match_hand_computed_values() {
+        // 2x3 tile, unbiased: rows [10 20 40] and [11 25 30].
+        let plane = [10u8, 20, 40, 11, 25, 30];
+        let tile = Tile { r0: 0, c0: 0, h: 2, w: 3 };
+        let mut res = [0u8; 6];
+        residuals(&plane, 3, tile, Predictor::Left, 0, &mut res);
+        assert_eq!(res, [10, 10, 20, 11, 14, 5]);
+        residuals(&plane, 3, tile, Predictor::Top, 0, &mut res);
+        assert_eq!(res, [10, 20, 40, 1, 5, 246]);
+        residuals(&plane, 3, tile, Predictor::Avg, 0, &mut res);
+        // Row 1: p = (0+10)/2=5, (11+20)/2=15, (25+40)/2=32.
+        assert_eq!(res, [10, 15, 30, 6, 10, 254]);
+        residuals(&plane, 3, tile, Predictor::Paeth, 0, &mut res);
+        // Row 1, col 1: a=11 b=20 c=10 -> p=21, nearest is b=20 -> 5.
+        assert_eq!(res[4], 5);
+        residuals(&plane, 3, tile, Predictor::None, 0x80, &mut res);
+        assert_eq!(res[0], 10 ^ 0x80);
+    }
+
+    #[test]
+    fn smooth_rows_choose_left() {
+        let cols = 256;
+        let plane: Vec<u8> = (0..256 * cols).map(|i| (i % cols) as u8).collect();
+        let tile = Tile { r0: 0, c0: 0, h: 256, w: 256 };
+        assert_eq!(choose_predictor(&plane, cols, tile, 0, &Predictor::ALL), Predictor::Left);
+        let mut x = 88172645463325252u64;
+        let noise: Vec<u8> = (0..256 * cols)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        assert_eq!(choose_predictor(&noise, cols, tile, 0, &Predictor::ALL), Predictor::None);
+    }
+
+    proptest! {
+        #[test]
+        fn every_predictor_inverts_exactly(
+            rows in 1usize..20, cols in 1usize..40,
+            seed in any::<u64>(), bias in prop_oneof![Just(0u8), Just(0x80u8)],
+        ) {
+            let mut x = seed | 1;
+            let plane: Vec<u8> = (0..rows * cols).map(|_| { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 }).collect();
+            let r0 = (seed % rows as u64) as usize;
+            let c0 = (seed / 7 % cols as u64) as usize;
+            let tile = Tile { r0, c0, h: rows - r0, w: cols - c0 };
+            for p in Predictor::ALL {
+                check(&plane, rows, cols, tile, p, bias);
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Cutting a plane into tiles.
+
+use wcodec_format::{MAX_TILE_SYMBOLS, tile_grid};
+
+/// A rectangle of a plane: first row and column, height and width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tile {
+    pub r0: usize,
+    pub c0: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Tile {
+    pub fn len(&self) -> usize {
+        self.h * self.w
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The tile size an encoder asks for; the shape used for a plane follows from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TileConfig {
+    pub rows: u32,
+    pub cols: u32,
+}
+
+impl Default for TileConfig {
+    fn default() -> Self {
+        TileConfig { rows: 256, cols: 256 }
+    }
+}
+
+/// The tile shape for a `rows x cols` plane: the configured shape, except that a plane with
+/// fewer rows than a tile gets wider tiles of the same area, so that 1-D tensors (biases,
+/// norms) are not cut into slivers whose per-unit overhead would exceed their payload.
+pub fn tile_shape(rows: u64, cols: u64, config: TileConfig) -> (u32, u32) {
+    let area = (u64::from(config.rows) * u64::from(config.cols)).clamp(1, MAX_TILE_SYMBOLS);
+    let tile_rows = rows.clamp(1, u64::from(config.rows).max(1));
+    let tile_cols = cols.clamp(1, u64::from(config.cols).max(1).max(area / tile_rows));
+    (tile_rows as u32, tile_cols as u32)
+}
+
+/// The tiles of a `rows x cols` plane in unit order (row-major over the tile grid).
+pub fn tiles(rows: usize, cols: usize, tile_rows: u32, tile_cols: u32) -> Vec<Tile> {
+    let (gr, gc) = tile_grid(rows as u64, cols as u64, tile_rows, tile_cols);
+    let (th, tw) = (tile_rows as usize, tile_cols as usize);
+    let mut out = Vec::with_capacity((gr * gc) as usize);
+    for tr in 0..gr as usize {
+        for tc in 0..gc as usize {
+            let (r0, c0) = (tr * th, tc * tw);
+            out.push(Tile { r0, c0, h: th.min(rows - r0), w: tw.min(cols - c0) });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_cover_the_plane_once() {
+        for (rows, cols) in [(1, 1), (1, 1000), (1000, 1), (300, 257), (512, 512), (0, 5)] {
+            let (th, tw) = tile_shape(rows as u64, cols as u64, TileConfig::default());
+            let mut seen = vec![0u8; rows * cols];
+            for t in tiles(rows, cols, th, tw) {
+                assert!(t.h >= 1 && t.w >= 1);
+                for r in t.r0..t.r0 + t.h {
+                    for c in t.c0..t.c0 + t.w {
+                        seen[r * cols + c] += 1;
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&s| s == 1), "{rows}x{cols}");
+        }
+    }
+
+    #[test]
+    fn short_planes_get_wide_tiles() {
+        assert_eq!(tile_shape(1, 1_000_000, TileConfig::default()), (1, 65536));
+        assert_eq!(tile_shape(4, 100, TileConfig::default()), (4, 100));
+        assert_eq!(tile_shape(384, 1536, TileConfig::default()), (256, 256));
+        assert_eq!(tile_shape(1, 1, TileConfig::default()), (1, 1));
+    }
+}
