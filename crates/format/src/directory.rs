@@ -32,6 +32,8 @@ pub struct TensorEntry {
     pub source_len: u64,
     /// CRC-32C of the tensor's original bytes.
     pub crc32c: u32,
+    /// Order-0 entropy bound of the planes in bytes, as the encoder measured it (informational).
+    pub order0_bytes: u64,
     pub planes: Vec<PlaneEntry>,
 }
 
@@ -320,7 +322,7 @@ fn parse_tensor(
     let name = range(names, t.name_offset.get().into(), t.name_len.get().into(), "tensor name")?;
     let name = std::str::from_utf8(name)
         .map_err(|_| FormatError::invalid("tensor name", format!("tensor {index}: not UTF-8")))?;
-    if t.ndim > 8 || t.flags != 0 || t.reserved != [0; 20] {
+    if t.ndim > 8 || t.flags != 0 || t.reserved != [0; 12] {
         return Err(FormatError::invalid("tensor record", "ndim > 8 or unknown flags"));
     }
     let dims_start = u64::from(t.dims_offset.get());
@@ -366,6 +368,7 @@ fn parse_tensor(
         source_offset: t.source_offset.get(),
         source_len: t.source_len.get(),
         crc32c: t.crc32c.get(),
+        order0_bytes: t.order0_bytes.get(),
         planes: plane_entries,
     })
 }
@@ -552,7 +555,8 @@ impl Directory {
                 source_offset: t.source_offset.into(),
                 source_len: t.source_len.into(),
                 crc32c: t.crc32c.into(),
-                reserved: [0; 20],
+                order0_bytes: t.order0_bytes.into(),
+                reserved: [0; 12],
             });
             names.extend_from_slice(t.name.as_bytes());
             for d in &t.dims {

@@ -109,7 +109,9 @@ pub struct TensorRecord {
     pub source_offset: U64,
     pub source_len: U64,
     pub crc32c: U32,
-    pub reserved: [u8; 20],
+    /// Informational: the order-0 entropy bound of the tensor's planes, in bytes (rounded up).
+    pub order0_bytes: U64,
+    pub reserved: [u8; 12],
 }
 
 impl TensorRecord {
