@@ -1,1 +1,205 @@
-//! Two-pass CPU encoder of wcodec
+//! The two-pass CPU encoder of wcodec.
+//!
+//! Pass 1 measures: per tile it picks a predictor by the cost of its residuals and counts their
+//! histogram; the tiles' histograms make the plane's frequency tables (one, or several with a
+//! per-tile choice when that pays). Pass 2 codes every tile as an independent rANS unit. Tiles
+//! are processed in parallel with rayon; the output does not depend on the thread count.
+#![forbid(unsafe_code)]
+
+mod plane;
+mod tables;
+mod writer;
+
+pub use plane::{EncodedPlane, encode_plane};
+pub use tables::choose_tables;
+pub use writer::FileWriter;
+
+use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
+use wcodec_predict::{TileConfig, split_planes};
+
+/// Encoder settings. `Default` is what the CLI uses.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// Requested tile shape (planes with few rows get wider tiles of the same area).
+    pub tile: TileConfig,
+    /// Probability precision of the frequency tables, 8..=12.
+    pub prob_bits: u8,
+    /// Predictors the encoder may choose per tile.
+    pub predictors: Vec<Predictor>,
+    /// Most frequency tables per plane (1 disables the per-tile table choice).
+    pub max_tables: u8,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            tile: TileConfig::default(),
+            prob_bits: 12,
+            predictors: Predictor::ALL.to_vec(),
+            max_tables: 8,
+        }
+    }
+}
+
+/// A tensor to encode: its description and its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorInput<'a> {
+    pub name: &'a str,
+    pub dtype: Dtype,
+    pub dims: &'a [u64],
+    pub bytes: &'a [u8],
+    /// Where the tensor sits in its source file.
+    pub source_offset: u64,
+}
+
+/// An encoded tensor: its directory entry (payload offsets relative to the start of `payload`)
+/// and the payload bytes of its planes, each plane starting 64-byte aligned.
+#[derive(Clone, Debug)]
+pub struct EncodedTensor {
+    pub entry: TensorEntry,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    #[error("tensor {name:?}: shape {dims:?} of {dtype} needs {expected:?} bytes, got {actual}")]
+    ShapeMismatch { name: String, dims: Vec<u64>, dtype: Dtype, expected: Option<u64>, actual: u64 },
+    #[error("tensor {name:?}: {detail}")]
+    Unsupported { name: String, detail: String },
+    #[error("invalid options: {0}")]
+    Options(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl EncodeOptions {
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        let bits = wcodec_format::rans::MIN_PROB_BITS..=wcodec_format::rans::MAX_PROB_BITS;
+        if !bits.contains(&self.prob_bits) {
+            return Err(EncodeError::Options(format!("prob bits must be in {bits:?}")));
+        }
+        if self.tile.rows == 0 || self.tile.cols == 0 {
+            return Err(EncodeError::Options("tile sides must be at least 1".into()));
+        }
+        if u64::from(self.tile.rows) * u64::from(self.tile.cols) > wcodec_format::MAX_TILE_SYMBOLS {
+            return Err(EncodeError::Options("tile larger than 2^22 symbols".into()));
+        }
+        if self.max_tables == 0 {
+            return Err(EncodeError::Options("at least one table per plane".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The transform the encoder uses for a dtype: single-byte types stay whole, wider ones are
+/// split into byte planes (the high byte of a float holds the sign and exponent, the low
+/// bytes mantissa noise; coding them apart lets each plane be coded or stored on its own).
+pub fn transform_for(dtype: Dtype) -> Transform {
+    if dtype.size() == 1 { Transform::Identity } else { Transform::BytePlanes }
+}
+
+/// Encodes one tensor.
+pub fn encode_tensor(
+    input: &TensorInput,
+    options: &EncodeOptions,
+) -> Result<EncodedTensor, EncodeError> {
+    options.validate()?;
+    let (rows, cols) =
+        wcodec_format::matrix_shape(input.dims).ok_or_else(|| shape_error(input, None))?;
+    let expected = (rows * cols).checked_mul(input.dtype.size() as u64);
+    if expected != Some(input.bytes.len() as u64) {
+        return Err(shape_error(input, expected));
+    }
+    let transform = transform_for(input.dtype);
+    let shapes = transform.plane_shapes(input.dtype, rows, cols);
+    let planes = split_planes(input.bytes, input.dtype, transform);
+    let top_plane = planes.len() - 1;
+    let mut payload = Vec::new();
+    let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
+    let mut order0_bits = 0.0;
+    for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
+        // Signed integers: the top byte carries the sign, so predict on `byte ^ 0x80`.
+        let bias128 = input.dtype.is_signed_int() && j == top_plane;
+        let encoded = encode_plane(bytes, prows as usize, pcols as usize, bias128, options);
+        order0_bits += encoded.order0_bits;
+        let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
+        payload.resize(start, 0);
+        payload.extend_from_slice(&encoded.payload);
+        let mut entry = encoded.entry;
+        entry.payload_offset = start as u64;
+        entries.push(entry);
+    }
+    Ok(EncodedTensor {
+        entry: TensorEntry {
+            name: input.name.to_owned(),
+            dtype: input.dtype,
+            dims: input.dims.to_vec(),
+            transform,
+            source_offset: input.source_offset,
+            source_len: input.bytes.len() as u64,
+            crc32c: crc32c::crc32c(input.bytes),
+            order0_bytes: (order0_bits / 8.0).ceil() as u64,
+            planes: entries,
+        },
+        payload,
+    })
+}
+
+fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {
+    EncodeError::ShapeMismatch {
+        name: input.name.to_owned(),
+        dims: input.dims.to_vec(),
+        dtype: input.dtype,
+        expected,
+        actual: input.bytes.len() as u64,
+    }
+}
+
+/// Compresses a whole source file whose tensors are described by `layout`, writing the .wcz
+/// to `out`. Tensors are encoded one after the other (each in parallel over its tiles) and
+/// written as they are done; `progress` is called with the source bytes done so far.
+pub fn compress_file<W: std::io::Write>(
+    source: &[u8],
+    layout: &wcodec_container::SourceLayout,
+    options: &EncodeOptions,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<W, EncodeError> {
+    options.validate()?;
+    let mut writer = FileWriter::new(out, layout.kind, source.len() as u64)?;
+    let mut gaps = Vec::new();
+    let mut cursor = 0usize;
+    let mut done = 0u64;
+    for t in &layout.tensors {
+        let (start, end) = (t.offset as usize, (t.offset + t.len) as usize);
+        gaps.extend_from_slice(&source[cursor..start]);
+        cursor = end;
+        let input = TensorInput {
+            name: &t.name,
+            dtype: t.dtype,
+            dims: &t.dims,
+            bytes: &source[start..end],
+            source_offset: t.offset,
+        };
+        writer.add_tensor(encode_tensor(&input, options)?)?;
+        done += t.len;
+        progress(done);
+    }
+    gaps.extend_from_slice(&source[cursor..]);
+    Ok(writer.finish(gaps)?)
+}
+
+/// Compresses one raw tensor (a file holding only the tensor's bytes).
+pub fn compress_raw(
+    bytes: &[u8],
+    dtype: Dtype,
+    dims: &[u64],
+    options: &EncodeOptions,
+) -> Result<Vec<u8>, EncodeError> {
+    let input = TensorInput { name: "tensor", dtype, dims, bytes, source_offset: 0 };
+    let encoded = encode_tensor(&input, options)?;
+    let mut writer = FileWriter::new(Vec::new(), SourceKind::Raw, bytes.len() as u64)?;
+    writer.add_tensor(encoded)?;
+    Ok(writer.finish(Vec::new())?)
+}

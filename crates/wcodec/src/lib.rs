@@ -1,1 +1,52 @@
-//! wcodec: lossless compression of LLM weights (facade over the wcodec crates)
+//! wcodec: lossless compression of the weights of large language models.
+//!
+//! This facade puts one API over the layered crates: `compress` / `decompress` for bytes in
+//! memory, `compress_path` / `decompress_path` for files (memory-mapped input, atomic output),
+//! and `Archive` to open a .wcz, list its tensors, decode one, or verify it all.
+//!
+//! ```
+//! let weights: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
+//! let wcz = wcodec::compress_raw(&weights, wcodec::Dtype::I8, &[64, 64], &Default::default())?;
+//! assert!(wcz.len() < weights.len());
+//! assert_eq!(wcodec::decompress(&wcz)?, weights);
+//! # Ok::<(), wcodec::Error>(())
+//! ```
+
+mod archive;
+mod error;
+mod files;
+
+pub use archive::{Archive, TensorSummary};
+pub use error::Error;
+pub use files::{CompressReport, InputKind, compress_path, decompress_path, read_input};
+
+pub use wcodec_container as container;
+pub use wcodec_decode as decode;
+pub use wcodec_encode as encode;
+pub use wcodec_format as format;
+pub use wcodec_predict as predict;
+pub use wcodec_rans as rans;
+
+pub use wcodec_encode::EncodeOptions;
+pub use wcodec_format::{Directory, Dtype, Predictor, SourceKind, TensorEntry};
+
+/// Compresses a model file held in memory (safetensors or GGUF, detected from its bytes).
+pub fn compress(source: &[u8], options: &EncodeOptions) -> Result<Vec<u8>, Error> {
+    let layout = wcodec_container::read_layout(source)?;
+    Ok(wcodec_encode::compress_file(source, &layout, options, Vec::new(), &mut |_| {})?)
+}
+
+/// Compresses one raw tensor of `dtype` and shape `dims`.
+pub fn compress_raw(
+    bytes: &[u8],
+    dtype: Dtype,
+    dims: &[u64],
+    options: &EncodeOptions,
+) -> Result<Vec<u8>, Error> {
+    Ok(wcodec_encode::compress_raw(bytes, dtype, dims, options)?)
+}
+
+/// Decompresses a .wcz held in memory back into the original file's bytes.
+pub fn decompress(wcz: &[u8]) -> Result<Vec<u8>, Error> {
+    Ok(wcodec_decode::decompress_to_vec(wcz)?)
+}

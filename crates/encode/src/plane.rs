@@ -1,0 +1,127 @@
+//! Encoding one byte plane: pass 1 (predictors and histograms per tile, tables), pass 2
+//! (one rANS unit per tile), and the decision to store the plane raw when coding does not pay.
+
+use rayon::prelude::*;
+use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
+use wcodec_format::{PlaneEncoding, PlaneEntry, UnitEntry, rans::STATES_BYTES};
+use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
+use wcodec_rans::{EncodeTable, cost_bits, encode_unit, entropy_bits, histogram};
+
+use crate::EncodeOptions;
+use crate::tables::choose_tables;
+
+/// One encoded plane: its entry (payload offset 0) and its payload.
+#[derive(Clone, Debug)]
+pub struct EncodedPlane {
+    pub entry: PlaneEntry,
+    pub payload: Vec<u8>,
+    /// Order-0 entropy of the plane's bytes, in bits (informational).
+    pub order0_bits: f64,
+}
+
+fn raw_plane(bytes: &[u8], rows: u64, cols: u64, order0_bits: f64) -> EncodedPlane {
+    EncodedPlane {
+        entry: PlaneEntry {
+            rows,
+            cols,
+            tile_rows: 0,
+            tile_cols: 0,
+            bias128: false,
+            payload_offset: 0,
+            payload_len: bytes.len() as u64,
+            encoding: PlaneEncoding::Raw { crc32c: crc32c::crc32c(bytes) },
+        },
+        payload: bytes.to_vec(),
+        order0_bits,
+    }
+}
+
+/// Encodes a row-major `rows x cols` byte plane.
+pub fn encode_plane(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    bias128: bool,
+    options: &EncodeOptions,
+) -> EncodedPlane {
+    debug_assert_eq!(bytes.len(), rows * cols);
+    let order0_bits = entropy_bits(&histogram(bytes));
+    if bytes.is_empty() {
+        return raw_plane(bytes, rows as u64, cols as u64, 0.0);
+    }
+    let bias = if bias128 { 0x80 } else { 0 };
+    let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
+    let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
+
+    // Pass 1: predictor, residuals and histogram of every tile.
+    let analysed: Vec<(wcodec_format::Predictor, Vec<u8>, [u64; 256])> = tiles
+        .par_iter()
+        .map(|&tile| {
+            let predictor = choose_predictor(bytes, cols, tile, bias, &options.predictors);
+            let mut res = vec![0u8; tile.len()];
+            residuals(bytes, cols, tile, predictor, bias, &mut res);
+            let hist = histogram(&res);
+            (predictor, res, hist)
+        })
+        .collect();
+    let hists: Vec<[u64; 256]> = analysed.iter().map(|a| a.2).collect();
+    let prob_bits = options.prob_bits;
+    let (tables, assignment) = choose_tables(&hists, prob_bits, options.max_tables);
+
+    // Estimate before coding: a plane that will not shrink is stored as it is.
+    let per_unit = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
+    let estimate: f64 = hists
+        .iter()
+        .zip(&assignment)
+        .map(|(h, &a)| cost_bits(h, &tables[a as usize], prob_bits) / 8.0 + per_unit)
+        .sum::<f64>()
+        + tables.len() as f64 * 300.0;
+    if estimate >= bytes.len() as f64 {
+        return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
+    }
+
+    // Pass 2: one unit per tile.
+    let encoders: Vec<EncodeTable> =
+        tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
+    let coded: Vec<Vec<u8>> = analysed
+        .par_iter()
+        .zip(&assignment)
+        .map(|((_, res, _), &table)| {
+            let mut unit = Vec::new();
+            encode_unit(res, &encoders[table as usize], &mut unit);
+            unit
+        })
+        .collect();
+    let mut payload = Vec::with_capacity(coded.iter().map(|u| u.len() + 16).sum());
+    let mut units = Vec::with_capacity(coded.len());
+    for ((unit, (predictor, _, _)), &table) in coded.iter().zip(&analysed).zip(&assignment) {
+        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
+        payload.resize(offset, 0);
+        payload.extend_from_slice(unit);
+        units.push(UnitEntry {
+            offset: offset as u64,
+            len: unit.len() as u32,
+            crc32c: crc32c::crc32c(unit),
+            predictor: *predictor,
+            table,
+        });
+    }
+    let directory_cost = units.len() * UnitRecord::LEN + tables.len() * 300;
+    if payload.len() + directory_cost >= bytes.len() {
+        return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
+    }
+    EncodedPlane {
+        entry: PlaneEntry {
+            rows: rows as u64,
+            cols: cols as u64,
+            tile_rows,
+            tile_cols,
+            bias128,
+            payload_offset: 0,
+            payload_len: payload.len() as u64,
+            encoding: PlaneEncoding::Rans { prob_bits, tables, units },
+        },
+        payload,
+        order0_bits,
+    }
+}

@@ -1,0 +1,181 @@
+//! Files: memory-mapped input, atomic output (temporary file, fsync, rename), never
+//! overwriting without `force`, never touching the input.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use crate::Error;
+use wcodec_decode::Parallelism;
+use wcodec_format::{Directory, Dtype};
+
+/// A read-only view of an input file.
+#[derive(Debug)]
+pub enum Input {
+    Mapped(memmap2::Mmap),
+    Empty,
+}
+
+impl std::ops::Deref for Input {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Input::Mapped(m) => m,
+            Input::Empty => &[],
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io { path: path.to_owned(), source }
+}
+
+/// Maps `path` read-only.
+pub fn read_input(path: &Path) -> Result<Input, Error> {
+    let file = File::open(path).map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    if len == 0 {
+        return Ok(Input::Empty);
+    }
+    // SAFETY: the map is read-only and private to this process. If another process truncates
+    // or rewrites the file while it is mapped, reads may fault or see new bytes; every value
+    // read is validated and checksummed, and this is the documented contract of the CLI
+    // (inputs must not change while wcodec runs).
+    #[allow(unsafe_code)]
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
+    Ok(Input::Mapped(map))
+}
+
+/// Writes `output` atomically: `write` fills a temporary file beside it, which is synced and
+/// renamed over the target only when everything succeeded.
+fn write_atomically<T>(
+    output: &Path,
+    force: bool,
+    write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    if !force && output.exists() {
+        return Err(Error::OutputExists { path: output.to_owned() });
+    }
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let temp = tempfile::Builder::new()
+        .prefix(".wcodec-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io_error(output))?;
+    let result = {
+        let mut writer = BufWriter::with_capacity(1 << 20, temp.as_file());
+        let value = write(&mut writer)?;
+        writer.flush().map_err(io_error(output))?;
+        value
+    };
+    temp.as_file().sync_all().map_err(io_error(output))?;
+    if force {
+        temp.persist(output).map_err(|e| Error::Io { path: output.to_owned(), source: e.error })?;
+    } else {
+        temp.persist_noclobber(output).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::OutputExists { path: output.to_owned() }
+            } else {
+                Error::Io { path: output.to_owned(), source: e.error }
+            }
+        })?;
+    }
+    Ok(result)
+}
+
+/// What `compress_path` did.
+#[derive(Clone, Debug)]
+pub struct CompressReport {
+    pub source_len: u64,
+    pub compressed_len: u64,
+    pub tensors: usize,
+}
+
+/// How `compress_path` reads its input.
+#[derive(Clone, Debug)]
+pub enum InputKind {
+    /// Detect safetensors or GGUF from the bytes.
+    Container,
+    /// The whole file is one tensor of this dtype and shape.
+    Raw { dtype: Dtype, dims: Vec<u64> },
+}
+
+/// Compresses `input` into `output`.
+pub fn compress_path(
+    input: &Path,
+    output: &Path,
+    kind: &InputKind,
+    options: &crate::EncodeOptions,
+    force: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<CompressReport, Error> {
+    let source = read_input(input)?;
+    let layout = match kind {
+        InputKind::Container => wcodec_container::read_layout(&source)?,
+        InputKind::Raw { dtype, dims } => wcodec_container::SourceLayout {
+            kind: wcodec_format::SourceKind::Raw,
+            tensors: vec![wcodec_container::SourceTensor {
+                name: "tensor".into(),
+                dtype: *dtype,
+                dims: dims.clone(),
+                offset: 0,
+                len: source.len() as u64,
+            }],
+        },
+    };
+    let total = source.len() as u64;
+    let tensors = layout.tensors.len();
+    let compressed_len = write_atomically(output, force, |w| {
+        let mut counter = CountingWriter { inner: w, count: 0 };
+        wcodec_encode::compress_file(&source, &layout, options, &mut counter, &mut |done| {
+            progress(done, total)
+        })
+        .map_err(|e| match e {
+            wcodec_encode::EncodeError::Io(source) => Error::Io { path: output.to_owned(), source },
+            other => other.into(),
+        })?;
+        Ok(counter.count)
+    })?;
+    Ok(CompressReport { source_len: total, compressed_len, tensors })
+}
+
+/// Decompresses `input` (.wcz) into `output`, byte-identical to the original file.
+pub fn decompress_path(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    let file = read_input(input)?;
+    let directory = Directory::from_file_bytes(&file)?;
+    let total = directory.source_len;
+    write_atomically(output, force, |w| {
+        wcodec_decode::rebuild_source(&file, &directory, Parallelism::Rayon, w, &mut |done| {
+            progress(done, total)
+        })
+        .map_err(|e| match e {
+            wcodec_decode::DecodeError::Io(source) => Error::Io { path: output.to_owned(), source },
+            other => other.into(),
+        })?;
+        Ok(total)
+    })
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

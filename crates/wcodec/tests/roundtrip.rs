@@ -1,0 +1,197 @@
+//! decompress(compress(x)) == x over shapes, contents, dtypes, tile sizes and predictors; the
+//! parallel decoder equals the reference decoder.
+
+use proptest::prelude::*;
+use wcodec::predict::TileConfig;
+use wcodec::{Directory, Dtype, EncodeOptions, Predictor};
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed | 1;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+/// Content classes of int8 weights.
+#[derive(Clone, Copy, Debug)]
+enum Content {
+    Uniform,
+    Gaussian,
+    Sparse,
+    Bimodal,
+    Zero,
+    Constant,
+    Extremes,
+    Ramp,
+}
+
+fn content(kind: Content, n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = xorshift(seed);
+    (0..n)
+        .map(|i| {
+            let r = rng();
+            let v: i32 = match kind {
+                Content::Uniform => (r >> 24) as u8 as i8 as i32,
+                Content::Gaussian => {
+                    let s: i32 = (0..4).map(|k| ((r >> (k * 16)) & 0xff) as i32).sum();
+                    (s - 510) / 6
+                }
+                Content::Sparse => {
+                    if r % 10 == 0 {
+                        ((r >> 8) % 255) as i32 - 127
+                    } else {
+                        0
+                    }
+                }
+                Content::Bimodal => {
+                    if r & 1 == 0 {
+                        -60 + ((r >> 8) % 9) as i32
+                    } else {
+                        60 + ((r >> 8) % 9) as i32
+                    }
+                }
+                Content::Zero => 0,
+                Content::Constant => 77,
+                Content::Extremes => {
+                    if r & 1 == 0 {
+                        -128
+                    } else {
+                        127
+                    }
+                }
+                Content::Ramp => (i % 97) as i32 - 48,
+            };
+            v.clamp(-128, 127) as i8 as u8
+        })
+        .collect()
+}
+
+fn check_round_trip(bytes: &[u8], dtype: Dtype, dims: &[u64], options: &EncodeOptions) -> Vec<u8> {
+    let wcz = wcodec::compress_raw(bytes, dtype, dims, options).unwrap();
+    assert_eq!(wcodec::decompress(&wcz).unwrap(), bytes, "{dtype} {dims:?}");
+    let dir = Directory::from_file_bytes(&wcz).unwrap();
+    for t in &dir.tensors {
+        let reference = wcodec::decode::decode_tensor_reference(&wcz, t).unwrap();
+        assert_eq!(reference, wcodec::decode::decode_tensor(&wcz, t).unwrap());
+    }
+    wcz
+}
+
+const SHAPES: &[&[u64]] = &[
+    &[],
+    &[0],
+    &[0, 5],
+    &[5, 0],
+    &[1, 1],
+    &[1, 1000],
+    &[1000, 1],
+    &[300, 257],
+    &[3, 70, 90],
+    &[512, 256],
+];
+
+#[test]
+fn every_shape_and_content_class_round_trips() {
+    let kinds = [
+        Content::Uniform,
+        Content::Gaussian,
+        Content::Sparse,
+        Content::Bimodal,
+        Content::Zero,
+        Content::Constant,
+        Content::Extremes,
+        Content::Ramp,
+    ];
+    for (k, &kind) in kinds.iter().enumerate() {
+        for (s, dims) in SHAPES.iter().enumerate() {
+            let n = dims.iter().product::<u64>() as usize;
+            let data = content(kind, n, (k * 31 + s) as u64);
+            check_round_trip(&data, Dtype::I8, dims, &EncodeOptions::default());
+        }
+    }
+}
+
+#[test]
+fn each_predictor_alone_round_trips() {
+    for p in Predictor::ALL {
+        let options = EncodeOptions {
+            predictors: vec![p],
+            tile: TileConfig { rows: 37, cols: 50 },
+            ..Default::default()
+        };
+        for kind in [Content::Gaussian, Content::Ramp, Content::Extremes] {
+            for dtype in [Dtype::I8, Dtype::U8] {
+                let data = content(kind, 300 * 257, p as u64);
+                let wcz = check_round_trip(&data, dtype, &[300, 257], &options);
+                let dir = Directory::from_file_bytes(&wcz).unwrap();
+                if let wcodec::format::PlaneEncoding::Rans { units, .. } =
+                    &dir.tensors[0].planes[0].encoding
+                {
+                    assert!(units.iter().all(|u| u.predictor == p));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn smooth_data_picks_a_predictor_and_compresses_better() {
+    // A ramp along rows: LEFT turns it into a near-constant residual.
+    let data: Vec<u8> = (0..256 * 256).map(|i| ((i % 256) as u8).wrapping_mul(3)).collect();
+    let all = check_round_trip(&data, Dtype::U8, &[256, 256], &EncodeOptions::default());
+    let none_only = EncodeOptions { predictors: vec![Predictor::None], ..Default::default() };
+    let plain = check_round_trip(&data, Dtype::U8, &[256, 256], &none_only);
+    assert!(all.len() * 4 < plain.len(), "{} vs {}", all.len(), plain.len());
+}
+
+#[test]
+fn multibyte_dtypes_round_trip() {
+    let mut rng = xorshift(5);
+    for dtype in Dtype::ALL {
+        let dims = [33u64, 17];
+        let n = 33 * 17 * dtype.size();
+        let data: Vec<u8> = (0..n).map(|_| (rng() >> 40) as u8 & 0x3f).collect();
+        check_round_trip(&data, dtype, &dims, &EncodeOptions::default());
+    }
+}
+
+#[test]
+fn incompressible_data_is_stored_raw_and_does_not_grow_much() {
+    let data = content(Content::Uniform, 1 << 16, 9);
+    let wcz = check_round_trip(&data, Dtype::I8, &[256, 256], &EncodeOptions::default());
+    assert!(wcz.len() < data.len() + 512, "{}", wcz.len());
+}
+
+#[test]
+fn skewed_data_codes_within_one_percent_of_its_bound() {
+    let data = content(Content::Gaussian, 1 << 20, 3);
+    let wcz = check_round_trip(&data, Dtype::I8, &[1024, 1024], &EncodeOptions::default());
+    let dir = Directory::from_file_bytes(&wcz).unwrap();
+    let bound = dir.tensors[0].order0_bytes as f64;
+    let stored = dir.tensors[0].stored_len() as f64;
+    assert!(stored <= bound * 1.01, "stored {stored}, bound {bound}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_tensors_round_trip(
+        rows in 0u64..80, cols in 0u64..150,
+        tile_rows in 1u32..40, tile_cols in 1u32..70,
+        seed in any::<u64>(), kind in 0usize..8, bits in 8u8..=12, tables in 1u8..=4,
+    ) {
+        let kinds = [Content::Uniform, Content::Gaussian, Content::Sparse, Content::Bimodal,
+            Content::Zero, Content::Constant, Content::Extremes, Content::Ramp];
+        let data = content(kinds[kind], (rows * cols) as usize, seed);
+        let options = EncodeOptions {
+            tile: TileConfig { rows: tile_rows, cols: tile_cols },
+            prob_bits: bits,
+            max_tables: tables,
+            ..Default::default()
+        };
+        check_round_trip(&data, Dtype::I8, &[rows, cols], &options);
+    }
+}
