@@ -1,1 +1,50 @@
-fn main() {}
+//! Project automation for wcodec: `cargo xtask <command> [args]`.
+//!
+//! A small hand-written dispatch (no argument-parsing crate, to keep xtask's dependencies
+//! few). To add a command: a module with `pub fn run(args: &[String]) -> Result<()>`, a line in
+//! `COMMANDS` and an arm in `main`.
+
+mod corpus;
+
+use std::process::ExitCode;
+
+pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+/// (name, one-line description) of every command, for `cargo xtask help`.
+const COMMANDS: &[(&str, &str)] = &[(
+    "corpus",
+    "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
+)];
+
+fn usage() {
+    eprintln!("usage: cargo xtask <command> [args]\n\ncommands:");
+    for (name, about) in COMMANDS {
+        eprintln!("  {name:<10} {about}");
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        usage();
+        return ExitCode::FAILURE;
+    };
+    let result = match command.as_str() {
+        "corpus" => corpus::run(rest),
+        "help" | "-h" | "--help" => {
+            usage();
+            Ok(())
+        }
+        other => {
+            usage();
+            Err(format!("unknown command '{other}'").into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
