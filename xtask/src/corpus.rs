@@ -546,7 +546,7 @@ fn print_table(dir: &Path) -> Result<()> {
         out,
         "\nH: order-0 entropy of the 1-byte data (int8 quants, packed nibbles, fp8 codes; not the\n\
          scales); H per-tensor: the mean of each tensor's own entropy, weighted by its size.\n\
-         Expected (docs/DESIGN): Q8_0 quants 7.46, Q4_1 packed 7.70, MiniLM int8 per-tensor\n\
+         Expected (DESIGN.md): Q8_0 quants 7.46, Q4_1 packed 7.70, MiniLM int8 per-tensor\n\
          5.28 (4.87 per tensor), per-row 7.29."
     )?;
     print!("{out}");
