@@ -1,1 +1,344 @@
-fn main() {}
+//! The `wcodec` command: compress, decompress, inspect and verify model files.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use wcodec::predict::TileConfig;
+use wcodec::{Archive, Dtype, EncodeOptions, Error, InputKind, Predictor};
+
+const EXIT_CODES: &str = "Exit codes: 0 success, 2 usage error (bad arguments, output exists), \
+3 invalid or corrupt input, 4 I/O error, 5 GPU unavailable.";
+
+#[derive(Parser)]
+#[command(name = "wcodec", version, about = "Lossless compression of LLM weights", after_help = EXIT_CODES)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compress a .safetensors or .gguf file (or a raw tensor) into a .wcz.
+    Compress(CompressArgs),
+    /// Decompress a .wcz back into the original file, byte-identical.
+    Decompress {
+        input: PathBuf,
+        /// Output path (default: the input without its .wcz extension).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite an existing output.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Show the tensors of a .wcz: dtype, shape, ratio, bits per weight, bound, predictors.
+    Info {
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decode every tensor and check every checksum, writing nothing.
+    Verify { file: PathBuf },
+}
+
+#[derive(Args)]
+struct CompressArgs {
+    input: PathBuf,
+    /// Output path (default: the input with .wcz appended).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Overwrite an existing output.
+    #[arg(short, long)]
+    force: bool,
+    /// The input is one raw tensor (needs --dtype and --shape).
+    #[arg(long, requires_all = ["dtype", "shape"])]
+    raw: bool,
+    /// Element type of a raw tensor: i8, u8, bf16, f16, f32, ...
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Shape of a raw tensor, comma-separated (e.g. 4096,4096).
+    #[arg(long)]
+    shape: Option<String>,
+    /// Tile size as ROWSxCOLS.
+    #[arg(long, default_value = "256x256")]
+    tile: String,
+    /// Probability precision in bits (8..=12).
+    #[arg(long, default_value_t = 12)]
+    prob_bits: u8,
+    /// Most frequency tables per plane.
+    #[arg(long, default_value_t = 8)]
+    max_tables: u8,
+    /// Predictors to choose from, comma-separated (none,left,top,avg,paeth).
+    #[arg(long, default_value = "none,left,top,avg,paeth")]
+    predictors: String,
+}
+
+fn usage(msg: impl Into<String>) -> Error {
+    Error::Usage(msg.into())
+}
+
+fn parse_tile(s: &str) -> Result<TileConfig, Error> {
+    let (r, c) = s.split_once(['x', 'X']).ok_or_else(|| usage("--tile must be ROWSxCOLS"))?;
+    let parse =
+        |v: &str| v.trim().parse::<u32>().map_err(|_| usage(format!("bad tile side {v:?}")));
+    Ok(TileConfig { rows: parse(r)?, cols: parse(c)? })
+}
+
+fn parse_predictors(s: &str) -> Result<Vec<Predictor>, Error> {
+    s.split(',')
+        .map(|name| {
+            Predictor::ALL
+                .into_iter()
+                .find(|p| p.name() == name.trim())
+                .ok_or_else(|| usage(format!("unknown predictor {name:?}")))
+        })
+        .collect()
+}
+
+fn progress_bar(quiet: bool, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn default_output(input: &Path, compress: bool) -> Result<PathBuf, Error> {
+    let name = input.to_string_lossy();
+    if compress {
+        Ok(PathBuf::from(format!("{name}.wcz")))
+    } else {
+        name.strip_suffix(".wcz")
+            .map(PathBuf::from)
+            .ok_or_else(|| usage("input does not end in .wcz: name the output with -o"))
+    }
+}
+
+fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
+    let kind = if args.raw {
+        let name = args.dtype.as_deref().unwrap_or_default();
+        let dtype =
+            Dtype::from_short_name(name).ok_or_else(|| usage(format!("unknown dtype {name:?}")))?;
+        let dims = args
+            .shape
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|d| d.trim().parse::<u64>().map_err(|_| usage(format!("bad dimension {d:?}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        InputKind::Raw { dtype, dims }
+    } else {
+        InputKind::Container
+    };
+    let options = EncodeOptions {
+        tile: parse_tile(&args.tile)?,
+        prob_bits: args.prob_bits,
+        max_tables: args.max_tables,
+        predictors: parse_predictors(&args.predictors)?,
+    };
+    options.validate()?;
+    let output = match args.output {
+        Some(o) => o,
+        None => default_output(&args.input, true)?,
+    };
+    let bar = progress_bar(quiet, "compress");
+    let start = Instant::now();
+    let report =
+        wcodec::compress_path(&args.input, &output, &kind, &options, args.force, &mut |d, t| {
+            bar.set_length(t);
+            bar.set_position(d);
+        })?;
+    bar.finish_and_clear();
+    if !quiet {
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{} -> {}: {} tensors, {} -> {} bytes, ratio {:.4}, {:.0} MB/s",
+            args.input.display(),
+            output.display(),
+            report.tensors,
+            report.source_len,
+            report.compressed_len,
+            report.source_len as f64 / report.compressed_len.max(1) as f64,
+            report.source_len as f64 / secs / 1e6,
+        );
+    }
+    Ok(())
+}
+
+fn decompress(
+    input: PathBuf,
+    output: Option<PathBuf>,
+    force: bool,
+    quiet: bool,
+) -> Result<(), Error> {
+    let output = match output {
+        Some(o) => o,
+        None => default_output(&input, false)?,
+    };
+    let bar = progress_bar(quiet, "decompress");
+    let start = Instant::now();
+    let len = wcodec::decompress_path(&input, &output, force, &mut |d, t| {
+        bar.set_length(t);
+        bar.set_position(d);
+    })?;
+    bar.finish_and_clear();
+    if !quiet {
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{} -> {}: {len} bytes, {:.0} MB/s",
+            input.display(),
+            output.display(),
+            len as f64 / secs / 1e6
+        );
+    }
+    Ok(())
+}
+
+fn info(file: PathBuf, json: bool) -> Result<(), Error> {
+    let archive = Archive::open(&file)?;
+    let summaries = archive.summaries();
+    let dir = archive.directory();
+    let original: u64 = summaries.iter().map(|s| s.original_bytes).sum();
+    let stored: u64 = summaries.iter().map(|s| s.stored_bytes).sum();
+    let bound: u64 = dir.tensors.iter().map(|t| t.order0_bytes).sum();
+    let mut mix = [0u64; 5];
+    for s in &summaries {
+        for (m, p) in mix.iter_mut().zip(s.predictors) {
+            *m += p;
+        }
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    if json {
+        let doc = serde_json::json!({
+            "file": file,
+            "file_bytes": archive.file_len(),
+            "source_kind": dir.source_kind.name(),
+            "source_bytes": dir.source_len,
+            "ratio": ratio(dir.source_len, archive.file_len()),
+            "tensor_bytes": original,
+            "tensor_stored_bytes": stored,
+            "tensor_ratio": ratio(original, stored),
+            "order0_bound_ratio": ratio(original, bound),
+            "predictors": Archive::predictor_names().iter().zip(mix).map(|(n, c)| (n.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
+            "tensors": summaries,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("serialisable"));
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:>7} {:>18} {:>12} {:>7} {:>6} {:>7}  predictors n/l/t/a/p  tables",
+        "tensor", "dtype", "shape", "bytes", "ratio", "bits", "bound"
+    );
+    for s in &summaries {
+        let shape = s.shape.iter().map(u64::to_string).collect::<Vec<_>>().join("x");
+        let p = s.predictors;
+        println!(
+            "{:<48} {:>7} {:>18} {:>12} {:>7.4} {:>6.3} {:>7.4}  {}/{}/{}/{}/{}  {}",
+            s.name,
+            s.dtype,
+            shape,
+            s.original_bytes,
+            s.ratio,
+            s.bits_per_weight,
+            s.order0_bound_ratio,
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            s.tables
+        );
+    }
+    println!(
+        "total: {} tensors ({}), {} -> {} bytes in tensors, ratio {:.4} (order-0 bound {:.4}); \
+         file {} -> {} bytes, ratio {:.4}",
+        summaries.len(),
+        dir.source_kind.name(),
+        original,
+        stored,
+        ratio(original, stored),
+        ratio(original, bound),
+        dir.source_len,
+        archive.file_len(),
+        ratio(dir.source_len, archive.file_len()),
+    );
+    let names = Archive::predictor_names();
+    let units: u64 = mix.iter().sum();
+    let parts: Vec<String> = names
+        .iter()
+        .zip(mix)
+        .map(|(n, c)| format!("{n} {c} ({:.1}%)", 100.0 * ratio(c, units)))
+        .collect();
+    println!("predictor wins over {units} tiles: {}", parts.join(", "));
+    Ok(())
+}
+
+fn verify(file: PathBuf, quiet: bool) -> Result<(), Error> {
+    let archive = Archive::open(&file)?;
+    let bar = progress_bar(quiet, "verify");
+    archive.verify(&mut |d, t| {
+        bar.set_length(t);
+        bar.set_position(d);
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{}: OK ({} tensors, {} bytes)",
+        file.display(),
+        archive.directory().tensors.len(),
+        archive.directory().source_len
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            return Err(usage("--threads must be at least 1"));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| usage(format!("cannot start {n} threads: {e}")))?;
+    }
+    match cli.command {
+        Command::Compress(args) => compress(args, cli.quiet),
+        Command::Decompress { input, output, force } => decompress(input, output, force, cli.quiet),
+        Command::Info { file, json } => info(file, json),
+        Command::Verify { file } => verify(file, cli.quiet),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wcodec: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
