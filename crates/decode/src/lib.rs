@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
-use wcodec_predict::{Tile, merge_planes, reconstruct};
+use wcodec_predict::{Tile, merge_planes, reconstruct, symbol_tables};
 use wcodec_rans::{DecodeTable, RansError, decode_unit};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,9 @@ fn decode_tile(
     tables: &[DecodeTable],
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
-    let PlaneEncoding::Rans { units, .. } = &plane.encoding else { unreachable!("rANS plane") };
+    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+        unreachable!("decode_tile is only called for rANS planes")
+    };
     let unit = &units[unit_index];
     let start = plane.payload_offset + unit.offset;
     let bytes = file
@@ -67,7 +69,10 @@ fn decode_tile(
         unit.crc32c,
     )?;
     let mut residuals = vec![0u8; out.len()];
-    decode_unit(bytes, &tables[usize::from(unit.table)], &mut residuals).map_err(|source| {
+    let (r0, _, h, w) = plane.tile_rect(unit_index);
+    let tile = Tile { r0: r0 as usize, c0: 0, h: h as usize, w: w as usize };
+    let ids = (!row_tables.is_empty()).then(|| symbol_tables(row_tables, tile));
+    decode_unit(bytes, tables, ids.as_deref(), &mut residuals).map_err(|source| {
         DecodeError::Unit {
             tensor: tensor.name.clone(),
             plane: plane_index,
@@ -75,8 +80,7 @@ fn decode_tile(
             source,
         }
     })?;
-    let (_, _, h, w) = plane.tile_rect(unit_index);
-    let tile = Tile { r0: 0, c0: 0, h: h as usize, w: w as usize };
+    let tile = Tile { r0: 0, ..tile };
     let bias = if plane.bias128 { 0x80 } else { 0 };
     reconstruct(&residuals, unit.predictor, bias, out, w as usize, tile);
     Ok(())
@@ -106,7 +110,7 @@ fn decode_plane(
             out.copy_from_slice(bytes);
             Ok(())
         }
-        PlaneEncoding::Rans { prob_bits, tables, units } => {
+        PlaneEncoding::Rans { prob_bits, tables, units, .. } => {
             payload()?;
             let tables: Vec<DecodeTable> = tables
                 .iter()

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
 use wcodec_format::{PlaneEncoding, PlaneEntry, UnitEntry, rans::STATES_BYTES};
-use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
+use wcodec_predict::{Tile, choose_predictor, residuals, symbol_tables, tile_shape, tiles};
 use wcodec_rans::{EncodeTable, cost_bits, encode_unit, entropy_bits, histogram};
 
 use crate::EncodeOptions;
@@ -64,18 +64,22 @@ pub fn encode_plane(
             (predictor, res, hist)
         })
         .collect();
-    let hists: Vec<[u64; 256]> = analysed.iter().map(|a| a.2).collect();
     let prob_bits = options.prob_bits;
-    let (tables, assignment) = choose_tables(&hists, prob_bits, options.max_tables);
+    let row_hists = row_histograms(&tiles, &analysed, rows, tile_rows as usize);
+    let (tables, row_tables) = choose_tables(&row_hists, prob_bits, options.max_tables);
 
     // Estimate before coding: a plane that will not shrink is stored as it is.
     let per_unit = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
-    let estimate: f64 = hists
-        .iter()
-        .zip(&assignment)
-        .map(|(h, &a)| cost_bits(h, &tables[a as usize], prob_bits) / 8.0 + per_unit)
-        .sum::<f64>()
-        + tables.len() as f64 * 300.0;
+    let coded_bits: f64 = if row_tables.is_empty() {
+        analysed.iter().map(|a| cost_bits(&a.2, &tables[0], prob_bits)).sum()
+    } else {
+        row_hists
+            .iter()
+            .zip(&row_tables)
+            .map(|(h, &t)| cost_bits(h, &tables[usize::from(t)], prob_bits))
+            .sum()
+    };
+    let estimate = coded_bits / 8.0 + per_unit * tiles.len() as f64 + tables.len() as f64 * 300.0;
     if estimate >= bytes.len() as f64 {
         return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
     }
@@ -85,16 +89,21 @@ pub fn encode_plane(
         tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
     let coded: Vec<Vec<u8>> = analysed
         .par_iter()
-        .zip(&assignment)
-        .map(|((_, res, _), &table)| {
+        .zip(&tiles)
+        .map(|((_, res, _), tile)| {
             let mut unit = Vec::new();
-            encode_unit(res, &encoders[table as usize], &mut unit);
+            if row_tables.is_empty() {
+                encode_unit(res, &encoders, None, &mut unit);
+            } else {
+                let ids = symbol_tables(&row_tables, *tile);
+                encode_unit(res, &encoders, Some(&ids), &mut unit);
+            }
             unit
         })
         .collect();
     let mut payload = Vec::with_capacity(coded.iter().map(|u| u.len() + 16).sum());
     let mut units = Vec::with_capacity(coded.len());
-    for ((unit, (predictor, _, _)), &table) in coded.iter().zip(&analysed).zip(&assignment) {
+    for (unit, (predictor, _, _)) in coded.iter().zip(&analysed) {
         let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
         payload.resize(offset, 0);
         payload.extend_from_slice(unit);
@@ -103,10 +112,9 @@ pub fn encode_plane(
             len: unit.len() as u32,
             crc32c: crc32c::crc32c(unit),
             predictor: *predictor,
-            table,
         });
     }
-    let directory_cost = units.len() * UnitRecord::LEN + tables.len() * 300;
+    let directory_cost = units.len() * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
     if payload.len() + directory_cost >= bytes.len() {
         return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
     }
@@ -119,9 +127,31 @@ pub fn encode_plane(
             bias128,
             payload_offset: 0,
             payload_len: payload.len() as u64,
-            encoding: PlaneEncoding::Rans { prob_bits, tables, units },
+            encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
         },
         payload,
         order0_bits,
     }
+}
+
+/// Histogram of the residuals of every plane row, gathered from the tiles (bands of tile rows
+/// in parallel).
+fn row_histograms(
+    tiles: &[Tile],
+    analysed: &[(wcodec_format::Predictor, Vec<u8>, [u64; 256])],
+    rows: usize,
+    tile_rows: usize,
+) -> Vec<[u64; 256]> {
+    let mut hists = vec![[0u64; 256]; rows];
+    hists.par_chunks_mut(tile_rows).enumerate().for_each(|(band, band_hists)| {
+        let in_band = tiles.iter().zip(analysed).filter(|(t, _)| t.r0 / tile_rows == band);
+        for (tile, (_, res, _)) in in_band {
+            for (r, h) in band_hists.iter_mut().enumerate().take(tile.h) {
+                for &x in &res[r * tile.w..][..tile.w] {
+                    h[x as usize] += 1;
+                }
+            }
+        }
+    });
+    hists
 }

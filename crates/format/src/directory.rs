@@ -71,8 +71,9 @@ pub struct PlaneEntry {
 pub enum PlaneEncoding {
     /// The plane's bytes, stored as they are.
     Raw { crc32c: u32 },
-    /// rANS units, one per tile.
-    Rans { prob_bits: u8, tables: Vec<Frequencies>, units: Vec<UnitEntry> },
+    /// rANS units, one per tile. With several tables, `row_tables[r]` is the table of plane
+    /// row `r` (its row class); with one table, `row_tables` is empty.
+    Rans { prob_bits: u8, tables: Vec<Frequencies>, row_tables: Vec<u8>, units: Vec<UnitEntry> },
 }
 
 impl PlaneEntry {
@@ -115,7 +116,6 @@ pub struct UnitEntry {
     pub len: u32,
     pub crc32c: u32,
     pub predictor: Predictor,
-    pub table: u8,
 }
 
 /// `(rows, cols)` of the matrix view of `dims`, or `None` if the element count overflows.
@@ -423,8 +423,10 @@ fn parse_plane(
             }
             let (gr, gc) = tile_grid(rows, cols, p.tile_rows.get(), p.tile_cols.get());
             let n_tiles = gr.checked_mul(gc).ok_or_else(|| invalid("tile count overflows"))?;
-            if n_tiles != u64::from(p.n_units.get()) || p.n_tables == 0 {
-                return Err(invalid("unit count differs from tile count, or no tables"));
+            if n_tiles != u64::from(p.n_units.get())
+                || !(1..=rans::MAX_TABLES).contains(&p.n_tables)
+            {
+                return Err(invalid("unit count differs from tile count, or not 1..=16 tables"));
             }
             let mut table_bytes =
                 range(tables, p.tables_offset.get().into(), p.tables_len.get().into(), "tables")?;
@@ -434,9 +436,13 @@ fn parse_plane(
                 parsed_tables.push(freqs);
                 table_bytes = &table_bytes[used..];
             }
-            if !table_bytes.is_empty() {
+            let row_tables = if p.n_tables > 1 {
+                read_row_tables(table_bytes, rows, p.n_tables)?
+            } else if table_bytes.is_empty() {
+                Vec::new()
+            } else {
                 return Err(invalid("tables range has trailing bytes"));
-            }
+            };
             let first = u64::from(p.first_unit.get());
             let records = first
                 .checked_add(n_tiles)
@@ -446,12 +452,13 @@ fn parse_plane(
             let mut plane = entry(PlaneEncoding::Rans {
                 prob_bits,
                 tables: parsed_tables,
+                row_tables,
                 units: Vec::with_capacity(records.len()),
             });
             let mut parsed_units = Vec::with_capacity(records.len());
             let mut next_free = 0u64;
             for (i, u) in records.iter().enumerate() {
-                let unit = parse_unit(u, p.n_tables)?;
+                let unit = parse_unit(u)?;
                 let (_, _, h, w) = plane.tile_rect(i);
                 let max_len = rans::STATES_BYTES as u64 + 2 * h * w;
                 if unit.offset % UNIT_ALIGN != 0
@@ -476,18 +483,37 @@ fn parse_plane(
     }
 }
 
-fn parse_unit(u: &UnitRecord, n_tables: u8) -> Result<UnitEntry> {
+/// The row-class map: one nibble per plane row (low nibble first), each `< n_tables`, filling
+/// the rest of the plane's tables range exactly.
+fn read_row_tables(bytes: &[u8], rows: u64, n_tables: u8) -> Result<Vec<u8>> {
+    let invalid = |d: &str| FormatError::invalid("row tables", d.to_owned());
+    if bytes.len() as u64 != rows.div_ceil(2) {
+        return Err(invalid("map length differs from the plane's rows"));
+    }
+    let mut out = Vec::with_capacity(rows as usize);
+    for &b in bytes {
+        out.push(b & 0x0f);
+        out.push(b >> 4);
+    }
+    if rows % 2 == 1 {
+        if out.pop() != Some(0) {
+            return Err(invalid("unused nibble not zero"));
+        }
+    }
+    if out.iter().any(|&t| t >= n_tables) {
+        return Err(invalid("row class beyond the plane's tables"));
+    }
+    Ok(out)
+}
+
+fn parse_unit(u: &UnitRecord) -> Result<UnitEntry> {
     let predictor = Predictor::from_code(u.predictor)
         .ok_or_else(|| FormatError::invalid("unit record", format!("predictor {}", u.predictor)))?;
     let len = u.len.get();
-    if u.table >= n_tables
-        || u.reserved != [0; 6]
-        || (len as usize) < rans::STATES_BYTES
-        || len % 2 != 0
-    {
+    if u.reserved != [0; 7] || (len as usize) < rans::STATES_BYTES || len % 2 != 0 {
         return Err(FormatError::invalid("unit record", "bad table, length or reserved bytes"));
     }
-    Ok(UnitEntry { offset: u.offset.get(), len, crc32c: u.crc32c.get(), predictor, table: u.table })
+    Ok(UnitEntry { offset: u.offset.get(), len, crc32c: u.crc32c.get(), predictor })
 }
 
 /// Checks that tensors tile the source exactly with the gaps, and that payloads do not overlap.
@@ -575,13 +601,25 @@ impl Directory {
                 };
                 match &p.encoding {
                     PlaneEncoding::Raw { crc32c } => record.raw_crc32c = (*crc32c).into(),
-                    PlaneEncoding::Rans { prob_bits, tables: freqs, units: plane_units } => {
+                    PlaneEncoding::Rans {
+                        prob_bits,
+                        tables: freqs,
+                        row_tables,
+                        units: plane_units,
+                    } => {
                         record.encoding = 1;
                         record.prob_bits = *prob_bits;
                         record.n_tables = freqs.len() as u8;
                         record.tables_offset = (tables.len() as u32).into();
                         for f in freqs {
                             write_table(f, &mut tables);
+                        }
+                        if freqs.len() > 1 {
+                            tables.extend(
+                                row_tables
+                                    .chunks(2)
+                                    .map(|pair| pair[0] | pair.get(1).map_or(0, |&hi| hi << 4)),
+                            );
                         }
                         record.tables_len =
                             ((tables.len() - record.tables_offset.get() as usize) as u32).into();
@@ -592,8 +630,7 @@ impl Directory {
                             len: u.len.into(),
                             crc32c: u.crc32c.into(),
                             predictor: u.predictor as u8,
-                            table: u.table,
-                            reserved: [0; 6],
+                            reserved: [0; 7],
                         }));
                     }
                 }

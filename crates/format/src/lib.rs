@@ -37,6 +37,8 @@ pub mod rans {
     /// Allowed probability precisions.
     pub const MIN_PROB_BITS: u8 = 8;
     pub const MAX_PROB_BITS: u8 = 12;
+    /// Most frequency tables (row classes) per plane.
+    pub const MAX_TABLES: u8 = 16;
 }
 
 /// The largest tile (symbols per unit) the format allows: bounds what one unit may expand to.

@@ -151,8 +151,7 @@ pub struct UnitRecord {
     pub len: U32,
     pub crc32c: U32,
     pub predictor: u8,
-    pub table: u8,
-    pub reserved: [u8; 6],
+    pub reserved: [u8; 7],
 }
 
 impl UnitRecord {

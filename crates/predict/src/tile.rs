@@ -87,3 +87,12 @@ mod tests {
         assert_eq!(tile_shape(1, 1, TileConfig::default()), (1, 1));
     }
 }
+
+/// The table index of every symbol of `tile` (row-major), from the plane's row classes.
+pub fn symbol_tables(row_tables: &[u8], tile: Tile) -> Vec<u8> {
+    let mut ids = Vec::with_capacity(tile.len());
+    for &class in &row_tables[tile.r0..tile.r0 + tile.h] {
+        ids.extend(std::iter::repeat_n(class, tile.w));
+    }
+    ids
+}

@@ -41,8 +41,37 @@ impl DecodeTable {
 }
 
 /// Decodes one unit of `out.len()` symbols into `out`, checking that the unit is exactly
-/// consumed and ends in the encoder's initial states.
-pub fn decode_unit(unit: &[u8], table: &DecodeTable, out: &mut [u8]) -> Result<(), RansError> {
+/// consumed and ends in the encoder's initial states. Symbol `t` is decoded with
+/// `tables[symbol_tables[t]]`, or with `tables[0]` when `symbol_tables` is `None`; all tables
+/// must share one precision.
+pub fn decode_unit(
+    unit: &[u8],
+    tables: &[DecodeTable],
+    symbol_tables: Option<&[u8]>,
+    out: &mut [u8],
+) -> Result<(), RansError> {
+    let first = tables.first().ok_or(RansError::BadTable("no table"))?;
+    if tables.iter().any(|t| t.prob_bits != first.prob_bits) {
+        return Err(RansError::BadTable("tables of different precisions"));
+    }
+    match symbol_tables {
+        None => decode_with(unit, first.prob_bits, out, |_| &first.entries),
+        Some(ids) => {
+            if ids.len() != out.len() || ids.iter().any(|&i| usize::from(i) >= tables.len()) {
+                return Err(RansError::BadTable("symbol table ids do not match the unit"));
+            }
+            decode_with(unit, first.prob_bits, out, |t| &tables[usize::from(ids[t])].entries)
+        }
+    }
+}
+
+#[inline(always)]
+fn decode_with<'t>(
+    unit: &[u8],
+    prob_bits: u32,
+    out: &mut [u8],
+    table_of: impl Fn(usize) -> &'t [u32],
+) -> Result<(), RansError> {
     if unit.len() < STATES_BYTES || unit.len() % 2 != 0 {
         return Err(RansError::BadLength);
     }
@@ -61,26 +90,29 @@ pub fn decode_unit(unit: &[u8], table: &DecodeTable, out: &mut [u8]) -> Result<(
         words: &words,
         pos: 0,
         overrun: false,
-        mask: (1u32 << table.prob_bits) - 1,
-        shift: table.prob_bits,
-        entries: &table.entries,
+        mask: (1u32 << prob_bits) - 1,
+        shift: prob_bits,
     };
-    let full_groups = out.len() / GROUP;
-    let (body, tail) = out.split_at_mut(full_groups * GROUP);
-    for group in body.chunks_exact_mut(GROUP) {
+    let n = out.len();
+    let full_groups = n / GROUP;
+    for g in 0..full_groups {
+        let base = g * GROUP;
         for j in 0..RUN {
             for lane in 0..LANES {
-                group[lane * RUN + j] = lanes.step(lane);
+                let t = base + lane * RUN + j;
+                out[t] = lanes.step(lane, table_of(t));
             }
         }
         if lanes.overrun {
             return Err(RansError::StreamExhausted { words: words.len() });
         }
     }
+    let base = full_groups * GROUP;
     for j in 0..RUN {
         for lane in 0..LANES {
-            if let Some(slot) = tail.get_mut(lane * RUN + j) {
-                *slot = lanes.step(lane);
+            let t = base + lane * RUN + j;
+            if t < n {
+                out[t] = lanes.step(lane, table_of(t));
             }
         }
     }
@@ -105,14 +137,13 @@ struct Lanes<'a> {
     overrun: bool,
     mask: u32,
     shift: u32,
-    entries: &'a [u32],
 }
 
 impl Lanes<'_> {
     #[inline(always)]
-    fn step(&mut self, lane: usize) -> u8 {
+    fn step(&mut self, lane: usize, entries: &[u32]) -> u8 {
         let x = self.states[lane];
-        let e = self.entries[(x & self.mask) as usize];
+        let e = entries[(x & self.mask) as usize];
         let freq = ((e >> 8) & 0xfff) + 1;
         let x = freq * (x >> self.shift) + (e >> 20);
         let need = x < STATE_LOW;

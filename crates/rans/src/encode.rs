@@ -59,31 +59,47 @@ impl EncodeTable {
 }
 
 /// Encodes `symbols` as one unit and appends it to `out`: 32 little-endian u32 initial states,
-/// then the u16 words. Every symbol must have a non-zero frequency in `table`.
-pub fn encode_unit(symbols: &[u8], table: &EncodeTable, out: &mut Vec<u8>) {
+/// then the u16 words. Symbol `t` is coded with `tables[symbol_tables[t]]` (or `tables[0]`
+/// when `symbol_tables` is `None`) and must have a non-zero frequency there.
+pub fn encode_unit(
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    symbol_tables: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    match symbol_tables {
+        None => encode_with(symbols, out, |_| &tables[0]),
+        Some(ids) => {
+            assert_eq!(ids.len(), symbols.len(), "one table id per symbol");
+            encode_with(symbols, out, |t| &tables[usize::from(ids[t])])
+        }
+    }
+}
+
+#[inline(always)]
+fn encode_with<'t>(symbols: &[u8], out: &mut Vec<u8>, table_of: impl Fn(usize) -> &'t EncodeTable) {
     let mut states = [STATE_LOW; LANES];
     // At most one word per symbol, plus the slot the branch-free store writes past the end.
     let mut words = Words { buf: vec![0u16; symbols.len() + 1], len: 0 };
     let n = symbols.len();
     let full_groups = n / GROUP;
-    let tail = n % GROUP;
-    // The tail group first (it is decoded last), then full groups from the last to the first.
-    if tail > 0 {
-        let base = full_groups * GROUP;
-        for j in (0..RUN).rev() {
-            for lane in (0..LANES).rev() {
-                let t = lane * RUN + j;
-                if t < tail {
-                    table.put(&mut states[lane], symbols[base + t], &mut words);
-                }
+    // The steps run backwards: the tail group first (it is decoded last), then full groups
+    // from the last to the first; within a step, lanes from 31 down to 0.
+    let base = full_groups * GROUP;
+    for j in (0..RUN).rev() {
+        for lane in (0..LANES).rev() {
+            let t = base + lane * RUN + j;
+            if t < n {
+                table_of(t).put(&mut states[lane], symbols[t], &mut words);
             }
         }
     }
     for g in (0..full_groups).rev() {
-        let group = &symbols[g * GROUP..(g + 1) * GROUP];
+        let base = g * GROUP;
         for j in (0..RUN).rev() {
             for lane in (0..LANES).rev() {
-                table.put(&mut states[lane], group[lane * RUN + j], &mut words);
+                let t = base + lane * RUN + j;
+                table_of(t).put(&mut states[lane], symbols[t], &mut words);
             }
         }
     }
