@@ -495,10 +495,8 @@ fn read_row_tables(bytes: &[u8], rows: u64, n_tables: u8) -> Result<Vec<u8>> {
         out.push(b & 0x0f);
         out.push(b >> 4);
     }
-    if rows % 2 == 1 {
-        if out.pop() != Some(0) {
-            return Err(invalid("unused nibble not zero"));
-        }
+    if rows % 2 == 1 && out.pop() != Some(0) {
+        return Err(invalid("unused nibble not zero"));
     }
     if out.iter().any(|&t| t >= n_tables) {
         return Err(invalid("row class beyond the plane's tables"));

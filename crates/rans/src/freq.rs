@@ -180,10 +180,8 @@ mod tests {
             if total > 0 {
                 let m = 1u64 << bits;
                 let mut naive = [0u32; 256];
-                for s in 0..256 {
-                    if counts[s] > 0 {
-                        naive[s] = ((counts[s] * m + total / 2) / total).max(1) as u32;
-                    }
+                for (n, &c) in naive.iter_mut().zip(&counts).filter(|(_, c)| **c > 0) {
+                    *n = (c * m).div_ceil(total).max(1) as u32;
                 }
                 let sum: i64 = naive.iter().map(|&x| i64::from(x)).sum();
                 let top = (0..256).max_by_key(|&s| naive[s]).unwrap();
