@@ -5,16 +5,20 @@
 //! `COMMANDS` and an arm in `main`.
 
 mod corpus;
+mod golden;
 
 use std::process::ExitCode;
 
 pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// (name, one-line description) of every command, for `cargo xtask help`.
-const COMMANDS: &[(&str, &str)] = &[(
-    "corpus",
-    "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
-)];
+const COMMANDS: &[(&str, &str)] = &[
+    (
+        "corpus",
+        "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
+    ),
+    ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
+];
 
 fn usage() {
     eprintln!("usage: cargo xtask <command> [args]\n\ncommands:");
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     };
     let result = match command.as_str() {
         "corpus" => corpus::run(rest),
+        "golden" => golden::run(rest),
         "help" | "-h" | "--help" => {
             usage();
             Ok(())
