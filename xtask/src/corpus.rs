@@ -122,7 +122,7 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn default_cache_dir() -> Result<PathBuf> {
+pub(crate) fn default_cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("WCODEC_CORPUS_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir));
     }

@@ -4,6 +4,7 @@
 //! few). To add a command: a module with `pub fn run(args: &[String]) -> Result<()>`, a line in
 //! `COMMANDS` and an arm in `main`.
 
+mod bench;
 mod corpus;
 mod golden;
 
@@ -17,6 +18,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "corpus",
         "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
     ),
+    ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
 ];
 
@@ -36,6 +38,8 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "corpus" => corpus::run(rest),
         "golden" => golden::run(rest),
+        "bench" => bench::run(rest),
+        "bench-report" => bench::report(rest),
         "help" | "-h" | "--help" => {
             usage();
             Ok(())

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
 use wcodec_format::{PlaneEncoding, PlaneEntry, UnitEntry, rans::STATES_BYTES};
 use wcodec_predict::{Tile, choose_predictor, residuals, symbol_tables, tile_shape, tiles};
-use wcodec_rans::{EncodeTable, cost_bits, encode_unit, entropy_bits, histogram};
+use wcodec_rans::{EncodeTable, cost_bits, encode_unit, entropy_bits, histogram, normalize};
 
 use crate::EncodeOptions;
 use crate::tables::choose_tables;
@@ -65,8 +65,23 @@ pub fn encode_plane(
         })
         .collect();
     let prob_bits = options.prob_bits;
-    let row_hists = row_histograms(&tiles, &analysed, rows, tile_rows as usize);
-    let (tables, row_tables) = choose_tables(&row_hists, prob_bits, options.max_tables);
+    // Row classes need per-row histograms (u32 counts: rows shorter than 2^32).
+    let row_hists = if options.max_tables > 1 && rows > 1 && cols <= u32::MAX as usize {
+        row_histograms(&tiles, &analysed, rows, tile_rows as usize)
+    } else {
+        Vec::new()
+    };
+    let (tables, row_tables) = if row_hists.is_empty() {
+        let mut total = [0u64; 256];
+        for (_, _, h) in &analysed {
+            for (t, &c) in total.iter_mut().zip(h) {
+                *t += c;
+            }
+        }
+        (vec![normalize(&total, prob_bits)], Vec::new())
+    } else {
+        choose_tables(&row_hists, prob_bits, options.max_tables)
+    };
 
     // Estimate before coding: a plane that will not shrink is stored as it is.
     let per_unit = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
@@ -76,7 +91,7 @@ pub fn encode_plane(
         row_hists
             .iter()
             .zip(&row_tables)
-            .map(|(h, &t)| cost_bits(h, &tables[usize::from(t)], prob_bits))
+            .map(|(h, &t)| cost_bits(&h.map(u64::from), &tables[usize::from(t)], prob_bits))
             .sum()
     };
     let estimate = coded_bits / 8.0 + per_unit * tiles.len() as f64 + tables.len() as f64 * 300.0;
@@ -141,8 +156,8 @@ fn row_histograms(
     analysed: &[(wcodec_format::Predictor, Vec<u8>, [u64; 256])],
     rows: usize,
     tile_rows: usize,
-) -> Vec<[u64; 256]> {
-    let mut hists = vec![[0u64; 256]; rows];
+) -> Vec<[u32; 256]> {
+    let mut hists = vec![[0u32; 256]; rows];
     hists.par_chunks_mut(tile_rows).enumerate().for_each(|(band, band_hists)| {
         let in_band = tiles.iter().zip(analysed).filter(|(t, _)| t.r0 / tile_rows == band);
         for (tile, (_, res, _)) in in_band {

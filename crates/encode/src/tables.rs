@@ -5,26 +5,33 @@
 use rayon::prelude::*;
 use wcodec_rans::{Frequencies, normalize};
 
-/// A row's histogram as (symbol, count) pairs of its present symbols.
-type SparseHist = Vec<(u8, u32)>;
+/// A row's histogram as dense f32 counts: dot products with cost vectors then vectorise.
+type DenseHist = [f32; 256];
 
-fn sparse(hist: &[u64; 256]) -> SparseHist {
-    hist.iter().enumerate().filter(|(_, c)| **c > 0).map(|(s, &c)| (s as u8, c as u32)).collect()
-}
+/// Cost standing in for an absent symbol: large enough to rule the table out, finite so that
+/// `0 * ABSENT` stays 0.
+const ABSENT: f32 = 1e9;
 
-/// Bits each symbol costs under a table (infinite when absent).
-fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [f64; 256] {
-    let mut costs = [f64::INFINITY; 256];
+/// Bits each symbol costs under a table (`ABSENT` when it has no frequency).
+fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [f32; 256] {
+    let mut costs = [ABSENT; 256];
     for (c, &f) in costs.iter_mut().zip(freqs) {
         if f > 0 {
-            *c = f64::from(prob_bits) - f64::from(f).log2();
+            *c = f32::from(prob_bits) - (f as f32).log2();
         }
     }
     costs
 }
 
-fn cost(hist: &SparseHist, costs: &[f64; 256]) -> f64 {
-    hist.iter().map(|&(s, c)| f64::from(c) * costs[s as usize]).sum()
+/// Bits to code `hist` with `costs`: eight partial sums so the loop vectorises.
+fn cost(hist: &DenseHist, costs: &[f32; 256]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (h, c) in hist.chunks_exact(8).zip(costs.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += h[i] * c[i];
+        }
+    }
+    acc.iter().sum()
 }
 
 /// Approximate stored size of a table in bits (bitmap plus ~1.6 bytes per present symbol).
@@ -33,28 +40,26 @@ fn table_bits(freqs: &Frequencies) -> f64 {
     (32.0 + 1.6 * present) * 8.0
 }
 
-fn class_sums(hists: &[SparseHist], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
+fn class_sums(counts: &[[u32; 256]], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
     let mut sums = vec![[0u64; 256]; k];
-    for (h, &c) in hists.iter().zip(classes) {
-        for &(s, n) in h {
-            sums[usize::from(c)][s as usize] += u64::from(n);
+    for (h, &c) in counts.iter().zip(classes) {
+        for (sum, &n) in sums[usize::from(c)].iter_mut().zip(h) {
+            *sum += u64::from(n);
         }
     }
     sums
 }
 
-/// Lloyd rounds after the initial split.
-const ROUNDS: usize = 5;
-
-/// Total bits (coded, tables, map) and the tables for a given row classification; empty
-/// classes are dropped and `classes` renumbered.
-fn evaluate(
-    hists: &[SparseHist],
+/// Tables fitted to the rows of each class (empty classes dropped, `classes` renumbered) and
+/// the bits those rows cost with them.
+fn fit(
+    counts: &[[u32; 256]],
+    hists: &[DenseHist],
     classes: &mut [u8],
     k: usize,
     prob_bits: u8,
 ) -> (f64, Vec<Frequencies>) {
-    let sums = class_sums(hists, classes, k);
+    let sums = class_sums(counts, classes, k);
     let mut remap = vec![u8::MAX; k];
     let mut tables = Vec::new();
     for (i, sum) in sums.iter().enumerate() {
@@ -66,80 +71,112 @@ fn evaluate(
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    let costs: Vec<[f64; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    let coded: f64 =
-        hists.iter().zip(classes.iter()).map(|(h, &c)| cost(h, &costs[usize::from(c)])).sum();
-    let map_bits = if tables.len() > 1 { hists.len() as f64 * 4.0 } else { 0.0 };
-    (coded + tables.iter().map(table_bits).sum::<f64>() + map_bits, tables)
+    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    let coded = hists
+        .iter()
+        .zip(classes.iter())
+        .map(|(h, &c)| f64::from(cost(h, &costs[usize::from(c)])))
+        .sum();
+    (coded, tables)
 }
+
+/// Bits of the tables and of the row map of a plane of `rows` rows.
+fn side_bits(tables: &[Frequencies], rows: usize) -> f64 {
+    let map = if tables.len() > 1 { rows as f64 * 4.0 } else { 0.0 };
+    tables.iter().map(table_bits).sum::<f64>() + map
+}
+
+/// Each row's cheapest table.
+fn assign(hists: &[DenseHist], tables: &[Frequencies], prob_bits: u8) -> Vec<u8> {
+    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    hists
+        .par_iter()
+        .map(|h| {
+            (0..costs.len())
+                .map(|i| (i, cost(h, &costs[i])))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(i, _)| i as u8)
+        })
+        .collect()
+}
+
+/// Rows of a plane the classes are searched on; all rows are assigned at the end.
+const SAMPLE_ROWS: usize = 256;
+/// Lloyd rounds per candidate number of classes.
+const ROUNDS: usize = 3;
 
 /// Chooses up to `max_tables` tables for a plane whose rows have histograms `row_hists`.
 /// Returns the tables and, when there are several, each row's table (else an empty map).
 ///
-/// For k = 2, 4, 8, 16: rows are split into k classes by their own entropy, then refined by
-/// Lloyd rounds (each row moves to the table that codes it cheapest, tables are rebuilt);
-/// the k with the smallest total (coded bits + tables + map) wins.
+/// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
+/// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
+/// tables are rebuilt); the k with the smallest estimated total (coded bits + tables + map)
+/// wins. Then every row takes its cheapest table, tables are refitted to all rows, and the
+/// result is kept only if it beats one table for the whole plane.
 pub fn choose_tables(
-    row_hists: &[[u64; 256]],
+    row_hists: &[[u32; 256]],
     prob_bits: u8,
     max_tables: u8,
 ) -> (Vec<Frequencies>, Vec<u8>) {
-    let hists: Vec<SparseHist> = row_hists.par_iter().map(sparse).collect();
-    let mut one = vec![0u8; hists.len()];
-    let (mut best_bits, mut best_tables) = evaluate(&hists, &mut one, 1, prob_bits);
-    let mut best_classes = Vec::new();
-    if hists.len() < 2 || max_tables < 2 {
-        return (best_tables, best_classes);
+    let rows = row_hists.len();
+    let hists: Vec<DenseHist> = row_hists.iter().map(|h| h.map(|c| c as f32)).collect();
+    let (one_bits, one_table) = fit(row_hists, &hists, &mut vec![0u8; rows], 1, prob_bits);
+    let one_total = one_bits + side_bits(&one_table, rows);
+    if rows < 2 || max_tables < 2 {
+        return (one_table, Vec::new());
     }
-    // Order rows by their own entropy per symbol: rows of similar spread start together.
-    let spread: Vec<f64> = row_hists
-        .par_iter()
+    let stride = rows.div_ceil(SAMPLE_ROWS);
+    let sample_counts: Vec<[u32; 256]> = row_hists.iter().step_by(stride).copied().collect();
+    let sample: Vec<DenseHist> = hists.iter().step_by(stride).copied().collect();
+    let scale = rows as f64 / sample.len() as f64;
+    // Order sampled rows by their own entropy per symbol: rows of similar spread start together.
+    let spread: Vec<f64> = sample_counts
+        .iter()
         .map(|h| {
-            let total: u64 = h.iter().sum();
+            let total: u64 = h.iter().map(|&c| u64::from(c)).sum();
             if total == 0 {
                 return 0.0;
             }
             let t = total as f64;
-            h.iter().filter(|&&c| c > 0).map(|&c| c as f64 / t * (t / c as f64).log2()).sum()
+            h.iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| f64::from(c) / t * (t / f64::from(c)).log2())
+                .sum()
         })
         .collect();
-    let mut order: Vec<usize> = (0..hists.len()).collect();
+    let mut order: Vec<usize> = (0..sample.len()).collect();
     order.sort_by(|&a, &b| spread[a].total_cmp(&spread[b]));
+    let mut best: Option<(f64, Vec<Frequencies>)> = None;
     let mut k = 2;
-    while k <= usize::from(max_tables).min(hists.len()) {
-        let mut classes = vec![0u8; hists.len()];
+    while k <= usize::from(max_tables).min(sample.len()) {
+        let mut classes = vec![0u8; sample.len()];
         for (rank, &row) in order.iter().enumerate() {
-            classes[row] = (rank * k / hists.len()) as u8;
+            classes[row] = (rank * k / sample.len()) as u8;
         }
-        let (mut bits, mut tables) = evaluate(&hists, &mut classes, k, prob_bits);
+        let (mut bits, mut tables) = fit(&sample_counts, &sample, &mut classes, k, prob_bits);
         for _ in 0..ROUNDS {
-            let costs: Vec<[f64; 256]> =
-                tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-            let mut next: Vec<u8> = hists
-                .par_iter()
-                .map(|h| {
-                    (0..costs.len())
-                        .map(|i| (i, cost(h, &costs[i])))
-                        .min_by(|a, b| a.1.total_cmp(&b.1))
-                        .map_or(0, |(i, _)| i as u8)
-                })
-                .collect();
-            let (next_bits, next_tables) = evaluate(&hists, &mut next, tables.len(), prob_bits);
+            let mut next = assign(&sample, &tables, prob_bits);
+            let (next_bits, next_tables) =
+                fit(&sample_counts, &sample, &mut next, tables.len(), prob_bits);
             if next_bits >= bits {
                 break;
             }
-            (bits, tables, classes) = (next_bits, next_tables, next);
+            (bits, tables) = (next_bits, next_tables);
         }
-        if bits >= best_bits {
+        let estimate = bits * scale + side_bits(&tables, rows);
+        if best.as_ref().is_some_and(|(b, _)| estimate >= *b) {
             break;
         }
-        (best_bits, best_tables, best_classes) = (bits, tables, classes);
+        best = Some((estimate, tables));
         k *= 2;
     }
-    if best_tables.len() < 2 {
-        best_classes.clear();
+    let Some((_, tables)) = best else { return (one_table, Vec::new()) };
+    let mut classes = assign(&hists, &tables, prob_bits);
+    let (bits, tables) = fit(row_hists, &hists, &mut classes, tables.len(), prob_bits);
+    if tables.len() < 2 || bits + side_bits(&tables, rows) >= one_total {
+        return (one_table, Vec::new());
     }
-    (best_tables, best_classes)
+    (tables, classes)
 }
 
 #[cfg(test)]
@@ -148,8 +185,8 @@ mod tests {
 
     #[test]
     fn two_row_distributions_get_two_tables() {
-        let mut low = [0u64; 256];
-        let mut high = [0u64; 256];
+        let mut low = [0u32; 256];
+        let mut high = [0u32; 256];
         for s in 0..16 {
             low[s] = 1000;
             high[200 + s] = 1000;
@@ -166,9 +203,9 @@ mod tests {
 
     #[test]
     fn one_distribution_keeps_one_table() {
-        let mut h = [0u64; 256];
+        let mut h = [0u32; 256];
         for (s, c) in h.iter_mut().enumerate() {
-            *c = 1 + (s as u64 % 7) * 100;
+            *c = 1 + (s as u32 % 7) * 100;
         }
         let (tables, classes) = choose_tables(&[h; 6], 12, 8);
         assert_eq!(tables.len(), 1);

@@ -1,0 +1,184 @@
+//! `cargo xtask bench`: criterion benches of the coder and of whole tensors, then a report on
+//! the real corpus: per tensor class the ratio, the order-0 bound, zstd -19 on the same bytes,
+//! and encode / decode MB/s on one thread and on all threads.
+
+use std::process::Command;
+use std::time::Instant;
+
+use wcodec::{Directory, Dtype, EncodeOptions};
+
+use crate::Result;
+
+const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd]
+  --report-only  skip the criterion benches, run only the corpus report
+  --quick        one timing run per figure instead of the median of five
+  --no-zstd      skip the zstd reference (zstd -19 is slow)";
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut report_only = false;
+    let mut passthrough = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "--report-only" => report_only = true,
+            "--quick" | "--no-zstd" => passthrough.push(a.clone()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown option {other}\n{USAGE}").into()),
+        }
+    }
+    let root = crate::golden::project_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    if !report_only {
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args(["bench", "-p", "wcodec-rans", "-p", "wcodec", "--", "--warm-up-time", "1"])
+            .args(["--measurement-time", "3"])
+            .status()?;
+        if !status.success() {
+            return Err("criterion benches failed".into());
+        }
+    }
+    // The report itself runs optimised.
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["run", "--quiet", "--release", "-p", "xtask", "--", "bench-report"])
+        .args(&passthrough)
+        .status()?;
+    if !status.success() {
+        return Err("corpus report failed".into());
+    }
+    Ok(())
+}
+
+/// One class of real tensors: a corpus file and how to read it.
+struct Class {
+    name: &'static str,
+    file: &'static str,
+    /// A raw tensor file (dtype, row length); `None` for safetensors and GGUF files.
+    raw: Option<(Dtype, u64)>,
+}
+
+const CLASSES: &[Class] = &[
+    Class { name: "MiniLM int8 per-tensor", file: "minilm-int8-per-tensor.safetensors", raw: None },
+    Class { name: "MiniLM int8 per-row", file: "minilm-int8-per-row.safetensors", raw: None },
+    Class {
+        name: "SmolLM2 Q8_0 quants",
+        file: "smollm2-q8_0-quants.i8",
+        raw: Some((Dtype::I8, 576)),
+    },
+    Class {
+        name: "SmolLM2 Q4_1 packed quants",
+        file: "smollm2-q4_1-quants.u8",
+        raw: Some((Dtype::U8, 288)),
+    },
+    Class { name: "MiniLM BF16", file: "minilm-bf16.safetensors", raw: None },
+    Class { name: "MiniLM FP16", file: "minilm-f16.safetensors", raw: None },
+    Class { name: "MiniLM FP8 E4M3", file: "minilm-f8e4m3.safetensors", raw: None },
+    Class {
+        name: "SmolLM2 Q4_1 GGUF (whole file)",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        raw: None,
+    },
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// MB/s of `bytes` processed by `f`, median over `runs` after one warm-up.
+fn speed(bytes: usize, runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                bytes as f64 / t.elapsed().as_secs_f64() / 1e6
+            })
+            .collect(),
+    )
+}
+
+fn compress(source: &[u8], class: &Class, options: &EncodeOptions) -> Vec<u8> {
+    match class.raw {
+        Some((dtype, row)) => {
+            let dims = [source.len() as u64 / row, row];
+            wcodec::compress_raw(source, dtype, &dims, options).expect("compresses")
+        }
+        None => wcodec::compress(source, options).expect("compresses"),
+    }
+}
+
+/// `cargo xtask bench-report` (run by `bench` in release mode).
+pub fn report(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let zstd = !args.iter().any(|a| a == "--no-zstd");
+    let runs = if quick { 1 } else { 5 };
+    let dir = crate::corpus::default_cache_dir()?;
+    if !dir.join(CLASSES[0].file).exists() {
+        return Err(
+            format!("no corpus in {}: run `cargo xtask corpus` first", dir.display()).into()
+        );
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let options = EncodeOptions::default();
+    println!("\nCorpus report ({}), {threads} threads, median of {runs}", machine());
+    println!(
+        "\n| data | MB | ratio | tensors ratio | order-0 bound | zstd -19 | enc MB/s 1T | enc MB/s {threads}T | dec MB/s 1T | dec MB/s {threads}T | zstd -19 dec MB/s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for class in CLASSES {
+        let path = dir.join(class.file);
+        let source = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let wcz = compress(&source, class, &options);
+        let back = wcodec::decompress(&wcz).expect("decompresses");
+        if back != source {
+            return Err(format!("{}: round trip differs", class.name).into());
+        }
+        let directory = Directory::from_file_bytes(&wcz)?;
+        let original: u64 = directory.tensors.iter().map(|t| t.source_len).sum();
+        let stored: u64 = directory.tensors.iter().map(|t| t.stored_len()).sum();
+        let bound: u64 = directory.tensors.iter().map(|t| t.order0_bytes).sum();
+        let enc1 =
+            one.install(|| speed(source.len(), runs, || drop(compress(&source, class, &options))));
+        let encn =
+            all.install(|| speed(source.len(), runs, || drop(compress(&source, class, &options))));
+        let dec1 = one.install(|| speed(source.len(), runs, || drop(wcodec::decompress(&wcz))));
+        let decn = all.install(|| speed(source.len(), runs, || drop(wcodec::decompress(&wcz))));
+        let (zratio, zdec) = if zstd {
+            let z = zstd::bulk::compress(&source, 19)?;
+            let dec = speed(source.len(), runs, || {
+                drop(zstd::bulk::decompress(&z, source.len()).expect("zstd round trip"))
+            });
+            (format!("{:.4}", source.len() as f64 / z.len() as f64), format!("{dec:.0}"))
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "| {} | {:.1} | {:.4} | {:.4} | {:.4} | {zratio} | {enc1:.0} | {encn:.0} | {dec1:.0} | {decn:.0} | {zdec} |",
+            class.name,
+            source.len() as f64 / 1e6,
+            source.len() as f64 / wcz.len() as f64,
+            original as f64 / stored.max(1) as f64,
+            original as f64 / bound.max(1) as f64,
+        );
+    }
+    println!(
+        "\nratio: whole file; tensors ratio: tensor bytes over their stored bytes; order-0 bound: \
+         tensor bytes over the order-0 entropy of their planes (row classes can beat it)."
+    );
+    Ok(())
+}
+
+fn machine() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.to_owned()))
+        .and_then(|l| l.split(':').nth(1).map(|s| s.trim().to_owned()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
