@@ -5,6 +5,7 @@
 //! `COMMANDS` and an arm in `main`.
 
 mod bench;
+mod ci;
 mod corpus;
 mod golden;
 
@@ -18,6 +19,7 @@ const COMMANDS: &[(&str, &str)] = &[
         "corpus",
         "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
     ),
+    ("ci", "every check CI runs: format, lints, tests, golden files, benches build"),
     ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
 ];
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         "corpus" => corpus::run(rest),
         "golden" => golden::run(rest),
         "bench" => bench::run(rest),
+        "ci" => ci::run(rest),
         "bench-report" => bench::report(rest),
         "help" | "-h" | "--help" => {
             usage();
