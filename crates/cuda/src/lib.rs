@@ -1,1 +1,342 @@
-//! CUDA decoder of wcodec: kernels built by nvcc, run with cudarc
+//! The CUDA decoder of wcodec: tensors of a .wcz decoded straight into GPU memory.
+//!
+//! One launch decodes every unit of every plane of every tensor asked for (the launch count does
+//! not grow with the number of tensors): rANS decoding, inverse prediction and plane merge are
+//! fused in one kernel (kernels/decode.cu), with the decode tables in shared memory. The
+//! compressed bytes are copied to the device once, through pinned host memory.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), wcodec_cuda::CudaError> {
+//! let file = std::fs::read("model.wcz").unwrap();
+//! let dir = wcodec_format::Directory::from_file_bytes(&file).unwrap();
+//! let gpu = wcodec_cuda::CudaDecoder::new(0)?; // Err(NotAvailable) without a GPU
+//! let tensors = gpu.decode_all(&file, &dir)?;
+//! let first = tensors[0].to_host()?; // checked against the tensor's CRC-32C
+//! # Ok(()) }
+//! ```
+//!
+//! Built without the `cuda` feature, or with it but without nvcc, the crate is a stub: the API
+//! is the same and `CudaDecoder::new` returns `CudaError::NotAvailable`. With the kernels built,
+//! a machine with no driver or no GPU gets the same error at run time, never a panic.
+//!
+//! Layout: `abi` mirrors the structures shared with the kernels; `plan` checks a file and lays
+//! out a launch (safe Rust); `emulate` runs a plan on the CPU as the kernel would, for tests;
+//! `device` (or `stub`) holds all the unsafe code that talks to the GPU.
+
+pub mod abi;
+pub mod emulate;
+pub mod plan;
+
+#[cfg(wcodec_kernels)]
+mod device;
+#[cfg(not(wcodec_kernels))]
+#[path = "stub.rs"]
+mod device;
+
+#[cfg(wcodec_kernels)]
+pub use cudarc;
+
+use wcodec_format::{Directory, Dtype};
+
+pub use plan::{LaunchConfig, Plan, PlanOptions};
+
+/// Whether this build has the kernels compiled in (the `cuda` feature and nvcc at build time).
+pub const KERNELS_BUILT: bool = cfg!(wcodec_kernels);
+
+/// Why a GPU decode did not happen or did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CudaError {
+    /// No kernels in this build, no CUDA driver, or no such GPU.
+    #[error("CUDA is not available: {0}")]
+    NotAvailable(String),
+    /// A CUDA driver or runtime call failed.
+    #[error("CUDA error: {0}")]
+    Driver(String),
+    #[error("tensor index {index} is out of range ({count} tensors)")]
+    NoSuchTensor { index: usize, count: usize },
+    /// The directory or file is not something the kernel may be given.
+    #[error("tensor {tensor:?}: {detail}")]
+    Invalid { tensor: String, detail: String },
+    #[error("checksum mismatch in {what}: stored {stored:#010x}, computed {computed:#010x}")]
+    Checksum { what: String, stored: u32, computed: u32 },
+    /// The kernel found a unit that does not decode (damaged data).
+    #[error("tensor {tensor:?}, plane {plane}, unit {unit}: {reason}")]
+    Corrupt { tensor: String, plane: usize, unit: usize, reason: String },
+}
+
+/// Resources the compiler gave a variant of the decode kernel (`cudaFuncGetAttributes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelInfo {
+    pub variant: u32,
+    pub registers: i32,
+    /// Local memory (register spills) per thread.
+    pub local_bytes: i32,
+    pub max_threads_per_block: i32,
+    /// Dynamic shared memory a block may have on this GPU (the tables' budget).
+    pub max_dynamic_shared: i32,
+    /// The SASS version the driver runs (90 = sm_90).
+    pub binary_version: i32,
+}
+
+/// A GPU and a stream to decode on.
+#[derive(Debug)]
+pub struct CudaDecoder {
+    gpu: device::Gpu,
+    options: PlanOptions,
+}
+
+/// A decoded tensor in device memory, laid out exactly as in the original file.
+#[derive(Debug)]
+pub struct DeviceTensor {
+    /// Index in the directory.
+    pub index: usize,
+    pub name: String,
+    pub dtype: Dtype,
+    pub dims: Vec<u64>,
+    crc32c: u32,
+    buffer: device::Buffer,
+}
+
+impl DeviceTensor {
+    /// Bytes of the tensor.
+    pub fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The device address of the first byte (0 for an empty tensor).
+    pub fn device_ptr(&self) -> u64 {
+        self.buffer.device_ptr()
+    }
+
+    /// Copies the tensor back and checks it against the CRC-32C of the original bytes.
+    pub fn to_host(&self) -> Result<Vec<u8>, CudaError> {
+        let bytes = self.buffer.to_host()?;
+        let computed = crc32c::crc32c(&bytes);
+        if computed != self.crc32c {
+            return Err(CudaError::Checksum {
+                what: format!("tensor {:?} decoded on the GPU", self.name),
+                stored: self.crc32c,
+                computed,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The underlying device buffer (cudarc), for handing to other GPU code.
+    #[cfg(wcodec_kernels)]
+    pub fn slice(&self) -> Option<&cudarc::driver::CudaSlice<u8>> {
+        self.buffer.slice()
+    }
+}
+
+/// How to time a decode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// Untimed launches before each configuration's timed ones.
+    pub warmup: usize,
+    /// Timed launches; the report gives their median.
+    pub iters: usize,
+    /// The tensors are decoded this many times over in each launch, from as many copies of
+    /// their compressed bytes into as many outputs, so that a small file fills the GPU and the
+    /// L2 cache does not hold what is measured.
+    pub copies: usize,
+    /// Launch shapes to time, each over the same loaded data; empty: the decoder's own choice.
+    pub configs: Vec<LaunchConfig>,
+    pub verify_checksums: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            warmup: 3,
+            iters: 20,
+            copies: 1,
+            configs: Vec::new(),
+            verify_checksums: true,
+        }
+    }
+}
+
+/// The timing of one launch shape (CUDA events around each launch).
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub device: String,
+    pub config: LaunchConfig,
+    /// Decompressed bytes written per launch.
+    pub output_bytes: u64,
+    /// Compressed bytes read per launch.
+    pub compressed_bytes: u64,
+    pub units: usize,
+    pub blocks: usize,
+    /// Seconds per launch, every timed launch.
+    pub times: Vec<f64>,
+    pub median_s: f64,
+    /// Decompressed bytes per second at the median, in GB/s (10^9).
+    pub gbps: f64,
+}
+
+impl CudaDecoder {
+    /// Opens GPU `ordinal` with a new stream. Without kernels, a driver or that GPU, the error
+    /// is `CudaError::NotAvailable`.
+    pub fn new(ordinal: usize) -> Result<CudaDecoder, CudaError> {
+        Ok(CudaDecoder { gpu: device::Gpu::new(ordinal)?, options: PlanOptions::default() })
+    }
+
+    /// Decodes on `stream` (its context's GPU) instead of a stream of its own.
+    #[cfg(wcodec_kernels)]
+    pub fn with_stream(
+        stream: std::sync::Arc<cudarc::driver::CudaStream>,
+    ) -> Result<CudaDecoder, CudaError> {
+        Ok(CudaDecoder { gpu: device::Gpu::with_stream(stream)?, options: PlanOptions::default() })
+    }
+
+    /// The stream the decoder enqueues its work on.
+    #[cfg(wcodec_kernels)]
+    pub fn stream(&self) -> &std::sync::Arc<cudarc::driver::CudaStream> {
+        self.gpu.stream()
+    }
+
+    /// Changes how launches are laid out and whether checksums are verified before a launch.
+    pub fn set_plan_options(&mut self, options: PlanOptions) {
+        self.options = options;
+    }
+
+    /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn device_name(&self) -> &str {
+        self.gpu.name()
+    }
+
+    /// Multiprocessors of the GPU.
+    pub fn multiprocessors(&self) -> u32 {
+        self.gpu.multiprocessors()
+    }
+
+    /// Registers, spills and shared-memory budget of a decode kernel variant on this GPU.
+    pub fn kernel_info(&self, variant: u32) -> Option<KernelInfo> {
+        self.gpu.kernel_info(variant)
+    }
+
+    /// The launch shape the decoder would pick for `plan` on this GPU.
+    pub fn default_config(&self, plan: &Plan) -> LaunchConfig {
+        self.gpu.default_config(plan)
+    }
+
+    /// Decodes the tensors `which` (indices into `dir.tensors`) of `file` into device memory,
+    /// in one launch. Returns when they are decoded and verified by the kernel (every unit
+    /// consumed exactly and ended in its final states).
+    pub fn decode_tensors(
+        &self,
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+    ) -> Result<Vec<DeviceTensor>, CudaError> {
+        let plan = Plan::build(file, dir, which, &self.options)?;
+        let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
+        let buffers = self.gpu.decode(&plan, file, dir, config)?;
+        Ok(plan
+            .outputs
+            .iter()
+            .zip(buffers)
+            .map(|(o, buffer)| {
+                let t = &dir.tensors[o.tensor];
+                DeviceTensor {
+                    index: o.tensor,
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                    dims: t.dims.clone(),
+                    crc32c: t.crc32c,
+                    buffer,
+                }
+            })
+            .collect())
+    }
+
+    /// Decodes one tensor.
+    pub fn decode_tensor(
+        &self,
+        file: &[u8],
+        dir: &Directory,
+        index: usize,
+    ) -> Result<DeviceTensor, CudaError> {
+        let mut v = self.decode_tensors(file, dir, &[index])?;
+        Ok(v.remove(0))
+    }
+
+    /// Decodes every tensor of the file.
+    pub fn decode_all(&self, file: &[u8], dir: &Directory) -> Result<Vec<DeviceTensor>, CudaError> {
+        let all: Vec<usize> = (0..dir.tensors.len()).collect();
+        self.decode_tensors(file, dir, &all)
+    }
+
+    /// Times the decode of `which` with CUDA events, for each launch shape of `options`:
+    /// `warmup` launches, then the median of `iters`; then checks the kernel's status words
+    /// and every output against its CRC-32C (a timing of a wrong decode is an error).
+    pub fn bench(
+        &self,
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &BenchOptions,
+    ) -> Result<Vec<BenchReport>, CudaError> {
+        let plan_options = PlanOptions { verify_checksums: options.verify_checksums, launch: None };
+        let plan = Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
+        let crcs: Vec<u32> = plan.outputs.iter().map(|o| dir.tensors[o.tensor].crc32c).collect();
+        let configs = if options.configs.is_empty() {
+            vec![self.gpu.default_config(&plan)]
+        } else {
+            options.configs.clone()
+        };
+        let times =
+            self.gpu.bench(&plan, file, dir, &configs, (options.warmup, options.iters), &crcs)?;
+        Ok(configs
+            .iter()
+            .zip(times)
+            .map(|(&config, times)| {
+                let mut sorted = times.clone();
+                sorted.sort_by(f64::total_cmp);
+                let median_s = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+                BenchReport {
+                    device: self.device_name().to_owned(),
+                    config,
+                    output_bytes: plan.output_bytes(),
+                    compressed_bytes: plan.compressed_bytes(),
+                    units: plan.units.len(),
+                    blocks: plan.blocks(config.units_per_block).len(),
+                    gbps: plan.output_bytes() as f64 / median_s / 1e9,
+                    median_s,
+                    times,
+                }
+            })
+            .collect())
+    }
+
+    /// Device-to-device copy bandwidth, bytes read plus written per second (GB/s), over a
+    /// `bytes`-byte buffer: the ceiling a decoder is measured against.
+    pub fn copy_bandwidth(&self, bytes: usize, iters: usize) -> Result<f64, CudaError> {
+        self.gpu.copy_bandwidth(bytes, iters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_gpu_is_an_error_not_a_panic() {
+        match CudaDecoder::new(0) {
+            Ok(gpu) => println!("found {}", gpu.device_name()),
+            Err(CudaError::NotAvailable(why)) => println!("skipping: no CUDA device ({why})"),
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_ordinal_is_not_available() {
+        assert!(matches!(CudaDecoder::new(1 << 20), Err(CudaError::NotAvailable(_))));
+    }
+}

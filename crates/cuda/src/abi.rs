@@ -1,0 +1,164 @@
+//! `#[repr(C)]` mirrors of the structures in kernels/wcodec_kernels.h, field for field.
+//!
+//! The header pins sizes and offsets with static_asserts; the tests below pin the same numbers
+//! here, so a change on one side that is not made on the other fails a build or a test. The
+//! constants are the header's `#define`s.
+
+/// Most warps in a thread block (`WC_MAX_WARPS`).
+pub const MAX_WARPS: u32 = 32;
+/// Compiled kernel variants (`WC_VARIANTS`): 0 takes blocks of up to 32 warps, 1 of up to 16
+/// with fewer registers per thread.
+pub const VARIANTS: u32 = 2;
+/// Entries of the largest decode table (`1 << WC_MAX_PROB_BITS`).
+pub const MAX_TABLE_ENTRIES: usize = 1 << 12;
+
+pub const UNIT_RANS: u8 = 0;
+pub const UNIT_RAW: u8 = 1;
+
+pub const FLAG_BIAS128: u8 = 1;
+pub const FLAG_WORD_STORES: u8 = 2;
+pub const FLAG_CONTIGUOUS: u8 = 4;
+pub const FLAG_ROW_TABLES: u8 = 8;
+
+pub const BLOCK_GLOBAL_TABLES: u8 = 1;
+
+pub const ERR_BAD_INITIAL_STATE: u32 = 1;
+pub const ERR_OVERRUN: u32 = 2;
+pub const ERR_WORDS_LEFT: u32 = 4;
+pub const ERR_NOT_FINAL: u32 = 8;
+
+/// `WcUnit`: one unit of work for one warp.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcUnit {
+    /// Offset of the unit's bytes in the compressed device buffer.
+    pub src: u64,
+    /// Device address of byte (0, 0) of the tile (rANS) or of the plane (raw). While a plan is
+    /// built this is relative to the start of the unit's output tensor.
+    pub dst: u64,
+    pub row_stride: u64,
+    /// Raw: row-major index in the plane of the first byte copied.
+    pub first: u64,
+    pub len: u32,
+    pub height: u32,
+    pub width: u32,
+    pub kind: u8,
+    pub predictor: u8,
+    pub elem_stride: u8,
+    pub flags: u8,
+    /// With `FLAG_ROW_TABLES`: index in the maps array of the table of the tile's first row.
+    pub row_map: u64,
+    pub reserved: [u32; 2],
+}
+
+/// `WcBlock`: a run of units of one plane, sharing its decode tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcBlock {
+    pub first_unit: u32,
+    pub n_units: u32,
+    /// Index in the tables array of the plane's first table entry.
+    pub table: u32,
+    /// 8..=12, or 0 for a block of raw units.
+    pub prob_bits: u8,
+    pub n_tables: u8,
+    pub flags: u8,
+    pub reserved: u8,
+}
+
+/// `WcLaunch`: the arguments of one launch.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcLaunch {
+    pub src: u64,
+    pub src_len: u64,
+    pub units: u64,
+    pub blocks: u64,
+    pub tables: u64,
+    pub maps: u64,
+    pub status: u64,
+    pub n_blocks: u32,
+    pub n_units: u32,
+    pub warps_per_block: u32,
+    pub smem_entries: u32,
+    pub variant: u32,
+    pub reserved: u32,
+}
+
+/// `WcKernelInfo`: what the compiler gave the decode kernel on the current device.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcKernelInfo {
+    pub num_regs: i32,
+    pub shared_bytes: i32,
+    pub local_bytes: i32,
+    pub max_threads_per_block: i32,
+    pub ptx_version: i32,
+    pub binary_version: i32,
+    pub max_dynamic_shared: i32,
+    pub multiprocessors: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_match_the_header() {
+        assert_eq!(size_of::<WcUnit>(), 64);
+        assert_eq!(offset_of!(WcUnit, dst), 8);
+        assert_eq!(offset_of!(WcUnit, row_stride), 16);
+        assert_eq!(offset_of!(WcUnit, first), 24);
+        assert_eq!(offset_of!(WcUnit, len), 32);
+        assert_eq!(offset_of!(WcUnit, height), 36);
+        assert_eq!(offset_of!(WcUnit, width), 40);
+        assert_eq!(offset_of!(WcUnit, kind), 44);
+        assert_eq!(offset_of!(WcUnit, predictor), 45);
+        assert_eq!(offset_of!(WcUnit, elem_stride), 46);
+        assert_eq!(offset_of!(WcUnit, flags), 47);
+        assert_eq!(offset_of!(WcUnit, row_map), 48);
+        assert_eq!(size_of::<WcBlock>(), 16);
+        assert_eq!(offset_of!(WcBlock, prob_bits), 12);
+        assert_eq!(offset_of!(WcBlock, n_tables), 13);
+        assert_eq!(offset_of!(WcBlock, flags), 14);
+        assert_eq!(size_of::<WcLaunch>(), 80);
+        assert_eq!(offset_of!(WcLaunch, maps), 40);
+        assert_eq!(offset_of!(WcLaunch, status), 48);
+        assert_eq!(offset_of!(WcLaunch, n_blocks), 56);
+        assert_eq!(offset_of!(WcLaunch, smem_entries), 68);
+        assert_eq!(offset_of!(WcLaunch, variant), 72);
+        assert_eq!(size_of::<WcKernelInfo>(), 32);
+    }
+
+    /// The constants here are the header's `#define`s.
+    #[test]
+    fn constants_match_the_header() {
+        let header = include_str!("../../../kernels/wcodec_kernels.h");
+        let define = |name: &str| -> u64 {
+            let line = header
+                .lines()
+                .find(|l| l.starts_with(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} not in the header"));
+            let value = line.split_whitespace().nth(2).expect("a value");
+            value.trim_end_matches('u').parse().expect("a number")
+        };
+        assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
+        assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
+        assert_eq!(1 << define("WC_MAX_PROB_BITS"), MAX_TABLE_ENTRIES as u64);
+        assert_eq!(define("WC_LANES"), wcodec_format::rans::LANES as u64);
+        assert_eq!(define("WC_STATES_BYTES"), wcodec_format::rans::STATES_BYTES as u64);
+        assert_eq!(define("WC_STATE_LOW"), u64::from(wcodec_format::rans::STATE_LOW));
+        assert_eq!(define("WC_UNIT_RANS"), u64::from(UNIT_RANS));
+        assert_eq!(define("WC_UNIT_RAW"), u64::from(UNIT_RAW));
+        assert_eq!(define("WC_FLAG_BIAS128"), u64::from(FLAG_BIAS128));
+        assert_eq!(define("WC_FLAG_WORD_STORES"), u64::from(FLAG_WORD_STORES));
+        assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
+        assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
+        assert_eq!(define("WC_BLOCK_GLOBAL_TABLES"), u64::from(BLOCK_GLOBAL_TABLES));
+        assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
+        assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
+        assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));
+        assert_eq!(define("WC_ERR_NOT_FINAL"), u64::from(ERR_NOT_FINAL));
+    }
+}

@@ -1,0 +1,397 @@
+//! The backend with kernels: memory, streams and events through cudarc, launches through the
+//! `extern "C"` launchers of kernels/decode.cu (linked statically with the CUDA runtime).
+//!
+//! Every `unsafe` block of the crate is in this module, each with its SAFETY note. The kernel
+//! itself can only touch what the plan allows: `Plan::build` checked every unit's source range
+//! against the staged bytes and every byte it can write against its output's length, and this
+//! module allocates the staging buffer and the outputs at exactly those sizes.
+
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
+use cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
+};
+use wcodec_format::Directory;
+
+use crate::abi::{BLOCK_GLOBAL_TABLES, VARIANTS, WcBlock, WcKernelInfo, WcLaunch, WcUnit};
+use crate::plan::{LaunchConfig, Plan};
+use crate::{CudaError, KernelInfo};
+
+mod ffi {
+    use super::*;
+
+    unsafe extern "C" {
+        /// Enqueues the decode kernel; returns a cudaError_t.
+        pub fn wc_decode_launch(launch: *const WcLaunch, stream: *mut c_void) -> c_int;
+        /// Fills `info` for kernel variant `variant` on the current device; returns a
+        /// cudaError_t.
+        pub fn wc_decode_kernel_info(variant: u32, info: *mut WcKernelInfo) -> c_int;
+        /// A static string for a cudaError_t.
+        pub fn wc_error_string(code: c_int) -> *const c_char;
+    }
+}
+
+// SAFETY: these are plain-old-data `#[repr(C)]` structs of integers, with the layout the
+// kernels expect (asserted in abi.rs and in the header); any bit pattern is a valid value.
+unsafe impl DeviceRepr for WcUnit {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for WcBlock {}
+
+fn driver(e: DriverError) -> CudaError {
+    CudaError::Driver(e.to_string())
+}
+
+fn runtime(code: c_int, what: &str) -> Result<(), CudaError> {
+    if code == 0 {
+        return Ok(());
+    }
+    // SAFETY: the CUDA runtime returns a pointer to a static NUL-terminated string for every
+    // code, known or not.
+    let text = unsafe { CStr::from_ptr(ffi::wc_error_string(code)) };
+    Err(CudaError::Driver(format!("{what}: {} (cudaError {code})", text.to_string_lossy())))
+}
+
+/// One GPU and the stream the decoder works on.
+#[derive(Debug)]
+pub(crate) struct Gpu {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    name: String,
+    multiprocessors: u32,
+    /// Per kernel variant.
+    kernels: Vec<KernelInfo>,
+}
+
+/// The device side of a plan: its inputs uploaded, its outputs allocated.
+pub(crate) struct Loaded {
+    src: CudaSlice<u8>,
+    units: CudaSlice<WcUnit>,
+    tables: CudaSlice<u32>,
+    maps: CudaSlice<u8>,
+    status: CudaSlice<u32>,
+    outputs: Vec<Option<CudaSlice<u8>>>,
+    src_len: u64,
+    n_units: u32,
+}
+
+/// A launch shape made concrete for one GPU: its blocks uploaded, its shared memory sized.
+pub(crate) struct Shape {
+    config: LaunchConfig,
+    blocks: CudaSlice<WcBlock>,
+    n_blocks: u32,
+    smem_entries: u32,
+}
+
+/// A decoded tensor's device memory (none for an empty tensor).
+#[derive(Debug)]
+pub(crate) struct Buffer {
+    data: Option<CudaSlice<u8>>,
+    stream: Arc<CudaStream>,
+}
+
+/// At least one element, so that no allocation is empty.
+fn non_empty<T: Copy + Default>(v: &[T]) -> Vec<T> {
+    if v.is_empty() { vec![T::default()] } else { v.to_vec() }
+}
+
+impl Gpu {
+    pub(crate) fn new(ordinal: usize) -> Result<Gpu, CudaError> {
+        // SAFETY: only tries to load libcuda with libloading; no CUDA call is made.
+        if !unsafe { cudarc::driver::sys::is_culib_present() } {
+            return Err(CudaError::NotAvailable("no CUDA driver (libcuda) found".into()));
+        }
+        // cudarc panics if the driver lacks a symbol it needs (a driver older than CUDA 13):
+        // that too is "not available", not a crash.
+        let ctx = catch_unwind(AssertUnwindSafe(|| CudaContext::new(ordinal)))
+            .map_err(|_| CudaError::NotAvailable("the CUDA driver is too old".into()))?
+            .map_err(|e| CudaError::NotAvailable(format!("GPU {ordinal}: {e}")))?;
+        let stream = ctx.new_stream().map_err(driver)?;
+        Gpu::with_stream(stream)
+    }
+
+    pub(crate) fn with_stream(stream: Arc<CudaStream>) -> Result<Gpu, CudaError> {
+        let ctx = stream.context().clone();
+        let (major, minor) = ctx.compute_capability().map_err(driver)?;
+        if major < 8 {
+            return Err(CudaError::NotAvailable(format!(
+                "compute capability {major}.{minor}: the kernels are built for 8.0 and later"
+            )));
+        }
+        let name = ctx.name().map_err(driver)?;
+        let multiprocessors = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver)? as u32;
+        let mut gpu = Gpu { ctx, stream, name, multiprocessors, kernels: Vec::new() };
+        for variant in 0..VARIANTS {
+            let info = gpu.query_kernel(variant)?;
+            gpu.kernels.push(info);
+        }
+        Ok(gpu)
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn multiprocessors(&self) -> u32 {
+        self.multiprocessors
+    }
+
+    pub(crate) fn kernel_info(&self, variant: u32) -> Option<KernelInfo> {
+        self.kernels.get(variant as usize).copied()
+    }
+
+    fn query_kernel(&self, variant: u32) -> Result<KernelInfo, CudaError> {
+        self.ctx.bind_to_thread().map_err(driver)?;
+        let mut info = WcKernelInfo::default();
+        // SAFETY: `info` is a valid, writable WcKernelInfo (the layout the launcher expects);
+        // the context of this GPU is current on this thread, so the runtime queries this GPU.
+        runtime(unsafe { ffi::wc_decode_kernel_info(variant, &mut info) }, "kernel attributes")?;
+        Ok(KernelInfo {
+            variant,
+            registers: info.num_regs,
+            local_bytes: info.local_bytes,
+            max_threads_per_block: info.max_threads_per_block,
+            max_dynamic_shared: info.max_dynamic_shared,
+            binary_version: info.binary_version,
+        })
+    }
+
+    /// Uploads a plan's inputs (the compressed bytes through pinned memory, once) and
+    /// allocates its outputs.
+    fn load(&self, plan: &Plan, file: &[u8]) -> Result<Loaded, CudaError> {
+        let s = &self.stream;
+        let mut outputs = Vec::with_capacity(plan.outputs.len());
+        let mut bases = Vec::with_capacity(plan.outputs.len());
+        for o in &plan.outputs {
+            if o.len == 0 {
+                outputs.push(None);
+                bases.push(0);
+                continue;
+            }
+            // SAFETY: the allocation is left uninitialised; the planes of a tensor cover each
+            // of its bytes once, so the launch writes every byte before anything reads them
+            // (and device memory of any content is a valid `[u8]` to copy back).
+            let buf = unsafe { s.alloc::<u8>(o.len as usize) }.map_err(driver)?;
+            bases.push(buf.device_ptr(s).0);
+            outputs.push(Some(buf));
+        }
+        let units: Vec<WcUnit> = plan
+            .units
+            .iter()
+            .zip(&plan.unit_output)
+            .map(|(u, &o)| WcUnit { dst: bases[o as usize] + u.dst, ..*u })
+            .collect();
+
+        let staging_len = (plan.staging_len as usize).max(16);
+        // SAFETY: the pinned allocation starts uninitialised; it is zeroed through its raw
+        // pointer (valid for `staging_len` bytes) before any slice of it is formed.
+        let mut pinned = unsafe { self.ctx.alloc_pinned::<u8>(staging_len) }.map_err(driver)?;
+        // SAFETY: `as_mut_ptr` points at `staging_len` writable bytes owned by `pinned`.
+        unsafe { std::ptr::write_bytes(pinned.as_mut_ptr().map_err(driver)?, 0, staging_len) };
+        plan.fill_staging(file, pinned.as_mut_slice().map_err(driver)?);
+        let src = s.clone_htod(&pinned).map_err(driver)?;
+
+        Ok(Loaded {
+            src,
+            units: s.clone_htod(&non_empty(&units)).map_err(driver)?,
+            tables: s.clone_htod(&non_empty(&plan.tables)).map_err(driver)?,
+            maps: s.clone_htod(&non_empty(&plan.maps)).map_err(driver)?,
+            status: s.alloc_zeros::<u32>(plan.units.len().max(1)).map_err(driver)?,
+            outputs,
+            src_len: staging_len as u64,
+            n_units: plan.units.len() as u32,
+        })
+    }
+
+    /// Cuts the plan into blocks for `config` and sizes their shared memory: a plane whose
+    /// tables do not fit reads them from global memory.
+    pub(crate) fn shape(&self, plan: &Plan, config: LaunchConfig) -> Result<Shape, CudaError> {
+        let kernel = self
+            .kernel_info(config.variant)
+            .ok_or_else(|| CudaError::Driver(format!("no kernel variant {}", config.variant)))?;
+        let max_warps = (kernel.max_threads_per_block / 32).max(1) as u32;
+        if config.warps_per_block == 0 || config.warps_per_block > max_warps {
+            return Err(CudaError::Driver(format!(
+                "variant {} takes 1..={max_warps} warps per block, not {}",
+                config.variant, config.warps_per_block
+            )));
+        }
+        let limit = (kernel.max_dynamic_shared.max(0) / 4) as u32;
+        let mut blocks = plan.blocks(config.units_per_block);
+        let mut smem_entries = 0u32;
+        for b in &mut blocks {
+            let entries = if b.prob_bits == 0 { 0 } else { u32::from(b.n_tables) << b.prob_bits };
+            if entries > limit {
+                b.flags |= BLOCK_GLOBAL_TABLES;
+            } else {
+                smem_entries = smem_entries.max(entries);
+            }
+        }
+        Ok(Shape {
+            config,
+            n_blocks: blocks.len() as u32,
+            blocks: self.stream.clone_htod(&non_empty(&blocks)).map_err(driver)?,
+            smem_entries,
+        })
+    }
+
+    /// The launch shape the decoder picks for a plan on this GPU.
+    pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
+        let limit = self.kernel_info(0).map_or(0, |k| k.max_dynamic_shared.max(0) as usize);
+        let smem = plan.max_table_bytes();
+        let smem = if smem > limit { 0 } else { smem };
+        LaunchConfig::choose(plan.units.len(), smem, self.multiprocessors)
+    }
+
+    /// Enqueues one launch of the decode kernel over a loaded plan.
+    pub(crate) fn launch(&self, l: &mut Loaded, shape: &Shape) -> Result<(), CudaError> {
+        let s = &self.stream;
+        let Loaded { src, units, tables, maps, status, outputs, .. } = l;
+        // The guards make later users of these buffers (on other streams) wait for the launch.
+        let (src, _src) = src.device_ptr(s);
+        let (units, _units) = units.device_ptr(s);
+        let (blocks, _blocks) = shape.blocks.device_ptr(s);
+        let (tables, _tables) = tables.device_ptr(s);
+        let (maps, _maps) = maps.device_ptr(s);
+        let (status, _status) = status.device_ptr_mut(s);
+        let _outputs: Vec<_> =
+            outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect();
+        let args = WcLaunch {
+            src,
+            src_len: l.src_len,
+            units,
+            blocks,
+            tables,
+            maps,
+            status,
+            n_blocks: shape.n_blocks,
+            n_units: l.n_units,
+            warps_per_block: shape.config.warps_per_block,
+            smem_entries: shape.smem_entries,
+            variant: shape.config.variant,
+            reserved: 0,
+        };
+        self.ctx.bind_to_thread().map_err(driver)?;
+        // SAFETY: every address in `args` is a live allocation of this context, held by `l` and
+        // `shape` until the stream is done with it (they are freed on this stream, after the
+        // launch). `src` holds the staged bytes every unit's range was checked against; `units`
+        // has `n_units` entries whose destinations lie inside `outputs` (checked by
+        // `Plan::build` against each output's length, its allocation's length); `blocks` has
+        // `n_blocks` entries whose unit ranges, tables (`tables`) and row maps (`maps`) are in
+        // bounds, and whose shared tables fit `smem_entries`, within the kernel's limit;
+        // `status` has a word per unit; the block size was checked against the variant.
+        // `cu_stream` is this context's stream, a valid cudaStream_t.
+        let code = unsafe { ffi::wc_decode_launch(&args, s.cu_stream().cast()) };
+        runtime(code, "decode kernel launch")
+    }
+
+    fn check(&self, plan: &Plan, dir: &Directory, l: &Loaded) -> Result<(), CudaError> {
+        let status = self.stream.clone_dtoh(&l.status).map_err(driver)?;
+        self.ctx.check_err().map_err(driver)?;
+        plan.check_status(dir, &status[..plan.units.len()])
+    }
+
+    pub(crate) fn decode(
+        &self,
+        plan: &Plan,
+        file: &[u8],
+        dir: &Directory,
+        config: LaunchConfig,
+    ) -> Result<Vec<Buffer>, CudaError> {
+        let mut l = self.load(plan, file)?;
+        let shape = self.shape(plan, config)?;
+        self.launch(&mut l, &shape)?;
+        self.check(plan, dir, &l)?;
+        Ok(l.outputs.into_iter().map(|data| Buffer { data, stream: self.stream.clone() }).collect())
+    }
+
+    /// Times `iters` launches of each shape (after `warmup` untimed ones) over one loaded
+    /// plan; then checks the status words and every output against `crcs`.
+    pub(crate) fn bench(
+        &self,
+        plan: &Plan,
+        file: &[u8],
+        dir: &Directory,
+        configs: &[LaunchConfig],
+        (warmup, iters): (usize, usize),
+        crcs: &[u32],
+    ) -> Result<Vec<Vec<f64>>, CudaError> {
+        let mut l = self.load(plan, file)?;
+        let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
+        let (start, end) = (event()?, event()?);
+        let mut all = Vec::with_capacity(configs.len());
+        for &config in configs {
+            let shape = self.shape(plan, config)?;
+            for _ in 0..warmup {
+                self.launch(&mut l, &shape)?;
+            }
+            let mut times = Vec::with_capacity(iters);
+            for _ in 0..iters.max(1) {
+                start.record(&self.stream).map_err(driver)?;
+                self.launch(&mut l, &shape)?;
+                end.record(&self.stream).map_err(driver)?;
+                times.push(f64::from(start.elapsed_ms(&end).map_err(driver)?) / 1e3);
+            }
+            self.check(plan, dir, &l)?;
+            all.push(times);
+        }
+        for (i, (o, &crc)) in l.outputs.iter().zip(crcs).enumerate() {
+            if let Some(o) = o {
+                let bytes = self.stream.clone_dtoh(o).map_err(driver)?;
+                let computed = crc32c::crc32c(&bytes);
+                if computed != crc {
+                    let what = format!("benchmarked output {i}");
+                    return Err(CudaError::Checksum { what, stored: crc, computed });
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    pub(crate) fn copy_bandwidth(&self, bytes: usize, iters: usize) -> Result<f64, CudaError> {
+        let s = &self.stream;
+        let a = s.alloc_zeros::<u8>(bytes).map_err(driver)?;
+        let mut b = s.alloc_zeros::<u8>(bytes).map_err(driver)?;
+        let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
+        let (start, end) = (event()?, event()?);
+        s.memcpy_dtod(&a, &mut b).map_err(driver)?;
+        let mut times = Vec::new();
+        for _ in 0..iters.max(1) {
+            start.record(s).map_err(driver)?;
+            s.memcpy_dtod(&a, &mut b).map_err(driver)?;
+            end.record(s).map_err(driver)?;
+            times.push(f64::from(start.elapsed_ms(&end).map_err(driver)?) / 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(2.0 * bytes as f64 / times[times.len() / 2] / 1e9)
+    }
+}
+
+impl Buffer {
+    pub(crate) fn len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len())
+    }
+
+    pub(crate) fn device_ptr(&self) -> u64 {
+        self.data.as_ref().map_or(0, |d| d.device_ptr(&self.stream).0)
+    }
+
+    pub(crate) fn slice(&self) -> Option<&CudaSlice<u8>> {
+        self.data.as_ref()
+    }
+
+    pub(crate) fn to_host(&self) -> Result<Vec<u8>, CudaError> {
+        match &self.data {
+            None => Ok(Vec::new()),
+            Some(d) => self.stream.clone_dtoh(d).map_err(driver),
+        }
+    }
+}

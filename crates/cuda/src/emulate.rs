@@ -1,0 +1,289 @@
+//! The decode kernel run on the CPU, step for step: the same lanes, ballots, shuffles, word
+//! stores and wavefront as kernels/decode.cu, on host buffers.
+//!
+//! It is not a decoder to use (wcodec-decode is); it is how the plan (`Plan::build`) and the
+//! kernel's algorithm are tested on machines with no GPU, against the reference decoder. Any
+//! change to the kernel's logic is mirrored here. Out-of-bounds writes, which the plan must
+//! make impossible, panic here instead of corrupting memory.
+
+use crate::abi::*;
+use crate::plan::Plan;
+
+const LANES: usize = 32;
+const STATE_LOW: u32 = wcodec_format::rans::STATE_LOW;
+
+/// Runs `blocks` (from `plan.blocks`) over `staging` (the staged compressed bytes) into
+/// `outputs` (one buffer per `plan.outputs`, sized to it); returns every unit's status word.
+pub fn execute(
+    plan: &Plan,
+    blocks: &[WcBlock],
+    staging: &[u8],
+    outputs: &mut [Vec<u8>],
+) -> Vec<u32> {
+    let mut status = vec![0u32; plan.units.len()];
+    for b in blocks {
+        let entries = if b.prob_bits == 0 { 0 } else { usize::from(b.n_tables) << b.prob_bits };
+        let tables = &plan.tables[b.table as usize..][..entries];
+        for i in 0..b.n_units {
+            let index = (b.first_unit + i) as usize;
+            let u = &plan.units[index];
+            let out = &mut outputs[plan.unit_output[index] as usize];
+            status[index] = if u.kind == UNIT_RANS {
+                decode_rans(staging, &plan.maps, u, tables, u32::from(b.prob_bits), out)
+            } else {
+                copy_raw(staging, u, out);
+                0
+            };
+        }
+    }
+    status
+}
+
+fn ballot(pred: &[bool; LANES]) -> u32 {
+    pred.iter().enumerate().fold(0, |m, (lane, &p)| m | (u32::from(p) << lane))
+}
+
+/// All lanes of the warp as one decoder.
+struct Warp<'a> {
+    x: [u32; LANES],
+    words: &'a [u8],
+    n_words: u32,
+    pos: u32,
+    mask: u32,
+    prob_bits: u32,
+    table: &'a [u32],
+}
+
+impl Warp<'_> {
+    fn word(&self, idx: u32) -> u32 {
+        if idx < self.n_words {
+            let i = idx as usize * 2;
+            u32::from(u16::from_le_bytes([self.words[i], self.words[i + 1]]))
+        } else {
+            0
+        }
+    }
+
+    /// One step of every lane (`rans_step` in the kernel), lane i with the table starting at
+    /// entry `tb[i]`; returns each lane's symbol.
+    fn step(&mut self, active: &[bool; LANES], tb: &[u32; LANES]) -> [u32; LANES] {
+        let cand: [u32; LANES] = std::array::from_fn(|lane| self.word(self.pos + lane as u32));
+        let mut xn = [0u32; LANES];
+        let mut need = [false; LANES];
+        let mut sym = [0u32; LANES];
+        for lane in 0..LANES {
+            let x = self.x[lane];
+            let e = self.table[(tb[lane] + (x & self.mask)) as usize];
+            let freq = ((e >> 8) & 0xfff) + 1;
+            let v = freq.wrapping_mul(x >> self.prob_bits).wrapping_add(e >> 20);
+            xn[lane] = if active[lane] { v } else { x };
+            need[lane] = active[lane] && v < STATE_LOW;
+            sym[lane] = e & 0xff;
+        }
+        let m = ballot(&need);
+        for lane in 0..LANES {
+            let k = (m & ((1u32 << lane) - 1)).count_ones() as usize;
+            self.x[lane] = if need[lane] { (xn[lane] << 16) | cand[k] } else { xn[lane] };
+        }
+        self.pos += m.count_ones();
+        sym
+    }
+}
+
+fn decode_rans(
+    src: &[u8],
+    maps: &[u8],
+    u: &WcUnit,
+    table: &[u32],
+    prob_bits: u32,
+    out: &mut [u8],
+) -> u32 {
+    let unit = &src[u.src as usize..(u.src + u64::from(u.len)) as usize];
+    let x: [u32; LANES] = std::array::from_fn(|lane| {
+        u32::from_le_bytes(unit[4 * lane..4 * lane + 4].try_into().expect("4 bytes"))
+    });
+    let mut status = if x.iter().any(|&s| s < STATE_LOW) { ERR_BAD_INITIAL_STATE } else { 0 };
+    let mut warp = Warp {
+        x,
+        words: &unit[128..],
+        n_words: (u.len - 128) / 2,
+        pos: 0,
+        mask: (1 << prob_bits) - 1,
+        prob_bits,
+        table,
+    };
+    let (width, height) = (u.width, u.height);
+    let n = height * width;
+    let bias: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x80 } else { 0 };
+    let xor4 = if u.predictor == 0 { bias * 0x0101_0101 } else { 0 };
+    let groups = n / 128;
+    let rest = n - groups * 128;
+    let row_tables = u.flags & FLAG_ROW_TABLES != 0;
+    let table_of_row = |r: u32| -> u32 {
+        if row_tables {
+            u32::from(maps[(u.row_map + u64::from(r.min(height - 1))) as usize]) << prob_bits
+        } else {
+            0
+        }
+    };
+    if u.flags & FLAG_WORD_STORES != 0 {
+        // Where each lane's run of the current group starts: column, row, address, table.
+        let mut col: [u32; LANES] = std::array::from_fn(|lane| 4 * lane as u32);
+        let mut row = [0u32; LANES];
+        let mut p = [0u64; LANES];
+        let mut tb = [0u32; LANES];
+        let wrap = u.row_stride - u64::from(width);
+        for lane in 0..LANES {
+            while col[lane] >= width {
+                col[lane] -= width;
+                row[lane] += 1;
+            }
+            p[lane] = u.dst + u64::from(row[lane]) * u.row_stride + u64::from(col[lane]);
+            tb[lane] = table_of_row(row[lane]);
+        }
+        let all = [true; LANES];
+        for _ in 0..groups {
+            let mut word = [0u32; LANES];
+            for j in 0..4 {
+                let sym = warp.step(&all, &tb);
+                for lane in 0..LANES {
+                    word[lane] |= sym[lane] << (8 * j);
+                }
+            }
+            for lane in 0..LANES {
+                out[p[lane] as usize..][..4].copy_from_slice(&(word[lane] ^ xor4).to_le_bytes());
+                col[lane] += 128;
+                p[lane] += 128;
+                if col[lane] >= width {
+                    while col[lane] >= width {
+                        col[lane] -= width;
+                        p[lane] += wrap;
+                        row[lane] += 1;
+                    }
+                    tb[lane] = table_of_row(row[lane]);
+                }
+            }
+        }
+        if rest > 0 {
+            let mut word = [0u32; LANES];
+            for j in 0..4 {
+                let active: [bool; LANES] = std::array::from_fn(|lane| 4 * lane as u32 + j < rest);
+                let sym = warp.step(&active, &tb);
+                for lane in 0..LANES {
+                    word[lane] |= sym[lane] << (8 * j);
+                }
+            }
+            for lane in 0..LANES {
+                if 4 * (lane as u32) < rest {
+                    out[p[lane] as usize..][..4]
+                        .copy_from_slice(&(word[lane] ^ xor4).to_le_bytes());
+                }
+            }
+        }
+    } else {
+        for g in 0..groups + u32::from(rest > 0) {
+            for j in 0..4 {
+                let t: [u32; LANES] = std::array::from_fn(|lane| g * 128 + 4 * lane as u32 + j);
+                let active: [bool; LANES] = std::array::from_fn(|lane| t[lane] < n);
+                let tb: [u32; LANES] = std::array::from_fn(|lane| table_of_row(t[lane] / width));
+                let sym = warp.step(&active, &tb);
+                for lane in 0..LANES {
+                    if active[lane] {
+                        let (r, c) = (t[lane] / width, t[lane] % width);
+                        let at = u.dst
+                            + u64::from(r) * u.row_stride
+                            + u64::from(c) * u64::from(u.elem_stride);
+                        out[at as usize] = ((sym[lane] ^ xor4) & 0xff) as u8;
+                    }
+                }
+            }
+        }
+    }
+    if warp.pos > warp.n_words {
+        status |= ERR_OVERRUN;
+    }
+    if warp.pos < warp.n_words {
+        status |= ERR_WORDS_LEFT;
+    }
+    if warp.x.iter().any(|&s| s != STATE_LOW) {
+        status |= ERR_NOT_FINAL;
+    }
+    if u.predictor != 0 {
+        reconstruct(out, u, bias);
+    }
+    status
+}
+
+fn predict(mode: u8, a: u32, b: u32, c: u32) -> u32 {
+    match mode {
+        1 => a,
+        2 => b,
+        3 => (a + b) >> 1,
+        _ => {
+            let p = a as i32 + b as i32 - c as i32;
+            let (pa, pb, pc) = ((p - a as i32).abs(), (p - b as i32).abs(), (p - c as i32).abs());
+            if pa <= pb && pa <= pc {
+                a
+            } else if pb <= pc {
+                b
+            } else {
+                c
+            }
+        }
+    }
+}
+
+/// The kernel's wavefront: rows 32 at a time, lane l one column behind lane l - 1.
+fn reconstruct(out: &mut [u8], u: &WcUnit, bias: u32) {
+    let (h, w, rs, es) = (u.height, u.width, u.row_stride, u64::from(u.elem_stride));
+    let at = |r: u32, c: u32| (u.dst + u64::from(r) * rs + u64::from(c) * es) as usize;
+    for r0 in (0..h).step_by(LANES) {
+        let mut last = [0u32; LANES];
+        let mut before_last = [0u32; LANES];
+        for k in 0..w + LANES as u32 - 1 {
+            // __shfl_up_sync(.., 1): lane l reads lane l - 1; lane 0 reads itself.
+            let up: [u32; LANES] = std::array::from_fn(|l| last[l.saturating_sub(1)]);
+            let up_left: [u32; LANES] = std::array::from_fn(|l| before_last[l.saturating_sub(1)]);
+            for lane in 0..LANES as u32 {
+                let r = r0 + lane;
+                let c = k.wrapping_sub(lane);
+                if !(r < h && k >= lane && c < w) {
+                    continue;
+                }
+                let l = lane as usize;
+                let a = if c > 0 { last[l] } else { 0 };
+                let (b, tl) = if lane == 0 {
+                    if r > 0 {
+                        let b = u32::from(out[at(r - 1, c)]) ^ bias;
+                        let tl = if c > 0 { u32::from(out[at(r - 1, c - 1)]) ^ bias } else { 0 };
+                        (b, tl)
+                    } else {
+                        (0, 0)
+                    }
+                } else {
+                    (up[l], if c > 0 { up_left[l] } else { 0 })
+                };
+                let q = at(r, c);
+                let value = (u32::from(out[q]) + predict(u.predictor, a, b, tl)) & 0xff;
+                out[q] = (value ^ bias) as u8;
+                before_last[l] = last[l];
+                last[l] = value;
+            }
+        }
+    }
+}
+
+fn copy_raw(src: &[u8], u: &WcUnit, out: &mut [u8]) {
+    let from = &src[u.src as usize..(u.src + u64::from(u.len)) as usize];
+    if u.flags & FLAG_CONTIGUOUS != 0 {
+        let start = (u.dst + u.first) as usize;
+        out[start..start + from.len()].copy_from_slice(from);
+    } else {
+        let width = u64::from(u.width);
+        for (i, &byte) in from.iter().enumerate() {
+            let k = u.first + i as u64;
+            let (r, c) = (k / width, k % width);
+            out[(u.dst + r * u.row_stride + c * u64::from(u.elem_stride)) as usize] = byte;
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! The host side of a decode launch: everything the kernel is given, checked.
+//!
+//! `Plan::build` turns a file and the tensors wanted into the launch's inputs: which byte ranges
+//! of the file go to the device (packed into one staging buffer), one `WcUnit` per rANS unit or
+//! raw chunk, one `WcBlock` per thread block (units sharing a decode table), and the decode
+//! tables. It checks everything the kernel relies on, whatever the `Directory` claims and
+//! whatever the file holds: every unit's bytes lie inside the staged payload, every byte a unit
+//! can write lies inside its tensor, tiles are non-empty and at most 2^22 symbols, tables sum to
+//! `2^prob_bits`. So no launch can read or write out of bounds, even on a damaged or hostile
+//! file; what the kernel cannot know until it decodes (a stream that runs short or does not end
+//! in its final states) comes back as a per-unit status word, turned into an error here.
+//!
+//! This module is plain safe Rust: `emulate` runs a plan on the CPU exactly as the kernel does,
+//! which is how the plan and the kernel's algorithm are tested on machines with no GPU.
+
+use wcodec_format::records::UNIT_ALIGN;
+use wcodec_format::{
+    Directory, MAX_TILE_SYMBOLS, PlaneEncoding, PlaneEntry, TensorEntry, Transform, matrix_shape,
+    rans, tile_grid,
+};
+use wcodec_rans::DecodeTable;
+
+use crate::CudaError;
+use crate::abi::*;
+
+/// Bytes of a raw plane one warp copies (a multiple of 16, so chunks stay 16-byte aligned).
+pub const RAW_CHUNK: u32 = 1 << 16;
+/// Staged payloads start at multiples of this (the file's own payload alignment).
+const STAGING_ALIGN: u64 = 64;
+
+/// What a plan checks, and how its launch is shaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Check the CRC-32C of every unit and raw plane before anything is launched.
+    pub verify_checksums: bool,
+    /// The launch's shape; `None` lets the decoder choose from the plan and the GPU.
+    pub launch: Option<LaunchConfig>,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { verify_checksums: true, launch: None }
+    }
+}
+
+/// The shape of a launch: which compiled kernel variant, how many warps a thread block has,
+/// and how many units a block takes (its warps loop over them). More units per block amortise
+/// the block's table load; fewer spread a small tensor over more multiprocessors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchConfig {
+    /// `< abi::VARIANTS`.
+    pub variant: u32,
+    /// 1..=32 for variant 0, 1..=16 for variant 1.
+    pub warps_per_block: u32,
+    pub units_per_block: u32,
+}
+
+impl LaunchConfig {
+    /// The launch shape for `units` units whose blocks need `smem_bytes` of shared memory each,
+    /// on a GPU of `multiprocessors`: one block per multiprocessor and a warp per unit while
+    /// the units are few, else blocks as large as shared memory needs them to be (a block's
+    /// tables are loaded once for all its warps) taking a few units per warp.
+    pub fn choose(units: usize, smem_bytes: usize, multiprocessors: u32) -> LaunchConfig {
+        let sms = multiprocessors.max(1) as usize;
+        // Resident warps a multiprocessor can keep with variant 0 (its register budget).
+        const RESIDENT_WARPS: usize = 32;
+        if units <= sms * 8 {
+            let warps = units.div_ceil(sms).clamp(1, 8) as u32;
+            return LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps };
+        }
+        let blocks_by_smem = (228 * 1024 / (smem_bytes + 1024)).max(1);
+        let warps = (RESIDENT_WARPS / blocks_by_smem.min(4)).clamp(8, 32) as u32;
+        let per_warp = (units / (sms * RESIDENT_WARPS * 4)).clamp(1, 4) as u32;
+        LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps * per_warp }
+    }
+}
+
+/// One decoded tensor of the plan: its index in the directory and its length in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub tensor: usize,
+    pub len: u64,
+}
+
+/// Where a `WcUnit` comes from, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub tensor: usize,
+    pub plane: usize,
+    /// The unit (tile) index in its plane, or the chunk index of a raw plane.
+    pub unit: usize,
+}
+
+/// A byte range of the file copied into the staging buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub file_offset: u64,
+    pub len: u64,
+    pub staging_offset: u64,
+}
+
+/// The units of one plane: blocks never mix planes (a block loads its plane's tables).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Group {
+    pub first_unit: u32,
+    pub n_units: u32,
+    /// Index in `tables` of the plane's first entry.
+    pub table: u32,
+    /// 0 for a raw plane.
+    pub prob_bits: u8,
+    pub n_tables: u8,
+}
+
+/// Everything one launch needs, with unit destinations relative to their output's start.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub outputs: Vec<Output>,
+    /// Plane after plane, each plane's units in tile order.
+    pub units: Vec<WcUnit>,
+    /// The output each unit writes (an index into `outputs`).
+    pub unit_output: Vec<u32>,
+    pub origins: Vec<Origin>,
+    pub groups: Vec<Group>,
+    /// Packed decode-table entries; a plane's tables are back to back, starting at a multiple
+    /// of 256.
+    pub tables: Vec<u32>,
+    /// Row-class maps, one byte per row, of the planes with several tables.
+    pub maps: Vec<u8>,
+    pub segments: Vec<Segment>,
+    /// Bytes of the staging buffer (the compressed bytes the device receives).
+    pub staging_len: u64,
+}
+
+fn invalid(tensor: &TensorEntry, detail: impl Into<String>) -> CudaError {
+    CudaError::Invalid { tensor: tensor.name.clone(), detail: detail.into() }
+}
+
+/// Where a plane's bytes go in its tensor: byte (r, c) of the plane lands at
+/// `origin + r * row_stride + c * elem_stride`.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    origin: u64,
+    row_stride: u64,
+    elem_stride: u64,
+}
+
+fn geometry(tensor: &TensorEntry, plane: usize) -> Result<Geometry, CudaError> {
+    let (_, cols) = matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
+    let size = tensor.dtype.size() as u64;
+    let row_stride = cols.checked_mul(size).ok_or_else(|| invalid(tensor, "row overflows"))?;
+    Ok(match tensor.transform {
+        Transform::Identity => Geometry { origin: 0, row_stride, elem_stride: 1 },
+        Transform::BytePlanes => Geometry { origin: plane as u64, row_stride, elem_stride: size },
+    })
+}
+
+/// Offset of the last byte a `h x w` rectangle at (r0, c0) writes, if it lies inside `len`.
+fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<u64> {
+    let last_row = r0.checked_add(h.checked_sub(1)?)?;
+    let last_col = c0.checked_add(w.checked_sub(1)?)?;
+    let end = g
+        .origin
+        .checked_add(last_row.checked_mul(g.row_stride)?)?
+        .checked_add(last_col.checked_mul(g.elem_stride)?)?;
+    (end < len).then_some(end)
+}
+
+fn check_crc(what: impl FnOnce() -> String, bytes: &[u8], stored: u32) -> Result<(), CudaError> {
+    let computed = crc32c::crc32c(bytes);
+    if computed != stored {
+        return Err(CudaError::Checksum { what: what(), stored, computed });
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Plans the decoding of the tensors `which` (indices into `dir.tensors`; repeats allowed)
+    /// of `file`, whose directory is `dir`.
+    pub fn build(
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &PlanOptions,
+    ) -> Result<Plan, CudaError> {
+        let mut plan = Plan::default();
+        for &index in which {
+            let tensor = dir
+                .tensors
+                .get(index)
+                .ok_or(CudaError::NoSuchTensor { index, count: dir.tensors.len() })?;
+            plan.add_tensor(file, index, tensor, options.verify_checksums)?;
+        }
+        // Every count the kernel sees is a u32; a grid has fewer than 2^31 blocks.
+        if plan.units.len() >= i32::MAX as usize || plan.tables.len() >= u32::MAX as usize {
+            return Err(CudaError::Invalid {
+                tensor: String::new(),
+                detail: "too many units for one launch".into(),
+            });
+        }
+        Ok(plan)
+    }
+
+    fn add_tensor(
+        &mut self,
+        file: &[u8],
+        index: usize,
+        tensor: &TensorEntry,
+        verify: bool,
+    ) -> Result<(), CudaError> {
+        let (rows, cols) =
+            matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
+        let len = rows
+            .checked_mul(cols)
+            .and_then(|n| n.checked_mul(tensor.dtype.size() as u64))
+            .filter(|&n| n == tensor.source_len)
+            .ok_or_else(|| invalid(tensor, "shape and dtype do not give its length"))?;
+        let shapes = tensor.transform.plane_shapes(tensor.dtype, rows, cols);
+        let plane_shapes: Vec<(u64, u64)> =
+            tensor.planes.iter().map(|p| (p.rows, p.cols)).collect();
+        if plane_shapes != shapes {
+            return Err(invalid(tensor, "planes do not match the tensor's transform"));
+        }
+        let output = self.outputs.len() as u32;
+        self.outputs.push(Output { tensor: index, len });
+        for (j, plane) in tensor.planes.iter().enumerate() {
+            if plane.is_empty() {
+                continue;
+            }
+            let g = geometry(tensor, j)?;
+            if last_byte(g, 0, 0, plane.rows, plane.cols, len).is_none() {
+                return Err(invalid(tensor, format!("plane {j} does not fit the tensor")));
+            }
+            if plane.cols > u64::from(u32::MAX) {
+                return Err(invalid(tensor, format!("plane {j}: more than 2^32 columns")));
+            }
+            let payload = plane
+                .payload_offset
+                .checked_add(plane.payload_len)
+                .and_then(|end| file.get(plane.payload_offset as usize..end as usize))
+                .ok_or_else(|| invalid(tensor, format!("plane {j}: payload outside the file")))?;
+            let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
+            let at = Origin { tensor: index, plane: j, unit: 0 };
+            match &plane.encoding {
+                PlaneEncoding::Raw { crc32c } => {
+                    if plane.payload_len != plane.len() {
+                        return Err(invalid(tensor, format!("raw plane {j}: wrong length")));
+                    }
+                    if verify {
+                        let what = || format!("tensor {:?} raw plane {j}", tensor.name);
+                        check_crc(what, payload, *crc32c)?;
+                    }
+                    self.add_raw(plane, g, staging_offset, output, at);
+                }
+                PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
+                    let ctx = RansPlane { tensor, plane, g, staging_offset, output, len, at };
+                    self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves room for `len` bytes of the file at `file_offset`; returns their staging offset.
+    fn stage(&mut self, file_offset: u64, len: u64) -> u64 {
+        let staging_offset = self.staging_len.next_multiple_of(STAGING_ALIGN);
+        self.segments.push(Segment { file_offset, len, staging_offset });
+        self.staging_len = staging_offset + len;
+        staging_offset
+    }
+
+    fn push_unit(&mut self, unit: WcUnit, output: u32, origin: Origin) {
+        self.units.push(unit);
+        self.unit_output.push(output);
+        self.origins.push(origin);
+    }
+
+    fn add_raw(
+        &mut self,
+        plane: &PlaneEntry,
+        g: Geometry,
+        staging_offset: u64,
+        output: u32,
+        at: Origin,
+    ) {
+        let contiguous = g.elem_stride == 1 && g.row_stride == plane.cols;
+        let total = plane.len();
+        let chunks = total.div_ceil(u64::from(RAW_CHUNK));
+        let group = Group {
+            first_unit: self.units.len() as u32,
+            n_units: chunks as u32,
+            ..Group::default()
+        };
+        for k in 0..chunks {
+            let first = k * u64::from(RAW_CHUNK);
+            let unit = WcUnit {
+                src: staging_offset + first,
+                dst: g.origin,
+                row_stride: g.row_stride,
+                first,
+                len: (total - first).min(u64::from(RAW_CHUNK)) as u32,
+                height: 0,
+                width: plane.cols as u32,
+                kind: UNIT_RAW,
+                predictor: 0,
+                elem_stride: g.elem_stride as u8,
+                flags: if contiguous { FLAG_CONTIGUOUS } else { 0 },
+                row_map: 0,
+                reserved: [0; 2],
+            };
+            self.push_unit(unit, output, Origin { unit: k as usize, ..at });
+        }
+        self.groups.push(group);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_rans(
+        &mut self,
+        p: &RansPlane,
+        payload: &[u8],
+        prob_bits: u8,
+        tables: &[wcodec_format::Frequencies],
+        row_tables: &[u8],
+        units: &[wcodec_format::UnitEntry],
+        verify: bool,
+    ) -> Result<(), CudaError> {
+        let (tensor, plane, j) = (p.tensor, p.plane, p.at.plane);
+        let bad = |detail: String| invalid(tensor, format!("plane {j}: {detail}"));
+        if !(rans::MIN_PROB_BITS..=rans::MAX_PROB_BITS).contains(&prob_bits) {
+            return Err(bad(format!("prob_bits {prob_bits} outside 8..=12")));
+        }
+        let (th, tw) = (u64::from(plane.tile_rows), u64::from(plane.tile_cols));
+        if th == 0 || tw == 0 || th * tw > MAX_TILE_SYMBOLS {
+            return Err(bad(format!("tile {th}x{tw} empty or larger than 2^22")));
+        }
+        let (grid_rows, grid_cols) =
+            tile_grid(plane.rows, plane.cols, plane.tile_rows, plane.tile_cols);
+        if Some(units.len() as u64) != grid_rows.checked_mul(grid_cols) {
+            return Err(bad(format!("{} units for {grid_rows}x{grid_cols} tiles", units.len())));
+        }
+        if tables.is_empty() || tables.len() > usize::from(rans::MAX_TABLES) {
+            return Err(bad(format!("{} tables", tables.len())));
+        }
+        // With several tables every row names one of them; the kernel indexes `tables` with it.
+        let row_map = if tables.len() > 1 {
+            if row_tables.len() as u64 != plane.rows
+                || row_tables.iter().any(|&t| usize::from(t) >= tables.len())
+            {
+                return Err(bad("row-class map does not match the rows and tables".into()));
+            }
+            let base = self.maps.len() as u64;
+            self.maps.extend_from_slice(row_tables);
+            Some(base)
+        } else {
+            None
+        };
+        let group = Group {
+            first_unit: self.units.len() as u32,
+            n_units: units.len() as u32,
+            table: self.tables.len() as u32,
+            prob_bits,
+            n_tables: tables.len() as u8,
+        };
+        for freqs in tables {
+            let table = DecodeTable::new(freqs, prob_bits).map_err(|e| bad(e.to_string()))?;
+            self.tables.extend_from_slice(table.entries());
+        }
+        for (i, u) in units.iter().enumerate() {
+            let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);
+            let (r0, c0) = (tr * th, tc * tw);
+            let (h, w) = ((plane.rows - r0).min(th), (plane.cols - c0).min(tw));
+            let bytes = u
+                .offset
+                .checked_add(u64::from(u.len))
+                .and_then(|end| payload.get(u.offset as usize..end as usize))
+                .ok_or_else(|| bad(format!("unit {i} outside its payload")))?;
+            if (u.len as usize) < rans::STATES_BYTES || u.len % 2 != 0 || u.offset % UNIT_ALIGN != 0
+            {
+                return Err(bad(format!("unit {i}: length {} or offset misaligned", u.len)));
+            }
+            if verify {
+                let what = || format!("tensor {:?} plane {j} unit {i}", tensor.name);
+                check_crc(what, bytes, u.crc32c)?;
+            }
+            let dst = last_byte(p.g, r0, c0, h, w, p.len)
+                .and_then(|_| p.g.origin.checked_add(r0 * p.g.row_stride + c0 * p.g.elem_stride))
+                .ok_or_else(|| bad(format!("unit {i}: tile outside the tensor")))?;
+            let words =
+                p.g.elem_stride == 1 && w % 4 == 0 && p.g.row_stride % 4 == 0 && dst % 4 == 0;
+            let flags = if plane.bias128 { FLAG_BIAS128 } else { 0 }
+                | if words { FLAG_WORD_STORES } else { 0 }
+                | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 };
+            let unit = WcUnit {
+                src: p.staging_offset + u.offset,
+                dst,
+                row_stride: p.g.row_stride,
+                first: 0,
+                len: u.len,
+                height: h as u32,
+                width: w as u32,
+                kind: UNIT_RANS,
+                predictor: u.predictor as u8,
+                elem_stride: p.g.elem_stride as u8,
+                flags,
+                row_map: row_map.map_or(0, |base| base + r0),
+                reserved: [0; 2],
+            };
+            self.push_unit(unit, p.output, Origin { unit: i, ..p.at });
+        }
+        self.groups.push(group);
+        Ok(())
+    }
+
+    /// The thread blocks of a launch: each group (plane) cut into runs of at most
+    /// `units_per_block` units.
+    pub fn blocks(&self, units_per_block: u32) -> Vec<WcBlock> {
+        let per = units_per_block.max(1);
+        let mut blocks = Vec::new();
+        for g in &self.groups {
+            let mut first = g.first_unit;
+            let end = g.first_unit + g.n_units;
+            while first < end {
+                let n = per.min(end - first);
+                blocks.push(WcBlock {
+                    first_unit: first,
+                    n_units: n,
+                    table: g.table,
+                    prob_bits: g.prob_bits,
+                    n_tables: g.n_tables,
+                    flags: 0,
+                    reserved: 0,
+                });
+                first += n;
+            }
+        }
+        blocks
+    }
+
+    /// Shared memory a block of the widest plane needs for its tables, in bytes.
+    pub fn max_table_bytes(&self) -> usize {
+        let entries =
+            |g: &Group| if g.prob_bits == 0 { 0 } else { usize::from(g.n_tables) << g.prob_bits };
+        self.groups.iter().map(entries).max().unwrap_or(0) * 4
+    }
+
+    /// Copies the staged ranges of `file` into `staging` (at least `staging_len` bytes).
+    pub fn fill_staging(&self, file: &[u8], staging: &mut [u8]) {
+        for s in &self.segments {
+            let from = &file[s.file_offset as usize..(s.file_offset + s.len) as usize];
+            staging[s.staging_offset as usize..(s.staging_offset + s.len) as usize]
+                .copy_from_slice(from);
+        }
+    }
+
+    /// Compressed bytes the launch reads (the staged payloads, without alignment padding).
+    pub fn compressed_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Bytes the launch writes (every output tensor).
+    pub fn output_bytes(&self) -> u64 {
+        self.outputs.iter().map(|o| o.len).sum()
+    }
+
+    /// The same work `copies` times over, into separate outputs from separate staged copies of
+    /// the compressed bytes: how a benchmark fills the card from a small file.
+    pub fn replicate(&self, copies: usize) -> Plan {
+        let stride = self.staging_len.next_multiple_of(STAGING_ALIGN);
+        let (n_out, n_units) = (self.outputs.len() as u32, self.units.len() as u32);
+        let mut out =
+            Plan { tables: self.tables.clone(), maps: self.maps.clone(), ..Plan::default() };
+        for k in 0..copies as u64 {
+            let k32 = k as u32;
+            out.outputs.extend_from_slice(&self.outputs);
+            out.units.extend(self.units.iter().map(|u| WcUnit { src: u.src + k * stride, ..*u }));
+            out.unit_output.extend(self.unit_output.iter().map(|&o| o + k32 * n_out));
+            out.origins.extend_from_slice(&self.origins);
+            out.groups.extend(
+                self.groups
+                    .iter()
+                    .map(|g| Group { first_unit: g.first_unit + k32 * n_units, ..*g }),
+            );
+            out.segments.extend(
+                self.segments
+                    .iter()
+                    .map(|s| Segment { staging_offset: s.staging_offset + k * stride, ..*s }),
+            );
+        }
+        out.staging_len = stride * copies as u64;
+        out
+    }
+
+    /// Turns the kernel's status words (one per unit) into the first error they report.
+    pub fn check_status(&self, dir: &Directory, status: &[u32]) -> Result<(), CudaError> {
+        let Some(i) = status.iter().position(|&s| s != 0) else { return Ok(()) };
+        let origin = self.origins[i];
+        let mut reasons = Vec::new();
+        for (bit, text) in [
+            (ERR_BAD_INITIAL_STATE, "a lane starts below 2^16"),
+            (ERR_OVERRUN, "stream exhausted"),
+            (ERR_WORDS_LEFT, "words left after the last symbol"),
+            (ERR_NOT_FINAL, "did not end in its final states"),
+        ] {
+            if status[i] & bit != 0 {
+                reasons.push(text);
+            }
+        }
+        Err(CudaError::Corrupt {
+            tensor: dir.tensors.get(origin.tensor).map(|t| t.name.clone()).unwrap_or_default(),
+            plane: origin.plane,
+            unit: origin.unit,
+            reason: reasons.join(", "),
+        })
+    }
+}
+
+/// What `add_rans` needs to know about the plane it adds.
+struct RansPlane<'a> {
+    tensor: &'a TensorEntry,
+    plane: &'a PlaneEntry,
+    g: Geometry,
+    staging_offset: u64,
+    output: u32,
+    len: u64,
+    at: Origin,
+}

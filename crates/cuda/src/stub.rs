@@ -1,0 +1,86 @@
+//! The backend of a build without kernels (no `cuda` feature, or no nvcc when it was built):
+//! `Gpu::new` says so with `CudaError::NotAvailable`, so no `Gpu` or `Buffer` is ever made and
+//! their other methods are never called.
+
+use wcodec_format::Directory;
+
+use crate::plan::{LaunchConfig, Plan};
+use crate::{CudaError, KernelInfo};
+
+fn not_built() -> CudaError {
+    CudaError::NotAvailable(if cfg!(feature = "cuda") {
+        "wcodec-cuda was built with the `cuda` feature but without nvcc; set CUDA_HOME or run \
+         `cargo xtask cuda-toolchain`, then rebuild"
+            .into()
+    } else {
+        "wcodec-cuda was built without the `cuda` feature".into()
+    })
+}
+
+#[derive(Debug)]
+pub(crate) struct Gpu(());
+
+#[derive(Debug)]
+pub(crate) struct Buffer(());
+
+impl Gpu {
+    pub(crate) fn new(_ordinal: usize) -> Result<Gpu, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        ""
+    }
+
+    pub(crate) fn multiprocessors(&self) -> u32 {
+        0
+    }
+
+    pub(crate) fn kernel_info(&self, _variant: u32) -> Option<KernelInfo> {
+        None
+    }
+
+    pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
+        LaunchConfig::choose(plan.units.len(), 0, 1)
+    }
+
+    pub(crate) fn decode(
+        &self,
+        _plan: &Plan,
+        _file: &[u8],
+        _dir: &Directory,
+        _config: LaunchConfig,
+    ) -> Result<Vec<Buffer>, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn bench(
+        &self,
+        _plan: &Plan,
+        _file: &[u8],
+        _dir: &Directory,
+        _configs: &[LaunchConfig],
+        _runs: (usize, usize),
+        _crcs: &[u32],
+    ) -> Result<Vec<Vec<f64>>, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn copy_bandwidth(&self, _bytes: usize, _iters: usize) -> Result<f64, CudaError> {
+        Err(not_built())
+    }
+}
+
+impl Buffer {
+    pub(crate) fn len(&self) -> usize {
+        0
+    }
+
+    pub(crate) fn device_ptr(&self) -> u64 {
+        0
+    }
+
+    pub(crate) fn to_host(&self) -> Result<Vec<u8>, CudaError> {
+        Err(not_built())
+    }
+}

@@ -1,0 +1,246 @@
+//! Test data shared by the emulator tests (any machine) and the GPU tests: random tensors of
+//! every shape class, dtype and predictor, real slices from tests/data, damaged files, and the
+//! CPU reference decoder as the oracle.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use wcodec_encode::{EncodeOptions, FileWriter, TensorInput, encode_tensor};
+use wcodec_format::{Directory, Dtype, PlaneEncoding, Predictor, SourceKind};
+use wcodec_predict::TileConfig;
+
+/// xorshift64*: small, seeded, good enough for test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Weight-like bytes: each row drawn around 0 with its own spread (so row classes pay), every
+/// few rows a smooth ramp (so predictors have something to predict).
+pub fn weights(rng: &mut Rng, rows: usize, row_len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * row_len);
+    for r in 0..rows {
+        let spread = [2u64, 9, 40, 120][r % 4];
+        let ramp = r % 5 == 4;
+        for c in 0..row_len {
+            let v = if ramp {
+                (c as i64 * 3 + r as i64) as u8
+            } else {
+                let a = rng.below(spread) as i64 - rng.below(spread) as i64;
+                a as i8 as u8
+            };
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// One tensor to encode and the options to encode it with.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub dtype: Dtype,
+    pub dims: Vec<u64>,
+    pub bytes: Vec<u8>,
+    pub options: EncodeOptions,
+}
+
+pub fn options(tile: (u32, u32), predictors: &[Predictor], max_tables: u8) -> EncodeOptions {
+    EncodeOptions {
+        tile: TileConfig { rows: tile.0, cols: tile.1 },
+        predictors: predictors.to_vec(),
+        max_tables,
+        ..EncodeOptions::default()
+    }
+}
+
+/// Shape classes: 1x1, 1xN, Nx1, not a multiple of the tile, exact multiples, 3-D, 0-D, empty.
+pub const SHAPES: &[&[u64]] = &[
+    &[1, 1],
+    &[1, 5000],
+    &[5000, 1],
+    &[300, 257],
+    &[256, 256],
+    &[3, 37, 40],
+    &[],
+    &[0, 16],
+    &[129, 77],
+    &[2, 3000],
+];
+
+/// Tile shapes: word stores (widths % 4 == 0) and byte stores (odd widths), small enough to
+/// give tensors several tiles and partial edge tiles, large enough (>= 1000 symbols) that
+/// coding pays and the encoder does not store the plane raw. (4096, 8) gives an Nx1 tensor
+/// tall tiles.
+pub const TILES: &[(u32, u32)] = &[(256, 256), (32, 64), (48, 36), (40, 33), (4096, 8), (64, 100)];
+
+pub const DTYPES: &[Dtype] = &[Dtype::I8, Dtype::U8, Dtype::BF16, Dtype::F32];
+
+/// Every shape class with every predictor forced (and the encoder's own choice), cycling
+/// through tiles, dtypes and table counts so that each appears with each shape.
+pub fn cases() -> Vec<Case> {
+    let mut rng = Rng::new(7);
+    let mut predictor_sets: Vec<Vec<Predictor>> =
+        Predictor::ALL.iter().map(|&p| vec![p]).collect();
+    predictor_sets.push(Predictor::ALL.to_vec());
+    let mut out = Vec::new();
+    let mut k = 0usize;
+    for dims in SHAPES {
+        for preds in &predictor_sets {
+            let dtype = DTYPES[k % DTYPES.len()];
+            let tile = TILES[(k / 2) % TILES.len()];
+            let max_tables = [1u8, 8, 4][k % 3];
+            k += 1;
+            let (rows, cols) = wcodec_format::matrix_shape(dims).unwrap();
+            let row_len = (cols as usize) * dtype.size();
+            let bytes = weights(&mut rng, rows as usize, row_len);
+            out.push(Case {
+                name: format!("{dims:?} {dtype} {preds:?} tile {tile:?} tables {max_tables}"),
+                dtype,
+                dims: dims.to_vec(),
+                bytes,
+                options: options(tile, preds, max_tables),
+            });
+        }
+    }
+    // Every dtype on one awkward shape with the encoder's full choice.
+    for &dtype in DTYPES {
+        for &tile in TILES {
+            let dims = vec![70u64, 45];
+            let bytes = weights(&mut rng, 70, 45 * dtype.size());
+            out.push(Case {
+                name: format!("{dims:?} {dtype} all tile {tile:?}"),
+                dtype,
+                dims,
+                bytes,
+                options: options(tile, &Predictor::ALL, 8),
+            });
+        }
+    }
+    out
+}
+
+/// A rANS plane with 16 row classes of disjoint symbol ranges and distinct spreads: its 16
+/// tables at 12 bits (256 KiB) do not fit in shared memory (227 KiB on an H100), so the kernel
+/// reads them from global memory.
+pub fn sixteen_tables() -> Case {
+    let mut rng = Rng::new(16);
+    let (rows, cols) = (64usize, 4096usize);
+    let mut bytes = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let class = (r * 7 % 16) as u64;
+        for _ in 0..cols {
+            bytes.push((class * 16 + rng.below(class + 2).min(15)) as u8);
+        }
+    }
+    Case {
+        name: "16 row classes".into(),
+        dtype: Dtype::U8,
+        dims: vec![rows as u64, cols as u64],
+        bytes,
+        options: options((64, 512), &[Predictor::None], 16),
+    }
+}
+
+/// A .wcz holding `cases` as the tensors of one raw source file, back to back.
+pub fn file_of(cases: &[Case]) -> Vec<u8> {
+    let source_len: u64 = cases.iter().map(|c| c.bytes.len() as u64).sum();
+    let mut writer = FileWriter::new(Vec::new(), SourceKind::Raw, source_len).unwrap();
+    let mut offset = 0u64;
+    for c in cases {
+        let input = TensorInput {
+            name: &c.name,
+            dtype: c.dtype,
+            dims: &c.dims,
+            bytes: &c.bytes,
+            source_offset: offset,
+        };
+        writer.add_tensor(encode_tensor(&input, &c.options).unwrap()).unwrap();
+        offset += c.bytes.len() as u64;
+    }
+    writer.finish(Vec::new()).unwrap()
+}
+
+/// The checked-in slices of real weights.
+pub fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+}
+
+/// Real data as .wcz files: (name, file). Safetensors slices through their layout; the
+/// SmolLM2 Q8_0 quants as a raw 256 x 1024 int8 tensor.
+pub fn real_files(options: &EncodeOptions) -> Vec<(String, Vec<u8>)> {
+    let dir = data_dir();
+    let mut out = Vec::new();
+    for name in ["minilm-int8-per-tensor.safetensors", "minilm-bf16-slice.safetensors"] {
+        let source = std::fs::read(dir.join(name)).unwrap();
+        let layout = wcodec_container::read_layout(&source).unwrap();
+        let wcz =
+            wcodec_encode::compress_file(&source, &layout, options, Vec::new(), &mut |_| {})
+                .unwrap();
+        out.push((name.to_owned(), wcz));
+    }
+    let quants = std::fs::read(dir.join("smollm2-q8_0-quants-256x1024.i8")).unwrap();
+    let wcz = wcodec_encode::compress_raw(&quants, Dtype::I8, &[256, 1024], options).unwrap();
+    out.push(("smollm2-q8_0-quants-256x1024.i8".to_owned(), wcz));
+    out
+}
+
+/// The reference decoder's bytes of every tensor (the oracle).
+pub fn reference(file: &[u8], dir: &Directory) -> Vec<Vec<u8>> {
+    dir.tensors
+        .iter()
+        .map(|t| wcodec_decode::decode_tensor_reference(file, t).unwrap())
+        .collect()
+}
+
+/// Copies of `file` with one unit's stream damaged: a flipped bit in its first state, in a
+/// middle word, in its last word; and a unit whose stream is cut short by a directory that
+/// claims fewer bytes. Returns (what, file, directory) triples; the directory may differ from
+/// the file's own (checksums are then not verified).
+pub fn damaged(file: &[u8], dir: &Directory) -> Vec<(String, Vec<u8>, Directory)> {
+    let mut out = Vec::new();
+    for (ti, t) in dir.tensors.iter().enumerate() {
+        for (pi, p) in t.planes.iter().enumerate() {
+            let PlaneEncoding::Rans { units, .. } = &p.encoding else { continue };
+            let Some(u) = units.last() else { continue };
+            let start = (p.payload_offset + u.offset) as usize;
+            let len = u.len as usize;
+            for (what, at) in [
+                ("first state", start + 1),
+                ("middle word", start + 128 + (len - 128) / 2),
+                ("last word", start + len - 1),
+            ] {
+                let mut f = file.to_vec();
+                f[at] ^= 0x10;
+                out.push((format!("tensor {ti} plane {pi}: {what}"), f, dir.clone()));
+            }
+            if u.len >= 132 {
+                let mut d = dir.clone();
+                if let PlaneEncoding::Rans { units, .. } =
+                    &mut d.tensors[ti].planes[pi].encoding
+                {
+                    units.last_mut().unwrap().len -= 2;
+                }
+                out.push((format!("tensor {ti} plane {pi}: short unit"), file.to_vec(), d));
+            }
+            if out.len() > 40 {
+                return out;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,279 @@
+//! The launch plan and the kernel's algorithm, checked on the CPU: `emulate` runs a plan as the
+//! kernel does (lanes, ballots, word stores, the predictor wavefront), and its output must be
+//! the reference decoder's, byte for byte, for every shape class, dtype, predictor and tile
+//! geometry, on random and on real data. These run everywhere; tests/gpu.rs runs the same cases
+//! on a GPU.
+
+mod common;
+
+use common::*;
+use wcodec_cuda::abi::{ERR_NOT_FINAL, WcBlock};
+use wcodec_cuda::emulate::execute;
+use wcodec_cuda::plan::{Plan, PlanOptions};
+use wcodec_cuda::{CudaError, LaunchConfig};
+use wcodec_format::{Directory, PlaneEncoding};
+
+/// Decodes every tensor of `file` through the emulated kernel, twice over outputs poisoned
+/// with different bytes (so a byte the kernel never writes shows up as a difference).
+fn emulate_all(file: &[u8], dir: &Directory, units_per_block: u32) -> Result<Vec<Vec<u8>>, String> {
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(file, dir, &all, &PlanOptions::default()).map_err(|e| e.to_string())?;
+    let blocks: Vec<WcBlock> = plan.blocks(units_per_block);
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(file, &mut staging);
+    let mut results = Vec::new();
+    for poison in [0x00u8, 0xff] {
+        let mut outputs: Vec<Vec<u8>> =
+            plan.outputs.iter().map(|o| vec![poison; o.len as usize]).collect();
+        let status = execute(&plan, &blocks, &staging, &mut outputs);
+        plan.check_status(dir, &status).map_err(|e| e.to_string())?;
+        results.push(outputs);
+    }
+    if results[0] != results[1] {
+        return Err("some output bytes were never written".into());
+    }
+    Ok(results.swap_remove(0))
+}
+
+#[test]
+fn every_shape_dtype_and_predictor_matches_the_reference() {
+    for case in cases() {
+        let file = file_of(std::slice::from_ref(&case));
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let expected = reference(&file, &dir);
+        let got = emulate_all(&file, &dir, 3).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(got, expected, "{}", case.name);
+    }
+}
+
+#[test]
+fn many_tensors_in_one_plan() {
+    let cases = cases();
+    let file = file_of(&cases[..24]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    for units_per_block in [1, 8, 64] {
+        assert_eq!(emulate_all(&file, &dir, units_per_block).unwrap(), expected);
+    }
+}
+
+#[test]
+fn sixteen_row_classes() {
+    let file = file_of(&[sixteen_tables()]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let PlaneEncoding::Rans { tables, .. } = &dir.tensors[0].planes[0].encoding else {
+        panic!("expected a rANS plane")
+    };
+    assert!(tables.len() >= 15, "the encoder picked {} tables, not 15 or 16", tables.len());
+    assert_eq!(emulate_all(&file, &dir, 8).unwrap(), reference(&file, &dir));
+}
+
+#[test]
+fn real_slices_match_the_reference() {
+    for tile in [(256, 256), (64, 256), (128, 128)] {
+        let options = options(tile, &wcodec_format::Predictor::ALL, 8);
+        for (name, file) in real_files(&options) {
+            let dir = Directory::from_file_bytes(&file).unwrap();
+            let got = emulate_all(&file, &dir, 8).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got, reference(&file, &dir), "{name} tile {tile:?}");
+        }
+    }
+}
+
+#[test]
+fn subsets_and_repeats() {
+    let cases = cases();
+    let file = file_of(&cases[..10]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let which = [7usize, 2, 2, 9];
+    let plan = Plan::build(&file, &dir, &which, &PlanOptions::default()).unwrap();
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(&file, &mut staging);
+    let mut outputs: Vec<Vec<u8>> = plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
+    let status = execute(&plan, &plan.blocks(4), &staging, &mut outputs);
+    plan.check_status(&dir, &status).unwrap();
+    for (o, &i) in outputs.iter().zip(&which) {
+        assert_eq!(o, &expected[i]);
+    }
+    let err = Plan::build(&file, &dir, &[10], &PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, CudaError::NoSuchTensor { index: 10, count: 10 }));
+}
+
+#[test]
+fn replicated_plans_decode_every_copy() {
+    let file = file_of(&cases()[20..26]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().replicate(3);
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(&file, &mut staging);
+    let mut outputs: Vec<Vec<u8>> = plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
+    let status = execute(&plan, &plan.blocks(16), &staging, &mut outputs);
+    plan.check_status(&dir, &status).unwrap();
+    for (k, o) in outputs.iter().enumerate() {
+        assert_eq!(o, &expected[k % expected.len()]);
+    }
+}
+
+#[test]
+fn damaged_units_are_reported() {
+    let file = file_of(&cases()[..12]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let mut reported = 0;
+    for (what, f, d) in damaged(&file, &dir) {
+        // With checksums verified the plan refuses the file before any launch...
+        let all: Vec<usize> = (0..d.tensors.len()).collect();
+        if d == dir {
+            let err = Plan::build(&f, &d, &all, &PlanOptions::default()).unwrap_err();
+            assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
+        }
+        // ...and without, the kernel's own checks catch it (or the bytes are still right).
+        let options = PlanOptions { verify_checksums: false, launch: None };
+        let plan = Plan::build(&f, &d, &all, &options).unwrap();
+        let mut staging = vec![0u8; plan.staging_len as usize];
+        plan.fill_staging(&f, &mut staging);
+        let mut outputs: Vec<Vec<u8>> =
+            plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
+        let status = execute(&plan, &plan.blocks(8), &staging, &mut outputs);
+        match plan.check_status(&d, &status) {
+            Err(CudaError::Corrupt { .. }) => reported += 1,
+            Err(other) => panic!("{what}: {other}"),
+            Ok(()) => assert_eq!(outputs, expected, "{what}: a wrong tensor without an error"),
+        }
+        assert!(status.iter().all(|&s| s & !0xf == 0));
+    }
+    assert!(reported > 10, "only {reported} damaged units reported");
+    let _ = ERR_NOT_FINAL;
+}
+
+/// The plan refuses directories that would make the kernel read or write out of bounds, even
+/// when they did not come from parsing the file (a caller's own `Directory`).
+#[test]
+fn hostile_directories_are_refused() {
+    let file = file_of(&cases()[18..22]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let options = PlanOptions { verify_checksums: false, launch: None };
+    let refuse = |d: &Directory, what: &str| {
+        let err = Plan::build(&file, d, &all, &options).unwrap_err();
+        assert!(matches!(err, CudaError::Invalid { .. }), "{what}: {err}");
+    };
+    let rans_plane = dir
+        .tensors
+        .iter()
+        .enumerate()
+        .flat_map(|(t, te)| te.planes.iter().enumerate().map(move |(p, pe)| (t, p, pe)))
+        .find(|(_, _, p)| matches!(p.encoding, PlaneEncoding::Rans { .. }))
+        .map(|(t, p, _)| (t, p))
+        .expect("a rANS plane");
+    let (t, p) = rans_plane;
+    let edit = |f: &dyn Fn(&mut wcodec_format::PlaneEntry)| {
+        let mut d = dir.clone();
+        f(&mut d.tensors[t].planes[p]);
+        d
+    };
+    refuse(&edit(&|pl| pl.payload_offset = file.len() as u64), "payload past the file");
+    refuse(&edit(&|pl| pl.rows += 1), "plane taller than its tensor");
+    refuse(&edit(&|pl| pl.tile_rows = 0), "empty tile");
+    refuse(&edit(&|pl| pl.tile_rows = 1 << 12 | 1), "tile of more than 2^22 symbols");
+    refuse(
+        &edit(&|pl| {
+            if let PlaneEncoding::Rans { units, .. } = &mut pl.encoding {
+                units[0].len = u32::MAX - 1;
+            }
+        }),
+        "unit past its payload",
+    );
+    refuse(
+        &edit(&|pl| {
+            if let PlaneEncoding::Rans { units, .. } = &mut pl.encoding {
+                units.pop();
+            }
+        }),
+        "a tile without a unit",
+    );
+    refuse(
+        &edit(&|pl| {
+            if let PlaneEncoding::Rans { tables, .. } = &mut pl.encoding {
+                tables[0][0] += 1;
+            }
+        }),
+        "table not summing to 2^prob_bits",
+    );
+    refuse(
+        &edit(&|pl| {
+            if let PlaneEncoding::Rans { tables, row_tables, .. } = &mut pl.encoding {
+                tables.push(tables[0]);
+                *row_tables = vec![5; row_tables.len().max(1)];
+            }
+        }),
+        "row class beyond the tables",
+    );
+    let mut d = dir.clone();
+    d.tensors[t].dims.push(2);
+    refuse(&d, "shape not matching the length");
+}
+
+#[test]
+fn launch_shapes_follow_the_work() {
+    // Few units: spread over the multiprocessors, a warp each.
+    let c = LaunchConfig::choose(256, 16 << 10, 132);
+    assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
+    // Many units, big tables: large blocks, several units a warp.
+    let c = LaunchConfig::choose(100_000, 128 << 10, 132);
+    assert_eq!(c.warps_per_block, 32);
+    assert!(c.units_per_block >= 32);
+}
+
+/// The cases above reach every path of the kernel: word and byte stores, raw chunks (strided
+/// and contiguous), one table and row classes, every predictor, signed and unsigned planes.
+#[test]
+fn the_cases_cover_every_kernel_path() {
+    use wcodec_cuda::abi::*;
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for case in cases() {
+        let file = file_of(std::slice::from_ref(&case));
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let all: Vec<usize> = (0..dir.tensors.len()).collect();
+        let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+        for u in &plan.units {
+            let mut count = |what| *seen.entry(what).or_default() += 1;
+            if u.kind == UNIT_RAW {
+                count(if u.flags & FLAG_CONTIGUOUS != 0 { "raw contiguous" } else { "raw strided" });
+                continue;
+            }
+            count(if u.flags & FLAG_WORD_STORES != 0 { "word stores" } else { "byte stores" });
+            count(if u.flags & FLAG_ROW_TABLES != 0 { "row tables" } else { "one table" });
+            count(if u.flags & FLAG_BIAS128 != 0 { "bias128" } else { "unbiased" });
+            count(["none", "left", "top", "avg", "paeth"][usize::from(u.predictor)]);
+            if u.elem_stride > 1 {
+                count("byte planes");
+            }
+            if u.height * u.width % 128 != 0 {
+                count("partial group");
+            }
+        }
+    }
+    for what in [
+        "raw contiguous",
+        "raw strided",
+        "word stores",
+        "byte stores",
+        "row tables",
+        "one table",
+        "bias128",
+        "unbiased",
+        "none",
+        "left",
+        "top",
+        "avg",
+        "paeth",
+        "byte planes",
+        "partial group",
+    ] {
+        assert!(seen.get(what).copied().unwrap_or(0) > 0, "no unit takes the {what} path: {seen:?}");
+    }
+}

@@ -1,0 +1,385 @@
+// The wcodec decode kernel: rANS units straight into their final place in device memory.
+//
+// One launch covers every unit of every plane of every tensor asked for. A thread block takes a
+// run of units of one plane (WcBlock), loads the plane's decode tables into shared memory once,
+// and each of its warps decodes one unit at a time:
+//   - 32 lanes = the 32 interleaved rANS states of the unit (docs/FORMAT.md, "rANS units");
+//     lane i owns symbols 128g + 4i .. 128g + 4i + 3 of group g;
+//   - each lane looks its slot up in the table of the plane row its symbol lies in (the plane's
+//     row-class map; one table for every row when the plane has one);
+//   - renormalisation words are read in lane order: every lane loads the candidate word
+//     `pos + lane` before the table lookup (so the load overlaps it), a ballot says which lanes
+//     need one, and a shuffle hands lane i the word at `pos + popc(ballot & lanemask_lt)`;
+//   - after 4 steps a lane holds 4 consecutive output bytes and stores them as one 32-bit word
+//     (a warp writes 128 contiguous bytes) where the tile geometry allows, else byte stores;
+//   - predicted tiles (LEFT, TOP, AVG, PAETH) first land as residuals, then one in-warp
+//     wavefront pass rebuilds them in place (lane l takes row 32k + l, one column behind lane
+//     l - 1, whose last two values arrive by shuffle as top and top-left).
+// Raw (stored) planes are copied by the same launch, cut by the host into chunks.
+//
+// The kernel trusts only what the host checked (crates/cuda/src/plan.rs): every unit's source
+// range lies inside `src`, every output byte it can write lies inside its tensor, every table
+// and map entry it can index lies inside `tables` and `maps`. It checks the stream itself:
+// reads past the unit's last word return 0 and are reported, as are units that do not end in
+// their final states.
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "wcodec_kernels.h"
+
+namespace {
+
+constexpr uint32_t kFull = 0xffffffffu;
+constexpr uint32_t kGroup = 4 * WC_LANES; // symbols per group
+// How far ahead of the read position a warp asks L2 for its stream, in 16-bit words.
+constexpr uint32_t kPrefetchWords = 512;
+
+extern __shared__ __align__(16) uint32_t smem_tables[];
+
+__device__ __forceinline__ uint32_t lanemask_lt() {
+    uint32_t m;
+    asm("mov.u32 %0, %%lanemask_lt;" : "=r"(m));
+    return m;
+}
+
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// The read side of one warp's unit: the stream of 16-bit words and the next word's index.
+struct Stream {
+    const uint16_t *words;
+    uint32_t n_words;
+    uint32_t pos;
+    uint32_t mask;
+    uint32_t prob_bits;
+};
+
+template <bool kShared>
+__device__ __forceinline__ uint32_t table_entry(const uint32_t *table, uint32_t i) {
+    if (kShared) return table[i];
+    return __ldg(table + i);
+}
+
+// One decode step of every lane; `tb` is the first entry of the lane's table. `active` is false
+// for lanes whose symbol does not exist (only in a tile's last, partial group); their state does
+// not move. Returns the decoded symbol.
+template <bool kShared, bool kAllActive>
+__device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const uint32_t *table,
+                                              uint32_t tb, Stream &s, uint32_t lane,
+                                              uint32_t lt) {
+    // The candidate word for this lane, issued before the table lookup it does not depend on.
+    const uint32_t idx = s.pos + lane;
+    const uint32_t cand = idx < s.n_words ? static_cast<uint32_t>(__ldg(s.words + idx)) : 0u;
+    const uint32_t e = table_entry<kShared>(table, tb + (x & s.mask));
+    const uint32_t freq = ((e >> 8) & 0xfffu) + 1u;
+    uint32_t xn = freq * (x >> s.prob_bits) + (e >> 20);
+    bool need = xn < WC_STATE_LOW;
+    if (!kAllActive) {
+        xn = active ? xn : x;
+        need = need && active;
+    }
+    const uint32_t m = __ballot_sync(kFull, need);
+    const uint32_t word = __shfl_sync(kFull, cand, __popc(m & lt));
+    x = need ? ((xn << 16) | word) : xn;
+    s.pos += __popc(m);
+    return e & 0xffu;
+}
+
+__device__ __forceinline__ uint32_t predict(uint32_t mode, uint32_t a, uint32_t b, uint32_t c) {
+    switch (mode) {
+    case 1:
+        return a;
+    case 2:
+        return b;
+    case 3:
+        return (a + b) >> 1;
+    default: {
+        // PNG's Paeth: of a, b, c the one nearest to a + b - c; ties prefer a, then b.
+        const int p = static_cast<int>(a) + static_cast<int>(b) - static_cast<int>(c);
+        const int pa = abs(p - static_cast<int>(a));
+        const int pb = abs(p - static_cast<int>(b));
+        const int pc = abs(p - static_cast<int>(c));
+        if (pa <= pb && pa <= pc) return a;
+        if (pb <= pc) return b;
+        return c;
+    }
+    }
+}
+
+// Rebuilds a predicted tile in place: on entry it holds residuals, on exit the plane's bytes.
+// Rows go 32 at a time, lane l on row r0 + l, which runs one column behind row r0 + l - 1: at
+// step k lane l does column k - l, and lane l - 1's values at columns k - l and k - l - 1 (its
+// last two) are this lane's top and top-left. Lane 0 reads them from the row above, written
+// before the __syncwarp that ends the previous 32 rows.
+__device__ void reconstruct(uint8_t *dst, uint64_t row_stride, uint32_t elem_stride,
+                            uint32_t height, uint32_t width, uint32_t mode, uint32_t bias,
+                            uint32_t lane) {
+    for (uint32_t r0 = 0; r0 < height; r0 += WC_LANES) {
+        const uint32_t r = r0 + lane;
+        const bool row_ok = r < height;
+        uint8_t *row = dst + static_cast<uint64_t>(r) * row_stride;
+        uint32_t last = 0, before_last = 0;
+        const uint32_t steps = width + WC_LANES - 1;
+        for (uint32_t k = 0; k < steps; ++k) {
+            const uint32_t up = __shfl_up_sync(kFull, last, 1);
+            const uint32_t up_left = __shfl_up_sync(kFull, before_last, 1);
+            const uint32_t c = k - lane; // wraps around (huge) while k < lane
+            if (row_ok && k >= lane && c < width) {
+                const uint32_t a = c > 0 ? last : 0u;
+                uint32_t b, tl;
+                if (lane == 0) {
+                    b = 0;
+                    tl = 0;
+                    if (r > 0) {
+                        const uint8_t *above = dst + static_cast<uint64_t>(r - 1) * row_stride;
+                        b = above[static_cast<uint64_t>(c) * elem_stride] ^ bias;
+                        if (c > 0) tl = above[static_cast<uint64_t>(c - 1) * elem_stride] ^ bias;
+                    }
+                } else {
+                    b = up;
+                    tl = c > 0 ? up_left : 0u;
+                }
+                uint8_t *q = row + static_cast<uint64_t>(c) * elem_stride;
+                const uint32_t u = (static_cast<uint32_t>(*q) + predict(mode, a, b, tl)) & 0xffu;
+                *q = static_cast<uint8_t>(u ^ bias);
+                before_last = last;
+                last = u;
+            }
+        }
+        __syncwarp();
+    }
+}
+
+// Decodes one rANS unit with the whole warp; returns its WC_ERR_* bits. `table` holds the
+// plane's tables back to back (shared memory when kShared, else global memory).
+template <bool kShared>
+__device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *__restrict__ maps,
+                                const WcUnit &u, const uint32_t *table, uint32_t prob_bits,
+                                uint32_t lane) {
+    const uint8_t *unit = src + u.src;
+    uint32_t x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
+    uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
+    Stream s;
+    s.words = reinterpret_cast<const uint16_t *>(unit + WC_STATES_BYTES);
+    s.n_words = (u.len - WC_STATES_BYTES) / 2;
+    s.pos = 0;
+    s.mask = (1u << prob_bits) - 1u;
+    s.prob_bits = prob_bits;
+    const uint32_t lt = lanemask_lt();
+
+    uint8_t *const dst = reinterpret_cast<uint8_t *>(u.dst);
+    const uint64_t row_stride = u.row_stride;
+    const uint32_t elem_stride = u.elem_stride;
+    const uint32_t width = u.width;
+    const uint32_t height = u.height;
+    const uint32_t n = height * width; // <= 2^22, checked by the host
+    const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
+    // A tile with no prediction stores its bytes final (XOR 0x80 undone); a predicted one
+    // stores residuals for reconstruct() to rebuild.
+    const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
+    const uint32_t groups = n / kGroup;
+    const uint32_t rest = n - groups * kGroup; // symbols of the last, partial group
+    // The first table entry of tile row r (clamped: lanes past the tile's end keep a valid one).
+    const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
+    const uint8_t *map = maps + u.row_map;
+    auto table_of_row = [&](uint32_t r) -> uint32_t {
+        return row_tables ? static_cast<uint32_t>(__ldg(map + min(r, height - 1))) << prob_bits
+                          : 0u;
+    };
+
+    if (u.flags & WC_FLAG_WORD_STORES) {
+        // Where this lane's run of the current group starts; runs never straddle rows because
+        // width % 4 == 0. `p` is its address, 4-aligned.
+        uint32_t col = 4 * lane, row = 0;
+        while (col >= width) {
+            col -= width;
+            ++row;
+        }
+        uint8_t *p = dst + static_cast<uint64_t>(row) * row_stride + col;
+        const uint64_t wrap = row_stride - width;
+        uint32_t tb = table_of_row(row);
+        for (uint32_t g = 0; g < groups; ++g) {
+            if (lane == 0 && s.pos + kPrefetchWords < s.n_words) {
+                prefetch_l2(s.words + s.pos + kPrefetchWords);
+            }
+            uint32_t word = 0;
+#pragma unroll
+            for (uint32_t j = 0; j < 4; ++j) {
+                word |= rans_step<kShared, true>(x, true, table, tb, s, lane, lt) << (8 * j);
+            }
+            *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
+            col += kGroup;
+            p += kGroup;
+            if (col >= width) {
+                do {
+                    col -= width;
+                    p += wrap;
+                    ++row;
+                } while (col >= width);
+                tb = table_of_row(row);
+            }
+        }
+        if (rest > 0) {
+            uint32_t word = 0;
+#pragma unroll
+            for (uint32_t j = 0; j < 4; ++j) {
+                const bool active = 4 * lane + j < rest;
+                word |= rans_step<kShared, false>(x, active, table, tb, s, lane, lt) << (8 * j);
+            }
+            if (4 * lane < rest) *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
+        }
+    } else {
+        // Any geometry: each symbol's row and column by division, one byte store each.
+        for (uint32_t g = 0; g < groups + (rest > 0 ? 1u : 0u); ++g) {
+            const uint32_t t0 = g * kGroup + 4 * lane;
+#pragma unroll
+            for (uint32_t j = 0; j < 4; ++j) {
+                const uint32_t t = t0 + j;
+                const bool active = t < n;
+                const uint32_t r = t / width;
+                const uint32_t c = t - r * width;
+                const uint32_t sym = rans_step<kShared, false>(x, active, table, table_of_row(r),
+                                                               s, lane, lt);
+                if (active) {
+                    dst[static_cast<uint64_t>(r) * row_stride +
+                        static_cast<uint64_t>(c) * elem_stride] = static_cast<uint8_t>(sym ^ xor4);
+                }
+            }
+        }
+    }
+
+    if (s.pos > s.n_words) status |= WC_ERR_OVERRUN;
+    if (s.pos < s.n_words) status |= WC_ERR_WORDS_LEFT;
+    if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
+
+    if (u.predictor != 0) {
+        __syncwarp(); // residuals written by every lane are visible to every lane
+        reconstruct(dst, row_stride, elem_stride, height, width, u.predictor, bias, lane);
+    }
+    return status;
+}
+
+// Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
+__device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint32_t lane) {
+    const uint8_t *from = src + u.src;
+    uint8_t *const dst = reinterpret_cast<uint8_t *>(u.dst);
+    const uint32_t len = u.len;
+    if (u.flags & WC_FLAG_CONTIGUOUS) {
+        uint8_t *to = dst + u.first;
+        uint32_t done = 0;
+        if (((reinterpret_cast<uintptr_t>(from) | reinterpret_cast<uintptr_t>(to)) & 15) == 0) {
+            const uint32_t n16 = len / 16;
+            const uint4 *f = reinterpret_cast<const uint4 *>(from);
+            uint4 *t = reinterpret_cast<uint4 *>(to);
+            for (uint32_t i = lane; i < n16; i += WC_LANES) t[i] = __ldg(f + i);
+            done = n16 * 16;
+        }
+        for (uint32_t i = done + lane; i < len; i += WC_LANES) to[i] = from[i];
+    } else {
+        const uint64_t width = u.width;
+        for (uint32_t i = lane; i < len; i += WC_LANES) {
+            const uint64_t k = u.first + i;
+            const uint64_t r = k / width;
+            const uint64_t c = k - r * width;
+            dst[r * u.row_stride + c * u.elem_stride] = from[i];
+        }
+    }
+}
+
+// kThreads / kMinBlocks bound the registers (65536 / (kThreads * kMinBlocks) each): the
+// variants trade the largest block for more resident warps (WcLaunch.variant picks one).
+template <uint32_t kThreads, uint32_t kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
+    const WcBlock b = reinterpret_cast<const WcBlock *>(p.blocks)[blockIdx.x];
+    const uint32_t *tables = reinterpret_cast<const uint32_t *>(p.tables) + b.table;
+    const uint32_t entries = b.prob_bits == 0 ? 0u : static_cast<uint32_t>(b.n_tables) << b.prob_bits;
+    // The host sets WC_BLOCK_GLOBAL_TABLES when the tables do not fit; checked again here.
+    const bool shared = (b.flags & WC_BLOCK_GLOBAL_TABLES) == 0 && entries <= p.smem_entries;
+    if (shared) {
+        const uint4 *from = reinterpret_cast<const uint4 *>(tables);
+        for (uint32_t i = threadIdx.x; i < entries / 4; i += blockDim.x) {
+            reinterpret_cast<uint4 *>(smem_tables)[i] = __ldg(from + i);
+        }
+    }
+    __syncthreads();
+    const uint8_t *src = reinterpret_cast<const uint8_t *>(p.src);
+    const uint8_t *maps = reinterpret_cast<const uint8_t *>(p.maps);
+    const WcUnit *units = reinterpret_cast<const WcUnit *>(p.units);
+    uint32_t *status = reinterpret_cast<uint32_t *>(p.status);
+    const uint32_t warps = blockDim.x / WC_LANES;
+    const uint32_t warp = threadIdx.x / WC_LANES;
+    const uint32_t lane = threadIdx.x % WC_LANES;
+    for (uint32_t i = warp; i < b.n_units; i += warps) {
+        const uint32_t index = b.first_unit + i;
+        const WcUnit u = units[index];
+        uint32_t st = 0;
+        if (u.kind == WC_UNIT_RAW) {
+            copy_raw(src, u, lane);
+        } else if (shared) {
+            st = decode_rans<true>(src, maps, u, smem_tables, b.prob_bits, lane);
+        } else {
+            st = decode_rans<false>(src, maps, u, tables, b.prob_bits, lane);
+        }
+        if (lane == 0) status[index] = st;
+    }
+}
+
+using KernelFn = void (*)(const WcLaunch);
+
+// The compiled variants, in WcLaunch.variant order: the first allows blocks of 32 warps (and
+// up to 64 registers), the second blocks of at most 16 warps with fewer registers, so that more
+// warps fit on a multiprocessor.
+constexpr KernelFn kVariants[WC_VARIANTS] = {
+    wc_decode_kernel<1024, 1>,
+    wc_decode_kernel<512, 3>,
+};
+
+} // namespace
+
+extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
+    if (launch->n_blocks == 0) return static_cast<int>(cudaSuccess);
+    if (launch->variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
+    const KernelFn kernel = kVariants[launch->variant];
+    cudaFuncAttributes attr;
+    cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
+    if (err != cudaSuccess) return static_cast<int>(err);
+    const uint32_t warps = launch->warps_per_block;
+    if (warps == 0 || warps * WC_LANES > static_cast<uint32_t>(attr.maxThreadsPerBlock)) {
+        return static_cast<int>(cudaErrorInvalidValue);
+    }
+    const size_t smem = static_cast<size_t>(launch->smem_entries) * sizeof(uint32_t);
+    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(smem));
+    if (err != cudaSuccess) return static_cast<int>(err);
+    kernel<<<launch->n_blocks, warps * WC_LANES, smem, static_cast<cudaStream_t>(stream)>>>(
+        *launch);
+    return static_cast<int>(cudaGetLastError());
+}
+
+extern "C" int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info) {
+    if (variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
+    cudaFuncAttributes attr;
+    cudaError_t err = cudaFuncGetAttributes(&attr, kVariants[variant]);
+    if (err != cudaSuccess) return static_cast<int>(err);
+    int device = 0, optin = 0, sms = 0;
+    if ((err = cudaGetDevice(&device)) != cudaSuccess) return static_cast<int>(err);
+    err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    if (err != cudaSuccess) return static_cast<int>(err);
+    err = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (err != cudaSuccess) return static_cast<int>(err);
+    info->num_regs = attr.numRegs;
+    info->shared_bytes = static_cast<int32_t>(attr.sharedSizeBytes);
+    info->local_bytes = static_cast<int32_t>(attr.localSizeBytes);
+    info->max_threads_per_block = attr.maxThreadsPerBlock;
+    info->ptx_version = attr.ptxVersion;
+    info->binary_version = attr.binaryVersion;
+    info->max_dynamic_shared = optin - static_cast<int32_t>(attr.sharedSizeBytes);
+    info->multiprocessors = sms;
+    return static_cast<int>(cudaSuccess);
+}
+
+extern "C" const char *wc_error_string(int code) {
+    return cudaGetErrorString(static_cast<cudaError_t>(code));
+}

@@ -1,0 +1,142 @@
+/* Structures shared by the CUDA kernels (the .cu files of kernels/) and the Rust host code
+ * (crates/cuda/src/abi.rs mirrors them with #[repr(C)]; its tests assert the same sizes and
+ * offsets that the static_asserts below pin here). Plain C, fixed-width fields, no padding.
+ *
+ * One launch decodes many units of many planes and tensors: the host lays out
+ *   - the compressed bytes of the wanted planes, copied to the device once (`src`),
+ *   - one WcUnit per rANS unit (or per chunk of a raw plane), in the order blocks take them,
+ *   - one WcBlock per thread block: a run of units of one plane, sharing its decode tables,
+ *   - the decode tables, packed u32 entries `symbol | (freq - 1) << 8 | (slot - cum) << 20`,
+ *   - the row-class maps (one byte per plane row) of planes with several tables,
+ * and the kernel writes every byte straight to its final place in the output tensors. */
+#ifndef WCODEC_KERNELS_H
+#define WCODEC_KERNELS_H
+
+#include <stdint.h>
+
+/* Fixed by the format (docs/FORMAT.md, "rANS units"). */
+#define WC_LANES 32
+#define WC_STATES_BYTES 128
+#define WC_STATE_LOW 65536u
+#define WC_MAX_PROB_BITS 12
+/* Most warps in a thread block (the launch picks 1..=32; each warp decodes one unit at a time). */
+#define WC_MAX_WARPS 32
+/* Compiled variants of the kernel (WcLaunch.variant): 0 takes blocks of up to 32 warps, 1 of
+ * up to 16 warps with fewer registers per thread. */
+#define WC_VARIANTS 2
+
+/* WcUnit.kind */
+#define WC_UNIT_RANS 0
+#define WC_UNIT_RAW 1
+
+/* WcUnit.flags */
+#define WC_FLAG_BIAS128 1u    /* bytes were XORed with 0x80 before prediction */
+#define WC_FLAG_WORD_STORES 2u /* rANS: width % 4 == 0, elem_stride == 1, dst and row_stride 4-aligned */
+#define WC_FLAG_CONTIGUOUS 4u /* raw: elem_stride == 1 and row_stride == width */
+#define WC_FLAG_ROW_TABLES 8u /* rANS: each tile row's table is maps[row_map + row] */
+
+/* WcBlock.flags */
+#define WC_BLOCK_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
+
+/* Status bits the kernel writes per unit (0 = decoded and verified). */
+#define WC_ERR_BAD_INITIAL_STATE 1u /* a lane starts below 2^16 */
+#define WC_ERR_OVERRUN 2u           /* the stream ran out of words */
+#define WC_ERR_WORDS_LEFT 4u        /* words remain after the last symbol */
+#define WC_ERR_NOT_FINAL 8u         /* a lane did not end in state 2^16 */
+
+/* One unit of work for one warp (64 bytes). */
+typedef struct WcUnit {
+    /* Offset of the unit's bytes in the compressed device buffer. */
+    uint64_t src;
+    /* Device address of byte (0, 0) of the tile (rANS) or of the plane (raw). */
+    uint64_t dst;
+    /* Output bytes between two rows of the plane. */
+    uint64_t row_stride;
+    /* Raw: row-major index in the plane of the first byte this unit copies. rANS: 0. */
+    uint64_t first;
+    /* rANS: bytes of the unit (>= 128, even). Raw: bytes to copy. */
+    uint32_t len;
+    /* rANS: tile rows. Raw: 0. */
+    uint32_t height;
+    /* rANS: tile columns. Raw: plane columns. */
+    uint32_t width;
+    uint8_t kind;        /* WC_UNIT_* */
+    uint8_t predictor;   /* 0 none, 1 left, 2 top, 3 avg, 4 paeth */
+    uint8_t elem_stride; /* output bytes between two columns of the plane: 1, 2, 4 or 8 */
+    uint8_t flags;       /* WC_FLAG_* */
+    /* With WC_FLAG_ROW_TABLES: index in `maps` of the table of the tile's first row. */
+    uint64_t row_map;
+    uint32_t reserved[2];
+} WcUnit;
+
+/* One thread block: `n_units` consecutive WcUnits of one plane, whose tables (all of the
+ * plane's, `n_tables << prob_bits` entries from `table`) the block loads once (16 bytes). */
+typedef struct WcBlock {
+    uint32_t first_unit;
+    uint32_t n_units;
+    /* Index in `tables` of the block's first entry (a multiple of 4). */
+    uint32_t table;
+    /* 8..=12; 0 for a block of raw units, which loads no table. */
+    uint8_t prob_bits;
+    uint8_t n_tables;
+    uint8_t flags; /* WC_BLOCK_* */
+    uint8_t reserved;
+} WcBlock;
+
+/* Arguments of one launch (80 bytes), passed by value to the kernel. Addresses are device
+ * addresses as integers so that the Rust mirror needs no pointer types. */
+typedef struct WcLaunch {
+    uint64_t src;     /* const uint8_t*: compressed bytes */
+    uint64_t src_len; /* bytes at `src` (informational; the host checked every unit against it) */
+    uint64_t units;   /* const WcUnit* */
+    uint64_t blocks;  /* const WcBlock* */
+    uint64_t tables;  /* const uint32_t*: packed decode-table entries */
+    uint64_t maps;    /* const uint8_t*: the row-class map of every plane with several tables */
+    uint64_t status;  /* uint32_t*: one status word per unit */
+    uint32_t n_blocks;
+    uint32_t n_units;
+    uint32_t warps_per_block; /* 1..=WC_MAX_WARPS, at most the variant's block size */
+    uint32_t smem_entries;    /* table entries of dynamic shared memory per block */
+    uint32_t variant;         /* < WC_VARIANTS */
+    uint32_t reserved;
+} WcLaunch;
+
+/* What the compiler gave the decode kernel, for `cargo xtask kernels` and reports. */
+typedef struct WcKernelInfo {
+    int32_t num_regs;
+    int32_t shared_bytes;
+    int32_t local_bytes;
+    int32_t max_threads_per_block;
+    int32_t ptx_version;
+    int32_t binary_version;
+    int32_t max_dynamic_shared; /* opt-in shared memory per block on this device */
+    int32_t multiprocessors;
+} WcKernelInfo;
+
+#ifdef __cplusplus
+static_assert(sizeof(WcUnit) == 64, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, len) == 32, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, kind) == 44, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, flags) == 47, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, row_map) == 48, "WcUnit layout");
+static_assert(sizeof(WcBlock) == 16, "WcBlock layout");
+static_assert(__builtin_offsetof(WcBlock, n_tables) == 13, "WcBlock layout");
+static_assert(sizeof(WcLaunch) == 80, "WcLaunch layout");
+static_assert(__builtin_offsetof(WcLaunch, n_blocks) == 56, "WcLaunch layout");
+static_assert(__builtin_offsetof(WcLaunch, smem_entries) == 68, "WcLaunch layout");
+static_assert(sizeof(WcKernelInfo) == 32, "WcKernelInfo layout");
+extern "C" {
+#endif
+
+/* Enqueues the decode kernel on `stream` (a cudaStream_t / CUstream); returns a cudaError_t. */
+int wc_decode_launch(const WcLaunch *launch, void *stream);
+/* Fills `info` for kernel variant `variant` on the current device; returns a cudaError_t. */
+int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info);
+/* The CUDA runtime's text for a cudaError_t (a static string). */
+const char *wc_error_string(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WCODEC_KERNELS_H */
