@@ -33,6 +33,7 @@ impl Error {
             Error::Decode(wcodec_decode::DecodeError::Io(_)) => 4,
             Error::Decode(_) => 3,
             Error::Encode(wcodec_encode::EncodeError::Io(_)) => 4,
+            Error::Encode(wcodec_encode::EncodeError::Options(_)) => 2,
             Error::Encode(_) => 3,
             Error::Io { .. } => 4,
             Error::GpuUnavailable(_) => 5,

@@ -1,0 +1,141 @@
+//! The `wcodec` binary end to end: round trips through files, info and verify, refusing to
+//! overwrite, and exit codes with one-line messages on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wcodec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wcodec")).args(args).output().expect("runs")
+}
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/minilm-int8-per-tensor.safetensors")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn compress_decompress_info_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let wcz = dir.path().join("m.wcz");
+    let back = dir.path().join("m.safetensors");
+    let before = std::fs::read(sample()).unwrap();
+    let out = wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wcodec(&["decompress", "-q", s(&wcz), "-o", s(&back)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), before);
+    assert_eq!(std::fs::read(sample()).unwrap(), before, "input untouched");
+
+    let info = wcodec(&["info", s(&wcz)]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success());
+    assert!(text.contains("encoder.layer.0.attention.self.query.weight"), "{text}");
+    assert!(text.contains("predictor wins over"), "{text}");
+
+    let json = wcodec(&["info", "--json", s(&wcz)]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["tensors"].as_array().unwrap().len(), 12);
+    assert!(doc["ratio"].as_f64().unwrap() > 1.4);
+
+    let verify = wcodec(&["verify", s(&wcz)]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("OK"));
+}
+
+#[test]
+fn raw_tensors_and_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("t.i8");
+    let data: Vec<u8> = (0..300 * 200u32).map(|i| ((i * 7) % 23) as u8).collect();
+    std::fs::write(&raw, &data).unwrap();
+    let out = wcodec(&[
+        "--threads",
+        "1",
+        "compress",
+        "-q",
+        s(&raw),
+        "--raw",
+        "--dtype",
+        "i8",
+        "--shape",
+        "300,200",
+        "--tile",
+        "64x64",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let wcz = dir.path().join("t.i8.wcz");
+    std::fs::remove_file(&raw).unwrap();
+    let out = wcodec(&["decompress", "-q", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&raw).unwrap(), data);
+    // A shape that does not match the bytes is invalid input.
+    let out = wcodec(&[
+        "compress",
+        "-q",
+        s(&raw),
+        "-o",
+        s(&dir.path().join("bad.wcz")),
+        "--raw",
+        "--dtype",
+        "i8",
+        "--shape",
+        "3,3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn never_overwrites_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let wcz = dir.path().join("m.wcz");
+    std::fs::write(&wcz, b"precious").unwrap();
+    let out = wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&wcz).unwrap(), b"precious");
+    let out = wcodec(&["compress", "-q", "--force", s(&sample()), "-o", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // No temporary files are left behind.
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
+fn errors_have_exit_codes_and_one_line_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    // Corrupt input: 3.
+    let wcz = dir.path().join("m.wcz");
+    assert!(wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]).status.success());
+    let mut bytes = std::fs::read(&wcz).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&wcz, &bytes).unwrap();
+    for args in
+        [vec!["verify", s(&wcz)], vec!["decompress", "-q", s(&wcz), "-o", "/nonexistent-dir/x"]]
+    {
+        let out = wcodec(&args);
+        let code = out.status.code();
+        assert!(code == Some(3) || code == Some(4), "{args:?}: {code:?}");
+        let msg = stderr(&out);
+        assert_eq!(msg.trim_end().lines().count(), 1, "{msg}");
+        assert!(msg.starts_with("wcodec: error:"), "{msg}");
+    }
+    let out = wcodec(&["verify", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(3));
+    // Not a .wcz at all: 3. Missing file: 4. Bad arguments: 2.
+    assert_eq!(wcodec(&["info", s(&sample())]).status.code(), Some(3));
+    assert_eq!(wcodec(&["info", "/nonexistent/file.wcz"]).status.code(), Some(4));
+    assert_eq!(wcodec(&["compress", "--tile", "0x5", s(&sample())]).status.code(), Some(2));
+    assert_eq!(wcodec(&["frobnicate"]).status.code(), Some(2));
+    // Nothing was written under a failed decompress's target name.
+    assert!(!dir.path().join("out").exists());
+}
