@@ -8,8 +8,8 @@
 
 use rayon::prelude::*;
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
-use wcodec_predict::{Tile, merge_planes, reconstruct, symbol_tables};
-use wcodec_rans::{DecodeTable, RansError, decode_unit};
+use wcodec_predict::{Tile, merge_planes, reconstruct};
+use wcodec_rans::{DecodeTable, RansError, TableMap, decode_unit};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,14 +71,16 @@ fn decode_tile(
     let mut residuals = vec![0u8; out.len()];
     let (r0, _, h, w) = plane.tile_rect(unit_index);
     let tile = Tile { r0: r0 as usize, c0: 0, h: h as usize, w: w as usize };
-    let ids = (!row_tables.is_empty()).then(|| symbol_tables(row_tables, tile));
-    decode_unit(bytes, tables, ids.as_deref(), &mut residuals).map_err(|source| {
-        DecodeError::Unit {
-            tensor: tensor.name.clone(),
-            plane: plane_index,
-            unit: unit_index,
-            source,
-        }
+    let map = if row_tables.is_empty() {
+        TableMap::Single
+    } else {
+        TableMap::Rows { row_tables: &row_tables[tile.r0..tile.r0 + tile.h], width: tile.w }
+    };
+    decode_unit(bytes, tables, map, &mut residuals).map_err(|source| DecodeError::Unit {
+        tensor: tensor.name.clone(),
+        plane: plane_index,
+        unit: unit_index,
+        source,
     })?;
     let tile = Tile { r0: 0, ..tile };
     let bias = if plane.bias128 { 0x80 } else { 0 };

@@ -4,8 +4,10 @@
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
 use wcodec_format::{PlaneEncoding, PlaneEntry, UnitEntry, rans::STATES_BYTES};
-use wcodec_predict::{Tile, choose_predictor, residuals, symbol_tables, tile_shape, tiles};
-use wcodec_rans::{EncodeTable, cost_bits, encode_unit, entropy_bits, histogram, normalize};
+use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
+use wcodec_rans::{
+    EncodeTable, TableMap, cost_bits, encode_unit, entropy_bits, histogram, normalize,
+};
 
 use crate::EncodeOptions;
 use crate::tables::choose_tables;
@@ -107,12 +109,12 @@ pub fn encode_plane(
         .zip(&tiles)
         .map(|((_, res, _), tile)| {
             let mut unit = Vec::new();
-            if row_tables.is_empty() {
-                encode_unit(res, &encoders, None, &mut unit);
+            let map = if row_tables.is_empty() {
+                TableMap::Single
             } else {
-                let ids = symbol_tables(&row_tables, *tile);
-                encode_unit(res, &encoders, Some(&ids), &mut unit);
-            }
+                TableMap::Rows { row_tables: &row_tables[tile.r0..tile.r0 + tile.h], width: tile.w }
+            };
+            encode_unit(res, &encoders, map, &mut unit);
             unit
         })
         .collect();

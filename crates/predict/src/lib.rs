@@ -12,5 +12,5 @@ pub mod tile;
 
 pub use planes::{merge_planes, split_planes};
 pub use predictor::{choose_predictor, reconstruct, residuals};
-pub use tile::{Tile, TileConfig, symbol_tables, tile_shape, tiles};
+pub use tile::{Tile, TileConfig, tile_shape, tiles};
 pub use wcodec_format::Predictor;

@@ -58,15 +58,6 @@ pub fn tiles(rows: usize, cols: usize, tile_rows: u32, tile_cols: u32) -> Vec<Ti
     out
 }
 
-/// The table index of every symbol of `tile` (row-major), from the plane's row classes.
-pub fn symbol_tables(row_tables: &[u8], tile: Tile) -> Vec<u8> {
-    let mut ids = Vec::with_capacity(tile.len());
-    for &class in &row_tables[tile.r0..tile.r0 + tile.h] {
-        ids.extend(std::iter::repeat_n(class, tile.w));
-    }
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

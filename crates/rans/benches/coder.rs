@@ -29,20 +29,21 @@ fn coder(c: &mut Criterion) {
     let enc = EncodeTable::new(&freqs, 12);
     let dec = DecodeTable::new(&freqs, 12).unwrap();
     let mut unit = Vec::new();
-    encode_unit(&data, std::slice::from_ref(&enc), None, &mut unit);
+    encode_unit(&data, std::slice::from_ref(&enc), TableMap::Single, &mut unit);
     let mut group = c.benchmark_group("rans_64k_unit");
     group.throughput(Throughput::Bytes(data.len() as u64));
     group.bench_function("encode", |b| {
         let mut out = Vec::with_capacity(unit.len());
         b.iter(|| {
             out.clear();
-            encode_unit(black_box(&data), std::slice::from_ref(&enc), None, &mut out);
+            encode_unit(black_box(&data), std::slice::from_ref(&enc), TableMap::Single, &mut out);
         })
     });
     group.bench_function("decode", |b| {
         let mut out = vec![0u8; data.len()];
         b.iter(|| {
-            decode_unit(black_box(&unit), std::slice::from_ref(&dec), None, &mut out).unwrap()
+            decode_unit(black_box(&unit), std::slice::from_ref(&dec), TableMap::Single, &mut out)
+                .unwrap()
         })
     });
     group.finish();

@@ -1,13 +1,17 @@
 //! The reference decoder: plain scalar code, the oracle for every faster path.
 
-use crate::{Frequencies, GROUP, LANES, RUN, RansError, STATE_LOW, STATES_BYTES};
+use crate::{Frequencies, GROUP, LANES, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
+
+/// Slots of the largest table (`2^MAX_PROB_BITS`); smaller tables leave the rest unused, so a
+/// masked index never needs a bounds check.
+const SLOTS: usize = 1 << wcodec_format::rans::MAX_PROB_BITS;
 
 /// Decode table: for each of the `2^prob_bits` slots one packed u32,
 /// `symbol | (freq - 1) << 8 | (slot - cum) << 20`, the same word the GPU keeps in shared memory.
 #[derive(Clone, Debug)]
 pub struct DecodeTable {
     prob_bits: u32,
-    entries: Vec<u32>,
+    entries: Box<[u32; SLOTS]>,
 }
 
 impl DecodeTable {
@@ -21,10 +25,12 @@ impl DecodeTable {
         if freqs.iter().map(|&f| f as usize).sum::<usize>() != total {
             return Err(RansError::BadTable("frequencies do not sum to 2^prob_bits"));
         }
-        let mut entries = Vec::with_capacity(total);
+        let mut entries = Box::new([0u32; SLOTS]);
+        let mut slot = 0;
         for (s, &f) in freqs.iter().enumerate() {
             for bias in 0..f {
-                entries.push(s as u32 | (f - 1) << 8 | bias << 20);
+                entries[slot] = s as u32 | (f - 1) << 8 | bias << 20;
+                slot += 1;
             }
         }
         Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries })
@@ -36,42 +42,24 @@ impl DecodeTable {
 
     /// The packed entries, `2^prob_bits` of them.
     pub fn entries(&self) -> &[u32] {
-        &self.entries
+        &self.entries[..1 << self.prob_bits]
     }
 }
 
 /// Decodes one unit of `out.len()` symbols into `out`, checking that the unit is exactly
-/// consumed and ends in the encoder's initial states. Symbol `t` is decoded with
-/// `tables[symbol_tables[t]]`, or with `tables[0]` when `symbol_tables` is `None`; all tables
-/// must share one precision.
+/// consumed and ends in the encoder's initial states. `map` says which of `tables` codes each
+/// symbol; all tables must share one precision.
 pub fn decode_unit(
     unit: &[u8],
     tables: &[DecodeTable],
-    symbol_tables: Option<&[u8]>,
+    map: TableMap,
     out: &mut [u8],
 ) -> Result<(), RansError> {
     let first = tables.first().ok_or(RansError::BadTable("no table"))?;
     if tables.iter().any(|t| t.prob_bits != first.prob_bits) {
         return Err(RansError::BadTable("tables of different precisions"));
     }
-    match symbol_tables {
-        None => decode_with(unit, first.prob_bits, out, |_| &first.entries),
-        Some(ids) => {
-            if ids.len() != out.len() || ids.iter().any(|&i| usize::from(i) >= tables.len()) {
-                return Err(RansError::BadTable("symbol table ids do not match the unit"));
-            }
-            decode_with(unit, first.prob_bits, out, |t| &tables[usize::from(ids[t])].entries)
-        }
-    }
-}
-
-#[inline(always)]
-fn decode_with<'t>(
-    unit: &[u8],
-    prob_bits: u32,
-    out: &mut [u8],
-    table_of: impl Fn(usize) -> &'t [u32],
-) -> Result<(), RansError> {
+    map.check(out.len(), tables.len())?;
     if unit.len() < STATES_BYTES || unit.len() % 2 != 0 {
         return Err(RansError::BadLength);
     }
@@ -83,43 +71,51 @@ fn decode_with<'t>(
             return Err(RansError::BadInitialState { lane, state: *s });
         }
     }
-    let words: Vec<u16> =
-        word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])).collect();
-    let mut lanes = Lanes {
-        states,
-        words: &words,
-        pos: 0,
-        overrun: false,
-        mask: (1u32 << prob_bits) - 1,
-        shift: prob_bits,
-    };
+    // A group's worth of zero words past the end: a lane that runs out reads them (and the
+    // overrun is reported after its group), so the hot loop needs no branch.
+    let mut words: Vec<u16> = Vec::with_capacity(word_bytes.len() / 2 + GROUP);
+    words.extend(word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])));
+    let n_words = words.len();
+    words.resize(n_words + GROUP, 0);
+    let mut lanes = Lanes { states, words: &words, n_words, pos: 0, shift: first.prob_bits };
+    let mask = (1u32 << first.prob_bits) - 1;
     let n = out.len();
-    let full_groups = n / GROUP;
-    for g in 0..full_groups {
+    for (g, group) in out.chunks_mut(GROUP).enumerate() {
         let base = g * GROUP;
-        for j in 0..RUN {
-            for lane in 0..LANES {
-                let t = base + lane * RUN + j;
-                out[t] = lanes.step(lane, table_of(t));
+        match map.group_table(base, group.len()) {
+            // The common case: a whole group coded with one table.
+            Some(table) if group.len() == GROUP => {
+                let group: &mut [u8; GROUP] = group.try_into().expect("a full group");
+                // pos <= n_words here (checked after every group), so the window exists.
+                let window: &[u16; GROUP] =
+                    words[lanes.pos..lanes.pos + GROUP].try_into().expect("padded stream");
+                let entries = &tables[table].entries;
+                let states = &mut lanes.states;
+                lanes.pos += match lanes.shift {
+                    12 => decode_group::<12>(states, window, entries, group),
+                    11 => decode_group::<11>(states, window, entries, group),
+                    10 => decode_group::<10>(states, window, entries, group),
+                    9 => decode_group::<9>(states, window, entries, group),
+                    _ => decode_group::<8>(states, window, entries, group),
+                };
+            }
+            _ => {
+                for j in 0..RUN {
+                    for lane in 0..LANES {
+                        let t = lane * RUN + j;
+                        if base + t < n {
+                            let entries = &tables[map.table_of(base + t)].entries;
+                            group[t] = lanes.step(lane, entries, mask);
+                        }
+                    }
+                }
             }
         }
-        if lanes.overrun {
-            return Err(RansError::StreamExhausted { words: words.len() });
+        if lanes.pos > n_words {
+            return Err(RansError::StreamExhausted { words: n_words });
         }
     }
-    let base = full_groups * GROUP;
-    for j in 0..RUN {
-        for lane in 0..LANES {
-            let t = base + lane * RUN + j;
-            if t < n {
-                out[t] = lanes.step(lane, table_of(t));
-            }
-        }
-    }
-    if lanes.overrun {
-        return Err(RansError::StreamExhausted { words: words.len() });
-    }
-    let words_left = words.len() - lanes.pos;
+    let words_left = n_words - lanes.pos;
     if words_left != 0 || lanes.states.iter().any(|&s| s != STATE_LOW) {
         return Err(RansError::NotFinal { words_left });
     }
@@ -129,30 +125,57 @@ fn decode_with<'t>(
 /// The decoder's state while it runs a unit.
 struct Lanes<'a> {
     states: [u32; LANES],
+    /// The unit's words and one padding word.
     words: &'a [u16],
-    /// Next word of the stream.
+    n_words: usize,
+    /// Next word of the stream; past `n_words` means the stream ran out.
     pos: usize,
-    /// Set when a lane needed a word past the end; checked once per group, so the hot loop has
-    /// no unpredictable branch.
-    overrun: bool,
-    mask: u32,
     shift: u32,
 }
 
 impl Lanes<'_> {
     #[inline(always)]
-    fn step(&mut self, lane: usize, entries: &[u32]) -> u8 {
+    fn step(&mut self, lane: usize, entries: &[u32; SLOTS], mask: u32) -> u8 {
         let x = self.states[lane];
-        let e = entries[(x & self.mask) as usize];
+        let e = entries[(x & mask) as usize & (SLOTS - 1)];
         let freq = ((e >> 8) & 0xfff) + 1;
         let x = freq * (x >> self.shift) + (e >> 20);
         let need = x < STATE_LOW;
-        let word = self.words.get(self.pos).copied();
-        self.overrun |= need & word.is_none();
+        let word = self.words[self.pos.min(self.n_words)];
         // Branch-free renormalisation: the condition is data-dependent and unpredictable.
-        let renormed = (x << 16) | u32::from(word.unwrap_or(0));
+        let renormed = (x << 16) | u32::from(word);
         self.states[lane] = if need { renormed } else { x };
         self.pos += usize::from(need);
         e as u8
     }
+}
+
+/// One full group of 128 symbols with one table: the hot loop, written with fixed-size arrays
+/// so that it compiles without bounds checks, and specialised on the precision so that the
+/// shift and mask are immediates. `window` is the stream from the group's first word on (a
+/// group reads at most 128 words); returns how many words the group read.
+#[inline(always)]
+fn decode_group<const BITS: u32>(
+    states: &mut [u32; LANES],
+    window: &[u16; GROUP],
+    entries: &[u32; SLOTS],
+    out: &mut [u8; GROUP],
+) -> usize {
+    let mask = (1u32 << BITS) - 1;
+    let mut read = 0usize;
+    for j in 0..RUN {
+        for lane in 0..LANES {
+            let x = states[lane];
+            let e = entries[(x & mask) as usize];
+            let x = (((e >> 8) & 0xfff) + 1) * (x >> BITS) + (e >> 20);
+            let need = x < STATE_LOW;
+            let word = window[read & (GROUP - 1)];
+            // Select with a mask, not a branch: `need` is unpredictable.
+            let keep = u32::from(need).wrapping_sub(1);
+            states[lane] = (x & keep) | (((x << 16) | u32::from(word)) & !keep);
+            read += usize::from(need);
+            out[lane * RUN + j] = e as u8;
+        }
+    }
+    read
 }

@@ -1,6 +1,6 @@
 //! The encoder: runs the decoder's steps backwards and reverses the words.
 
-use crate::{Frequencies, GROUP, LANES, RUN, STATE_LOW};
+use crate::{Frequencies, GROUP, LANES, RUN, STATE_LOW, TableMap};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal.
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,47 +59,41 @@ impl EncodeTable {
 }
 
 /// Encodes `symbols` as one unit and appends it to `out`: 32 little-endian u32 initial states,
-/// then the u16 words. Symbol `t` is coded with `tables[symbol_tables[t]]` (or `tables[0]`
-/// when `symbol_tables` is `None`) and must have a non-zero frequency there.
-pub fn encode_unit(
-    symbols: &[u8],
-    tables: &[EncodeTable],
-    symbol_tables: Option<&[u8]>,
-    out: &mut Vec<u8>,
-) {
-    match symbol_tables {
-        None => encode_with(symbols, out, |_| &tables[0]),
-        Some(ids) => {
-            assert_eq!(ids.len(), symbols.len(), "one table id per symbol");
-            encode_with(symbols, out, |t| &tables[usize::from(ids[t])])
-        }
-    }
-}
-
-#[inline(always)]
-fn encode_with<'t>(symbols: &[u8], out: &mut Vec<u8>, table_of: impl Fn(usize) -> &'t EncodeTable) {
+/// then the u16 words. `map` says which of `tables` codes each symbol; every symbol must have
+/// a non-zero frequency in its table.
+///
+/// Panics if `map` does not cover the symbols with tables of `tables` (a caller bug: the
+/// encoder builds the map itself).
+pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &mut Vec<u8>) {
+    map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
     let mut states = [STATE_LOW; LANES];
     // At most one word per symbol, plus the slot the branch-free store writes past the end.
     let mut words = Words { buf: vec![0u16; symbols.len() + 1], len: 0 };
     let n = symbols.len();
-    let full_groups = n / GROUP;
-    // The steps run backwards: the tail group first (it is decoded last), then full groups
-    // from the last to the first; within a step, lanes from 31 down to 0.
-    let base = full_groups * GROUP;
-    for j in (0..RUN).rev() {
-        for lane in (0..LANES).rev() {
-            let t = base + lane * RUN + j;
-            if t < n {
-                table_of(t).put(&mut states[lane], symbols[t], &mut words);
-            }
-        }
-    }
-    for g in (0..full_groups).rev() {
+    // The steps run backwards: groups from the last to the first (the tail group, decoded
+    // last, comes first); within a group, steps from the last; within a step, lanes from 31
+    // down to 0.
+    for g in (0..n.div_ceil(GROUP)).rev() {
         let base = g * GROUP;
-        for j in (0..RUN).rev() {
-            for lane in (0..LANES).rev() {
-                let t = base + lane * RUN + j;
-                table_of(t).put(&mut states[lane], symbols[t], &mut words);
+        let len = (n - base).min(GROUP);
+        match map.group_table(base, len) {
+            Some(table) if len == GROUP => {
+                let table = &tables[table];
+                for j in (0..RUN).rev() {
+                    for lane in (0..LANES).rev() {
+                        table.put(&mut states[lane], symbols[base + lane * RUN + j], &mut words);
+                    }
+                }
+            }
+            _ => {
+                for j in (0..RUN).rev() {
+                    for lane in (0..LANES).rev() {
+                        let t = base + lane * RUN + j;
+                        if t < n {
+                            tables[map.table_of(t)].put(&mut states[lane], symbols[t], &mut words);
+                        }
+                    }
+                }
             }
         }
     }

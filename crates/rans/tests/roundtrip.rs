@@ -7,10 +7,10 @@ use wcodec_rans::*;
 fn round_trip(data: &[u8], prob_bits: u8) -> Vec<u8> {
     let freqs = normalize(&histogram(data), prob_bits);
     let mut unit = Vec::new();
-    encode_unit(data, &[EncodeTable::new(&freqs, prob_bits)], None, &mut unit);
+    encode_unit(data, &[EncodeTable::new(&freqs, prob_bits)], TableMap::Single, &mut unit);
     let table = DecodeTable::new(&freqs, prob_bits).unwrap();
     let mut out = vec![0u8; data.len()];
-    decode_unit(&unit, std::slice::from_ref(&table), None, &mut out).unwrap();
+    decode_unit(&unit, std::slice::from_ref(&table), TableMap::Single, &mut out).unwrap();
     out
 }
 
@@ -30,7 +30,7 @@ fn one_symbol_alphabet_costs_only_the_states() {
     let data = vec![9u8; 10_000];
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], None, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
     assert_eq!(unit.len(), STATES_BYTES, "a certain symbol needs no words");
     assert_eq!(round_trip(&data, 12), data);
 }
@@ -40,7 +40,7 @@ fn flat_histogram_costs_eight_bits() {
     let data: Vec<u8> = noise(1 << 16, 7).map(|x| x as u8).collect();
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], None, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
     let bits_per_symbol = (unit.len() - STATES_BYTES) as f64 * 8.0 / data.len() as f64;
     assert!(bits_per_symbol < 8.02 && bits_per_symbol > 7.9, "{bits_per_symbol}");
     assert_eq!(round_trip(&data, 12), data);
@@ -53,7 +53,7 @@ fn skewed_histogram_codes_near_its_entropy() {
     let counts = histogram(&data);
     let freqs = normalize(&counts, 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], None, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
     let coded = (unit.len() - STATES_BYTES) as f64 * 8.0;
     let bound = cost_bits(&counts, &freqs, 12);
     assert!(coded < bound * 1.005 + 1024.0, "coded {coded} bits, table cost {bound}");
@@ -82,7 +82,7 @@ fn damaged_units_fail_without_panicking() {
     let data: Vec<u8> = noise(5000, 5).map(|x| (x % 40) as u8).collect();
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], None, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
     let table = DecodeTable::new(&freqs, 12).unwrap();
     let mut out = vec![0u8; data.len()];
     let mut detected = 0;
@@ -90,7 +90,9 @@ fn damaged_units_fail_without_panicking() {
         let mut bad = unit.clone();
         let pos = r as usize % bad.len();
         bad[pos] ^= 1 << (i % 8);
-        if decode_unit(&bad, std::slice::from_ref(&table), None, &mut out).is_err() || out != data {
+        if decode_unit(&bad, std::slice::from_ref(&table), TableMap::Single, &mut out).is_err()
+            || out != data
+        {
             detected += 1;
         }
     }
@@ -98,13 +100,19 @@ fn damaged_units_fail_without_panicking() {
     assert_eq!(detected, 400);
     for cut in [0, 1, 127, 128, 130, unit.len() - 2] {
         assert!(
-            decode_unit(&unit[..cut], std::slice::from_ref(&table), None, &mut out).is_err(),
+            decode_unit(&unit[..cut], std::slice::from_ref(&table), TableMap::Single, &mut out)
+                .is_err(),
             "cut at {cut}"
         );
     }
     assert!(
-        decode_unit(&unit, std::slice::from_ref(&table), None, &mut vec![0u8; data.len() + 1])
-            .is_err()
+        decode_unit(
+            &unit,
+            std::slice::from_ref(&table),
+            TableMap::Single,
+            &mut vec![0u8; data.len() + 1]
+        )
+        .is_err()
     );
 }
 
@@ -128,34 +136,55 @@ proptest! {
         freqs[0] += 0;
         let table = DecodeTable::new(&freqs, 12).unwrap();
         let mut out = vec![0u8; n];
-        let _ = decode_unit(&unit, std::slice::from_ref(&table), None, &mut out);
+        let _ = decode_unit(&unit, std::slice::from_ref(&table), TableMap::Single, &mut out);
     }
 }
 
 #[test]
-fn per_symbol_tables_round_trip() {
-    // Even rows of 10 symbols draw from 0..8, odd rows from 200..255: two tables.
-    let width = 10;
-    let data: Vec<u8> = noise(3000, 21)
-        .enumerate()
-        .map(|(t, x)| if (t / width) % 2 == 0 { (x % 8) as u8 } else { 200 + (x % 56) as u8 })
-        .collect();
-    let ids: Vec<u8> = (0..data.len()).map(|t| ((t / width) % 2) as u8).collect();
-    let hist = |parity: u8| {
-        let picked: Vec<u8> =
-            data.iter().zip(&ids).filter(|(_, i)| **i == parity).map(|(d, _)| *d).collect();
-        normalize(&histogram(&picked), 11)
-    };
-    let freqs = [hist(0), hist(1)];
-    let enc: Vec<EncodeTable> = freqs.iter().map(|f| EncodeTable::new(f, 11)).collect();
-    let dec: Vec<DecodeTable> = freqs.iter().map(|f| DecodeTable::new(f, 11).unwrap()).collect();
-    let mut unit = Vec::new();
-    encode_unit(&data, &enc, Some(&ids), &mut unit);
-    let mut out = vec![0u8; data.len()];
-    decode_unit(&unit, &dec, Some(&ids), &mut out).unwrap();
-    assert_eq!(out, data);
-    // Wrong ids are an error or a different output, never a panic.
-    let bad_ids = vec![0u8; data.len()];
-    assert!(decode_unit(&unit, &dec, Some(&bad_ids), &mut out).is_err() || out != data);
-    assert!(decode_unit(&unit, &dec, Some(&[7u8; 3000]), &mut out).is_err());
+fn row_tables_round_trip() {
+    // Rows of 10 symbols: even rows draw from 0..8, odd rows from 200..255: two tables.
+    // (Groups of 128 symbols straddle rows, exercising the per-symbol path.)
+    for width in [10usize, 128, 256, 300] {
+        let n: usize = 3000;
+        let rows = n.div_ceil(width);
+        let row_tables: Vec<u8> = (0..rows).map(|r| (r % 2) as u8).collect();
+        let data: Vec<u8> = noise(n, 21)
+            .enumerate()
+            .map(
+                |(t, x)| {
+                    if row_tables[t / width] == 0 { (x % 8) as u8 } else { 200 + (x % 56) as u8 }
+                },
+            )
+            .collect();
+        let hist = |class: u8| {
+            let picked: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .filter(|(t, _)| row_tables[t / width] == class)
+                .map(|(_, d)| *d)
+                .collect();
+            normalize(&histogram(&picked), 11)
+        };
+        let freqs = [hist(0), hist(1)];
+        let enc: Vec<EncodeTable> = freqs.iter().map(|f| EncodeTable::new(f, 11)).collect();
+        let dec: Vec<DecodeTable> =
+            freqs.iter().map(|f| DecodeTable::new(f, 11).unwrap()).collect();
+        let map = TableMap::Rows { row_tables: &row_tables, width };
+        let mut unit = Vec::new();
+        encode_unit(&data, &enc, map, &mut unit);
+        let mut out = vec![0u8; data.len()];
+        decode_unit(&unit, &dec, map, &mut out).unwrap();
+        assert_eq!(out, data, "width {width}");
+        // A wrong map is an error or a different output, never a panic.
+        let zeros = vec![0u8; rows];
+        let wrong = TableMap::Rows { row_tables: &zeros, width };
+        assert!(decode_unit(&unit, &dec, wrong, &mut out).is_err() || out != data);
+        let short = TableMap::Rows { row_tables: &row_tables[..rows - 1], width };
+        assert!(decode_unit(&unit, &dec, short, &mut out).is_err());
+        let beyond = vec![7u8; rows];
+        assert!(
+            decode_unit(&unit, &dec, TableMap::Rows { row_tables: &beyond, width }, &mut out)
+                .is_err()
+        );
+    }
 }
