@@ -45,7 +45,10 @@ fn checked_crc(
     Ok(())
 }
 
-/// Decodes one unit into a tile-shaped buffer (`h * w` bytes, the tile's own row-major order).
+/// Decodes unit `unit_index` of a rANS plane and writes its tile into `dst`, a row-major
+/// buffer `dst_cols` wide, at `dst_tile` (the tile's place in `dst`). `scratch` holds the
+/// residuals between the two steps and is reused across calls.
+#[allow(clippy::too_many_arguments)]
 fn decode_tile(
     file: &[u8],
     tensor: &TensorEntry,
@@ -53,7 +56,10 @@ fn decode_tile(
     plane: &PlaneEntry,
     unit_index: usize,
     tables: &[DecodeTable],
-    out: &mut [u8],
+    scratch: &mut Vec<u8>,
+    dst: &mut [u8],
+    dst_cols: usize,
+    dst_tile: Tile,
 ) -> Result<(), DecodeError> {
     let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
         unreachable!("decode_tile is only called for rANS planes")
@@ -68,23 +74,22 @@ fn decode_tile(
         bytes,
         unit.crc32c,
     )?;
-    let mut residuals = vec![0u8; out.len()];
     let (r0, _, h, w) = plane.tile_rect(unit_index);
-    let tile = Tile { r0: r0 as usize, c0: 0, h: h as usize, w: w as usize };
+    let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+    scratch.resize(h * w, 0);
     let map = if row_tables.is_empty() {
         TableMap::Single
     } else {
-        TableMap::Rows { row_tables: &row_tables[tile.r0..tile.r0 + tile.h], width: tile.w }
+        TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
     };
-    decode_unit(bytes, tables, map, &mut residuals).map_err(|source| DecodeError::Unit {
+    decode_unit(bytes, tables, map, scratch).map_err(|source| DecodeError::Unit {
         tensor: tensor.name.clone(),
         plane: plane_index,
         unit: unit_index,
         source,
     })?;
-    let tile = Tile { r0: 0, ..tile };
     let bias = if plane.bias128 { 0x80 } else { 0 };
-    reconstruct(&residuals, unit.predictor, bias, out, w as usize, tile);
+    reconstruct(scratch, unit.predictor, bias, dst, dst_cols, dst_tile);
     Ok(())
 }
 
@@ -101,78 +106,111 @@ fn decode_plane(
         file.get(plane.payload_offset as usize..(plane.payload_offset + plane.payload_len) as usize)
             .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })
     };
-    match &plane.encoding {
-        PlaneEncoding::Raw { crc32c } => {
-            let bytes = payload()?;
-            checked_crc(
-                || format!("tensor {:?} raw plane {plane_index}", tensor.name),
-                bytes,
-                *crc32c,
+    let PlaneEncoding::Rans { prob_bits, tables, .. } = &plane.encoding else {
+        let PlaneEncoding::Raw { crc32c } = &plane.encoding else { unreachable!() };
+        let bytes = payload()?;
+        checked_crc(
+            || format!("tensor {:?} raw plane {plane_index}", tensor.name),
+            bytes,
+            *crc32c,
+        )?;
+        out.copy_from_slice(bytes);
+        return Ok(());
+    };
+    payload()?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let tables: Vec<DecodeTable> =
+        tables.iter().map(|t| DecodeTable::new(t, *prob_bits)).collect::<Result<_, _>>().map_err(
+            |source| DecodeError::Unit {
+                tensor: tensor.name.clone(),
+                plane: plane_index,
+                unit: 0,
+                source,
+            },
+        )?;
+    let cols = plane.cols as usize;
+    let tile_rows = plane.tile_rows as usize;
+    let (grid_rows, grid_cols) = plane.grid();
+    let (grid_rows, grid_cols) = (grid_rows as usize, grid_cols as usize);
+    // A band is one row of tiles: a contiguous slice of the plane, so bands decode in
+    // parallel straight into the output.
+    let decode_band = |tr: usize, band: &mut [u8]| -> Result<(), DecodeError> {
+        let mut scratch = Vec::new();
+        for i in tr * grid_cols..(tr + 1) * grid_cols {
+            let (r0, c0, h, w) = plane.tile_rect(i);
+            let dst_tile = Tile {
+                r0: r0 as usize - tr * tile_rows,
+                c0: c0 as usize,
+                h: h as usize,
+                w: w as usize,
+            };
+            decode_tile(
+                file,
+                tensor,
+                plane_index,
+                plane,
+                i,
+                &tables,
+                &mut scratch,
+                band,
+                cols,
+                dst_tile,
             )?;
-            out.copy_from_slice(bytes);
-            Ok(())
         }
-        PlaneEncoding::Rans { prob_bits, tables, units, .. } => {
-            payload()?;
-            let tables: Vec<DecodeTable> = tables
-                .iter()
-                .map(|t| DecodeTable::new(t, *prob_bits))
-                .collect::<Result<_, _>>()
-                .map_err(|source| DecodeError::Unit {
-                    tensor: tensor.name.clone(),
-                    plane: plane_index,
-                    unit: 0,
-                    source,
-                })?;
-            let cols = plane.cols as usize;
-            let decode = |i: usize| -> Result<Vec<u8>, DecodeError> {
-                let (_, _, h, w) = plane.tile_rect(i);
-                let mut tile = vec![0u8; (h * w) as usize];
-                decode_tile(file, tensor, plane_index, plane, i, &tables, &mut tile)?;
-                Ok(tile)
-            };
-            let scatter = |i: usize, tile: &[u8], out: &mut [u8]| {
-                let (r0, c0, h, w) = plane.tile_rect(i);
-                for r in 0..h as usize {
-                    let dst = (r0 as usize + r) * cols + c0 as usize;
-                    out[dst..dst + w as usize]
-                        .copy_from_slice(&tile[r * w as usize..][..w as usize]);
-                }
-            };
-            match parallelism {
-                Parallelism::Sequential => {
-                    for i in 0..units.len() {
-                        let tile = decode(i)?;
-                        scatter(i, &tile, out);
+        Ok(())
+    };
+    let band_len = tile_rows * cols;
+    match parallelism {
+        Parallelism::Sequential => {
+            for (tr, band) in out.chunks_mut(band_len).enumerate() {
+                decode_band(tr, band)?;
+            }
+        }
+        Parallelism::Rayon if grid_rows >= 2 * rayon::current_num_threads() || grid_cols == 1 => {
+            out.par_chunks_mut(band_len)
+                .enumerate()
+                .try_for_each(|(tr, band)| decode_band(tr, band))?;
+        }
+        Parallelism::Rayon => {
+            // Few bands of many tiles: decode tiles in parallel into their own buffers, then
+            // copy them into place band by band.
+            let decoded: Vec<Vec<u8>> = (0..grid_rows * grid_cols)
+                .into_par_iter()
+                .map(|i| {
+                    let (_, _, h, w) = plane.tile_rect(i);
+                    let (h, w) = (h as usize, w as usize);
+                    let mut tile = vec![0u8; h * w];
+                    let whole = Tile { r0: 0, c0: 0, h, w };
+                    decode_tile(
+                        file,
+                        tensor,
+                        plane_index,
+                        plane,
+                        i,
+                        &tables,
+                        &mut Vec::new(),
+                        &mut tile,
+                        w,
+                        whole,
+                    )?;
+                    Ok(tile)
+                })
+                .collect::<Result<_, DecodeError>>()?;
+            out.par_chunks_mut(band_len).enumerate().for_each(|(tr, band)| {
+                for i in tr * grid_cols..(tr + 1) * grid_cols {
+                    let (r0, c0, h, w) = plane.tile_rect(i);
+                    let (r0, c0, w) = (r0 as usize - tr * tile_rows, c0 as usize, w as usize);
+                    for r in 0..h as usize {
+                        let dst = (r0 + r) * cols + c0;
+                        band[dst..dst + w].copy_from_slice(&decoded[i][r * w..][..w]);
                     }
                 }
-                Parallelism::Rayon => {
-                    // Decode tiles in parallel, then copy each band of tile rows in parallel:
-                    // bands are disjoint slices of the plane.
-                    let tiles: Vec<Vec<u8>> =
-                        (0..units.len()).into_par_iter().map(decode).collect::<Result<_, _>>()?;
-                    let (_, grid_cols) = plane.grid();
-                    let band = plane.tile_rows as usize * cols;
-                    out.par_chunks_mut(band).enumerate().for_each(|(tr, band_out)| {
-                        for tc in 0..grid_cols as usize {
-                            let i = tr * grid_cols as usize + tc;
-                            let (r0, c0, h, w) = plane.tile_rect(i);
-                            let (r0, c0, w) = (
-                                r0 as usize - tr * plane.tile_rows as usize,
-                                c0 as usize,
-                                w as usize,
-                            );
-                            for r in 0..h as usize {
-                                let dst = (r0 + r) * cols + c0;
-                                band_out[dst..dst + w].copy_from_slice(&tiles[i][r * w..][..w]);
-                            }
-                        }
-                    });
-                }
-            }
-            Ok(())
+            });
         }
     }
+    Ok(())
 }
 
 /// Decodes a tensor's original bytes into `out` (`source_len` bytes) and checks its CRC.
@@ -183,6 +221,11 @@ pub fn decode_tensor_into(
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     assert_eq!(out.len() as u64, tensor.source_len, "output sized to the tensor");
+    if let [plane] = tensor.planes.as_slice() {
+        // One plane holds the tensor's bytes as they are: decode in place.
+        decode_plane(file, tensor, 0, plane, parallelism, out)?;
+        return checked_crc(|| format!("tensor {:?}", tensor.name), out, tensor.crc32c);
+    }
     let mut planes = Vec::with_capacity(tensor.planes.len());
     for (j, plane) in tensor.planes.iter().enumerate() {
         let mut bytes = vec![0u8; plane.len() as usize];
