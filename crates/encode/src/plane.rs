@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
-use wcodec_format::{PlaneEncoding, PlaneEntry, UnitEntry, rans::STATES_BYTES};
+use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, UnitEntry, rans::STATES_BYTES};
 use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
 use wcodec_rans::{
     EncodeTable, TableMap, cost_bits, encode_unit, entropy_bits, histogram, normalize,
@@ -47,7 +47,6 @@ pub fn encode_plane(
     options: &EncodeOptions,
 ) -> EncodedPlane {
     debug_assert_eq!(bytes.len(), rows * cols);
-    let order0_bits = entropy_bits(&histogram(bytes));
     if bytes.is_empty() {
         return raw_plane(bytes, rows as u64, cols as u64, 0.0);
     }
@@ -55,47 +54,53 @@ pub fn encode_plane(
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
-    // Pass 1: predictor, residuals and histogram of every tile.
-    let analysed: Vec<(wcodec_format::Predictor, Vec<u8>, [u64; 256])> = tiles
+    // Pass 1: predictor and residuals of every tile.
+    let analysed: Vec<(Predictor, Vec<u8>)> = tiles
         .par_iter()
         .map(|&tile| {
             let predictor = choose_predictor(bytes, cols, tile, bias, &options.predictors);
             let mut res = vec![0u8; tile.len()];
             residuals(bytes, cols, tile, predictor, bias, &mut res);
-            let hist = histogram(&res);
-            (predictor, res, hist)
+            (predictor, res)
         })
         .collect();
+    // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
+    // 2^32), or one table from the tiles' histograms.
     let prob_bits = options.prob_bits;
-    // Row classes need per-row histograms (u32 counts: rows shorter than 2^32).
-    let row_hists = if options.max_tables > 1 && rows > 1 && cols <= u32::MAX as usize {
-        row_histograms(&tiles, &analysed, rows, tile_rows as usize)
-    } else {
-        Vec::new()
-    };
-    let (tables, row_tables) = if row_hists.is_empty() {
+    let (tables, row_tables, coded_bits, total) = if options.max_tables > 1
+        && rows > 1
+        && cols <= u32::MAX as usize
+    {
+        let row_hists = row_histograms(&tiles, &analysed, rows, tile_rows as usize);
         let mut total = [0u64; 256];
-        for (_, _, h) in &analysed {
+        for h in &row_hists {
+            for (t, &c) in total.iter_mut().zip(h) {
+                *t += u64::from(c);
+            }
+        }
+        let (tables, row_tables, bits) = choose_tables(&row_hists, prob_bits, options.max_tables);
+        (tables, row_tables, bits, total)
+    } else {
+        let hists: Vec<[u64; 256]> = analysed.par_iter().map(|(_, res)| histogram(res)).collect();
+        let mut total = [0u64; 256];
+        for h in &hists {
             for (t, &c) in total.iter_mut().zip(h) {
                 *t += c;
             }
         }
-        (vec![normalize(&total, prob_bits)], Vec::new())
+        let table = normalize(&total, prob_bits);
+        let bits = cost_bits(&total, &table, prob_bits);
+        (vec![table], Vec::new(), bits, total)
+    };
+    // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
+    let order0_bits = if analysed.iter().all(|(p, _)| *p == Predictor::None) {
+        entropy_bits(&total)
     } else {
-        choose_tables(&row_hists, prob_bits, options.max_tables)
+        entropy_bits(&histogram(bytes))
     };
 
     // Estimate before coding: a plane that will not shrink is stored as it is.
     let per_unit = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
-    let coded_bits: f64 = if row_tables.is_empty() {
-        analysed.iter().map(|a| cost_bits(&a.2, &tables[0], prob_bits)).sum()
-    } else {
-        row_hists
-            .iter()
-            .zip(&row_tables)
-            .map(|(h, &t)| cost_bits(&h.map(u64::from), &tables[usize::from(t)], prob_bits))
-            .sum()
-    };
     let estimate = coded_bits / 8.0 + per_unit * tiles.len() as f64 + tables.len() as f64 * 300.0;
     if estimate >= bytes.len() as f64 {
         return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
@@ -107,7 +112,7 @@ pub fn encode_plane(
     let coded: Vec<Vec<u8>> = analysed
         .par_iter()
         .zip(&tiles)
-        .map(|((_, res, _), tile)| {
+        .map(|((_, res), tile)| {
             let mut unit = Vec::new();
             let map = if row_tables.is_empty() {
                 TableMap::Single
@@ -120,7 +125,7 @@ pub fn encode_plane(
         .collect();
     let mut payload = Vec::with_capacity(coded.iter().map(|u| u.len() + 16).sum());
     let mut units = Vec::with_capacity(coded.len());
-    for (unit, (predictor, _, _)) in coded.iter().zip(&analysed) {
+    for (unit, (predictor, _)) in coded.iter().zip(&analysed) {
         let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
         payload.resize(offset, 0);
         payload.extend_from_slice(unit);
@@ -155,14 +160,14 @@ pub fn encode_plane(
 /// in parallel).
 fn row_histograms(
     tiles: &[Tile],
-    analysed: &[(wcodec_format::Predictor, Vec<u8>, [u64; 256])],
+    analysed: &[(Predictor, Vec<u8>)],
     rows: usize,
     tile_rows: usize,
 ) -> Vec<[u32; 256]> {
     let mut hists = vec![[0u32; 256]; rows];
     hists.par_chunks_mut(tile_rows).enumerate().for_each(|(band, band_hists)| {
         let in_band = tiles.iter().zip(analysed).filter(|(t, _)| t.r0 / tile_rows == band);
-        for (tile, (_, res, _)) in in_band {
+        for (tile, (_, res)) in in_band {
             for (r, h) in band_hists.iter_mut().enumerate().take(tile.h) {
                 for &x in &res[r * tile.w..][..tile.w] {
                     h[x as usize] += 1;

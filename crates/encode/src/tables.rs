@@ -3,7 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
-use wcodec_rans::{Frequencies, normalize};
+use wcodec_rans::{Frequencies, cost_bits, normalize};
 
 /// A row's histogram as dense f32 counts: dot products with cost vectors then vectorise.
 type DenseHist = [f32; 256];
@@ -51,10 +51,9 @@ fn class_sums(counts: &[[u32; 256]], classes: &[u8], k: usize) -> Vec<[u64; 256]
 }
 
 /// Tables fitted to the rows of each class (empty classes dropped, `classes` renumbered) and
-/// the bits those rows cost with them.
+/// the bits those rows cost with them (from the class sums: no per-row work).
 fn fit(
     counts: &[[u32; 256]],
-    hists: &[DenseHist],
     classes: &mut [u8],
     k: usize,
     prob_bits: u8,
@@ -62,21 +61,18 @@ fn fit(
     let sums = class_sums(counts, classes, k);
     let mut remap = vec![u8::MAX; k];
     let mut tables = Vec::new();
+    let mut coded = 0.0;
     for (i, sum) in sums.iter().enumerate() {
         if sum.iter().any(|&c| c > 0) {
             remap[i] = tables.len() as u8;
-            tables.push(normalize(sum, prob_bits));
+            let table = normalize(sum, prob_bits);
+            coded += cost_bits(sum, &table, prob_bits);
+            tables.push(table);
         }
     }
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    let coded = hists
-        .iter()
-        .zip(classes.iter())
-        .map(|(h, &c)| f64::from(cost(h, &costs[usize::from(c)])))
-        .sum();
     (coded, tables)
 }
 
@@ -106,7 +102,8 @@ const SAMPLE_ROWS: usize = 256;
 const ROUNDS: usize = 3;
 
 /// Chooses up to `max_tables` tables for a plane whose rows have histograms `row_hists`.
-/// Returns the tables and, when there are several, each row's table (else an empty map).
+/// Returns the tables, each row's table when there are several (else an empty map), and the
+/// bits the plane's residuals cost with them.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
@@ -117,13 +114,13 @@ pub fn choose_tables(
     row_hists: &[[u32; 256]],
     prob_bits: u8,
     max_tables: u8,
-) -> (Vec<Frequencies>, Vec<u8>) {
+) -> (Vec<Frequencies>, Vec<u8>, f64) {
     let rows = row_hists.len();
     let hists: Vec<DenseHist> = row_hists.iter().map(|h| h.map(|c| c as f32)).collect();
-    let (one_bits, one_table) = fit(row_hists, &hists, &mut vec![0u8; rows], 1, prob_bits);
+    let (one_bits, one_table) = fit(row_hists, &mut vec![0u8; rows], 1, prob_bits);
     let one_total = one_bits + side_bits(&one_table, rows);
     if rows < 2 || max_tables < 2 {
-        return (one_table, Vec::new());
+        return (one_table, Vec::new(), one_bits);
     }
     let stride = rows.div_ceil(SAMPLE_ROWS);
     let sample_counts: Vec<[u32; 256]> = row_hists.iter().step_by(stride).copied().collect();
@@ -153,11 +150,10 @@ pub fn choose_tables(
         for (rank, &row) in order.iter().enumerate() {
             classes[row] = (rank * k / sample.len()) as u8;
         }
-        let (mut bits, mut tables) = fit(&sample_counts, &sample, &mut classes, k, prob_bits);
+        let (mut bits, mut tables) = fit(&sample_counts, &mut classes, k, prob_bits);
         for _ in 0..ROUNDS {
             let mut next = assign(&sample, &tables, prob_bits);
-            let (next_bits, next_tables) =
-                fit(&sample_counts, &sample, &mut next, tables.len(), prob_bits);
+            let (next_bits, next_tables) = fit(&sample_counts, &mut next, tables.len(), prob_bits);
             if next_bits >= bits {
                 break;
             }
@@ -170,13 +166,13 @@ pub fn choose_tables(
         best = Some((estimate, tables));
         k *= 2;
     }
-    let Some((_, tables)) = best else { return (one_table, Vec::new()) };
+    let Some((_, tables)) = best else { return (one_table, Vec::new(), one_bits) };
     let mut classes = assign(&hists, &tables, prob_bits);
-    let (bits, tables) = fit(row_hists, &hists, &mut classes, tables.len(), prob_bits);
+    let (bits, tables) = fit(row_hists, &mut classes, tables.len(), prob_bits);
     if tables.len() < 2 || bits + side_bits(&tables, rows) >= one_total {
-        return (one_table, Vec::new());
+        return (one_table, Vec::new(), one_bits);
     }
-    (tables, classes)
+    (tables, classes, bits)
 }
 
 #[cfg(test)]
@@ -192,7 +188,7 @@ mod tests {
             high[200 + s] = 1000;
         }
         let rows = vec![low, high, low, high, low, high];
-        let (tables, classes) = choose_tables(&rows, 12, 8);
+        let (tables, classes, _) = choose_tables(&rows, 12, 8);
         assert_eq!(tables.len(), 2);
         assert_eq!(classes[0], classes[2]);
         assert_ne!(classes[0], classes[1]);
@@ -207,7 +203,7 @@ mod tests {
         for (s, c) in h.iter_mut().enumerate() {
             *c = 1 + (s as u32 % 7) * 100;
         }
-        let (tables, classes) = choose_tables(&[h; 6], 12, 8);
+        let (tables, classes, _) = choose_tables(&[h; 6], 12, 8);
         assert_eq!(tables.len(), 1);
         assert!(classes.is_empty());
     }

@@ -72,13 +72,33 @@ pub fn decode_unit(
         }
     }
     // A group's worth of zero words past the end: a lane that runs out reads them (and the
-    // overrun is reported after its group), so the hot loop needs no branch.
-    let mut words: Vec<u16> = Vec::with_capacity(word_bytes.len() / 2 + GROUP);
-    words.extend(word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])));
-    let n_words = words.len();
-    words.resize(n_words + GROUP, 0);
-    let mut lanes = Lanes { states, words: &words, n_words, pos: 0, shift: first.prob_bits };
-    let mask = (1u32 << first.prob_bits) - 1;
+    // overrun is reported after its group), so the hot loop needs no branch. The buffer is
+    // reused per thread.
+    WORDS.with_borrow_mut(|words| {
+        words.clear();
+        words.extend(word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])));
+        let n_words = words.len();
+        words.resize(n_words + GROUP, 0);
+        decode_words(states, words, n_words, tables, first.prob_bits, map, out)
+    })
+}
+
+thread_local! {
+    static WORDS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The decode loop over a unit's (padded) words.
+fn decode_words(
+    states: [u32; LANES],
+    words: &[u16],
+    n_words: usize,
+    tables: &[DecodeTable],
+    prob_bits: u32,
+    map: TableMap,
+    out: &mut [u8],
+) -> Result<(), RansError> {
+    let mut lanes = Lanes { states, words, n_words, pos: 0, shift: prob_bits };
+    let mask = (1u32 << prob_bits) - 1;
     let n = out.len();
     for (g, group) in out.chunks_mut(GROUP).enumerate() {
         let base = g * GROUP;

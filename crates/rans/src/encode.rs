@@ -66,9 +66,30 @@ impl EncodeTable {
 /// encoder builds the map itself).
 pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &mut Vec<u8>) {
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
-    let mut states = [STATE_LOW; LANES];
     // At most one word per symbol, plus the slot the branch-free store writes past the end.
-    let mut words = Words { buf: vec![0u16; symbols.len() + 1], len: 0 };
+    // The buffer is reused per thread: a fresh one per unit costs page faults.
+    WORDS.with_borrow_mut(|buf| {
+        if buf.len() < symbols.len() + 1 {
+            buf.resize(symbols.len() + 1, 0);
+        }
+        let mut words = Words { buf: std::mem::take(buf), len: 0 };
+        encode_into(symbols, tables, map, &mut words, out);
+        *buf = words.buf;
+    });
+}
+
+thread_local! {
+    static WORDS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn encode_into(
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    words: &mut Words,
+    out: &mut Vec<u8>,
+) {
+    let mut states = [STATE_LOW; LANES];
     let n = symbols.len();
     // The steps run backwards: groups from the last to the first (the tail group, decoded
     // last, comes first); within a group, steps from the last; within a step, lanes from 31
@@ -81,7 +102,7 @@ pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &
                 let table = &tables[table];
                 for j in (0..RUN).rev() {
                     for lane in (0..LANES).rev() {
-                        table.put(&mut states[lane], symbols[base + lane * RUN + j], &mut words);
+                        table.put(&mut states[lane], symbols[base + lane * RUN + j], words);
                     }
                 }
             }
@@ -90,7 +111,7 @@ pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &
                     for lane in (0..LANES).rev() {
                         let t = base + lane * RUN + j;
                         if t < n {
-                            tables[map.table_of(t)].put(&mut states[lane], symbols[t], &mut words);
+                            tables[map.table_of(t)].put(&mut states[lane], symbols[t], words);
                         }
                     }
                 }
