@@ -199,12 +199,13 @@ fn decode_plane(
                 })
                 .collect::<Result<_, DecodeError>>()?;
             out.par_chunks_mut(band_len).enumerate().for_each(|(tr, band)| {
-                for i in tr * grid_cols..(tr + 1) * grid_cols {
-                    let (r0, c0, h, w) = plane.tile_rect(i);
+                let first = tr * grid_cols;
+                for (i, tile) in decoded[first..first + grid_cols].iter().enumerate() {
+                    let (r0, c0, h, w) = plane.tile_rect(first + i);
                     let (r0, c0, w) = (r0 as usize - tr * tile_rows, c0 as usize, w as usize);
                     for r in 0..h as usize {
                         let dst = (r0 + r) * cols + c0;
-                        band[dst..dst + w].copy_from_slice(&decoded[i][r * w..][..w]);
+                        band[dst..dst + w].copy_from_slice(&tile[r * w..][..w]);
                     }
                 }
             });
