@@ -140,10 +140,18 @@ impl GgufTensorInfo {
         ggml_type_info(self.ggml_type)
     }
 
-    /// The tensor as wcodec sees it: element types with row-major dims (`ne` reversed),
-    /// block-quantized types as opaque bytes with `dims == [len]`.
+    /// The tensor as wcodec sees it: element types and the block types wcodec knows the
+    /// fields of with row-major dims (`ne` reversed); other block types as opaque bytes with
+    /// `dims == [len]`.
     pub fn source_tensor(&self) -> SourceTensor {
-        let (dtype, dims) = match self.type_info().and_then(|t| t.dtype) {
+        let known = self.type_info().and_then(|t| t.dtype).or_else(|| {
+            // A block type needs whole blocks in every row (ne[0] a multiple of the block).
+            Dtype::from_ggml_block(self.ggml_type).filter(|d| {
+                let (per_block, _) = d.block().expect("a block type");
+                self.ne.first().is_some_and(|&ne0| ne0 % per_block == 0)
+            })
+        });
+        let (dtype, dims) = match known {
             Some(dtype) => (dtype, self.ne.iter().rev().copied().collect()),
             None => (Dtype::Opaque, vec![self.len]),
         };
@@ -479,9 +487,9 @@ pub(crate) mod tests {
         assert_eq!(
             got,
             vec![
-                ("token_embd.weight", Dtype::Opaque, vec![204], offsets[0], 6 * 34),
+                ("token_embd.weight", Dtype::Q8_0, vec![3, 64], offsets[0], 6 * 34),
                 ("output_norm.weight", Dtype::F32, vec![5], offsets[1], 20),
-                ("blk.0.attn_q.weight", Dtype::Opaque, vec![40], offsets[2], 2 * 20),
+                ("blk.0.attn_q.weight", Dtype::Q4_1, vec![1, 2, 32], offsets[2], 2 * 20),
                 ("blk.0.ffn.weight", Dtype::BF16, vec![2, 3], offsets[3], 12),
             ]
         );

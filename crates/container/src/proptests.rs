@@ -20,7 +20,7 @@ fn check_layout(layout: &SourceLayout, file_len: u64) {
             assert_eq!(t.dims, vec![t.len]);
         } else {
             let n = t.dims.iter().product::<u64>();
-            assert_eq!(n * t.dtype.size() as u64, t.len);
+            assert_eq!(t.dtype.storage_len(n), Some(t.len));
         }
     }
 }
@@ -84,7 +84,10 @@ fn every_single_bit_flip_of_the_headers() {
 }
 
 fn dtype_strategy() -> impl Strategy<Value = Dtype> {
-    proptest::sample::select(Dtype::ALL[1..].to_vec())
+    // safetensors has element types only.
+    proptest::sample::select(
+        Dtype::ALL[1..].iter().copied().filter(|d| d.block().is_none()).collect::<Vec<_>>(),
+    )
 }
 
 fn tensor_strategy() -> impl Strategy<Value = (Dtype, Vec<u64>, Vec<u8>)> {

@@ -15,7 +15,7 @@ pub use tables::choose_tables;
 pub use writer::FileWriter;
 
 use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
-use wcodec_predict::{TileConfig, split_planes};
+use wcodec_predict::{TileConfig, plane_is_signed, split_planes};
 
 /// Encoder settings. `Default` is what the CLI uses.
 #[derive(Clone, Debug)]
@@ -92,11 +92,18 @@ impl EncodeOptions {
     }
 }
 
-/// The transform the encoder uses for a dtype: single-byte types stay whole, wider ones are
-/// split into byte planes (the high byte of a float holds the sign and exponent, the low
-/// bytes mantissa noise; coding them apart lets each plane be coded or stored on its own).
+/// The transform the encoder uses for a dtype: single-byte types stay whole; BF16 and FP32
+/// are split into an exponent plane and sign-mantissa planes (the exponent carries almost all
+/// the redundancy); GGUF block types into one plane per block field (scales apart from
+/// quants); other wide types into byte planes.
 pub fn transform_for(dtype: Dtype) -> Transform {
-    if dtype.size() == 1 { Transform::Identity } else { Transform::BytePlanes }
+    match dtype {
+        Dtype::BF16 => Transform::Bf16Split,
+        Dtype::F32 => Transform::F32Split,
+        d if d.block().is_some() => Transform::BlockFields,
+        d if d.size() == 1 => Transform::Identity,
+        _ => Transform::BytePlanes,
+    }
 }
 
 /// Encodes one tensor.
@@ -107,20 +114,19 @@ pub fn encode_tensor(
     options.validate()?;
     let (rows, cols) =
         wcodec_format::matrix_shape(input.dims).ok_or_else(|| shape_error(input, None))?;
-    let expected = (rows * cols).checked_mul(input.dtype.size() as u64);
+    let whole_blocks = input.dtype.block().is_none_or(|(per_block, _)| cols % per_block == 0);
+    let expected = input.dtype.storage_len(rows * cols).filter(|_| whole_blocks);
     if expected != Some(input.bytes.len() as u64) {
         return Err(shape_error(input, expected));
     }
     let transform = transform_for(input.dtype);
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
     let planes = split_planes(input.bytes, input.dtype, transform);
-    let top_plane = planes.len() - 1;
     let mut payload = Vec::new();
     let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
     let mut order0_bits = 0.0;
     for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
-        // Signed integers: the top byte carries the sign, so predict on `byte ^ 0x80`.
-        let bias128 = input.dtype.is_signed_int() && j == top_plane;
+        let bias128 = plane_is_signed(input.dtype, transform, j);
         let encoded = encode_plane(bytes, prows as usize, pcols as usize, bias128, options);
         order0_bits += encoded.order0_bits;
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);

@@ -338,7 +338,14 @@ fn parse_tensor(
     })?;
     let (rows, cols) = matrix_shape(&tensor_dims)
         .ok_or_else(|| FormatError::invalid("tensor record", "element count overflows"))?;
-    let bytes = (rows * cols).checked_mul(dtype.size() as u64);
+    let row_whole_blocks = dtype.block().is_none_or(|(per_block, _)| cols % per_block == 0);
+    let bytes = dtype.storage_len(rows * cols).filter(|_| row_whole_blocks);
+    if !transform.supports(dtype) {
+        return Err(FormatError::invalid(
+            "tensor record",
+            format!("{} on {dtype}", transform.name()),
+        ));
+    }
     if bytes != Some(t.source_len.get()) {
         return Err(FormatError::invalid(
             "tensor record",

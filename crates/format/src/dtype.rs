@@ -23,10 +23,24 @@ pub enum Dtype {
     I64 = 13,
     U64 = 14,
     F64 = 15,
+    // GGUF block types: 32 + the ggml type code. An element count is a multiple of the
+    // block's elements; the bytes are whole blocks (see `block`).
+    Q4_0 = 34,
+    Q4_1 = 35,
+    Q5_0 = 38,
+    Q5_1 = 39,
+    Q8_0 = 40,
+    Q8_1 = 41,
+    Q2K = 42,
+    Q3K = 43,
+    Q4K = 44,
+    Q5K = 45,
+    Q6K = 46,
+    Q8K = 47,
 }
 
 impl Dtype {
-    pub const ALL: [Dtype; 16] = [
+    pub const ALL: [Dtype; 28] = [
         Dtype::Opaque,
         Dtype::Bool,
         Dtype::U8,
@@ -43,18 +57,69 @@ impl Dtype {
         Dtype::I64,
         Dtype::U64,
         Dtype::F64,
+        Dtype::Q4_0,
+        Dtype::Q4_1,
+        Dtype::Q5_0,
+        Dtype::Q5_1,
+        Dtype::Q8_0,
+        Dtype::Q8_1,
+        Dtype::Q2K,
+        Dtype::Q3K,
+        Dtype::Q4K,
+        Dtype::Q5K,
+        Dtype::Q6K,
+        Dtype::Q8K,
     ];
 
     pub fn from_code(code: u8) -> Option<Dtype> {
-        Self::ALL.get(usize::from(code)).copied()
+        Self::ALL.into_iter().find(|d| d.code() == code)
+    }
+
+    /// For GGUF block types: (elements per block, bytes per block).
+    pub fn block(self) -> Option<(u64, u64)> {
+        Some(match self {
+            Dtype::Q4_0 => (32, 18),
+            Dtype::Q4_1 => (32, 20),
+            Dtype::Q5_0 => (32, 22),
+            Dtype::Q5_1 => (32, 24),
+            Dtype::Q8_0 => (32, 34),
+            Dtype::Q8_1 => (32, 36),
+            Dtype::Q2K => (256, 84),
+            Dtype::Q3K => (256, 110),
+            Dtype::Q4K => (256, 144),
+            Dtype::Q5K => (256, 176),
+            Dtype::Q6K => (256, 210),
+            Dtype::Q8K => (256, 292),
+            _ => return None,
+        })
+    }
+
+    /// The GGUF block type of ggml type `code`, if it has a field layout here.
+    pub fn from_ggml_block(code: u32) -> Option<Dtype> {
+        u8::try_from(code + 32).ok().and_then(Dtype::from_code).filter(|d| d.block().is_some())
+    }
+
+    /// Bytes that `elements` elements of this type take, or `None` if that overflows or the
+    /// count is not a whole number of blocks.
+    pub fn storage_len(self, elements: u64) -> Option<u64> {
+        match self.block() {
+            Some((per_block, bytes)) => {
+                (elements % per_block == 0).then(|| elements / per_block * bytes)
+            }
+            None => elements.checked_mul(self.size() as u64),
+        }
     }
 
     pub fn code(self) -> u8 {
         self as u8
     }
 
-    /// Bytes per element (1 for opaque bytes).
+    /// Bytes per element (1 for opaque bytes; for block types, the bytes of a whole block:
+    /// use `storage_len` for sizes).
     pub fn size(self) -> usize {
+        if let Some((_, bytes)) = self.block() {
+            return bytes as usize;
+        }
         match self {
             Dtype::Opaque | Dtype::Bool | Dtype::U8 | Dtype::I8 | Dtype::F8E4M3 | Dtype::F8E5M2 => {
                 1
@@ -62,6 +127,7 @@ impl Dtype {
             Dtype::I16 | Dtype::U16 | Dtype::F16 | Dtype::BF16 => 2,
             Dtype::I32 | Dtype::U32 | Dtype::F32 => 4,
             Dtype::I64 | Dtype::U64 | Dtype::F64 => 8,
+            _ => unreachable!("block types return above"),
         }
     }
 
@@ -90,11 +156,12 @@ impl Dtype {
             Dtype::I64 => "I64",
             Dtype::U64 => "U64",
             Dtype::F64 => "F64",
+            _ => "OPAQUE",
         }
     }
 
     pub fn from_safetensors_name(name: &str) -> Option<Dtype> {
-        Self::ALL.into_iter().skip(1).find(|d| d.safetensors_name() == name)
+        Self::ALL.into_iter().skip(1).find(|d| d.safetensors_name() == name && d.block().is_none())
     }
 
     /// Short lower-case name, as the CLI takes and prints it (`i8`, `bf16`, ...).
@@ -116,6 +183,18 @@ impl Dtype {
             Dtype::I64 => "i64",
             Dtype::U64 => "u64",
             Dtype::F64 => "f64",
+            Dtype::Q4_0 => "q4_0",
+            Dtype::Q4_1 => "q4_1",
+            Dtype::Q5_0 => "q5_0",
+            Dtype::Q5_1 => "q5_1",
+            Dtype::Q8_0 => "q8_0",
+            Dtype::Q8_1 => "q8_1",
+            Dtype::Q2K => "q2_k",
+            Dtype::Q3K => "q3_k",
+            Dtype::Q4K => "q4_k",
+            Dtype::Q5K => "q5_k",
+            Dtype::Q6K => "q6_k",
+            Dtype::Q8K => "q8_k",
         }
     }
 
@@ -142,6 +221,12 @@ mod tests {
             assert_eq!(Dtype::from_short_name(d.short_name()), Some(d));
         }
         assert_eq!(Dtype::from_code(16), None);
+        assert_eq!(Dtype::from_code(36), None);
+        assert_eq!(Dtype::from_ggml_block(8), Some(Dtype::Q8_0));
+        assert_eq!(Dtype::from_ggml_block(0), None);
+        assert_eq!(Dtype::Q4_1.storage_len(64), Some(40));
+        assert_eq!(Dtype::Q4_1.storage_len(63), None);
+        assert_eq!(Dtype::BF16.storage_len(3), Some(6));
         assert_eq!(Dtype::from_safetensors_name("BF16"), Some(Dtype::BF16));
         assert_eq!(Dtype::from_safetensors_name("OPAQUE"), None);
     }

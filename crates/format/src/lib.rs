@@ -6,6 +6,7 @@
 //! size. It does no coding; it only says what the bytes mean and whether they are well formed.
 #![forbid(unsafe_code)]
 
+pub mod blocks;
 mod directory;
 mod dtype;
 mod error;
@@ -75,26 +76,68 @@ pub enum Transform {
     Identity = 0,
     /// `elem_size` planes of `rows x cols`; plane j holds byte j of every element.
     BytePlanes = 1,
+    /// BF16: an exponent plane (`(v >> 7) & 0xff`) and a sign-mantissa plane
+    /// (`(v >> 8) & 0x80 | v & 0x7f`), each `rows x cols`.
+    Bf16Split = 2,
+    /// FP32: exponent, sign with the top 7 mantissa bits, then the middle and low mantissa
+    /// bytes; four planes of `rows x cols`.
+    F32Split = 3,
+    /// GGUF block types: one plane per field of the block (`blocks::block_fields`), each
+    /// `rows x (blocks_per_row * field.count)`.
+    BlockFields = 4,
 }
 
 impl Transform {
     pub fn from_code(code: u8) -> Option<Self> {
-        [Self::Identity, Self::BytePlanes].get(usize::from(code)).copied()
+        [Self::Identity, Self::BytePlanes, Self::Bf16Split, Self::F32Split, Self::BlockFields]
+            .get(usize::from(code))
+            .copied()
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Identity => "identity",
             Self::BytePlanes => "byte_planes",
+            Self::Bf16Split => "bf16_split",
+            Self::F32Split => "f32_split",
+            Self::BlockFields => "block_fields",
         }
     }
 
-    /// Number of planes and the shape of each, for a tensor of `rows x cols` elements.
-    pub fn plane_shapes(self, dtype: Dtype, rows: u64, cols: u64) -> Vec<(u64, u64)> {
-        let size = dtype.size() as u64;
+    /// Whether the transform applies to `dtype`.
+    pub fn supports(self, dtype: Dtype) -> bool {
         match self {
-            Transform::Identity => vec![(rows, cols * size)],
+            Transform::Identity => true,
+            Transform::BytePlanes => dtype.block().is_none(),
+            Transform::Bf16Split => dtype == Dtype::BF16,
+            Transform::F32Split => dtype == Dtype::F32,
+            Transform::BlockFields => blocks::block_fields(dtype).is_some(),
+        }
+    }
+
+    /// The shape of each plane for a tensor of `rows x cols` elements (the transform must
+    /// support the dtype, and block types have `cols` a multiple of the block).
+    pub fn plane_shapes(self, dtype: Dtype, rows: u64, cols: u64) -> Vec<(u64, u64)> {
+        match self {
+            Transform::Identity => {
+                let row_bytes = match dtype.block() {
+                    Some((per_block, bytes)) => cols / per_block * bytes,
+                    None => cols * dtype.size() as u64,
+                };
+                vec![(rows, row_bytes)]
+            }
             Transform::BytePlanes => vec![(rows, cols); dtype.size()],
+            Transform::Bf16Split => vec![(rows, cols); 2],
+            Transform::F32Split => vec![(rows, cols); 4],
+            Transform::BlockFields => {
+                let (per_block, _) = dtype.block().expect("a block type");
+                let blocks = cols / per_block;
+                blocks::block_fields(dtype)
+                    .expect("a block type")
+                    .iter()
+                    .map(|f| (rows, blocks * u64::from(f.count)))
+                    .collect()
+            }
         }
     }
 }

@@ -1,18 +1,68 @@
-//! Byte planes: how a transform splits a tensor's bytes and merges them back.
+//! Byte planes: how a transform splits a tensor's bytes and merges them back
+//! (docs/FORMAT.md, "Transforms").
 
+use wcodec_format::blocks::block_fields;
 use wcodec_format::{Dtype, Transform};
 
-/// Splits a tensor's bytes into the planes of `transform`.
+/// Whether plane `j` of `transform` holds two's-complement bytes (predictors then work on
+/// `byte ^ 0x80`, which orders signed values like unsigned ones).
+pub fn plane_is_signed(dtype: Dtype, transform: Transform, j: usize) -> bool {
+    match transform {
+        Transform::Identity => dtype.is_signed_int() && dtype.size() == 1,
+        Transform::BytePlanes => dtype.is_signed_int() && j + 1 == dtype.size(),
+        Transform::Bf16Split | Transform::F32Split => false,
+        Transform::BlockFields => block_fields(dtype).is_some_and(|f| f[j].signed),
+    }
+}
+
+/// Splits a tensor's bytes into the planes of `transform` (which must support `dtype`).
 pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u8>> {
-    let size = dtype.size();
     match transform {
         Transform::Identity => vec![bytes.to_vec()],
         Transform::BytePlanes => {
+            let size = dtype.size();
             let n = bytes.len() / size;
-            let mut planes = vec![Vec::with_capacity(n); size];
+            let mut planes: Vec<Vec<u8>> = (0..size).map(|_| Vec::with_capacity(n)).collect();
             for element in bytes.chunks_exact(size) {
                 for (plane, &b) in planes.iter_mut().zip(element) {
                     plane.push(b);
+                }
+            }
+            planes
+        }
+        Transform::Bf16Split => {
+            let (mut exp, mut sign_mant) = (Vec::new(), Vec::new());
+            for v in bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])) {
+                exp.push((v >> 7) as u8);
+                sign_mant.push(((v >> 8) as u8 & 0x80) | (v as u8 & 0x7f));
+            }
+            vec![exp, sign_mant]
+        }
+        Transform::F32Split => {
+            let mut planes: Vec<Vec<u8>> =
+                (0..4).map(|_| Vec::with_capacity(bytes.len() / 4)).collect();
+            for v in bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) {
+                planes[0].push((v >> 23) as u8);
+                planes[1].push(((v >> 24) as u8 & 0x80) | ((v >> 16) as u8 & 0x7f));
+                planes[2].push((v >> 8) as u8);
+                planes[3].push(v as u8);
+            }
+            planes
+        }
+        Transform::BlockFields => {
+            let fields = block_fields(dtype).expect("a block type");
+            let block = dtype.size();
+            let n = bytes.len() / block;
+            let mut planes: Vec<Vec<u8>> =
+                fields.iter().map(|f| Vec::with_capacity(n * usize::from(f.count))).collect();
+            for b in bytes.chunks_exact(block) {
+                for (plane, f) in planes.iter_mut().zip(fields) {
+                    let (offset, step) = (usize::from(f.offset), usize::from(f.step));
+                    if step == 1 {
+                        plane.extend_from_slice(&b[offset..offset + usize::from(f.count)]);
+                    } else {
+                        plane.extend((0..usize::from(f.count)).map(|k| b[offset + k * step]));
+                    }
                 }
             }
             planes
@@ -22,13 +72,47 @@ pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec
 
 /// Merges planes back into the tensor's bytes. `out.len()` must be the tensor's byte length.
 pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &mut [u8]) {
-    let size = dtype.size();
     match transform {
         Transform::Identity => out.copy_from_slice(planes[0]),
         Transform::BytePlanes => {
+            let size = dtype.size();
             for (j, plane) in planes.iter().enumerate() {
                 for (element, &b) in out.chunks_exact_mut(size).zip(plane.iter()) {
                     element[j] = b;
+                }
+            }
+        }
+        Transform::Bf16Split => {
+            for ((o, &e), &sm) in out.chunks_exact_mut(2).zip(planes[0]).zip(planes[1]) {
+                let v = (u16::from(sm & 0x80) << 8) | (u16::from(e) << 7) | u16::from(sm & 0x7f);
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Transform::F32Split => {
+            let [e, sm, mid, lo] = [planes[0], planes[1], planes[2], planes[3]];
+            for (i, o) in out.chunks_exact_mut(4).enumerate() {
+                let v = (u32::from(sm[i] & 0x80) << 24)
+                    | (u32::from(e[i]) << 23)
+                    | (u32::from(sm[i] & 0x7f) << 16)
+                    | (u32::from(mid[i]) << 8)
+                    | u32::from(lo[i]);
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Transform::BlockFields => {
+            let fields = block_fields(dtype).expect("a block type");
+            let block = dtype.size();
+            for (f, plane) in fields.iter().zip(planes) {
+                let (offset, step, count) =
+                    (usize::from(f.offset), usize::from(f.step), usize::from(f.count));
+                for (b, src) in out.chunks_exact_mut(block).zip(plane.chunks_exact(count)) {
+                    if step == 1 {
+                        b[offset..offset + count].copy_from_slice(src);
+                    } else {
+                        for (k, &x) in src.iter().enumerate() {
+                            b[offset + k * step] = x;
+                        }
+                    }
                 }
             }
         }
@@ -39,15 +123,40 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
 mod tests {
     use super::*;
 
+    fn round_trip(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u8>> {
+        let planes = split_planes(bytes, dtype, transform);
+        let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+        let mut out = vec![0u8; bytes.len()];
+        merge_planes(&refs, dtype, transform, &mut out);
+        assert_eq!(out, bytes, "{dtype} {transform:?}");
+        planes
+    }
+
     #[test]
     fn byte_planes_round_trip() {
         let bytes: Vec<u8> = (0..64u8).collect();
-        let planes = split_planes(&bytes, Dtype::F32, Transform::BytePlanes);
-        assert_eq!(planes.len(), 4);
+        let planes = round_trip(&bytes, Dtype::F32, Transform::BytePlanes);
         assert_eq!(planes[1], (0..16).map(|i| i * 4 + 1).collect::<Vec<u8>>());
-        let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
-        let mut out = vec![0u8; 64];
-        merge_planes(&refs, Dtype::F32, Transform::BytePlanes, &mut out);
-        assert_eq!(out, bytes);
+    }
+
+    #[test]
+    fn float_splits_round_trip_and_separate_the_exponent() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(4096).map(|b| b.wrapping_mul(37)).collect();
+        round_trip(&bytes, Dtype::F32, Transform::F32Split);
+        let planes = round_trip(&bytes, Dtype::BF16, Transform::Bf16Split);
+        // 1.0 in bf16 is 0x3f80: exponent 127, sign-mantissa 0.
+        let one = split_planes(&[0x80, 0x3f], Dtype::BF16, Transform::Bf16Split);
+        assert_eq!(one, vec![vec![127], vec![0]]);
+        assert_eq!(planes.len(), 2);
+    }
+
+    #[test]
+    fn block_fields_round_trip() {
+        for dtype in Dtype::ALL.into_iter().filter(|d| d.block().is_some()) {
+            let bytes: Vec<u8> = (0..dtype.size() * 3).map(|i| (i * 7 % 251) as u8).collect();
+            let planes = round_trip(&bytes, dtype, Transform::BlockFields);
+            let total: usize = planes.iter().map(Vec::len).sum();
+            assert_eq!(total, bytes.len());
+        }
     }
 }

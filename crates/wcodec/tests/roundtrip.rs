@@ -151,8 +151,12 @@ fn smooth_data_picks_a_predictor_and_compresses_better() {
 fn multibyte_dtypes_round_trip() {
     let mut rng = xorshift(5);
     for dtype in Dtype::ALL {
-        let dims = [33u64, 17];
-        let n = 33 * 17 * dtype.size();
+        // Block types need whole blocks per row: 2 blocks of 33 rows.
+        let dims = match dtype.block() {
+            Some((per_block, _)) => [33u64, 2 * per_block],
+            None => [33u64, 17],
+        };
+        let n = dtype.storage_len(dims[0] * dims[1]).unwrap() as usize;
         let data: Vec<u8> = (0..n).map(|_| (rng() >> 40) as u8 & 0x3f).collect();
         check_round_trip(&data, dtype, &dims, &EncodeOptions::default());
     }
