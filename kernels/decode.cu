@@ -47,13 +47,55 @@ __device__ __forceinline__ void prefetch_l2(const void *p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
-// The read side of one warp's unit: the stream of 16-bit words and the next word's index.
+// The read side of one warp's unit: its stream of 16-bit words, held in registers as a window
+// of 32 word pairs. Pair q (words 2q and 2q + 1) lives in lane q % 32: in `a` while q is in the
+// window [first, first + 32), and the same lane's `b` and `c` already hold (or are loading)
+// pairs q + 32 and q + 64. A lane's word is thus one shuffle away, and the loads that refill the
+// window are issued two slides (about 64 words) before any shuffle reads them, so no global
+// load sits in the decoding's dependency chain. Pairs past the stream's end read as 0.
 struct Stream {
     const uint16_t *words;
     uint32_t n_words;
-    uint32_t pos;
+    uint32_t first; // first pair of the window (a multiple of 16)
+    uint32_t rel;   // words consumed past the window's start; < 32 between steps
+    uint32_t a, b, c;
     uint32_t mask;
     uint32_t prob_bits;
+
+    __device__ __forceinline__ uint32_t load_pair(uint32_t q) const {
+        const uint32_t w = 2 * q;
+        uint32_t v = 0;
+        if (w + 1 < n_words) {
+            v = __ldg(reinterpret_cast<const uint32_t *>(words) + q);
+        } else if (w < n_words) {
+            v = __ldg(words + w);
+        }
+        return v;
+    }
+
+    __device__ __forceinline__ void init(uint32_t lane) {
+        first = 0;
+        rel = 0;
+        a = load_pair(lane);
+        b = load_pair(lane + 32);
+        c = load_pair(lane + 64);
+    }
+
+    /// Words consumed so far.
+    __device__ __forceinline__ uint32_t pos() const { return 2 * first + rel; }
+
+    // Slides the window by 16 pairs: the 16 lanes holding its oldest pairs move on to the
+    // pairs 32 further, and start loading the ones 96 further. Warp-uniform, branch-free.
+    __device__ __forceinline__ void slide(uint32_t lane) {
+        const uint32_t age = (lane - first) & 31u; // this lane's pair is first + age
+        const bool old = age < 16;
+        const uint32_t fresh = old ? load_pair(first + age + 96) : c;
+        a = old ? b : a;
+        b = old ? c : b;
+        c = fresh;
+        first += 16;
+        rel -= 32;
+    }
 };
 
 template <bool kShared>
@@ -69,10 +111,7 @@ template <bool kShared, bool kAllActive>
 __device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const uint32_t *table,
                                               uint32_t tb, Stream &s, uint32_t lane,
                                               uint32_t lt) {
-    // The candidate word for this lane, issued before the table lookup it does not depend on.
-    const uint32_t idx = s.pos + lane;
-    const uint32_t cand = idx < s.n_words ? static_cast<uint32_t>(__ldg(s.words + idx)) : 0u;
-    const uint32_t e = table_entry<kShared>(table, tb + (x & s.mask));
+    const uint32_t e = table_entry<kShared>(table, tb | (x & s.mask));
     const uint32_t freq = ((e >> 8) & 0xfffu) + 1u;
     uint32_t xn = freq * (x >> s.prob_bits) + (e >> 20);
     bool need = xn < WC_STATE_LOW;
@@ -81,11 +120,40 @@ __device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const ui
         need = need && active;
     }
     const uint32_t m = __ballot_sync(kFull, need);
-    const uint32_t word = __shfl_sync(kFull, cand, __popc(m & lt));
-    x = need ? ((xn << 16) | word) : xn;
-    s.pos += __popc(m);
+    // This lane's word, if it needs one: the next in lane order, i.e. word `o` of the window
+    // with o = rel + (needing lanes below); it is half o % 2 of pair first + o / 2, which
+    // lane (first + o / 2) % 32 holds in `a`. The shuffle takes the lane index modulo 32.
+    const uint32_t o = s.rel + __popc(m & lt);
+    const uint32_t pair = __shfl_sync(kFull, s.a, s.first + o / 2);
+    // (xn << 16) | the pair's low or high half, in one byte permutation.
+    x = need ? __byte_perm(xn, pair, 0x1054u + (o & 1u) * 0x22u) : xn;
+    s.rel += __popc(m);
+    if (s.rel >= 32) s.slide(lane);
     return e & 0xffu;
 }
+
+// Where column c0 + c of a plane lies within its row of the output (see WcUnit): c counts
+// from a tile's first column c0 (rANS units), or from the plane's first (raw units, c0 = 0).
+struct Cols {
+    uint64_t c0;
+    uint32_t group, col_stride, step;
+
+    __device__ __forceinline__ static Cols of(const WcUnit &u, uint64_t c0) {
+        Cols k;
+        k.c0 = c0;
+        k.group = u.group;
+        k.col_stride = u.col_stride;
+        k.step = u.step;
+        return k;
+    }
+
+    __device__ __forceinline__ uint64_t at(uint64_t c) const {
+        c += c0;
+        if (group == 1) return c * col_stride;
+        const uint64_t b = c / group;
+        return b * col_stride + (c - b * group) * step;
+    }
+};
 
 __device__ __forceinline__ uint32_t predict(uint32_t mode, uint32_t a, uint32_t b, uint32_t c) {
     switch (mode) {
@@ -113,9 +181,8 @@ __device__ __forceinline__ uint32_t predict(uint32_t mode, uint32_t a, uint32_t 
 // step k lane l does column k - l, and lane l - 1's values at columns k - l and k - l - 1 (its
 // last two) are this lane's top and top-left. Lane 0 reads them from the row above, written
 // before the __syncwarp that ends the previous 32 rows.
-__device__ void reconstruct(uint8_t *dst, uint64_t row_stride, uint32_t elem_stride,
-                            uint32_t height, uint32_t width, uint32_t mode, uint32_t bias,
-                            uint32_t lane) {
+__device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32_t height,
+                            uint32_t width, uint32_t mode, uint32_t bias, uint32_t lane) {
     for (uint32_t r0 = 0; r0 < height; r0 += WC_LANES) {
         const uint32_t r = r0 + lane;
         const bool row_ok = r < height;
@@ -134,14 +201,14 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, uint32_t elem_str
                     tl = 0;
                     if (r > 0) {
                         const uint8_t *above = dst + static_cast<uint64_t>(r - 1) * row_stride;
-                        b = above[static_cast<uint64_t>(c) * elem_stride] ^ bias;
-                        if (c > 0) tl = above[static_cast<uint64_t>(c - 1) * elem_stride] ^ bias;
+                        b = above[cols.at(c)] ^ bias;
+                        if (c > 0) tl = above[cols.at(c - 1)] ^ bias;
                     }
                 } else {
                     b = up;
                     tl = c > 0 ? up_left : 0u;
                 }
-                uint8_t *q = row + static_cast<uint64_t>(c) * elem_stride;
+                uint8_t *q = row + cols.at(c);
                 const uint32_t u = (static_cast<uint32_t>(*q) + predict(mode, a, b, tl)) & 0xffu;
                 *q = static_cast<uint8_t>(u ^ bias);
                 before_last = last;
@@ -164,14 +231,14 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     Stream s;
     s.words = reinterpret_cast<const uint16_t *>(unit + WC_STATES_BYTES);
     s.n_words = (u.len - WC_STATES_BYTES) / 2;
-    s.pos = 0;
     s.mask = (1u << prob_bits) - 1u;
     s.prob_bits = prob_bits;
+    s.init(lane);
     const uint32_t lt = lanemask_lt();
 
     uint8_t *const dst = reinterpret_cast<uint8_t *>(u.dst);
     const uint64_t row_stride = u.row_stride;
-    const uint32_t elem_stride = u.elem_stride;
+    const Cols cols = Cols::of(u, u.first);
     const uint32_t width = u.width;
     const uint32_t height = u.height;
     const uint32_t n = height * width; // <= 2^22, checked by the host
@@ -197,12 +264,14 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             col -= width;
             ++row;
         }
-        uint8_t *p = dst + static_cast<uint64_t>(row) * row_stride + col;
+        uint8_t *p = dst + u.first + static_cast<uint64_t>(row) * row_stride + col;
         const uint64_t wrap = row_stride - width;
+        // The next row's table is looked up a row ahead, off the dependency chain.
         uint32_t tb = table_of_row(row);
+        uint32_t tb_next = table_of_row(row + 1);
         for (uint32_t g = 0; g < groups; ++g) {
-            if (lane == 0 && s.pos + kPrefetchWords < s.n_words) {
-                prefetch_l2(s.words + s.pos + kPrefetchWords);
+            if (lane == 0 && s.pos() + kPrefetchWords < s.n_words) {
+                prefetch_l2(s.words + s.pos() + kPrefetchWords);
             }
             uint32_t word = 0;
 #pragma unroll
@@ -213,12 +282,15 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             col += kGroup;
             p += kGroup;
             if (col >= width) {
+                uint32_t rows = 0;
                 do {
                     col -= width;
                     p += wrap;
-                    ++row;
+                    ++rows;
                 } while (col >= width);
-                tb = table_of_row(row);
+                row += rows;
+                tb = rows == 1 ? tb_next : table_of_row(row);
+                tb_next = table_of_row(row + 1);
             }
         }
         if (rest > 0) {
@@ -244,20 +316,16 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                                                                s, lane, lt);
                 if (active) {
                     dst[static_cast<uint64_t>(r) * row_stride +
-                        static_cast<uint64_t>(c) * elem_stride] = static_cast<uint8_t>(sym ^ xor4);
+                        cols.at(c)] = static_cast<uint8_t>(sym ^ xor4);
                 }
             }
         }
     }
 
-    if (s.pos > s.n_words) status |= WC_ERR_OVERRUN;
-    if (s.pos < s.n_words) status |= WC_ERR_WORDS_LEFT;
+    if (s.pos() > s.n_words) status |= WC_ERR_OVERRUN;
+    if (s.pos() < s.n_words) status |= WC_ERR_WORDS_LEFT;
     if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
 
-    if (u.predictor != 0) {
-        __syncwarp(); // residuals written by every lane are visible to every lane
-        reconstruct(dst, row_stride, elem_stride, height, width, u.predictor, bias, lane);
-    }
     return status;
 }
 
@@ -283,7 +351,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
             const uint64_t k = u.first + i;
             const uint64_t r = k / width;
             const uint64_t c = k - r * width;
-            dst[r * u.row_stride + c * u.elem_stride] = from[i];
+            dst[r * u.row_stride + Cols::of(u, 0).at(c)] = from[i];
         }
     }
 }
@@ -317,12 +385,49 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
         uint32_t st = 0;
         if (u.kind == WC_UNIT_RAW) {
             copy_raw(src, u, lane);
-        } else if (shared) {
-            st = decode_rans<true>(src, maps, u, smem_tables, b.prob_bits, lane);
         } else {
-            st = decode_rans<false>(src, maps, u, tables, b.prob_bits, lane);
+            if (shared) {
+                st = decode_rans<true>(src, maps, u, smem_tables, b.prob_bits, lane);
+            } else {
+                st = decode_rans<false>(src, maps, u, tables, b.prob_bits, lane);
+            }
+            // The inverse prediction reads the unit's geometry again (from L1), so that the
+            // decoding loop above keeps none of it in registers.
+            const WcUnit v = units[index];
+            if (v.predictor != 0) {
+                __syncwarp(); // residuals written by every lane are visible to every lane
+                reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride, Cols::of(v, v.first),
+                            v.height, v.width, v.predictor,
+                            (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+            }
         }
         if (lane == 0) status[index] = st;
+    }
+}
+
+// The second launch, for tensors whose transform mixes bits of several planes into each
+// element (bf16_split, f32_split): their planes were decoded back to back into scratch memory;
+// each block merges one piece. Reads and writes are coalesced: thread t takes elements t,
+// t + blockDim, ...
+__global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
+    const WcMerge m = pieces[blockIdx.x];
+    const uint8_t *p0 = reinterpret_cast<const uint8_t *>(m.src);
+    const uint8_t *p1 = p0 + m.plane_len;
+    if (m.kind == WC_MERGE_BF16_SPLIT) {
+        uint16_t *out = reinterpret_cast<uint16_t *>(m.dst);
+        for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
+            const uint32_t e = p0[i], sm = p1[i];
+            out[i] = static_cast<uint16_t>(((sm & 0x80u) << 8) | (e << 7) | (sm & 0x7fu));
+        }
+    } else if (m.kind == WC_MERGE_F32_SPLIT) {
+        const uint8_t *p2 = p1 + m.plane_len;
+        const uint8_t *p3 = p2 + m.plane_len;
+        uint32_t *out = reinterpret_cast<uint32_t *>(m.dst);
+        for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
+            const uint32_t e = p0[i], sm = p1[i];
+            out[i] = ((sm & 0x80u) << 24) | (e << 23) | ((sm & 0x7fu) << 16) |
+                     (static_cast<uint32_t>(p2[i]) << 8) | p3[i];
+        }
     }
 }
 
@@ -335,26 +440,33 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<1024, 1>,
     wc_decode_kernel<512, 3>,
 };
+static_assert(WC_VARIANTS == 2, "wc_decode_launch knows each variant's largest block");
 
 } // namespace
+
+extern "C" int wc_decode_prepare(uint32_t variant, uint32_t smem_entries) {
+    if (variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
+    const size_t smem = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
+    return static_cast<int>(cudaFuncSetAttribute(
+        kVariants[variant], cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+}
 
 extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
     if (launch->n_blocks == 0) return static_cast<int>(cudaSuccess);
     if (launch->variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
-    const KernelFn kernel = kVariants[launch->variant];
-    cudaFuncAttributes attr;
-    cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
-    if (err != cudaSuccess) return static_cast<int>(err);
     const uint32_t warps = launch->warps_per_block;
-    if (warps == 0 || warps * WC_LANES > static_cast<uint32_t>(attr.maxThreadsPerBlock)) {
-        return static_cast<int>(cudaErrorInvalidValue);
-    }
+    const uint32_t max_warps = launch->variant == 0 ? 32u : 16u; // the variants' block bounds
+    if (warps == 0 || warps > max_warps) return static_cast<int>(cudaErrorInvalidValue);
     const size_t smem = static_cast<size_t>(launch->smem_entries) * sizeof(uint32_t);
-    err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(smem));
-    if (err != cudaSuccess) return static_cast<int>(err);
-    kernel<<<launch->n_blocks, warps * WC_LANES, smem, static_cast<cudaStream_t>(stream)>>>(
-        *launch);
+    kVariants[launch->variant]<<<launch->n_blocks, warps * WC_LANES, smem,
+                                 static_cast<cudaStream_t>(stream)>>>(*launch);
+    return static_cast<int>(cudaGetLastError());
+}
+
+extern "C" int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream) {
+    if (n == 0) return static_cast<int>(cudaSuccess);
+    wc_merge_kernel<<<n, 256, 0, static_cast<cudaStream_t>(stream)>>>(
+        reinterpret_cast<const WcMerge *>(pieces));
     return static_cast<int>(cudaGetLastError());
 }
 

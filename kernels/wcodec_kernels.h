@@ -31,9 +31,13 @@
 
 /* WcUnit.flags */
 #define WC_FLAG_BIAS128 1u    /* bytes were XORed with 0x80 before prediction */
-#define WC_FLAG_WORD_STORES 2u /* rANS: width % 4 == 0, elem_stride == 1, dst and row_stride 4-aligned */
-#define WC_FLAG_CONTIGUOUS 4u /* raw: elem_stride == 1 and row_stride == width */
+#define WC_FLAG_WORD_STORES 2u /* rANS: columns contiguous (group 1, col_stride 1), width % 4 == 0, dst and row_stride 4-aligned */
+#define WC_FLAG_CONTIGUOUS 4u /* raw: columns contiguous and row_stride == width */
 #define WC_FLAG_ROW_TABLES 8u /* rANS: each tile row's table is maps[row_map + row] */
+
+/* WcMerge.kind: how planes merge into elements (docs/FORMAT.md, "Transforms"). */
+#define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
+#define WC_MERGE_F32_SPLIT 2u  /* exponent, sign+top mantissa, middle, low -> u32 */
 
 /* WcBlock.flags */
 #define WC_BLOCK_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
@@ -44,7 +48,13 @@
 #define WC_ERR_WORDS_LEFT 4u        /* words remain after the last symbol */
 #define WC_ERR_NOT_FINAL 8u         /* a lane did not end in state 2^16 */
 
-/* One unit of work for one warp (64 bytes). */
+/* One unit of work for one warp (64 bytes).
+ *
+ * Byte (r, c) of the unit's plane goes to
+ *   dst + r * row_stride + (c / group) * col_stride + (c % group) * step
+ * with r, c counted from the tile's first row and column (rANS) or the plane's (raw): a plane
+ * of whole elements has group 1 (col_stride = the element's size), a field of a GGUF block
+ * type has group = its bytes per block (col_stride = the block's size). */
 typedef struct WcUnit {
     /* Offset of the unit's bytes in the compressed device buffer. */
     uint64_t src;
@@ -60,14 +70,27 @@ typedef struct WcUnit {
     uint32_t height;
     /* rANS: tile columns. Raw: plane columns. */
     uint32_t width;
-    uint8_t kind;        /* WC_UNIT_* */
-    uint8_t predictor;   /* 0 none, 1 left, 2 top, 3 avg, 4 paeth */
-    uint8_t elem_stride; /* output bytes between two columns of the plane: 1, 2, 4 or 8 */
-    uint8_t flags;       /* WC_FLAG_* */
+    uint8_t kind;      /* WC_UNIT_* */
+    uint8_t predictor; /* 0 none, 1 left, 2 top, 3 avg, 4 paeth */
+    uint8_t flags;     /* WC_FLAG_* */
+    uint8_t reserved;
     /* With WC_FLAG_ROW_TABLES: index in `maps` of the table of the tile's first row. */
     uint64_t row_map;
-    uint32_t reserved[2];
+    uint32_t col_stride;
+    uint16_t group;
+    uint16_t step;
 } WcUnit;
+
+/* A piece of a merge (the second launch): `n` elements of a tensor whose planes were decoded
+ * back to back at `src` (plane j at src + j * plane_len) merged into `dst` (32 bytes). */
+typedef struct WcMerge {
+    uint64_t src;
+    uint64_t dst;
+    /* Elements of this piece; its planes' bytes are src + j * plane_len + [0, n). */
+    uint32_t n;
+    uint32_t kind; /* WC_MERGE_* */
+    uint64_t plane_len;
+} WcMerge;
 
 /* One thread block: `n_units` consecutive WcUnits of one plane, whose tables (all of the
  * plane's, `n_tables << prob_bits` entries from `table`) the block loads once (16 bytes). */
@@ -117,8 +140,11 @@ typedef struct WcKernelInfo {
 static_assert(sizeof(WcUnit) == 64, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, len) == 32, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, kind) == 44, "WcUnit layout");
-static_assert(__builtin_offsetof(WcUnit, flags) == 47, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, flags) == 46, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, row_map) == 48, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, col_stride) == 56, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, step) == 62, "WcUnit layout");
+static_assert(sizeof(WcMerge) == 32, "WcMerge layout");
 static_assert(sizeof(WcBlock) == 16, "WcBlock layout");
 static_assert(__builtin_offsetof(WcBlock, n_tables) == 13, "WcBlock layout");
 static_assert(sizeof(WcLaunch) == 80, "WcLaunch layout");
@@ -128,8 +154,15 @@ static_assert(sizeof(WcKernelInfo) == 32, "WcKernelInfo layout");
 extern "C" {
 #endif
 
-/* Enqueues the decode kernel on `stream` (a cudaStream_t / CUstream); returns a cudaError_t. */
+/* Lets kernel variant `variant` take `smem_entries` table entries of dynamic shared memory per
+ * block (once per size, before launches that need it); returns a cudaError_t. */
+int wc_decode_prepare(uint32_t variant, uint32_t smem_entries);
+/* Enqueues the decode kernel on `stream` (a cudaStream_t / CUstream); returns a cudaError_t.
+ * Only host-side checks of the arguments happen here: no other CUDA call, so that a timed
+ * launch is just the launch. */
 int wc_decode_launch(const WcLaunch *launch, void *stream);
+/* Enqueues the merge kernel over `n` pieces at `pieces` (a device array of WcMerge). */
+int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream);
 /* Fills `info` for kernel variant `variant` on the current device; returns a cudaError_t. */
 int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info);
 /* The CUDA runtime's text for a cudaError_t (a static string). */

@@ -22,6 +22,9 @@ pub const FLAG_ROW_TABLES: u8 = 8;
 
 pub const BLOCK_GLOBAL_TABLES: u8 = 1;
 
+pub const MERGE_BF16_SPLIT: u32 = 1;
+pub const MERGE_F32_SPLIT: u32 = 2;
+
 pub const ERR_BAD_INITIAL_STATE: u32 = 1;
 pub const ERR_OVERRUN: u32 = 2;
 pub const ERR_WORDS_LEFT: u32 = 4;
@@ -44,11 +47,26 @@ pub struct WcUnit {
     pub width: u32,
     pub kind: u8,
     pub predictor: u8,
-    pub elem_stride: u8,
     pub flags: u8,
+    pub reserved: u8,
     /// With `FLAG_ROW_TABLES`: index in the maps array of the table of the tile's first row.
     pub row_map: u64,
-    pub reserved: [u32; 2],
+    /// Column c of the plane lands at `(c / group) * col_stride + (c % group) * step` in its
+    /// output row.
+    pub col_stride: u32,
+    pub group: u16,
+    pub step: u16,
+}
+
+/// `WcMerge`: a piece of the merge launch, `n` elements from planes back to back at `src`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcMerge {
+    pub src: u64,
+    pub dst: u64,
+    pub n: u32,
+    pub kind: u32,
+    pub plane_len: u64,
 }
 
 /// `WcBlock`: a run of units of one plane, sharing its decode tables.
@@ -115,9 +133,14 @@ mod tests {
         assert_eq!(offset_of!(WcUnit, width), 40);
         assert_eq!(offset_of!(WcUnit, kind), 44);
         assert_eq!(offset_of!(WcUnit, predictor), 45);
-        assert_eq!(offset_of!(WcUnit, elem_stride), 46);
-        assert_eq!(offset_of!(WcUnit, flags), 47);
+        assert_eq!(offset_of!(WcUnit, flags), 46);
         assert_eq!(offset_of!(WcUnit, row_map), 48);
+        assert_eq!(offset_of!(WcUnit, col_stride), 56);
+        assert_eq!(offset_of!(WcUnit, group), 60);
+        assert_eq!(offset_of!(WcUnit, step), 62);
+        assert_eq!(size_of::<WcMerge>(), 32);
+        assert_eq!(offset_of!(WcMerge, n), 16);
+        assert_eq!(offset_of!(WcMerge, plane_len), 24);
         assert_eq!(size_of::<WcBlock>(), 16);
         assert_eq!(offset_of!(WcBlock, prob_bits), 12);
         assert_eq!(offset_of!(WcBlock, n_tables), 13);
@@ -156,6 +179,8 @@ mod tests {
         assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
         assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
         assert_eq!(define("WC_BLOCK_GLOBAL_TABLES"), u64::from(BLOCK_GLOBAL_TABLES));
+        assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
+        assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
         assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
         assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
         assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{
-    CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
+    CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
 };
 use wcodec_format::Directory;
 
-use crate::abi::{BLOCK_GLOBAL_TABLES, VARIANTS, WcBlock, WcKernelInfo, WcLaunch, WcUnit};
+use crate::abi::{BLOCK_GLOBAL_TABLES, VARIANTS, WcBlock, WcKernelInfo, WcLaunch, WcMerge, WcUnit};
 use crate::plan::{LaunchConfig, Plan};
 use crate::{CudaError, KernelInfo};
 
@@ -24,8 +24,12 @@ mod ffi {
     use super::*;
 
     unsafe extern "C" {
+        /// Allows a variant `smem_entries` entries of dynamic shared memory; a cudaError_t.
+        pub fn wc_decode_prepare(variant: u32, smem_entries: u32) -> c_int;
         /// Enqueues the decode kernel; returns a cudaError_t.
         pub fn wc_decode_launch(launch: *const WcLaunch, stream: *mut c_void) -> c_int;
+        /// Enqueues the merge kernel over `n` pieces; returns a cudaError_t.
+        pub fn wc_merge_launch(pieces: u64, n: u32, stream: *mut c_void) -> c_int;
         /// Fills `info` for kernel variant `variant` on the current device; returns a
         /// cudaError_t.
         pub fn wc_decode_kernel_info(variant: u32, info: *mut WcKernelInfo) -> c_int;
@@ -39,6 +43,8 @@ mod ffi {
 unsafe impl DeviceRepr for WcUnit {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for WcBlock {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for WcMerge {}
 
 fn driver(e: DriverError) -> CudaError {
     CudaError::Driver(e.to_string())
@@ -72,7 +78,10 @@ pub(crate) struct Loaded {
     tables: CudaSlice<u32>,
     maps: CudaSlice<u8>,
     status: CudaSlice<u32>,
+    /// The plan's outputs: decoded tensors and scratch.
     outputs: Vec<Option<CudaSlice<u8>>>,
+    merges: CudaSlice<WcMerge>,
+    n_merges: u32,
     src_len: u64,
     n_units: u32,
 }
@@ -189,6 +198,17 @@ impl Gpu {
             .zip(&plan.unit_output)
             .map(|(u, &o)| WcUnit { dst: bases[o as usize] + u.dst, ..*u })
             .collect();
+        let merges: Vec<WcMerge> = plan
+            .merges
+            .iter()
+            .map(|m| WcMerge {
+                src: bases[m.scratch_output as usize] + m.offset,
+                dst: bases[m.tensor_output as usize] + m.offset * u64::from(m.elem_size),
+                n: m.n,
+                kind: m.kind,
+                plane_len: m.plane_len,
+            })
+            .collect();
 
         let staging_len = (plan.staging_len as usize).max(16);
         // SAFETY: the pinned allocation starts uninitialised; it is zeroed through its raw
@@ -205,6 +225,8 @@ impl Gpu {
             tables: s.clone_htod(&non_empty(&plan.tables)).map_err(driver)?,
             maps: s.clone_htod(&non_empty(&plan.maps)).map_err(driver)?,
             status: s.alloc_zeros::<u32>(plan.units.len().max(1)).map_err(driver)?,
+            merges: s.clone_htod(&non_empty(&merges)).map_err(driver)?,
+            n_merges: merges.len() as u32,
             outputs,
             src_len: staging_len as u64,
             n_units: plan.units.len() as u32,
@@ -235,6 +257,10 @@ impl Gpu {
                 smem_entries = smem_entries.max(entries);
             }
         }
+        self.ctx.bind_to_thread().map_err(driver)?;
+        // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
+        // is within the limit the runtime reported for this variant on this GPU.
+        runtime(unsafe { ffi::wc_decode_prepare(config.variant, smem_entries) }, "shared memory")?;
         Ok(Shape {
             config,
             n_blocks: blocks.len() as u32,
@@ -251,17 +277,26 @@ impl Gpu {
         LaunchConfig::choose(plan.units.len(), smem, self.multiprocessors)
     }
 
-    /// Enqueues one launch of the decode kernel over a loaded plan.
-    pub(crate) fn launch(&self, l: &mut Loaded, shape: &Shape) -> Result<(), CudaError> {
+    /// Enqueues `count` launches of the decode kernel over a loaded plan, back to back; with a
+    /// timer, between its two events (recorded after every other host call of the launch).
+    pub(crate) fn launch(
+        &self,
+        l: &mut Loaded,
+        shape: &Shape,
+        count: usize,
+        timer: Option<(&CudaEvent, &CudaEvent)>,
+    ) -> Result<(), CudaError> {
         let s = &self.stream;
-        let Loaded { src, units, tables, maps, status, outputs, .. } = l;
-        // The guards make later users of these buffers (on other streams) wait for the launch.
+        let Loaded { src, units, tables, maps, status, outputs, merges, .. } = l;
+        // The guards make later users of these buffers (on other streams) wait for the
+        // launches: they record each buffer's use when dropped, after the last launch.
         let (src, _src) = src.device_ptr(s);
         let (units, _units) = units.device_ptr(s);
         let (blocks, _blocks) = shape.blocks.device_ptr(s);
         let (tables, _tables) = tables.device_ptr(s);
         let (maps, _maps) = maps.device_ptr(s);
         let (status, _status) = status.device_ptr_mut(s);
+        let (merges, _merges) = merges.device_ptr(s);
         let _outputs: Vec<_> =
             outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect();
         let args = WcLaunch {
@@ -280,17 +315,36 @@ impl Gpu {
             reserved: 0,
         };
         self.ctx.bind_to_thread().map_err(driver)?;
-        // SAFETY: every address in `args` is a live allocation of this context, held by `l` and
-        // `shape` until the stream is done with it (they are freed on this stream, after the
-        // launch). `src` holds the staged bytes every unit's range was checked against; `units`
-        // has `n_units` entries whose destinations lie inside `outputs` (checked by
-        // `Plan::build` against each output's length, its allocation's length); `blocks` has
-        // `n_blocks` entries whose unit ranges, tables (`tables`) and row maps (`maps`) are in
-        // bounds, and whose shared tables fit `smem_entries`, within the kernel's limit;
-        // `status` has a word per unit; the block size was checked against the variant.
-        // `cu_stream` is this context's stream, a valid cudaStream_t.
-        let code = unsafe { ffi::wc_decode_launch(&args, s.cu_stream().cast()) };
-        runtime(code, "decode kernel launch")
+        if let Some((start, _)) = timer {
+            start.record(s).map_err(driver)?;
+        }
+        for _ in 0..count {
+            // SAFETY: every address in `args` is a live allocation of this context, held by
+            // `l` and `shape` until the stream is done with it (they are freed on this stream,
+            // after the launches). `src` holds the staged bytes every unit's range was checked
+            // against; `units` has `n_units` entries whose destinations lie inside `outputs`
+            // (checked by `Plan::build` against each output's length, its allocation's
+            // length); `blocks` has `n_blocks` entries whose unit ranges, tables (`tables`) and
+            // row maps (`maps`) are in bounds, and whose shared tables fit `smem_entries`,
+            // which `shape` prepared within the variant's limit; `status` has a word per unit;
+            // the launcher checks the block size against the variant. `cu_stream` is this
+            // context's stream, a valid cudaStream_t. Relaunching rewrites the same bytes.
+            let code = unsafe { ffi::wc_decode_launch(&args, s.cu_stream().cast()) };
+            runtime(code, "decode kernel launch")?;
+            if l.n_merges > 0 {
+                // SAFETY: `merges` holds `n_merges` pieces whose sources (scratch outputs) and
+                // destinations (tensor outputs) are live allocations of `l`, sized by the plan
+                // (a piece covers elements [offset, offset + n) of planes of `plane_len`
+                // elements); the merge runs after the decode on the same stream.
+                let code =
+                    unsafe { ffi::wc_merge_launch(merges, l.n_merges, s.cu_stream().cast()) };
+                runtime(code, "merge kernel launch")?;
+            }
+        }
+        if let Some((_, end)) = timer {
+            end.record(s).map_err(driver)?;
+        }
+        Ok(())
     }
 
     fn check(&self, plan: &Plan, dir: &Directory, l: &Loaded) -> Result<(), CudaError> {
@@ -308,42 +362,48 @@ impl Gpu {
     ) -> Result<Vec<Buffer>, CudaError> {
         let mut l = self.load(plan, file)?;
         let shape = self.shape(plan, config)?;
-        self.launch(&mut l, &shape)?;
+        self.launch(&mut l, &shape, 1, None)?;
         self.check(plan, dir, &l)?;
-        Ok(l.outputs.into_iter().map(|data| Buffer { data, stream: self.stream.clone() }).collect())
+        // Scratch is freed on the stream, after the merge that reads it.
+        Ok(l.outputs
+            .into_iter()
+            .zip(&plan.outputs)
+            .filter(|(_, o)| !o.scratch)
+            .map(|(data, _)| Buffer { data, stream: self.stream.clone() })
+            .collect())
     }
 
-    /// Times `iters` launches of each shape (after `warmup` untimed ones) over one loaded
-    /// plan; then checks the status words and every output against `crcs`.
+    /// Times each shape over one loaded plan: after `warmup` untimed launches, `iters` times
+    /// `batch` launches back to back between two events (seconds per launch); then checks the
+    /// status words and every output against `crcs`.
     pub(crate) fn bench(
         &self,
         plan: &Plan,
         file: &[u8],
         dir: &Directory,
         configs: &[LaunchConfig],
-        (warmup, iters): (usize, usize),
+        (warmup, iters, batch): (usize, usize, usize),
         crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
         let mut l = self.load(plan, file)?;
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
         let (start, end) = (event()?, event()?);
+        let batch = batch.max(1);
         let mut all = Vec::with_capacity(configs.len());
         for &config in configs {
             let shape = self.shape(plan, config)?;
-            for _ in 0..warmup {
-                self.launch(&mut l, &shape)?;
-            }
+            self.launch(&mut l, &shape, warmup, None)?;
             let mut times = Vec::with_capacity(iters);
             for _ in 0..iters.max(1) {
-                start.record(&self.stream).map_err(driver)?;
-                self.launch(&mut l, &shape)?;
-                end.record(&self.stream).map_err(driver)?;
-                times.push(f64::from(start.elapsed_ms(&end).map_err(driver)?) / 1e3);
+                self.launch(&mut l, &shape, batch, Some((&start, &end)))?;
+                let ms = start.elapsed_ms(&end).map_err(driver)?;
+                times.push(f64::from(ms) / 1e3 / batch as f64);
             }
             self.check(plan, dir, &l)?;
             all.push(times);
         }
-        for (i, (o, &crc)) in l.outputs.iter().zip(crcs).enumerate() {
+        let tensors = l.outputs.iter().zip(&plan.outputs).filter(|(_, o)| !o.scratch);
+        for (i, ((o, _), &crc)) in tensors.zip(crcs).enumerate() {
             if let Some(o) = o {
                 let bytes = self.stream.clone_dtoh(o).map_err(driver)?;
                 let computed = crc32c::crc32c(&bytes);

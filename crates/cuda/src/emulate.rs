@@ -29,7 +29,11 @@ pub fn execute(
             let u = &plan.units[index];
             let out = &mut outputs[plan.unit_output[index] as usize];
             status[index] = if u.kind == UNIT_RANS {
-                decode_rans(staging, &plan.maps, u, tables, u32::from(b.prob_bits), out)
+                let st = decode_rans(staging, &plan.maps, u, tables, u32::from(b.prob_bits), out);
+                if u.predictor != 0 {
+                    reconstruct(out, u);
+                }
+                st
             } else {
                 copy_raw(staging, u, out);
                 0
@@ -39,41 +43,110 @@ pub fn execute(
     status
 }
 
+/// The merge launch (`wc_merge_kernel`): tensors whose planes were decoded into scratch.
+pub fn merge(plan: &Plan, outputs: &mut [Vec<u8>]) {
+    for m in &plan.merges {
+        let scratch = std::mem::take(&mut outputs[m.scratch_output as usize]);
+        let out = &mut outputs[m.tensor_output as usize];
+        let plane = |j: u64, i: u64| u32::from(scratch[(j * m.plane_len + m.offset + i) as usize]);
+        for i in 0..u64::from(m.n) {
+            let at = ((m.offset + i) * u64::from(m.elem_size)) as usize;
+            let (e, sm) = (plane(0, i), plane(1, i));
+            if m.kind == MERGE_BF16_SPLIT {
+                let v = ((sm & 0x80) << 8) | (e << 7) | (sm & 0x7f);
+                out[at..at + 2].copy_from_slice(&(v as u16).to_le_bytes());
+            } else {
+                let v = ((sm & 0x80) << 24)
+                    | (e << 23)
+                    | ((sm & 0x7f) << 16)
+                    | (plane(2, i) << 8)
+                    | plane(3, i);
+                out[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        outputs[m.scratch_output as usize] = scratch;
+    }
+}
+
+/// `Cols::at` of the kernel: where column c0 + c of a plane lies within its output row.
+fn column(u: &WcUnit, c0: u64, c: u64) -> u64 {
+    let c = c0 + c;
+    let (group, col_stride, step) =
+        (u64::from(u.group), u64::from(u.col_stride), u64::from(u.step));
+    (c / group) * col_stride + (c % group) * step
+}
+
 fn ballot(pred: &[bool; LANES]) -> u32 {
     pred.iter().enumerate().fold(0, |m, (lane, &p)| m | (u32::from(p) << lane))
 }
 
-/// All lanes of the warp as one decoder.
+/// All lanes of the warp as one decoder, with the kernel's register window over the stream
+/// (`Stream` in kernels/decode.cu): lane l's `a` holds the pair of words `q = l (mod 32)` in
+/// `[first, first + 32)`, its `b` and `c` the pairs 32 and 64 further.
 struct Warp<'a> {
     x: [u32; LANES],
     words: &'a [u8],
     n_words: u32,
-    pos: u32,
+    first: u32,
+    rel: u32,
+    a: [u32; LANES],
+    b: [u32; LANES],
+    c: [u32; LANES],
     mask: u32,
     prob_bits: u32,
     table: &'a [u32],
 }
 
 impl Warp<'_> {
-    fn word(&self, idx: u32) -> u32 {
-        if idx < self.n_words {
-            let i = idx as usize * 2;
-            u32::from(u16::from_le_bytes([self.words[i], self.words[i + 1]]))
-        } else {
-            0
+    /// `Stream::load_pair`: words 2q and 2q + 1, zero past the end.
+    fn load_pair(&self, q: u32) -> u32 {
+        let word = |w: u32| {
+            if w < self.n_words {
+                let i = w as usize * 2;
+                u32::from(u16::from_le_bytes([self.words[i], self.words[i + 1]]))
+            } else {
+                0
+            }
+        };
+        word(2 * q) | word(2 * q + 1) << 16
+    }
+
+    fn init(&mut self) {
+        for lane in 0..LANES as u32 {
+            let l = lane as usize;
+            self.a[l] = self.load_pair(lane);
+            self.b[l] = self.load_pair(lane + 32);
+            self.c[l] = self.load_pair(lane + 64);
         }
+    }
+
+    fn pos(&self) -> u32 {
+        2 * self.first + self.rel
+    }
+
+    fn slide(&mut self) {
+        for lane in 0..LANES as u32 {
+            let l = lane as usize;
+            let age = lane.wrapping_sub(self.first) & 31;
+            if age < 16 {
+                self.a[l] = self.b[l];
+                self.b[l] = self.c[l];
+                self.c[l] = self.load_pair(self.first + age + 96);
+            }
+        }
+        self.first += 16;
+        self.rel -= 32;
     }
 
     /// One step of every lane (`rans_step` in the kernel), lane i with the table starting at
     /// entry `tb[i]`; returns each lane's symbol.
     fn step(&mut self, active: &[bool; LANES], tb: &[u32; LANES]) -> [u32; LANES] {
-        let cand: [u32; LANES] = std::array::from_fn(|lane| self.word(self.pos + lane as u32));
         let mut xn = [0u32; LANES];
         let mut need = [false; LANES];
         let mut sym = [0u32; LANES];
         for lane in 0..LANES {
             let x = self.x[lane];
-            let e = self.table[(tb[lane] + (x & self.mask)) as usize];
+            let e = self.table[(tb[lane] | (x & self.mask)) as usize];
             let freq = ((e >> 8) & 0xfff) + 1;
             let v = freq.wrapping_mul(x >> self.prob_bits).wrapping_add(e >> 20);
             xn[lane] = if active[lane] { v } else { x };
@@ -82,10 +155,16 @@ impl Warp<'_> {
         }
         let m = ballot(&need);
         for lane in 0..LANES {
-            let k = (m & ((1u32 << lane) - 1)).count_ones() as usize;
-            self.x[lane] = if need[lane] { (xn[lane] << 16) | cand[k] } else { xn[lane] };
+            let o = self.rel + (m & ((1u32 << lane) - 1)).count_ones();
+            // __shfl_sync(.., a, first + o / 2): the source lane modulo 32.
+            let pair = self.a[((self.first + o / 2) % 32) as usize];
+            let word = (pair >> ((o & 1) * 16)) & 0xffff;
+            self.x[lane] = if need[lane] { (xn[lane] << 16) | word } else { xn[lane] };
         }
-        self.pos += m.count_ones();
+        self.rel += m.count_ones();
+        if self.rel >= 32 {
+            self.slide();
+        }
         sym
     }
 }
@@ -107,11 +186,16 @@ fn decode_rans(
         x,
         words: &unit[128..],
         n_words: (u.len - 128) / 2,
-        pos: 0,
+        first: 0,
+        rel: 0,
+        a: [0; LANES],
+        b: [0; LANES],
+        c: [0; LANES],
         mask: (1 << prob_bits) - 1,
         prob_bits,
         table,
     };
+    warp.init();
     let (width, height) = (u.width, u.height);
     let n = height * width;
     let bias: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x80 } else { 0 };
@@ -138,7 +222,7 @@ fn decode_rans(
                 col[lane] -= width;
                 row[lane] += 1;
             }
-            p[lane] = u.dst + u64::from(row[lane]) * u.row_stride + u64::from(col[lane]);
+            p[lane] = u.dst + u.first + u64::from(row[lane]) * u.row_stride + u64::from(col[lane]);
             tb[lane] = table_of_row(row[lane]);
         }
         let all = [true; LANES];
@@ -190,26 +274,22 @@ fn decode_rans(
                 for lane in 0..LANES {
                     if active[lane] {
                         let (r, c) = (t[lane] / width, t[lane] % width);
-                        let at = u.dst
-                            + u64::from(r) * u.row_stride
-                            + u64::from(c) * u64::from(u.elem_stride);
+                        let at =
+                            u.dst + u64::from(r) * u.row_stride + column(u, u.first, u64::from(c));
                         out[at as usize] = ((sym[lane] ^ xor4) & 0xff) as u8;
                     }
                 }
             }
         }
     }
-    if warp.pos > warp.n_words {
+    if warp.pos() > warp.n_words {
         status |= ERR_OVERRUN;
     }
-    if warp.pos < warp.n_words {
+    if warp.pos() < warp.n_words {
         status |= ERR_WORDS_LEFT;
     }
     if warp.x.iter().any(|&s| s != STATE_LOW) {
         status |= ERR_NOT_FINAL;
-    }
-    if u.predictor != 0 {
-        reconstruct(out, u, bias);
     }
     status
 }
@@ -234,9 +314,11 @@ fn predict(mode: u8, a: u32, b: u32, c: u32) -> u32 {
 }
 
 /// The kernel's wavefront: rows 32 at a time, lane l one column behind lane l - 1.
-fn reconstruct(out: &mut [u8], u: &WcUnit, bias: u32) {
-    let (h, w, rs, es) = (u.height, u.width, u.row_stride, u64::from(u.elem_stride));
-    let at = |r: u32, c: u32| (u.dst + u64::from(r) * rs + u64::from(c) * es) as usize;
+fn reconstruct(out: &mut [u8], u: &WcUnit) {
+    let bias: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x80 } else { 0 };
+    let (h, w, rs) = (u.height, u.width, u.row_stride);
+    let at =
+        |r: u32, c: u32| (u.dst + u64::from(r) * rs + column(u, u.first, u64::from(c))) as usize;
     for r0 in (0..h).step_by(LANES) {
         let mut last = [0u32; LANES];
         let mut before_last = [0u32; LANES];
@@ -283,7 +365,7 @@ fn copy_raw(src: &[u8], u: &WcUnit, out: &mut [u8]) {
         for (i, &byte) in from.iter().enumerate() {
             let k = u.first + i as u64;
             let (r, c) = (k / width, k % width);
-            out[(u.dst + r * u.row_stride + c * u64::from(u.elem_stride)) as usize] = byte;
+            out[(u.dst + r * u.row_stride + column(u, 0, c)) as usize] = byte;
         }
     }
 }

@@ -139,8 +139,11 @@ impl DeviceTensor {
 pub struct BenchOptions {
     /// Untimed launches before each configuration's timed ones.
     pub warmup: usize,
-    /// Timed launches; the report gives their median.
+    /// Timed runs; the report gives their median.
     pub iters: usize,
+    /// Launches back to back in each timed run (the time per launch is the run's over this):
+    /// 1 measures a launch alone, launch latency included.
+    pub batch: usize,
     /// The tensors are decoded this many times over in each launch, from as many copies of
     /// their compressed bytes into as many outputs, so that a small file fills the GPU and the
     /// L2 cache does not hold what is measured.
@@ -155,6 +158,7 @@ impl Default for BenchOptions {
         BenchOptions {
             warmup: 3,
             iters: 20,
+            batch: 1,
             copies: 1,
             configs: Vec::new(),
             verify_checksums: true,
@@ -241,6 +245,7 @@ impl CudaDecoder {
         Ok(plan
             .outputs
             .iter()
+            .filter(|o| !o.scratch)
             .zip(buffers)
             .map(|(o, buffer)| {
                 let t = &dir.tensors[o.tensor];
@@ -274,8 +279,9 @@ impl CudaDecoder {
     }
 
     /// Times the decode of `which` with CUDA events, for each launch shape of `options`:
-    /// `warmup` launches, then the median of `iters`; then checks the kernel's status words
-    /// and every output against its CRC-32C (a timing of a wrong decode is an error).
+    /// `warmup` launches, then the median of `iters` runs of `batch` launches; then checks the
+    /// kernel's status words and every output against its CRC-32C (a timing of a wrong decode
+    /// is an error).
     pub fn bench(
         &self,
         file: &[u8],
@@ -285,14 +291,25 @@ impl CudaDecoder {
     ) -> Result<Vec<BenchReport>, CudaError> {
         let plan_options = PlanOptions { verify_checksums: options.verify_checksums, launch: None };
         let plan = Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
-        let crcs: Vec<u32> = plan.outputs.iter().map(|o| dir.tensors[o.tensor].crc32c).collect();
+        let crcs: Vec<u32> = plan
+            .outputs
+            .iter()
+            .filter(|o| !o.scratch)
+            .map(|o| dir.tensors[o.tensor].crc32c)
+            .collect();
         let configs = if options.configs.is_empty() {
             vec![self.gpu.default_config(&plan)]
         } else {
             options.configs.clone()
         };
-        let times =
-            self.gpu.bench(&plan, file, dir, &configs, (options.warmup, options.iters), &crcs)?;
+        let times = self.gpu.bench(
+            &plan,
+            file,
+            dir,
+            &configs,
+            (options.warmup, options.iters, options.batch),
+            &crcs,
+        )?;
         Ok(configs
             .iter()
             .zip(times)

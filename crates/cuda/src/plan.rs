@@ -75,12 +75,34 @@ impl LaunchConfig {
     }
 }
 
-/// One decoded tensor of the plan: its index in the directory and its length in bytes.
+/// A buffer the launch writes: a decoded tensor (its index in the directory and its length in
+/// bytes), or scratch memory where the planes of a tensor whose transform mixes bits of
+/// several planes (bf16_split, f32_split) are decoded before the merge launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Output {
     pub tensor: usize,
     pub len: u64,
+    pub scratch: bool,
 }
+
+/// A piece of the merge launch: `n` elements of `tensor_output`, from `offset` on, merged
+/// from the planes in `scratch_output` (plane j at `j * plane_len`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergePiece {
+    pub scratch_output: u32,
+    pub tensor_output: u32,
+    /// First element of the piece.
+    pub offset: u64,
+    pub n: u32,
+    /// `abi::MERGE_*`.
+    pub kind: u32,
+    pub plane_len: u64,
+    /// Bytes per element (2 or 4).
+    pub elem_size: u32,
+}
+
+/// Elements per merge piece (one thread block each).
+const MERGE_PIECE: u64 = 1 << 16;
 
 /// Where a `WcUnit` comes from, for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,39 +151,93 @@ pub struct Plan {
     pub segments: Vec<Segment>,
     /// Bytes of the staging buffer (the compressed bytes the device receives).
     pub staging_len: u64,
+    /// The merge launch that follows the decode launch (empty when no tensor needs one).
+    pub merges: Vec<MergePiece>,
 }
 
 fn invalid(tensor: &TensorEntry, detail: impl Into<String>) -> CudaError {
     CudaError::Invalid { tensor: tensor.name.clone(), detail: detail.into() }
 }
 
-/// Where a plane's bytes go in its tensor: byte (r, c) of the plane lands at
-/// `origin + r * row_stride + c * elem_stride`.
+/// Where a plane's bytes go: byte (r, c) of the plane lands at
+/// `origin + r * row_stride + (c / group) * col_stride + (c % group) * step` of its output.
+/// Columns are whole elements (group 1, col_stride = the element's size) or the bytes of one
+/// field of a GGUF block type (group = the field's bytes per block, col_stride = the block's
+/// size); either way a later column never lands before an earlier one.
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     origin: u64,
     row_stride: u64,
-    elem_stride: u64,
+    col_stride: u64,
+    group: u64,
+    step: u64,
 }
 
-fn geometry(tensor: &TensorEntry, plane: usize) -> Result<Geometry, CudaError> {
+impl Geometry {
+    fn contiguous(&self) -> bool {
+        self.group == 1 && self.col_stride == 1
+    }
+
+    fn column(&self, c: u64) -> Option<u64> {
+        (c / self.group).checked_mul(self.col_stride)?.checked_add((c % self.group) * self.step)
+    }
+
+    /// Offset of byte (r, c).
+    fn at(&self, r: u64, c: u64) -> Option<u64> {
+        self.origin.checked_add(r.checked_mul(self.row_stride)?)?.checked_add(self.column(c)?)
+    }
+}
+
+/// How a tensor's planes lie in its bytes (`None`: the transform mixes bits of several
+/// planes; they are decoded to scratch memory and merged by the second launch).
+fn geometry(tensor: &TensorEntry, plane: usize) -> Result<Option<Geometry>, CudaError> {
     let (_, cols) = matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
     let size = tensor.dtype.size() as u64;
-    let row_stride = cols.checked_mul(size).ok_or_else(|| invalid(tensor, "row overflows"))?;
-    Ok(match tensor.transform {
-        Transform::Identity => Geometry { origin: 0, row_stride, elem_stride: 1 },
-        Transform::BytePlanes => Geometry { origin: plane as u64, row_stride, elem_stride: size },
-    })
+    let whole = |g: Geometry| Ok(Some(g));
+    match tensor.transform {
+        Transform::Identity => {
+            let row_stride = tensor.planes.first().map_or(0, |p| p.cols);
+            whole(Geometry { origin: 0, row_stride, col_stride: 1, group: 1, step: 0 })
+        }
+        Transform::BytePlanes => {
+            let row_stride =
+                cols.checked_mul(size).ok_or_else(|| invalid(tensor, "row overflows"))?;
+            whole(Geometry {
+                origin: plane as u64,
+                row_stride,
+                col_stride: size,
+                group: 1,
+                step: 0,
+            })
+        }
+        Transform::BlockFields => {
+            let (per_block, block_bytes) = tensor
+                .dtype
+                .block()
+                .ok_or_else(|| invalid(tensor, "block_fields on a non-block type"))?;
+            let field = wcodec_format::blocks::block_fields(tensor.dtype)
+                .and_then(|f| f.get(plane))
+                .ok_or_else(|| invalid(tensor, "no such block field"))?;
+            let (count, step) = (u64::from(field.count), u64::from(field.step));
+            if count == 0 || u64::from(field.offset) + (count - 1) * step >= block_bytes {
+                return Err(invalid(tensor, "block field outside its block"));
+            }
+            whole(Geometry {
+                origin: u64::from(field.offset),
+                row_stride: cols / per_block * block_bytes,
+                col_stride: block_bytes,
+                group: count,
+                step,
+            })
+        }
+        Transform::Bf16Split | Transform::F32Split => Ok(None),
+    }
 }
 
-/// Offset of the last byte a `h x w` rectangle at (r0, c0) writes, if it lies inside `len`.
+/// Offset of the last byte a `h x w` rectangle at (r0, c0) writes, if it lies inside `len`
+/// (the largest offset: later rows and columns never land before earlier ones).
 fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<u64> {
-    let last_row = r0.checked_add(h.checked_sub(1)?)?;
-    let last_col = c0.checked_add(w.checked_sub(1)?)?;
-    let end = g
-        .origin
-        .checked_add(last_row.checked_mul(g.row_stride)?)?
-        .checked_add(last_col.checked_mul(g.elem_stride)?)?;
+    let end = g.at(r0.checked_add(h.checked_sub(1)?)?, c0.checked_add(w.checked_sub(1)?)?)?;
     (end < len).then_some(end)
 }
 
@@ -209,11 +285,18 @@ impl Plan {
     ) -> Result<(), CudaError> {
         let (rows, cols) =
             matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
+        let whole_blocks = tensor.dtype.block().is_none_or(|(per_block, _)| cols % per_block == 0);
         let len = rows
             .checked_mul(cols)
-            .and_then(|n| n.checked_mul(tensor.dtype.size() as u64))
-            .filter(|&n| n == tensor.source_len)
+            .and_then(|n| tensor.dtype.storage_len(n))
+            .filter(|&n| n == tensor.source_len && whole_blocks)
             .ok_or_else(|| invalid(tensor, "shape and dtype do not give its length"))?;
+        if !tensor.transform.supports(tensor.dtype) {
+            return Err(invalid(
+                tensor,
+                format!("{} on {}", tensor.transform.name(), tensor.dtype),
+            ));
+        }
         let shapes = tensor.transform.plane_shapes(tensor.dtype, rows, cols);
         let plane_shapes: Vec<(u64, u64)> =
             tensor.planes.iter().map(|p| (p.rows, p.cols)).collect();
@@ -221,17 +304,55 @@ impl Plan {
             return Err(invalid(tensor, "planes do not match the tensor's transform"));
         }
         let output = self.outputs.len() as u32;
-        self.outputs.push(Output { tensor: index, len });
+        self.outputs.push(Output { tensor: index, len, scratch: false });
+        // Bit-mixing transforms: planes back to back in scratch memory, then merged.
+        let n = rows * cols;
+        let scratch = if geometry(tensor, 0)?.is_none() && len > 0 {
+            let (kind, size) = match tensor.transform {
+                Transform::Bf16Split => (MERGE_BF16_SPLIT, 2),
+                _ => (MERGE_F32_SPLIT, 4),
+            };
+            let scratch = self.outputs.len() as u32;
+            self.outputs.push(Output { tensor: index, len, scratch: true });
+            for offset in (0..n).step_by(MERGE_PIECE as usize) {
+                self.merges.push(MergePiece {
+                    scratch_output: scratch,
+                    tensor_output: output,
+                    offset,
+                    n: (n - offset).min(MERGE_PIECE) as u32,
+                    kind,
+                    plane_len: n,
+                    elem_size: size,
+                });
+            }
+            Some(scratch)
+        } else {
+            None
+        };
         for (j, plane) in tensor.planes.iter().enumerate() {
             if plane.is_empty() {
                 continue;
             }
-            let g = geometry(tensor, j)?;
+            let (g, output) = match (geometry(tensor, j)?, scratch) {
+                (Some(g), _) => (g, output),
+                (None, Some(scratch)) => {
+                    let origin = j as u64 * n;
+                    (
+                        Geometry { origin, row_stride: cols, col_stride: 1, group: 1, step: 0 },
+                        scratch,
+                    )
+                }
+                (None, None) => return Err(invalid(tensor, "planes of an empty tensor")),
+            };
             if last_byte(g, 0, 0, plane.rows, plane.cols, len).is_none() {
                 return Err(invalid(tensor, format!("plane {j} does not fit the tensor")));
             }
-            if plane.cols > u64::from(u32::MAX) {
-                return Err(invalid(tensor, format!("plane {j}: more than 2^32 columns")));
+            if plane.cols > u64::from(u32::MAX)
+                || g.col_stride > u64::from(u32::MAX)
+                || g.group > u64::from(u16::MAX)
+                || g.step > u64::from(u16::MAX)
+            {
+                return Err(invalid(tensor, format!("plane {j}: too wide for the kernel")));
             }
             let payload = plane
                 .payload_offset
@@ -282,7 +403,7 @@ impl Plan {
         output: u32,
         at: Origin,
     ) {
-        let contiguous = g.elem_stride == 1 && g.row_stride == plane.cols;
+        let contiguous = g.contiguous() && g.row_stride == plane.cols;
         let total = plane.len();
         let chunks = total.div_ceil(u64::from(RAW_CHUNK));
         let group = Group {
@@ -302,10 +423,12 @@ impl Plan {
                 width: plane.cols as u32,
                 kind: UNIT_RAW,
                 predictor: 0,
-                elem_stride: g.elem_stride as u8,
                 flags: if contiguous { FLAG_CONTIGUOUS } else { 0 },
+                reserved: 0,
                 row_map: 0,
-                reserved: [0; 2],
+                col_stride: g.col_stride as u32,
+                group: g.group as u16,
+                step: g.step as u16,
             };
             self.push_unit(unit, output, Origin { unit: k as usize, ..at });
         }
@@ -381,11 +504,13 @@ impl Plan {
                 let what = || format!("tensor {:?} plane {j} unit {i}", tensor.name);
                 check_crc(what, bytes, u.crc32c)?;
             }
+            // The unit's origin is its first row's (the kernel adds the column offset of c0 + c,
+            // which for a block field depends on the absolute column).
             let dst = last_byte(p.g, r0, c0, h, w, p.len)
-                .and_then(|_| p.g.origin.checked_add(r0 * p.g.row_stride + c0 * p.g.elem_stride))
+                .map(|_| p.g.origin + r0 * p.g.row_stride)
                 .ok_or_else(|| bad(format!("unit {i}: tile outside the tensor")))?;
             let words =
-                p.g.elem_stride == 1 && w % 4 == 0 && p.g.row_stride % 4 == 0 && dst % 4 == 0;
+                p.g.contiguous() && w % 4 == 0 && p.g.row_stride % 4 == 0 && (dst + c0) % 4 == 0;
             let flags = if plane.bias128 { FLAG_BIAS128 } else { 0 }
                 | if words { FLAG_WORD_STORES } else { 0 }
                 | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 };
@@ -393,16 +518,18 @@ impl Plan {
                 src: p.staging_offset + u.offset,
                 dst,
                 row_stride: p.g.row_stride,
-                first: 0,
+                first: c0,
                 len: u.len,
                 height: h as u32,
                 width: w as u32,
                 kind: UNIT_RANS,
                 predictor: u.predictor as u8,
-                elem_stride: p.g.elem_stride as u8,
                 flags,
+                reserved: 0,
                 row_map: row_map.map_or(0, |base| base + r0),
-                reserved: [0; 2],
+                col_stride: p.g.col_stride as u32,
+                group: p.g.group as u16,
+                step: p.g.step as u16,
             };
             self.push_unit(unit, p.output, Origin { unit: i, ..p.at });
         }
@@ -456,9 +583,9 @@ impl Plan {
         self.segments.iter().map(|s| s.len).sum()
     }
 
-    /// Bytes the launch writes (every output tensor).
+    /// Bytes the launch writes into the decoded tensors.
     pub fn output_bytes(&self) -> u64 {
-        self.outputs.iter().map(|o| o.len).sum()
+        self.outputs.iter().filter(|o| !o.scratch).map(|o| o.len).sum()
     }
 
     /// The same work `copies` times over, into separate outputs from separate staged copies of
@@ -484,6 +611,11 @@ impl Plan {
                     .iter()
                     .map(|s| Segment { staging_offset: s.staging_offset + k * stride, ..*s }),
             );
+            out.merges.extend(self.merges.iter().map(|m| MergePiece {
+                scratch_output: m.scratch_output + k32 * n_out,
+                tensor_output: m.tensor_output + k32 * n_out,
+                ..*m
+            }));
         }
         out.staging_len = stride * copies as u64;
         out

@@ -60,7 +60,7 @@ impl Gpu {
         _file: &[u8],
         _dir: &Directory,
         _configs: &[LaunchConfig],
-        _runs: (usize, usize),
+        _runs: (usize, usize, usize),
         _crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
         Err(not_built())

@@ -8,10 +8,22 @@ mod common;
 
 use common::*;
 use wcodec_cuda::abi::{ERR_NOT_FINAL, WcBlock};
-use wcodec_cuda::emulate::execute;
+use wcodec_cuda::emulate::{execute, merge};
 use wcodec_cuda::plan::{Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
 use wcodec_format::{Directory, PlaneEncoding};
+
+/// Runs a plan's launches (decode, then merge) on the CPU over outputs filled with `poison`;
+/// returns the status words and the decoded tensors (scratch dropped).
+fn run(plan: &Plan, blocks: &[WcBlock], staging: &[u8], poison: u8) -> (Vec<u32>, Vec<Vec<u8>>) {
+    let mut outputs: Vec<Vec<u8>> =
+        plan.outputs.iter().map(|o| vec![poison; o.len as usize]).collect();
+    let status = execute(plan, blocks, staging, &mut outputs);
+    merge(plan, &mut outputs);
+    let tensors =
+        outputs.into_iter().zip(&plan.outputs).filter(|(_, o)| !o.scratch).map(|(v, _)| v);
+    (status, tensors.collect())
+}
 
 /// Decodes every tensor of `file` through the emulated kernel, twice over outputs poisoned
 /// with different bytes (so a byte the kernel never writes shows up as a difference).
@@ -23,9 +35,7 @@ fn emulate_all(file: &[u8], dir: &Directory, units_per_block: u32) -> Result<Vec
     plan.fill_staging(file, &mut staging);
     let mut results = Vec::new();
     for poison in [0x00u8, 0xff] {
-        let mut outputs: Vec<Vec<u8>> =
-            plan.outputs.iter().map(|o| vec![poison; o.len as usize]).collect();
-        let status = execute(&plan, &blocks, &staging, &mut outputs);
+        let (status, outputs) = run(&plan, &blocks, &staging, poison);
         plan.check_status(dir, &status).map_err(|e| e.to_string())?;
         results.push(outputs);
     }
@@ -90,8 +100,7 @@ fn subsets_and_repeats() {
     let plan = Plan::build(&file, &dir, &which, &PlanOptions::default()).unwrap();
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(&file, &mut staging);
-    let mut outputs: Vec<Vec<u8>> = plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
-    let status = execute(&plan, &plan.blocks(4), &staging, &mut outputs);
+    let (status, outputs) = run(&plan, &plan.blocks(4), &staging, 0);
     plan.check_status(&dir, &status).unwrap();
     for (o, &i) in outputs.iter().zip(&which) {
         assert_eq!(o, &expected[i]);
@@ -109,8 +118,7 @@ fn replicated_plans_decode_every_copy() {
     let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().replicate(3);
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(&file, &mut staging);
-    let mut outputs: Vec<Vec<u8>> = plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
-    let status = execute(&plan, &plan.blocks(16), &staging, &mut outputs);
+    let (status, outputs) = run(&plan, &plan.blocks(16), &staging, 0);
     plan.check_status(&dir, &status).unwrap();
     for (k, o) in outputs.iter().enumerate() {
         assert_eq!(o, &expected[k % expected.len()]);
@@ -135,9 +143,7 @@ fn damaged_units_are_reported() {
         let plan = Plan::build(&f, &d, &all, &options).unwrap();
         let mut staging = vec![0u8; plan.staging_len as usize];
         plan.fill_staging(&f, &mut staging);
-        let mut outputs: Vec<Vec<u8>> =
-            plan.outputs.iter().map(|o| vec![0; o.len as usize]).collect();
-        let status = execute(&plan, &plan.blocks(8), &staging, &mut outputs);
+        let (status, outputs) = run(&plan, &plan.blocks(8), &staging, 0);
         match plan.check_status(&d, &status) {
             Err(CudaError::Corrupt { .. }) => reported += 1,
             Err(other) => panic!("{what}: {other}"),
@@ -239,17 +245,29 @@ fn the_cases_cover_every_kernel_path() {
         let dir = Directory::from_file_bytes(&file).unwrap();
         let all: Vec<usize> = (0..dir.tensors.len()).collect();
         let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+        for m in &plan.merges {
+            *seen
+                .entry(if m.kind == MERGE_BF16_SPLIT { "bf16 merge" } else { "f32 merge" })
+                .or_default() += 1;
+        }
         for u in &plan.units {
             let mut count = |what| *seen.entry(what).or_default() += 1;
+            if u.group > 1 {
+                count("block fields");
+            }
             if u.kind == UNIT_RAW {
-                count(if u.flags & FLAG_CONTIGUOUS != 0 { "raw contiguous" } else { "raw strided" });
+                count(if u.flags & FLAG_CONTIGUOUS != 0 {
+                    "raw contiguous"
+                } else {
+                    "raw strided"
+                });
                 continue;
             }
             count(if u.flags & FLAG_WORD_STORES != 0 { "word stores" } else { "byte stores" });
             count(if u.flags & FLAG_ROW_TABLES != 0 { "row tables" } else { "one table" });
             count(if u.flags & FLAG_BIAS128 != 0 { "bias128" } else { "unbiased" });
             count(["none", "left", "top", "avg", "paeth"][usize::from(u.predictor)]);
-            if u.elem_stride > 1 {
+            if u.group == 1 && u.col_stride > 1 {
                 count("byte planes");
             }
             if u.height * u.width % 128 != 0 {
@@ -273,7 +291,13 @@ fn the_cases_cover_every_kernel_path() {
         "paeth",
         "byte planes",
         "partial group",
+        "block fields",
+        "bf16 merge",
+        "f32 merge",
     ] {
-        assert!(seen.get(what).copied().unwrap_or(0) > 0, "no unit takes the {what} path: {seen:?}");
+        assert!(
+            seen.get(what).copied().unwrap_or(0) > 0,
+            "no unit takes the {what} path: {seen:?}"
+        );
     }
 }

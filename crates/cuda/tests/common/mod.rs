@@ -88,14 +88,25 @@ pub const SHAPES: &[&[u64]] = &[
 /// tall tiles.
 pub const TILES: &[(u32, u32)] = &[(256, 256), (32, 64), (48, 36), (40, 33), (4096, 8), (64, 100)];
 
-pub const DTYPES: &[Dtype] = &[Dtype::I8, Dtype::U8, Dtype::BF16, Dtype::F32];
+/// Element types: identity (i8, u8), bf16_split, f32_split, byte_planes (f16, i16).
+pub const DTYPES: &[Dtype] =
+    &[Dtype::I8, Dtype::BF16, Dtype::F32, Dtype::F16, Dtype::U8, Dtype::I16];
+
+/// GGUF block types (block_fields) and shapes whose rows are whole blocks.
+pub const BLOCK_CASES: &[(Dtype, &[u64])] = &[
+    (Dtype::Q8_0, &[37, 96]),
+    (Dtype::Q4_0, &[64, 256]),
+    (Dtype::Q4K, &[12, 512]),
+    (Dtype::Q6K, &[5, 256]),
+    (Dtype::Q8K, &[3, 512]),
+    (Dtype::Q5_1, &[40, 64]),
+];
 
 /// Every shape class with every predictor forced (and the encoder's own choice), cycling
 /// through tiles, dtypes and table counts so that each appears with each shape.
 pub fn cases() -> Vec<Case> {
     let mut rng = Rng::new(7);
-    let mut predictor_sets: Vec<Vec<Predictor>> =
-        Predictor::ALL.iter().map(|&p| vec![p]).collect();
+    let mut predictor_sets: Vec<Vec<Predictor>> = Predictor::ALL.iter().map(|&p| vec![p]).collect();
     predictor_sets.push(Predictor::ALL.to_vec());
     let mut out = Vec::new();
     let mut k = 0usize;
@@ -116,6 +127,21 @@ pub fn cases() -> Vec<Case> {
                 options: options(tile, preds, max_tables),
             });
         }
+    }
+    // GGUF block types, each field a plane.
+    for (i, &(dtype, dims)) in BLOCK_CASES.iter().enumerate() {
+        let (rows, cols) = wcodec_format::matrix_shape(dims).unwrap();
+        let row_len = dtype.storage_len(cols).unwrap() as usize;
+        let bytes = weights(&mut rng, rows as usize, row_len);
+        let preds = &predictor_sets[i % predictor_sets.len()];
+        let tile = TILES[i % TILES.len()];
+        out.push(Case {
+            name: format!("{dims:?} {dtype} {preds:?} tile {tile:?}"),
+            dtype,
+            dims: dims.to_vec(),
+            bytes,
+            options: options(tile, preds, 4),
+        });
     }
     // Every dtype on one awkward shape with the encoder's full choice.
     for &dtype in DTYPES {
@@ -175,9 +201,13 @@ pub fn file_of(cases: &[Case]) -> Vec<u8> {
     writer.finish(Vec::new()).unwrap()
 }
 
-/// The checked-in slices of real weights.
+/// The checked-in slices of real weights (`$WCODEC_TEST_DATA` where the binary runs elsewhere
+/// than it was built).
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
+    match std::env::var_os("WCODEC_TEST_DATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data"),
+    }
 }
 
 /// Real data as .wcz files: (name, file). Safetensors slices through their layout; the
@@ -188,9 +218,8 @@ pub fn real_files(options: &EncodeOptions) -> Vec<(String, Vec<u8>)> {
     for name in ["minilm-int8-per-tensor.safetensors", "minilm-bf16-slice.safetensors"] {
         let source = std::fs::read(dir.join(name)).unwrap();
         let layout = wcodec_container::read_layout(&source).unwrap();
-        let wcz =
-            wcodec_encode::compress_file(&source, &layout, options, Vec::new(), &mut |_| {})
-                .unwrap();
+        let wcz = wcodec_encode::compress_file(&source, &layout, options, Vec::new(), &mut |_| {})
+            .unwrap();
         out.push((name.to_owned(), wcz));
     }
     let quants = std::fs::read(dir.join("smollm2-q8_0-quants-256x1024.i8")).unwrap();
@@ -201,10 +230,7 @@ pub fn real_files(options: &EncodeOptions) -> Vec<(String, Vec<u8>)> {
 
 /// The reference decoder's bytes of every tensor (the oracle).
 pub fn reference(file: &[u8], dir: &Directory) -> Vec<Vec<u8>> {
-    dir.tensors
-        .iter()
-        .map(|t| wcodec_decode::decode_tensor_reference(file, t).unwrap())
-        .collect()
+    dir.tensors.iter().map(|t| wcodec_decode::decode_tensor_reference(file, t).unwrap()).collect()
 }
 
 /// Copies of `file` with one unit's stream damaged: a flipped bit in its first state, in a
@@ -230,9 +256,7 @@ pub fn damaged(file: &[u8], dir: &Directory) -> Vec<(String, Vec<u8>, Directory)
             }
             if u.len >= 132 {
                 let mut d = dir.clone();
-                if let PlaneEncoding::Rans { units, .. } =
-                    &mut d.tensors[ti].planes[pi].encoding
-                {
+                if let PlaneEncoding::Rans { units, .. } = &mut d.tensors[ti].planes[pi].encoding {
                     units.last_mut().unwrap().len -= 2;
                 }
                 out.push((format!("tensor {ti} plane {pi}: short unit"), file.to_vec(), d));

@@ -1,0 +1,346 @@
+//! GPU decode benchmark on real weights: ratio, GB/s of decompressed bytes, the launch shapes
+//! and tile sizes the GPU wants, one 4096 x 4096 int8 layer's decode time, and the copy
+//! bandwidth that bounds it all, from one process on one card.
+//!
+//! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
+//!
+//! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
+//! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
+//! rows of 576), optionally `minilm-bf16.bin`. Each is compressed here with the CPU encoder at
+//! several tile sizes, then decoded on the GPU `copies` times over in one launch (separate
+//! copies of the compressed bytes into separate outputs) so that at least `--mb` MiB are
+//! written. `--bins DIR` writes the tensors' bytes as .bin files for the nvCOMP/DFloat11
+//! anchors, so that they measure the same bytes.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use wcodec_cuda::{BenchOptions, BenchReport, CudaDecoder, LaunchConfig, Plan, PlanOptions};
+use wcodec_encode::EncodeOptions;
+use wcodec_format::{Directory, Dtype, Predictor};
+use wcodec_predict::TileConfig;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Args {
+    data: PathBuf,
+    mb: u64,
+    bins: Option<PathBuf>,
+    json: Option<PathBuf>,
+    quick: bool,
+    /// Ratios only, no GPU.
+    dry: bool,
+}
+
+fn args() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        data: PathBuf::from(
+            it.next()
+                .ok_or("usage: gpu_bench DATA_DIR [--mb N] [--bins DIR] [--json FILE] [--quick]")?,
+        ),
+        mb: 512,
+        bins: None,
+        json: None,
+        quick: false,
+        dry: false,
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--mb" => a.mb = it.next().ok_or("--mb N")?.parse()?,
+            "--bins" => a.bins = Some(PathBuf::from(it.next().ok_or("--bins DIR")?)),
+            "--json" => a.json = Some(PathBuf::from(it.next().ok_or("--json FILE")?)),
+            "--quick" => a.quick = true,
+            "--dry" => a.dry = true,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok(a)
+}
+
+/// One real-data source: a name, its source bytes and how to compress them.
+struct Source {
+    name: &'static str,
+    /// Bytes of the tensors (what the anchors compress).
+    tensor_bytes: Vec<u8>,
+    compress: Box<dyn Fn(&EncodeOptions) -> Result<Vec<u8>>>,
+}
+
+fn sources(dir: &Path) -> Result<Vec<Source>> {
+    let mut out = Vec::new();
+    let st = std::fs::read(dir.join("minilm-int8.safetensors"))?;
+    let layout = wcodec_container::read_layout(&st)?;
+    let int8: Vec<_> = layout.tensors.iter().filter(|t| t.dtype == Dtype::I8).cloned().collect();
+    let tensor_bytes: Vec<u8> = int8
+        .iter()
+        .flat_map(|t| st[t.offset as usize..(t.offset + t.len) as usize].to_vec())
+        .collect();
+    out.push(Source {
+        name: "minilm-int8-per-tensor",
+        tensor_bytes,
+        compress: Box::new(move |o| {
+            Ok(wcodec_encode::compress_file(&st, &layout, o, Vec::new(), &mut |_| {})?)
+        }),
+    });
+    let q = std::fs::read(dir.join("smollm2-q8_0-quants.i8"))?;
+    let rows = (q.len() / 576) as u64;
+    let q = q[..rows as usize * 576].to_vec();
+    let q2 = q.clone();
+    out.push(Source {
+        name: "smollm2-q8_0-quants",
+        tensor_bytes: q,
+        compress: Box::new(move |o| {
+            Ok(wcodec_encode::compress_raw(&q2, Dtype::I8, &[rows, 576], o)?)
+        }),
+    });
+    if let Ok(b) = std::fs::read(dir.join("minilm-bf16.bin")) {
+        let rows = (b.len() / 768) as u64;
+        let b = b[..rows as usize * 768].to_vec();
+        let b2 = b.clone();
+        out.push(Source {
+            name: "minilm-bf16",
+            tensor_bytes: b,
+            compress: Box::new(move |o| {
+                Ok(wcodec_encode::compress_raw(&b2, Dtype::BF16, &[rows, 384], o)?)
+            }),
+        });
+    }
+    Ok(out)
+}
+
+fn encode_options(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> EncodeOptions {
+    EncodeOptions {
+        tile: TileConfig { rows: tile.0, cols: tile.1 },
+        prob_bits,
+        max_tables,
+        predictors: Predictor::ALL.to_vec(),
+    }
+}
+
+/// Launch shapes to sweep.
+fn configs(quick: bool) -> Vec<LaunchConfig> {
+    let mut out = Vec::new();
+    for variant in 0..wcodec_cuda::abi::VARIANTS {
+        for warps in [4u32, 8, 16, 32] {
+            if variant == 1 && warps > 16 {
+                continue;
+            }
+            for per_warp in [1u32, 2, 4] {
+                out.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    units_per_block: warps * per_warp,
+                });
+            }
+        }
+    }
+    if quick {
+        out.retain(|c| c.units_per_block == c.warps_per_block * 2);
+    }
+    out
+}
+
+/// Encoder settings: (tile, prob_bits, max_tables).
+fn settings(quick: bool) -> Vec<((u32, u32), u8, u8)> {
+    let tiles: &[(u32, u32)] = if quick {
+        &[(256, 256), (128, 128)]
+    } else {
+        &[(256, 256), (128, 256), (128, 128), (64, 128), (64, 64)]
+    };
+    let mut settings: Vec<((u32, u32), u8, u8)> = tiles.iter().map(|&t| (t, 12, 8)).collect();
+    settings.extend([((128, 128), 11, 8), ((128, 128), 12, 1), ((256, 256), 11, 8)]);
+    settings
+}
+
+fn best(reports: &[BenchReport]) -> &BenchReport {
+    reports.iter().max_by(|a, b| a.gbps.total_cmp(&b.gbps)).expect("a report")
+}
+
+fn main() -> Result<()> {
+    let args = args()?;
+    let mut log = String::new();
+    let mut json = Vec::new();
+    macro_rules! say {
+        ($($t:tt)*) => {{ let line = format!($($t)*); println!("{line}"); writeln!(log, "{line}").ok(); }};
+    }
+    let sources = sources(&args.data)?;
+    if let Some(bins) = &args.bins {
+        std::fs::create_dir_all(bins)?;
+        for s in &sources {
+            std::fs::write(bins.join(format!("{}.bin", s.name)), &s.tensor_bytes)?;
+        }
+        say!("wrote the tensors' bytes to {}", bins.display());
+    }
+    if args.dry {
+        // Ratios only (no GPU): what each encoder setting gives on each source.
+        for s in &sources {
+            for &(tile, prob_bits, max_tables) in &settings(false) {
+                let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+                let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
+                say!(
+                    "{} tile {tile:?} prob_bits {prob_bits} tables {max_tables}: ratio {ratio:.4}",
+                    s.name
+                );
+            }
+        }
+        return Ok(());
+    }
+    let gpu = CudaDecoder::new(0)?;
+    say!("device: {} ({} multiprocessors)", gpu.device_name(), gpu.multiprocessors());
+    for v in 0..wcodec_cuda::abi::VARIANTS {
+        if let Some(k) = gpu.kernel_info(v) {
+            say!(
+                "kernel variant {v}: {} registers, {} bytes local (spills), max {} threads/block, {} bytes dynamic shared, sm_{}",
+                k.registers,
+                k.local_bytes,
+                k.max_threads_per_block,
+                k.max_dynamic_shared,
+                k.binary_version
+            );
+        }
+    }
+    let copy = gpu.copy_bandwidth(1 << 30, 10)?;
+    say!("device-to-device copy: {copy:.0} GB/s (read + write)");
+    json.push(format!("{{\"what\":\"copy\",\"GBps_rw\":{copy:.1}}}"));
+
+    // Ratio and speed per source and encoder setting; the launch shapes swept on each.
+    let settings = settings(args.quick);
+    say!("");
+    say!(
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps, units/block) | GB/s best | GB/s default | floor GB/s | of floor |"
+    );
+    say!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for s in &sources {
+        for &(tile, prob_bits, max_tables) in &settings {
+            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+            let dir = Directory::from_file_bytes(&wcz)?;
+            let all: Vec<usize> = (0..dir.tensors.len()).collect();
+            let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
+            let stored: u64 = dir.tensors.iter().map(|t| t.stored_len()).sum();
+            let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
+            let copies = ((args.mb << 20).div_ceil(tensor_len.max(1))) as usize;
+            let plan = Plan::build(&wcz, &dir, &all, &PlanOptions::default())?.replicate(copies);
+            let default = gpu.default_config(&plan);
+            let mut cs = configs(args.quick);
+            if !cs.contains(&default) {
+                cs.push(default);
+            }
+            let options = BenchOptions {
+                warmup: 2,
+                iters: 10,
+                batch: 1,
+                copies,
+                configs: cs,
+                verify_checksums: true,
+            };
+            let reports = gpu.bench(&wcz, &dir, &all, &options)?;
+            let b = best(&reports);
+            let d = reports.iter().find(|r| r.config == default).expect("default timed");
+            // Bandwidth floor: compressed bytes in + decompressed bytes out at the copy rate.
+            let floor = copy * b.output_bytes as f64 / (b.output_bytes + b.compressed_bytes) as f64;
+            say!(
+                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}) | {:.0} | {:.0} | {floor:.0} | {:.0}% |",
+                s.name,
+                tile.0,
+                tile.1,
+                b.output_bytes >> 20,
+                b.config.variant,
+                b.config.warps_per_block,
+                b.config.units_per_block,
+                b.gbps,
+                d.gbps,
+                100.0 * b.gbps / floor
+            );
+            for r in &reports {
+                json.push(format!(
+                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    s.name, tile.0, tile.1, tensor_len as f64 / stored as f64, r.output_bytes, r.compressed_bytes, r.units,
+                    r.config.variant, r.config.warps_per_block, r.config.units_per_block, r.median_s * 1e6, r.gbps
+                ));
+            }
+        }
+    }
+
+    // One 4096 x 4096 int8 layer (16 MiB) of real MiniLM int8 weights, decoded alone.
+    let layer: Vec<u8> =
+        sources[0].tensor_bytes.iter().copied().cycle().take(4096 * 4096).collect();
+    say!("");
+    say!(
+        "| 4096x4096 int8 layer | tile | ratio | units | launch | median us (alone) | GB/s | us per launch, 10 back to back |"
+    );
+    say!("|---|---|---|---|---|---|---|---|");
+    let layer_tiles: &[(u32, u32)] =
+        &[(256, 256), (128, 256), (128, 128), (64, 128), (64, 64), (32, 128)];
+    for &tile in layer_tiles {
+        let wcz = wcodec_encode::compress_raw(
+            &layer,
+            Dtype::I8,
+            &[4096, 4096],
+            &encode_options(tile, 12, 8),
+        )?;
+        let dir = Directory::from_file_bytes(&wcz)?;
+        let plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
+        let default = gpu.default_config(&plan);
+        let mut cs = Vec::new();
+        for warps in [1u32, 2, 4, 8, 16] {
+            for variant in 0..wcodec_cuda::abi::VARIANTS {
+                cs.push(LaunchConfig { variant, warps_per_block: warps, units_per_block: warps });
+            }
+        }
+        if !cs.contains(&default) {
+            cs.push(default);
+        }
+        let options = BenchOptions {
+            warmup: 3,
+            iters: 30,
+            batch: 1,
+            copies: 1,
+            configs: cs,
+            verify_checksums: true,
+        };
+        let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
+        let b = best(&reports);
+        let d = reports.iter().find(|r| r.config == default).expect("default timed");
+        let batched = BenchOptions {
+            batch: 10,
+            iters: 10,
+            configs: vec![b.config, d.config],
+            ..options.clone()
+        };
+        let batched = gpu.bench(&wcz, &dir, &[0], &batched)?;
+        say!(
+            "| best | {}x{} | {:.4} | {} | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
+            tile.0,
+            tile.1,
+            layer.len() as f64 / wcz.len() as f64,
+            b.units,
+            b.config.variant,
+            b.config.warps_per_block,
+            b.config.units_per_block,
+            b.median_s * 1e6,
+            b.gbps,
+            batched[0].median_s * 1e6
+        );
+        say!(
+            "| default | {}x{} | | | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
+            tile.0,
+            tile.1,
+            d.config.variant,
+            d.config.warps_per_block,
+            d.config.units_per_block,
+            d.median_s * 1e6,
+            d.gbps,
+            batched[1].median_s * 1e6
+        );
+        for r in &reports {
+            json.push(format!(
+                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"variant\":{},\"warps\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                tile.0, tile.1, r.config.variant, r.config.warps_per_block, r.config.units_per_block, r.median_s * 1e6, r.gbps
+            ));
+        }
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, format!("[\n{}\n]\n", json.join(",\n")))?;
+    }
+    Ok(())
+}

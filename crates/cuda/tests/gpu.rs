@@ -1,0 +1,200 @@
+//! The CUDA decoder against the CPU reference decoder, on a GPU: every shape class, dtype and
+//! predictor, many tensors in one launch, every launch shape, real data, damaged and hostile
+//! files. Without a GPU (or without kernels in this build) each test says "skipping" and
+//! passes. `WCODEC_GPU_QUICK=1` runs smaller sets (for compute-sanitizer, which is slow).
+
+mod common;
+
+use common::*;
+use wcodec_cuda::{CudaDecoder, CudaError, LaunchConfig, PlanOptions};
+use wcodec_format::{Directory, PlaneEncoding};
+
+fn gpu() -> Option<CudaDecoder> {
+    match CudaDecoder::new(0) {
+        Ok(gpu) => {
+            println!("GPU: {}", gpu.device_name());
+            Some(gpu)
+        }
+        Err(CudaError::NotAvailable(why)) => {
+            println!("skipping: no CUDA device ({why})");
+            None
+        }
+        Err(other) => panic!("opening the GPU failed: {other}"),
+    }
+}
+
+fn quick() -> bool {
+    std::env::var_os("WCODEC_GPU_QUICK").is_some()
+}
+
+/// Decodes every tensor on the GPU and compares each with the reference.
+fn check_all(gpu: &CudaDecoder, file: &[u8], what: &str) {
+    let dir = Directory::from_file_bytes(file).unwrap();
+    let expected = reference(file, &dir);
+    let tensors = gpu.decode_all(file, &dir).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(tensors.len(), expected.len());
+    for (t, want) in tensors.iter().zip(&expected) {
+        assert_eq!(t.len(), want.len(), "{what}: {}", t.name);
+        let got = t.to_host().unwrap_or_else(|e| panic!("{what}: {}: {e}", t.name));
+        assert!(got == *want, "{what}: tensor {:?} differs from the reference", t.name);
+    }
+}
+
+#[test]
+fn every_shape_dtype_and_predictor_matches_the_reference() {
+    let Some(gpu) = gpu() else { return };
+    let cases = cases();
+    let step = if quick() { 7 } else { 1 };
+    for case in cases.iter().step_by(step) {
+        check_all(&gpu, &file_of(std::slice::from_ref(case)), &case.name);
+    }
+}
+
+#[test]
+fn many_tensors_in_one_launch_with_every_launch_shape() {
+    let Some(mut gpu) = gpu() else { return };
+    let cases = cases();
+    let cases = if quick() { &cases[..12] } else { &cases[..] };
+    let file = file_of(cases);
+    check_all(&gpu, &file, "default launch");
+    let mut configs = Vec::new();
+    for variant in 0..wcodec_cuda::abi::VARIANTS {
+        let max = if variant == 0 { 32 } else { 16 };
+        for warps in [1u32, 3, 8, 16, 32].into_iter().filter(|&w| w <= max) {
+            for per_block in [1, warps, 4 * warps] {
+                configs.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    units_per_block: per_block,
+                });
+            }
+        }
+    }
+    if quick() {
+        configs.truncate(4);
+    }
+    for config in configs {
+        gpu.set_plan_options(PlanOptions { verify_checksums: true, launch: Some(config) });
+        check_all(&gpu, &file, &format!("{config:?}"));
+    }
+}
+
+#[test]
+fn tables_too_big_for_shared_memory_are_read_in_place() {
+    let Some(gpu) = gpu() else { return };
+    let file = file_of(&[sixteen_tables()]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let PlaneEncoding::Rans { tables, .. } = &dir.tensors[0].planes[0].encoding else {
+        panic!("expected a rANS plane")
+    };
+    let bytes = tables.len() << 14;
+    let limit = gpu.kernel_info(0).unwrap().max_dynamic_shared as usize;
+    println!("{} tables, {bytes} bytes, shared memory limit {limit}", tables.len());
+    assert!(bytes > limit, "this case no longer exercises the global-memory tables");
+    check_all(&gpu, &file, "16 row classes");
+}
+
+#[test]
+fn real_slices_match_the_reference() {
+    let Some(gpu) = gpu() else { return };
+    let tiles: &[(u32, u32)] =
+        if quick() { &[(64, 256)] } else { &[(256, 256), (64, 256), (128, 128), (40, 33)] };
+    for &tile in tiles {
+        let options = options(tile, &wcodec_format::Predictor::ALL, 8);
+        for (name, file) in real_files(&options) {
+            check_all(&gpu, &file, &format!("{name} tile {tile:?}"));
+        }
+    }
+}
+
+#[test]
+fn chosen_tensors_and_repeats() {
+    let Some(gpu) = gpu() else { return };
+    let cases = cases();
+    let file = file_of(&cases[..10]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let which = [7usize, 2, 2, 9, 0];
+    let tensors = gpu.decode_tensors(&file, &dir, &which).unwrap();
+    for (t, &i) in tensors.iter().zip(&which) {
+        assert_eq!(t.index, i);
+        assert_eq!(t.to_host().unwrap(), expected[i]);
+    }
+    assert!(gpu.decode_tensors(&file, &dir, &[]).unwrap().is_empty());
+    let one = gpu.decode_tensor(&file, &dir, 3).unwrap();
+    assert_eq!(one.to_host().unwrap(), expected[3]);
+    assert!(matches!(gpu.decode_tensor(&file, &dir, 10), Err(CudaError::NoSuchTensor { .. })));
+}
+
+/// A damaged unit is an error (from the checksums, or with them off from the kernel's own
+/// checks or the tensor's CRC), never a wrong tensor and never a crash.
+#[test]
+fn damaged_files_are_errors() {
+    let Some(mut gpu) = gpu() else { return };
+    let cases = cases();
+    let file = file_of(&cases[..if quick() { 8 } else { 20 }]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let damaged = damaged(&file, &dir);
+    assert!(!damaged.is_empty());
+    let mut kernel_errors = 0;
+    for (what, f, d) in &damaged {
+        gpu.set_plan_options(PlanOptions::default());
+        if *d == dir {
+            let err = gpu.decode_all(f, d).unwrap_err();
+            assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
+        }
+        gpu.set_plan_options(PlanOptions { verify_checksums: false, launch: None });
+        match gpu.decode_all(f, d) {
+            Err(CudaError::Corrupt { .. }) => kernel_errors += 1,
+            Err(other) => panic!("{what}: {other}"),
+            Ok(tensors) => {
+                for (t, want) in tensors.iter().zip(&expected) {
+                    match t.to_host() {
+                        Ok(bytes) => assert!(bytes == *want, "{what}: a wrong tensor, no error"),
+                        Err(CudaError::Checksum { .. }) => {}
+                        Err(other) => panic!("{what}: {other}"),
+                    }
+                }
+            }
+        }
+    }
+    println!("{kernel_errors} of {} damaged files stopped by the kernel's checks", damaged.len());
+    assert!(kernel_errors > 0);
+    // The GPU is still fine afterwards.
+    gpu.set_plan_options(PlanOptions::default());
+    check_all(&gpu, &file, "after the damaged files");
+}
+
+#[test]
+fn hostile_directories_never_reach_the_kernel() {
+    let Some(gpu) = gpu() else { return };
+    let file = file_of(&cases()[18..22]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    for t in 0..dir.tensors.len() {
+        let mut d = dir.clone();
+        for p in &mut d.tensors[t].planes {
+            p.payload_offset = file.len() as u64 - 8;
+        }
+        if d.tensors[t].planes.iter().all(|p| p.payload_len == 0) {
+            continue;
+        }
+        let err = gpu.decode_all(&file, &d).unwrap_err();
+        assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+    }
+    check_all(&gpu, &file, "after the hostile directories");
+}
+
+#[test]
+fn bench_reports_a_verified_speed() {
+    let Some(gpu) = gpu() else { return };
+    let file = file_of(&cases()[..6]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let options =
+        wcodec_cuda::BenchOptions { warmup: 1, iters: 3, copies: 2, ..Default::default() };
+    let reports = gpu.bench(&file, &dir, &all, &options).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0].gbps > 0.0);
+    println!("{:?}", reports[0]);
+}
