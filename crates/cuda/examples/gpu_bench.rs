@@ -30,6 +30,8 @@ struct Args {
     quick: bool,
     /// Ratios only, no GPU.
     dry: bool,
+    /// A few launches of a few settings, for a profiler.
+    profile: bool,
 }
 
 fn args() -> Result<Args> {
@@ -44,6 +46,7 @@ fn args() -> Result<Args> {
         json: None,
         quick: false,
         dry: false,
+        profile: false,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -52,6 +55,7 @@ fn args() -> Result<Args> {
             "--json" => a.json = Some(PathBuf::from(it.next().ok_or("--json FILE")?)),
             "--quick" => a.quick = true,
             "--dry" => a.dry = true,
+            "--profile" => a.profile = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -198,6 +202,35 @@ fn main() -> Result<()> {
                 k.binary_version
             );
         }
+    }
+    if args.profile {
+        // Two launches each (the decoder's own shape) of a few settings, 256 MiB out.
+        for (si, tile, prob_bits, max_tables) in
+            [(0usize, (128, 128), 12u8, 8u8), (0, (128, 128), 12, 1), (1, (256, 256), 12, 8)]
+        {
+            let s = &sources[si];
+            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+            let dir = Directory::from_file_bytes(&wcz)?;
+            let all: Vec<usize> = (0..dir.tensors.len()).collect();
+            let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
+            let copies = ((256u64 << 20).div_ceil(tensor_len.max(1))) as usize;
+            let options = BenchOptions {
+                warmup: 0,
+                iters: 2,
+                copies,
+                configs: Vec::new(),
+                ..Default::default()
+            };
+            for r in gpu.bench(&wcz, &dir, &all, &options)? {
+                say!(
+                    "profiled {} {tile:?} {prob_bits} {max_tables}: {:?} {:.0} GB/s",
+                    s.name,
+                    r.config,
+                    r.gbps
+                );
+            }
+        }
+        return Ok(());
     }
     let copy = gpu.copy_bandwidth(1 << 30, 10)?;
     say!("device-to-device copy: {copy:.0} GB/s (read + write)");

@@ -274,7 +274,10 @@ impl Gpu {
         let limit = self.kernel_info(0).map_or(0, |k| k.max_dynamic_shared.max(0) as usize);
         let smem = plan.max_table_bytes();
         let smem = if smem > limit { 0 } else { smem };
-        LaunchConfig::choose(plan.units.len(), smem, self.multiprocessors)
+        // Warps a multiprocessor keeps: 64K registers, allocated per warp in units of 256.
+        let regs = self.kernel_info(0).map_or(64, |k| k.registers.max(1) as u32);
+        let resident = 65536 / (regs * 32).next_multiple_of(256);
+        LaunchConfig::choose(plan.units.len(), smem, self.multiprocessors, resident)
     }
 
     /// Enqueues `count` launches of the decode kernel over a loaded plan, back to back; with a

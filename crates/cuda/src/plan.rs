@@ -57,20 +57,26 @@ pub struct LaunchConfig {
 
 impl LaunchConfig {
     /// The launch shape for `units` units whose blocks need `smem_bytes` of shared memory each,
-    /// on a GPU of `multiprocessors`: one block per multiprocessor and a warp per unit while
-    /// the units are few, else blocks as large as shared memory needs them to be (a block's
-    /// tables are loaded once for all its warps) taking a few units per warp.
-    pub fn choose(units: usize, smem_bytes: usize, multiprocessors: u32) -> LaunchConfig {
+    /// on a GPU of `multiprocessors`, each able to keep `resident_warps` warps of the kernel
+    /// (its register budget): while the units are few, one block of a warp per unit on each
+    /// multiprocessor; else as many warps as fit, in blocks as large as shared memory needs
+    /// them to be (a block's tables are loaded once for all its warps).
+    pub fn choose(
+        units: usize,
+        smem_bytes: usize,
+        multiprocessors: u32,
+        resident_warps: u32,
+    ) -> LaunchConfig {
         let sms = multiprocessors.max(1) as usize;
-        // Resident warps a multiprocessor can keep with variant 0 (its register budget).
-        const RESIDENT_WARPS: usize = 32;
+        let resident = resident_warps.clamp(4, 64) as usize;
         if units <= sms * 8 {
             let warps = units.div_ceil(sms).clamp(1, 8) as u32;
             return LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps };
         }
-        let blocks_by_smem = (228 * 1024 / (smem_bytes + 1024)).max(1);
-        let warps = (RESIDENT_WARPS / blocks_by_smem.min(4)).clamp(8, 32) as u32;
-        let per_warp = (units / (sms * RESIDENT_WARPS * 4)).clamp(1, 4) as u32;
+        let by_smem = (228 * 1024 / (smem_bytes + 1024)).max(1);
+        let blocks = by_smem.min(resident / 4).max(1);
+        let warps = (resident / blocks).clamp(1, 32) as u32;
+        let per_warp = if smem_bytes > 64 * 1024 { 2 } else { 1 };
         LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps * per_warp }
     }
 }

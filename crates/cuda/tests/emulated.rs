@@ -226,12 +226,14 @@ fn hostile_directories_are_refused() {
 #[test]
 fn launch_shapes_follow_the_work() {
     // Few units: spread over the multiprocessors, a warp each.
-    let c = LaunchConfig::choose(256, 16 << 10, 132);
+    let c = LaunchConfig::choose(256, 16 << 10, 132, 32);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
-    // Many units, big tables: large blocks, several units a warp.
-    let c = LaunchConfig::choose(100_000, 128 << 10, 132);
-    assert_eq!(c.warps_per_block, 32);
-    assert!(c.units_per_block >= 32);
+    // Many units, big tables: one large block per multiprocessor, two units a warp.
+    let c = LaunchConfig::choose(100_000, 128 << 10, 132, 32);
+    assert_eq!((c.warps_per_block, c.units_per_block), (32, 64));
+    // Many units, one small table: small blocks, many of them.
+    let c = LaunchConfig::choose(100_000, 16 << 10, 132, 32);
+    assert_eq!((c.warps_per_block, c.units_per_block), (4, 4));
 }
 
 /// The cases above reach every path of the kernel: word and byte stores, raw chunks (strided
