@@ -1,17 +1,18 @@
 //! The reference decoder: plain scalar code, the oracle for every faster path.
 
-use crate::{Frequencies, GROUP, LANES, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
+use crate::simd::{Kernel, WINDOW};
+use crate::{Frequencies, GROUP, LANES, Path, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
 
 /// Slots of the largest table (`2^MAX_PROB_BITS`); smaller tables leave the rest unused, so a
 /// masked index never needs a bounds check.
-const SLOTS: usize = 1 << wcodec_format::rans::MAX_PROB_BITS;
+pub(crate) const SLOTS: usize = 1 << wcodec_format::rans::MAX_PROB_BITS;
 
 /// Decode table: for each of the `2^prob_bits` slots one packed u32,
 /// `symbol | (freq - 1) << 8 | (slot - cum) << 20`, the same word the GPU keeps in shared memory.
 #[derive(Clone, Debug)]
 pub struct DecodeTable {
     prob_bits: u32,
-    entries: Box<[u32; SLOTS]>,
+    pub(crate) entries: Box<[u32; SLOTS]>,
 }
 
 impl DecodeTable {
@@ -49,7 +50,23 @@ impl DecodeTable {
 /// Decodes one unit of `out.len()` symbols into `out`, checking that the unit is exactly
 /// consumed and ends in the encoder's initial states. `map` says which of `tables` codes each
 /// symbol; all tables must share one precision.
+///
+/// Runs the fastest path of this CPU ([`Path::detected`]); every path gives the same output
+/// and the same errors. On an error `out` holds what was decoded before it was found.
 pub fn decode_unit(
+    unit: &[u8],
+    tables: &[DecodeTable],
+    map: TableMap,
+    out: &mut [u8],
+) -> Result<(), RansError> {
+    decode_unit_with(Path::detected(), unit, tables, map, out)
+}
+
+/// [`decode_unit`] on the given path, or on the scalar one where this CPU lacks it (see
+/// [`Path::is_available`]). For tests and benchmarks.
+#[doc(hidden)]
+pub fn decode_unit_with(
+    path: Path,
     unit: &[u8],
     tables: &[DecodeTable],
     map: TableMap,
@@ -70,6 +87,9 @@ pub fn decode_unit(
         if *s < STATE_LOW {
             return Err(RansError::BadInitialState { lane, state: *s });
         }
+    }
+    if let Some(kernel) = path.kernel() {
+        return decode_fast(kernel, states, word_bytes, tables, first.prob_bits, map, out);
     }
     // A group's worth of zero words past the end: a lane that runs out reads them (and the
     // overrun is reported after its group), so the hot loop needs no branch. The buffer is
@@ -195,6 +215,136 @@ fn decode_group<const BITS: u32>(
             states[lane] = (x & keep) | (((x << 16) | u32::from(word)) & !keep);
             read += usize::from(need);
             out[lane * RUN + j] = e as u8;
+        }
+    }
+    read
+}
+
+/// The decode loop of the SIMD paths, equivalent to `decode_words` step for step: the same
+/// words reach the same lanes (zeros past the end of the stream), the same checks run after the
+/// same groups, so outputs and errors are identical.
+///
+/// Full groups with one table go to the kernel in runs, reading the unit's words in place while
+/// a whole window of words is left; other groups take a scalar path per symbol. The last groups,
+/// whose window would pass the end, read a zero-padded copy of the stream's last words.
+fn decode_fast(
+    kernel: Kernel,
+    mut states: [u32; LANES],
+    stream: &[u8],
+    tables: &[DecodeTable],
+    prob_bits: u32,
+    map: TableMap,
+    out: &mut [u8],
+) -> Result<(), RansError> {
+    let n = out.len();
+    let n_words = stream.len() / 2;
+    let (full, n_groups) = (n / GROUP, n.div_ceil(GROUP));
+    let mut pos = 0;
+    let mut g = 0;
+    // In place: every read lies inside the stream, so no group can run past its end.
+    while g < n_groups && pos + WINDOW <= n_words {
+        let base = g * GROUP;
+        let len = (n - base).min(GROUP);
+        match uniform_table(map, base, len) {
+            Some(t) => {
+                let end = run_end(map, g, full, t);
+                let out = &mut out[base..end * GROUP];
+                g += kernel.decode_run(&mut states, stream, &mut pos, &tables[t].entries, prob_bits, out);
+            }
+            None => {
+                let window = &stream[2 * pos..];
+                pos += mixed_group(&mut states, window, tables, prob_bits, map, base, &mut out[base..base + len]);
+                g += 1;
+            }
+        }
+    }
+    if g < n_groups {
+        // Fewer than WINDOW words left: a copy with zeros past the end, long enough for a
+        // window from any position up to the end.
+        let start = pos;
+        let mut tail = [0u8; 4 * WINDOW];
+        tail[..stream.len() - 2 * start].copy_from_slice(&stream[2 * start..]);
+        while g < n_groups {
+            // pos <= n_words < start + WINDOW (checked after every group).
+            let window = &tail[2 * (pos - start)..];
+            let base = g * GROUP;
+            let len = (n - base).min(GROUP);
+            match uniform_table(map, base, len) {
+                Some(t) => {
+                    let mut read = 0;
+                    let group = &mut out[base..base + GROUP];
+                    let done = kernel.decode_run(&mut states, window, &mut read, &tables[t].entries, prob_bits, group);
+                    debug_assert_eq!(done, 1, "a window is left");
+                    pos += read;
+                }
+                None => {
+                    pos += mixed_group(&mut states, window, tables, prob_bits, map, base, &mut out[base..base + len]);
+                }
+            }
+            if pos > n_words {
+                return Err(RansError::StreamExhausted { words: n_words });
+            }
+            g += 1;
+        }
+    }
+    let words_left = n_words - pos;
+    if words_left != 0 || states.iter().any(|&s| s != STATE_LOW) {
+        return Err(RansError::NotFinal { words_left });
+    }
+    Ok(())
+}
+
+/// The table of a full group of `len` symbols from `base` coded with one table.
+#[inline]
+fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
+    if len == GROUP { map.group_table(base, len) } else { None }
+}
+
+/// The end of the run of full groups from `g` (below `full`) coded with table `t`.
+fn run_end(map: TableMap, g: usize, full: usize, t: usize) -> usize {
+    match map {
+        TableMap::Single => full,
+        TableMap::Rows { .. } => {
+            let mut end = g + 1;
+            while end < full && map.group_table(end * GROUP, GROUP) == Some(t) {
+                end += 1;
+            }
+            end
+        }
+    }
+}
+
+/// A group the kernels do not take (several tables, or a tail), per symbol as in
+/// `Lanes::step`; `window` is the stream from the group's first word (at least `GROUP` words,
+/// zeros past the end). Returns the words taken.
+fn mixed_group(
+    states: &mut [u32; LANES],
+    window: &[u8],
+    tables: &[DecodeTable],
+    prob_bits: u32,
+    map: TableMap,
+    base: usize,
+    out: &mut [u8],
+) -> usize {
+    let mask = (1u32 << prob_bits) - 1;
+    let mut read = 0;
+    for j in 0..RUN {
+        for lane in 0..LANES {
+            let t = lane * RUN + j;
+            if t < out.len() {
+                let entries = &tables[map.table_of(base + t)].entries;
+                let x = states[lane];
+                let e = entries[(x & mask) as usize & (SLOTS - 1)];
+                let x = (((e >> 8) & 0xfff) + 1) * (x >> prob_bits) + (e >> 20);
+                states[lane] = if x < STATE_LOW {
+                    let word = u16::from_le_bytes([window[2 * read], window[2 * read + 1]]);
+                    read += 1;
+                    (x << 16) | u32::from(word)
+                } else {
+                    x
+                };
+                out[t] = e as u8;
+            }
         }
     }
     read

@@ -1,6 +1,7 @@
 //! The encoder: runs the decoder's steps backwards and reverses the words.
 
-use crate::{Frequencies, GROUP, LANES, RUN, STATE_LOW, TableMap};
+use crate::simd::{ENCODE_HEADROOM, Kernel};
+use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, TableMap};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,6 +22,54 @@ struct EncSymbol {
 pub struct EncodeTable {
     prob_bits: u32,
     symbols: [EncSymbol; 256],
+    simd: SimdEncTable,
+}
+
+/// The per-symbol constants in the layout the SIMD kernels gather from, one array per field.
+#[derive(Clone, Debug)]
+pub(crate) struct SimdEncTable {
+    /// `freq | cum << 16 | shift << 28` (`freq <= 2^12` and `cum < 2^12`; `shift` of `magic32`).
+    pub(crate) info: [u32; 256],
+    /// `x / freq == (t + (x - t) / 2) >> shift` with `t = mulhi(x, magic32)` for every 32-bit
+    /// `x` and `freq >= 2` (the 33-bit reciprocal of Granlund and Montgomery, its top bit
+    /// implied); unused when `freq <= 1`.
+    pub(crate) magic32: [u32; 256],
+    /// `ceil(2^52 / freq)`: `x / freq == (x * magic52) >> 52` for every 32-bit `x` and
+    /// `freq >= 2` (the error term `x * (magic52 * freq - 2^52) < 2^44` never reaches the next
+    /// integer); 0 when `freq <= 1`.
+    pub(crate) magic52: [u64; 256],
+}
+
+impl SimdEncTable {
+    fn new(freqs: &Frequencies) -> SimdEncTable {
+        let mut t = SimdEncTable { info: [0; 256], magic32: [0; 256], magic52: [0; 256] };
+        let mut cum = 0u32;
+        for (s, &freq) in freqs.iter().enumerate() {
+            let (magic32, shift) = div_magic32(freq);
+            t.info[s] = (freq & 0xffff) | (cum & 0xfff) << 16 | shift << 28;
+            t.magic32[s] = magic32;
+            t.magic52[s] = if freq >= 2 { (1u64 << 52).div_ceil(u64::from(freq)) } else { 0 };
+            cum += freq;
+        }
+        t
+    }
+}
+
+/// `(magic, shift)` with `x / d == (t + (x - t) / 2) >> shift`, `t = mulhi(x, magic)`, for
+/// every 32-bit `x` and `2 <= d <= 2^12`; `(0, 0)` for `d <= 1`.
+fn div_magic32(d: u32) -> (u32, u32) {
+    if d <= 1 {
+        return (0, 0);
+    }
+    let k = 31 - d.leading_zeros();
+    if d.is_power_of_two() {
+        // t = 0: (x / 2) >> (k - 1).
+        return (0, k - 1);
+    }
+    // m = ceil(2^(33 + k) / d) lies in (2^32, 2^33): floor((x + mulhi(x, m - 2^32)) / 2^(k+1))
+    // == floor(x * m / 2^(33 + k)) == floor(x / d), as x * (m * d - 2^(33 + k)) < 2^(33 + k).
+    let m = (1u64 << (33 + k)).div_ceil(u64::from(d));
+    ((m - (1u64 << 32)) as u32, k)
 }
 
 impl EncodeTable {
@@ -39,7 +88,22 @@ impl EncodeTable {
             cum += freq;
         }
         debug_assert_eq!(cum, 1 << prob_bits);
-        EncodeTable { prob_bits: u32::from(prob_bits), symbols }
+        EncodeTable { prob_bits: u32::from(prob_bits), symbols, simd: SimdEncTable::new(freqs) }
+    }
+
+    /// `put`, with the word stored below `*cur` in `buf` (u16 little-endian) instead.
+    #[inline(always)]
+    fn put_down(&self, x: &mut u32, symbol: u8, buf: &mut [u8], cur: &mut usize) {
+        let s = &self.symbols[symbol as usize];
+        let v = *x;
+        let emit = u64::from(v) >= s.x_max;
+        if emit {
+            *cur -= 1;
+            buf[2 * *cur..2 * *cur + 2].copy_from_slice(&(v as u16).to_le_bytes());
+        }
+        let v = if emit { v >> 16 } else { v };
+        let q = ((u128::from(s.rcp) * u128::from(v)) >> 64) as u32 + (v & s.identity_mask);
+        *x = (q << self.prob_bits) + (v - q * s.freq) + s.cum;
     }
 
     #[inline(always)]
@@ -64,8 +128,26 @@ impl EncodeTable {
 ///
 /// Panics if `map` does not cover the symbols with tables of `tables` (a caller bug: the
 /// encoder builds the map itself).
+///
+/// Runs the fastest path of this CPU ([`Path::detected`]); every path writes the same bytes.
 pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &mut Vec<u8>) {
+    encode_unit_with(Path::detected(), symbols, tables, map, out)
+}
+
+/// [`encode_unit`] on the given path, or on the scalar one where this CPU lacks it (see
+/// [`Path::is_available`]). For tests and benchmarks.
+#[doc(hidden)]
+pub fn encode_unit_with(
+    path: Path,
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    out: &mut Vec<u8>,
+) {
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
+    if let Some(kernel) = path.kernel() {
+        return encode_fast(kernel, symbols, tables, map, out);
+    }
     // At most one word per symbol, plus the slot the branch-free store writes past the end.
     // The buffer is reused per thread: a fresh one per unit costs page faults.
     WORDS.with_borrow_mut(|buf| {
@@ -131,4 +213,72 @@ fn encode_into(
 struct Words {
     buf: Vec<u16>,
     len: usize,
+}
+
+/// The encoder of the SIMD paths, equivalent to `encode_into` step for step: full groups with
+/// one table go to the kernel in runs, other groups take the scalar steps. The words are stored
+/// downward from the end of a buffer, so that they end up in stream order, with no reversal.
+fn encode_fast(
+    kernel: Kernel,
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    out: &mut Vec<u8>,
+) {
+    let n = symbols.len();
+    let top = n + ENCODE_HEADROOM;
+    DOWN.with_borrow_mut(|buf| {
+        if buf.len() < 2 * top {
+            buf.resize(2 * top, 0);
+        }
+        let mut cur = top;
+        let mut states = [STATE_LOW; LANES];
+        let full = n / GROUP;
+        let mut g = n.div_ceil(GROUP);
+        while g > 0 {
+            let base = (g - 1) * GROUP;
+            let len = n - base;
+            let table = if len >= GROUP { map.group_table(base, GROUP) } else { None };
+            match table {
+                Some(t) => {
+                    // The run of full groups with table t that ends with group g - 1.
+                    let start = match map {
+                        TableMap::Single => 0,
+                        TableMap::Rows { .. } => {
+                            let mut start = g - 1;
+                            while start > 0 && map.group_table((start - 1) * GROUP, GROUP) == Some(t) {
+                                start -= 1;
+                            }
+                            start
+                        }
+                    };
+                    debug_assert!(g <= full);
+                    let run = &symbols[start * GROUP..g * GROUP];
+                    kernel.encode_run(&mut states, run, &tables[t].simd, tables[t].prob_bits, buf, &mut cur);
+                    g = start;
+                }
+                None => {
+                    for j in (0..RUN).rev() {
+                        for lane in (0..LANES).rev() {
+                            let t = base + lane * RUN + j;
+                            if t < n {
+                                tables[map.table_of(t)].put_down(&mut states[lane], symbols[t], buf, &mut cur);
+                            }
+                        }
+                    }
+                    g -= 1;
+                }
+            }
+        }
+        out.reserve(LANES * 4 + 2 * (top - cur));
+        for s in states {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out.extend_from_slice(&buf[2 * cur..2 * top]);
+    });
+}
+
+thread_local! {
+    /// The SIMD encoder's word buffer, filled downward from the end, reused per thread.
+    static DOWN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

@@ -2,16 +2,26 @@
 //! read from one stream per unit, each lane owning runs of 4 consecutive symbols.
 //!
 //! The layout is fixed by the format (docs/FORMAT.md, "rANS units") so that a GPU warp and a
-//! CPU read the same bytes. This crate is the scalar reference: `decode_unit` is the oracle
-//! every faster decoder is tested against.
-#![forbid(unsafe_code)]
+//! CPU read the same bytes.
+//!
+//! `decode_unit` and `encode_unit` pick at run time the fastest [`Path`] the CPU runs: AVX-512
+//! (16 lanes a register), AVX2 (8 lanes) or plain scalar code. The scalar path is the reference,
+//! the oracle every faster path is tested against (same output, same errors, same bytes);
+//! `WCODEC_FORCE_SCALAR=1` forces it, and `WCODEC_SIMD=scalar|avx2|avx512` caps the level.
+//!
+//! Unsafe code: the crate denies it everywhere but in one module, `simd`, which holds the
+//! intrinsics and `#[target_feature]` kernels, each `unsafe` block with a `SAFETY` note. The
+//! drivers that split units into the kernels' runs and validate them are safe code.
+#![deny(unsafe_code)]
 
 mod decode;
 mod encode;
 mod freq;
+#[allow(unsafe_code)]
+mod simd;
 
-pub use decode::{DecodeTable, decode_unit};
-pub use encode::{EncodeTable, encode_unit};
+pub use decode::{DecodeTable, decode_unit, decode_unit_with};
+pub use encode::{EncodeTable, encode_unit, encode_unit_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};
 pub use wcodec_format::Frequencies;
 pub use wcodec_format::rans::{GROUP, LANES, RUN, STATE_LOW, STATES_BYTES, WORD_BITS};
@@ -90,4 +100,62 @@ impl TableMap<'_> {
 pub fn symbol_slot(t: usize) -> (usize, usize) {
     let (g, r) = (t / GROUP, t % GROUP);
     (g * RUN + r % RUN, r / RUN)
+}
+
+/// A code path of the coder. Every path gives identical results; tests and benchmarks pick one
+/// with [`decode_unit_with`] and [`encode_unit_with`], everything else gets [`Path::detected`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Path {
+    /// The scalar reference.
+    Scalar,
+    /// 8 lanes a register (x86-64 with AVX2, BMI2, POPCNT).
+    Avx2,
+    /// 16 lanes a register (x86-64 with AVX-512 F, BW, VL, VBMI2, IFMA).
+    Avx512,
+}
+
+impl Path {
+    /// Every path, slowest first.
+    pub const ALL: [Path; 3] = [Path::Scalar, Path::Avx2, Path::Avx512];
+
+    /// Whether this CPU runs the path.
+    pub fn is_available(self) -> bool {
+        match self {
+            Path::Scalar => true,
+            Path::Avx2 => simd::Avx2::detect().is_some(),
+            Path::Avx512 => simd::Avx512::detect().is_some(),
+        }
+    }
+
+    /// The paths this CPU runs, slowest first (regardless of the environment variables).
+    pub fn available() -> Vec<Path> {
+        Path::ALL.into_iter().filter(|p| p.is_available()).collect()
+    }
+
+    /// The path `decode_unit` and `encode_unit` take: the fastest available one, at most the
+    /// level named by `WCODEC_SIMD` (`scalar`, `avx2`, `avx512`), and scalar when
+    /// `WCODEC_FORCE_SCALAR` is set to anything but `0` or the empty string. Read once.
+    pub fn detected() -> Path {
+        static DETECTED: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let forced = std::env::var("WCODEC_FORCE_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
+            let cap = match std::env::var("WCODEC_SIMD").as_deref().map(str::to_ascii_lowercase) {
+                _ if forced => Path::Scalar,
+                Ok(v) if v == "scalar" || v == "none" => Path::Scalar,
+                Ok(v) if v == "avx2" => Path::Avx2,
+                _ => Path::Avx512,
+            };
+            Path::available().into_iter().filter(|&p| p <= cap).next_back().unwrap_or(Path::Scalar)
+        })
+    }
+
+    /// The kernels of the path, `None` for scalar or where the CPU lacks it.
+    pub(crate) fn kernel(self) -> Option<simd::Kernel> {
+        match self {
+            Path::Scalar => None,
+            Path::Avx2 => simd::Avx2::detect().map(simd::Kernel::Avx2),
+            Path::Avx512 => simd::Avx512::detect().map(simd::Kernel::Avx512),
+        }
+    }
 }

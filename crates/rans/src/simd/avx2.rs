@@ -1,0 +1,226 @@
+//! AVX2 kernels: the 32 lanes in four registers of 8.
+
+use core::arch::x86_64::*;
+
+use super::WINDOW;
+use crate::{GROUP, LANES, decode::SLOTS, encode::SimdEncTable};
+
+/// A row of 8 lane indices for `_mm256_permutevar8x32_epi32`, one row per 8-bit lane mask.
+#[repr(C, align(32))]
+struct Lut([[u32; 8]; 256]);
+
+/// Decoder renormalisation: row `m` sends the `k`-th word to the `k`-th lane set in `m`.
+static EXPAND: Lut = Lut(expand_lut());
+/// Encoder renormalisation: row `m` gathers the lanes set in `m`, in increasing order, into
+/// the top `popcount(m)` positions.
+static COMPRESS_HIGH: Lut = Lut(compress_high_lut());
+
+const fn expand_lut() -> [[u32; 8]; 256] {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut i, mut k) = (0, 0);
+        while i < 8 {
+            if (m >> i) & 1 == 1 {
+                t[m][i] = k;
+                k += 1;
+            }
+            i += 1;
+        }
+        m += 1;
+    }
+    t
+}
+
+const fn compress_high_lut() -> [[u32; 8]; 256] {
+    let mut t = [[0u32; 8]; 256];
+    let mut m = 0;
+    while m < 256 {
+        let count = (m as u32).count_ones() as usize;
+        let (mut i, mut k) = (0, 0);
+        while i < 8 {
+            if (m >> i) & 1 == 1 {
+                t[m][8 - count + k] = i as u32;
+                k += 1;
+            }
+            i += 1;
+        }
+        m += 1;
+    }
+    t
+}
+
+/// The LUT row for mask `m` as a vector.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lut_row(lut: &Lut, m: usize) -> __m256i {
+    let row = &lut.0[m & 0xff];
+    // SAFETY: `row` is 32 readable bytes, 32-byte aligned (`Lut` is aligned and rows are 32 bytes).
+    unsafe { _mm256_load_si256(row.as_ptr().cast()) }
+}
+
+/// See [`super::Kernel::decode_run`].
+///
+/// # Safety
+/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`.
+#[target_feature(enable = "avx2,popcnt,bmi2")]
+pub(super) unsafe fn decode_run(
+    states: &mut [u32; LANES],
+    words: &[u8],
+    pos: &mut usize,
+    entries: &[u32; SLOTS],
+    prob_bits: u32,
+    out: &mut [u8],
+) -> usize {
+    let mask = _mm256_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
+    let shift = _mm256_set1_epi32(prob_bits as i32);
+    let freq_mask = _mm256_set1_epi32(0xfff);
+    let sixteen = _mm256_set1_epi32(16);
+    let zero = _mm256_setzero_si256();
+    let mut x = [zero; 4];
+    for (r, x) in x.iter_mut().enumerate() {
+        // SAFETY: `states` holds 4 x 8 u32; register r loads lanes 8r..8r+7.
+        *x = unsafe { _mm256_loadu_si256(states.as_ptr().add(8 * r).cast()) };
+    }
+    let n_words = words.len() / 2;
+    let mut p = *pos;
+    let mut done = 0;
+    for group in out.chunks_exact_mut(GROUP) {
+        if p + WINDOW > n_words {
+            break;
+        }
+        // The group's stream: `WINDOW` readable words from `w`.
+        let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
+        let mut read = 0usize;
+        let mut acc = [zero; 4];
+        for _step in 0..4 {
+            for r in 0..4 {
+                let xr = x[r];
+                let slot = _mm256_and_si256(xr, mask);
+                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
+                let e = unsafe { _mm256_i32gather_epi32::<4>(entries.as_ptr().cast(), slot) };
+                let q = _mm256_srlv_epi32(xr, shift);
+                let freq_m1 = _mm256_and_si256(_mm256_srli_epi32::<8>(e), freq_mask);
+                // freq * q + bias, with freq = freq_m1 + 1.
+                let xr = _mm256_add_epi32(
+                    _mm256_mullo_epi32(freq_m1, q),
+                    _mm256_add_epi32(q, _mm256_srli_epi32::<20>(e)),
+                );
+                // Lanes below 2^16 take the next words, in increasing lane order.
+                let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(xr), zero);
+                let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize;
+                // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 8 words
+                // read lie inside the window of `WINDOW = GROUP + 16` words.
+                let next = unsafe { _mm_loadu_si128(w.add(2 * read).cast()) };
+                let next = _mm256_permutevar8x32_epi32(_mm256_cvtepu16_epi32(next), lut_row(&EXPAND, m));
+                x[r] = _mm256_or_si256(
+                    _mm256_sllv_epi32(xr, _mm256_and_si256(need, sixteen)),
+                    _mm256_and_si256(next, need),
+                );
+                read += m.count_ones() as usize;
+                // The symbol is the entry's low byte: after 4 steps byte j of a lane's word is
+                // its symbol of step j.
+                acc[r] = _mm256_or_si256(_mm256_srli_epi32::<8>(acc[r]), _mm256_slli_epi32::<24>(e));
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: `group` is GROUP = 4 x 32 bytes; register r stores bytes 32r..32r+31.
+            unsafe { _mm256_storeu_si256(group.as_mut_ptr().add(32 * r).cast(), *acc) };
+        }
+        p += read;
+        done += 1;
+    }
+    for (r, x) in x.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe { _mm256_storeu_si256(states.as_mut_ptr().add(8 * r).cast(), *x) };
+    }
+    *pos = p;
+    done
+}
+
+/// See [`super::Kernel::encode_run`].
+///
+/// # Safety
+/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`; `symbols` is a
+/// multiple of `GROUP`; `*cur <= buf.len() / 2` and `*cur >= symbols.len() + ENCODE_HEADROOM`.
+#[target_feature(enable = "avx2,popcnt,bmi2")]
+pub(super) unsafe fn encode_run(
+    states: &mut [u32; LANES],
+    symbols: &[u8],
+    table: &SimdEncTable,
+    prob_bits: u32,
+    buf: &mut [u8],
+    cur: &mut usize,
+) {
+    let renorm_shift = _mm256_set1_epi32(32 - prob_bits as i32);
+    let total = _mm256_set1_epi32(1 << prob_bits);
+    let byte = _mm256_set1_epi32(0xff);
+    let cum_mask = _mm256_set1_epi32(0xfff);
+    let freq_mask = _mm256_set1_epi32(0xffff);
+    let one = _mm256_set1_epi32(1);
+    let sixteen = _mm256_set1_epi32(16);
+    // Low 16 bits of each u32 into the low 8 bytes of each 128-bit half.
+    let low_halves = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
+        -1, -1, -1, -1, -1, -1, -1,
+    );
+    let mut x = [_mm256_setzero_si256(); 4];
+    for (r, x) in x.iter_mut().enumerate() {
+        // SAFETY: `states` holds 4 x 8 u32.
+        *x = unsafe { _mm256_loadu_si256(states.as_ptr().add(8 * r).cast()) };
+    }
+    let mut c = *cur;
+    let out = buf.as_mut_ptr();
+    for group in symbols.chunks_exact(GROUP).rev() {
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (r, v) in v.iter_mut().enumerate() {
+            // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 8r..8r+7.
+            *v = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
+        }
+        for j in (0..4).rev() {
+            for r in (0..4).rev() {
+                let xr = x[r];
+                let s = _mm256_and_si256(_mm256_srlv_epi32(v[r], _mm256_set1_epi32(8 * j)), byte);
+                // SAFETY: symbols are below 256 and the tables have 256 entries.
+                let (info, magic) = unsafe {
+                    (
+                        _mm256_i32gather_epi32::<4>(table.info.as_ptr().cast(), s),
+                        _mm256_i32gather_epi32::<4>(table.magic32.as_ptr().cast(), s),
+                    )
+                };
+                let freq = _mm256_and_si256(info, freq_mask);
+                // Emit a word when x >= freq << (32 - prob_bits); both sides are below 2^13.
+                let keep = _mm256_cmpgt_epi32(freq, _mm256_srlv_epi32(xr, renorm_shift));
+                let m = !_mm256_movemask_ps(_mm256_castsi256_ps(keep)) as usize & 0xff;
+                let count = m.count_ones() as usize;
+                let packed = _mm256_permutevar8x32_epi32(xr, lut_row(&COMPRESS_HIGH, m));
+                let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(packed, low_halves));
+                // SAFETY: `c >= ENCODE_HEADROOM + (symbols still to code)` >= 8, so the 8 words
+                // below `c` are inside `buf`; the valid ones land in [c - count, c), the others
+                // below, on words not yet written.
+                unsafe { _mm_storeu_si128(out.add(2 * (c - 8)).cast(), _mm256_castsi256_si128(packed)) };
+                c -= count;
+                let xr = _mm256_srlv_epi32(xr, _mm256_andnot_si256(keep, sixteen));
+                // q = x / freq: t = mulhi(x, magic); q = (t + (x - t) / 2) >> shift.
+                let even = _mm256_srli_epi64::<32>(_mm256_mul_epu32(xr, magic));
+                let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(xr), _mm256_srli_epi64::<32>(magic));
+                let t = _mm256_blend_epi32::<0b1010_1010>(even, odd);
+                let q = _mm256_add_epi32(t, _mm256_srli_epi32::<1>(_mm256_sub_epi32(xr, t)));
+                let q = _mm256_srlv_epi32(q, _mm256_srli_epi32::<28>(info));
+                // freq == 1 has no magic: its quotient is x.
+                let q = _mm256_blendv_epi8(q, xr, _mm256_cmpeq_epi32(freq, one));
+                let cum = _mm256_and_si256(_mm256_srli_epi32::<16>(info), cum_mask);
+                // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
+                x[r] = _mm256_add_epi32(
+                    _mm256_add_epi32(xr, _mm256_mullo_epi32(q, _mm256_sub_epi32(total, freq))),
+                    cum,
+                );
+            }
+        }
+    }
+    for (r, x) in x.iter().enumerate() {
+        // SAFETY: as for the loads.
+        unsafe { _mm256_storeu_si256(states.as_mut_ptr().add(8 * r).cast(), *x) };
+    }
+    *cur = c;
+}

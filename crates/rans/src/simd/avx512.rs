@@ -1,0 +1,181 @@
+//! AVX-512 kernels: the 32 lanes in two registers of 16.
+
+use core::arch::x86_64::*;
+
+use super::WINDOW;
+use crate::{GROUP, LANES, STATE_LOW, decode::SLOTS, encode::SimdEncTable};
+
+/// See [`super::Kernel::decode_run`].
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW and VL, POPCNT; `prob_bits` must be in `8..=12`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
+pub(super) unsafe fn decode_run(
+    states: &mut [u32; LANES],
+    words: &[u8],
+    pos: &mut usize,
+    entries: &[u32; SLOTS],
+    prob_bits: u32,
+    out: &mut [u8],
+) -> usize {
+    let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
+    let shift = _mm512_set1_epi32(prob_bits as i32);
+    let freq_mask = _mm512_set1_epi32(0xfff);
+    let low = _mm512_set1_epi32(STATE_LOW as i32);
+    // SAFETY: `states` holds 2 x 16 u32.
+    let mut x = unsafe {
+        [_mm512_loadu_si512(states.as_ptr().cast()), _mm512_loadu_si512(states.as_ptr().add(16).cast())]
+    };
+    let n_words = words.len() / 2;
+    let mut p = *pos;
+    let mut done = 0;
+    for group in out.chunks_exact_mut(GROUP) {
+        if p + WINDOW > n_words {
+            break;
+        }
+        // The group's stream: `WINDOW` readable words from `w`.
+        let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
+        let mut read = 0usize;
+        let mut acc = [_mm512_setzero_si512(); 2];
+        for j in 0..4 {
+            for r in 0..2 {
+                let xr = x[r];
+                let slot = _mm512_and_si512(xr, mask);
+                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
+                let e = unsafe { _mm512_i32gather_epi32::<4>(slot, entries.as_ptr().cast()) };
+                let q = _mm512_srlv_epi32(xr, shift);
+                let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
+                // freq * q + bias, with freq = freq_m1 + 1.
+                let xr = _mm512_add_epi32(
+                    _mm512_mullo_epi32(freq_m1, q),
+                    _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
+                );
+                // Lanes below 2^16 take the next words, in increasing lane order.
+                let need = _mm512_cmplt_epu32_mask(xr, low);
+                // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
+                // read lie inside the window of `WINDOW = GROUP + 16` words.
+                let next = unsafe { _mm256_loadu_si256(w.add(2 * read).cast()) };
+                let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
+                x[r] = _mm512_or_si512(_mm512_mask_slli_epi32(xr, need, xr, 16), next);
+                read += need.count_ones() as usize;
+                // Byte j of a lane's output word is its symbol of step j (the entry's low byte).
+                acc[r] = match j {
+                    0 => e,
+                    1 => _mm512_mask_blend_epi8(0x2222_2222_2222_2222, acc[r], _mm512_slli_epi32::<8>(e)),
+                    2 => _mm512_mask_blend_epi8(0x4444_4444_4444_4444, acc[r], _mm512_slli_epi32::<16>(e)),
+                    _ => _mm512_mask_blend_epi8(0x8888_8888_8888_8888, acc[r], _mm512_slli_epi32::<24>(e)),
+                };
+            }
+        }
+        // SAFETY: `group` is GROUP = 2 x 64 bytes.
+        unsafe {
+            _mm512_storeu_si512(group.as_mut_ptr().cast(), acc[0]);
+            _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), acc[1]);
+        }
+        p += read;
+        done += 1;
+    }
+    // SAFETY: as for the loads.
+    unsafe {
+        _mm512_storeu_si512(states.as_mut_ptr().cast(), x[0]);
+        _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
+    }
+    *pos = p;
+    done
+}
+
+/// See [`super::Kernel::encode_run`].
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW, VL, VBMI2 and IFMA, POPCNT; `prob_bits` must be in
+/// `8..=12`; `symbols` is a multiple of `GROUP`; `*cur <= buf.len() / 2` and
+/// `*cur >= symbols.len() + ENCODE_HEADROOM`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+pub(super) unsafe fn encode_run(
+    states: &mut [u32; LANES],
+    symbols: &[u8],
+    table: &SimdEncTable,
+    prob_bits: u32,
+    buf: &mut [u8],
+    cur: &mut usize,
+) {
+    let renorm_shift = _mm512_set1_epi32(32 - prob_bits as i32);
+    let total = _mm512_set1_epi32(1 << prob_bits);
+    let byte = _mm512_set1_epi32(0xff);
+    let cum_mask = _mm512_set1_epi32(0xfff);
+    let freq_mask = _mm512_set1_epi32(0xffff);
+    let one = _mm512_set1_epi32(1);
+    let zero = _mm512_setzero_si512();
+    // The low u32 of each u64 of two registers: lanes 0..7 from the first, 8..15 the second.
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // SAFETY: `states` holds 2 x 16 u32.
+    let mut x = unsafe {
+        [_mm512_loadu_si512(states.as_ptr().cast()), _mm512_loadu_si512(states.as_ptr().add(16).cast())]
+    };
+    let mut c = *cur;
+    let out = buf.as_mut_ptr();
+    for group in symbols.chunks_exact(GROUP).rev() {
+        // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 16r..16r+15.
+        let v = unsafe {
+            [_mm512_loadu_si512(group.as_ptr().cast()), _mm512_loadu_si512(group.as_ptr().add(64).cast())]
+        };
+        for j in (0..4).rev() {
+            for r in (0..2).rev() {
+                let xr = x[r];
+                let s = _mm512_and_si512(_mm512_srlv_epi32(v[r], _mm512_set1_epi32(8 * j)), byte);
+                let (s_low, s_high) = (_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
+                // SAFETY: symbols are below 256 and the tables have 256 entries.
+                let (info, magic_low, magic_high) = unsafe {
+                    (
+                        _mm512_i32gather_epi32::<4>(s, table.info.as_ptr().cast()),
+                        _mm512_i32gather_epi64::<8>(s_low, table.magic52.as_ptr().cast()),
+                        _mm512_i32gather_epi64::<8>(s_high, table.magic52.as_ptr().cast()),
+                    )
+                };
+                let freq = _mm512_and_si512(info, freq_mask);
+                // Emit a word when x >= freq << (32 - prob_bits).
+                let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, renorm_shift), freq);
+                let count = emit.count_ones() as usize;
+                let low_words = _mm512_cvtepi32_epi16(xr);
+                let packed = _mm256_maskz_compress_epi16(emit, low_words);
+                // SAFETY: `c >= ENCODE_HEADROOM + (symbols still to code)` >= count, and the
+                // masked store writes exactly the words [c - count, c) of `buf`.
+                unsafe {
+                    _mm256_mask_storeu_epi16(
+                        out.add(2 * (c - count)).cast(),
+                        _bzhi_u32(u32::MAX, count as u32) as u16,
+                        packed,
+                    )
+                };
+                c -= count;
+                let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
+                // q = x / freq = (x * ceil(2^52 / freq)) >> 52, exact for x < 2^32, freq <= 2^12.
+                let q_low = _mm512_madd52hi_epu64(
+                    zero,
+                    _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr)),
+                    magic_low,
+                );
+                let q_high = _mm512_madd52hi_epu64(
+                    zero,
+                    _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr)),
+                    magic_high,
+                );
+                let q = _mm512_permutex2var_epi32(q_low, evens, q_high);
+                // freq == 1 has no magic: its quotient is x.
+                let q = _mm512_mask_mov_epi32(q, _mm512_cmpeq_epi32_mask(freq, one), xr);
+                let cum = _mm512_and_si512(_mm512_srli_epi32::<16>(info), cum_mask);
+                // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
+                x[r] = _mm512_add_epi32(
+                    _mm512_add_epi32(xr, _mm512_mullo_epi32(q, _mm512_sub_epi32(total, freq))),
+                    cum,
+                );
+            }
+        }
+    }
+    // SAFETY: as for the loads.
+    unsafe {
+        _mm512_storeu_si512(states.as_mut_ptr().cast(), x[0]);
+        _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
+    }
+    *cur = c;
+}

@@ -1,0 +1,140 @@
+//! SIMD kernels over the 32-lane layout: AVX2 (8 lanes a register) and AVX-512 (16 lanes).
+//!
+//! This is the crate's only module with `unsafe` code (intrinsics and `#[target_feature]`
+//! functions); every `unsafe` block carries a `// SAFETY:` note. A kernel is reachable only
+//! through a token ([`Avx2`], [`Avx512`]) that can be built only after run-time detection of its
+//! CPU features, which is what makes the safe wrappers of [`Kernel`] sound.
+//!
+//! The kernels do the hot part only: runs of full groups of 128 symbols coded with one table.
+//! The drivers in `decode.rs` and `encode.rs` (safe code) split a unit into such runs and do
+//! mixed and tail groups with scalar code, so the validation logic lives in one place.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+use crate::{GROUP, LANES, decode::SLOTS, encode::SimdEncTable};
+
+/// Words a decoder kernel may touch from the first word of a group: a group takes at most
+/// `GROUP` words and a register's load reads at most 16 past the words taken so far.
+pub(crate) const WINDOW: usize = GROUP + 16;
+
+/// Words an encoder kernel may write below the lowest word it emits (AVX2 stores 8 words at a
+/// time, the valid ones at the top).
+pub(crate) const ENCODE_HEADROOM: usize = 16;
+
+/// Proof that the CPU runs AVX2 (and POPCNT, BMI2): built only by [`Avx2::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    pub(crate) fn detect() -> Option<Avx2> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+            && std::arch::is_x86_feature_detected!("bmi2")
+        {
+            return Some(Avx2(()));
+        }
+        None
+    }
+}
+
+/// Proof that the CPU runs AVX-512 F, BW, VL, VBMI2 and IFMA (and AVX2, POPCNT, BMI2): built
+/// only by [`Avx512::detect`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    pub(crate) fn detect() -> Option<Avx512> {
+        #[cfg(target_arch = "x86_64")]
+        if Avx2::detect().is_some()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vbmi2")
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+        {
+            return Some(Avx512(()));
+        }
+        None
+    }
+}
+
+/// A detected SIMD kernel set.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kernel {
+    Avx2(Avx2),
+    Avx512(Avx512),
+}
+
+impl Kernel {
+    /// Decodes full groups of `out` (a multiple of `GROUP` bytes) with one table while the
+    /// stream holds a whole [`WINDOW`] of words from the group's first: `words` is the unit's
+    /// stream as little-endian u16 words and `pos` the next word. Returns the groups decoded;
+    /// fewer than `out.len() / GROUP` only when the window ran out.
+    pub(crate) fn decode_run(
+        self,
+        states: &mut [u32; LANES],
+        words: &[u8],
+        pos: &mut usize,
+        entries: &[u32; SLOTS],
+        prob_bits: u32,
+        out: &mut [u8],
+    ) -> usize {
+        // The kernels mask the slot with `SLOTS - 1`; this keeps the shifts in range too.
+        let prob_bits = prob_bits.clamp(8, 12);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU runs the kernel's target features.
+            Kernel::Avx2(_) => unsafe {
+                avx2::decode_run(states, words, pos, entries, prob_bits, out)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx512(_) => unsafe {
+                avx512::decode_run(states, words, pos, entries, prob_bits, out)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD kernels on this architecture"),
+        }
+    }
+
+    /// Encodes the full groups of `symbols` (a multiple of `GROUP`) with one table, last group
+    /// first, emitting words downward: the stream's next word goes to `buf[*cur - 1]` (u16
+    /// little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]` is always the stream so far.
+    ///
+    /// Panics if `buf` has no room below `*cur` for one word per symbol plus the headroom.
+    pub(crate) fn encode_run(
+        self,
+        states: &mut [u32; LANES],
+        symbols: &[u8],
+        table: &SimdEncTable,
+        prob_bits: u32,
+        buf: &mut [u8],
+        cur: &mut usize,
+    ) {
+        let prob_bits = prob_bits.clamp(8, 12);
+        let groups = symbols.len() / GROUP;
+        assert!(
+            *cur <= buf.len() / 2 && *cur >= groups * GROUP + ENCODE_HEADROOM,
+            "encoder word buffer too small"
+        );
+        let symbols = &symbols[..groups * GROUP];
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU features; the buffer has room (asserted above).
+            Kernel::Avx2(_) => unsafe {
+                avx2::encode_run(states, symbols, table, prob_bits, buf, cur)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx512(_) => unsafe {
+                avx512::encode_run(states, symbols, table, prob_bits, buf, cur)
+            },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD kernels on this architecture"),
+        }
+    }
+}
