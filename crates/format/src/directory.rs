@@ -152,8 +152,14 @@ pub fn parse_header(bytes: &[u8]) -> Result<()> {
     if version != FORMAT_VERSION {
         return Err(FormatError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
-    if header.flags.get() != 0 || header.header_len.get() != FileHeader::LEN as u32 {
-        return Err(FormatError::invalid("file header", "unknown flags or header length"));
+    if header.flags.get() != 0
+        || header.header_len.get() != FileHeader::LEN as u32
+        || header.reserved != [0; 16]
+    {
+        return Err(FormatError::invalid(
+            "file header",
+            "unknown flags, header length or reserved bytes",
+        ));
     }
     Ok(())
 }
@@ -185,6 +191,9 @@ pub fn parse_trailer(tail: &[u8], file_len: u64) -> Result<DirectoryLocation> {
             found: trailer.version.get(),
             supported: FORMAT_VERSION,
         });
+    }
+    if trailer.reserved.get() != 0 {
+        return Err(FormatError::invalid("trailer", "reserved bytes not zero"));
     }
     let (offset, len) = (trailer.directory_offset.get(), trailer.directory_len.get());
     let end = offset.checked_add(len).and_then(|e| e.checked_add(Trailer::LEN as u64));
@@ -282,6 +291,7 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
     };
     let mut next_plane = 0u64;
     let mut next_unit = 0u64;
+    let mut next_table = 0u64;
     for (index, t) in tensors.iter().enumerate() {
         let tensor = parse_tensor(index, t, &dims, names, planes, units, tables, loc.offset)
             .map_err(|e| match e {
@@ -293,16 +303,40 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
         if u64::from(t.first_plane.get()) != next_plane {
             return Err(FormatError::invalid("tensor record", "planes not in order"));
         }
-        next_plane += u64::from(t.n_planes.get());
-        for p in &tensor.planes {
-            if let PlaneEncoding::Rans { units, .. } = &p.encoding {
-                next_unit += units.len() as u64;
+        // Units and tables are each used by one plane, in plane order; raw planes use none.
+        for (p, record) in tensor.planes.iter().zip(&planes[next_plane as usize..]) {
+            let (first_unit, tables_offset, tables_len) = (
+                u64::from(record.first_unit.get()),
+                u64::from(record.tables_offset.get()),
+                u64::from(record.tables_len.get()),
+            );
+            let in_order = match &p.encoding {
+                PlaneEncoding::Rans { units, .. } => {
+                    let in_order = first_unit == next_unit && tables_offset == next_table;
+                    next_unit += units.len() as u64;
+                    next_table += tables_len;
+                    in_order
+                }
+                PlaneEncoding::Raw { .. } => (first_unit, tables_offset, tables_len) == (0, 0, 0),
+            };
+            if !in_order {
+                return Err(FormatError::invalid(
+                    "plane record",
+                    format!("tensor {index}: units or tables not in plane order"),
+                ));
             }
         }
+        next_plane += u64::from(t.n_planes.get());
         out.tensors.push(tensor);
     }
-    if next_plane != planes.len() as u64 || next_unit != units.len() as u64 {
-        return Err(FormatError::invalid("directory", "planes or units not all used exactly once"));
+    if next_plane != planes.len() as u64
+        || next_unit != units.len() as u64
+        || next_table != tables.len() as u64
+    {
+        return Err(FormatError::invalid(
+            "directory",
+            "planes, units or tables not all used exactly once",
+        ));
     }
     validate_layout(&out, loc.offset)?;
     Ok(out)
@@ -351,6 +385,10 @@ fn parse_tensor(
             "tensor record",
             format!("shape {tensor_dims:?} of {dtype} is not {} bytes", t.source_len.get()),
         ));
+    }
+    // A tensor with no rows may have any number of columns: their bytes must still count.
+    if dtype.storage_len(cols).is_none() {
+        return Err(FormatError::invalid("tensor record", "row size overflows"));
     }
     let shapes = transform.plane_shapes(dtype, rows, cols);
     let first = u64::from(t.first_plane.get());
@@ -471,7 +509,7 @@ fn parse_plane(
                 if unit.offset % UNIT_ALIGN != 0
                     || unit.offset < next_free
                     || u64::from(unit.len) > max_len
-                    || unit.offset + u64::from(unit.len) > payload_len
+                    || unit.offset.checked_add(u64::from(unit.len)).is_none_or(|e| e > payload_len)
                 {
                     return Err(FormatError::invalid(
                         "unit record",

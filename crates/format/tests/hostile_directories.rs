@@ -1,0 +1,214 @@
+//! Hostile directories, each a regression test of a fuzzing find or an audit of the parser:
+//! a well-formed file is built, one field is edited (and the directory CRC fixed up, so the
+//! edit reaches the parser), and the parse must be a typed error, never a panic or overflow.
+
+use wcodec_format::records::{
+    DirectoryHeader, FileHeader, PlaneRecord, TensorRecord, Trailer, UnitRecord,
+};
+use wcodec_format::{
+    Directory, Dtype, FormatError, PlaneEncoding, PlaneEntry, Predictor, SourceKind, TensorEntry,
+    Transform, UnitEntry,
+};
+use zerocopy::IntoBytes;
+
+/// Where the payload starts: the first 64-byte boundary after the header.
+const PAYLOAD: u64 = 64;
+
+fn rans_plane(
+    rows: u64,
+    cols: u64,
+    tile: (u32, u32),
+    units: u32,
+    payload_offset: u64,
+) -> PlaneEntry {
+    let mut table = [0u32; 256];
+    table[7] = 1 << 12;
+    PlaneEntry {
+        rows,
+        cols,
+        tile_rows: tile.0,
+        tile_cols: tile.1,
+        bias128: false,
+        payload_offset,
+        payload_len: 128 * u64::from(units),
+        encoding: PlaneEncoding::Rans {
+            prob_bits: 12,
+            tables: vec![table],
+            row_tables: Vec::new(),
+            units: (0..units)
+                .map(|i| UnitEntry {
+                    offset: 128 * u64::from(i),
+                    len: 128,
+                    crc32c: 0,
+                    predictor: Predictor::None,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Two u8 tensors of 4 x 8, each one rANS plane of two 4 x 4 tiles.
+fn directory() -> Directory {
+    let tensor = |i: u64| TensorEntry {
+        name: format!("t{i}"),
+        dtype: Dtype::U8,
+        dims: vec![4, 8],
+        transform: Transform::Identity,
+        source_offset: 32 * i,
+        source_len: 32,
+        crc32c: 0,
+        order0_bytes: 0,
+        planes: vec![rans_plane(4, 8, (4, 4), 2, PAYLOAD + 256 * i)],
+    };
+    Directory {
+        source_kind: SourceKind::Raw,
+        source_len: 64,
+        tensors: vec![tensor(0), tensor(1)],
+        gaps: Vec::new(),
+    }
+}
+
+/// The whole file of `dir`, with zeros for payload.
+fn file(dir: &Directory) -> Vec<u8> {
+    let mut out = FileHeader::new().as_bytes().to_vec();
+    let end = dir
+        .tensors
+        .iter()
+        .flat_map(|t| &t.planes)
+        .map(|p| p.payload_offset + p.payload_len)
+        .max()
+        .unwrap_or(PAYLOAD);
+    out.resize(end as usize, 0);
+    let bytes = dir.to_bytes();
+    let offset = out.len() as u64;
+    out.extend_from_slice(&bytes);
+    out.extend_from_slice(Trailer::new(offset, &bytes).as_bytes());
+    out
+}
+
+/// Offset of the directory in `file`.
+fn dir_offset(file: &[u8]) -> usize {
+    u64::from_le_bytes(file[file.len() - 32..file.len() - 24].try_into().unwrap()) as usize
+}
+
+/// `file` with `bytes` written at `at` and the directory CRC recomputed.
+fn edit(file: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut out = file.to_vec();
+    out[at..at + bytes.len()].copy_from_slice(bytes);
+    let (d, n) = (dir_offset(&out), out.len());
+    let crc = crc32c::crc32c(&out[d..n - Trailer::LEN]);
+    out[n - 16..n - 12].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Offsets in the file of the records of the directory of `dir`.
+struct At {
+    tensors: usize,
+    planes: usize,
+    units: usize,
+}
+
+fn at(file: &[u8], dir: &Directory) -> At {
+    let tensors = dir_offset(file) + DirectoryHeader::LEN;
+    let planes = tensors + dir.tensors.len() * TensorRecord::LEN;
+    let n_planes: usize = dir.tensors.iter().map(|t| t.planes.len()).sum();
+    At { tensors, planes, units: planes + n_planes * PlaneRecord::LEN }
+}
+
+fn invalid(bytes: &[u8]) -> FormatError {
+    Directory::from_file_bytes(bytes).expect_err("a hostile directory must not parse")
+}
+
+#[test]
+fn the_well_formed_file_parses() {
+    let dir = directory();
+    assert_eq!(Directory::from_file_bytes(&file(&dir)).unwrap(), dir);
+}
+
+/// Fuzz find (directory target): a unit offset near 2^64 overflowed `offset + len`.
+#[test]
+fn a_unit_offset_near_the_end_of_u64_is_invalid_not_an_overflow() {
+    let dir = directory();
+    let f = file(&dir);
+    let unit1 = at(&f, &dir).units + UnitRecord::LEN;
+    let bad = edit(&f, unit1, &(u64::MAX - 15).to_le_bytes());
+    assert!(matches!(invalid(&bad), FormatError::Invalid { what: "unit record", .. }));
+}
+
+/// Fuzz find (directory target): the byte size of a block tensor of 2^63 elements overflowed
+/// in `Dtype::storage_len`.
+#[test]
+fn a_block_tensor_whose_byte_size_overflows_is_invalid() {
+    assert_eq!(Dtype::Q8_0.storage_len(!31u64), None);
+    let mut dir = directory();
+    dir.tensors.truncate(1);
+    dir.source_len = 32;
+    let t = &mut dir.tensors[0];
+    t.dtype = Dtype::Q8_0;
+    t.dims = vec![1, !31u64];
+    let bad = file(&dir);
+    assert!(matches!(invalid(&bad), FormatError::Invalid { what: "tensor record", .. }));
+}
+
+/// Audit: a tensor with no rows may claim any number of columns; its row size in bytes
+/// (columns x element size) overflowed when its planes' shapes were computed.
+#[test]
+fn a_zero_row_tensor_whose_row_size_overflows_is_invalid() {
+    let mut dir = directory();
+    dir.tensors.truncate(1);
+    dir.source_len = 0;
+    let t = &mut dir.tensors[0];
+    t.dtype = Dtype::F32;
+    t.dims = vec![0, 1 << 62];
+    t.source_len = 0;
+    t.planes = vec![rans_plane(0, 1 << 62, (4, 4), 0, PAYLOAD)];
+    let bad = file(&dir);
+    assert!(matches!(invalid(&bad), FormatError::Invalid { what: "tensor record", .. }));
+}
+
+/// Audit: two planes pointing at the same unit records (so that others go unused, or one
+/// payload is described twice) passed the "used exactly once" count.
+#[test]
+fn planes_sharing_unit_records_or_tables_are_invalid() {
+    let dir = directory();
+    let f = file(&dir);
+    let plane1 = at(&f, &dir).planes + PlaneRecord::LEN;
+    // first_unit (offset 36 of a plane record) of the second plane: 0 instead of 2.
+    let shared_units = edit(&f, plane1 + 36, &0u32.to_le_bytes());
+    assert!(matches!(invalid(&shared_units), FormatError::Invalid { what: "plane record", .. }));
+    // tables_offset (offset 28): the first plane's table.
+    let shared_tables = edit(&f, plane1 + 28, &0u32.to_le_bytes());
+    assert!(matches!(invalid(&shared_tables), FormatError::Invalid { .. }));
+}
+
+/// Audit: reserved bytes of the file header and the trailer, which no checksum covers, were
+/// not checked, so a flip there went unnoticed.
+#[test]
+fn reserved_bytes_of_header_and_trailer_must_be_zero() {
+    let f = file(&directory());
+    let mut header = f.clone();
+    header[20] = 1;
+    assert!(matches!(invalid(&header), FormatError::Invalid { what: "file header", .. }));
+    let mut trailer = f.clone();
+    let n = trailer.len();
+    trailer[n - 10] = 1;
+    assert!(matches!(invalid(&trailer), FormatError::Invalid { what: "trailer", .. }));
+}
+
+/// Audit: counts that claim more records than the directory holds are `Truncated`, found
+/// before anything is allocated from them.
+#[test]
+fn counts_beyond_the_directory_are_truncated_before_allocation() {
+    let dir = directory();
+    let f = file(&dir);
+    let d = dir_offset(&f);
+    for field in [0, 4, 8, 12, 16, 20] {
+        let bad = edit(&f, d + field, &u32::MAX.to_le_bytes());
+        assert!(matches!(invalid(&bad), FormatError::Truncated { .. }), "field at {field}");
+    }
+    let bad = edit(&f, d + 24, &u64::MAX.to_le_bytes());
+    assert!(matches!(invalid(&bad), FormatError::Truncated { .. }));
+    // A tensor claiming 2^60 elements does not match its bytes.
+    let huge = edit(&f, at(&f, &dir).tensors + 32, &(1u64 << 60).to_le_bytes());
+    assert!(matches!(invalid(&huge), FormatError::Invalid { .. }));
+}
