@@ -45,6 +45,22 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Group by layer type (embeddings, attention q/k/v/o, MLP gate/up/down, norms, lm
+        /// head): ratio against the source file and against the pre-quantization original.
+        #[arg(long)]
+        by_layer_type: bool,
+    },
+    /// Quantize FP32/FP16/BF16 safetensors to INT8 with f32 scales (LOSSY; reports the error).
+    Quantize {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Scale granularity: per-tensor or per-channel (one scale per output row).
+        #[arg(long, value_name = "per-tensor|per-channel")]
+        int8: String,
+        /// Overwrite an existing output.
+        #[arg(short, long)]
+        force: bool,
     },
     /// Decode every tensor and check every checksum, writing nothing.
     Verify { file: PathBuf },
@@ -290,6 +306,76 @@ fn info(file: PathBuf, json: bool) -> Result<(), Error> {
     Ok(())
 }
 
+fn layer_report(file: PathBuf, json: bool) -> Result<(), Error> {
+    let archive = Archive::open(&file)?;
+    let rows = archive.layer_report();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
+        return Ok(());
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    println!(
+        "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10} {:>10}",
+        "layer type", "tensors", "original", "source", "stored", "vs source", "vs orig"
+    );
+    let mut total = wcodec::LayerRow { layer: "total", ..Default::default() };
+    for r in &rows {
+        println!(
+            "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10.4} {:>10.4}",
+            r.layer,
+            r.tensors,
+            r.original_bytes,
+            r.source_bytes,
+            r.stored_bytes,
+            ratio(r.source_bytes, r.stored_bytes),
+            ratio(r.original_bytes, r.stored_bytes)
+        );
+        total.tensors += r.tensors;
+        total.original_bytes += r.original_bytes;
+        total.source_bytes += r.source_bytes;
+        total.stored_bytes += r.stored_bytes;
+    }
+    println!(
+        "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10.4} {:>10.4}",
+        "total",
+        total.tensors,
+        total.original_bytes,
+        total.source_bytes,
+        total.stored_bytes,
+        ratio(total.source_bytes, total.stored_bytes),
+        ratio(total.original_bytes, total.stored_bytes)
+    );
+    Ok(())
+}
+
+fn quantize(input: PathBuf, output: PathBuf, int8: &str, force: bool) -> Result<(), Error> {
+    use wcodec::quantize::{Granularity, quantize_int8};
+    let granularity = match int8 {
+        "per-tensor" => Granularity::PerTensor,
+        "per-channel" => Granularity::PerChannel,
+        other => {
+            return Err(usage(format!("--int8 takes per-tensor or per-channel, not {other:?}")));
+        }
+    };
+    if !force && output.exists() {
+        return Err(Error::OutputExists { path: output });
+    }
+    let source = wcodec::read_input(&input)?;
+    let (bytes, report) = quantize_int8(&source, granularity)?;
+    wcodec::write_file(&output, force, &bytes)?;
+    eprintln!(
+        "{} -> {}: {} tensors quantized to int8 {int8} (lossy), {} copied; \
+         max abs error {:.6}, mean abs error {:.6}",
+        input.display(),
+        output.display(),
+        report.tensors.len(),
+        report.copied,
+        report.max_abs_error(),
+        report.mean_abs_error()
+    );
+    Ok(())
+}
+
 fn verify(file: PathBuf, quiet: bool) -> Result<(), Error> {
     let archive = Archive::open(&file)?;
     let bar = progress_bar(quiet, "verify");
@@ -320,7 +406,9 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Compress(args) => compress(args, cli.quiet),
         Command::Decompress { input, output, force } => decompress(input, output, force, cli.quiet),
-        Command::Info { file, json } => info(file, json),
+        Command::Info { file, json, by_layer_type: true } => layer_report(file, json),
+        Command::Info { file, json, by_layer_type: false } => info(file, json),
+        Command::Quantize { input, output, int8, force } => quantize(input, output, &int8, force),
         Command::Verify { file } => verify(file, cli.quiet),
     }
 }

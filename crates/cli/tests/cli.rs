@@ -139,3 +139,51 @@ fn errors_have_exit_codes_and_one_line_messages() {
     // Nothing was written under a failed decompress's target name.
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn quantize_then_compress_reports_by_layer_type() {
+    use wcodec::Dtype;
+    let dir = tempfile::tempdir().unwrap();
+    let f32_bytes = |n: usize, seed: u32| -> Vec<u8> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) >> 20) as f32 / 4096.0 - 0.5)
+            .flat_map(f32::to_le_bytes)
+            .collect()
+    };
+    let q = f32_bytes(64 * 32, 1);
+    let up = f32_bytes(128 * 32, 2);
+    let norm = f32_bytes(32, 3);
+    let source = wcodec::container::write_safetensors(
+        &[
+            ("layers.0.self_attn.q_proj.weight", Dtype::F32, &[64, 32], &q),
+            ("layers.0.mlp.up_proj.weight", Dtype::F32, &[128, 32], &up),
+            ("layers.0.input_layernorm.weight", Dtype::F32, &[32], &norm),
+        ],
+        None,
+    )
+    .unwrap();
+    let src = dir.path().join("model.safetensors");
+    std::fs::write(&src, &source).unwrap();
+    let int8 = dir.path().join("model.int8.safetensors");
+    let out = wcodec(&["quantize", s(&src), "-o", s(&int8), "--int8", "per-channel"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lossy") && stderr(&out).contains("max abs error"),
+        "{}",
+        stderr(&out)
+    );
+    let bad = wcodec(&["quantize", s(&src), "-o", s(&int8), "--int8", "per-row"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let wcz = dir.path().join("model.wcz");
+    assert!(wcodec(&["compress", "-q", s(&int8), "-o", s(&wcz)]).status.success());
+    let report = wcodec(&["info", "--by-layer-type", "--json", s(&wcz)]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let rows: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let q_row = rows.as_array().unwrap().iter().find(|r| r["layer"] == "attention q").unwrap();
+    // The original was f32: four times the int8 bytes.
+    assert_eq!(q_row["original_bytes"], 64 * 32 * 4);
+    assert_eq!(q_row["source_bytes"], 64 * 32);
+    let layers: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["layer"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["attention q", "mlp up", "norms", "scales"]);
+}

@@ -79,6 +79,20 @@ impl TensorSummary {
     }
 }
 
+/// One row of `Archive::layer_report`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LayerRow {
+    pub layer: &'static str,
+    pub tensors: usize,
+    /// Bytes of these tensors in the source file (e.g. the INT8 file).
+    pub source_bytes: u64,
+    /// Bytes they had before quantization (from the `wcodec.int8_from` metadata that
+    /// `wcodec quantize` writes; the source bytes where there is none).
+    pub original_bytes: u64,
+    /// Bytes stored in the .wcz.
+    pub stored_bytes: u64,
+}
+
 impl Archive {
     /// Opens and validates a .wcz file (reads only its header, trailer and directory).
     pub fn open(path: &Path) -> Result<Archive, Error> {
@@ -124,6 +138,48 @@ impl Archive {
             &mut |done| progress(done, total),
         )?;
         Ok(())
+    }
+
+    /// The `__metadata__` of a safetensors source (its header is the first gap).
+    pub fn source_metadata(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        if self.directory.source_kind != wcodec_format::SourceKind::Safetensors {
+            return None;
+        }
+        let gaps = &self.directory.gaps;
+        let n = u64::from_le_bytes(gaps.get(..8)?.try_into().ok()?);
+        let header = gaps.get(8..8usize.checked_add(usize::try_from(n).ok()?)?)?;
+        let json: serde_json::Value = serde_json::from_slice(header).ok()?;
+        let meta = json.get("__metadata__")?.as_object()?;
+        Some(meta.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+    }
+
+    /// Bytes per layer type (embeddings, attention q/k/v/o, MLP gate/up/down, norms, lm head,
+    /// scales, other), in `layers::LAYER_TYPES` order; types with no tensor are left out.
+    pub fn layer_report(&self) -> Vec<LayerRow> {
+        let from = self
+            .source_metadata()
+            .and_then(|m| m.get(crate::quantize::QUANTIZED_FROM_KEY).cloned())
+            .and_then(|name| wcodec_format::Dtype::from_safetensors_name(&name));
+        let mut rows: Vec<LayerRow> = crate::layers::LAYER_TYPES
+            .iter()
+            .map(|&layer| LayerRow { layer, ..Default::default() })
+            .collect();
+        for t in &self.directory.tensors {
+            let layer = crate::layers::layer_type(&t.name);
+            let row = rows.iter_mut().find(|r| r.layer == layer).expect("a known layer type");
+            row.tensors += 1;
+            row.source_bytes += t.source_len;
+            row.stored_bytes += t.stored_len();
+            row.original_bytes += match from {
+                Some(dtype) if t.dtype == wcodec_format::Dtype::I8 => {
+                    t.elements() * dtype.size() as u64
+                }
+                Some(_) if layer == "scales" => 0,
+                _ => t.source_len,
+            };
+        }
+        rows.retain(|r| r.tensors > 0);
+        rows
     }
 
     /// Predictor names in the order of `TensorSummary::predictors`.

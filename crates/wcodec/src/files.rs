@@ -86,6 +86,11 @@ fn write_atomically<T>(
     Ok(result)
 }
 
+/// Writes `bytes` to `output` atomically (never over an existing file without `force`).
+pub fn write_file(output: &Path, force: bool, bytes: &[u8]) -> Result<(), Error> {
+    write_atomically(output, force, |w| w.write_all(bytes).map_err(io_error(output)))
+}
+
 /// What `compress_path` did.
 #[derive(Clone, Debug)]
 pub struct CompressReport {

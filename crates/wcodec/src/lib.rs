@@ -15,10 +15,14 @@
 mod archive;
 mod error;
 mod files;
+pub mod layers;
+pub mod quantize;
 
-pub use archive::{Archive, TensorSummary};
+pub use archive::{Archive, LayerRow, TensorSummary};
 pub use error::Error;
-pub use files::{CompressReport, InputKind, compress_path, decompress_path, read_input};
+pub use files::{
+    CompressReport, InputKind, compress_path, decompress_path, read_input, write_file,
+};
 
 pub use wcodec_container as container;
 pub use wcodec_decode as decode;
