@@ -7,6 +7,7 @@
 mod bench;
 mod ci;
 mod corpus;
+mod fuzz;
 mod golden;
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ const COMMANDS: &[(&str, &str)] = &[
     ("ci", "every check CI runs: format, lints, tests, golden files, benches build"),
     ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
+    ("fuzz", "run every fuzz target of fuzz/ for a while (--seconds N; needs cargo-fuzz)"),
 ];
 
 fn usage() {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         "golden" => golden::run(rest),
         "bench" => bench::run(rest),
         "ci" => ci::run(rest),
+        "fuzz" => fuzz::run(rest),
         "bench-report" => bench::report(rest),
         "help" | "-h" | "--help" => {
             usage();
