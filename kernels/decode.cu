@@ -1,8 +1,8 @@
 // The wcodec decode kernel: rANS units straight into their final place in device memory.
 //
 // One launch covers every unit of every plane of every tensor asked for. A thread block takes a
-// run of units of one plane (WcBlock), loads the plane's decode tables into shared memory once,
-// and each of its warps decodes one unit at a time:
+// range of units (WcRange), loads each plane's decode tables into shared memory once, and each
+// of its warps decodes one unit at a time:
 //   - 32 lanes = the 32 interleaved rANS states of the unit (docs/FORMAT.md, "rANS units");
 //     lane i owns symbols 128g + 4i .. 128g + 4i + 3 of group g;
 //   - each lane looks its slot up in the table of the plane row its symbol lies in (the plane's
@@ -358,50 +358,68 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 
 // kThreads / kMinBlocks bound the registers (65536 / (kThreads * kMinBlocks) each): the
 // variants trade the largest block for more resident warps (WcLaunch.variant picks one).
+//
+// A block takes its range of units plane by plane: it loads the plane's tables into shared
+// memory (all warps wait for it), then its warps take the plane's units in order from a shared
+// counter, each as soon as it is free, so that no warp idles while units remain; the block
+// moves to the next plane when all its warps are done with this one.
 template <uint32_t kThreads, uint32_t kMinBlocks>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
-    const WcBlock b = reinterpret_cast<const WcBlock *>(p.blocks)[blockIdx.x];
-    const uint32_t *tables = reinterpret_cast<const uint32_t *>(p.tables) + b.table;
-    const uint32_t entries = b.prob_bits == 0 ? 0u : static_cast<uint32_t>(b.n_tables) << b.prob_bits;
-    // The host sets WC_BLOCK_GLOBAL_TABLES when the tables do not fit; checked again here.
-    const bool shared = (b.flags & WC_BLOCK_GLOBAL_TABLES) == 0 && entries <= p.smem_entries;
-    if (shared) {
-        const uint4 *from = reinterpret_cast<const uint4 *>(tables);
-        for (uint32_t i = threadIdx.x; i < entries / 4; i += blockDim.x) {
-            reinterpret_cast<uint4 *>(smem_tables)[i] = __ldg(from + i);
-        }
-    }
-    __syncthreads();
+    __shared__ uint32_t next_unit;
+    const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
+    const WcGroup *groups = reinterpret_cast<const WcGroup *>(p.groups);
     const uint8_t *src = reinterpret_cast<const uint8_t *>(p.src);
     const uint8_t *maps = reinterpret_cast<const uint8_t *>(p.maps);
     const WcUnit *units = reinterpret_cast<const WcUnit *>(p.units);
     uint32_t *status = reinterpret_cast<uint32_t *>(p.status);
-    const uint32_t warps = blockDim.x / WC_LANES;
-    const uint32_t warp = threadIdx.x / WC_LANES;
     const uint32_t lane = threadIdx.x % WC_LANES;
-    for (uint32_t i = warp; i < b.n_units; i += warps) {
-        const uint32_t index = b.first_unit + i;
-        const WcUnit u = units[index];
-        uint32_t st = 0;
-        if (u.kind == WC_UNIT_RAW) {
-            copy_raw(src, u, lane);
-        } else {
-            if (shared) {
-                st = decode_rans<true>(src, maps, u, smem_tables, b.prob_bits, lane);
-            } else {
-                st = decode_rans<false>(src, maps, u, tables, b.prob_bits, lane);
-            }
-            // The inverse prediction reads the unit's geometry again (from L1), so that the
-            // decoding loop above keeps none of it in registers.
-            const WcUnit v = units[index];
-            if (v.predictor != 0) {
-                __syncwarp(); // residuals written by every lane are visible to every lane
-                reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride, Cols::of(v, v.first),
-                            v.height, v.width, v.predictor,
-                            (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+    const uint32_t end = range.first_unit + range.n_units;
+    uint32_t start = range.first_unit;
+    for (uint32_t gi = range.first_group; start < end && gi < p.n_groups; ++gi) {
+        const WcGroup g = groups[gi];
+        const uint32_t seg_end = min(end, g.first_unit + g.n_units);
+        const uint32_t *tables = reinterpret_cast<const uint32_t *>(p.tables) + g.table;
+        const uint32_t entries =
+            g.prob_bits == 0 ? 0u : static_cast<uint32_t>(g.n_tables) << g.prob_bits;
+        // The host sets WC_GROUP_GLOBAL_TABLES when the tables do not fit; checked again here.
+        const bool shared = (g.flags & WC_GROUP_GLOBAL_TABLES) == 0 && entries <= p.smem_entries;
+        __syncthreads(); // every warp is done with the previous plane's tables and counter
+        if (shared) {
+            const uint4 *from = reinterpret_cast<const uint4 *>(tables);
+            for (uint32_t i = threadIdx.x; i < entries / 4; i += blockDim.x) {
+                reinterpret_cast<uint4 *>(smem_tables)[i] = __ldg(from + i);
             }
         }
-        if (lane == 0) status[index] = st;
+        if (threadIdx.x == 0) next_unit = start;
+        __syncthreads();
+        for (;;) {
+            uint32_t index = 0;
+            if (lane == 0) index = atomicAdd(&next_unit, 1u);
+            index = __shfl_sync(kFull, index, 0);
+            if (index >= seg_end) break;
+            const WcUnit u = units[index];
+            uint32_t st = 0;
+            if (u.kind == WC_UNIT_RAW) {
+                copy_raw(src, u, lane);
+            } else {
+                if (shared) {
+                    st = decode_rans<true>(src, maps, u, smem_tables, g.prob_bits, lane);
+                } else {
+                    st = decode_rans<false>(src, maps, u, tables, g.prob_bits, lane);
+                }
+                // The inverse prediction reads the unit's geometry again (from L1), so that
+                // the decoding loop above keeps none of it in registers.
+                const WcUnit v = units[index];
+                if (v.predictor != 0) {
+                    __syncwarp(); // residuals written by every lane are visible to every lane
+                    reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride,
+                                Cols::of(v, v.first), v.height, v.width, v.predictor,
+                                (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+                }
+            }
+            if (lane == 0) status[index] = st;
+        }
+        start = seg_end;
     }
 }
 
@@ -452,13 +470,13 @@ extern "C" int wc_decode_prepare(uint32_t variant, uint32_t smem_entries) {
 }
 
 extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
-    if (launch->n_blocks == 0) return static_cast<int>(cudaSuccess);
+    if (launch->n_ranges == 0) return static_cast<int>(cudaSuccess);
     if (launch->variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
     const uint32_t warps = launch->warps_per_block;
     const uint32_t max_warps = launch->variant == 0 ? 32u : 16u; // the variants' block bounds
     if (warps == 0 || warps > max_warps) return static_cast<int>(cudaErrorInvalidValue);
     const size_t smem = static_cast<size_t>(launch->smem_entries) * sizeof(uint32_t);
-    kVariants[launch->variant]<<<launch->n_blocks, warps * WC_LANES, smem,
+    kVariants[launch->variant]<<<launch->n_ranges, warps * WC_LANES, smem,
                                  static_cast<cudaStream_t>(stream)>>>(*launch);
     return static_cast<int>(cudaGetLastError());
 }

@@ -4,8 +4,11 @@
  *
  * One launch decodes many units of many planes and tensors: the host lays out
  *   - the compressed bytes of the wanted planes, copied to the device once (`src`),
- *   - one WcUnit per rANS unit (or per chunk of a raw plane), in the order blocks take them,
- *   - one WcBlock per thread block: a run of units of one plane, sharing its decode tables,
+ *   - one WcUnit per rANS unit (or per chunk of a raw plane), plane after plane,
+ *   - one WcGroup per plane: its units and its decode tables,
+ *   - one WcRange per thread block: a run of units of about equal work, which may span planes;
+ *     the block loads each plane's tables into shared memory once and its warps take the
+ *     plane's units one after another from a shared counter,
  *   - the decode tables, packed u32 entries `symbol | (freq - 1) << 8 | (slot - cum) << 20`,
  *   - the row-class maps (one byte per plane row) of planes with several tables,
  * and the kernel writes every byte straight to its final place in the output tensors. */
@@ -39,8 +42,8 @@
 #define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
 #define WC_MERGE_F32_SPLIT 2u  /* exponent, sign+top mantissa, middle, low -> u32 */
 
-/* WcBlock.flags */
-#define WC_BLOCK_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
+/* WcGroup.flags */
+#define WC_GROUP_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
 
 /* Status bits the kernel writes per unit (0 = decoded and verified). */
 #define WC_ERR_BAD_INITIAL_STATE 1u /* a lane starts below 2^16 */
@@ -92,36 +95,46 @@ typedef struct WcMerge {
     uint64_t plane_len;
 } WcMerge;
 
-/* One thread block: `n_units` consecutive WcUnits of one plane, whose tables (all of the
- * plane's, `n_tables << prob_bits` entries from `table`) the block loads once (16 bytes). */
-typedef struct WcBlock {
+/* The units of one plane, `n_units` from `first_unit`, whose tables (all of the plane's,
+ * `n_tables << prob_bits` entries from `table`) a block loads before taking them (16 bytes). */
+typedef struct WcGroup {
     uint32_t first_unit;
     uint32_t n_units;
-    /* Index in `tables` of the block's first entry (a multiple of 4). */
+    /* Index in `tables` of the plane's first entry (a multiple of 4). */
     uint32_t table;
-    /* 8..=12; 0 for a block of raw units, which loads no table. */
+    /* 8..=12; 0 for a raw plane, which loads no table. */
     uint8_t prob_bits;
     uint8_t n_tables;
-    uint8_t flags; /* WC_BLOCK_* */
+    uint8_t flags; /* WC_GROUP_* */
     uint8_t reserved;
-} WcBlock;
+} WcGroup;
 
-/* Arguments of one launch (80 bytes), passed by value to the kernel. Addresses are device
+/* The work of one thread block: units [first_unit, first_unit + n_units), the first of them in
+ * group `first_group` (16 bytes). */
+typedef struct WcRange {
+    uint32_t first_unit;
+    uint32_t n_units;
+    uint32_t first_group;
+    uint32_t reserved;
+} WcRange;
+
+/* Arguments of one launch (88 bytes), passed by value to the kernel. Addresses are device
  * addresses as integers so that the Rust mirror needs no pointer types. */
 typedef struct WcLaunch {
     uint64_t src;     /* const uint8_t*: compressed bytes */
     uint64_t src_len; /* bytes at `src` (informational; the host checked every unit against it) */
     uint64_t units;   /* const WcUnit* */
-    uint64_t blocks;  /* const WcBlock* */
+    uint64_t groups;  /* const WcGroup* */
+    uint64_t ranges;  /* const WcRange*: one per thread block */
     uint64_t tables;  /* const uint32_t*: packed decode-table entries */
     uint64_t maps;    /* const uint8_t*: the row-class map of every plane with several tables */
     uint64_t status;  /* uint32_t*: one status word per unit */
-    uint32_t n_blocks;
+    uint32_t n_ranges;
     uint32_t n_units;
     uint32_t warps_per_block; /* 1..=WC_MAX_WARPS, at most the variant's block size */
     uint32_t smem_entries;    /* table entries of dynamic shared memory per block */
     uint32_t variant;         /* < WC_VARIANTS */
-    uint32_t reserved;
+    uint32_t n_groups;
 } WcLaunch;
 
 /* What the compiler gave the decode kernel, for `cargo xtask kernels` and reports. */
@@ -145,11 +158,13 @@ static_assert(__builtin_offsetof(WcUnit, row_map) == 48, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, col_stride) == 56, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, step) == 62, "WcUnit layout");
 static_assert(sizeof(WcMerge) == 32, "WcMerge layout");
-static_assert(sizeof(WcBlock) == 16, "WcBlock layout");
-static_assert(__builtin_offsetof(WcBlock, n_tables) == 13, "WcBlock layout");
-static_assert(sizeof(WcLaunch) == 80, "WcLaunch layout");
-static_assert(__builtin_offsetof(WcLaunch, n_blocks) == 56, "WcLaunch layout");
-static_assert(__builtin_offsetof(WcLaunch, smem_entries) == 68, "WcLaunch layout");
+static_assert(sizeof(WcGroup) == 16, "WcGroup layout");
+static_assert(__builtin_offsetof(WcGroup, n_tables) == 13, "WcGroup layout");
+static_assert(sizeof(WcRange) == 16, "WcRange layout");
+static_assert(sizeof(WcLaunch) == 88, "WcLaunch layout");
+static_assert(__builtin_offsetof(WcLaunch, n_ranges) == 64, "WcLaunch layout");
+static_assert(__builtin_offsetof(WcLaunch, smem_entries) == 76, "WcLaunch layout");
+static_assert(__builtin_offsetof(WcLaunch, n_groups) == 84, "WcLaunch layout");
 static_assert(sizeof(WcKernelInfo) == 32, "WcKernelInfo layout");
 extern "C" {
 #endif

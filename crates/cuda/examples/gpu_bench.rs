@@ -125,21 +125,20 @@ fn encode_options(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> EncodeOpti
 fn configs(quick: bool) -> Vec<LaunchConfig> {
     let mut out = Vec::new();
     for variant in 0..wcodec_cuda::abi::VARIANTS {
-        for warps in [4u32, 8, 16, 32] {
+        for warps in [8u32, 16, 24, 32] {
             if variant == 1 && warps > 16 {
                 continue;
             }
-            for per_warp in [1u32, 2, 4] {
-                out.push(LaunchConfig {
-                    variant,
-                    warps_per_block: warps,
-                    units_per_block: warps * per_warp,
-                });
+            for blocks_per_sm in [1u32, 2, 3] {
+                if warps * blocks_per_sm > 64 {
+                    continue;
+                }
+                out.push(LaunchConfig { variant, warps_per_block: warps, blocks_per_sm });
             }
         }
     }
     if quick {
-        out.retain(|c| c.units_per_block == c.warps_per_block * 2);
+        out.retain(|c| c.warps_per_block * c.blocks_per_sm == 32);
     }
     out
 }
@@ -240,7 +239,7 @@ fn main() -> Result<()> {
     let settings = settings(args.quick);
     say!("");
     say!(
-        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps, units/block) | GB/s best | GB/s default | floor GB/s | of floor |"
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM) | GB/s best | GB/s default | floor GB/s | of floor |"
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &sources {
@@ -279,16 +278,16 @@ fn main() -> Result<()> {
                 b.output_bytes >> 20,
                 b.config.variant,
                 b.config.warps_per_block,
-                b.config.units_per_block,
+                b.config.blocks_per_sm,
                 b.gbps,
                 d.gbps,
                 100.0 * b.gbps / floor
             );
             for r in &reports {
                 json.push(format!(
-                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
                     s.name, tile.0, tile.1, tensor_len as f64 / stored as f64, r.output_bytes, r.compressed_bytes, r.units,
-                    r.config.variant, r.config.warps_per_block, r.config.units_per_block, r.median_s * 1e6, r.gbps
+                    r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
                 ));
             }
         }
@@ -317,7 +316,7 @@ fn main() -> Result<()> {
         let mut cs = Vec::new();
         for warps in [1u32, 2, 4, 8, 16] {
             for variant in 0..wcodec_cuda::abi::VARIANTS {
-                cs.push(LaunchConfig { variant, warps_per_block: warps, units_per_block: warps });
+                cs.push(LaunchConfig { variant, warps_per_block: warps, blocks_per_sm: 1 });
             }
         }
         if !cs.contains(&default) {
@@ -349,7 +348,7 @@ fn main() -> Result<()> {
             b.units,
             b.config.variant,
             b.config.warps_per_block,
-            b.config.units_per_block,
+            b.config.blocks_per_sm,
             b.median_s * 1e6,
             b.gbps,
             batched[0].median_s * 1e6
@@ -360,15 +359,15 @@ fn main() -> Result<()> {
             tile.1,
             d.config.variant,
             d.config.warps_per_block,
-            d.config.units_per_block,
+            d.config.blocks_per_sm,
             d.median_s * 1e6,
             d.gbps,
             batched[1].median_s * 1e6
         );
         for r in &reports {
             json.push(format!(
-                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"variant\":{},\"warps\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
-                tile.0, tile.1, r.config.variant, r.config.warps_per_block, r.config.units_per_block, r.median_s * 1e6, r.gbps
+                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                tile.0, tile.1, r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
             ));
         }
     }

@@ -20,7 +20,7 @@ pub const FLAG_WORD_STORES: u8 = 2;
 pub const FLAG_CONTIGUOUS: u8 = 4;
 pub const FLAG_ROW_TABLES: u8 = 8;
 
-pub const BLOCK_GLOBAL_TABLES: u8 = 1;
+pub const GROUP_GLOBAL_TABLES: u8 = 1;
 
 pub const MERGE_BF16_SPLIT: u32 = 1;
 pub const MERGE_F32_SPLIT: u32 = 2;
@@ -69,19 +69,30 @@ pub struct WcMerge {
     pub plane_len: u64,
 }
 
-/// `WcBlock`: a run of units of one plane, sharing its decode tables.
+/// `WcGroup`: the units of one plane and its decode tables.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WcBlock {
+pub struct WcGroup {
     pub first_unit: u32,
     pub n_units: u32,
     /// Index in the tables array of the plane's first table entry.
     pub table: u32,
-    /// 8..=12, or 0 for a block of raw units.
+    /// 8..=12, or 0 for a raw plane.
     pub prob_bits: u8,
     pub n_tables: u8,
     pub flags: u8,
     pub reserved: u8,
+}
+
+/// `WcRange`: the units one thread block decodes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WcRange {
+    pub first_unit: u32,
+    pub n_units: u32,
+    /// The group of `first_unit`.
+    pub first_group: u32,
+    pub reserved: u32,
 }
 
 /// `WcLaunch`: the arguments of one launch.
@@ -91,16 +102,17 @@ pub struct WcLaunch {
     pub src: u64,
     pub src_len: u64,
     pub units: u64,
-    pub blocks: u64,
+    pub groups: u64,
+    pub ranges: u64,
     pub tables: u64,
     pub maps: u64,
     pub status: u64,
-    pub n_blocks: u32,
+    pub n_ranges: u32,
     pub n_units: u32,
     pub warps_per_block: u32,
     pub smem_entries: u32,
     pub variant: u32,
-    pub reserved: u32,
+    pub n_groups: u32,
 }
 
 /// `WcKernelInfo`: what the compiler gave the decode kernel on the current device.
@@ -141,16 +153,19 @@ mod tests {
         assert_eq!(size_of::<WcMerge>(), 32);
         assert_eq!(offset_of!(WcMerge, n), 16);
         assert_eq!(offset_of!(WcMerge, plane_len), 24);
-        assert_eq!(size_of::<WcBlock>(), 16);
-        assert_eq!(offset_of!(WcBlock, prob_bits), 12);
-        assert_eq!(offset_of!(WcBlock, n_tables), 13);
-        assert_eq!(offset_of!(WcBlock, flags), 14);
-        assert_eq!(size_of::<WcLaunch>(), 80);
-        assert_eq!(offset_of!(WcLaunch, maps), 40);
-        assert_eq!(offset_of!(WcLaunch, status), 48);
-        assert_eq!(offset_of!(WcLaunch, n_blocks), 56);
-        assert_eq!(offset_of!(WcLaunch, smem_entries), 68);
-        assert_eq!(offset_of!(WcLaunch, variant), 72);
+        assert_eq!(size_of::<WcGroup>(), 16);
+        assert_eq!(offset_of!(WcGroup, prob_bits), 12);
+        assert_eq!(offset_of!(WcGroup, n_tables), 13);
+        assert_eq!(offset_of!(WcGroup, flags), 14);
+        assert_eq!(size_of::<WcRange>(), 16);
+        assert_eq!(offset_of!(WcRange, first_group), 8);
+        assert_eq!(size_of::<WcLaunch>(), 88);
+        assert_eq!(offset_of!(WcLaunch, ranges), 32);
+        assert_eq!(offset_of!(WcLaunch, status), 56);
+        assert_eq!(offset_of!(WcLaunch, n_ranges), 64);
+        assert_eq!(offset_of!(WcLaunch, smem_entries), 76);
+        assert_eq!(offset_of!(WcLaunch, variant), 80);
+        assert_eq!(offset_of!(WcLaunch, n_groups), 84);
         assert_eq!(size_of::<WcKernelInfo>(), 32);
     }
 
@@ -178,7 +193,7 @@ mod tests {
         assert_eq!(define("WC_FLAG_WORD_STORES"), u64::from(FLAG_WORD_STORES));
         assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
         assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
-        assert_eq!(define("WC_BLOCK_GLOBAL_TABLES"), u64::from(BLOCK_GLOBAL_TABLES));
+        assert_eq!(define("WC_GROUP_GLOBAL_TABLES"), u64::from(GROUP_GLOBAL_TABLES));
         assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
         assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
         assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));

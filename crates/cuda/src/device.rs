@@ -16,7 +16,10 @@ use cudarc::driver::{
 };
 use wcodec_format::Directory;
 
-use crate::abi::{BLOCK_GLOBAL_TABLES, VARIANTS, WcBlock, WcKernelInfo, WcLaunch, WcMerge, WcUnit};
+use crate::abi::{
+    GROUP_GLOBAL_TABLES, VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit,
+};
+use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Plan};
 use crate::{CudaError, KernelInfo};
 
@@ -42,7 +45,9 @@ mod ffi {
 // kernels expect (asserted in abi.rs and in the header); any bit pattern is a valid value.
 unsafe impl DeviceRepr for WcUnit {}
 // SAFETY: as above.
-unsafe impl DeviceRepr for WcBlock {}
+unsafe impl DeviceRepr for WcGroup {}
+// SAFETY: as above.
+unsafe impl DeviceRepr for WcRange {}
 // SAFETY: as above.
 unsafe impl DeviceRepr for WcMerge {}
 
@@ -86,11 +91,14 @@ pub(crate) struct Loaded {
     n_units: u32,
 }
 
-/// A launch shape made concrete for one GPU: its blocks uploaded, its shared memory sized.
+/// A launch shape made concrete for one GPU: the groups (flagged where their tables stay in
+/// global memory) and the blocks' ranges uploaded, shared memory sized.
 pub(crate) struct Shape {
     config: LaunchConfig,
-    blocks: CudaSlice<WcBlock>,
-    n_blocks: u32,
+    groups: CudaSlice<WcGroup>,
+    ranges: CudaSlice<WcRange>,
+    n_groups: u32,
+    n_ranges: u32,
     smem_entries: u32,
 }
 
@@ -233,7 +241,7 @@ impl Gpu {
         })
     }
 
-    /// Cuts the plan into blocks for `config` and sizes their shared memory: a plane whose
+    /// Cuts the plan into the blocks of `config` and sizes their shared memory: a plane whose
     /// tables do not fit reads them from global memory.
     pub(crate) fn shape(&self, plan: &Plan, config: LaunchConfig) -> Result<Shape, CudaError> {
         let kernel = self
@@ -246,25 +254,30 @@ impl Gpu {
                 config.variant, config.warps_per_block
             )));
         }
-        let limit = (kernel.max_dynamic_shared.max(0) / 4) as u32;
-        let mut blocks = plan.blocks(config.units_per_block);
-        let mut smem_entries = 0u32;
-        for b in &mut blocks {
-            let entries = if b.prob_bits == 0 { 0 } else { u32::from(b.n_tables) << b.prob_bits };
+        let limit = (kernel.max_dynamic_shared.max(0) / 4) as usize;
+        let mut groups = plan.groups.clone();
+        let mut smem_entries = 0usize;
+        for g in &mut groups {
+            let entries = table_entries(g);
             if entries > limit {
-                b.flags |= BLOCK_GLOBAL_TABLES;
+                g.flags |= GROUP_GLOBAL_TABLES;
             } else {
                 smem_entries = smem_entries.max(entries);
             }
         }
+        let n = self.multiprocessors as usize * config.blocks_per_sm.max(1) as usize;
+        let ranges = plan.ranges(n);
         self.ctx.bind_to_thread().map_err(driver)?;
+        let smem_entries = smem_entries as u32;
         // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
         // is within the limit the runtime reported for this variant on this GPU.
         runtime(unsafe { ffi::wc_decode_prepare(config.variant, smem_entries) }, "shared memory")?;
         Ok(Shape {
             config,
-            n_blocks: blocks.len() as u32,
-            blocks: self.stream.clone_htod(&non_empty(&blocks)).map_err(driver)?,
+            n_groups: groups.len() as u32,
+            n_ranges: if plan.units.is_empty() { 0 } else { ranges.len() as u32 },
+            groups: self.stream.clone_htod(&non_empty(&groups)).map_err(driver)?,
+            ranges: self.stream.clone_htod(&non_empty(&ranges)).map_err(driver)?,
             smem_entries,
         })
     }
@@ -295,7 +308,8 @@ impl Gpu {
         // launches: they record each buffer's use when dropped, after the last launch.
         let (src, _src) = src.device_ptr(s);
         let (units, _units) = units.device_ptr(s);
-        let (blocks, _blocks) = shape.blocks.device_ptr(s);
+        let (groups, _groups) = shape.groups.device_ptr(s);
+        let (ranges, _ranges) = shape.ranges.device_ptr(s);
         let (tables, _tables) = tables.device_ptr(s);
         let (maps, _maps) = maps.device_ptr(s);
         let (status, _status) = status.device_ptr_mut(s);
@@ -306,16 +320,17 @@ impl Gpu {
             src,
             src_len: l.src_len,
             units,
-            blocks,
+            groups,
+            ranges,
             tables,
             maps,
             status,
-            n_blocks: shape.n_blocks,
+            n_ranges: shape.n_ranges,
             n_units: l.n_units,
             warps_per_block: shape.config.warps_per_block,
             smem_entries: shape.smem_entries,
             variant: shape.config.variant,
-            reserved: 0,
+            n_groups: shape.n_groups,
         };
         self.ctx.bind_to_thread().map_err(driver)?;
         if let Some((start, _)) = timer {
@@ -327,9 +342,11 @@ impl Gpu {
             // after the launches). `src` holds the staged bytes every unit's range was checked
             // against; `units` has `n_units` entries whose destinations lie inside `outputs`
             // (checked by `Plan::build` against each output's length, its allocation's
-            // length); `blocks` has `n_blocks` entries whose unit ranges, tables (`tables`) and
-            // row maps (`maps`) are in bounds, and whose shared tables fit `smem_entries`,
-            // which `shape` prepared within the variant's limit; `status` has a word per unit;
+            // length); `ranges` has `n_ranges` entries, runs of `units` starting in the group
+            // they name; `groups` has `n_groups` entries whose unit runs, tables (`tables`) and
+            // row maps (`maps`) are in bounds, and whose shared tables fit `smem_entries` (else
+            // they are flagged to stay in global memory), which `shape` prepared within the
+            // variant's limit; `status` has a word per unit;
             // the launcher checks the block size against the variant. `cu_stream` is this
             // context's stream, a valid cudaStream_t. Relaunching rewrites the same bytes.
             let code = unsafe { ffi::wc_decode_launch(&args, s.cu_stream().cast()) };

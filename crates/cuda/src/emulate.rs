@@ -7,37 +7,46 @@
 //! make impossible, panic here instead of corrupting memory.
 
 use crate::abi::*;
-use crate::plan::Plan;
+use crate::plan::{Plan, table_entries};
 
 const LANES: usize = 32;
 const STATE_LOW: u32 = wcodec_format::rans::STATE_LOW;
 
-/// Runs `blocks` (from `plan.blocks`) over `staging` (the staged compressed bytes) into
-/// `outputs` (one buffer per `plan.outputs`, sized to it); returns every unit's status word.
+/// Runs the thread blocks of `ranges` (from `plan.ranges`) over `staging` (the staged
+/// compressed bytes) into `outputs` (one buffer per `plan.outputs`, sized to it), plane by
+/// plane as the kernel does; returns every unit's status word.
 pub fn execute(
     plan: &Plan,
-    blocks: &[WcBlock],
+    ranges: &[WcRange],
     staging: &[u8],
     outputs: &mut [Vec<u8>],
 ) -> Vec<u32> {
     let mut status = vec![0u32; plan.units.len()];
-    for b in blocks {
-        let entries = if b.prob_bits == 0 { 0 } else { usize::from(b.n_tables) << b.prob_bits };
-        let tables = &plan.tables[b.table as usize..][..entries];
-        for i in 0..b.n_units {
-            let index = (b.first_unit + i) as usize;
-            let u = &plan.units[index];
-            let out = &mut outputs[plan.unit_output[index] as usize];
-            status[index] = if u.kind == UNIT_RANS {
-                let st = decode_rans(staging, &plan.maps, u, tables, u32::from(b.prob_bits), out);
-                if u.predictor != 0 {
-                    reconstruct(out, u);
-                }
-                st
-            } else {
-                copy_raw(staging, u, out);
-                0
-            };
+    for r in ranges {
+        let end = r.first_unit + r.n_units;
+        let mut start = r.first_unit;
+        let mut gi = r.first_group as usize;
+        while start < end && gi < plan.groups.len() {
+            let g = &plan.groups[gi];
+            let seg_end = end.min(g.first_unit + g.n_units);
+            let tables = &plan.tables[g.table as usize..][..table_entries(g)];
+            for index in start as usize..seg_end as usize {
+                let u = &plan.units[index];
+                let out = &mut outputs[plan.unit_output[index] as usize];
+                status[index] = if u.kind == UNIT_RANS {
+                    let st =
+                        decode_rans(staging, &plan.maps, u, tables, u32::from(g.prob_bits), out);
+                    if u.predictor != 0 {
+                        reconstruct(out, u);
+                    }
+                    st
+                } else {
+                    copy_raw(staging, u, out);
+                    0
+                };
+            }
+            start = seg_end;
+            gi += 1;
         }
     }
     status

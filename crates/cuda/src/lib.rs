@@ -323,7 +323,9 @@ impl CudaDecoder {
                     output_bytes: plan.output_bytes(),
                     compressed_bytes: plan.compressed_bytes(),
                     units: plan.units.len(),
-                    blocks: plan.blocks(config.units_per_block).len(),
+                    blocks: plan
+                        .ranges(self.multiprocessors() as usize * config.blocks_per_sm as usize)
+                        .len(),
                     gbps: plan.output_bytes() as f64 / median_s / 1e9,
                     median_s,
                     times,

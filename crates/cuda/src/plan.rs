@@ -2,9 +2,9 @@
 //!
 //! `Plan::build` turns a file and the tensors wanted into the launch's inputs: which byte ranges
 //! of the file go to the device (packed into one staging buffer), one `WcUnit` per rANS unit or
-//! raw chunk, one `WcBlock` per thread block (units sharing a decode table), and the decode
-//! tables. It checks everything the kernel relies on, whatever the `Directory` claims and
-//! whatever the file holds: every unit's bytes lie inside the staged payload, every byte a unit
+//! raw chunk, one `WcGroup` per plane (its units and decode tables), and the tables; the
+//! `WcRange` of each thread block follows from the launch's shape (`ranges`). It checks
+//! everything the kernel relies on, whatever the `Directory` claims and whatever the file holds: every unit's bytes lie inside the staged payload, every byte a unit
 //! can write lies inside its tensor, tiles are non-empty and at most 2^22 symbols, tables sum to
 //! `2^prob_bits`. So no launch can read or write out of bounds, even on a damaged or hostile
 //! file; what the kernel cannot know until it decodes (a stream that runs short or does not end
@@ -44,23 +44,24 @@ impl Default for PlanOptions {
 }
 
 /// The shape of a launch: which compiled kernel variant, how many warps a thread block has,
-/// and how many units a block takes (its warps loop over them). More units per block amortise
-/// the block's table load; fewer spread a small tensor over more multiprocessors.
+/// and how many blocks per multiprocessor the grid has (each block takes a contiguous range of
+/// about equal work; the grid is `multiprocessors * blocks_per_sm` blocks, at most one per
+/// unit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaunchConfig {
     /// `< abi::VARIANTS`.
     pub variant: u32,
     /// 1..=32 for variant 0, 1..=16 for variant 1.
     pub warps_per_block: u32,
-    pub units_per_block: u32,
+    pub blocks_per_sm: u32,
 }
 
 impl LaunchConfig {
-    /// The launch shape for `units` units whose blocks need `smem_bytes` of shared memory each,
-    /// on a GPU of `multiprocessors`, each able to keep `resident_warps` warps of the kernel
-    /// (its register budget): while the units are few, one block of a warp per unit on each
-    /// multiprocessor; else as many warps as fit, in blocks as large as shared memory needs
-    /// them to be (a block's tables are loaded once for all its warps).
+    /// The launch shape for `units` units whose planes need up to `smem_bytes` of shared memory
+    /// for their tables, on a GPU of `multiprocessors` that each keep `resident_warps` warps of
+    /// the kernel (its register budget): as many warps as fit, in as few blocks as shared
+    /// memory allows (a block loads a plane's tables once for all its warps); while the units
+    /// are few, small blocks, so that every multiprocessor gets some.
     pub fn choose(
         units: usize,
         smem_bytes: usize,
@@ -68,16 +69,15 @@ impl LaunchConfig {
         resident_warps: u32,
     ) -> LaunchConfig {
         let sms = multiprocessors.max(1) as usize;
-        let resident = resident_warps.clamp(4, 64) as usize;
-        if units <= sms * 8 {
-            let warps = units.div_ceil(sms).clamp(1, 8) as u32;
-            return LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps };
+        let resident = resident_warps.clamp(1, 64) as usize;
+        if units <= sms * resident {
+            let warps = units.div_ceil(sms).clamp(1, 32) as u32;
+            return LaunchConfig { variant: 0, warps_per_block: warps, blocks_per_sm: 1 };
         }
         let by_smem = (228 * 1024 / (smem_bytes + 1024)).max(1);
-        let blocks = by_smem.min(resident / 4).max(1);
+        let blocks = by_smem.min(resident.div_ceil(32)).max(1);
         let warps = (resident / blocks).clamp(1, 32) as u32;
-        let per_warp = if smem_bytes > 64 * 1024 { 2 } else { 1 };
-        LaunchConfig { variant: 0, warps_per_block: warps, units_per_block: warps * per_warp }
+        LaunchConfig { variant: 0, warps_per_block: warps, blocks_per_sm: blocks as u32 }
     }
 }
 
@@ -127,18 +127,6 @@ pub struct Segment {
     pub staging_offset: u64,
 }
 
-/// The units of one plane: blocks never mix planes (a block loads its plane's tables).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Group {
-    pub first_unit: u32,
-    pub n_units: u32,
-    /// Index in `tables` of the plane's first entry.
-    pub table: u32,
-    /// 0 for a raw plane.
-    pub prob_bits: u8,
-    pub n_tables: u8,
-}
-
 /// Everything one launch needs, with unit destinations relative to their output's start.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -148,7 +136,8 @@ pub struct Plan {
     /// The output each unit writes (an index into `outputs`).
     pub unit_output: Vec<u32>,
     pub origins: Vec<Origin>,
-    pub groups: Vec<Group>,
+    /// One per plane, in unit order.
+    pub groups: Vec<WcGroup>,
     /// Packed decode-table entries; a plane's tables are back to back, starting at a multiple
     /// of 256.
     pub tables: Vec<u32>,
@@ -412,10 +401,10 @@ impl Plan {
         let contiguous = g.contiguous() && g.row_stride == plane.cols;
         let total = plane.len();
         let chunks = total.div_ceil(u64::from(RAW_CHUNK));
-        let group = Group {
+        let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: chunks as u32,
-            ..Group::default()
+            ..WcGroup::default()
         };
         for k in 0..chunks {
             let first = k * u64::from(RAW_CHUNK);
@@ -482,12 +471,14 @@ impl Plan {
         } else {
             None
         };
-        let group = Group {
+        let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: units.len() as u32,
             table: self.tables.len() as u32,
             prob_bits,
             n_tables: tables.len() as u8,
+            flags: 0,
+            reserved: 0,
         };
         for freqs in tables {
             let table = DecodeTable::new(freqs, prob_bits).map_err(|e| bad(e.to_string()))?;
@@ -543,36 +534,42 @@ impl Plan {
         Ok(())
     }
 
-    /// The thread blocks of a launch: each group (plane) cut into runs of at most
-    /// `units_per_block` units.
-    pub fn blocks(&self, units_per_block: u32) -> Vec<WcBlock> {
-        let per = units_per_block.max(1);
-        let mut blocks = Vec::new();
-        for g in &self.groups {
-            let mut first = g.first_unit;
-            let end = g.first_unit + g.n_units;
-            while first < end {
-                let n = per.min(end - first);
-                blocks.push(WcBlock {
-                    first_unit: first,
-                    n_units: n,
-                    table: g.table,
-                    prob_bits: g.prob_bits,
-                    n_tables: g.n_tables,
-                    flags: 0,
+    /// The work of each of `n` thread blocks (fewer when there are fewer units): contiguous
+    /// runs of units of about equal work (tile symbols; a raw chunk counts a quarter of its
+    /// bytes), each with the group of its first unit.
+    pub fn ranges(&self, n: usize) -> Vec<WcRange> {
+        let weight = |u: &WcUnit| {
+            if u.kind == UNIT_RAW {
+                u64::from(u.len / 4).max(1)
+            } else {
+                u64::from(u.height) * u64::from(u.width)
+            }
+        };
+        let total: u64 = self.units.iter().map(weight).sum();
+        let n = n.clamp(1, self.units.len().max(1)) as u64;
+        let mut ranges = Vec::with_capacity(n as usize);
+        let (mut first, mut done) = (0usize, 0u64);
+        for (i, u) in self.units.iter().enumerate() {
+            done += weight(u);
+            let k = ranges.len() as u64 + 1;
+            if done * n >= total * k || i + 1 == self.units.len() {
+                let group =
+                    self.groups.partition_point(|g| g.first_unit + g.n_units <= first as u32);
+                ranges.push(WcRange {
+                    first_unit: first as u32,
+                    n_units: (i + 1 - first) as u32,
+                    first_group: group as u32,
                     reserved: 0,
                 });
-                first += n;
+                first = i + 1;
             }
         }
-        blocks
+        ranges
     }
 
     /// Shared memory a block of the widest plane needs for its tables, in bytes.
     pub fn max_table_bytes(&self) -> usize {
-        let entries =
-            |g: &Group| if g.prob_bits == 0 { 0 } else { usize::from(g.n_tables) << g.prob_bits };
-        self.groups.iter().map(entries).max().unwrap_or(0) * 4
+        self.groups.iter().map(table_entries).max().unwrap_or(0) * 4
     }
 
     /// Copies the staged ranges of `file` into `staging` (at least `staging_len` bytes).
@@ -610,7 +607,7 @@ impl Plan {
             out.groups.extend(
                 self.groups
                     .iter()
-                    .map(|g| Group { first_unit: g.first_unit + k32 * n_units, ..*g }),
+                    .map(|g| WcGroup { first_unit: g.first_unit + k32 * n_units, ..*g }),
             );
             out.segments.extend(
                 self.segments
@@ -649,6 +646,11 @@ impl Plan {
             reason: reasons.join(", "),
         })
     }
+}
+
+/// Decode-table entries of a group's plane (0 for a raw plane).
+pub fn table_entries(g: &WcGroup) -> usize {
+    if g.prob_bits == 0 { 0 } else { usize::from(g.n_tables) << g.prob_bits }
 }
 
 /// What `add_rans` needs to know about the plane it adds.

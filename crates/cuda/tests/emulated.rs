@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use wcodec_cuda::abi::{ERR_NOT_FINAL, WcBlock};
+use wcodec_cuda::abi::{ERR_NOT_FINAL, WcRange};
 use wcodec_cuda::emulate::{execute, merge};
 use wcodec_cuda::plan::{Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
@@ -15,10 +15,10 @@ use wcodec_format::{Directory, PlaneEncoding};
 
 /// Runs a plan's launches (decode, then merge) on the CPU over outputs filled with `poison`;
 /// returns the status words and the decoded tensors (scratch dropped).
-fn run(plan: &Plan, blocks: &[WcBlock], staging: &[u8], poison: u8) -> (Vec<u32>, Vec<Vec<u8>>) {
+fn run(plan: &Plan, ranges: &[WcRange], staging: &[u8], poison: u8) -> (Vec<u32>, Vec<Vec<u8>>) {
     let mut outputs: Vec<Vec<u8>> =
         plan.outputs.iter().map(|o| vec![poison; o.len as usize]).collect();
-    let status = execute(plan, blocks, staging, &mut outputs);
+    let status = execute(plan, ranges, staging, &mut outputs);
     merge(plan, &mut outputs);
     let tensors =
         outputs.into_iter().zip(&plan.outputs).filter(|(_, o)| !o.scratch).map(|(v, _)| v);
@@ -27,15 +27,15 @@ fn run(plan: &Plan, blocks: &[WcBlock], staging: &[u8], poison: u8) -> (Vec<u32>
 
 /// Decodes every tensor of `file` through the emulated kernel, twice over outputs poisoned
 /// with different bytes (so a byte the kernel never writes shows up as a difference).
-fn emulate_all(file: &[u8], dir: &Directory, units_per_block: u32) -> Result<Vec<Vec<u8>>, String> {
+fn emulate_all(file: &[u8], dir: &Directory, blocks: usize) -> Result<Vec<Vec<u8>>, String> {
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
     let plan = Plan::build(file, dir, &all, &PlanOptions::default()).map_err(|e| e.to_string())?;
-    let blocks: Vec<WcBlock> = plan.blocks(units_per_block);
+    let ranges: Vec<WcRange> = plan.ranges(blocks);
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(file, &mut staging);
     let mut results = Vec::new();
     for poison in [0x00u8, 0xff] {
-        let (status, outputs) = run(&plan, &blocks, &staging, poison);
+        let (status, outputs) = run(&plan, &ranges, &staging, poison);
         plan.check_status(dir, &status).map_err(|e| e.to_string())?;
         results.push(outputs);
     }
@@ -62,8 +62,8 @@ fn many_tensors_in_one_plan() {
     let file = file_of(&cases[..24]);
     let dir = Directory::from_file_bytes(&file).unwrap();
     let expected = reference(&file, &dir);
-    for units_per_block in [1, 8, 64] {
-        assert_eq!(emulate_all(&file, &dir, units_per_block).unwrap(), expected);
+    for blocks in [1, 7, 64, 100_000] {
+        assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), expected);
     }
 }
 
@@ -100,7 +100,7 @@ fn subsets_and_repeats() {
     let plan = Plan::build(&file, &dir, &which, &PlanOptions::default()).unwrap();
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(&file, &mut staging);
-    let (status, outputs) = run(&plan, &plan.blocks(4), &staging, 0);
+    let (status, outputs) = run(&plan, &plan.ranges(4), &staging, 0);
     plan.check_status(&dir, &status).unwrap();
     for (o, &i) in outputs.iter().zip(&which) {
         assert_eq!(o, &expected[i]);
@@ -118,7 +118,7 @@ fn replicated_plans_decode_every_copy() {
     let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().replicate(3);
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(&file, &mut staging);
-    let (status, outputs) = run(&plan, &plan.blocks(16), &staging, 0);
+    let (status, outputs) = run(&plan, &plan.ranges(16), &staging, 0);
     plan.check_status(&dir, &status).unwrap();
     for (k, o) in outputs.iter().enumerate() {
         assert_eq!(o, &expected[k % expected.len()]);
@@ -143,7 +143,7 @@ fn damaged_units_are_reported() {
         let plan = Plan::build(&f, &d, &all, &options).unwrap();
         let mut staging = vec![0u8; plan.staging_len as usize];
         plan.fill_staging(&f, &mut staging);
-        let (status, outputs) = run(&plan, &plan.blocks(8), &staging, 0);
+        let (status, outputs) = run(&plan, &plan.ranges(8), &staging, 0);
         match plan.check_status(&d, &status) {
             Err(CudaError::Corrupt { .. }) => reported += 1,
             Err(other) => panic!("{what}: {other}"),
@@ -227,13 +227,12 @@ fn hostile_directories_are_refused() {
 fn launch_shapes_follow_the_work() {
     // Few units: spread over the multiprocessors, a warp each.
     let c = LaunchConfig::choose(256, 16 << 10, 132, 32);
-    assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
-    // Many units, big tables: one large block per multiprocessor, two units a warp.
+    assert_eq!((c.warps_per_block, c.blocks_per_sm), (2, 1));
+    // Many units: all the warps a multiprocessor keeps, in one block.
     let c = LaunchConfig::choose(100_000, 128 << 10, 132, 32);
-    assert_eq!((c.warps_per_block, c.units_per_block), (32, 64));
-    // Many units, one small table: small blocks, many of them.
-    let c = LaunchConfig::choose(100_000, 16 << 10, 132, 32);
-    assert_eq!((c.warps_per_block, c.units_per_block), (4, 4));
+    assert_eq!((c.warps_per_block, c.blocks_per_sm), (32, 1));
+    let c = LaunchConfig::choose(100_000, 16 << 10, 132, 48);
+    assert_eq!((c.warps_per_block, c.blocks_per_sm), (24, 2));
 }
 
 /// The cases above reach every path of the kernel: word and byte stores, raw chunks (strided
