@@ -22,8 +22,65 @@ pub enum DecodeError {
     Checksum { what: String, stored: u32, computed: u32 },
     #[error("payload of tensor {tensor:?} lies outside the file")]
     OutOfBounds { tensor: String },
+    #[error(
+        "{what} would decode to {claimed} bytes from a file of {file_len} bytes, beyond the \
+         limit of {max_expansion} times the file's size (damaged or hostile file?)"
+    )]
+    TooLarge { what: String, claimed: u64, file_len: u64, max_expansion: u64 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Bounds on what decoding an untrusted file may cost. The format already bounds a unit's
+/// expansion (at most 2^22 symbols from 128 bytes of states and a 24-byte record, about
+/// 27,600x); these limits bound the whole output, and with it the memory (one tensor and its
+/// planes at a time) and the time of a decode, by the real size of the file, checked before
+/// anything is allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of output (the rebuilt source, gaps included) per byte of the .wcz file.
+    pub max_expansion: u64,
+}
+
+impl Limits {
+    /// Output up to 1024 times the file's size. A constant tensor coded with the default
+    /// 256x256 tiles expands about 431x (65,536 symbols from a 128-byte unit and its 24-byte
+    /// record), so every file written with the default tiles is within it; tiles of more than
+    /// ~155,000 symbols of constant data may need a higher limit.
+    pub const DEFAULT_MAX_EXPANSION: u64 = 1024;
+
+    /// No limit beyond the format's own.
+    pub const NONE: Limits = Limits { max_expansion: u64::MAX };
+
+    /// The most bytes a file of `file_len` bytes may decode to.
+    pub fn max_output(&self, file_len: u64) -> u64 {
+        file_len.saturating_mul(self.max_expansion)
+    }
+
+    /// Checks that `claimed` bytes of output (`what`) are within the limit for a file of
+    /// `file_len` bytes.
+    pub fn check(
+        &self,
+        what: impl FnOnce() -> String,
+        claimed: u64,
+        file_len: u64,
+    ) -> Result<(), DecodeError> {
+        if claimed > self.max_output(file_len) {
+            return Err(DecodeError::TooLarge {
+                what: what(),
+                claimed,
+                file_len,
+                max_expansion: self.max_expansion,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_expansion: Self::DEFAULT_MAX_EXPANSION }
+    }
 }
 
 /// Whether units are decoded one after another or spread over rayon's threads.
@@ -131,7 +188,8 @@ fn decode_plane(
             },
         )?;
     let cols = plane.cols as usize;
-    let tile_rows = plane.tile_rows as usize;
+    // A tile may be taller than the plane: a band never is (so its length cannot overflow).
+    let tile_rows = (plane.tile_rows as usize).min(plane.rows as usize);
     let (grid_rows, grid_cols) = plane.grid();
     let (grid_rows, grid_cols) = (grid_rows as usize, grid_cols as usize);
     // A band is one row of tiles: a contiguous slice of the plane, so bands decode in
@@ -238,8 +296,15 @@ pub fn decode_tensor_into(
     checked_crc(|| format!("tensor {:?}", tensor.name), out, tensor.crc32c)
 }
 
-/// Decodes a tensor's original bytes (parallel over units).
+/// Checks a tensor's size against the default limits before its buffer is allocated.
+fn check_tensor(file: &[u8], tensor: &TensorEntry) -> Result<(), DecodeError> {
+    let what = || format!("tensor {:?}", tensor.name);
+    Limits::default().check(what, tensor.source_len, file.len() as u64)
+}
+
+/// Decodes a tensor's original bytes (parallel over units), within the default limits.
 pub fn decode_tensor(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, DecodeError> {
+    check_tensor(file, tensor)?;
     let mut out = vec![0u8; tensor.source_len as usize];
     decode_tensor_into(file, tensor, Parallelism::Rayon, &mut out)?;
     Ok(out)
@@ -247,20 +312,36 @@ pub fn decode_tensor(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, Decod
 
 /// The reference decoder: one unit after another, no threads. The oracle for faster paths.
 pub fn decode_tensor_reference(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, DecodeError> {
+    check_tensor(file, tensor)?;
     let mut out = vec![0u8; tensor.source_len as usize];
     decode_tensor_into(file, tensor, Parallelism::Sequential, &mut out)?;
     Ok(out)
 }
 
 /// Rebuilds the original file: gaps and tensors in source order, streamed to `sink` one
-/// tensor at a time. `progress` gets the source bytes written so far.
+/// tensor at a time, within the default limits. `progress` gets the source bytes written so
+/// far.
 pub fn rebuild_source<W: std::io::Write>(
     file: &[u8],
     directory: &Directory,
     parallelism: Parallelism,
+    sink: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<W, DecodeError> {
+    rebuild_source_limited(file, directory, parallelism, &Limits::default(), sink, progress)
+}
+
+/// `rebuild_source` within `limits`: the size of the whole output is checked against them
+/// before anything is decoded or allocated.
+pub fn rebuild_source_limited<W: std::io::Write>(
+    file: &[u8],
+    directory: &Directory,
+    parallelism: Parallelism,
+    limits: &Limits,
     mut sink: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, DecodeError> {
+    limits.check(|| "the file".to_owned(), directory.source_len, file.len() as u64)?;
     let mut cursor = 0u64;
     let mut gap_pos = 0usize;
     for tensor in &directory.tensors {
@@ -278,9 +359,17 @@ pub fn rebuild_source<W: std::io::Write>(
     Ok(sink)
 }
 
-/// Parses and decodes a whole in-memory .wcz back into the original file's bytes.
+/// Parses and decodes a whole in-memory .wcz back into the original file's bytes, within the
+/// default limits.
 pub fn decompress_to_vec(file: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    decompress_to_vec_limited(file, &Limits::default())
+}
+
+/// `decompress_to_vec` within `limits`.
+pub fn decompress_to_vec_limited(file: &[u8], limits: &Limits) -> Result<Vec<u8>, DecodeError> {
     let directory = Directory::from_file_bytes(file)?;
+    limits.check(|| "the file".to_owned(), directory.source_len, file.len() as u64)?;
+    // A hint, not a promise: the output grows as tensors pass their checks.
     let out = Vec::with_capacity(directory.source_len.min(file.len() as u64 * 64) as usize);
-    rebuild_source(file, &directory, Parallelism::Rayon, out, &mut |_| {})
+    rebuild_source_limited(file, &directory, Parallelism::Rayon, limits, out, &mut |_| {})
 }

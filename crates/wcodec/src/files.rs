@@ -30,6 +30,14 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_owned(), source }
 }
 
+/// The start of the names of this process's temporary outputs: `.wcodec-<pid>-`, then random
+/// characters and `.tmp`. They are created beside their target and renamed over it when
+/// complete; the pid lets an interrupted process (see the CLI's Ctrl-C handler) find and
+/// remove its own, and a user tell whose a leftover one was (a SIGKILL leaves it behind).
+pub fn temp_prefix() -> String {
+    format!(".wcodec-{}-", std::process::id())
+}
+
 /// Maps `path` read-only.
 pub fn read_input(path: &Path) -> Result<Input, Error> {
     let file = File::open(path).map_err(io_error(path))?;
@@ -61,7 +69,7 @@ fn write_atomically<T>(
         _ => Path::new("."),
     };
     let temp = tempfile::Builder::new()
-        .prefix(".wcodec-")
+        .prefix(&temp_prefix())
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(io_error(output))?;

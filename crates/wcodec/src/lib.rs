@@ -21,7 +21,8 @@ pub mod quantize;
 pub use archive::{Archive, LayerRow, TensorSummary};
 pub use error::Error;
 pub use files::{
-    CompressReport, InputKind, compress_path, decompress_path, read_input, write_file,
+    CompressReport, InputKind, compress_path, decompress_path, read_input, temp_prefix,
+    write_file,
 };
 
 pub use wcodec_container as container;
@@ -31,6 +32,7 @@ pub use wcodec_format as format;
 pub use wcodec_predict as predict;
 pub use wcodec_rans as rans;
 
+pub use wcodec_decode::Limits;
 pub use wcodec_encode::EncodeOptions;
 pub use wcodec_format::{Directory, Dtype, Predictor, SourceKind, TensorEntry};
 
@@ -50,7 +52,13 @@ pub fn compress_raw(
     Ok(wcodec_encode::compress_raw(bytes, dtype, dims, options)?)
 }
 
-/// Decompresses a .wcz held in memory back into the original file's bytes.
+/// Decompresses a .wcz held in memory back into the original file's bytes, within the
+/// default [`Limits`] (output at most 1024 times the file's size).
 pub fn decompress(wcz: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(wcodec_decode::decompress_to_vec(wcz)?)
+}
+
+/// `decompress` within `limits` (e.g. [`Limits::NONE`] for a trusted file that expands more).
+pub fn decompress_with_limits(wcz: &[u8], limits: &Limits) -> Result<Vec<u8>, Error> {
+    Ok(wcodec_decode::decompress_to_vec_limited(wcz, limits)?)
 }

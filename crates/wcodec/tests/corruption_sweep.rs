@@ -71,7 +71,9 @@ fn map(wcz: &[u8]) -> Map {
         let base = p.payload_offset as usize;
         m.boundaries.push(base);
         match &p.encoding {
-            PlaneEncoding::Raw { .. } => used.push(("raw plane", base..base + p.payload_len as usize)),
+            PlaneEncoding::Raw { .. } => {
+                used.push(("raw plane", base..base + p.payload_len as usize))
+            }
             PlaneEncoding::Rans { units, .. } => {
                 for u in units {
                     let start = base + u.offset as usize;
