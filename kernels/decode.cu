@@ -47,20 +47,36 @@ __device__ __forceinline__ void prefetch_l2(const void *p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
-// The read side of one warp's unit: its stream of 16-bit words, held in registers as a window
-// of 32 word pairs. Pair q (words 2q and 2q + 1) lives in lane q % 32: in `a` while q is in the
-// window [first, first + 32), and the same lane's `b` and `c` already hold (or are loading)
-// pairs q + 32 and q + 64. A lane's word is thus one shuffle away, and the loads that refill the
-// window are issued two slides (about 64 words) before any shuffle reads them, so no global
-// load sits in the decoding's dependency chain. Pairs past the stream's end read as 0.
-struct Stream {
+// The read side of one warp's unit, in two flavours with one interface (`prepare` before a
+// step's table lookup, `merge` once the ballot says which lanes renormalise, `advance` after).
+//
+// StreamWindow holds the stream in registers as a window of 32 word pairs. Pair q (words 2q
+// and 2q + 1) lives in lane q % 32: in `a` while q is in the window [first, first + 32), and the
+// same lane's `b` and `c` already hold (or are loading) pairs q + 32 and q + 64. A lane's word
+// is thus one shuffle away, and the loads that refill the window are issued two slides (about
+// 64 words) before any shuffle reads them, so no global load sits in the dependency chain.
+//
+// StreamLoad has every lane load the candidate word `pos + lane` at the start of each step,
+// before the table lookup it does not depend on; a lane that needs a word takes the candidate
+// of the lane whose index is its rank among the lanes that need one. Fewer registers, one
+// L1-cached load per step.
+//
+// Both read words past the stream's end as 0 (the status check reports the overrun).
+struct StreamBase {
     const uint16_t *words;
     uint32_t n_words;
+    uint32_t mask;
+    uint32_t prob_bits;
+
+    __device__ __forceinline__ uint32_t word_at(uint32_t w) const {
+        return w < n_words ? static_cast<uint32_t>(__ldg(words + w)) : 0u;
+    }
+};
+
+struct StreamWindow : StreamBase {
     uint32_t first; // first pair of the window (a multiple of 16)
     uint32_t rel;   // words consumed past the window's start; < 32 between steps
     uint32_t a, b, c;
-    uint32_t mask;
-    uint32_t prob_bits;
 
     __device__ __forceinline__ uint32_t load_pair(uint32_t q) const {
         const uint32_t w = 2 * q;
@@ -84,6 +100,22 @@ struct Stream {
     /// Words consumed so far.
     __device__ __forceinline__ uint32_t pos() const { return 2 * first + rel; }
 
+    __device__ __forceinline__ void prepare(uint32_t) {}
+
+    // (xn << 16) | this lane's word: word o = rel + k of the window, half o % 2 of pair
+    // first + o / 2, which lane (first + o / 2) % 32 holds in `a` (the shuffle takes the lane
+    // index modulo 32); the halves are picked by one byte permutation.
+    __device__ __forceinline__ uint32_t merge(uint32_t xn, uint32_t k) const {
+        const uint32_t o = rel + k;
+        const uint32_t pair = __shfl_sync(kFull, a, first + o / 2);
+        return __byte_perm(xn, pair, 0x1054u + (o & 1u) * 0x22u);
+    }
+
+    __device__ __forceinline__ void advance(uint32_t m, uint32_t lane) {
+        rel += __popc(m);
+        if (rel >= 32) slide(lane);
+    }
+
     // Slides the window by 16 pairs: the 16 lanes holding its oldest pairs move on to the
     // pairs 32 further, and start loading the ones 96 further. Warp-uniform, branch-free.
     __device__ __forceinline__ void slide(uint32_t lane) {
@@ -98,6 +130,19 @@ struct Stream {
     }
 };
 
+struct StreamLoad : StreamBase {
+    uint32_t p;    // words consumed
+    uint32_t cand; // word p + lane
+
+    __device__ __forceinline__ void init(uint32_t) { p = 0; }
+    __device__ __forceinline__ uint32_t pos() const { return p; }
+    __device__ __forceinline__ void prepare(uint32_t lane) { cand = word_at(p + lane); }
+    __device__ __forceinline__ uint32_t merge(uint32_t xn, uint32_t k) const {
+        return (xn << 16) | __shfl_sync(kFull, cand, k);
+    }
+    __device__ __forceinline__ void advance(uint32_t m, uint32_t) { p += __popc(m); }
+};
+
 template <bool kShared>
 __device__ __forceinline__ uint32_t table_entry(const uint32_t *table, uint32_t i) {
     if (kShared) return table[i];
@@ -107,10 +152,10 @@ __device__ __forceinline__ uint32_t table_entry(const uint32_t *table, uint32_t 
 // One decode step of every lane; `tb` is the first entry of the lane's table. `active` is false
 // for lanes whose symbol does not exist (only in a tile's last, partial group); their state does
 // not move. Returns the decoded symbol.
-template <bool kShared, bool kAllActive>
+template <bool kShared, bool kAllActive, class S>
 __device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const uint32_t *table,
-                                              uint32_t tb, Stream &s, uint32_t lane,
-                                              uint32_t lt) {
+                                              uint32_t tb, S &s, uint32_t lane, uint32_t lt) {
+    s.prepare(lane);
     const uint32_t e = table_entry<kShared>(table, tb | (x & s.mask));
     const uint32_t freq = ((e >> 8) & 0xfffu) + 1u;
     uint32_t xn = freq * (x >> s.prob_bits) + (e >> 20);
@@ -120,38 +165,33 @@ __device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const ui
         need = need && active;
     }
     const uint32_t m = __ballot_sync(kFull, need);
-    // This lane's word, if it needs one: the next in lane order, i.e. word `o` of the window
-    // with o = rel + (needing lanes below); it is half o % 2 of pair first + o / 2, which
-    // lane (first + o / 2) % 32 holds in `a`. The shuffle takes the lane index modulo 32.
-    const uint32_t o = s.rel + __popc(m & lt);
-    const uint32_t pair = __shfl_sync(kFull, s.a, s.first + o / 2);
-    // (xn << 16) | the pair's low or high half, in one byte permutation.
-    x = need ? __byte_perm(xn, pair, 0x1054u + (o & 1u) * 0x22u) : xn;
-    s.rel += __popc(m);
-    if (s.rel >= 32) s.slide(lane);
+    // A lane that needs a word takes the next in lane order: its rank among those that need.
+    const uint32_t merged = s.merge(xn, __popc(m & lt));
+    x = need ? merged : xn;
+    s.advance(m, lane);
     return e & 0xffu;
 }
 
 // Where column c0 + c of a plane lies within its row of the output (see WcUnit): c counts
 // from a tile's first column c0 (rANS units), or from the plane's first (raw units, c0 = 0).
 struct Cols {
-    uint64_t c0;
+    uint32_t c0; // plane columns fit 32 bits (checked by the host)
     uint32_t group, col_stride, step;
 
     __device__ __forceinline__ static Cols of(const WcUnit &u, uint64_t c0) {
         Cols k;
-        k.c0 = c0;
+        k.c0 = static_cast<uint32_t>(c0);
         k.group = u.group;
         k.col_stride = u.col_stride;
         k.step = u.step;
         return k;
     }
 
-    __device__ __forceinline__ uint64_t at(uint64_t c) const {
+    __device__ __forceinline__ uint64_t at(uint32_t c) const {
         c += c0;
-        if (group == 1) return c * col_stride;
-        const uint64_t b = c / group;
-        return b * col_stride + (c - b * group) * step;
+        if (group == 1) return static_cast<uint64_t>(c) * col_stride;
+        const uint32_t b = c / group;
+        return static_cast<uint64_t>(b) * col_stride + (c - b * group) * step;
     }
 };
 
@@ -221,14 +261,14 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
 
 // Decodes one rANS unit with the whole warp; returns its WC_ERR_* bits. `table` holds the
 // plane's tables back to back (shared memory when kShared, else global memory).
-template <bool kShared>
+template <bool kShared, class S>
 __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *__restrict__ maps,
                                 const WcUnit &u, const uint32_t *table, uint32_t prob_bits,
                                 uint32_t lane) {
     const uint8_t *unit = src + u.src;
     uint32_t x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
     uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
-    Stream s;
+    S s;
     s.words = reinterpret_cast<const uint16_t *>(unit + WC_STATES_BYTES);
     s.n_words = (u.len - WC_STATES_BYTES) / 2;
     s.mask = (1u << prob_bits) - 1u;
@@ -276,7 +316,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             uint32_t word = 0;
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
-                word |= rans_step<kShared, true>(x, true, table, tb, s, lane, lt) << (8 * j);
+                word |= rans_step<kShared, true, S>(x, true, table, tb, s, lane, lt) << (8 * j);
             }
             *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
             col += kGroup;
@@ -298,7 +338,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
                 const bool active = 4 * lane + j < rest;
-                word |= rans_step<kShared, false>(x, active, table, tb, s, lane, lt) << (8 * j);
+                word |= rans_step<kShared, false, S>(x, active, table, tb, s, lane, lt) << (8 * j);
             }
             if (4 * lane < rest) *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
         }
@@ -312,7 +352,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                 const bool active = t < n;
                 const uint32_t r = t / width;
                 const uint32_t c = t - r * width;
-                const uint32_t sym = rans_step<kShared, false>(x, active, table, table_of_row(r),
+                const uint32_t sym = rans_step<kShared, false, S>(x, active, table, table_of_row(r),
                                                                s, lane, lt);
                 if (active) {
                     dst[static_cast<uint64_t>(r) * row_stride +
@@ -351,7 +391,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
             const uint64_t k = u.first + i;
             const uint64_t r = k / width;
             const uint64_t c = k - r * width;
-            dst[r * u.row_stride + Cols::of(u, 0).at(c)] = from[i];
+            dst[r * u.row_stride + Cols::of(u, 0).at(static_cast<uint32_t>(c))] = from[i];
         }
     }
 }
@@ -363,7 +403,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // memory (all warps wait for it), then its warps take the plane's units in order from a shared
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
-template <uint32_t kThreads, uint32_t kMinBlocks>
+template <uint32_t kThreads, uint32_t kMinBlocks, class S>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -403,9 +443,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 copy_raw(src, u, lane);
             } else {
                 if (shared) {
-                    st = decode_rans<true>(src, maps, u, smem_tables, g.prob_bits, lane);
+                    st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
-                    st = decode_rans<false>(src, maps, u, tables, g.prob_bits, lane);
+                    st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
                 }
                 // The inverse prediction reads the unit's geometry again (from L1), so that
                 // the decoding loop above keeps none of it in registers.
@@ -451,14 +491,15 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
 
 using KernelFn = void (*)(const WcLaunch);
 
-// The compiled variants, in WcLaunch.variant order: the first allows blocks of 32 warps (and
-// up to 64 registers), the second blocks of at most 16 warps with fewer registers, so that more
-// warps fit on a multiprocessor.
+// The compiled variants, in WcLaunch.variant order, with the largest block each takes: the
+// register window over the stream (0) or per-step loads (1, 2); blocks of up to 32 warps and
+// 64 registers a thread (0, 1) or of 16 warps and fewer registers, so that more warps fit (2).
 constexpr KernelFn kVariants[WC_VARIANTS] = {
-    wc_decode_kernel<1024, 1>,
-    wc_decode_kernel<512, 3>,
+    wc_decode_kernel<1024, 1, StreamWindow>,
+    wc_decode_kernel<1024, 1, StreamLoad>,
+    wc_decode_kernel<512, 3, StreamLoad>,
 };
-static_assert(WC_VARIANTS == 2, "wc_decode_launch knows each variant's largest block");
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16};
 
 } // namespace
 
@@ -473,8 +514,9 @@ extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
     if (launch->n_ranges == 0) return static_cast<int>(cudaSuccess);
     if (launch->variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
     const uint32_t warps = launch->warps_per_block;
-    const uint32_t max_warps = launch->variant == 0 ? 32u : 16u; // the variants' block bounds
-    if (warps == 0 || warps > max_warps) return static_cast<int>(cudaErrorInvalidValue);
+    if (warps == 0 || warps > kVariantWarps[launch->variant]) {
+        return static_cast<int>(cudaErrorInvalidValue);
+    }
     const size_t smem = static_cast<size_t>(launch->smem_entries) * sizeof(uint32_t);
     kVariants[launch->variant]<<<launch->n_ranges, warps * WC_LANES, smem,
                                  static_cast<cudaStream_t>(stream)>>>(*launch);

@@ -121,24 +121,35 @@ fn encode_options(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> EncodeOpti
     }
 }
 
-/// Launch shapes to sweep.
+/// Launch shapes to sweep: one plane per block (small blocks, a warp or two a unit) and
+/// ranges of equal work (large blocks), for each variant.
 fn configs(quick: bool) -> Vec<LaunchConfig> {
     let mut out = Vec::new();
     for variant in 0..wcodec_cuda::abi::VARIANTS {
-        for warps in [8u32, 16, 24, 32] {
-            if variant == 1 && warps > 16 {
-                continue;
+        let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
+        for warps in [2u32, 4, 8, 16] {
+            for per_warp in [1u32, 2] {
+                out.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    blocks_per_sm: 1,
+                    units_per_block: warps * per_warp,
+                });
             }
-            for blocks_per_sm in [1u32, 2, 3] {
-                if warps * blocks_per_sm > 64 {
-                    continue;
-                }
-                out.push(LaunchConfig { variant, warps_per_block: warps, blocks_per_sm });
+        }
+        for (warps, blocks_per_sm) in [(32u32, 1u32), (16, 2)] {
+            if warps <= max {
+                out.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    blocks_per_sm,
+                    units_per_block: 0,
+                });
             }
         }
     }
     if quick {
-        out.retain(|c| c.warps_per_block * c.blocks_per_sm == 32);
+        out.retain(|c| c.variant == 1);
     }
     out
 }
@@ -239,7 +250,7 @@ fn main() -> Result<()> {
     let settings = settings(args.quick);
     say!("");
     say!(
-        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM) | GB/s best | GB/s default | floor GB/s | of floor |"
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | floor GB/s | of floor |"
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &sources {
@@ -271,7 +282,7 @@ fn main() -> Result<()> {
             // Bandwidth floor: compressed bytes in + decompressed bytes out at the copy rate.
             let floor = copy * b.output_bytes as f64 / (b.output_bytes + b.compressed_bytes) as f64;
             say!(
-                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}) | {:.0} | {:.0} | {floor:.0} | {:.0}% |",
+                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}, {}) | {:.0} | {:.0} | {floor:.0} | {:.0}% |",
                 s.name,
                 tile.0,
                 tile.1,
@@ -279,15 +290,16 @@ fn main() -> Result<()> {
                 b.config.variant,
                 b.config.warps_per_block,
                 b.config.blocks_per_sm,
+                b.config.units_per_block,
                 b.gbps,
                 d.gbps,
                 100.0 * b.gbps / floor
             );
             for r in &reports {
                 json.push(format!(
-                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
                     s.name, tile.0, tile.1, tensor_len as f64 / stored as f64, r.output_bytes, r.compressed_bytes, r.units,
-                    r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
+                    r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.config.units_per_block, r.median_s * 1e6, r.gbps
                 ));
             }
         }
@@ -316,7 +328,12 @@ fn main() -> Result<()> {
         let mut cs = Vec::new();
         for warps in [1u32, 2, 4, 8, 16] {
             for variant in 0..wcodec_cuda::abi::VARIANTS {
-                cs.push(LaunchConfig { variant, warps_per_block: warps, blocks_per_sm: 1 });
+                cs.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    blocks_per_sm: 1,
+                    units_per_block: warps,
+                });
             }
         }
         if !cs.contains(&default) {

@@ -265,8 +265,7 @@ impl Gpu {
                 smem_entries = smem_entries.max(entries);
             }
         }
-        let n = self.multiprocessors as usize * config.blocks_per_sm.max(1) as usize;
-        let ranges = plan.ranges(n);
+        let ranges = plan.ranges_for(&config, self.multiprocessors);
         self.ctx.bind_to_thread().map_err(driver)?;
         let smem_entries = smem_entries as u32;
         // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
@@ -288,9 +287,15 @@ impl Gpu {
         let smem = plan.max_table_bytes();
         let smem = if smem > limit { 0 } else { smem };
         // Warps a multiprocessor keeps: 64K registers, allocated per warp in units of 256.
-        let regs = self.kernel_info(0).map_or(64, |k| k.registers.max(1) as u32);
+        let regs = self.kernel_info(1).map_or(64, |k| k.registers.max(1) as u32);
         let resident = 65536 / (regs * 32).next_multiple_of(256);
-        LaunchConfig::choose(plan.units.len(), smem, self.multiprocessors, resident)
+        LaunchConfig::choose(
+            plan.units.len(),
+            plan.groups.len(),
+            smem,
+            self.multiprocessors,
+            resident,
+        )
     }
 
     /// Enqueues `count` launches of the decode kernel over a loaded plan, back to back; with a

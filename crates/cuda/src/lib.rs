@@ -323,9 +323,7 @@ impl CudaDecoder {
                     output_bytes: plan.output_bytes(),
                     compressed_bytes: plan.compressed_bytes(),
                     units: plan.units.len(),
-                    blocks: plan
-                        .ranges(self.multiprocessors() as usize * config.blocks_per_sm as usize)
-                        .len(),
+                    blocks: plan.ranges_for(&config, self.multiprocessors()).len(),
                     gbps: plan.output_bytes() as f64 / median_s / 1e9,
                     median_s,
                     times,

@@ -44,40 +44,54 @@ impl Default for PlanOptions {
 }
 
 /// The shape of a launch: which compiled kernel variant, how many warps a thread block has,
-/// and how many blocks per multiprocessor the grid has (each block takes a contiguous range of
-/// about equal work; the grid is `multiprocessors * blocks_per_sm` blocks, at most one per
-/// unit).
+/// and how the units are dealt to blocks: with `units_per_block` 0, the grid has
+/// `multiprocessors * blocks_per_sm` blocks (all resident at once), each taking a contiguous
+/// range of about equal work across planes; otherwise each block takes up to
+/// `units_per_block` units of one plane, and blocks of different planes share a
+/// multiprocessor (better when planes are small).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaunchConfig {
     /// `< abi::VARIANTS`.
     pub variant: u32,
-    /// 1..=32 for variant 0, 1..=16 for variant 1.
+    /// 1..=`abi::VARIANT_WARPS[variant]`.
     pub warps_per_block: u32,
     pub blocks_per_sm: u32,
+    pub units_per_block: u32,
 }
 
 impl LaunchConfig {
-    /// The launch shape for `units` units whose planes need up to `smem_bytes` of shared memory
-    /// for their tables, on a GPU of `multiprocessors` that each keep `resident_warps` warps of
-    /// the kernel (its register budget): as many warps as fit, in as few blocks as shared
-    /// memory allows (a block loads a plane's tables once for all its warps); while the units
-    /// are few, small blocks, so that every multiprocessor gets some.
+    /// The launch shape for `units` units in `planes` planes whose tables need up to
+    /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
+    /// `resident_warps` warps of the kernel (its register budget): small blocks of one plane
+    /// each, a warp a unit, so that blocks of many planes share each multiprocessor (one
+    /// plane's units rarely fill a large block); a single block per multiprocessor holding all
+    /// its warps when the tables are too large for several blocks to fit.
     pub fn choose(
         units: usize,
+        planes: usize,
         smem_bytes: usize,
         multiprocessors: u32,
         resident_warps: u32,
     ) -> LaunchConfig {
         let sms = multiprocessors.max(1) as usize;
-        let resident = resident_warps.clamp(1, 64) as usize;
-        if units <= sms * resident {
-            let warps = units.div_ceil(sms).clamp(1, 32) as u32;
-            return LaunchConfig { variant: 0, warps_per_block: warps, blocks_per_sm: 1 };
-        }
+        let resident = resident_warps.clamp(1, 32) as usize;
         let by_smem = (228 * 1024 / (smem_bytes + 1024)).max(1);
-        let blocks = by_smem.min(resident.div_ceil(32)).max(1);
-        let warps = (resident / blocks).clamp(1, 32) as u32;
-        LaunchConfig { variant: 0, warps_per_block: warps, blocks_per_sm: blocks as u32 }
+        let per_plane = units.div_ceil(planes.max(1));
+        if by_smem == 1 && per_plane >= resident {
+            return LaunchConfig {
+                variant: 1,
+                warps_per_block: resident as u32,
+                blocks_per_sm: 1,
+                units_per_block: 0,
+            };
+        }
+        let warps = (resident / by_smem.min(8)).clamp(1, 8).min(units.div_ceil(sms).max(1)) as u32;
+        LaunchConfig {
+            variant: 1,
+            warps_per_block: warps,
+            blocks_per_sm: 1,
+            units_per_block: warps,
+        }
     }
 }
 
@@ -532,6 +546,36 @@ impl Plan {
         }
         self.groups.push(group);
         Ok(())
+    }
+
+    /// The blocks of a launch of shape `config` on `multiprocessors`.
+    pub fn ranges_for(&self, config: &LaunchConfig, multiprocessors: u32) -> Vec<WcRange> {
+        if config.units_per_block > 0 {
+            self.chunks(config.units_per_block)
+        } else {
+            self.ranges(multiprocessors.max(1) as usize * config.blocks_per_sm.max(1) as usize)
+        }
+    }
+
+    /// Each plane's units in runs of at most `n`, one block each.
+    pub fn chunks(&self, n: u32) -> Vec<WcRange> {
+        let n = n.max(1);
+        let mut out = Vec::new();
+        for (gi, g) in self.groups.iter().enumerate() {
+            let mut first = g.first_unit;
+            let end = g.first_unit + g.n_units;
+            while first < end {
+                let k = n.min(end - first);
+                out.push(WcRange {
+                    first_unit: first,
+                    n_units: k,
+                    first_group: gi as u32,
+                    reserved: 0,
+                });
+                first += k;
+            }
+        }
+        out
     }
 
     /// The work of each of `n` thread blocks (fewer when there are fewer units): contiguous

@@ -225,14 +225,33 @@ fn hostile_directories_are_refused() {
 
 #[test]
 fn launch_shapes_follow_the_work() {
-    // Few units: spread over the multiprocessors, a warp each.
-    let c = LaunchConfig::choose(256, 16 << 10, 132, 32);
-    assert_eq!((c.warps_per_block, c.blocks_per_sm), (2, 1));
-    // Many units: all the warps a multiprocessor keeps, in one block.
-    let c = LaunchConfig::choose(100_000, 128 << 10, 132, 32);
-    assert_eq!((c.warps_per_block, c.blocks_per_sm), (32, 1));
-    let c = LaunchConfig::choose(100_000, 16 << 10, 132, 48);
-    assert_eq!((c.warps_per_block, c.blocks_per_sm), (24, 2));
+    // Small tables: blocks of one plane each, a warp a unit, many blocks a multiprocessor.
+    let c = LaunchConfig::choose(256, 4, 16 << 10, 132, 36);
+    assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
+    let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36);
+    assert_eq!((c.warps_per_block, c.units_per_block), (4, 4));
+    // Tables so large that one block fills a multiprocessor, and planes of many units: one
+    // block per multiprocessor with all its warps, over ranges of equal work.
+    let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36);
+    assert_eq!((c.warps_per_block, c.blocks_per_sm, c.units_per_block), (32, 1, 0));
+}
+
+#[test]
+fn chunks_stay_in_their_plane() {
+    let file = file_of(&cases()[..24]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    for r in plan.chunks(3) {
+        let g = plan.groups[r.first_group as usize];
+        assert!(r.n_units <= 3 && r.first_unit >= g.first_unit);
+        assert!(r.first_unit + r.n_units <= g.first_unit + g.n_units);
+    }
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(&file, &mut staging);
+    let (status, outputs) = run(&plan, &plan.chunks(3), &staging, 0);
+    plan.check_status(&dir, &status).unwrap();
+    assert_eq!(outputs, reference(&file, &dir));
 }
 
 /// The cases above reach every path of the kernel: word and byte stores, raw chunks (strided

@@ -59,10 +59,17 @@ fn many_tensors_in_one_launch_with_every_launch_shape() {
     check_all(&gpu, &file, "default launch");
     let mut configs = Vec::new();
     for variant in 0..wcodec_cuda::abi::VARIANTS {
-        let max = if variant == 0 { 32 } else { 16 };
+        let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
         for warps in [1u32, 3, 8, 16, 32].into_iter().filter(|&w| w <= max) {
-            for blocks_per_sm in [1, 2, 5] {
-                configs.push(LaunchConfig { variant, warps_per_block: warps, blocks_per_sm });
+            for (blocks_per_sm, units_per_block) in
+                [(1, 0), (2, 0), (5, 0), (1, 1), (1, warps), (1, 4 * warps)]
+            {
+                configs.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    blocks_per_sm,
+                    units_per_block,
+                });
             }
         }
     }
