@@ -10,7 +10,7 @@ use wcodec::predict::TileConfig;
 use wcodec::{Archive, Dtype, EncodeOptions, Error, InputKind, Predictor};
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 2 usage error (bad arguments, output exists), \
-3 invalid or corrupt input, 4 I/O error, 5 GPU unavailable.";
+3 invalid or corrupt input, 4 I/O error, 5 GPU unavailable, 130 interrupted (Ctrl-C).";
 
 #[derive(Parser)]
 #[command(name = "wcodec", version, about = "Lossless compression of LLM weights", after_help = EXIT_CODES)]
@@ -174,6 +174,7 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
         Some(o) => o,
         None => default_output(&args.input, true)?,
     };
+    remove_temporaries_on_interrupt(&output);
     let bar = progress_bar(quiet, "compress");
     let start = Instant::now();
     let report =
@@ -208,6 +209,7 @@ fn decompress(
         Some(o) => o,
         None => default_output(&input, false)?,
     };
+    remove_temporaries_on_interrupt(&output);
     let bar = progress_bar(quiet, "decompress");
     let start = Instant::now();
     let len = wcodec::decompress_path(&input, &output, force, &mut |d, t| {
@@ -413,19 +415,70 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// The file a command reads: input errors (exit code 3) name it.
+#[allow(unreachable_patterns)]
+fn input_of(command: &Command) -> Option<&Path> {
+    match command {
+        Command::Compress(args) => Some(&args.input),
+        Command::Decompress { input, .. } | Command::Quantize { input, .. } => Some(input),
+        Command::Info { file, .. } | Command::Verify { file } => Some(file),
+        _ => None,
+    }
+}
+
+/// The one line printed for `e`: invalid input is prefixed with the input's path (I/O
+/// errors and existing outputs name their own path).
+fn message(e: &Error, input: Option<&Path>) -> String {
+    let text = e.to_string().replace(['\n', '\r'], " ");
+    match input {
+        Some(path) if e.exit_code() == 3 => format!("{}: {text}", path.display()),
+        _ => text,
+    }
+}
+
+/// On Ctrl-C or SIGTERM, removes this process's temporary outputs beside `output` (named with
+/// `wcodec::temp_prefix`) and exits with 130: an interrupted run leaves nothing under the
+/// target name, nor beside it. (SIGKILL cannot be caught: it may leave a `.wcodec-<pid>-*.tmp`.)
+fn remove_temporaries_on_interrupt(output: &Path) {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let prefix = wcodec::temp_prefix();
+    let _ = ctrlc::set_handler(move || {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        eprintln!("wcodec: interrupted");
+        std::process::exit(130);
+    });
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("wcodec: error: {first} (see wcodec --help)");
+            return ExitCode::from(2);
         }
     };
+    let input = input_of(&cli.command).map(Path::to_owned);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wcodec: error: {e}");
+            eprintln!("wcodec: error: {}", message(&e, input.as_deref()));
             ExitCode::from(e.exit_code() as u8)
         }
     }
