@@ -15,7 +15,7 @@ pub fn check_layout(layout: &SourceLayout, data: &[u8]) {
         covered += t.len;
         if t.dtype != Dtype::Opaque {
             let elements = t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap();
-            assert_eq!(elements * t.dtype.size() as u64, t.len, "{}", t.name);
+            assert_eq!(t.dtype.storage_len(elements), Some(t.len), "{}", t.name);
         }
     }
     let gaps: u64 = layout.gaps(data.len() as u64).iter().map(|g| g.end - g.start).sum();

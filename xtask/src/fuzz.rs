@@ -100,7 +100,10 @@ pub fn run(args: &[String]) -> Result<()> {
             stat("stat::peak_rss_mb"),
         ));
     }
-    println!("{:<12} {:>12} {:>9} {:>7} {:>8}  result", "target", "executions", "exec/s", "corpus", "rss MB");
+    println!(
+        "{:<12} {:>12} {:>9} {:>7} {:>8}  result",
+        "target", "executions", "exec/s", "corpus", "rss MB"
+    );
     for row in rows {
         println!("{row}");
     }
@@ -163,7 +166,8 @@ fn count_files(dir: &Path) -> usize {
 /// Writes small valid inputs into `corpus/<target>/seed-*`: compressed files for the
 /// directory and decompression targets, safetensors and GGUF files for the readers.
 fn write_seeds(corpus: &Path) -> Result<()> {
-    let small = |rows, cols| EncodeOptions { tile: TileConfig { rows, cols }, ..Default::default() };
+    let small =
+        |rows, cols| EncodeOptions { tile: TileConfig { rows, cols }, ..Default::default() };
     let mut wcz = Vec::new();
     for (name, file) in containers()? {
         if file.starts_with(b"GGUF") {
@@ -187,7 +191,7 @@ fn write_seeds(corpus: &Path) -> Result<()> {
     let ramp: Vec<u8> = (0..24 * 40).map(|i| (i % 40 + i / 40) as u8).collect();
     let noise: Vec<u8> = (0..16 * 16 * 4).map(|_| next() as u8).collect();
     let zeros = vec![0u8; 4096];
-    let raws: [(&str, &[u8], Dtype, &[u64], EncodeOptions); 5] = [
+    let raws: [RawSeed; 5] = [
         ("classes-i8", &classes, Dtype::I8, &[64, 128], small(8, 64)),
         ("ramp-u8", &ramp, Dtype::U8, &[24, 40], small(8, 8)),
         ("noise-f32", &noise, Dtype::F32, &[16, 16], small(8, 8)),
@@ -203,6 +207,9 @@ fn write_seeds(corpus: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// (name, bytes, dtype, dims, options) of a raw tensor seed.
+type RawSeed<'a> = (&'a str, &'a [u8], Dtype, &'a [u64], EncodeOptions);
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -230,7 +237,11 @@ fn containers() -> Result<Vec<(String, Vec<u8>)>> {
     let q8_0: Vec<u8> = (0..34).map(|i| (i * 5) as u8).collect();
     out.push((
         "gguf-mixed".to_owned(),
-        gguf(&[("tok.q8_0", &[32], 8, &q8_0), ("norm", &[4], 0, &f32s), ("w.i8", &[8, 4], 24, &i8s)]),
+        gguf(&[
+            ("tok.q8_0", &[32], 8, &q8_0),
+            ("norm", &[4], 0, &f32s),
+            ("w.i8", &[8, 4], 24, &i8s),
+        ]),
     ));
     Ok(out)
 }
@@ -286,7 +297,8 @@ mod tests {
 
     #[test]
     fn final_stats_are_parsed() {
-        let stats = super::final_stats("x\nstat::number_of_executed_units: 1234\nstat::peak_rss_mb: 56\n");
+        let stats =
+            super::final_stats("x\nstat::number_of_executed_units: 1234\nstat::peak_rss_mb: 56\n");
         assert_eq!(stats["stat::number_of_executed_units"], 1234);
         assert_eq!(stats["stat::peak_rss_mb"], 56);
     }
