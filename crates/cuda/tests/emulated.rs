@@ -234,6 +234,8 @@ fn launch_shapes_follow_the_work() {
     // block per multiprocessor with all its warps, over ranges of equal work.
     let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36);
     assert_eq!((c.warps_per_block, c.blocks_per_sm, c.units_per_block), (32, 1, 0));
+    let c = LaunchConfig::choose(1000, 900, 128 << 10, 132, 36);
+    assert_eq!((c.warps_per_block, c.units_per_block), (32, 0));
 }
 
 #[test]
