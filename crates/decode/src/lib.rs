@@ -298,8 +298,30 @@ pub fn decode_tensor_into(
 
 /// Checks a tensor's size against the default limits before its buffer is allocated.
 fn check_tensor(file: &[u8], tensor: &TensorEntry) -> Result<(), DecodeError> {
+    check_tensor_within(file, tensor, &Limits::default())
+}
+
+fn check_tensor_within(
+    file: &[u8],
+    tensor: &TensorEntry,
+    limits: &Limits,
+) -> Result<(), DecodeError> {
     let what = || format!("tensor {:?}", tensor.name);
-    Limits::default().check(what, tensor.source_len, file.len() as u64)
+    limits.check(what, tensor.source_len, file.len() as u64)
+}
+
+/// Decodes a tensor's original bytes within `limits`, relative to `file` (the whole .wcz, or
+/// the part of it that holds the tensor's payload, with the tensor's offsets relative to it).
+pub fn decode_tensor_limited(
+    file: &[u8],
+    tensor: &TensorEntry,
+    parallelism: Parallelism,
+    limits: &Limits,
+) -> Result<Vec<u8>, DecodeError> {
+    check_tensor_within(file, tensor, limits)?;
+    let mut out = vec![0u8; tensor.source_len as usize];
+    decode_tensor_into(file, tensor, parallelism, &mut out)?;
+    Ok(out)
 }
 
 /// Decodes a tensor's original bytes (parallel over units), within the default limits.

@@ -99,6 +99,10 @@ fn a_valid_bomb_is_too_large_for_the_default_limits() {
         quickly(|| wcodec::decode::decode_tensor_reference(&file, &dir.tensors[0])),
         Err(DecodeError::TooLarge { .. })
     ));
+    let sequential = wcodec::decode::Parallelism::Sequential;
+    let one =
+        wcodec::decode::decode_tensor_limited(&file, &dir.tensors[0], sequential, &Limits::NONE);
+    assert_eq!(one.unwrap().len(), 1 << 22);
 }
 
 #[test]
