@@ -64,6 +64,18 @@ enum Command {
     },
     /// Decode every tensor and check every checksum, writing nothing.
     Verify { file: PathBuf },
+    /// Decode one tensor (reading only its bytes) and write its raw bytes.
+    Extract {
+        file: PathBuf,
+        /// The tensor's name, as `wcodec info` lists it.
+        tensor: String,
+        /// Output path (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Overwrite an existing output.
+        #[arg(short, long)]
+        force: bool,
+    },
 }
 
 #[derive(Args)]
@@ -174,6 +186,36 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
         Some(o) => o,
         None => default_output(&args.input, true)?,
     };
+    if args.input.is_dir() {
+        if args.raw {
+            return Err(usage("--raw takes a file, not a directory"));
+        }
+        let bar = progress_bar(quiet, "compress");
+        let report = wcodec::shards::compress_dir(
+            &args.input,
+            &output,
+            &options,
+            args.force,
+            &mut |_, d, t| {
+                bar.set_length(t);
+                bar.set_position(d);
+            },
+        )?;
+        bar.finish_and_clear();
+        if !quiet {
+            eprintln!(
+                "{} -> {}: {} shards coded, {} files copied, {} -> {} bytes, ratio {:.4}",
+                args.input.display(),
+                output.display(),
+                report.coded.len(),
+                report.copied.len(),
+                report.source_bytes,
+                report.output_bytes,
+                report.source_bytes as f64 / report.output_bytes.max(1) as f64
+            );
+        }
+        return Ok(());
+    }
     remove_temporaries_on_interrupt(&output);
     let bar = progress_bar(quiet, "compress");
     let start = Instant::now();
@@ -209,6 +251,25 @@ fn decompress(
         Some(o) => o,
         None => default_output(&input, false)?,
     };
+    if input.is_dir() {
+        let bar = progress_bar(quiet, "decompress");
+        let report = wcodec::shards::decompress_dir(&input, &output, force, &mut |_, d, t| {
+            bar.set_length(t);
+            bar.set_position(d);
+        })?;
+        bar.finish_and_clear();
+        if !quiet {
+            eprintln!(
+                "{} -> {}: {} shards decoded, {} files copied, {} bytes",
+                input.display(),
+                output.display(),
+                report.coded.len(),
+                report.copied.len(),
+                report.output_bytes
+            );
+        }
+        return Ok(());
+    }
     remove_temporaries_on_interrupt(&output);
     let bar = progress_bar(quiet, "decompress");
     let start = Instant::now();
@@ -378,6 +439,26 @@ fn quantize(input: PathBuf, output: PathBuf, int8: &str, force: bool) -> Result<
     Ok(())
 }
 
+fn extract(file: PathBuf, name: &str, output: Option<PathBuf>, force: bool) -> Result<(), Error> {
+    let archive = Archive::open(&file)?;
+    let tensor = archive.find(name)?;
+    let bytes = archive.decode(tensor)?;
+    match output {
+        Some(path) => wcodec::write_file(&path, force, &bytes),
+        None => {
+            use std::io::{IsTerminal, Write};
+            let mut stdout = std::io::stdout().lock();
+            if stdout.is_terminal() {
+                return Err(usage("refusing to write binary tensor bytes to a terminal: use -o"));
+            }
+            stdout
+                .write_all(&bytes)
+                .and_then(|()| stdout.flush())
+                .map_err(|source| Error::Io { path: "(stdout)".into(), source })
+        }
+    }
+}
+
 fn verify(file: PathBuf, quiet: bool) -> Result<(), Error> {
     let archive = Archive::open(&file)?;
     let bar = progress_bar(quiet, "verify");
@@ -412,6 +493,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Info { file, json, by_layer_type: false } => info(file, json),
         Command::Quantize { input, output, int8, force } => quantize(input, output, &int8, force),
         Command::Verify { file } => verify(file, cli.quiet),
+        Command::Extract { file, tensor, output, force } => extract(file, &tensor, output, force),
     }
 }
 

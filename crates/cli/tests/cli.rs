@@ -187,3 +187,46 @@ fn quantize_then_compress_reports_by_layer_type() {
         rows.as_array().unwrap().iter().map(|r| r["layer"].as_str().unwrap()).collect();
     assert_eq!(layers, ["attention q", "mlp up", "norms", "scales"]);
 }
+
+#[test]
+fn extract_one_tensor_and_sharded_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let wcz = dir.path().join("m.wcz");
+    assert!(wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]).status.success());
+    let out = dir.path().join("key.bin");
+    let name = "encoder.layer.0.attention.self.key.weight";
+    let r = wcodec(&["extract", s(&wcz), name, "-o", s(&out)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert_eq!(std::fs::read(&out).unwrap().len(), 384 * 384);
+    let piped = wcodec(&["extract", s(&wcz), name]);
+    assert_eq!(piped.stdout, std::fs::read(&out).unwrap());
+    assert_eq!(wcodec(&["extract", s(&wcz), "nope"]).status.code(), Some(2));
+
+    // A directory of shards plus an index compresses to a directory and back, identical.
+    let shards = dir.path().join("model");
+    std::fs::create_dir(&shards).unwrap();
+    std::fs::copy(sample(), shards.join("model-00001-of-00002.safetensors")).unwrap();
+    let bf16 = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/minilm-bf16-slice.safetensors");
+    std::fs::copy(&bf16, shards.join("model-00002-of-00002.safetensors")).unwrap();
+    std::fs::write(shards.join("model.safetensors.index.json"), br#"{"weight_map":{}}"#).unwrap();
+    let packed = dir.path().join("model.wcz");
+    let back = dir.path().join("model.back");
+    let r = wcodec(&["compress", "-q", s(&shards), "-o", s(&packed)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(packed.join("model-00001-of-00002.safetensors.wcz").exists());
+    assert!(packed.join("model.safetensors.index.json").exists());
+    let r = wcodec(&["decompress", "-q", s(&packed), "-o", s(&back)]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    for name in [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+    ] {
+        assert_eq!(
+            std::fs::read(shards.join(name)).unwrap(),
+            std::fs::read(back.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}

@@ -162,9 +162,8 @@ fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {
     }
 }
 
-/// Compresses a whole source file whose tensors are described by `layout`, writing the .wcz
-/// to `out`. Tensors are encoded one after the other (each in parallel over its tiles) and
-/// written as they are done; `progress` is called with the source bytes done so far.
+/// Compresses a whole source file held in memory whose tensors are described by `layout`,
+/// writing the .wcz to `out`; `progress` is called with the source bytes done so far.
 pub fn compress_file<W: std::io::Write>(
     source: &[u8],
     layout: &wcodec_container::SourceLayout,
@@ -172,27 +171,44 @@ pub fn compress_file<W: std::io::Write>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
+    let mut read =
+        |offset: u64, len: u64| Ok(source[offset as usize..(offset + len) as usize].to_vec());
+    compress_source(source.len() as u64, layout, &mut read, options, out, progress)
+}
+
+/// Compresses a source of `source_len` bytes read through `read(offset, len)`, one tensor at a
+/// time: memory holds the tensor being encoded, not the model. Tensors are encoded in
+/// parallel over their tiles and written as they are done; the bytes outside every tensor
+/// (headers, metadata, padding) are gathered into the directory's gaps.
+pub fn compress_source<W: std::io::Write>(
+    source_len: u64,
+    layout: &wcodec_container::SourceLayout,
+    read: &mut dyn FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+    options: &EncodeOptions,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<W, EncodeError> {
     options.validate()?;
-    let mut writer = FileWriter::new(out, layout.kind, source.len() as u64)?;
+    let mut writer = FileWriter::new(out, layout.kind, source_len)?;
     let mut gaps = Vec::new();
-    let mut cursor = 0usize;
+    let mut cursor = 0u64;
     let mut done = 0u64;
     for t in &layout.tensors {
-        let (start, end) = (t.offset as usize, (t.offset + t.len) as usize);
-        gaps.extend_from_slice(&source[cursor..start]);
-        cursor = end;
+        gaps.extend_from_slice(&read(cursor, t.offset - cursor)?);
+        cursor = t.offset + t.len;
+        let bytes = read(t.offset, t.len)?;
         let input = TensorInput {
             name: &t.name,
             dtype: t.dtype,
             dims: &t.dims,
-            bytes: &source[start..end],
+            bytes: &bytes,
             source_offset: t.offset,
         };
         writer.add_tensor(encode_tensor(&input, options)?)?;
         done += t.len;
         progress(done);
     }
-    gaps.extend_from_slice(&source[cursor..]);
+    gaps.extend_from_slice(&read(cursor, source_len - cursor)?);
     Ok(writer.finish(gaps)?)
 }
 

@@ -3,18 +3,27 @@
 use std::path::Path;
 
 use serde::Serialize;
-use wcodec_decode::Parallelism;
 use wcodec_format::{Directory, PlaneEncoding, Predictor, TensorEntry};
 
-use crate::Error;
-use crate::files::{Input, read_input};
+use std::fs::File;
+use std::io::Write;
 
-/// A .wcz file, mapped and with its directory parsed and validated. Payloads are read only
-/// when a tensor is decoded.
+use wcodec_format::records::{FileHeader, Trailer};
+
+use crate::Error;
+use crate::files::read_exact_at;
+
+/// A .wcz file with its directory parsed and validated. Payloads are read (with positioned
+/// reads, not a memory map) only when a tensor is decoded, one tensor at a time, so memory
+/// stays bounded by the largest tensor whatever the file's size.
 #[derive(Debug)]
 pub struct Archive {
-    bytes: Input,
+    file: File,
+    path: std::path::PathBuf,
+    len: u64,
     directory: Directory,
+    /// Bytes read from the file so far (header, trailer, directory, tensor windows).
+    bytes_read: std::sync::atomic::AtomicU64,
 }
 
 /// What `wcodec info` prints of a tensor.
@@ -94,11 +103,46 @@ pub struct LayerRow {
 }
 
 impl Archive {
-    /// Opens and validates a .wcz file (reads only its header, trailer and directory).
+    /// Opens and validates a .wcz file (reads only its header, trailer and directory), within
+    /// the default [`crate::Limits`].
     pub fn open(path: &Path) -> Result<Archive, Error> {
-        let bytes = read_input(path)?;
-        let directory = Directory::from_file_bytes(&bytes)?;
-        Ok(Archive { bytes, directory })
+        Self::open_with_limits(path, &crate::Limits::default())
+    }
+
+    /// `open`, refusing a file whose original would exceed `limits` (a hostile directory can
+    /// claim a huge output from a small file; nothing is allocated from the claim).
+    pub fn open_with_limits(path: &Path, limits: &crate::Limits) -> Result<Archive, Error> {
+        let io = |source| Error::Io { path: path.to_owned(), source };
+        let file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let read = |offset: u64, len: u64| -> Result<Vec<u8>, Error> {
+            let mut buf = vec![0u8; len as usize];
+            read_exact_at(&file, &mut buf, offset).map_err(io)?;
+            Ok(buf)
+        };
+        let min = (FileHeader::LEN + Trailer::LEN) as u64;
+        if len < min {
+            return Err(wcodec_format::FormatError::Truncated {
+                what: "file",
+                needed: min,
+                available: len,
+            }
+            .into());
+        }
+        wcodec_format::parse_header(&read(0, FileHeader::LEN as u64)?)?;
+        let loc = wcodec_format::parse_trailer(
+            &read(len - Trailer::LEN as u64, Trailer::LEN as u64)?,
+            len,
+        )?;
+        let directory = wcodec_format::parse_directory(&read(loc.offset, loc.len)?, loc)?;
+        limits.check(|| path.display().to_string(), directory.source_len, len)?;
+        let bytes_read = (FileHeader::LEN + Trailer::LEN) as u64 + loc.len;
+        Ok(Archive { file, path: path.to_owned(), len, directory, bytes_read: bytes_read.into() })
+    }
+
+    /// Bytes read from the file so far: random access reads only what it decodes.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn directory(&self) -> &Directory {
@@ -106,7 +150,7 @@ impl Archive {
     }
 
     pub fn file_len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.len
     }
 
     pub fn summaries(&self) -> Vec<TensorSummary> {
@@ -121,23 +165,64 @@ impl Archive {
             .ok_or_else(|| Error::NoSuchTensor(name.to_owned()))
     }
 
+    /// Reads the span of the file holding a tensor's planes, and the tensor's entry with its
+    /// payload offsets made relative to that span.
+    fn window(&self, tensor: &TensorEntry) -> Result<(Vec<u8>, TensorEntry), Error> {
+        let start = tensor.planes.iter().map(|p| p.payload_offset).min().unwrap_or(0);
+        let end = tensor.planes.iter().map(|p| p.payload_offset + p.payload_len).max().unwrap_or(0);
+        let mut bytes = vec![0u8; (end - start) as usize];
+        read_exact_at(&self.file, &mut bytes, start)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.bytes_read.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut rebased = tensor.clone();
+        for plane in &mut rebased.planes {
+            plane.payload_offset -= start;
+        }
+        Ok((bytes, rebased))
+    }
+
     /// Decodes one tensor's original bytes, reading only its payload.
     pub fn decode(&self, tensor: &TensorEntry) -> Result<Vec<u8>, Error> {
-        Ok(wcodec_decode::decode_tensor(&self.bytes, tensor)?)
+        let (bytes, rebased) = self.window(tensor)?;
+        // `open` checked the whole source (so this tensor) against the limits.
+        let mut out = vec![0u8; tensor.source_len as usize];
+        wcodec_decode::decode_tensor_into(
+            &bytes,
+            &rebased,
+            wcodec_decode::Parallelism::Rayon,
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// Writes the original file to `sink` (named `sink_path` in errors), tensor by tensor with
+    /// the gaps between them; `progress` gets the bytes written so far and the total.
+    pub fn write_source<W: Write>(
+        &self,
+        mut sink: W,
+        sink_path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<W, Error> {
+        let dir = &self.directory;
+        let io = |source| Error::Io { path: sink_path.to_owned(), source };
+        let (mut cursor, mut gap_pos) = (0u64, 0usize);
+        for tensor in &dir.tensors {
+            let gap = (tensor.source_offset - cursor) as usize;
+            sink.write_all(&dir.gaps[gap_pos..gap_pos + gap]).map_err(io)?;
+            gap_pos += gap;
+            sink.write_all(&self.decode(tensor)?).map_err(io)?;
+            cursor = tensor.source_offset + tensor.source_len;
+            progress(cursor, dir.source_len);
+        }
+        sink.write_all(&dir.gaps[gap_pos..]).map_err(io)?;
+        progress(dir.source_len, dir.source_len);
+        Ok(sink)
     }
 
     /// Decodes every tensor (checking every unit, final state and checksum) without writing
     /// anything; calls `progress` with the original bytes checked so far.
     pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<(), Error> {
-        let total = self.directory.source_len;
-        wcodec_decode::rebuild_source(
-            &self.bytes,
-            &self.directory,
-            Parallelism::Rayon,
-            std::io::sink(),
-            &mut |done| progress(done, total),
-        )?;
-        Ok(())
+        self.write_source(std::io::sink(), Path::new("(nothing)"), progress).map(drop)
     }
 
     /// The `__metadata__` of a safetensors source (its header is the first gap).

@@ -6,8 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::Error;
-use wcodec_decode::Parallelism;
-use wcodec_format::{Directory, Dtype};
+use wcodec_format::Dtype;
 
 /// A read-only view of an input file.
 #[derive(Debug)]
@@ -28,6 +27,21 @@ impl std::ops::Deref for Input {
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_owned(), source }
+}
+
+/// Reads `buf.len()` bytes at `offset` without moving a shared cursor.
+pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
 }
 
 /// The start of the names of this process's temporary outputs: `.wcodec-<pid>-`, then random
@@ -79,6 +93,15 @@ fn write_atomically<T>(
         writer.flush().map_err(io_error(output))?;
         value
     };
+    // Temporary files are private (0600); the result gets the usual 0644 (less the umask's
+    // effect is not re-applied: outputs hold no secrets the input did not).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(io_error(output))?;
+    }
     temp.as_file().sync_all().map_err(io_error(output))?;
     if force {
         temp.persist(output).map_err(|e| Error::Io { path: output.to_owned(), source: e.error })?;
@@ -116,7 +139,9 @@ pub enum InputKind {
     Raw { dtype: Dtype, dims: Vec<u64> },
 }
 
-/// Compresses `input` into `output`.
+/// Compresses `input` into `output`. The input's header is read through a memory map; its
+/// tensors are read one at a time with positioned reads, so memory stays bounded by the
+/// tensor in flight whatever the file's size.
 pub fn compress_path(
     input: &Path,
     output: &Path,
@@ -140,12 +165,24 @@ pub fn compress_path(
         },
     };
     let total = source.len() as u64;
+    drop(source);
+    let file = File::open(input).map_err(io_error(input))?;
+    let mut read = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        read_exact_at(&file, &mut buf, offset)?;
+        Ok(buf)
+    };
     let tensors = layout.tensors.len();
     let compressed_len = write_atomically(output, force, |w| {
         let mut counter = CountingWriter { inner: w, count: 0 };
-        wcodec_encode::compress_file(&source, &layout, options, &mut counter, &mut |done| {
-            progress(done, total)
-        })
+        wcodec_encode::compress_source(
+            total,
+            &layout,
+            &mut read,
+            options,
+            &mut counter,
+            &mut |done| progress(done, total),
+        )
         .map_err(|e| match e {
             wcodec_encode::EncodeError::Io(source) => Error::Io { path: output.to_owned(), source },
             other => other.into(),
@@ -155,24 +192,18 @@ pub fn compress_path(
     Ok(CompressReport { source_len: total, compressed_len, tensors })
 }
 
-/// Decompresses `input` (.wcz) into `output`, byte-identical to the original file.
+/// Decompresses `input` (.wcz) into `output`, byte-identical to the original file, one tensor
+/// at a time.
 pub fn decompress_path(
     input: &Path,
     output: &Path,
     force: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
-    let file = read_input(input)?;
-    let directory = Directory::from_file_bytes(&file)?;
-    let total = directory.source_len;
+    let archive = crate::Archive::open(input)?;
+    let total = archive.directory().source_len;
     write_atomically(output, force, |w| {
-        wcodec_decode::rebuild_source(&file, &directory, Parallelism::Rayon, w, &mut |done| {
-            progress(done, total)
-        })
-        .map_err(|e| match e {
-            wcodec_decode::DecodeError::Io(source) => Error::Io { path: output.to_owned(), source },
-            other => other.into(),
-        })?;
+        archive.write_source(w, output, progress)?;
         Ok(total)
     })
 }

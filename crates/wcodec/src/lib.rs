@@ -17,12 +17,12 @@ mod error;
 mod files;
 pub mod layers;
 pub mod quantize;
+pub mod shards;
 
 pub use archive::{Archive, LayerRow, TensorSummary};
 pub use error::Error;
 pub use files::{
-    CompressReport, InputKind, compress_path, decompress_path, read_input, temp_prefix,
-    write_file,
+    CompressReport, InputKind, compress_path, decompress_path, read_input, temp_prefix, write_file,
 };
 
 pub use wcodec_container as container;
