@@ -67,3 +67,20 @@ fn output_does_not_depend_on_the_thread_count() {
     let b = three.install(|| wcodec::compress(&source, &options).unwrap());
     assert_eq!(a, b);
 }
+
+#[test]
+fn smollm2_gguf_slice_round_trips_with_block_fields() {
+    let source = slice("smollm2-slice.gguf");
+    let wcz = wcodec::compress(&source, &EncodeOptions::default()).unwrap();
+    let (file, tensors, _) = measure(&source, &wcz);
+    let dir = Directory::from_file_bytes(&wcz).unwrap();
+    let q8 = dir.tensors.iter().find(|t| t.name == "token_embd.weight").unwrap();
+    assert_eq!(q8.dtype, Dtype::Q8_0);
+    assert_eq!(q8.transform, wcodec::format::Transform::BlockFields);
+    assert_eq!(q8.planes.len(), 3, "scale low bytes, scale high bytes, quants");
+    let q4 = dir.tensors.iter().find(|t| t.name == "blk.0.attn_q.weight").unwrap();
+    assert_eq!(q4.dtype, Dtype::Q4_1);
+    // Splitting the scales from the quants is what makes GGUF compress at all.
+    assert!(tensors > 1.05, "tensors {tensors:.4}");
+    assert!(file > 1.04, "file {file:.4}");
+}
