@@ -7,8 +7,10 @@
 mod bench;
 mod ci;
 mod corpus;
+mod cuda;
 mod fuzz;
 mod golden;
+mod kernels;
 
 use std::process::ExitCode;
 
@@ -24,6 +26,8 @@ const COMMANDS: &[(&str, &str)] = &[
     ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
     ("fuzz", "run every fuzz target of fuzz/ for a while (--seconds N; needs cargo-fuzz)"),
+    ("cuda-toolchain", "install the pinned nvcc (CUDA 13.0 wheels) into a cache; print CUDA_HOME"),
+    ("kernels", "compile kernels/*.cu and print registers, shared memory and spills per kernel"),
 ];
 
 fn usage() {
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "ci" => ci::run(rest),
         "fuzz" => fuzz::run(rest),
+        "cuda-toolchain" => cuda::run(rest),
+        "kernels" => kernels::run(rest),
         "bench-report" => bench::report(rest),
         "help" | "-h" | "--help" => {
             usage();
