@@ -54,7 +54,11 @@ mod tests {
         let options = EncodeOptions::default();
         let mut out = Vec::new();
         let data = root.join("tests/data");
-        for name in ["minilm-int8-per-tensor.safetensors", "minilm-bf16-slice.safetensors"] {
+        for name in [
+            "minilm-int8-per-tensor.safetensors",
+            "minilm-bf16-slice.safetensors",
+            "smollm2-slice.gguf",
+        ] {
             let source = std::fs::read(data.join(name)).expect("checked-in slice");
             out.push((name.to_owned(), wcodec::compress(&source, &options).expect("compresses")));
         }
