@@ -260,6 +260,9 @@ fn tensor_len(name: &str, ggml_type: u32, ne: &[u64]) -> Result<u64> {
             block: info.block_elems,
         });
     }
+    // The bytes of one row must be countable too, even when another dim is 0 and the tensor
+    // is empty: a codec views the tensor as rows of that many bytes.
+    (row / info.block_elems).checked_mul(info.block_bytes).ok_or_else(overflow)?;
     (elements / info.block_elems).checked_mul(info.block_bytes).ok_or_else(overflow)
 }
 
@@ -607,6 +610,27 @@ pub(crate) mod tests {
         arr.extend_from_slice(&u64::MAX.to_le_bytes());
         b.kv_raw("a", value::ARRAY, &arr);
         assert!(matches!(read_gguf(&b.build().0), Err(ContainerError::Truncated { .. })));
+    }
+
+    /// Fuzz find (gguf target, via the codec): an empty tensor (a dim of 0) whose rows are too
+    /// wide to count in bytes was read, and the codec could not describe it. Now refused.
+    #[test]
+    fn empty_tensors_with_rows_too_wide_to_count_in_bytes() {
+        let empty = |row: u64, ggml_type| {
+            let mut b = GgufBuilder::new();
+            b.tensors.push(("w".to_owned(), vec![row, 0], ggml_type, Vec::new()));
+            read_gguf(&b.build().0)
+        };
+        let wide = u64::MAX & !255;
+        for ggml_type in [ggml::F32, ggml::F16, ggml::Q8_0, ggml::Q8_K] {
+            assert!(
+                matches!(empty(wide, ggml_type), Err(ContainerError::SizeOverflow { .. })),
+                "{ggml_type}"
+            );
+        }
+        // Rows whose bytes fit are fine, however empty the tensor.
+        assert_eq!(empty(wide, ggml::Q4_K).unwrap().tensors[0].len, 0);
+        assert_eq!(empty(1 << 60, ggml::F32).unwrap().tensors[0].len, 0);
     }
 
     #[test]

@@ -386,8 +386,10 @@ fn parse_tensor(
             format!("shape {tensor_dims:?} of {dtype} is not {} bytes", t.source_len.get()),
         ));
     }
-    // A tensor with no rows may have any number of columns: their bytes must still count.
-    if dtype.storage_len(cols).is_none() {
+    // A tensor with no rows may have any number of columns: where its planes' widths are
+    // counted in bytes (whole rows, or block fields), that count must not overflow.
+    let widths_in_bytes = matches!(transform, Transform::Identity | Transform::BlockFields);
+    if widths_in_bytes && dtype.storage_len(cols).is_none() {
         return Err(FormatError::invalid("tensor record", "row size overflows"));
     }
     let shapes = transform.plane_shapes(dtype, rows, cols);

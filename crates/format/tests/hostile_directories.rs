@@ -166,6 +166,21 @@ fn a_zero_row_tensor_whose_row_size_overflows_is_invalid() {
     assert!(matches!(invalid(&bad), FormatError::Invalid { what: "tensor record", .. }));
 }
 
+/// Fuzz find (gguf target, via the codec): the check above must not refuse what the encoder
+/// writes: an empty f32 tensor whose rows are too wide to count in bytes is valid when its
+/// transform counts plane widths in elements.
+#[test]
+fn a_zero_row_split_tensor_with_rows_too_wide_for_bytes_is_valid() {
+    let mut dir = directory();
+    dir.tensors.truncate(1);
+    dir.source_len = 0;
+    let t = &mut dir.tensors[0];
+    (t.dtype, t.transform, t.source_len) = (Dtype::F32, Transform::F32Split, 0);
+    t.dims = vec![0, 0xffff_0000_0000_0000];
+    t.planes = (0..4).map(|_| rans_plane(0, 0xffff_0000_0000_0000, (4, 4), 0, PAYLOAD)).collect();
+    assert_eq!(Directory::from_file_bytes(&file(&dir)).unwrap(), dir);
+}
+
 /// Audit: two planes pointing at the same unit records (so that others go unused, or one
 /// payload is described twice) passed the "used exactly once" count.
 #[test]
