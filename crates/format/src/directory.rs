@@ -555,7 +555,7 @@ fn parse_unit(u: &UnitRecord) -> Result<UnitEntry> {
     let predictor = Predictor::from_code(u.predictor)
         .ok_or_else(|| FormatError::invalid("unit record", format!("predictor {}", u.predictor)))?;
     let len = u.len.get();
-    if u.reserved != [0; 7] || (len as usize) < rans::STATES_BYTES || len % 2 != 0 {
+    if u.reserved != [0; 7] || (len as usize) < rans::STATES_BYTES || !len.is_multiple_of(2) {
         return Err(FormatError::invalid("unit record", "bad table, length or reserved bytes"));
     }
     Ok(UnitEntry { offset: u.offset.get(), len, crc32c: u.crc32c.get(), predictor })

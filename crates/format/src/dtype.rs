@@ -104,7 +104,7 @@ impl Dtype {
     pub fn storage_len(self, elements: u64) -> Option<u64> {
         match self.block() {
             Some((per_block, bytes)) => {
-                (elements % per_block == 0).then(|| elements / per_block)?.checked_mul(bytes)
+                elements.is_multiple_of(per_block).then(|| elements / per_block)?.checked_mul(bytes)
             }
             None => elements.checked_mul(self.size() as u64),
         }

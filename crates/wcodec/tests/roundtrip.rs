@@ -40,7 +40,7 @@ fn content(kind: Content, n: usize, seed: u64) -> Vec<u8> {
                     (s - 510) / 6
                 }
                 Content::Sparse => {
-                    if r % 10 == 0 {
+                    if r.is_multiple_of(10) {
                         ((r >> 8) % 255) as i32 - 127
                     } else {
                         0
