@@ -74,7 +74,13 @@ fn coder(c: &mut Criterion) {
         let enc = EncodeTable::new(&freqs, 12);
         let dec = DecodeTable::new(&freqs, 12).unwrap();
         let mut unit = Vec::new();
-        encode_unit_with(Path::Scalar, &data, std::slice::from_ref(&enc), TableMap::Single, &mut unit);
+        encode_unit_with(
+            Path::Scalar,
+            &data,
+            std::slice::from_ref(&enc),
+            TableMap::Single,
+            &mut unit,
+        );
         eprintln!(
             "{name}: order-0 {:.2} bits/byte (table's data), coded {:.2} bits/byte",
             entropy_bits(&counts) / source.len() as f64,

@@ -249,11 +249,26 @@ fn decode_fast(
             Some(t) => {
                 let end = run_end(map, g, full, t);
                 let out = &mut out[base..end * GROUP];
-                g += kernel.decode_run(&mut states, stream, &mut pos, &tables[t].entries, prob_bits, out);
+                g += kernel.decode_run(
+                    &mut states,
+                    stream,
+                    &mut pos,
+                    &tables[t].entries,
+                    prob_bits,
+                    out,
+                );
             }
             None => {
                 let window = &stream[2 * pos..];
-                pos += mixed_group(&mut states, window, tables, prob_bits, map, base, &mut out[base..base + len]);
+                pos += mixed_group(
+                    &mut states,
+                    window,
+                    tables,
+                    prob_bits,
+                    map,
+                    base,
+                    &mut out[base..base + len],
+                );
                 g += 1;
             }
         }
@@ -273,12 +288,27 @@ fn decode_fast(
                 Some(t) => {
                     let mut read = 0;
                     let group = &mut out[base..base + GROUP];
-                    let done = kernel.decode_run(&mut states, window, &mut read, &tables[t].entries, prob_bits, group);
+                    let done = kernel.decode_run(
+                        &mut states,
+                        window,
+                        &mut read,
+                        &tables[t].entries,
+                        prob_bits,
+                        group,
+                    );
                     debug_assert_eq!(done, 1, "a window is left");
                     pos += read;
                 }
                 None => {
-                    pos += mixed_group(&mut states, window, tables, prob_bits, map, base, &mut out[base..base + len]);
+                    pos += mixed_group(
+                        &mut states,
+                        window,
+                        tables,
+                        prob_bits,
+                        map,
+                        base,
+                        &mut out[base..base + len],
+                    );
                 }
             }
             if pos > n_words {

@@ -246,7 +246,9 @@ fn encode_fast(
                         TableMap::Single => 0,
                         TableMap::Rows { .. } => {
                             let mut start = g - 1;
-                            while start > 0 && map.group_table((start - 1) * GROUP, GROUP) == Some(t) {
+                            while start > 0
+                                && map.group_table((start - 1) * GROUP, GROUP) == Some(t)
+                            {
                                 start -= 1;
                             }
                             start
@@ -254,7 +256,14 @@ fn encode_fast(
                     };
                     debug_assert!(g <= full);
                     let run = &symbols[start * GROUP..g * GROUP];
-                    kernel.encode_run(&mut states, run, &tables[t].simd, tables[t].prob_bits, buf, &mut cur);
+                    kernel.encode_run(
+                        &mut states,
+                        run,
+                        &tables[t].simd,
+                        tables[t].prob_bits,
+                        buf,
+                        &mut cur,
+                    );
                     g = start;
                 }
                 None => {
@@ -262,7 +271,12 @@ fn encode_fast(
                         for lane in (0..LANES).rev() {
                             let t = base + lane * RUN + j;
                             if t < n {
-                                tables[map.table_of(t)].put_down(&mut states[lane], symbols[t], buf, &mut cur);
+                                tables[map.table_of(t)].put_down(
+                                    &mut states[lane],
+                                    symbols[t],
+                                    buf,
+                                    &mut cur,
+                                );
                             }
                         }
                     }
@@ -281,4 +295,37 @@ fn encode_fast(
 thread_local! {
     /// The SIMD encoder's word buffer, filled downward from the end, reused per thread.
     static DOWN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Numerators where a reciprocal is most likely off: around multiples of `d`, and the ends.
+    fn numerators(d: u32) -> impl Iterator<Item = u32> {
+        let step = (u32::MAX / d / 512).max(1);
+        (0..=u32::MAX / d)
+            .step_by(step as usize)
+            .chain([u32::MAX / d, u32::MAX / d - 1])
+            .flat_map(move |k| {
+                let m = k.wrapping_mul(d);
+                [m, m.wrapping_sub(1), m.wrapping_add(1), m.wrapping_add(d - 1)]
+            })
+            .chain([0, 1, u32::MAX, u32::MAX - 1, 1 << 31])
+    }
+
+    #[test]
+    fn simd_reciprocals_divide_exactly() {
+        for d in 2..=4096u32 {
+            let (magic, shift) = div_magic32(d);
+            let magic52 = (1u64 << 52).div_ceil(u64::from(d));
+            for x in numerators(d) {
+                let t = ((u64::from(x) * u64::from(magic)) >> 32) as u32;
+                let q32 = (t + ((x - t) >> 1)) >> shift;
+                let q52 = ((u128::from(x) * u128::from(magic52)) >> 52) as u32;
+                assert_eq!(q32, x / d, "magic32, {x} / {d}");
+                assert_eq!(q52, x / d, "magic52, {x} / {d}");
+            }
+        }
+    }
 }

@@ -139,7 +139,8 @@ impl Path {
     pub fn detected() -> Path {
         static DETECTED: std::sync::OnceLock<Path> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| {
-            let forced = std::env::var("WCODEC_FORCE_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
+            let forced =
+                std::env::var("WCODEC_FORCE_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
             let cap = match std::env::var("WCODEC_SIMD").as_deref().map(str::to_ascii_lowercase) {
                 _ if forced => Path::Scalar,
                 Ok(v) if v == "scalar" || v == "none" => Path::Scalar,

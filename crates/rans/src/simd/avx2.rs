@@ -112,7 +112,8 @@ pub(super) unsafe fn decode_run(
                 // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 8 words
                 // read lie inside the window of `WINDOW = GROUP + 16` words.
                 let next = unsafe { _mm_loadu_si128(w.add(2 * read).cast()) };
-                let next = _mm256_permutevar8x32_epi32(_mm256_cvtepu16_epi32(next), lut_row(&EXPAND, m));
+                let next =
+                    _mm256_permutevar8x32_epi32(_mm256_cvtepu16_epi32(next), lut_row(&EXPAND, m));
                 x[r] = _mm256_or_si256(
                     _mm256_sllv_epi32(xr, _mm256_and_si256(need, sixteen)),
                     _mm256_and_si256(next, need),
@@ -120,7 +121,8 @@ pub(super) unsafe fn decode_run(
                 read += m.count_ones() as usize;
                 // The symbol is the entry's low byte: after 4 steps byte j of a lane's word is
                 // its symbol of step j.
-                acc[r] = _mm256_or_si256(_mm256_srli_epi32::<8>(acc[r]), _mm256_slli_epi32::<24>(e));
+                acc[r] =
+                    _mm256_or_si256(_mm256_srli_epi32::<8>(acc[r]), _mm256_slli_epi32::<24>(e));
             }
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -161,8 +163,8 @@ pub(super) unsafe fn encode_run(
     let sixteen = _mm256_set1_epi32(16);
     // Low 16 bits of each u32 into the low 8 bytes of each 128-bit half.
     let low_halves = _mm256_setr_epi8(
-        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
-        -1, -1, -1, -1, -1, -1, -1,
+        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1,
+        -1, -1, -1, -1, -1, -1,
     );
     let mut x = [_mm256_setzero_si256(); 4];
     for (r, x) in x.iter_mut().enumerate() {
@@ -194,16 +196,20 @@ pub(super) unsafe fn encode_run(
                 let m = !_mm256_movemask_ps(_mm256_castsi256_ps(keep)) as usize & 0xff;
                 let count = m.count_ones() as usize;
                 let packed = _mm256_permutevar8x32_epi32(xr, lut_row(&COMPRESS_HIGH, m));
-                let packed = _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(packed, low_halves));
+                let packed =
+                    _mm256_permute4x64_epi64::<0b1000>(_mm256_shuffle_epi8(packed, low_halves));
                 // SAFETY: `c >= ENCODE_HEADROOM + (symbols still to code)` >= 8, so the 8 words
                 // below `c` are inside `buf`; the valid ones land in [c - count, c), the others
                 // below, on words not yet written.
-                unsafe { _mm_storeu_si128(out.add(2 * (c - 8)).cast(), _mm256_castsi256_si128(packed)) };
+                unsafe {
+                    _mm_storeu_si128(out.add(2 * (c - 8)).cast(), _mm256_castsi256_si128(packed))
+                };
                 c -= count;
                 let xr = _mm256_srlv_epi32(xr, _mm256_andnot_si256(keep, sixteen));
                 // q = x / freq: t = mulhi(x, magic); q = (t + (x - t) / 2) >> shift.
                 let even = _mm256_srli_epi64::<32>(_mm256_mul_epu32(xr, magic));
-                let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(xr), _mm256_srli_epi64::<32>(magic));
+                let odd =
+                    _mm256_mul_epu32(_mm256_srli_epi64::<32>(xr), _mm256_srli_epi64::<32>(magic));
                 let t = _mm256_blend_epi32::<0b1010_1010>(even, odd);
                 let q = _mm256_add_epi32(t, _mm256_srli_epi32::<1>(_mm256_sub_epi32(xr, t)));
                 let q = _mm256_srlv_epi32(q, _mm256_srli_epi32::<28>(info));

@@ -1,0 +1,351 @@
+//! Every code path this CPU runs (scalar, AVX2, AVX-512) against the scalar reference: the same
+//! bytes from the encoder, the same output and the same error from the decoder, on random units
+//! (every length class, 1 to 4 tables with row maps, precisions 8 to 12, skewed, flat, small and
+//! one-symbol alphabets) and on damaged ones (bit flips, truncations, garbage, wrong lengths and
+//! maps). Each path is forced explicitly, so one process tests them all.
+
+use proptest::prelude::*;
+use wcodec_rans::*;
+
+/// Deterministic pseudo-random numbers (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Alphabet {
+    /// Geometric-ish magnitudes around a centre, like quantised weights.
+    Skewed,
+    /// Every byte equally likely.
+    Flat,
+    /// Two or three symbols.
+    Small,
+    /// One symbol.
+    One,
+}
+
+fn alphabet() -> impl Strategy<Value = Alphabet> {
+    prop_oneof![
+        4 => Just(Alphabet::Skewed),
+        2 => Just(Alphabet::Flat),
+        1 => Just(Alphabet::Small),
+        1 => Just(Alphabet::One),
+    ]
+}
+
+fn draw(alphabet: Alphabet, class: usize, rng: &mut Rng) -> u8 {
+    let centre = (class as u8).wrapping_mul(61);
+    match alphabet {
+        Alphabet::Skewed => {
+            let r = rng.next();
+            let magnitude = (r % 4) * ((r >> 8) % 6) + (r >> 20) % 3;
+            let signed =
+                if r >> 40 & 1 == 1 { magnitude as u8 } else { (magnitude as u8).wrapping_neg() };
+            centre.wrapping_add(signed)
+        }
+        Alphabet::Flat => rng.next() as u8,
+        Alphabet::Small => centre.wrapping_add([0, 0, 0, 1, 1, 7][rng.below(6) as usize]),
+        Alphabet::One => centre,
+    }
+}
+
+/// A unit's symbols, row classes and tables.
+#[derive(Debug)]
+struct Case {
+    data: Vec<u8>,
+    row_tables: Vec<u8>,
+    /// 0 for `TableMap::Single`.
+    width: usize,
+    prob_bits: u8,
+    freqs: Vec<Frequencies>,
+}
+
+impl Case {
+    fn map(&self) -> TableMap<'_> {
+        if self.width == 0 {
+            TableMap::Single
+        } else {
+            TableMap::Rows { row_tables: &self.row_tables, width: self.width }
+        }
+    }
+    fn encoders(&self) -> Vec<EncodeTable> {
+        self.freqs.iter().map(|f| EncodeTable::new(f, self.prob_bits)).collect()
+    }
+    fn decoders(&self) -> Vec<DecodeTable> {
+        self.freqs.iter().map(|f| DecodeTable::new(f, self.prob_bits).unwrap()).collect()
+    }
+}
+
+fn build_case(
+    n: usize,
+    n_tables: usize,
+    width: usize,
+    prob_bits: u8,
+    alphabets: &[Alphabet],
+    seed: u64,
+) -> Case {
+    let mut rng = Rng(seed | 1);
+    let rows = if width == 0 { 0 } else { n.div_ceil(width) };
+    // Classes in runs, so that some groups are coded with one table and others straddle rows.
+    let mut row_tables = Vec::with_capacity(rows);
+    let mut class = 0u8;
+    for _ in 0..rows {
+        if rng.below(4) == 0 {
+            class = rng.below(n_tables as u64) as u8;
+        }
+        row_tables.push(class);
+    }
+    let class_of = |t: usize| if width == 0 { 0 } else { usize::from(row_tables[t / width]) };
+    let data: Vec<u8> = (0..n)
+        .map(|t| draw(alphabets[class_of(t) % alphabets.len()], class_of(t), &mut rng))
+        .collect();
+    let freqs = (0..n_tables)
+        .map(|c| {
+            let picked: Vec<u8> = data
+                .iter()
+                .enumerate()
+                .filter(|(t, _)| class_of(*t) == c)
+                .map(|(_, &d)| d)
+                .collect();
+            normalize(&histogram(&picked), prob_bits)
+        })
+        .collect();
+    Case { data, row_tables, width, prob_bits, freqs }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop_oneof![0usize..300, 0usize..3000, 3000usize..20_000],
+        1usize..=4,
+        prop_oneof![Just(0usize), Just(1), Just(3), Just(10), Just(128), Just(256), Just(300)],
+        8u8..=12,
+        proptest::collection::vec(alphabet(), 1..=4),
+        any::<u64>(),
+    )
+        .prop_map(|(n, n_tables, width, prob_bits, alphabets, seed)| {
+            // One table needs no map; several do.
+            let width = if n_tables > 1 && width == 0 { 128 } else { width };
+            build_case(n, n_tables, width, prob_bits, &alphabets, seed)
+        })
+}
+
+fn encode(path: Path, case: &Case) -> Vec<u8> {
+    let mut unit = vec![0xAA]; // encode_unit appends
+    encode_unit_with(path, &case.data, &case.encoders(), case.map(), &mut unit);
+    unit.split_off(1)
+}
+
+/// Decodes with every path into buffers pre-filled alike; returns the scalar result and output,
+/// after checking that every path gives exactly the same.
+fn decode_all(
+    unit: &[u8],
+    tables: &[DecodeTable],
+    map: TableMap,
+    n: usize,
+) -> (Result<(), RansError>, Vec<u8>) {
+    let mut reference = None;
+    for path in Path::available() {
+        let mut out = vec![0x5Au8; n];
+        let result = decode_unit_with(path, unit, tables, map, &mut out);
+        match &reference {
+            None => reference = Some((result, out)),
+            Some((r, o)) => {
+                assert_eq!(&result, r, "{path:?} result differs from the scalar one");
+                assert!(out == *o, "{path:?} output differs from the scalar one ({result:?})");
+            }
+        }
+    }
+    reference.expect("the scalar path is always available")
+}
+
+/// [`decode_all`] where only the agreement matters.
+fn agree(unit: &[u8], tables: &[DecodeTable], map: TableMap, n: usize) {
+    let _ = decode_all(unit, tables, map, n);
+}
+
+#[test]
+fn scalar_is_always_available_and_detected_is_available() {
+    assert_eq!(Path::available()[0], Path::Scalar);
+    assert!(Path::detected().is_available());
+    eprintln!("paths here: {:?}, detected {:?}", Path::available(), Path::detected());
+}
+
+/// Run in a child process by `force_scalar_env_var`: checks the environment variables.
+#[test]
+fn detected_path_child() {
+    if std::env::var_os("WCODEC_FORCE_SCALAR").is_some() {
+        assert_eq!(Path::detected(), Path::Scalar);
+    }
+    if std::env::var("WCODEC_SIMD").as_deref() == Ok("avx2") {
+        assert!(Path::detected() <= Path::Avx2);
+    }
+}
+
+#[test]
+fn force_scalar_env_var() {
+    for (var, value) in [("WCODEC_FORCE_SCALAR", "1"), ("WCODEC_SIMD", "avx2")] {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "detected_path_child", "--quiet"])
+            .env(var, value)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{var}={value}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn paths_agree_on_valid_units(case in case()) {
+        let unit = encode(Path::Scalar, &case);
+        for path in Path::available() {
+            prop_assert!(encode(path, &case) == unit, "{:?} encoder differs", path);
+        }
+        let (result, out) = decode_all(&unit, &case.decoders(), case.map(), case.data.len());
+        prop_assert_eq!(result, Ok(()));
+        prop_assert!(out == case.data);
+        // The default entry points agree too.
+        let mut default_unit = Vec::new();
+        encode_unit(&case.data, &case.encoders(), case.map(), &mut default_unit);
+        prop_assert!(default_unit == unit);
+    }
+
+    #[test]
+    fn paths_agree_on_damaged_units(case in case(), seed in any::<u64>()) {
+        let unit = encode(Path::Scalar, &case);
+        let tables = case.decoders();
+        let n = case.data.len();
+        let mut rng = Rng(seed | 1);
+        // Bit flips, one or a few.
+        for _ in 0..8 {
+            let mut bad = unit.clone();
+            for _ in 0..=rng.below(3) {
+                let pos = rng.below(bad.len() as u64) as usize;
+                bad[pos] ^= 1 << rng.below(8);
+            }
+            agree(&bad, &tables, case.map(), n);
+        }
+        // Truncations, even and odd, and extensions.
+        for _ in 0..4 {
+            let cut = rng.below(unit.len() as u64 + 1) as usize;
+            agree(&unit[..cut], &tables, case.map(), n);
+            agree(&unit[..cut & !1], &tables, case.map(), n);
+        }
+        let mut longer = unit.clone();
+        longer.extend_from_slice(&[0, 0, 7, 1]);
+        agree(&longer, &tables, case.map(), n);
+        // Garbage over a range of the words, or of the states.
+        for _ in 0..4 {
+            let mut bad = unit.clone();
+            let start = rng.below(bad.len() as u64) as usize;
+            let end = (start + 1 + rng.below(300) as usize).min(bad.len());
+            for b in &mut bad[start..end] {
+                *b = rng.next() as u8;
+            }
+            agree(&bad, &tables, case.map(), n);
+        }
+        // Wrong output lengths.
+        for delta in [1usize, 2, 127, 128, 129, 1000] {
+            if n >= delta {
+                agree(&unit, &tables, case.map(), n - delta);
+            }
+            agree(&unit, &tables, case.map(), n + delta);
+        }
+        // A wrong map: other classes, or too few rows.
+        if case.width > 0 {
+            let mut classes = case.row_tables.clone();
+            for c in &mut classes {
+                if rng.below(3) == 0 {
+                    *c = rng.below(tables.len() as u64) as u8;
+                }
+            }
+            agree(&unit, &tables, TableMap::Rows { row_tables: &classes, width: case.width }, n);
+            if !classes.is_empty() {
+                let short = TableMap::Rows { row_tables: &classes[..classes.len() - 1], width: case.width };
+                agree(&unit, &tables, short, n);
+            }
+        }
+    }
+
+    #[test]
+    fn paths_agree_on_garbage(
+        unit in proptest::collection::vec(any::<u8>(), 0..2000),
+        n in 0usize..3000,
+        bits in 8u8..=12,
+        spread in 1u32..=256,
+    ) {
+        // A table of `spread` equally likely symbols (the rest of the mass on symbol 0).
+        let mut freqs = [0u32; 256];
+        let each = (1u32 << bits) / spread;
+        for f in freqs.iter_mut().take(spread as usize) {
+            *f = each;
+        }
+        freqs[0] += (1u32 << bits) - each * spread;
+        let table = DecodeTable::new(&freqs, bits).unwrap();
+        agree(&unit, std::slice::from_ref(&table), TableMap::Single, n);
+    }
+}
+
+/// Units that end exactly at, just before and just after the point where the SIMD decoders
+/// switch from reading the stream in place to reading a padded copy of its last words.
+#[test]
+fn every_stream_length_near_the_window() {
+    for n in [0usize, 1, 127, 128, 129, 255, 256, 257, 383, 384, 385, 1000, 4096, 4097] {
+        for alphabet in [Alphabet::Skewed, Alphabet::Flat, Alphabet::One] {
+            for bits in [8u8, 12] {
+                let case = build_case(n, 1, 0, bits, &[alphabet], n as u64 * 31 + bits as u64);
+                let unit = encode(Path::Scalar, &case);
+                for path in Path::available() {
+                    assert!(encode(path, &case) == unit, "{path:?} encoder, n {n}");
+                }
+                let tables = case.decoders();
+                let (result, out) = decode_all(&unit, &tables, TableMap::Single, n);
+                assert_eq!(result, Ok(()));
+                assert_eq!(out, case.data);
+                // Every truncation of the last 300 bytes.
+                for cut in unit.len().saturating_sub(300)..unit.len() {
+                    let (result, _) = decode_all(&unit[..cut], &tables, TableMap::Single, n);
+                    assert!(result.is_err() || n == 0 || cut == unit.len());
+                }
+            }
+        }
+    }
+}
+
+/// Real int8 weights: every path codes the SmolLM2 and MiniLM slices of tests/data alike.
+#[test]
+fn real_weights_agree() {
+    let dir = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
+    for name in ["smollm2-q8_0-quants-256x1024.i8", "minilm-int8-per-tensor.safetensors"] {
+        let bytes = std::fs::read(format!("{dir}/{name}")).unwrap();
+        let data = &bytes[bytes.len() / 2..bytes.len() / 2 + (1 << 16) + 77];
+        for bits in [11u8, 12] {
+            let freqs = normalize(&histogram(data), bits);
+            let case = Case {
+                data: data.to_vec(),
+                row_tables: Vec::new(),
+                width: 0,
+                prob_bits: bits,
+                freqs: vec![freqs],
+            };
+            let unit = encode(Path::Scalar, &case);
+            for path in Path::available() {
+                assert!(encode(path, &case) == unit, "{path:?} encoder on {name}");
+            }
+            let (result, out) = decode_all(&unit, &case.decoders(), TableMap::Single, data.len());
+            assert_eq!(result, Ok(()));
+            assert!(out == data, "{name}");
+        }
+    }
+}
