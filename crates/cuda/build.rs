@@ -109,16 +109,14 @@ fn find_nvcc() -> Option<PathBuf> {
         return is_file(PathBuf::from(nvcc));
     }
     for var in ["CUDA_HOME", "CUDA_PATH"] {
-        if let Some(home) = std::env::var_os(var) {
-            if let Some(nvcc) = is_file(PathBuf::from(home).join("bin/nvcc")) {
-                return Some(nvcc);
-            }
-        }
-    }
-    if let Some(home) = cache_marker().and_then(|m| std::fs::read_to_string(m).ok()) {
-        if let Some(nvcc) = is_file(PathBuf::from(home.trim()).join("bin/nvcc")) {
+        let home = std::env::var_os(var).map(PathBuf::from);
+        if let Some(nvcc) = home.and_then(|h| is_file(h.join("bin/nvcc"))) {
             return Some(nvcc);
         }
+    }
+    let cached = cache_marker().and_then(|m| std::fs::read_to_string(m).ok());
+    if let Some(nvcc) = cached.and_then(|h| is_file(PathBuf::from(h.trim()).join("bin/nvcc"))) {
+        return Some(nvcc);
     }
     if let Some(nvcc) = is_file(PathBuf::from("/usr/local/cuda/bin/nvcc")) {
         return Some(nvcc);

@@ -73,11 +73,8 @@ pub fn run(args: &[String]) -> Result<()> {
             other => return Err(format!("unknown argument {other}\n{}", usage()).into()),
         }
     }
-    if !force {
-        if let Some(home) = installed_home() {
-            report(&home)?;
-            return Ok(());
-        }
+    if let Some(home) = installed_home().filter(|_| !force) {
+        return report(&home);
     }
     let cache = cache_dir()?;
     std::fs::create_dir_all(&cache)?;

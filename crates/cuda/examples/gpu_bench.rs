@@ -62,12 +62,15 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
+/// Compresses a source with given encoder settings into a .wcz.
+type Compress = Box<dyn Fn(&EncodeOptions) -> Result<Vec<u8>>>;
+
 /// One real-data source: a name, its source bytes and how to compress them.
 struct Source {
     name: &'static str,
     /// Bytes of the tensors (what the anchors compress).
     tensor_bytes: Vec<u8>,
-    compress: Box<dyn Fn(&EncodeOptions) -> Result<Vec<u8>>>,
+    compress: Compress,
 }
 
 fn sources(dir: &Path) -> Result<Vec<Source>> {

@@ -509,7 +509,9 @@ impl Plan {
                 .checked_add(u64::from(u.len))
                 .and_then(|end| payload.get(u.offset as usize..end as usize))
                 .ok_or_else(|| bad(format!("unit {i} outside its payload")))?;
-            if (u.len as usize) < rans::STATES_BYTES || u.len % 2 != 0 || u.offset % UNIT_ALIGN != 0
+            if (u.len as usize) < rans::STATES_BYTES
+                || !u.len.is_multiple_of(2)
+                || !u.offset.is_multiple_of(UNIT_ALIGN)
             {
                 return Err(bad(format!("unit {i}: length {} or offset misaligned", u.len)));
             }
@@ -522,8 +524,10 @@ impl Plan {
             let dst = last_byte(p.g, r0, c0, h, w, p.len)
                 .map(|_| p.g.origin + r0 * p.g.row_stride)
                 .ok_or_else(|| bad(format!("unit {i}: tile outside the tensor")))?;
-            let words =
-                p.g.contiguous() && w % 4 == 0 && p.g.row_stride % 4 == 0 && (dst + c0) % 4 == 0;
+            let words = p.g.contiguous()
+                && w.is_multiple_of(4)
+                && p.g.row_stride.is_multiple_of(4)
+                && (dst + c0).is_multiple_of(4);
             let flags = if plane.bias128 { FLAG_BIAS128 } else { 0 }
                 | if words { FLAG_WORD_STORES } else { 0 }
                 | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 };
