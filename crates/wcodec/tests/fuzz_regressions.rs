@@ -1,0 +1,36 @@
+//! Inputs found by fuzzing (fuzz/, `cargo xtask fuzz`), replayed through the facade. Each
+//! names what it checks; the fix and a focused test live in the crate where the bug was.
+
+/// A GGUF v3 file with no metadata and one tensor `w` of ggml type `ggml_type` and dims `ne`,
+/// with no data (the tensor is empty when a dim is 0).
+fn gguf(ne: &[u64], ggml_type: u32) -> Vec<u8> {
+    let mut out = b"GGUF".to_vec();
+    out.extend_from_slice(&3u32.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.push(b'w');
+    out.extend_from_slice(&(ne.len() as u32).to_le_bytes());
+    for d in ne {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out.extend_from_slice(&ggml_type.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    out.resize(out.len().next_multiple_of(32), 0);
+    out
+}
+
+/// gguf target: an empty f32 tensor with rows of 0xffff << 48 elements compressed to a file
+/// that the decoder refused (its rows' bytes overflow). Every file `compress` accepts must
+/// decompress; this one is now refused up front, as invalid input.
+#[test]
+fn an_empty_tensor_with_rows_too_wide_for_bytes_is_refused_not_written_undecodable() {
+    let file = gguf(&[0xffff_0000_0000_0000, 0], 0);
+    let err = wcodec::compress(&file, &Default::default()).unwrap_err();
+    assert!(matches!(err, wcodec::Error::Container(_)), "{err}");
+    assert_eq!(err.exit_code(), 3);
+    // An empty tensor whose rows fit is fine, and round-trips.
+    let file = gguf(&[1 << 20, 0], 0);
+    let wcz = wcodec::compress(&file, &Default::default()).unwrap();
+    assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
+}
