@@ -14,6 +14,11 @@ mod kernels;
 
 use std::process::ExitCode;
 
+// Encoding allocates and frees tensor-sized buffers; mimalloc reuses them where the system
+// allocator returns them to the kernel and pays page faults to get them back.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
 /// (name, one-line description) of every command, for `cargo xtask help`.

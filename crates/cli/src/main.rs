@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
+
+// Encoding allocates and frees tensor-sized buffers; mimalloc reuses them where the system
+// allocator returns them to the kernel and pays page faults to get them back.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use indicatif::{ProgressBar, ProgressStyle};
 use wcodec::predict::TileConfig;
 use wcodec::{Archive, Dtype, EncodeOptions, Error, InputKind, Predictor};
