@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
+use indicatif::{ProgressBar, ProgressStyle};
+use wcodec::predict::TileConfig;
+use wcodec::{Archive, Dtype, EncodeOptions, Error, InputKind, Predictor};
+
 // Encoding allocates and frees tensor-sized buffers; mimalloc reuses them where the system
 // allocator returns them to the kernel and pays page faults to get them back.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use indicatif::{ProgressBar, ProgressStyle};
-use wcodec::predict::TileConfig;
-use wcodec::{Archive, Dtype, EncodeOptions, Error, InputKind, Predictor};
 
 const EXIT_CODES: &str = "Exit codes: 0 success, 2 usage error (bad arguments, output exists), \
 3 invalid or corrupt input, 4 I/O error, 5 GPU unavailable, 130 interrupted (Ctrl-C).";
