@@ -31,7 +31,8 @@ fuzz_target!(|input: Input| {
     let tile = Tile { r0, c0, h, w };
     let predictor = Predictor::ALL[usize::from(input.predictor) % 5];
     let bias = if input.signed { 0x80 } else { 0 };
-    let res: Vec<u8> = (0..h * w).map(|i| input.residuals.get(i).copied().unwrap_or(i as u8)).collect();
+    let res: Vec<u8> =
+        (0..h * w).map(|i| input.residuals.get(i).copied().unwrap_or(i as u8)).collect();
     let mut plane = vec![input.fill; rows * cols];
     reconstruct(&res, predictor, bias, &mut plane, cols, tile);
     for r in 0..rows {

@@ -5,7 +5,9 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use wcodec::rans::{DecodeTable, EncodeTable, TableMap, decode_unit, encode_unit, histogram, normalize};
+use wcodec::rans::{
+    DecodeTable, EncodeTable, TableMap, decode_unit, encode_unit, histogram, normalize,
+};
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -27,7 +29,8 @@ fuzz_target!(|input: Input| {
     if freqs.is_empty() {
         return;
     }
-    let dec: Vec<DecodeTable> = freqs.iter().map(|f| DecodeTable::new(f, prob_bits).unwrap()).collect();
+    let dec: Vec<DecodeTable> =
+        freqs.iter().map(|f| DecodeTable::new(f, prob_bits).unwrap()).collect();
     let enc: Vec<EncodeTable> = freqs.iter().map(|f| EncodeTable::new(f, prob_bits)).collect();
     let n = usize::from(input.n_symbols % 4096);
     let width = usize::from(input.width);
@@ -48,7 +51,11 @@ fuzz_target!(|input: Input| {
     let rows = if width == 0 { 0 } else { input.symbols.len().div_ceil(width) };
     let row_tables: Vec<u8> =
         (0..rows).map(|r| input.row_tables.get(r).map_or(0, |&t| t % freqs.len() as u8)).collect();
-    let map = if width == 0 { TableMap::Single } else { TableMap::Rows { row_tables: &row_tables, width } };
+    let map = if width == 0 {
+        TableMap::Single
+    } else {
+        TableMap::Rows { row_tables: &row_tables, width }
+    };
     let symbols: Vec<u8> = input
         .symbols
         .iter()

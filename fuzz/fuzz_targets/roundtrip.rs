@@ -21,7 +21,12 @@ struct Input {
 
 fuzz_target!(|input: Input| {
     let dtype = Dtype::ALL[usize::from(input.dtype) % Dtype::ALL.len()];
-    let dims: Vec<u64> = input.dims.iter().take(4).map(|&d| u64::from(d % 64) * if d >= 192 { 32 } else { 1 }).collect();
+    let dims: Vec<u64> = input
+        .dims
+        .iter()
+        .take(4)
+        .map(|&d| u64::from(d % 64) * if d >= 192 { 32 } else { 1 })
+        .collect();
     let elements: u64 = dims.iter().product();
     // Block types (GGUF quants) need rows of whole blocks.
     let cols = dims.last().copied().unwrap_or(1);

@@ -28,7 +28,8 @@ pub fn fix_payload_crcs(file: &mut [u8]) {
     let Ok(dir) = Directory::from_file_bytes(file) else { return };
     let loc = parse_trailer(&file[file.len() - Trailer::LEN..], file.len() as u64).unwrap();
     let n_planes: usize = dir.tensors.iter().map(|t| t.planes.len()).sum();
-    let planes_at = loc.offset as usize + DirectoryHeader::LEN + dir.tensors.len() * TensorRecord::LEN;
+    let planes_at =
+        loc.offset as usize + DirectoryHeader::LEN + dir.tensors.len() * TensorRecord::LEN;
     let units_at = planes_at + n_planes * PlaneRecord::LEN;
     let (mut plane_index, mut unit_index) = (0, 0);
     for p in dir.tensors.iter().flat_map(|t| &t.planes) {
