@@ -378,149 +378,6 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     return status;
 }
 
-// The word-store path of one unit, as a state that can advance a group at a time, so that a
-// warp can decode two units of one plane with their steps interleaved (decode_pair): two
-// independent dependency chains per warp where decode_rans has one. Same arithmetic, same
-// stores, same checks as decode_rans.
-template <class S>
-struct WordsUnit {
-    uint32_t x;
-    S s;
-    uint8_t *p;
-    uint32_t col, row, tb, tb_next;
-    uint32_t width, height, groups, rest, xor4, status;
-    uint64_t wrap;
-    const uint8_t *map;
-    bool row_tables;
-    uint32_t prob_bits;
-
-    __device__ __forceinline__ uint32_t table_of_row(uint32_t r) const {
-        return row_tables ? static_cast<uint32_t>(__ldg(map + min(r, height - 1))) << prob_bits
-                          : 0u;
-    }
-
-    __device__ __forceinline__ void init(const uint8_t *src, const uint8_t *maps, const WcUnit &u,
-                                         uint32_t bits, uint32_t lane) {
-        const uint8_t *unit = src + u.src;
-        x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
-        status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
-        s.words = reinterpret_cast<const uint16_t *>(unit + WC_STATES_BYTES);
-        s.n_words = (u.len - WC_STATES_BYTES) / 2;
-        s.mask = (1u << bits) - 1u;
-        s.prob_bits = bits;
-        s.init(lane);
-        prob_bits = bits;
-        width = u.width;
-        height = u.height;
-        const uint32_t n = height * width;
-        groups = n / kGroup;
-        rest = n - groups * kGroup;
-        const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
-        xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
-        row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
-        map = maps + u.row_map;
-        col = 4 * lane;
-        row = 0;
-        while (col >= width) {
-            col -= width;
-            ++row;
-        }
-        p = reinterpret_cast<uint8_t *>(u.dst) + u.first + static_cast<uint64_t>(row) * u.row_stride +
-            col;
-        wrap = u.row_stride - width;
-        tb = table_of_row(row);
-        tb_next = table_of_row(row + 1);
-    }
-
-    __device__ __forceinline__ void prefetch(uint32_t lane) const {
-        if (lane == 1 && s.pos() + kPrefetchL1Words < s.n_words) {
-            prefetch_l1(s.words + s.pos() + kPrefetchL1Words);
-        }
-        if (lane == 0 && s.pos() + kPrefetchWords < s.n_words) {
-            prefetch_l2(s.words + s.pos() + kPrefetchWords);
-        }
-    }
-
-    template <bool kShared, bool kAllActive>
-    __device__ __forceinline__ uint32_t step(const uint32_t *table, bool active, uint32_t lane,
-                                             uint32_t lt) {
-        return rans_step<kShared, kAllActive, S>(x, active, table, tb, s, lane, lt);
-    }
-
-    __device__ __forceinline__ void store(uint32_t word) {
-        *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
-        col += kGroup;
-        p += kGroup;
-        if (col >= width) {
-            uint32_t rows = 0;
-            do {
-                col -= width;
-                p += wrap;
-                ++rows;
-            } while (col >= width);
-            row += rows;
-            tb = rows == 1 ? tb_next : table_of_row(row);
-            tb_next = table_of_row(row + 1);
-        }
-    }
-
-    template <bool kShared>
-    __device__ __forceinline__ void group(const uint32_t *table, uint32_t lane, uint32_t lt) {
-        prefetch(lane);
-        uint32_t word = 0;
-#pragma unroll
-        for (uint32_t j = 0; j < 4; ++j) word |= step<kShared, true>(table, true, lane, lt) << (8 * j);
-        store(word);
-    }
-
-    // The last, partial group, and the unit's checks; returns its WC_ERR_* bits.
-    template <bool kShared>
-    __device__ __forceinline__ uint32_t finish(const uint32_t *table, uint32_t lane, uint32_t lt) {
-        if (rest > 0) {
-            uint32_t word = 0;
-#pragma unroll
-            for (uint32_t j = 0; j < 4; ++j) {
-                const bool active = 4 * lane + j < rest;
-                word |= step<kShared, false>(table, active, lane, lt) << (8 * j);
-            }
-            if (4 * lane < rest) *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
-        }
-        if (s.pos() > s.n_words) status |= WC_ERR_OVERRUN;
-        if (s.pos() < s.n_words) status |= WC_ERR_WORDS_LEFT;
-        if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
-        return status;
-    }
-};
-
-// Two word-store units of one plane decoded by one warp, their steps interleaved while both
-// have whole groups left, then each finished alone.
-template <bool kShared, class S>
-__device__ void decode_pair(const uint8_t *__restrict__ src, const uint8_t *__restrict__ maps,
-                            const WcUnit &ua, const WcUnit &ub, const uint32_t *table,
-                            uint32_t prob_bits, uint32_t lane, uint32_t &sta, uint32_t &stb) {
-    const uint32_t lt = lanemask_lt();
-    WordsUnit<S> a, b;
-    a.init(src, maps, ua, prob_bits, lane);
-    b.init(src, maps, ub, prob_bits, lane);
-    const uint32_t common = min(a.groups, b.groups);
-    for (uint32_t g = 0; g < common; ++g) {
-        a.prefetch(lane);
-        b.prefetch(lane);
-        uint32_t wa = 0, wb = 0;
-#pragma unroll
-        for (uint32_t j = 0; j < 4; ++j) {
-            wa |= a.template step<kShared, true>(table, true, lane, lt) << (8 * j);
-            wb |= b.template step<kShared, true>(table, true, lane, lt) << (8 * j);
-        }
-        a.store(wa);
-        b.store(wb);
-    }
-    for (uint32_t g = common; g < a.groups; ++g) a.template group<kShared>(table, lane, lt);
-    for (uint32_t g = common; g < b.groups; ++g) b.template group<kShared>(table, lane, lt);
-    sta = a.template finish<kShared>(table, lane, lt);
-    stb = b.template finish<kShared>(table, lane, lt);
-}
-
 // Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
 __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint32_t lane) {
     const uint8_t *from = src + u.src;
@@ -548,16 +405,6 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
     }
 }
 
-// The inverse prediction of a decoded unit (a no-op for NONE tiles). It reads the unit's
-// geometry again (from L1), so that the decoding loop keeps none of it in registers.
-__device__ __forceinline__ void reconstruct_unit(const WcUnit &v, uint32_t lane) {
-    if (v.predictor != 0) {
-        __syncwarp(); // residuals written by every lane are visible to every lane
-        reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride, Cols::of(v, v.first),
-                    v.height, v.width, v.predictor, (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
-    }
-}
-
 // kThreads / kMinBlocks bound the registers (65536 / (kThreads * kMinBlocks) each): the
 // variants trade the largest block for more resident warps (WcLaunch.variant picks one).
 //
@@ -565,7 +412,7 @@ __device__ __forceinline__ void reconstruct_unit(const WcUnit &v, uint32_t lane)
 // memory (all warps wait for it), then its warps take the plane's units in order from a shared
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
-template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kPair>
+template <uint32_t kThreads, uint32_t kMinBlocks, class S>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -596,46 +443,30 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
         __syncthreads();
         for (;;) {
             uint32_t index = 0;
-            if (lane == 0) index = atomicAdd(&next_unit, kPair ? 2u : 1u);
+            if (lane == 0) index = atomicAdd(&next_unit, 1u);
             index = __shfl_sync(kFull, index, 0);
             if (index >= seg_end) break;
-            if (kPair && index + 1 < seg_end) {
-                const WcUnit ua = units[index];
-                const WcUnit ub = units[index + 1];
-                const uint32_t words = WC_FLAG_WORD_STORES;
-                if (ua.kind == WC_UNIT_RANS && ub.kind == WC_UNIT_RANS && (ua.flags & words) &&
-                    (ub.flags & words)) {
-                    uint32_t sa = 0, sb = 0;
-                    if (shared) {
-                        decode_pair<true, S>(src, maps, ua, ub, smem_tables, g.prob_bits, lane, sa, sb);
-                    } else {
-                        decode_pair<false, S>(src, maps, ua, ub, tables, g.prob_bits, lane, sa, sb);
-                    }
-                    reconstruct_unit(units[index], lane);
-                    reconstruct_unit(units[index + 1], lane);
-                    if (lane == 0) {
-                        status[index] = sa;
-                        status[index + 1] = sb;
-                    }
-                    continue;
-                }
-            }
-            const uint32_t last = kPair ? min(index + 2, seg_end) : index + 1;
-            for (; index < last; ++index) {
-                const WcUnit u = units[index];
-                uint32_t st = 0;
-                if (u.kind == WC_UNIT_RAW) {
-                    copy_raw(src, u, lane);
+            const WcUnit u = units[index];
+            uint32_t st = 0;
+            if (u.kind == WC_UNIT_RAW) {
+                copy_raw(src, u, lane);
+            } else {
+                if (shared) {
+                    st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
-                    if (shared) {
-                        st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
-                    } else {
-                        st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
-                    }
-                    reconstruct_unit(units[index], lane);
+                    st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
                 }
-                if (lane == 0) status[index] = st;
+                // The inverse prediction reads the unit's geometry again (from L1), so that
+                // the decoding loop above keeps none of it in registers.
+                const WcUnit v = units[index];
+                if (v.predictor != 0) {
+                    __syncwarp(); // residuals written by every lane are visible to every lane
+                    reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride,
+                                Cols::of(v, v.first), v.height, v.width, v.predictor,
+                                (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+                }
             }
+            if (lane == 0) status[index] = st;
         }
         start = seg_end;
     }
@@ -670,16 +501,14 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
 using KernelFn = void (*)(const WcLaunch);
 
 // The compiled variants, in WcLaunch.variant order, with the largest block each takes: the
-// register window over the stream (0) or per-step loads (1, 2, 3); blocks of up to 32 warps and
-// 64 registers a thread (0, 1), of 16 warps and fewer registers, so that more warps fit (2),
-// or of 24 warps that decode two units each at a time (3, up to 85 registers a thread).
+// register window over the stream (0) or per-step loads (1, 2); blocks of up to 32 warps and
+// 64 registers a thread (0, 1) or of 16 warps and fewer registers, so that more warps fit (2).
 constexpr KernelFn kVariants[WC_VARIANTS] = {
-    wc_decode_kernel<1024, 1, StreamWindow, false>,
-    wc_decode_kernel<1024, 1, StreamLoad, false>,
-    wc_decode_kernel<512, 3, StreamLoad, false>,
-    wc_decode_kernel<768, 1, StreamLoad, true>,
+    wc_decode_kernel<1024, 1, StreamWindow>,
+    wc_decode_kernel<1024, 1, StreamLoad>,
+    wc_decode_kernel<512, 3, StreamLoad>,
 };
-constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 24};
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16};
 
 } // namespace
 

@@ -25,10 +25,9 @@
 /* Most warps in a thread block (the launch picks 1..=32; each warp decodes one unit at a time). */
 #define WC_MAX_WARPS 32
 /* Compiled variants of the kernel (WcLaunch.variant): 0 keeps the stream in a register window,
- * 1, 2 and 3 load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up
- * to 16 warps with fewer registers per thread, 3 of up to 24 warps that decode two units at a
- * time, their steps interleaved. */
-#define WC_VARIANTS 4
+ * 1 and 2 load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up to
+ * 16 warps with fewer registers per thread. */
+#define WC_VARIANTS 3
 
 /* WcUnit.kind */
 #define WC_UNIT_RANS 0

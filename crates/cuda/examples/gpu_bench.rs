@@ -130,19 +130,17 @@ fn configs(quick: bool) -> Vec<LaunchConfig> {
     let mut out = Vec::new();
     for variant in 0..wcodec_cuda::abi::VARIANTS {
         let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
-        // Variant 3 takes two units at a time.
-        let per_warp: &[u32] = if variant == 3 { &[2, 4] } else { &[1, 2] };
         for warps in [2u32, 4, 8, 16] {
-            for &k in per_warp {
+            for per_warp in [1u32, 2] {
                 out.push(LaunchConfig {
                     variant,
                     warps_per_block: warps,
                     blocks_per_sm: 1,
-                    units_per_block: warps * k,
+                    units_per_block: warps * per_warp,
                 });
             }
         }
-        for (warps, blocks_per_sm) in [(32u32, 1u32), (24, 1), (16, 2)] {
+        for (warps, blocks_per_sm) in [(32u32, 1u32), (16, 2)] {
             if warps <= max {
                 out.push(LaunchConfig {
                     variant,
@@ -154,7 +152,7 @@ fn configs(quick: bool) -> Vec<LaunchConfig> {
         }
     }
     if quick {
-        out.retain(|c| c.variant == 1 || c.variant == 3);
+        out.retain(|c| c.variant == 1);
     }
     out
 }
@@ -333,12 +331,11 @@ fn main() -> Result<()> {
         let mut cs = Vec::new();
         for warps in [1u32, 2, 4, 8, 16] {
             for variant in 0..wcodec_cuda::abi::VARIANTS {
-                let per_warp = if variant == 3 { 2 } else { 1 };
                 cs.push(LaunchConfig {
                     variant,
                     warps_per_block: warps,
                     blocks_per_sm: 1,
-                    units_per_block: warps * per_warp,
+                    units_per_block: warps,
                 });
             }
         }

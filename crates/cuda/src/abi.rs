@@ -6,13 +6,13 @@
 
 /// Most warps in a thread block (`WC_MAX_WARPS`).
 pub const MAX_WARPS: u32 = 32;
-/// Compiled kernel variants (`WC_VARIANTS`): 0 keeps the stream in a register window, 1, 2 and 3
+/// Compiled kernel variants (`WC_VARIANTS`): 0 keeps the stream in a register window, 1 and 2
 /// load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up to 16 with
-/// fewer registers per thread, 3 of up to 24 warps that decode two units at a time.
-pub const VARIANTS: u32 = 4;
+/// fewer registers per thread.
+pub const VARIANTS: u32 = 3;
 
 /// The largest block (in warps) of each variant.
-pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 24];
+pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16];
 /// Entries of the largest decode table (`1 << WC_MAX_PROB_BITS`).
 pub const MAX_TABLE_ENTRIES: usize = 1 << 12;
 
