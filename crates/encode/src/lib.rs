@@ -121,7 +121,14 @@ pub fn encode_tensor(
     }
     let transform = transform_for(input.dtype);
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
-    let planes = split_planes(input.bytes, input.dtype, transform);
+    // Identity needs no copy: its one plane is the tensor's bytes.
+    let split;
+    let planes: Vec<&[u8]> = if transform == Transform::Identity {
+        vec![input.bytes]
+    } else {
+        split = split_planes(input.bytes, input.dtype, transform);
+        split.iter().map(Vec::as_slice).collect()
+    };
     let mut payload = Vec::new();
     let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
     let mut order0_bits = 0.0;
@@ -171,19 +178,24 @@ pub fn compress_file<W: std::io::Write>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
-    let mut read =
-        |offset: u64, len: u64| Ok(source[offset as usize..(offset + len) as usize].to_vec());
+    let mut read = |offset: u64, buf: &mut Vec<u8>| {
+        let start = offset as usize;
+        let len = buf.len();
+        buf.copy_from_slice(&source[start..start + len]);
+        Ok(())
+    };
     compress_source(source.len() as u64, layout, &mut read, options, out, progress)
 }
 
-/// Compresses a source of `source_len` bytes read through `read(offset, len)`, one tensor at a
+/// Compresses a source of `source_len` bytes read through `read(offset, buf)` (which fills
+/// `buf`, sized by the caller, from `offset`; one buffer is reused), one tensor at a
 /// time: memory holds the tensor being encoded, not the model. Tensors are encoded in
 /// parallel over their tiles and written as they are done; the bytes outside every tensor
 /// (headers, metadata, padding) are gathered into the directory's gaps.
 pub fn compress_source<W: std::io::Write>(
     source_len: u64,
     layout: &wcodec_container::SourceLayout,
-    read: &mut dyn FnMut(u64, u64) -> std::io::Result<Vec<u8>>,
+    read: &mut dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()>,
     options: &EncodeOptions,
     out: W,
     progress: &mut dyn FnMut(u64),
@@ -193,10 +205,16 @@ pub fn compress_source<W: std::io::Write>(
     let mut gaps = Vec::new();
     let mut cursor = 0u64;
     let mut done = 0u64;
+    let mut bytes = Vec::new();
+    let mut fill = |offset: u64, len: u64, buf: &mut Vec<u8>| -> std::io::Result<()> {
+        buf.resize(len as usize, 0);
+        read(offset, buf)
+    };
     for t in &layout.tensors {
-        gaps.extend_from_slice(&read(cursor, t.offset - cursor)?);
+        fill(cursor, t.offset - cursor, &mut bytes)?;
+        gaps.extend_from_slice(&bytes);
         cursor = t.offset + t.len;
-        let bytes = read(t.offset, t.len)?;
+        fill(t.offset, t.len, &mut bytes)?;
         let input = TensorInput {
             name: &t.name,
             dtype: t.dtype,
@@ -208,7 +226,8 @@ pub fn compress_source<W: std::io::Write>(
         done += t.len;
         progress(done);
     }
-    gaps.extend_from_slice(&read(cursor, source_len - cursor)?);
+    fill(cursor, source_len - cursor, &mut bytes)?;
+    gaps.extend_from_slice(&bytes);
     Ok(writer.finish(gaps)?)
 }
 

@@ -5,8 +5,21 @@
 use rayon::prelude::*;
 use wcodec_rans::{Frequencies, cost_bits, normalize};
 
-/// A row's histogram as dense f32 counts: dot products with cost vectors then vectorise.
-type DenseHist = [f32; 256];
+/// A row's histogram and the range of its present symbols: rows of weights use a narrow band
+/// of the 256 symbols, so sums and costs run over the band only.
+struct Row<'a> {
+    counts: &'a [u32; 256],
+    lo: usize,
+    hi: usize,
+}
+
+impl<'a> Row<'a> {
+    fn new(counts: &'a [u32; 256]) -> Row<'a> {
+        let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
+        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
+        Row { counts, lo, hi: hi.max(lo) }
+    }
+}
 
 /// Cost standing in for an absent symbol: large enough to rule the table out, finite so that
 /// `0 * ABSENT` stays 0.
@@ -23,15 +36,10 @@ fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [f32; 256] {
     costs
 }
 
-/// Bits to code `hist` with `costs`: eight partial sums so the loop vectorises.
-fn cost(hist: &DenseHist, costs: &[f32; 256]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (h, c) in hist.chunks_exact(8).zip(costs.chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += h[i] * c[i];
-        }
-    }
-    acc.iter().sum()
+/// Bits to code `row` with `costs`.
+fn cost(row: &Row, costs: &[f32; 256]) -> f32 {
+    let (h, c) = (&row.counts[row.lo..row.hi], &costs[row.lo..row.hi]);
+    h.iter().zip(c).map(|(&n, &bits)| n as f32 * bits).sum()
 }
 
 /// Approximate stored size of a table in bits (bitmap plus ~1.6 bytes per present symbol).
@@ -40,11 +48,12 @@ fn table_bits(freqs: &Frequencies) -> f64 {
     (32.0 + 1.6 * present) * 8.0
 }
 
-fn class_sums(counts: &[[u32; 256]], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
+fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
     let mut sums = vec![[0u64; 256]; k];
-    for (h, &c) in counts.iter().zip(classes) {
-        for (sum, &n) in sums[usize::from(c)].iter_mut().zip(h) {
-            *sum += u64::from(n);
+    for (row, &c) in rows.iter().zip(classes) {
+        let sum = &mut sums[usize::from(c)][row.lo..row.hi];
+        for (s, &n) in sum.iter_mut().zip(&row.counts[row.lo..row.hi]) {
+            *s += u64::from(n);
         }
     }
     sums
@@ -52,13 +61,8 @@ fn class_sums(counts: &[[u32; 256]], classes: &[u8], k: usize) -> Vec<[u64; 256]
 
 /// Tables fitted to the rows of each class (empty classes dropped, `classes` renumbered) and
 /// the bits those rows cost with them (from the class sums: no per-row work).
-fn fit(
-    counts: &[[u32; 256]],
-    classes: &mut [u8],
-    k: usize,
-    prob_bits: u8,
-) -> (f64, Vec<Frequencies>) {
-    let sums = class_sums(counts, classes, k);
+fn fit(rows: &[Row], classes: &mut [u8], k: usize, prob_bits: u8) -> (f64, Vec<Frequencies>) {
+    let sums = class_sums(rows, classes, k);
     let mut remap = vec![u8::MAX; k];
     let mut tables = Vec::new();
     let mut coded = 0.0;
@@ -83,10 +87,9 @@ fn side_bits(tables: &[Frequencies], rows: usize) -> f64 {
 }
 
 /// Each row's cheapest table.
-fn assign(hists: &[DenseHist], tables: &[Frequencies], prob_bits: u8) -> Vec<u8> {
+fn assign(rows: &[Row], tables: &[Frequencies], prob_bits: u8) -> Vec<u8> {
     let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    hists
-        .par_iter()
+    rows.par_iter()
         .map(|h| {
             (0..costs.len())
                 .map(|i| (i, cost(h, &costs[i])))
@@ -115,16 +118,16 @@ pub fn choose_tables(
     prob_bits: u8,
     max_tables: u8,
 ) -> (Vec<Frequencies>, Vec<u8>, f64) {
-    let rows = row_hists.len();
-    let hists: Vec<DenseHist> = row_hists.iter().map(|h| h.map(|c| c as f32)).collect();
-    let (one_bits, one_table) = fit(row_hists, &mut vec![0u8; rows], 1, prob_bits);
+    let all: Vec<Row> = row_hists.iter().map(Row::new).collect();
+    let rows = all.len();
+    let (one_bits, one_table) = fit(&all, &mut vec![0u8; rows], 1, prob_bits);
     let one_total = one_bits + side_bits(&one_table, rows);
     if rows < 2 || max_tables < 2 {
         return (one_table, Vec::new(), one_bits);
     }
     let stride = rows.div_ceil(SAMPLE_ROWS);
-    let sample_counts: Vec<[u32; 256]> = row_hists.iter().step_by(stride).copied().collect();
-    let sample: Vec<DenseHist> = hists.iter().step_by(stride).copied().collect();
+    let sample: Vec<Row> = row_hists.iter().step_by(stride).map(Row::new).collect();
+    let sample_counts: Vec<&[u32; 256]> = sample.iter().map(|r| r.counts).collect();
     let scale = rows as f64 / sample.len() as f64;
     // Order sampled rows by their own entropy per symbol: rows of similar spread start together.
     let spread: Vec<f64> = sample_counts
@@ -150,10 +153,10 @@ pub fn choose_tables(
         for (rank, &row) in order.iter().enumerate() {
             classes[row] = (rank * k / sample.len()) as u8;
         }
-        let (mut bits, mut tables) = fit(&sample_counts, &mut classes, k, prob_bits);
+        let (mut bits, mut tables) = fit(&sample, &mut classes, k, prob_bits);
         for _ in 0..ROUNDS {
             let mut next = assign(&sample, &tables, prob_bits);
-            let (next_bits, next_tables) = fit(&sample_counts, &mut next, tables.len(), prob_bits);
+            let (next_bits, next_tables) = fit(&sample, &mut next, tables.len(), prob_bits);
             if next_bits >= bits {
                 break;
             }
@@ -167,8 +170,8 @@ pub fn choose_tables(
         k *= 2;
     }
     let Some((_, tables)) = best else { return (one_table, Vec::new(), one_bits) };
-    let mut classes = assign(&hists, &tables, prob_bits);
-    let (bits, tables) = fit(row_hists, &mut classes, tables.len(), prob_bits);
+    let mut classes = assign(&all, &tables, prob_bits);
+    let (bits, tables) = fit(&all, &mut classes, tables.len(), prob_bits);
     if tables.len() < 2 || bits + side_bits(&tables, rows) >= one_total {
         return (one_table, Vec::new(), one_bits);
     }

@@ -167,11 +167,7 @@ pub fn compress_path(
     let total = source.len() as u64;
     drop(source);
     let file = File::open(input).map_err(io_error(input))?;
-    let mut read = |offset: u64, len: u64| -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        read_exact_at(&file, &mut buf, offset)?;
-        Ok(buf)
-    };
+    let mut read = |offset: u64, buf: &mut Vec<u8>| read_exact_at(&file, buf, offset);
     let tensors = layout.tensors.len();
     let compressed_len = write_atomically(output, force, |w| {
         let mut counter = CountingWriter { inner: w, count: 0 };
