@@ -74,6 +74,18 @@ pub enum EncodeError {
 }
 
 impl EncodeOptions {
+    /// Settings for files decoded on a GPU: 64x128 tiles (enough units to fill the GPU with
+    /// one layer), 11-bit probabilities and at most 4 tables per plane (tables that fit
+    /// several blocks per SM). Measured on an H100 in docs/PERFORMANCE.md.
+    pub fn for_gpu() -> Self {
+        EncodeOptions {
+            tile: TileConfig { rows: 64, cols: 128 },
+            prob_bits: 11,
+            max_tables: 4,
+            ..Default::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), EncodeError> {
         let bits = wcodec_format::rans::MIN_PROB_BITS..=wcodec_format::rans::MAX_PROB_BITS;
         if !bits.contains(&self.prob_bits) {
