@@ -108,6 +108,38 @@ fn coder(c: &mut Criterion) {
                         .unwrap()
                 })
             });
+            if path != Path::Scalar {
+                // Two units per call (interleaved on one core where the path does that); the
+                // throughput is still per unit's bytes, so it compares with the line above.
+                group.bench_function(format!("decode_pairs/{path:?}"), |b| {
+                    let mut outs = [vec![0u8; data.len()], vec![0u8; data.len()]];
+                    b.iter_custom(|iters| {
+                        let start = std::time::Instant::now();
+                        for _ in 0..iters {
+                            let [o1, o2] = &mut outs;
+                            let tables = std::slice::from_ref(&dec);
+                            let mut jobs = [
+                                UnitJob {
+                                    unit: black_box(&unit),
+                                    tables,
+                                    map: TableMap::Single,
+                                    out: o1,
+                                },
+                                UnitJob {
+                                    unit: black_box(&unit),
+                                    tables,
+                                    map: TableMap::Single,
+                                    out: o2,
+                                },
+                            ];
+                            for r in decode_units_with(path, &mut jobs) {
+                                r.unwrap();
+                            }
+                        }
+                        start.elapsed() / 2
+                    })
+                });
+            }
         }
         group.finish();
     }

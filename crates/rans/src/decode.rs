@@ -1,6 +1,6 @@
 //! The reference decoder: plain scalar code, the oracle for every faster path.
 
-use crate::simd::{Kernel, WINDOW};
+use crate::fast_decode::FastUnit;
 use crate::{Frequencies, GROUP, LANES, Path, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
 
 /// Slots of the largest table (`2^MAX_PROB_BITS`); smaller tables leave the rest unused, so a
@@ -13,6 +13,10 @@ pub(crate) const SLOTS: usize = 1 << wcodec_format::rans::MAX_PROB_BITS;
 pub struct DecodeTable {
     prob_bits: u32,
     pub(crate) entries: Box<[u32; SLOTS]>,
+    /// For the SIMD decoders, per slot: the largest `q = x >> prob_bits` whose decoded state
+    /// `freq * q + slot - cum` is below `2^16`, so that a lane's renormalisation is known from
+    /// `q` and one compare. (Two spare entries: a 32-bit gather of the last one reads past it.)
+    pub(crate) renorm: Box<[u16; SLOTS + 2]>,
 }
 
 impl DecodeTable {
@@ -27,14 +31,18 @@ impl DecodeTable {
             return Err(RansError::BadTable("frequencies do not sum to 2^prob_bits"));
         }
         let mut entries = Box::new([0u32; SLOTS]);
+        let mut renorm = Box::new([0u16; SLOTS + 2]);
         let mut slot = 0;
-        for (s, &f) in freqs.iter().enumerate() {
+        for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
+            // freq * q + bias < 2^16  <=>  q < ceil((2^16 - bias) / freq) = q0 + (bias < r0).
+            let (q0, r0) = (STATE_LOW / f, STATE_LOW % f);
             for bias in 0..f {
                 entries[slot] = s as u32 | (f - 1) << 8 | bias << 20;
+                renorm[slot] = (q0 + u32::from(bias < r0) - 1) as u16;
                 slot += 1;
             }
         }
-        Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries })
+        Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries, renorm })
     }
 
     pub fn prob_bits(&self) -> u32 {
@@ -72,12 +80,37 @@ pub fn decode_unit_with(
     map: TableMap,
     out: &mut [u8],
 ) -> Result<(), RansError> {
+    let (states, word_bytes) = open(unit, tables, map, out.len())?;
+    if let Some(kernel) = path.kernel() {
+        return FastUnit::new(states, word_bytes, tables, map, out).run_to_end(kernel);
+    }
+    let prob_bits = tables[0].prob_bits;
+    // A group's worth of zero words past the end: a lane that runs out reads them (and the
+    // overrun is reported after its group), so the hot loop needs no branch. The buffer is
+    // reused per thread.
+    WORDS.with_borrow_mut(|words| {
+        words.clear();
+        words.extend(word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])));
+        let n_words = words.len();
+        words.resize(n_words + GROUP, 0);
+        decode_words(states, words, n_words, tables, prob_bits, map, out)
+    })
+}
+
+/// The checks before any decoding, the same on every path: the tables, the map, the unit's
+/// length and initial states. Returns the states and the stream of words.
+pub(crate) fn open<'a>(
+    unit: &'a [u8],
+    tables: &[DecodeTable],
+    map: TableMap,
+    n: usize,
+) -> Result<([u32; LANES], &'a [u8]), RansError> {
     let first = tables.first().ok_or(RansError::BadTable("no table"))?;
     if tables.iter().any(|t| t.prob_bits != first.prob_bits) {
         return Err(RansError::BadTable("tables of different precisions"));
     }
-    map.check(out.len(), tables.len())?;
-    if unit.len() < STATES_BYTES || unit.len() % 2 != 0 {
+    map.check(n, tables.len())?;
+    if unit.len() < STATES_BYTES || !unit.len().is_multiple_of(2) {
         return Err(RansError::BadLength);
     }
     let (state_bytes, word_bytes) = unit.split_at(STATES_BYTES);
@@ -88,19 +121,7 @@ pub fn decode_unit_with(
             return Err(RansError::BadInitialState { lane, state: *s });
         }
     }
-    if let Some(kernel) = path.kernel() {
-        return decode_fast(kernel, states, word_bytes, tables, first.prob_bits, map, out);
-    }
-    // A group's worth of zero words past the end: a lane that runs out reads them (and the
-    // overrun is reported after its group), so the hot loop needs no branch. The buffer is
-    // reused per thread.
-    WORDS.with_borrow_mut(|words| {
-        words.clear();
-        words.extend(word_bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]])));
-        let n_words = words.len();
-        words.resize(n_words + GROUP, 0);
-        decode_words(states, words, n_words, tables, first.prob_bits, map, out)
-    })
+    Ok((states, word_bytes))
 }
 
 thread_local! {
@@ -215,166 +236,6 @@ fn decode_group<const BITS: u32>(
             states[lane] = (x & keep) | (((x << 16) | u32::from(word)) & !keep);
             read += usize::from(need);
             out[lane * RUN + j] = e as u8;
-        }
-    }
-    read
-}
-
-/// The decode loop of the SIMD paths, equivalent to `decode_words` step for step: the same
-/// words reach the same lanes (zeros past the end of the stream), the same checks run after the
-/// same groups, so outputs and errors are identical.
-///
-/// Full groups with one table go to the kernel in runs, reading the unit's words in place while
-/// a whole window of words is left; other groups take a scalar path per symbol. The last groups,
-/// whose window would pass the end, read a zero-padded copy of the stream's last words.
-fn decode_fast(
-    kernel: Kernel,
-    mut states: [u32; LANES],
-    stream: &[u8],
-    tables: &[DecodeTable],
-    prob_bits: u32,
-    map: TableMap,
-    out: &mut [u8],
-) -> Result<(), RansError> {
-    let n = out.len();
-    let n_words = stream.len() / 2;
-    let (full, n_groups) = (n / GROUP, n.div_ceil(GROUP));
-    let mut pos = 0;
-    let mut g = 0;
-    // In place: every read lies inside the stream, so no group can run past its end.
-    while g < n_groups && pos + WINDOW <= n_words {
-        let base = g * GROUP;
-        let len = (n - base).min(GROUP);
-        match uniform_table(map, base, len) {
-            Some(t) => {
-                let end = run_end(map, g, full, t);
-                let out = &mut out[base..end * GROUP];
-                g += kernel.decode_run(
-                    &mut states,
-                    stream,
-                    &mut pos,
-                    &tables[t].entries,
-                    prob_bits,
-                    out,
-                );
-            }
-            None => {
-                let window = &stream[2 * pos..];
-                pos += mixed_group(
-                    &mut states,
-                    window,
-                    tables,
-                    prob_bits,
-                    map,
-                    base,
-                    &mut out[base..base + len],
-                );
-                g += 1;
-            }
-        }
-    }
-    if g < n_groups {
-        // Fewer than WINDOW words left: a copy with zeros past the end, long enough for a
-        // window from any position up to the end.
-        let start = pos;
-        let mut tail = [0u8; 4 * WINDOW];
-        tail[..stream.len() - 2 * start].copy_from_slice(&stream[2 * start..]);
-        while g < n_groups {
-            // pos <= n_words < start + WINDOW (checked after every group).
-            let window = &tail[2 * (pos - start)..];
-            let base = g * GROUP;
-            let len = (n - base).min(GROUP);
-            match uniform_table(map, base, len) {
-                Some(t) => {
-                    let mut read = 0;
-                    let group = &mut out[base..base + GROUP];
-                    let done = kernel.decode_run(
-                        &mut states,
-                        window,
-                        &mut read,
-                        &tables[t].entries,
-                        prob_bits,
-                        group,
-                    );
-                    debug_assert_eq!(done, 1, "a window is left");
-                    pos += read;
-                }
-                None => {
-                    pos += mixed_group(
-                        &mut states,
-                        window,
-                        tables,
-                        prob_bits,
-                        map,
-                        base,
-                        &mut out[base..base + len],
-                    );
-                }
-            }
-            if pos > n_words {
-                return Err(RansError::StreamExhausted { words: n_words });
-            }
-            g += 1;
-        }
-    }
-    let words_left = n_words - pos;
-    if words_left != 0 || states.iter().any(|&s| s != STATE_LOW) {
-        return Err(RansError::NotFinal { words_left });
-    }
-    Ok(())
-}
-
-/// The table of a full group of `len` symbols from `base` coded with one table.
-#[inline]
-fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
-    if len == GROUP { map.group_table(base, len) } else { None }
-}
-
-/// The end of the run of full groups from `g` (below `full`) coded with table `t`.
-fn run_end(map: TableMap, g: usize, full: usize, t: usize) -> usize {
-    match map {
-        TableMap::Single => full,
-        TableMap::Rows { .. } => {
-            let mut end = g + 1;
-            while end < full && map.group_table(end * GROUP, GROUP) == Some(t) {
-                end += 1;
-            }
-            end
-        }
-    }
-}
-
-/// A group the kernels do not take (several tables, or a tail), per symbol as in
-/// `Lanes::step`; `window` is the stream from the group's first word (at least `GROUP` words,
-/// zeros past the end). Returns the words taken.
-fn mixed_group(
-    states: &mut [u32; LANES],
-    window: &[u8],
-    tables: &[DecodeTable],
-    prob_bits: u32,
-    map: TableMap,
-    base: usize,
-    out: &mut [u8],
-) -> usize {
-    let mask = (1u32 << prob_bits) - 1;
-    let mut read = 0;
-    for j in 0..RUN {
-        for lane in 0..LANES {
-            let t = lane * RUN + j;
-            if t < out.len() {
-                let entries = &tables[map.table_of(base + t)].entries;
-                let x = states[lane];
-                let e = entries[(x & mask) as usize & (SLOTS - 1)];
-                let x = (((e >> 8) & 0xfff) + 1) * (x >> prob_bits) + (e >> 20);
-                states[lane] = if x < STATE_LOW {
-                    let word = u16::from_le_bytes([window[2 * read], window[2 * read + 1]]);
-                    read += 1;
-                    (x << 16) | u32::from(word)
-                } else {
-                    x
-                };
-                out[t] = e as u8;
-            }
         }
     }
     read

@@ -16,12 +16,14 @@
 
 mod decode;
 mod encode;
+mod fast_decode;
 mod freq;
 #[allow(unsafe_code)]
 mod simd;
 
 pub use decode::{DecodeTable, decode_unit, decode_unit_with};
 pub use encode::{EncodeTable, encode_unit, encode_unit_with};
+pub use fast_decode::{UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};
 pub use wcodec_format::Frequencies;
 pub use wcodec_format::rans::{GROUP, LANES, RUN, STATE_LOW, STATES_BYTES, WORD_BITS};
@@ -147,7 +149,7 @@ impl Path {
                 Ok(v) if v == "avx2" => Path::Avx2,
                 _ => Path::Avx512,
             };
-            Path::available().into_iter().filter(|&p| p <= cap).next_back().unwrap_or(Path::Scalar)
+            Path::available().into_iter().rfind(|&p| p <= cap).unwrap_or(Path::Scalar)
         })
     }
 

@@ -105,7 +105,7 @@ fn build_case(
         }
         row_tables.push(class);
     }
-    let class_of = |t: usize| if width == 0 { 0 } else { usize::from(row_tables[t / width]) };
+    let class_of = |t: usize| t.checked_div(width).map_or(0, |r| usize::from(row_tables[r]));
     let data: Vec<u8> = (0..n)
         .map(|t| draw(alphabets[class_of(t) % alphabets.len()], class_of(t), &mut rng))
         .collect();
@@ -346,6 +346,66 @@ fn real_weights_agree() {
             let (result, out) = decode_all(&unit, &case.decoders(), TableMap::Single, data.len());
             assert_eq!(result, Ok(()));
             assert!(out == data, "{name}");
+        }
+    }
+}
+
+/// A unit of `case`, damaged (or not) by `how`.
+fn damaged(case: &Case, how: u64) -> Vec<u8> {
+    let mut unit = encode(Path::Scalar, case);
+    let mut rng = Rng(how | 1);
+    match how % 5 {
+        0 | 1 => {}
+        2 => {
+            let pos = rng.below(unit.len() as u64) as usize;
+            unit[pos] ^= 1 << rng.below(8);
+        }
+        3 => unit.truncate(rng.below(unit.len() as u64 + 1) as usize),
+        _ => {
+            let start = rng.below(unit.len() as u64) as usize;
+            for b in &mut unit[start..] {
+                *b = rng.next() as u8;
+            }
+        }
+    }
+    unit
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Units decoded together (two at a time, interleaved, where the path does that) give what
+    /// each gives alone.
+    #[test]
+    fn batches_agree_with_single_units(
+        cases in proptest::collection::vec(case(), 1..=3),
+        damage in proptest::collection::vec(any::<u64>(), 3),
+        extra in proptest::collection::vec(0usize..3, 3),
+    ) {
+        let units: Vec<Vec<u8>> = cases.iter().zip(&damage).map(|(c, &d)| damaged(c, d)).collect();
+        let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();
+        // Sometimes a wrong output length.
+        let lens: Vec<usize> = cases.iter().zip(&extra).map(|(c, &e)| c.data.len() + e * 64).collect();
+        let mut expected = Vec::new();
+        for ((unit, (c, t)), &n) in units.iter().zip(cases.iter().zip(&tables)).zip(&lens) {
+            let mut out = vec![0x33u8; n];
+            let result = decode_unit_with(Path::Scalar, unit, t, c.map(), &mut out);
+            expected.push((result, out));
+        }
+        for path in Path::available() {
+            let mut outs: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0x33u8; n]).collect();
+            let mut jobs: Vec<UnitJob> = units
+                .iter()
+                .zip(cases.iter().zip(&tables))
+                .zip(outs.iter_mut())
+                .map(|((unit, (c, t)), out)| UnitJob { unit, tables: t, map: c.map(), out })
+                .collect();
+            let results = decode_units_with(path, &mut jobs);
+            drop(jobs);
+            for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
+                prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
+                prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
+            }
         }
     }
 }

@@ -2,15 +2,19 @@
 
 use core::arch::x86_64::*;
 
-use super::WINDOW;
+use super::{Run, WINDOW};
 use crate::{GROUP, LANES, STATE_LOW, decode::SLOTS, encode::SimdEncTable};
 
 /// See [`super::Kernel::decode_run`].
 ///
-/// A step is one dependency chain per lane: gather the entry (about 30 cycles on the machines
-/// measured), multiply-add, compare, expand the words into the lanes that take them, and the next
-/// slot (one `vpternlogd` after the words). The unit's 2048 steps of 32 symbols (64 KiB) are
-/// bound by this chain's latency, not by throughput.
+/// A step is one dependency chain per lane, and the unit's 2048 steps of 32 symbols (64 KiB)
+/// are bound by its latency, not by throughput: gather the entry (about 30 cycles), decide the
+/// renormalisation, expand the words into the lanes that take them, and the next slot. It is kept
+/// short by two tricks. The renormalisation is one compare of `q = x >> prob_bits` with the
+/// slot's threshold (`DecodeTable::renorm`, gathered beside the entry), not a compare of the new
+/// state after a 10-cycle `vpmulld`. And the next slot of a lane that keeps its state takes the
+/// new state's low 16 bits from a 16-bit multiply (5 cycles); the full product, needed only by
+/// the step after, runs beside.
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VL, POPCNT; `prob_bits` must be in `8..=12`.
@@ -20,13 +24,14 @@ pub(super) unsafe fn decode_run(
     words: &[u8],
     pos: &mut usize,
     entries: &[u32; SLOTS],
+    renorm: &[u16; SLOTS + 2],
     prob_bits: u32,
     out: &mut [u8],
 ) -> usize {
     let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
     let shift = _mm512_set1_epi32(prob_bits as i32);
-    let low = _mm512_set1_epi32(STATE_LOW as i32);
     let freq_mask = _mm512_set1_epi32(0xfff);
+    let low_half = _mm512_set1_epi32(0xffff);
     // SAFETY: `states` holds 2 x 16 u32.
     let mut x = unsafe {
         [
@@ -48,23 +53,32 @@ pub(super) unsafe fn decode_run(
         let mut acc = [_mm512_setzero_si512(); 2];
         for j in 0..4 {
             for r in 0..2 {
-                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
-                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()) };
-                // x = freq * q + bias, with freq = freq_m1 + 1.
+                // SAFETY: every index is below `SLOTS` (masked); `entries` has `SLOTS` u32s and
+                // `renorm` `SLOTS + 2` u16s, so the 4 bytes read from `2 * slot` are inside it.
+                let (e, threshold) = unsafe {
+                    (
+                        _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()),
+                        _mm512_i32gather_epi32::<2>(slot[r], renorm.as_ptr().cast()),
+                    )
+                };
                 let q = _mm512_srlv_epi32(x[r], shift);
+                // The lanes whose new state is below 2^16 take a word.
+                let need = _mm512_cmple_epu32_mask(q, _mm512_and_si512(threshold, low_half));
+                // x = freq * q + bias = freq_m1 * q + (q + bias); its low 16 bits also by vpmullw.
                 let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
-                let xr = _mm512_add_epi32(
-                    _mm512_mullo_epi32(freq_m1, q),
-                    _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
-                );
-                let need = _mm512_cmplt_epu32_mask(xr, low);
+                let q_bias = _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e));
+                let xr = _mm512_add_epi32(_mm512_mullo_epi32(freq_m1, q), q_bias);
+                let x_low = _mm512_add_epi32(_mm512_mullo_epi16(freq_m1, q), q_bias);
                 // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
                 // read lie inside the window of `WINDOW = GROUP + 16` words.
                 let next = unsafe { _mm256_loadu_si256(w.add(2 * read).cast()) };
-                let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
-                let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
-                x[r] = _mm512_or_si512(shifted, next);
-                slot[r] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask);
+                let next = _mm512_cvtepu16_epi32(next);
+                // Renormalising lanes: x = x << 16 | word, next slot = word & mask.
+                x[r] = _mm512_or_si512(
+                    _mm512_mask_slli_epi32(xr, need, xr, 16),
+                    _mm512_maskz_expand_epi32(need, next),
+                );
+                slot[r] = _mm512_and_si512(_mm512_mask_expand_epi32(x_low, need, next), mask);
                 read += need.count_ones() as usize;
                 // Byte j of a lane's output word is its symbol of step j (the entry's low byte).
                 acc[r] = match j {
@@ -101,6 +115,112 @@ pub(super) unsafe fn decode_run(
         _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
     }
     *pos = p;
+    done
+}
+
+/// See [`super::Kernel::decode_run2`]: [`decode_run`] on two units, in four registers. With two
+/// chains in flight the gathers' latency overlaps, and throughput, not latency, is what counts:
+/// so the renormalisation is decided after the full multiply (no second gather of thresholds).
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW and VL, POPCNT.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
+pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
+    let units = [a, b];
+    let freq_mask = _mm512_set1_epi32(0xfff);
+    let low = _mm512_set1_epi32(STATE_LOW as i32);
+    let mut mask = [_mm512_setzero_si512(); 2];
+    let mut shift = [_mm512_setzero_si512(); 2];
+    let mut x = [_mm512_setzero_si512(); 4];
+    let mut slot = [_mm512_setzero_si512(); 4];
+    let mut entries = [core::ptr::null::<u32>(); 2];
+    let mut p = [0usize; 2];
+    for (u, run) in units.iter().enumerate() {
+        let prob_bits = run.table.prob_bits().clamp(8, 12);
+        mask[u] = _mm512_set1_epi32(((1u32 << prob_bits) - 1) as i32);
+        shift[u] = _mm512_set1_epi32(prob_bits as i32);
+        entries[u] = run.table.entries.as_ptr();
+        p[u] = *run.pos;
+        for h in 0..2 {
+            // SAFETY: `states` holds 2 x 16 u32.
+            x[2 * u + h] = unsafe { _mm512_loadu_si512(run.states.as_ptr().add(16 * h).cast()) };
+            slot[2 * u + h] = _mm512_and_si512(x[2 * u + h], mask[u]);
+        }
+    }
+    let [a, b] = units;
+    let groups = a.out.len().min(b.out.len()) / GROUP;
+    let mut done = 0;
+    while done < groups {
+        if p[0] + WINDOW > a.words.len() / 2 || p[1] + WINDOW > b.words.len() / 2 {
+            break;
+        }
+        // The groups' streams: `WINDOW` readable words from each.
+        let w = [
+            a.words[2 * p[0]..2 * (p[0] + WINDOW)].as_ptr(),
+            b.words[2 * p[1]..2 * (p[1] + WINDOW)].as_ptr(),
+        ];
+        let mut read = [0usize; 2];
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for j in 0..4 {
+            for r in 0..4 {
+                let u = r / 2;
+                // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
+                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[u].cast()) };
+                let q = _mm512_srlv_epi32(x[r], shift[u]);
+                let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
+                let xr = _mm512_add_epi32(
+                    _mm512_mullo_epi32(freq_m1, q),
+                    _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
+                );
+                let need = _mm512_cmplt_epu32_mask(xr, low);
+                // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
+                // read lie inside the window of `WINDOW = GROUP + 16` words.
+                let next = unsafe { _mm256_loadu_si256(w[u].add(2 * read[u]).cast()) };
+                let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
+                let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
+                x[r] = _mm512_or_si512(shifted, next);
+                // (shifted | next) & mask
+                slot[r] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask[u]);
+                read[u] += need.count_ones() as usize;
+                acc[r] = match j {
+                    0 => e,
+                    1 => _mm512_mask_blend_epi8(
+                        0x2222_2222_2222_2222,
+                        acc[r],
+                        _mm512_slli_epi32::<8>(e),
+                    ),
+                    2 => _mm512_mask_blend_epi8(
+                        0x4444_4444_4444_4444,
+                        acc[r],
+                        _mm512_slli_epi32::<16>(e),
+                    ),
+                    _ => _mm512_mask_blend_epi8(
+                        0x8888_8888_8888_8888,
+                        acc[r],
+                        _mm512_slli_epi32::<24>(e),
+                    ),
+                };
+            }
+        }
+        let base = done * GROUP;
+        for (u, out) in [&mut *a.out, &mut *b.out].into_iter().enumerate() {
+            let group = &mut out[base..base + GROUP];
+            // SAFETY: `group` is GROUP = 2 x 64 bytes.
+            unsafe {
+                _mm512_storeu_si512(group.as_mut_ptr().cast(), acc[2 * u]);
+                _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), acc[2 * u + 1]);
+            }
+            p[u] += read[u];
+        }
+        done += 1;
+    }
+    for (u, (states, pos)) in [(a.states, a.pos), (b.states, b.pos)].into_iter().enumerate() {
+        for h in 0..2 {
+            // SAFETY: as for the loads.
+            unsafe { _mm512_storeu_si512(states.as_mut_ptr().add(16 * h).cast(), x[2 * u + h]) };
+        }
+        *pos = p[u];
+    }
     done
 }
 

@@ -14,7 +14,19 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use crate::{GROUP, LANES, decode::SLOTS, encode::SimdEncTable};
+use crate::{DecodeTable, GROUP, LANES, encode::SimdEncTable};
+
+/// A run of full groups of one unit for a decoder kernel.
+pub(crate) struct Run<'a> {
+    pub(crate) states: &'a mut [u32; LANES],
+    /// The unit's stream of little-endian u16 words (or a zero-padded copy of its end).
+    pub(crate) words: &'a [u8],
+    /// The next word of `words`.
+    pub(crate) pos: &'a mut usize,
+    pub(crate) table: &'a DecodeTable,
+    /// The groups to decode (a multiple of `GROUP` bytes).
+    pub(crate) out: &'a mut [u8],
+}
 
 /// Words a decoder kernel may touch from the first word of a group: a group takes at most
 /// `GROUP` words and a register's load reads at most 16 past the words taken so far.
@@ -70,34 +82,51 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    /// Decodes full groups of `out` (a multiple of `GROUP` bytes) with one table while the
-    /// stream holds a whole [`WINDOW`] of words from the group's first: `words` is the unit's
-    /// stream as little-endian u16 words and `pos` the next word. Returns the groups decoded;
-    /// fewer than `out.len() / GROUP` only when the window ran out.
-    pub(crate) fn decode_run(
-        self,
-        states: &mut [u32; LANES],
-        words: &[u8],
-        pos: &mut usize,
-        entries: &[u32; SLOTS],
-        prob_bits: u32,
-        out: &mut [u8],
-    ) -> usize {
+    /// Decodes full groups of `run.out` (a multiple of `GROUP` bytes) with `run.table` while
+    /// the stream holds a whole [`WINDOW`] of words from the group's first: `run.words` is the
+    /// unit's stream as little-endian u16 words and `run.pos` the next word. Returns the groups
+    /// decoded; fewer than `out.len() / GROUP` only when the window ran out.
+    pub(crate) fn decode_run(self, run: Run) -> usize {
         // The kernels mask the slot with `SLOTS - 1`; this keeps the shifts in range too.
-        let prob_bits = prob_bits.clamp(8, 12);
+        let prob_bits = run.table.prob_bits().clamp(8, 12);
+        let Run { states, words, pos, table, out } = run;
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
             Kernel::Avx2(_) => unsafe {
-                avx2::decode_run(states, words, pos, entries, prob_bits, out)
+                avx2::decode_run(states, words, pos, &table.entries, prob_bits, out)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Kernel::Avx512(_) => unsafe {
-                avx512::decode_run(states, words, pos, entries, prob_bits, out)
+                avx512::decode_run(
+                    states,
+                    words,
+                    pos,
+                    &table.entries,
+                    &table.renorm,
+                    prob_bits,
+                    out,
+                )
             },
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
+        }
+    }
+
+    /// Whether [`Kernel::decode_run2`] interleaves two units (else it is not to be called).
+    pub(crate) fn decodes_pairs(self) -> bool {
+        matches!(self, Kernel::Avx512(_))
+    }
+
+    /// [`Kernel::decode_run`] on two units at once, in lockstep: as many groups of each as
+    /// both runs hold and both streams hold windows for. Returns the groups decoded of each.
+    pub(crate) fn decode_run2(self, a: Run, b: Run) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU runs the kernel's target features.
+            Kernel::Avx512(_) => unsafe { avx512::decode_run2(a, b) },
+            _ => unreachable!("decode_run2 without decodes_pairs"),
         }
     }
 

@@ -1,0 +1,290 @@
+//! The driver of the SIMD decoders (safe code): it splits a unit into runs of full groups coded
+//! with one table, which go to a kernel, and the rest (groups that straddle rows of different
+//! tables, the tail group, the last groups of the stream), which take a scalar step per symbol.
+//!
+//! It is equivalent to the reference `decode_words` step for step: the same words reach the same
+//! lanes (zeros past the end of the stream), the same checks run after the same groups, so
+//! outputs and errors are identical. A unit is resumable group by group, so that two units can
+//! share one core: a step of one unit is a chain of dependent instructions (a gather of ~30
+//! cycles, a multiply, a compare, an expand) that leaves most of the core idle, which the other
+//! unit's chain fills.
+
+use crate::decode::{DecodeTable, SLOTS, open};
+use crate::simd::{Kernel, Run, WINDOW};
+use crate::{GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
+
+/// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`].
+#[derive(Debug)]
+pub struct UnitJob<'a> {
+    pub unit: &'a [u8],
+    pub tables: &'a [DecodeTable],
+    pub map: TableMap<'a>,
+    pub out: &'a mut [u8],
+}
+
+/// Decodes several units, each exactly as [`crate::decode_unit`] would (the same output and the
+/// same result, in order). Where the CPU has AVX-512 the units are decoded two at a time,
+/// interleaved on one core, which is about 1.5 times the throughput of one at a time.
+pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
+    decode_units_with(Path::detected(), jobs)
+}
+
+/// [`decode_units`] on the given path (the scalar one where this CPU lacks it).
+#[doc(hidden)]
+pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
+    let mut results = Vec::with_capacity(jobs.len());
+    let pairs = path.kernel().filter(|k| k.decodes_pairs());
+    for chunk in jobs.chunks_mut(2) {
+        match (pairs, chunk) {
+            (Some(kernel), [a, b]) => {
+                let (ra, rb) = decode_pair(kernel, a, b);
+                results.push(ra);
+                results.push(rb);
+            }
+            (_, chunk) => {
+                for j in chunk {
+                    results.push(crate::decode_unit_with(path, j.unit, j.tables, j.map, j.out));
+                }
+            }
+        }
+    }
+    results
+}
+
+fn decode_pair(
+    kernel: Kernel,
+    a: &mut UnitJob,
+    b: &mut UnitJob,
+) -> (Result<(), RansError>, Result<(), RansError>) {
+    let ua = open(a.unit, a.tables, a.map, a.out.len())
+        .map(|(states, words)| FastUnit::new(states, words, a.tables, a.map, a.out));
+    let ub = open(b.unit, b.tables, b.map, b.out.len())
+        .map(|(states, words)| FastUnit::new(states, words, b.tables, b.map, b.out));
+    let (mut ua, mut ub) = match (ua, ub) {
+        (Ok(ua), Ok(ub)) => (ua, ub),
+        (ua, ub) => {
+            return (ua.and_then(|u| u.run_to_end(kernel)), ub.and_then(|u| u.run_to_end(kernel)));
+        }
+    };
+    // Both in lockstep while both are in a kernel run; otherwise each advances on its own.
+    loop {
+        if ua.is_done() {
+            return (ua.finish(), ub.run_to_end(kernel));
+        }
+        if ub.is_done() {
+            return (ua.run_to_end(kernel), ub.finish());
+        }
+        match (ua.run(), ub.run()) {
+            (Some((ta, end_a)), Some((tb, end_b))) => {
+                let groups = (end_a - ua.g).min(end_b - ub.g);
+                let done = kernel.decode_run2(
+                    ua.kernel_run(ta, ua.g + groups),
+                    ub.kernel_run(tb, ub.g + groups),
+                );
+                debug_assert!(done > 0, "both windows were checked");
+                ua.g += done;
+                ub.g += done;
+            }
+            (run_a, run_b) => {
+                if run_a.is_none()
+                    && let Err(e) = ua.advance(kernel)
+                {
+                    return (Err(e), ub.run_to_end(kernel));
+                }
+                if run_b.is_none()
+                    && let Err(e) = ub.advance(kernel)
+                {
+                    return (ua.run_to_end(kernel), Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// A unit being decoded by a SIMD path.
+pub(crate) struct FastUnit<'a> {
+    states: [u32; LANES],
+    /// The unit's words, little-endian u16.
+    stream: &'a [u8],
+    /// The next word.
+    pos: usize,
+    /// The next group.
+    g: usize,
+    tables: &'a [DecodeTable],
+    map: TableMap<'a>,
+    out: &'a mut [u8],
+    /// Once fewer than `WINDOW` words are left: a copy of the stream from word `start` on,
+    /// zero-padded, long enough for a window from any position up to the end.
+    tail: Option<Tail>,
+}
+
+struct Tail {
+    start: usize,
+    words: [u8; 4 * WINDOW],
+}
+
+impl<'a> FastUnit<'a> {
+    pub(crate) fn new(
+        states: [u32; LANES],
+        stream: &'a [u8],
+        tables: &'a [DecodeTable],
+        map: TableMap<'a>,
+        out: &'a mut [u8],
+    ) -> FastUnit<'a> {
+        FastUnit { states, stream, pos: 0, g: 0, tables, map, out, tail: None }
+    }
+
+    pub(crate) fn run_to_end(mut self, kernel: Kernel) -> Result<(), RansError> {
+        while !self.is_done() {
+            self.advance(kernel)?;
+        }
+        self.finish()
+    }
+
+    fn n_words(&self) -> usize {
+        self.stream.len() / 2
+    }
+
+    fn is_done(&self) -> bool {
+        self.g >= self.out.len().div_ceil(GROUP)
+    }
+
+    /// The final checks: every word consumed, every state back to `L`.
+    fn finish(&self) -> Result<(), RansError> {
+        let words_left = self.n_words() - self.pos;
+        if words_left != 0 || self.states.iter().any(|&s| s != STATE_LOW) {
+            return Err(RansError::NotFinal { words_left });
+        }
+        Ok(())
+    }
+
+    /// The kernel run the unit is at, read in place: `(table, end)` when groups `g..end` are
+    /// full groups coded with `table` and a whole window of words is left.
+    fn run(&self) -> Option<(usize, usize)> {
+        if self.tail.is_some() || self.is_done() || self.pos + WINDOW > self.n_words() {
+            return None;
+        }
+        let n = self.out.len();
+        let base = self.g * GROUP;
+        let t = uniform_table(self.map, base, (n - base).min(GROUP))?;
+        Some((t, run_end(self.map, self.g, n / GROUP, t)))
+    }
+
+    /// The kernel's view of groups `g..end` with table `t`.
+    fn kernel_run(&mut self, t: usize, end: usize) -> Run<'_> {
+        Run {
+            states: &mut self.states,
+            words: self.stream,
+            pos: &mut self.pos,
+            table: &self.tables[t],
+            out: &mut self.out[self.g * GROUP..end * GROUP],
+        }
+    }
+
+    /// Decodes the next kernel run, mixed group or tail group.
+    fn advance(&mut self, kernel: Kernel) -> Result<(), RansError> {
+        let n = self.out.len();
+        let base = self.g * GROUP;
+        let len = (n - base).min(GROUP);
+        if self.tail.is_none() && self.pos + WINDOW <= self.n_words() {
+            // In place: every read lies inside the stream, so no group can run past its end.
+            if let Some((t, end)) = self.run() {
+                self.g += kernel.decode_run(self.kernel_run(t, end));
+            } else {
+                let window = &self.stream[2 * self.pos..];
+                let out = &mut self.out[base..base + len];
+                self.pos += mixed_group(&mut self.states, window, self.tables, self.map, base, out);
+                self.g += 1;
+            }
+            return Ok(());
+        }
+        let (stream, pos) = (self.stream, self.pos);
+        let tail = self.tail.get_or_insert_with(|| {
+            let mut words = [0u8; 4 * WINDOW];
+            words[..stream.len() - 2 * pos].copy_from_slice(&stream[2 * pos..]);
+            Tail { start: pos, words }
+        });
+        // pos <= n_words < start + WINDOW (checked after every group).
+        let window = &tail.words[2 * (self.pos - tail.start)..];
+        let out = &mut self.out[base..base + len];
+        match uniform_table(self.map, base, len) {
+            Some(t) => {
+                let mut read = 0;
+                let run = Run {
+                    states: &mut self.states,
+                    words: window,
+                    pos: &mut read,
+                    table: &self.tables[t],
+                    out,
+                };
+                let done = kernel.decode_run(run);
+                debug_assert_eq!(done, 1, "a window is left");
+                self.pos += read;
+            }
+            None => {
+                self.pos += mixed_group(&mut self.states, window, self.tables, self.map, base, out)
+            }
+        }
+        self.g += 1;
+        if self.pos > self.n_words() {
+            return Err(RansError::StreamExhausted { words: self.n_words() });
+        }
+        Ok(())
+    }
+}
+
+/// The table of a full group of `len` symbols from `base` coded with one table.
+#[inline]
+fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
+    if len == GROUP { map.group_table(base, len) } else { None }
+}
+
+/// The end of the run of full groups from `g` (below `full`) coded with table `t`.
+fn run_end(map: TableMap, g: usize, full: usize, t: usize) -> usize {
+    match map {
+        TableMap::Single => full,
+        TableMap::Rows { .. } => {
+            let mut end = g + 1;
+            while end < full && map.group_table(end * GROUP, GROUP) == Some(t) {
+                end += 1;
+            }
+            end
+        }
+    }
+}
+
+/// A group the kernels do not take (several tables, or a tail), per symbol as in the reference
+/// decoder; `window` is the stream from the group's first word (at least `GROUP` words, zeros
+/// past the end). Returns the words taken.
+fn mixed_group(
+    states: &mut [u32; LANES],
+    window: &[u8],
+    tables: &[DecodeTable],
+    map: TableMap,
+    base: usize,
+    out: &mut [u8],
+) -> usize {
+    let prob_bits = tables[0].prob_bits();
+    let mask = (1u32 << prob_bits) - 1;
+    let mut read = 0;
+    for j in 0..RUN {
+        for (lane, state) in states.iter_mut().enumerate() {
+            let t = lane * RUN + j;
+            if t < out.len() {
+                let entries = &tables[map.table_of(base + t)].entries;
+                let x = *state;
+                let e = entries[(x & mask) as usize & (SLOTS - 1)];
+                let x = (((e >> 8) & 0xfff) + 1) * (x >> prob_bits) + (e >> 20);
+                *state = if x < STATE_LOW {
+                    let word = u16::from_le_bytes([window[2 * read], window[2 * read + 1]]);
+                    read += 1;
+                    (x << 16) | u32::from(word)
+                } else {
+                    x
+                };
+                out[t] = e as u8;
+            }
+        }
+    }
+    read
+}
