@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use wcodec::predict::TileConfig;
@@ -44,6 +44,26 @@ enum Command {
         /// Overwrite an existing output.
         #[arg(short, long)]
         force: bool,
+        /// Where to decode: cpu, or cuda (GPU 0; needs a build with the `cuda` feature).
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
+    },
+    /// Time the decode of a .wcz: GB/s of decompressed bytes (median), and the ratio.
+    Bench {
+        file: PathBuf,
+        /// Where to decode: cpu, or cuda (GPU 0, timed with CUDA events).
+        #[arg(long, value_enum, default_value_t = Device::Cpu)]
+        device: Device,
+        /// Timed runs (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// cuda: decode the file this many times over in each launch [default: enough to
+        /// write 256 MiB, so that the GPU's cache does not hold the output].
+        #[arg(long, default_value_t = 0)]
+        copies: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the tensors of a .wcz: dtype, shape, ratio, bits per weight, bound, predictors.
     Info {
@@ -82,6 +102,13 @@ enum Command {
         #[arg(short, long)]
         force: bool,
     },
+}
+
+/// Where a command decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Device {
+    Cpu,
+    Cuda,
 }
 
 #[derive(Args)]
@@ -256,12 +283,16 @@ fn decompress(
     input: PathBuf,
     output: Option<PathBuf>,
     force: bool,
+    device: Device,
     quiet: bool,
 ) -> Result<(), Error> {
     let output = match output {
         Some(o) => o,
         None => default_output(&input, false)?,
     };
+    if device == Device::Cuda && input.is_dir() {
+        return Err(usage("--device cuda takes a .wcz file, not a directory"));
+    }
     if input.is_dir() {
         let bar = progress_bar(quiet, "decompress");
         let report = wcodec::shards::decompress_dir(&input, &output, force, &mut |_, d, t| {
@@ -284,10 +315,14 @@ fn decompress(
     remove_temporaries_on_interrupt(&output);
     let bar = progress_bar(quiet, "decompress");
     let start = Instant::now();
-    let len = wcodec::decompress_path(&input, &output, force, &mut |d, t| {
+    let mut progress = |d, t| {
         bar.set_length(t);
         bar.set_position(d);
-    })?;
+    };
+    let len = match device {
+        Device::Cpu => wcodec::decompress_path(&input, &output, force, &mut progress)?,
+        Device::Cuda => wcodec::decompress_path_gpu(&input, &output, force, &mut progress)?,
+    };
     bar.finish_and_clear();
     if !quiet {
         let secs = start.elapsed().as_secs_f64();
@@ -296,6 +331,58 @@ fn decompress(
             input.display(),
             output.display(),
             len as f64 / secs / 1e6
+        );
+    }
+    Ok(())
+}
+
+fn bench(
+    file: PathBuf,
+    device: Device,
+    iters: usize,
+    copies: usize,
+    json: bool,
+) -> Result<(), Error> {
+    let report = match device {
+        Device::Cuda => wcodec::bench_gpu(&file, iters, copies)?,
+        Device::Cpu => {
+            let archive = Archive::open(&file)?;
+            let tensors = &archive.directory().tensors;
+            let output_bytes: u64 = tensors.iter().map(|t| t.source_len).sum();
+            let mut times = Vec::new();
+            for _ in 0..=iters.max(1) {
+                let start = Instant::now();
+                for t in tensors {
+                    std::hint::black_box(archive.decode(t)?);
+                }
+                times.push(start.elapsed().as_secs_f64());
+            }
+            times.remove(0); // the warm-up
+            times.sort_by(f64::total_cmp);
+            let median_s = times[times.len() / 2];
+            wcodec::GpuBench {
+                device: "cpu".into(),
+                copies: 1,
+                output_bytes,
+                compressed_bytes: tensors.iter().map(|t| t.stored_len()).sum(),
+                median_s,
+                gbps: output_bytes as f64 / median_s / 1e9,
+                ratio: output_bytes as f64 / archive.file_len().max(1) as f64,
+            }
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("serialisable"));
+    } else {
+        println!(
+            "{}: {}: {:.1} GB/s decompressed (median {:.3} ms for {} bytes, {} copies), ratio {:.4}",
+            file.display(),
+            report.device,
+            report.gbps,
+            report.median_s * 1e3,
+            report.output_bytes,
+            report.copies,
+            report.ratio
         );
     }
     Ok(())
@@ -499,7 +586,12 @@ fn run(cli: Cli) -> Result<(), Error> {
     }
     match cli.command {
         Command::Compress(args) => compress(args, cli.quiet),
-        Command::Decompress { input, output, force } => decompress(input, output, force, cli.quiet),
+        Command::Decompress { input, output, force, device } => {
+            decompress(input, output, force, device, cli.quiet)
+        }
+        Command::Bench { file, device, iters, copies, json } => {
+            bench(file, device, iters, copies, json)
+        }
         Command::Info { file, json, by_layer_type: true } => layer_report(file, json),
         Command::Info { file, json, by_layer_type: false } => info(file, json),
         Command::Quantize { input, output, int8, force } => quantize(input, output, &int8, force),
@@ -514,7 +606,9 @@ fn input_of(command: &Command) -> Option<&Path> {
     match command {
         Command::Compress(args) => Some(&args.input),
         Command::Decompress { input, .. } | Command::Quantize { input, .. } => Some(input),
-        Command::Info { file, .. } | Command::Verify { file } => Some(file),
+        Command::Info { file, .. } | Command::Verify { file } | Command::Bench { file, .. } => {
+            Some(file)
+        }
         _ => None,
     }
 }

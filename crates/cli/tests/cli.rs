@@ -230,3 +230,31 @@ fn extract_one_tensor_and_sharded_directories() {
         );
     }
 }
+
+#[test]
+fn device_cuda_without_a_gpu_exits_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let wcz = dir.path().join("m.wcz");
+    let back = dir.path().join("m.safetensors");
+    let out = wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wcodec(&["decompress", "-q", "--device", "cuda", s(&wcz), "-o", s(&back)]);
+    if out.status.success() {
+        // A GPU decoded it (a build with the `cuda` feature on a machine with one).
+        assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(sample()).unwrap());
+        eprintln!("skipping the no-GPU assertion: a GPU is present");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("GPU unavailable"), "{err}");
+    assert!(!back.exists(), "no output without a GPU");
+    let out = wcodec(&["bench", "--device", "cuda", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    // The CPU path is the default and works everywhere.
+    let out = wcodec(&["bench", "--iters", "2", "--json", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["gbps"].as_f64().unwrap() > 0.0);
+}

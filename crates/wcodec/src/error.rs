@@ -22,6 +22,9 @@ pub enum Error {
     NoSuchTensor(String),
     #[error("GPU unavailable: {0}")]
     GpuUnavailable(String),
+    /// Damaged data found while decoding on a GPU.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl Error {
@@ -37,6 +40,7 @@ impl Error {
             Error::Encode(_) => 3,
             Error::Io { .. } => 4,
             Error::GpuUnavailable(_) => 5,
+            Error::Corrupt(_) => 3,
         }
     }
 }

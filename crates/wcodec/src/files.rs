@@ -70,7 +70,7 @@ pub fn read_input(path: &Path) -> Result<Input, Error> {
 
 /// Writes `output` atomically: `write` fills a temporary file beside it, which is synced and
 /// renamed over the target only when everything succeeded.
-fn write_atomically<T>(
+pub(crate) fn write_atomically<T>(
     output: &Path,
     force: bool,
     write: impl FnOnce(&mut BufWriter<&File>) -> Result<T, Error>,

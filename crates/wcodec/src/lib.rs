@@ -2,7 +2,8 @@
 //!
 //! This facade puts one API over the layered crates: `compress` / `decompress` for bytes in
 //! memory, `compress_path` / `decompress_path` for files (memory-mapped input, atomic output),
-//! and `Archive` to open a .wcz, list its tensors, decode one, or verify it all.
+//! and `Archive` to open a .wcz, list its tensors, decode one, or verify it all;
+//! `decompress_path_gpu` and `bench_gpu` decode on a GPU (the `cuda` feature).
 //!
 //! ```
 //! let weights: Vec<u8> = (0..4096u32).map(|i| (i % 7) as u8).collect();
@@ -15,6 +16,7 @@
 mod archive;
 mod error;
 mod files;
+mod gpu;
 pub mod layers;
 pub mod quantize;
 pub mod shards;
@@ -24,6 +26,7 @@ pub use error::Error;
 pub use files::{
     CompressReport, InputKind, compress_path, decompress_path, read_input, temp_prefix, write_file,
 };
+pub use gpu::{GPU_BUILT, GpuBench, bench_gpu, decompress_path_gpu};
 
 pub use wcodec_container as container;
 pub use wcodec_decode as decode;

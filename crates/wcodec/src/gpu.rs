@@ -1,0 +1,133 @@
+//! Decoding on a GPU (crates/cuda): `decompress_path_gpu` rebuilds the original file from
+//! tensors decoded in device memory, `bench_gpu` times the decode with CUDA events.
+//!
+//! Built without the `cuda` feature (or with it but without nvcc), or run on a machine with no
+//! CUDA driver or GPU, both return `Error::GpuUnavailable` (exit code 5 in the CLI).
+
+use std::io::Write;
+use std::path::Path;
+
+use wcodec_cuda::{BenchOptions, CudaDecoder, CudaError};
+
+use crate::Error;
+use crate::files::{read_input, write_atomically};
+
+/// Decompressed bytes decoded per launch (and held on the device at once) by
+/// `decompress_path_gpu`, unless one tensor alone is larger.
+const BATCH_BYTES: u64 = 1 << 30;
+
+/// Whether this build has the GPU kernels compiled in (`cuda` feature and nvcc at build time).
+pub const GPU_BUILT: bool = wcodec_cuda::KERNELS_BUILT;
+
+fn gpu_error(e: CudaError) -> Error {
+    match e {
+        CudaError::NotAvailable(why) => Error::GpuUnavailable(why),
+        CudaError::Driver(why) => Error::GpuUnavailable(why),
+        CudaError::Checksum { what, stored, computed } => {
+            wcodec_decode::DecodeError::Checksum { what, stored, computed }.into()
+        }
+        other => Error::Corrupt(other.to_string()),
+    }
+}
+
+fn open_gpu() -> Result<CudaDecoder, Error> {
+    CudaDecoder::new(0).map_err(gpu_error)
+}
+
+/// Decompresses `input` (.wcz) into `output` on GPU 0: tensors are decoded in device memory
+/// (batches of about 1 GiB, one launch each), copied back, checked against their CRC-32C and
+/// written between the source's gaps, atomically as `decompress_path` writes. Returns the
+/// bytes written.
+pub fn decompress_path_gpu(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    let gpu = open_gpu()?;
+    let archive = crate::Archive::open(input)?;
+    let file = read_input(input)?;
+    let dir = archive.directory();
+    let total = dir.source_len;
+    // Runs of consecutive tensors of about BATCH_BYTES each.
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, t) in dir.tensors.iter().enumerate() {
+        match batches.last_mut() {
+            Some(b) if bytes + t.source_len <= BATCH_BYTES => b.push(i),
+            _ => {
+                batches.push(vec![i]);
+                bytes = 0;
+            }
+        }
+        bytes += t.source_len;
+    }
+    write_atomically(output, force, |w| {
+        let io = |source| Error::Io { path: output.to_owned(), source };
+        let (mut cursor, mut gap_pos) = (0u64, 0usize);
+        for batch in &batches {
+            let decoded = gpu.decode_tensors(&file, dir, batch).map_err(gpu_error)?;
+            for d in decoded {
+                let tensor = &dir.tensors[d.index];
+                let bytes = d.to_host().map_err(gpu_error)?;
+                let gap = (tensor.source_offset - cursor) as usize;
+                w.write_all(&dir.gaps[gap_pos..gap_pos + gap]).map_err(io)?;
+                gap_pos += gap;
+                w.write_all(&bytes).map_err(io)?;
+                cursor = tensor.source_offset + tensor.source_len;
+                progress(cursor, total);
+            }
+        }
+        w.write_all(&dir.gaps[gap_pos..]).map_err(io)?;
+        progress(total, total);
+        Ok(total)
+    })
+}
+
+/// What `bench_gpu` measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GpuBench {
+    /// The GPU's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub device: String,
+    /// The file's tensors were decoded this many times over in each launch.
+    pub copies: usize,
+    /// Decompressed bytes written per launch.
+    pub output_bytes: u64,
+    /// Compressed bytes read per launch.
+    pub compressed_bytes: u64,
+    /// Seconds per launch (median of `iters` launches timed with CUDA events).
+    pub median_s: f64,
+    /// Decompressed bytes per second at the median, in GB/s (10^9).
+    pub gbps: f64,
+    /// The tensors' bytes over the whole .wcz (directory included).
+    pub ratio: f64,
+}
+
+/// Times the decode of every tensor of `path` on GPU 0 with CUDA events: `copies` copies of
+/// the file decoded in one launch (0: enough to write at least 256 MiB, so that L2 does not
+/// hold the output), after warm-up launches, median of `iters`; every output is then checked
+/// against its CRC-32C.
+pub fn bench_gpu(path: &Path, iters: usize, copies: usize) -> Result<GpuBench, Error> {
+    let gpu = open_gpu()?;
+    let archive = crate::Archive::open(path)?;
+    let file = read_input(path)?;
+    let dir = archive.directory();
+    let which: Vec<usize> = (0..dir.tensors.len()).collect();
+    let tensor_bytes: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
+    let copies = if copies > 0 {
+        copies
+    } else {
+        (256u64 << 20).div_ceil(tensor_bytes.max(1)).clamp(1, 4096) as usize
+    };
+    let options = BenchOptions { iters: iters.max(1), copies, ..BenchOptions::default() };
+    let report = gpu.bench(&file, dir, &which, &options).map_err(gpu_error)?.remove(0);
+    Ok(GpuBench {
+        device: report.device,
+        copies,
+        output_bytes: report.output_bytes,
+        compressed_bytes: report.compressed_bytes,
+        median_s: report.median_s,
+        gbps: report.gbps,
+        ratio: tensor_bytes as f64 / (file.len() as f64).max(1.0),
+    })
+}
