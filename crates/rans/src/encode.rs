@@ -130,6 +130,8 @@ impl EncodeTable {
 /// encoder builds the map itself).
 ///
 /// Runs the fastest path of this CPU ([`Path::detected`]); every path writes the same bytes.
+/// (A symbol without frequency in its table gives an undecodable unit, which may then differ
+/// between paths.)
 pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &mut Vec<u8>) {
     encode_unit_with(Path::detected(), symbols, tables, map, out)
 }

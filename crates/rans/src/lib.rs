@@ -6,12 +6,23 @@
 //!
 //! `decode_unit` and `encode_unit` pick at run time the fastest [`Path`] the CPU runs: AVX-512
 //! (16 lanes a register), AVX2 (8 lanes) or plain scalar code. The scalar path is the reference,
-//! the oracle every faster path is tested against (same output, same errors, same bytes);
-//! `WCODEC_FORCE_SCALAR=1` forces it, and `WCODEC_SIMD=scalar|avx2|avx512` caps the level.
+//! the oracle every faster path is tested against (same output, same errors, same bytes; see
+//! tests/paths.rs); `WCODEC_FORCE_SCALAR=1` forces it, and `WCODEC_SIMD=scalar|avx2|avx512`
+//! caps the level. `decode_unit_with` and `encode_unit_with` take a path explicitly.
+//!
+//! Decoding one unit is bound by the latency of its lanes' chains (a table gather of about 30
+//! cycles a step), not by the core's throughput: [`decode_units`] decodes units two at a time,
+//! interleaved, for about 1.6 times the throughput of one core on one unit at a time.
+//!
+//! Modules: `decode` (tables, the reference decoder, the checks every path shares),
+//! `fast_decode` (the SIMD paths' driver: kernel runs, mixed and tail groups, pairs), `encode`
+//! (tables, the reference encoder, the SIMD paths' driver), `freq` (histograms, normalisation),
+//! `simd` (the kernels).
 //!
 //! Unsafe code: the crate denies it everywhere but in one module, `simd`, which holds the
-//! intrinsics and `#[target_feature]` kernels, each `unsafe` block with a `SAFETY` note. The
-//! drivers that split units into the kernels' runs and validate them are safe code.
+//! intrinsics and `#[target_feature]` kernels, each `unsafe` block with a `SAFETY` note; a kernel
+//! is reachable only through a token built by run-time feature detection. The drivers that split
+//! units into the kernels' runs and validate them are safe code.
 #![deny(unsafe_code)]
 
 mod decode;
@@ -113,7 +124,8 @@ pub enum Path {
     Scalar,
     /// 8 lanes a register (x86-64 with AVX2, BMI2, POPCNT).
     Avx2,
-    /// 16 lanes a register (x86-64 with AVX-512 F, BW, VL, VBMI2, IFMA).
+    /// 16 lanes a register (x86-64 with AVX-512 F, BW, VL; the encoder also needs VBMI2 and
+    /// IFMA, else it runs the AVX2 one).
     Avx512,
 }
 

@@ -53,10 +53,13 @@ impl Avx2 {
     }
 }
 
-/// Proof that the CPU runs AVX-512 F, BW, VL, VBMI2 and IFMA (and AVX2, POPCNT, BMI2): built
-/// only by [`Avx512::detect`].
+/// Proof that the CPU runs AVX-512 F, BW and VL (and AVX2, POPCNT, BMI2): built only by
+/// [`Avx512::detect`]. `encoder` holds when it also runs VBMI2 and IFMA, which the AVX-512
+/// encoder needs (Ice Lake and later, Zen 4); without them the AVX2 encoder runs.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Avx512(());
+pub(crate) struct Avx512 {
+    encoder: bool,
+}
 
 impl Avx512 {
     pub(crate) fn detect() -> Option<Avx512> {
@@ -65,10 +68,10 @@ impl Avx512 {
             && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vbmi2")
-            && std::arch::is_x86_feature_detected!("avx512ifma")
         {
-            return Some(Avx512(()));
+            let encoder = std::arch::is_x86_feature_detected!("avx512vbmi2")
+                && std::arch::is_x86_feature_detected!("avx512ifma");
+            return Some(Avx512 { encoder });
         }
         None
     }
@@ -158,9 +161,14 @@ impl Kernel {
                 avx2::encode_run(states, symbols, table, prob_bits, buf, cur)
             },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Kernel::Avx512(_) => unsafe {
+            // SAFETY: as above; `encoder` is set only where VBMI2 and IFMA were detected.
+            Kernel::Avx512(Avx512 { encoder: true }) => unsafe {
                 avx512::encode_run(states, symbols, table, prob_bits, buf, cur)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an `Avx512` token is built only where AVX2 was detected too.
+            Kernel::Avx512(Avx512 { encoder: false }) => unsafe {
+                avx2::encode_run(states, symbols, table, prob_bits, buf, cur)
             },
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
