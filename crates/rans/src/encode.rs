@@ -22,7 +22,7 @@ struct EncSymbol {
 pub struct EncodeTable {
     prob_bits: u32,
     symbols: [EncSymbol; 256],
-    simd: SimdEncTable,
+    pub(crate) simd: SimdEncTable,
 }
 
 /// The per-symbol constants in the layout the SIMD kernels gather from, one array per field.
@@ -217,6 +217,9 @@ struct Words {
     len: usize,
 }
 
+/// Groups in one kernel call at most.
+const MAX_RUN: usize = 64;
+
 /// The encoder of the SIMD paths, equivalent to `encode_into` step for step: full groups with
 /// one table go to the kernel in runs, other groups take the scalar steps. The words are stored
 /// downward from the end of a buffer, so that they end up in stream order, with no reversal.
@@ -243,29 +246,25 @@ fn encode_fast(
             let table = if len >= GROUP { map.group_table(base, GROUP) } else { None };
             match table {
                 Some(t) => {
-                    // The run of full groups with table t that ends with group g - 1.
-                    let start = match map {
-                        TableMap::Single => 0,
-                        TableMap::Rows { .. } => {
-                            let mut start = g - 1;
-                            while start > 0
-                                && map.group_table((start - 1) * GROUP, GROUP) == Some(t)
-                            {
+                    // The run of full groups, one table each (of t's precision), that ends with
+                    // group g - 1: at most MAX_RUN of them, their tables in group order.
+                    let prob_bits = tables[t].prob_bits;
+                    let mut classes = [0u8; MAX_RUN];
+                    let mut start = g - 1;
+                    classes[MAX_RUN - 1] = t as u8;
+                    while start > 0 && g - start < MAX_RUN {
+                        match map.group_table((start - 1) * GROUP, GROUP) {
+                            Some(c) if tables[c].prob_bits == prob_bits => {
+                                classes[MAX_RUN - 1 - (g - start)] = c as u8;
                                 start -= 1;
                             }
-                            start
+                            _ => break,
                         }
-                    };
+                    }
                     debug_assert!(g <= full);
                     let run = &symbols[start * GROUP..g * GROUP];
-                    kernel.encode_run(
-                        &mut states,
-                        run,
-                        &tables[t].simd,
-                        tables[t].prob_bits,
-                        buf,
-                        &mut cur,
-                    );
+                    let classes = &classes[MAX_RUN - (g - start)..];
+                    kernel.encode_run(&mut states, run, tables, classes, prob_bits, buf, &mut cur);
                     g = start;
                 }
                 None => {

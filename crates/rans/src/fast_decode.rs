@@ -75,23 +75,20 @@ fn decode_pair(
             return (ua.run_to_end(kernel), ub.finish());
         }
         match (ua.run(), ub.run()) {
-            (Some((ta, end_a)), Some((tb, end_b))) => {
-                let groups = (end_a - ua.g).min(end_b - ub.g);
-                let done = kernel.decode_run2(
-                    ua.kernel_run(ta, ua.g + groups),
-                    ub.kernel_run(tb, ub.g + groups),
-                );
+            (run_a @ 1.., run_b @ 1..) => {
+                let groups = run_a.min(run_b);
+                let done = kernel.decode_run2(ua.kernel_run(groups), ub.kernel_run(groups));
                 debug_assert!(done > 0, "both windows were checked");
                 ua.g += done;
                 ub.g += done;
             }
             (run_a, run_b) => {
-                if run_a.is_none()
+                if run_a == 0
                     && let Err(e) = ua.advance(kernel)
                 {
                     return (Err(e), ub.run_to_end(kernel));
                 }
-                if run_b.is_none()
+                if run_b == 0
                     && let Err(e) = ub.advance(kernel)
                 {
                     return (ua.run_to_end(kernel), Err(e));
@@ -116,7 +113,12 @@ pub(crate) struct FastUnit<'a> {
     /// Once fewer than `WINDOW` words are left: a copy of the stream from word `start` on,
     /// zero-padded, long enough for a window from any position up to the end.
     tail: Option<Tail>,
+    /// The tables of the groups of the current kernel run.
+    classes: [u8; MAX_RUN],
 }
+
+/// Groups in one kernel call at most.
+const MAX_RUN: usize = 64;
 
 struct Tail {
     start: usize,
@@ -131,7 +133,17 @@ impl<'a> FastUnit<'a> {
         map: TableMap<'a>,
         out: &'a mut [u8],
     ) -> FastUnit<'a> {
-        FastUnit { states, stream, pos: 0, g: 0, tables, map, out, tail: None }
+        FastUnit {
+            states,
+            stream,
+            pos: 0,
+            g: 0,
+            tables,
+            map,
+            out,
+            tail: None,
+            classes: [0; MAX_RUN],
+        }
     }
 
     pub(crate) fn run_to_end(mut self, kernel: Kernel) -> Result<(), RansError> {
@@ -158,26 +170,34 @@ impl<'a> FastUnit<'a> {
         Ok(())
     }
 
-    /// The kernel run the unit is at, read in place: `(table, end)` when groups `g..end` are
-    /// full groups coded with `table` and a whole window of words is left.
-    fn run(&self) -> Option<(usize, usize)> {
+    /// The kernel run the unit is at, read in place: the number of groups from `g` (at most
+    /// `MAX_RUN`) that are full and coded with one table each, their tables put in `classes`,
+    /// while a whole window of words is left; 0 when the next group is not such.
+    fn run(&mut self) -> usize {
         if self.tail.is_some() || self.is_done() || self.pos + WINDOW > self.n_words() {
-            return None;
+            return 0;
         }
-        let n = self.out.len();
-        let base = self.g * GROUP;
-        let t = uniform_table(self.map, base, (n - base).min(GROUP))?;
-        Some((t, run_end(self.map, self.g, n / GROUP, t)))
+        let full = self.out.len() / GROUP;
+        let mut k = 0;
+        while k < MAX_RUN && self.g + k < full {
+            match self.map.group_table((self.g + k) * GROUP, GROUP) {
+                Some(t) => self.classes[k] = t as u8,
+                None => break,
+            }
+            k += 1;
+        }
+        k
     }
 
-    /// The kernel's view of groups `g..end` with table `t`.
-    fn kernel_run(&mut self, t: usize, end: usize) -> Run<'_> {
+    /// The kernel's view of the next `k` groups, their tables in `classes`.
+    fn kernel_run(&mut self, k: usize) -> Run<'_> {
         Run {
             states: &mut self.states,
             words: self.stream,
             pos: &mut self.pos,
-            table: &self.tables[t],
-            out: &mut self.out[self.g * GROUP..end * GROUP],
+            tables: self.tables,
+            classes: &self.classes[..k],
+            out: &mut self.out[self.g * GROUP..(self.g + k) * GROUP],
         }
     }
 
@@ -188,8 +208,9 @@ impl<'a> FastUnit<'a> {
         let len = (n - base).min(GROUP);
         if self.tail.is_none() && self.pos + WINDOW <= self.n_words() {
             // In place: every read lies inside the stream, so no group can run past its end.
-            if let Some((t, end)) = self.run() {
-                self.g += kernel.decode_run(self.kernel_run(t, end));
+            let k = self.run();
+            if k > 0 {
+                self.g += kernel.decode_run(self.kernel_run(k));
             } else {
                 let window = &self.stream[2 * self.pos..];
                 let out = &mut self.out[base..base + len];
@@ -214,7 +235,8 @@ impl<'a> FastUnit<'a> {
                     states: &mut self.states,
                     words: window,
                     pos: &mut read,
-                    table: &self.tables[t],
+                    tables: self.tables,
+                    classes: &[t as u8],
                     out,
                 };
                 let done = kernel.decode_run(run);
@@ -237,20 +259,6 @@ impl<'a> FastUnit<'a> {
 #[inline]
 fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
     if len == GROUP { map.group_table(base, len) } else { None }
-}
-
-/// The end of the run of full groups from `g` (below `full`) coded with table `t`.
-fn run_end(map: TableMap, g: usize, full: usize, t: usize) -> usize {
-    match map {
-        TableMap::Single => full,
-        TableMap::Rows { .. } => {
-            let mut end = g + 1;
-            while end < full && map.group_table(end * GROUP, GROUP) == Some(t) {
-                end += 1;
-            }
-            end
-        }
-    }
 }
 
 /// A group the kernels do not take (several tables, or a tail), per symbol as in the reference

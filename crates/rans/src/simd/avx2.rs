@@ -2,8 +2,8 @@
 
 use core::arch::x86_64::*;
 
-use super::WINDOW;
-use crate::{GROUP, LANES, decode::SLOTS, encode::SimdEncTable};
+use super::{Run, WINDOW};
+use crate::{EncodeTable, GROUP, LANES, decode::SLOTS};
 
 /// A row of 8 lane indices for `_mm256_permutevar8x32_epi32`, one row per 8-bit lane mask.
 #[repr(C, align(32))]
@@ -62,16 +62,12 @@ fn lut_row(lut: &Lut, m: usize) -> __m256i {
 /// See [`super::Kernel::decode_run`].
 ///
 /// # Safety
-/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`.
+/// The CPU must run AVX2, POPCNT and BMI2.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run(
-    states: &mut [u32; LANES],
-    words: &[u8],
-    pos: &mut usize,
-    entries: &[u32; SLOTS],
-    prob_bits: u32,
-    out: &mut [u8],
-) -> usize {
+pub(super) unsafe fn decode_run(run: Run) -> usize {
+    let Run { states, words, pos, tables, classes, out } = run;
+    // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
+    let prob_bits = tables[0].prob_bits().clamp(8, 12);
     let mask = _mm256_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
     let shift = _mm256_set1_epi32(prob_bits as i32);
     let freq_mask = _mm256_set1_epi32(0xfff);
@@ -85,12 +81,13 @@ pub(super) unsafe fn decode_run(
     let n_words = words.len() / 2;
     let mut p = *pos;
     let mut done = 0;
-    for group in out.chunks_exact_mut(GROUP) {
+    for (group, &class) in out.chunks_exact_mut(GROUP).zip(classes) {
         if p + WINDOW > n_words {
             break;
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
+        let entries = &tables[usize::from(class)].entries;
         let mut read = 0usize;
         let mut acc = [zero; 4];
         for _step in 0..4 {
@@ -143,13 +140,14 @@ pub(super) unsafe fn decode_run(
 /// See [`super::Kernel::encode_run`].
 ///
 /// # Safety
-/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`; `symbols` is a
-/// multiple of `GROUP`; `*cur <= buf.len() / 2` and `*cur >= symbols.len() + ENCODE_HEADROOM`.
+/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`; `symbols` is
+/// `classes.len()` groups; `*cur <= buf.len() / 2` and `*cur >= symbols.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
 pub(super) unsafe fn encode_run(
     states: &mut [u32; LANES],
     symbols: &[u8],
-    table: &SimdEncTable,
+    tables: &[EncodeTable],
+    classes: &[u8],
     prob_bits: u32,
     buf: &mut [u8],
     cur: &mut usize,
@@ -173,7 +171,8 @@ pub(super) unsafe fn encode_run(
     }
     let mut c = *cur;
     let out = buf.as_mut_ptr();
-    for group in symbols.chunks_exact(GROUP).rev() {
+    for (group, &class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
+        let table = &tables[usize::from(class)].simd;
         let mut v = [_mm256_setzero_si256(); 4];
         for (r, v) in v.iter_mut().enumerate() {
             // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 8r..8r+7.

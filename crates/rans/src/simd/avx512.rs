@@ -3,35 +3,35 @@
 use core::arch::x86_64::*;
 
 use super::{Run, WINDOW};
-use crate::{GROUP, LANES, STATE_LOW, decode::SLOTS, encode::SimdEncTable};
+use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::SLOTS};
 
 /// See [`super::Kernel::decode_run`].
 ///
 /// A step is one dependency chain per lane, and the unit's 2048 steps of 32 symbols (64 KiB)
 /// are bound by its latency, not by throughput: gather the entry (about 30 cycles), decide the
-/// renormalisation, expand the words into the lanes that take them, and the next slot. It is kept
-/// short by two tricks. The renormalisation is one compare of `q = x >> prob_bits` with the
+/// renormalisation, expand the words into the lanes that take them, and the next slot. With
+/// `THRESHOLDS` it is kept short by two tricks. The renormalisation is one compare of `q = x >> prob_bits` with the
 /// slot's threshold (`DecodeTable::renorm`, gathered beside the entry), not a compare of the new
 /// state after a 10-cycle `vpmulld`. And the next slot of a lane that keeps its state takes the
 /// new state's low 16 bits from a 16-bit multiply (5 cycles); the full product, needed only by
 /// the step after, runs beside.
 ///
+/// `THRESHOLDS` off decides the renormalisation after the full multiply instead, with one
+/// gather a step, not two: the better choice when the unit's tables with their thresholds
+/// would not stay in L1 together (several tables, precision 12).
+///
 /// # Safety
-/// The CPU must run AVX-512 F, BW and VL, POPCNT; `prob_bits` must be in `8..=12`.
+/// The CPU must run AVX-512 F, BW and VL, POPCNT.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run(
-    states: &mut [u32; LANES],
-    words: &[u8],
-    pos: &mut usize,
-    entries: &[u32; SLOTS],
-    renorm: &[u16; SLOTS + 2],
-    prob_bits: u32,
-    out: &mut [u8],
-) -> usize {
+pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
+    let Run { states, words, pos, tables, classes, out } = run;
+    // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
+    let prob_bits = tables[0].prob_bits().clamp(8, 12);
     let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
     let shift = _mm512_set1_epi32(prob_bits as i32);
     let freq_mask = _mm512_set1_epi32(0xfff);
     let low_half = _mm512_set1_epi32(0xffff);
+    let low = _mm512_set1_epi32(STATE_LOW as i32);
     // SAFETY: `states` holds 2 x 16 u32.
     let mut x = unsafe {
         [
@@ -43,42 +43,54 @@ pub(super) unsafe fn decode_run(
     let n_words = words.len() / 2;
     let mut p = *pos;
     let mut done = 0;
-    for group in out.chunks_exact_mut(GROUP) {
+    for (group, &class) in out.chunks_exact_mut(GROUP).zip(classes) {
         if p + WINDOW > n_words {
             break;
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
+        let table = &tables[usize::from(class)];
+        let (entries, renorm) = (&table.entries, &table.renorm);
         let mut read = 0usize;
         let mut acc = [_mm512_setzero_si512(); 2];
         for j in 0..4 {
             for r in 0..2 {
-                // SAFETY: every index is below `SLOTS` (masked); `entries` has `SLOTS` u32s and
-                // `renorm` `SLOTS + 2` u16s, so the 4 bytes read from `2 * slot` are inside it.
-                let (e, threshold) = unsafe {
-                    (
-                        _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()),
-                        _mm512_i32gather_epi32::<2>(slot[r], renorm.as_ptr().cast()),
-                    )
-                };
+                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
+                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()) };
                 let q = _mm512_srlv_epi32(x[r], shift);
-                // The lanes whose new state is below 2^16 take a word.
-                let need = _mm512_cmple_epu32_mask(q, _mm512_and_si512(threshold, low_half));
-                // x = freq * q + bias = freq_m1 * q + (q + bias); its low 16 bits also by vpmullw.
+                // x = freq * q + bias = freq_m1 * q + (q + bias).
                 let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
                 let q_bias = _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e));
                 let xr = _mm512_add_epi32(_mm512_mullo_epi32(freq_m1, q), q_bias);
-                let x_low = _mm512_add_epi32(_mm512_mullo_epi16(freq_m1, q), q_bias);
                 // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
                 // read lie inside the window of `WINDOW = GROUP + 16` words.
                 let next = unsafe { _mm256_loadu_si256(w.add(2 * read).cast()) };
                 let next = _mm512_cvtepu16_epi32(next);
-                // Renormalising lanes: x = x << 16 | word, next slot = word & mask.
-                x[r] = _mm512_or_si512(
-                    _mm512_mask_slli_epi32(xr, need, xr, 16),
-                    _mm512_maskz_expand_epi32(need, next),
-                );
-                slot[r] = _mm512_and_si512(_mm512_mask_expand_epi32(x_low, need, next), mask);
+                // The lanes whose new state is below 2^16 take a word: x = x << 16 | word, and
+                // their next slot is word & mask.
+                let need = if THRESHOLDS {
+                    // SAFETY: `renorm` has `SLOTS + 2` u16s, so the 4 bytes read from
+                    // `2 * slot` (slot below `SLOTS`) are inside it.
+                    let threshold =
+                        unsafe { _mm512_i32gather_epi32::<2>(slot[r], renorm.as_ptr().cast()) };
+                    let need = _mm512_cmple_epu32_mask(q, _mm512_and_si512(threshold, low_half));
+                    // The next slot of the other lanes from the state's low 16 bits by vpmullw.
+                    let x_low = _mm512_add_epi32(_mm512_mullo_epi16(freq_m1, q), q_bias);
+                    slot[r] = _mm512_and_si512(_mm512_mask_expand_epi32(x_low, need, next), mask);
+                    x[r] = _mm512_or_si512(
+                        _mm512_mask_slli_epi32(xr, need, xr, 16),
+                        _mm512_maskz_expand_epi32(need, next),
+                    );
+                    need
+                } else {
+                    let need = _mm512_cmplt_epu32_mask(xr, low);
+                    let next = _mm512_maskz_expand_epi32(need, next);
+                    let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
+                    x[r] = _mm512_or_si512(shifted, next);
+                    // (shifted | next) & mask
+                    slot[r] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask);
+                    need
+                };
                 read += need.count_ones() as usize;
                 // Byte j of a lane's output word is its symbol of step j (the entry's low byte).
                 acc[r] = match j {
@@ -133,13 +145,11 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
     let mut shift = [_mm512_setzero_si512(); 2];
     let mut x = [_mm512_setzero_si512(); 4];
     let mut slot = [_mm512_setzero_si512(); 4];
-    let mut entries = [core::ptr::null::<u32>(); 2];
     let mut p = [0usize; 2];
     for (u, run) in units.iter().enumerate() {
-        let prob_bits = run.table.prob_bits().clamp(8, 12);
+        let prob_bits = run.tables[0].prob_bits().clamp(8, 12);
         mask[u] = _mm512_set1_epi32(((1u32 << prob_bits) - 1) as i32);
         shift[u] = _mm512_set1_epi32(prob_bits as i32);
-        entries[u] = run.table.entries.as_ptr();
         p[u] = *run.pos;
         for h in 0..2 {
             // SAFETY: `states` holds 2 x 16 u32.
@@ -148,7 +158,7 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
         }
     }
     let [a, b] = units;
-    let groups = a.out.len().min(b.out.len()) / GROUP;
+    let groups = a.classes.len().min(b.classes.len());
     let mut done = 0;
     while done < groups {
         if p[0] + WINDOW > a.words.len() / 2 || p[1] + WINDOW > b.words.len() / 2 {
@@ -159,13 +169,17 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
             a.words[2 * p[0]..2 * (p[0] + WINDOW)].as_ptr(),
             b.words[2 * p[1]..2 * (p[1] + WINDOW)].as_ptr(),
         ];
+        let entries = [
+            &a.tables[usize::from(a.classes[done])].entries,
+            &b.tables[usize::from(b.classes[done])].entries,
+        ];
         let mut read = [0usize; 2];
         let mut acc = [_mm512_setzero_si512(); 4];
         for j in 0..4 {
             for r in 0..4 {
                 let u = r / 2;
                 // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
-                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[u].cast()) };
+                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[u].as_ptr().cast()) };
                 let q = _mm512_srlv_epi32(x[r], shift[u]);
                 let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
                 let xr = _mm512_add_epi32(
@@ -228,13 +242,14 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW, VL, VBMI2 and IFMA, POPCNT; `prob_bits` must be in
-/// `8..=12`; `symbols` is a multiple of `GROUP`; `*cur <= buf.len() / 2` and
+/// `8..=12`; `symbols` is `classes.len()` groups; `*cur <= buf.len() / 2` and
 /// `*cur >= symbols.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
 pub(super) unsafe fn encode_run(
     states: &mut [u32; LANES],
     symbols: &[u8],
-    table: &SimdEncTable,
+    tables: &[EncodeTable],
+    classes: &[u8],
     prob_bits: u32,
     buf: &mut [u8],
     cur: &mut usize,
@@ -257,7 +272,8 @@ pub(super) unsafe fn encode_run(
     };
     let mut c = *cur;
     let out = buf.as_mut_ptr();
-    for group in symbols.chunks_exact(GROUP).rev() {
+    for (group, &class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
+        let table = &tables[usize::from(class)].simd;
         // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 16r..16r+15.
         let v = unsafe {
             [

@@ -17,17 +17,20 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use crate::{DecodeTable, GROUP, LANES, encode::SimdEncTable};
+use crate::{DecodeTable, EncodeTable, GROUP, LANES};
 
-/// A run of full groups of one unit for a decoder kernel.
+/// A run of full groups of one unit for a decoder kernel, each group coded with one table.
 pub(crate) struct Run<'a> {
     pub(crate) states: &'a mut [u32; LANES],
     /// The unit's stream of little-endian u16 words (or a zero-padded copy of its end).
     pub(crate) words: &'a [u8],
     /// The next word of `words`.
     pub(crate) pos: &'a mut usize,
-    pub(crate) table: &'a DecodeTable,
-    /// The groups to decode (a multiple of `GROUP` bytes).
+    /// The unit's tables, all of one precision.
+    pub(crate) tables: &'a [DecodeTable],
+    /// The table of each group of the run, indices into `tables`.
+    pub(crate) classes: &'a [u8],
+    /// The groups to decode, `GROUP` bytes each.
     pub(crate) out: &'a mut [u8],
 }
 
@@ -88,32 +91,25 @@ pub(crate) enum Kernel {
 }
 
 impl Kernel {
-    /// Decodes full groups of `run.out` (a multiple of `GROUP` bytes) with `run.table` while
-    /// the stream holds a whole [`WINDOW`] of words from the group's first: `run.words` is the
+    /// Decodes the groups of `run.out`, group `k` with table `run.classes[k]`, while the
+    /// stream holds a whole [`WINDOW`] of words from the group's first: `run.words` is the
     /// unit's stream as little-endian u16 words and `run.pos` the next word. Returns the groups
-    /// decoded; fewer than `out.len() / GROUP` only when the window ran out.
+    /// decoded; fewer than `run.classes.len()` only when the window ran out.
     pub(crate) fn decode_run(self, run: Run) -> usize {
-        // The kernels mask the slot with `SLOTS - 1`; this keeps the shifts in range too.
-        let prob_bits = run.table.prob_bits().clamp(8, 12);
-        let Run { states, words, pos, table, out } = run;
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
-            Kernel::Avx2(_) => unsafe {
-                avx2::decode_run(states, words, pos, &table.entries, prob_bits, out)
-            },
+            Kernel::Avx2(_) => unsafe { avx2::decode_run(run) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Kernel::Avx512(_) => unsafe {
-                avx512::decode_run(
-                    states,
-                    words,
-                    pos,
-                    &table.entries,
-                    &table.renorm,
-                    prob_bits,
-                    out,
-                )
+                // Thresholds add 2 bytes a slot to the 4 of the entries: worth it while all the
+                // unit's tables stay in L1 (one table of precision 12, two of 11, ...).
+                if run.tables.len() << run.tables[0].prob_bits() <= 1 << 12 {
+                    avx512::decode_run::<true>(run)
+                } else {
+                    avx512::decode_run::<false>(run)
+                }
             },
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
@@ -136,42 +132,45 @@ impl Kernel {
         }
     }
 
-    /// Encodes the full groups of `symbols` (a multiple of `GROUP`) with one table, last group
-    /// first, emitting words downward: the stream's next word goes to `buf[*cur - 1]` (u16
-    /// little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]` is always the stream so far.
+    /// Encodes the full groups of `symbols`, group `k` with table `classes[k]` (all of
+    /// precision `prob_bits`), last group first, emitting words downward: the stream's next word
+    /// goes to `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]`
+    /// is always the stream so far.
     ///
     /// Panics if `buf` has no room below `*cur` for one word per symbol plus the headroom.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn encode_run(
         self,
         states: &mut [u32; LANES],
         symbols: &[u8],
-        table: &SimdEncTable,
+        tables: &[EncodeTable],
+        classes: &[u8],
         prob_bits: u32,
         buf: &mut [u8],
         cur: &mut usize,
     ) {
         let prob_bits = prob_bits.clamp(8, 12);
-        let groups = symbols.len() / GROUP;
+        let groups = (symbols.len() / GROUP).min(classes.len());
         assert!(
             *cur <= buf.len() / 2 && *cur >= groups * GROUP + ENCODE_HEADROOM,
             "encoder word buffer too small"
         );
-        let symbols = &symbols[..groups * GROUP];
+        let (symbols, classes) = (&symbols[..groups * GROUP], &classes[..groups]);
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU features; the buffer has room (asserted above).
             Kernel::Avx2(_) => unsafe {
-                avx2::encode_run(states, symbols, table, prob_bits, buf, cur)
+                avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above; `encoder` is set only where VBMI2 and IFMA were detected.
             Kernel::Avx512(Avx512 { encoder: true }) => unsafe {
-                avx512::encode_run(states, symbols, table, prob_bits, buf, cur)
+                avx512::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
             },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: an `Avx512` token is built only where AVX2 was detected too.
             Kernel::Avx512(Avx512 { encoder: false }) => unsafe {
-                avx2::encode_run(states, symbols, table, prob_bits, buf, cur)
+                avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
             },
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
