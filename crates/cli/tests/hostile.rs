@@ -102,7 +102,7 @@ fn every_exit_code_is_reached() {
         "no/such/dir",
         "no dir",
     );
-    // 5 (GPU unavailable) belongs to GPU commands, which this build has none of: the facade's
-    // error maps to it (crates/wcodec/tests/exit_codes.rs). 130 (interrupted): interrupt.rs.
+    // 5 (GPU unavailable): `--device cuda` without a GPU, in cli.rs; the facade's error maps to
+    // it (crates/wcodec/tests/exit_codes.rs). 130 (interrupted): interrupt.rs.
     assert!(String::from_utf8_lossy(&wcodec(&["--help"]).stdout).contains("5 GPU unavailable"));
 }
