@@ -81,13 +81,31 @@ pub fn run(args: &[String]) -> Result<()> {
     let venv = cache.join(format!("venv-{CUDA_VERSION}"));
     eprintln!("installing CUDA {CUDA_VERSION} (nvcc, runtime, crt, nvvm) into {}", venv.display());
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    check(Command::new(&python).args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
-    check(
-        Command::new(venv.join("bin/pip")).args(["install", "--quiet"]).args(PACKAGES),
-        "pip install",
-    )?;
-    let home =
-        locate(&venv).ok_or("the wheels installed, but no nvidia/cu13/bin/nvcc in the venv")?;
+    let download = "could not download the CUDA wheels from PyPI (is the network or PyPI \
+                    reachable?)";
+    let home = if check(Command::new(&python).args(["-m", "venv"]).arg(&venv), "python3 -m venv")
+        .is_ok()
+    {
+        check(
+            Command::new(venv.join("bin/pip")).args(["install", "--quiet"]).args(PACKAGES),
+            download,
+        )?;
+        locate(&venv)
+    } else {
+        // No venv module (Debian without python3-venv): pip's --target into the cache.
+        let site = cache.join(format!("site-{CUDA_VERSION}"));
+        eprintln!("python3 -m venv failed; installing with pip --target {}", site.display());
+        check(
+            Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .arg("--target")
+                .arg(&site)
+                .args(PACKAGES),
+            download,
+        )?;
+        Some(site.join("nvidia/cu13")).filter(|h| h.join("bin/nvcc").is_file())
+    }
+    .ok_or("the wheels installed, but no nvidia/cu13/bin/nvcc among them")?;
     std::fs::write(cache.join("CUDA_HOME"), home.to_string_lossy().as_bytes())?;
     report(&home)
 }
