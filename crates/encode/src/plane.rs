@@ -54,7 +54,7 @@ pub fn encode_plane(
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
-    // Pass 1: predictor and residuals of every tile.
+    // Pass 1: predictor, residuals and histogram of every tile.
     let analysed: Vec<(Predictor, Vec<u8>)> = tiles
         .par_iter()
         .map(|&tile| {
@@ -64,34 +64,38 @@ pub fn encode_plane(
             (predictor, res)
         })
         .collect();
+    let hists: Vec<[u64; 256]> = analysed.par_iter().map(|(_, res)| histogram(res)).collect();
+    let mut total = [0u64; 256];
+    for h in &hists {
+        for (t, &c) in total.iter_mut().zip(h) {
+            *t += c;
+        }
+    }
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
-    // 2^32), or one table from the tiles' histograms.
+    // 2^32), computed from the tiles' residuals when asked for, or one table.
     let prob_bits = options.prob_bits;
-    let (tables, row_tables, coded_bits, total) = if options.max_tables > 1
-        && rows > 1
-        && cols <= u32::MAX as usize
-    {
-        let row_hists = row_histograms(&tiles, &analysed, rows, tile_rows as usize);
-        let mut total = [0u64; 256];
-        for h in &row_hists {
-            for (t, &c) in total.iter_mut().zip(h) {
-                *t += u64::from(c);
-            }
-        }
-        let (tables, row_tables, bits) = choose_tables(&row_hists, prob_bits, options.max_tables);
-        (tables, row_tables, bits, total)
-    } else {
-        let hists: Vec<[u64; 256]> = analysed.par_iter().map(|(_, res)| histogram(res)).collect();
-        let mut total = [0u64; 256];
-        for h in &hists {
-            for (t, &c) in total.iter_mut().zip(h) {
-                *t += c;
-            }
-        }
-        let table = normalize(&total, prob_bits);
-        let bits = cost_bits(&total, &table, prob_bits);
-        (vec![table], Vec::new(), bits, total)
-    };
+    let (tables, row_tables, coded_bits) =
+        if options.max_tables > 1 && rows > 1 && cols <= u32::MAX as usize {
+            let grid_cols = cols.div_ceil(tile_cols as usize);
+            let tile_rows = tile_rows as usize;
+            let row_hist = |r: usize| {
+                let mut h = [0u32; 256];
+                let band = r / tile_rows;
+                for (tile, (_, res)) in
+                    tiles.iter().zip(&analysed).skip(band * grid_cols).take(grid_cols)
+                {
+                    for &x in &res[(r - tile.r0) * tile.w..][..tile.w] {
+                        h[x as usize] += 1;
+                    }
+                }
+                h
+            };
+            choose_tables(rows, &total, &row_hist, prob_bits, options.max_tables)
+        } else {
+            let table = normalize(&total, prob_bits);
+            let bits = cost_bits(&total, &table, prob_bits);
+            (vec![table], Vec::new(), bits)
+        };
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
     let order0_bits = if analysed.iter().all(|(p, _)| *p == Predictor::None) {
         entropy_bits(&total)
@@ -154,26 +158,4 @@ pub fn encode_plane(
         payload,
         order0_bits,
     }
-}
-
-/// Histogram of the residuals of every plane row, gathered from the tiles (bands of tile rows
-/// in parallel).
-fn row_histograms(
-    tiles: &[Tile],
-    analysed: &[(Predictor, Vec<u8>)],
-    rows: usize,
-    tile_rows: usize,
-) -> Vec<[u32; 256]> {
-    let mut hists = vec![[0u32; 256]; rows];
-    hists.par_chunks_mut(tile_rows).enumerate().for_each(|(band, band_hists)| {
-        let in_band = tiles.iter().zip(analysed).filter(|(t, _)| t.r0 / tile_rows == band);
-        for (tile, (_, res)) in in_band {
-            for (r, h) in band_hists.iter_mut().enumerate().take(tile.h) {
-                for &x in &res[r * tile.w..][..tile.w] {
-                    h[x as usize] += 1;
-                }
-            }
-        }
-    });
-    hists
 }
