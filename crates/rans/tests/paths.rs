@@ -204,7 +204,7 @@ fn force_scalar_env_var() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn paths_agree_on_valid_units(case in case()) {
@@ -372,7 +372,7 @@ fn damaged(case: &Case, how: u64) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Units decoded together (two at a time, interleaved, where the path does that) give what
     /// each gives alone.
