@@ -378,6 +378,116 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     return status;
 }
 
+// The fast path (variants 3 and 4) of a rANS unit whose groups are whole row spans: word
+// stores (WC_FLAG_WORD_STORES), width % 128 == 0 and a tile whose bytes span less than 4 GiB,
+// so that group g is the 128 bytes at column 128 (g % (width / 128)) of tile row
+// g / (width / 128) and every lane of a group is on the same row (one table for the warp, no
+// per-lane row arithmetic). The step is straight-line and has no bound check: the candidate
+// word is loaded through a per-lane pointer `q` (word pos + lane) that advances by the words the
+// warp took, and may run up to 160 words past the unit's end, into the next unit's bytes or the
+// WC_STAGING_PAD bytes the host leaves after the staged payloads. A stream that overruns (a
+// damaged unit) is caught at the start of the next group, before any read past the pad: a group
+// reads fewer than 128 + 32 words past its start, and the prefetches 514 words ahead.
+//
+// Tables: TableSmem addresses the plane's tables in shared memory with 32-bit shared-window
+// addresses (entry = one LEA from the slot), TableGlobal reads them in place.
+struct TableSmem {
+    uint32_t base; // shared-window address of the plane's first table
+    __device__ __forceinline__ static TableSmem of(const uint32_t *t) {
+        return {static_cast<uint32_t>(__cvta_generic_to_shared(t))};
+    }
+    __device__ __forceinline__ TableSmem at(uint32_t entry) const { return {base + 4 * entry}; }
+    __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
+        uint32_t v;
+        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(base + 4 * slot));
+        return v;
+    }
+};
+
+struct TableGlobal {
+    const uint32_t *base;
+    __device__ __forceinline__ static TableGlobal of(const uint32_t *t) { return {t}; }
+    __device__ __forceinline__ TableGlobal at(uint32_t entry) const { return {base + entry}; }
+    __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
+        return __ldg(base + slot);
+    }
+};
+
+template <class T>
+__device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
+                                     const uint8_t *__restrict__ maps, const WcUnit &u,
+                                     const uint32_t *table, uint32_t prob_bits, uint32_t lane) {
+    const uint8_t *unit = src + u.src;
+    uint32_t x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
+    uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
+    const uint16_t *const words = reinterpret_cast<const uint16_t *>(unit + WC_STATES_BYTES);
+    const uint32_t n_words = (u.len - WC_STATES_BYTES) / 2;
+    const uint16_t *q = words + lane;
+    // The low 32 bits of where q may be at the start of a group (q - lane <= words + n_words):
+    // the difference to q's fits an int32, so one 32-bit compare per group checks it.
+    const uint32_t limit = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(q + n_words));
+    const uint32_t mask = (1u << prob_bits) - 1u;
+    const uint32_t lt = lanemask_lt();
+    const uint32_t height = u.height;
+    const uint32_t spans = u.width / kGroup; // groups per tile row
+    const uint32_t groups = spans * height;
+    const uint32_t wrap = static_cast<uint32_t>(u.row_stride) - u.width;
+    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + u.first + 4 * lane;
+    const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
+    const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
+    const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
+    const uint8_t *map = maps + u.row_map;
+    const T first = T::of(table);
+    // This row's table, and the next row's (looked up a row ahead, off the dependency chain).
+    T tab = row_tables ? first.at(static_cast<uint32_t>(__ldg(map)) << prob_bits) : first;
+    uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
+    uint32_t off = 0, k = 0, r = 0;
+    for (uint32_t g = 0; g < groups; ++g) {
+        // Warp-uniform: every lane's q is its own lane further.
+        const uint32_t qlo = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(q));
+        if (static_cast<int32_t>(qlo - limit) > 0) {
+            status |= WC_ERR_OVERRUN;
+            break;
+        }
+        // The stream a KiB ahead into L2 (it comes from DRAM once) and 3 lines ahead into L1.
+        if (lane == 0) prefetch_l2(q + kPrefetchWords);
+        if (lane == 1) prefetch_l1(q + kPrefetchL1Words);
+        uint32_t e[4];
+#pragma unroll
+        for (uint32_t j = 0; j < 4; ++j) {
+            const uint32_t cand = __ldg(q);
+            e[j] = tab[x & mask];
+            const uint32_t xs = x >> prob_bits;
+            // freq * xs + (slot - cum), freq = ((e >> 8) & 0xfff) + 1
+            const uint32_t xn = ((e[j] >> 8) & 0xfffu) * xs + (xs + (e[j] >> 20));
+            const bool need = xn < WC_STATE_LOW;
+            const uint32_t m = __ballot_sync(kFull, need);
+            const uint32_t w = __shfl_sync(kFull, cand, __popc(m & lt));
+            x = need ? __byte_perm(w, xn, 0x5410u) : xn; // (xn << 16) | w, as xn < 2^16
+            q += __popc(m);
+        }
+        // The symbols are the entries' low bytes.
+        const uint32_t word = __byte_perm(__byte_perm(e[0], e[1], 0x40u),
+                                          __byte_perm(e[2], e[3], 0x40u), 0x5410u);
+        *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
+        off += kGroup;
+        if (++k == spans) {
+            k = 0;
+            off += wrap;
+            if (row_tables) {
+                ++r;
+                tab = first.at(next << prob_bits);
+                next = __ldg(map + min(r + 1, height - 1));
+            }
+        }
+    }
+    const uint32_t pos = static_cast<uint32_t>(q - (words + lane));
+    if (pos > n_words) status |= WC_ERR_OVERRUN;
+    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+    if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
+    return status;
+}
+
 // Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
 __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint32_t lane) {
     const uint8_t *from = src + u.src;
@@ -412,7 +522,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // memory (all warps wait for it), then its warps take the plane's units in order from a shared
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
-template <uint32_t kThreads, uint32_t kMinBlocks, class S>
+template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -451,7 +561,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
             if (u.kind == WC_UNIT_RAW) {
                 copy_raw(src, u, lane);
             } else {
-                if (shared) {
+                // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
+                const bool fast = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
+                                  u.width % kGroup == 0 &&
+                                  u.row_stride * (u.height - 1) + u.width < (1ull << 32);
+                if (fast && shared) {
+                    st = decode_rans_fast<TableSmem>(src, maps, u, smem_tables, g.prob_bits,
+                                                     lane);
+                } else if (fast) {
+                    st = decode_rans_fast<TableGlobal>(src, maps, u, tables, g.prob_bits, lane);
+                } else if (shared) {
                     st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
                     st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
@@ -507,8 +626,11 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<1024, 1, StreamWindow>,
     wc_decode_kernel<1024, 1, StreamLoad>,
     wc_decode_kernel<512, 3, StreamLoad>,
+    wc_decode_kernel<1024, 1, StreamLoad, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true>,
+    wc_decode_kernel<256, 8, StreamLoad, true>,
 };
-constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16};
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8};
 
 } // namespace
 

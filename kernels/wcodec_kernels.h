@@ -26,8 +26,13 @@
 #define WC_MAX_WARPS 32
 /* Compiled variants of the kernel (WcLaunch.variant): 0 keeps the stream in a register window,
  * 1 and 2 load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up to
- * 16 warps with fewer registers per thread. */
-#define WC_VARIANTS 3
+ * 16 warps with fewer registers per thread. 3 (up to 32 warps), 4 (up to 12 warps, 40
+ * registers) and 5 (up to 8 warps, 32 registers) are 1 with a fast path for units whose groups are whole row spans (word stores,
+ * width % 128 == 0): no per-step bound check and no per-lane row arithmetic. */
+#define WC_VARIANTS 6
+/* Bytes of padding the host leaves after the staged payloads: the fast path (variants 3 and 4)
+ * reads candidate words and prefetches up to ~1 KiB past a unit's end without a bound check. */
+#define WC_STAGING_PAD 2048
 
 /* WcUnit.kind */
 #define WC_UNIT_RANS 0

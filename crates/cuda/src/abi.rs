@@ -8,11 +8,16 @@
 pub const MAX_WARPS: u32 = 32;
 /// Compiled kernel variants (`WC_VARIANTS`): 0 keeps the stream in a register window, 1 and 2
 /// load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up to 16 with
-/// fewer registers per thread.
-pub const VARIANTS: u32 = 3;
+/// fewer registers per thread. 3 (up to 32 warps), 4 (up to 12 warps, 40 registers) and 5 (up
+/// to 8 warps, 32 registers) are
+/// 1 with a fast path for units whose groups are whole row spans (no per-step bound check).
+pub const VARIANTS: u32 = 6;
 
 /// The largest block (in warps) of each variant.
-pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16];
+pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8];
+/// Bytes of padding after the staged payloads (`WC_STAGING_PAD`): the fast path reads up to
+/// ~1 KiB past a unit's end without a bound check.
+pub const STAGING_PAD: usize = 2048;
 /// Entries of the largest decode table (`1 << WC_MAX_PROB_BITS`).
 pub const MAX_TABLE_ENTRIES: usize = 1 << 12;
 
@@ -187,6 +192,7 @@ mod tests {
         };
         assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
         assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
+        assert_eq!(define("WC_STAGING_PAD"), STAGING_PAD as u64);
         assert_eq!(1 << define("WC_MAX_PROB_BITS"), MAX_TABLE_ENTRIES as u64);
         assert_eq!(define("WC_LANES"), wcodec_format::rans::LANES as u64);
         assert_eq!(define("WC_STATES_BYTES"), wcodec_format::rans::STATES_BYTES as u64);

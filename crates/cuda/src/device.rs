@@ -17,7 +17,8 @@ use cudarc::driver::{
 use wcodec_format::Directory;
 
 use crate::abi::{
-    GROUP_GLOBAL_TABLES, VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit,
+    GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange,
+    WcUnit,
 };
 use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Plan};
@@ -218,7 +219,8 @@ impl Gpu {
             })
             .collect();
 
-        let staging_len = (plan.staging_len as usize).max(16);
+        // The fast kernel path reads past a unit's last word (never past the pad, zeroed).
+        let staging_len = plan.staging_len as usize + STAGING_PAD;
         // SAFETY: the pinned allocation starts uninitialised; it is zeroed through its raw
         // pointer (valid for `staging_len` bytes) before any slice of it is formed.
         let mut pinned = unsafe { self.ctx.alloc_pinned::<u8>(staging_len) }.map_err(driver)?;
@@ -287,14 +289,16 @@ impl Gpu {
         let smem = plan.max_table_bytes();
         let smem = if smem > limit { 0 } else { smem };
         // Warps a multiprocessor keeps: 64K registers, allocated per warp in units of 256.
-        let regs = self.kernel_info(1).map_or(64, |k| k.registers.max(1) as u32);
-        let resident = 65536 / (regs * 32).next_multiple_of(256);
+        let resident = |variant: u32| {
+            let regs = self.kernel_info(variant).map_or(64, |k| k.registers.max(1) as u32);
+            65536 / (regs * 32).next_multiple_of(256)
+        };
         LaunchConfig::choose(
             plan.units.len(),
             plan.groups.len(),
             smem,
             self.multiprocessors,
-            resident,
+            resident(LaunchConfig::DEFAULT_VARIANT),
         )
     }
 

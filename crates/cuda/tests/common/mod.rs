@@ -86,7 +86,8 @@ pub const SHAPES: &[&[u64]] = &[
 /// give tensors several tiles and partial edge tiles, large enough (>= 1000 symbols) that
 /// coding pays and the encoder does not store the plane raw. (4096, 8) gives an Nx1 tensor
 /// tall tiles.
-pub const TILES: &[(u32, u32)] = &[(256, 256), (32, 64), (48, 36), (40, 33), (4096, 8), (64, 100)];
+pub const TILES: &[(u32, u32)] =
+    &[(256, 256), (32, 64), (48, 36), (40, 33), (4096, 8), (64, 100), (64, 128)];
 
 /// Element types: identity (i8, u8), bf16_split, f32_split, byte_planes (f16, i16).
 pub const DTYPES: &[Dtype] =
