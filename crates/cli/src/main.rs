@@ -27,8 +27,19 @@ struct Cli {
     /// No progress bar.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Refuse files that claim to decode to more than N times their size (a guard against
+    /// decompression bombs; raise it for trusted files of near-constant data).
+    #[arg(long, global = true, value_name = "N", default_value_t = wcodec::Limits::DEFAULT_MAX_EXPANSION)]
+    max_expansion: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The decoding limits of this run (`--max-expansion`).
+static LIMITS: std::sync::OnceLock<wcodec::Limits> = std::sync::OnceLock::new();
+
+fn limits() -> &'static wcodec::Limits {
+    LIMITS.get_or_init(wcodec::Limits::default)
 }
 
 #[derive(Subcommand)]
@@ -320,7 +331,9 @@ fn decompress(
         bar.set_position(d);
     };
     let len = match device {
-        Device::Cpu => wcodec::decompress_path(&input, &output, force, &mut progress)?,
+        Device::Cpu => {
+            wcodec::decompress_path_with_limits(&input, &output, force, limits(), &mut progress)?
+        }
         Device::Cuda => wcodec::decompress_path_gpu(&input, &output, force, &mut progress)?,
     };
     bar.finish_and_clear();
@@ -389,7 +402,8 @@ fn bench(
 }
 
 fn info(file: PathBuf, json: bool) -> Result<(), Error> {
-    let archive = Archive::open(&file)?;
+    // Listing decodes nothing: no expansion limit.
+    let archive = Archive::open_with_limits(&file, &wcodec::Limits::NONE)?;
     let summaries = archive.summaries();
     let dir = archive.directory();
     let original: u64 = summaries.iter().map(|s| s.original_bytes).sum();
@@ -468,7 +482,8 @@ fn info(file: PathBuf, json: bool) -> Result<(), Error> {
 }
 
 fn layer_report(file: PathBuf, json: bool) -> Result<(), Error> {
-    let archive = Archive::open(&file)?;
+    // Listing decodes nothing: no expansion limit.
+    let archive = Archive::open_with_limits(&file, &wcodec::Limits::NONE)?;
     let rows = archive.layer_report();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
@@ -538,7 +553,7 @@ fn quantize(input: PathBuf, output: PathBuf, int8: &str, force: bool) -> Result<
 }
 
 fn extract(file: PathBuf, name: &str, output: Option<PathBuf>, force: bool) -> Result<(), Error> {
-    let archive = Archive::open(&file)?;
+    let archive = Archive::open_with_limits(&file, limits())?;
     let tensor = archive.find(name)?;
     let bytes = archive.decode(tensor)?;
     match output {
@@ -558,7 +573,7 @@ fn extract(file: PathBuf, name: &str, output: Option<PathBuf>, force: bool) -> R
 }
 
 fn verify(file: PathBuf, quiet: bool) -> Result<(), Error> {
-    let archive = Archive::open(&file)?;
+    let archive = Archive::open_with_limits(&file, limits())?;
     let bar = progress_bar(quiet, "verify");
     archive.verify(&mut |d, t| {
         bar.set_length(t);
@@ -575,6 +590,7 @@ fn verify(file: PathBuf, quiet: bool) -> Result<(), Error> {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    let _ = LIMITS.set(wcodec::Limits { max_expansion: cli.max_expansion });
     if let Some(n) = cli.threads {
         if n == 0 {
             return Err(usage("--threads must be at least 1"));

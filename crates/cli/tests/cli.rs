@@ -258,3 +258,27 @@ fn device_cuda_without_a_gpu_exits_5() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(doc["gbps"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn expansion_limit_refuses_bombs_unless_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("zeros.u8");
+    std::fs::write(&raw, vec![7u8; 2048 * 2048]).unwrap();
+    let wcz = dir.path().join("zeros.wcz");
+    let out = wcodec(&[
+        "compress", "-q", s(&raw), "-o", s(&wcz), "--raw", "--dtype", "u8", "--shape", "2048,2048",
+        "--tile", "2048x2048",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = std::fs::metadata(&wcz).unwrap().len();
+    assert!(size * 1024 < 2048 * 2048, "a constant tensor in one tile expands {size} -> 4 MiB");
+    let back = dir.path().join("back.u8");
+    let refused = wcodec(&["decompress", "-q", s(&wcz), "-o", s(&back)]);
+    assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("limit") || stderr(&refused).contains("expan"), "{}", stderr(&refused));
+    assert!(!back.exists());
+    assert!(wcodec(&["info", s(&wcz)]).status.success(), "listing decodes nothing");
+    let ok = wcodec(&["--max-expansion", "1000000", "decompress", "-q", s(&wcz), "-o", s(&back)]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&raw).unwrap());
+}

@@ -9,7 +9,9 @@
 use rayon::prelude::*;
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
 use wcodec_predict::{Tile, merge_planes, reconstruct};
-use wcodec_rans::{DecodeTable, RansError, TableMap, decode_unit};
+use wcodec_rans::{
+    DecodeTable, Path, RansError, TableMap, UnitJob, decode_unit_with, decode_units,
+};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -102,52 +104,79 @@ fn checked_crc(
     Ok(())
 }
 
-/// Decodes unit `unit_index` of a rANS plane and writes its tile into `dst`, a row-major
-/// buffer `dst_cols` wide, at `dst_tile` (the tile's place in `dst`). `scratch` holds the
-/// residuals between the two steps and is reused across calls.
+/// Decodes the residuals of units `first..first + scratch.len()` of a rANS plane into
+/// `scratch`, after checking each unit's CRC. The reference path decodes one unit at a time
+/// with the scalar coder; the fast path hands the units to `decode_units` (two at a time,
+/// interleaved on one core, where the CPU has AVX-512), which gives identical results.
 #[allow(clippy::too_many_arguments)]
-fn decode_tile(
+fn decode_residuals(
     file: &[u8],
     tensor: &TensorEntry,
     plane_index: usize,
     plane: &PlaneEntry,
-    unit_index: usize,
+    first: usize,
     tables: &[DecodeTable],
-    scratch: &mut Vec<u8>,
+    parallelism: Parallelism,
+    scratch: &mut [Vec<u8>],
+) -> Result<(), DecodeError> {
+    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+        unreachable!("decode_residuals is only called for rANS planes")
+    };
+    let mut jobs = Vec::with_capacity(scratch.len());
+    for (k, buf) in scratch.iter_mut().enumerate() {
+        let i = first + k;
+        let unit = &units[i];
+        let start = plane.payload_offset + unit.offset;
+        let bytes = file
+            .get(start as usize..(start + u64::from(unit.len)) as usize)
+            .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+        checked_crc(
+            || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+            bytes,
+            unit.crc32c,
+        )?;
+        let (r0, _, h, w) = plane.tile_rect(i);
+        let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+        buf.resize(h * w, 0);
+        let map = if row_tables.is_empty() {
+            TableMap::Single
+        } else {
+            TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+        };
+        jobs.push(UnitJob { unit: bytes, tables, map, out: buf });
+    }
+    let results = match parallelism {
+        Parallelism::Sequential => jobs
+            .iter_mut()
+            .map(|j| decode_unit_with(Path::Scalar, j.unit, j.tables, j.map, j.out))
+            .collect(),
+        Parallelism::Rayon => decode_units(&mut jobs),
+    };
+    for (k, result) in results.into_iter().enumerate() {
+        result.map_err(|source| DecodeError::Unit {
+            tensor: tensor.name.clone(),
+            plane: plane_index,
+            unit: first + k,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Rebuilds tile `i` of a plane from its residuals into `dst` (`dst_cols` wide) at `dst_tile`.
+fn place_tile(
+    plane: &PlaneEntry,
+    i: usize,
+    residuals: &[u8],
     dst: &mut [u8],
     dst_cols: usize,
     dst_tile: Tile,
-) -> Result<(), DecodeError> {
-    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
-        unreachable!("decode_tile is only called for rANS planes")
+) {
+    let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
+        unreachable!("place_tile is only called for rANS planes")
     };
-    let unit = &units[unit_index];
-    let start = plane.payload_offset + unit.offset;
-    let bytes = file
-        .get(start as usize..(start + u64::from(unit.len)) as usize)
-        .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-    checked_crc(
-        || format!("tensor {:?} plane {plane_index} unit {unit_index}", tensor.name),
-        bytes,
-        unit.crc32c,
-    )?;
-    let (r0, _, h, w) = plane.tile_rect(unit_index);
-    let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-    scratch.resize(h * w, 0);
-    let map = if row_tables.is_empty() {
-        TableMap::Single
-    } else {
-        TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
-    };
-    decode_unit(bytes, tables, map, scratch).map_err(|source| DecodeError::Unit {
-        tensor: tensor.name.clone(),
-        plane: plane_index,
-        unit: unit_index,
-        source,
-    })?;
     let bias = if plane.bias128 { 0x80 } else { 0 };
-    reconstruct(scratch, unit.predictor, bias, dst, dst_cols, dst_tile);
-    Ok(())
+    reconstruct(residuals, units[i].predictor, bias, dst, dst_cols, dst_tile);
 }
 
 /// Decodes one plane into `out` (`rows * cols` bytes).
@@ -195,27 +224,30 @@ fn decode_plane(
     // A band is one row of tiles: a contiguous slice of the plane, so bands decode in
     // parallel straight into the output.
     let decode_band = |tr: usize, band: &mut [u8]| -> Result<(), DecodeError> {
-        let mut scratch = Vec::new();
-        for i in tr * grid_cols..(tr + 1) * grid_cols {
-            let (r0, c0, h, w) = plane.tile_rect(i);
-            let dst_tile = Tile {
-                r0: r0 as usize - tr * tile_rows,
-                c0: c0 as usize,
-                h: h as usize,
-                w: w as usize,
-            };
-            decode_tile(
+        let mut scratch = [Vec::new(), Vec::new()];
+        let (start, end) = (tr * grid_cols, (tr + 1) * grid_cols);
+        for first in (start..end).step_by(2) {
+            let n = (end - first).min(2);
+            decode_residuals(
                 file,
                 tensor,
                 plane_index,
                 plane,
-                i,
+                first,
                 &tables,
-                &mut scratch,
-                band,
-                cols,
-                dst_tile,
+                parallelism,
+                &mut scratch[..n],
             )?;
+            for (k, residuals) in scratch[..n].iter().enumerate() {
+                let (r0, c0, h, w) = plane.tile_rect(first + k);
+                let dst_tile = Tile {
+                    r0: r0 as usize - tr * tile_rows,
+                    c0: c0 as usize,
+                    h: h as usize,
+                    w: w as usize,
+                };
+                place_tile(plane, first + k, residuals, band, cols, dst_tile);
+            }
         }
         Ok(())
     };
@@ -234,28 +266,37 @@ fn decode_plane(
         Parallelism::Rayon => {
             // Few bands of many tiles: decode tiles in parallel into their own buffers, then
             // copy them into place band by band.
-            let decoded: Vec<Vec<u8>> = (0..grid_rows * grid_cols)
+            let n_tiles = grid_rows * grid_cols;
+            let pairs: Vec<Vec<Vec<u8>>> = (0..n_tiles.div_ceil(2))
                 .into_par_iter()
-                .map(|i| {
-                    let (_, _, h, w) = plane.tile_rect(i);
-                    let (h, w) = (h as usize, w as usize);
-                    let mut tile = vec![0u8; h * w];
-                    let whole = Tile { r0: 0, c0: 0, h, w };
-                    decode_tile(
+                .map(|p| {
+                    let first = 2 * p;
+                    let mut scratch = vec![Vec::new(); (n_tiles - first).min(2)];
+                    decode_residuals(
                         file,
                         tensor,
                         plane_index,
                         plane,
-                        i,
+                        first,
                         &tables,
-                        &mut Vec::new(),
-                        &mut tile,
-                        w,
-                        whole,
+                        parallelism,
+                        &mut scratch,
                     )?;
-                    Ok(tile)
+                    Ok(scratch
+                        .iter()
+                        .enumerate()
+                        .map(|(k, residuals)| {
+                            let (_, _, h, w) = plane.tile_rect(first + k);
+                            let (h, w) = (h as usize, w as usize);
+                            let mut tile = vec![0u8; h * w];
+                            let whole = Tile { r0: 0, c0: 0, h, w };
+                            place_tile(plane, first + k, residuals, &mut tile, w, whole);
+                            tile
+                        })
+                        .collect())
                 })
                 .collect::<Result<_, DecodeError>>()?;
+            let decoded: Vec<Vec<u8>> = pairs.into_iter().flatten().collect();
             out.par_chunks_mut(band_len).enumerate().for_each(|(tr, band)| {
                 let first = tr * grid_cols;
                 for (i, tile) in decoded[first..first + grid_cols].iter().enumerate() {

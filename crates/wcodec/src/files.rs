@@ -196,7 +196,18 @@ pub fn decompress_path(
     force: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, Error> {
-    let archive = crate::Archive::open(input)?;
+    decompress_path_with_limits(input, output, force, &crate::Limits::default(), progress)
+}
+
+/// `decompress_path` within `limits` (the default refuses outputs over 1024x the file).
+pub fn decompress_path_with_limits(
+    input: &Path,
+    output: &Path,
+    force: bool,
+    limits: &crate::Limits,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, Error> {
+    let archive = crate::Archive::open_with_limits(input, limits)?;
     let total = archive.directory().source_len;
     write_atomically(output, force, |w| {
         archive.write_source(w, output, progress)?;
