@@ -85,7 +85,8 @@ pub const SHAPES: &[&[u64]] = &[
 /// Tile shapes: word stores (widths % 4 == 0) and byte stores (odd widths), small enough to
 /// give tensors several tiles and partial edge tiles, large enough (>= 1000 symbols) that
 /// coding pays and the encoder does not store the plane raw. (4096, 8) gives an Nx1 tensor
-/// tall tiles.
+/// tall tiles; (256, 256) and (64, 128) take the kernel's fast path for whole row spans (two
+/// and one 128-byte groups a row).
 pub const TILES: &[(u32, u32)] =
     &[(256, 256), (32, 64), (48, 36), (40, 33), (4096, 8), (64, 100), (64, 128)];
 
