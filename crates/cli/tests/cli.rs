@@ -266,8 +266,18 @@ fn expansion_limit_refuses_bombs_unless_raised() {
     std::fs::write(&raw, vec![7u8; 2048 * 2048]).unwrap();
     let wcz = dir.path().join("zeros.wcz");
     let out = wcodec(&[
-        "compress", "-q", s(&raw), "-o", s(&wcz), "--raw", "--dtype", "u8", "--shape", "2048,2048",
-        "--tile", "2048x2048",
+        "compress",
+        "-q",
+        s(&raw),
+        "-o",
+        s(&wcz),
+        "--raw",
+        "--dtype",
+        "u8",
+        "--shape",
+        "2048,2048",
+        "--tile",
+        "2048x2048",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let size = std::fs::metadata(&wcz).unwrap().len();
@@ -275,7 +285,11 @@ fn expansion_limit_refuses_bombs_unless_raised() {
     let back = dir.path().join("back.u8");
     let refused = wcodec(&["decompress", "-q", s(&wcz), "-o", s(&back)]);
     assert_eq!(refused.status.code(), Some(3), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("limit") || stderr(&refused).contains("expan"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("limit") || stderr(&refused).contains("expan"),
+        "{}",
+        stderr(&refused)
+    );
     assert!(!back.exists());
     assert!(wcodec(&["info", s(&wcz)]).status.success(), "listing decodes nothing");
     let ok = wcodec(&["--max-expansion", "1000000", "decompress", "-q", s(&wcz), "-o", s(&back)]);

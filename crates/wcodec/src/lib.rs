@@ -24,7 +24,8 @@ pub mod shards;
 pub use archive::{Archive, LayerRow, TensorSummary};
 pub use error::Error;
 pub use files::{
-    CompressReport, InputKind, compress_path, decompress_path, decompress_path_with_limits, read_input, temp_prefix, write_file,
+    CompressReport, InputKind, compress_path, decompress_path, decompress_path_with_limits,
+    read_input, temp_prefix, write_file,
 };
 pub use gpu::{GPU_BUILT, GpuBench, bench_gpu, decompress_path_gpu};
 
