@@ -199,3 +199,44 @@ proptest! {
         check_round_trip(&data, Dtype::I8, &[rows, cols], &options);
     }
 }
+
+#[test]
+fn float_specials_round_trip_in_every_float_dtype() {
+    // NaN (quiet, signalling, with payloads), infinities, negative zero, subnormals, extremes.
+    let f32s: [u32; 10] = [
+        0x7fc0_0000,
+        0x7f80_0001,
+        0xffc1_2345,
+        0x7f80_0000,
+        0xff80_0000,
+        0x8000_0000,
+        0x0000_0001,
+        0x807f_ffff,
+        0x7f7f_ffff,
+        0x3f80_0000,
+    ];
+    let f16s: [u16; 10] =
+        [0x7e00, 0x7c01, 0xfe55, 0x7c00, 0xfc00, 0x8000, 0x0001, 0x83ff, 0x7bff, 0x3c00];
+    let bf16s: [u16; 10] =
+        [0x7fc0, 0x7f81, 0xffc1, 0x7f80, 0xff80, 0x8000, 0x0001, 0x807f, 0x7f7f, 0x3f80];
+    let f8s: [u8; 10] = [0x7f, 0xff, 0x00, 0x80, 0x01, 0x81, 0x7e, 0xfe, 0x38, 0xb8];
+    let tile = |v: &[u8], n: usize| -> Vec<u8> { v.iter().copied().cycle().take(n).collect() };
+    let cases: [(Dtype, Vec<u8>); 5] = [
+        (Dtype::F32, f32s.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        (Dtype::F16, f16s.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        (Dtype::BF16, bf16s.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        (Dtype::F8E4M3, f8s.to_vec()),
+        (Dtype::F8E5M2, f8s.to_vec()),
+    ];
+    for (dtype, values) in cases {
+        let elements = 40 * 50;
+        let data = tile(&values, elements * dtype.size());
+        check_round_trip(&data, dtype, &[40, 50], &EncodeOptions::default());
+        // Mixed with ordinary weights too.
+        let mut mixed = content(Content::Gaussian, elements * dtype.size(), 17);
+        for (i, chunk) in mixed.chunks_exact_mut(dtype.size()).enumerate().step_by(7) {
+            chunk.copy_from_slice(&values[(i % 10) * dtype.size()..][..dtype.size()]);
+        }
+        check_round_trip(&mixed, dtype, &[40, 50], &EncodeOptions::default());
+    }
+}
