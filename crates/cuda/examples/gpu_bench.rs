@@ -32,6 +32,9 @@ struct Args {
     dry: bool,
     /// A few launches of a few settings, for a profiler.
     profile: bool,
+    /// With `--profile`: these launch shapes (variant,warps,blocks_per_sm,units_per_block;...)
+    /// on the one-table 64x128 settings instead of the decoder's own shape.
+    profile_configs: Vec<LaunchConfig>,
 }
 
 fn args() -> Result<Args> {
@@ -47,6 +50,7 @@ fn args() -> Result<Args> {
         quick: false,
         dry: false,
         profile: false,
+        profile_configs: Vec::new(),
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -56,6 +60,21 @@ fn args() -> Result<Args> {
             "--quick" => a.quick = true,
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
+            "--configs" => {
+                for c in it.next().ok_or("--configs V,W,B,U;...")?.split(';') {
+                    let v: Vec<u32> =
+                        c.split(',').map(str::parse).collect::<std::result::Result<_, _>>()?;
+                    let [variant, warps_per_block, blocks_per_sm, units_per_block] = v[..] else {
+                        return Err(format!("--configs: {c} is not V,W,B,U").into());
+                    };
+                    a.profile_configs.push(LaunchConfig {
+                        variant,
+                        warps_per_block,
+                        blocks_per_sm,
+                        units_per_block,
+                    });
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -225,10 +244,14 @@ fn main() -> Result<()> {
         }
     }
     if args.profile {
-        // Two launches each (the decoder's own shape) of a few settings, 256 MiB out.
-        for (si, tile, prob_bits, max_tables) in
-            [(0usize, (128, 128), 12u8, 8u8), (0, (128, 128), 12, 1), (1, (256, 256), 12, 8)]
-        {
+        // Two launches each (the decoder's own shape, or the --configs) of a few settings,
+        // 256 MiB out.
+        let chosen: &[(usize, (u32, u32), u8, u8)] = if args.profile_configs.is_empty() {
+            &[(0, (128, 128), 12, 8), (0, (128, 128), 12, 1), (1, (256, 256), 12, 8)]
+        } else {
+            &[(0, (64, 128), 11, 1), (1, (64, 128), 11, 1)]
+        };
+        for &(si, tile, prob_bits, max_tables) in chosen {
             let s = &sources[si];
             let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
             let dir = Directory::from_file_bytes(&wcz)?;
@@ -239,7 +262,7 @@ fn main() -> Result<()> {
                 warmup: 0,
                 iters: 2,
                 copies,
-                configs: Vec::new(),
+                configs: args.profile_configs.clone(),
                 ..Default::default()
             };
             for r in gpu.bench(&wcz, &dir, &all, &options)? {
