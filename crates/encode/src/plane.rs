@@ -81,9 +81,8 @@ pub fn encode_plane(
             let row_hist = |r: usize| {
                 let mut h = [0u32; 256];
                 let band = r / tile_rows;
-                for (tile, (_, res)) in
-                    tiles.iter().zip(&analysed).skip(band * grid_cols).take(grid_cols)
-                {
+                let in_band = band * grid_cols..(band + 1) * grid_cols;
+                for (tile, (_, res)) in tiles[in_band.clone()].iter().zip(&analysed[in_band]) {
                     for &x in &res[(r - tile.r0) * tile.w..][..tile.w] {
                         h[x as usize] += 1;
                     }
