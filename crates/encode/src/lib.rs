@@ -14,6 +14,7 @@ pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
 
+use rayon::prelude::*;
 use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
 use wcodec_predict::{TileConfig, plane_is_signed, split_planes};
 
@@ -223,26 +224,65 @@ pub fn compress_source<W: std::io::Write>(
         buf.resize(len as usize, 0);
         read(offset, buf)
     };
+    // Small tensors are encoded a batch at a time, in parallel (a model's norms, biases and
+    // small matrices give the tile-level parallelism too little to spread); a batch holds at
+    // most BATCH_BYTES of source, so memory stays bounded. Output order is source order.
+    let mut batch: Vec<(&wcodec_container::SourceTensor, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let mut flush = |batch: &mut Vec<(&wcodec_container::SourceTensor, Vec<u8>)>,
+                     writer: &mut FileWriter<W>|
+     -> Result<(), EncodeError> {
+        let encoded: Vec<Result<EncodedTensor, EncodeError>> = batch
+            .par_iter()
+            .map(|(t, data)| {
+                let input = TensorInput {
+                    name: &t.name,
+                    dtype: t.dtype,
+                    dims: &t.dims,
+                    bytes: data,
+                    source_offset: t.offset,
+                };
+                encode_tensor(&input, options)
+            })
+            .collect();
+        for (tensor, (t, _)) in encoded.into_iter().zip(batch.iter()) {
+            writer.add_tensor(tensor?)?;
+            done += t.len;
+            progress(done);
+        }
+        batch.clear();
+        Ok(())
+    };
     for t in &layout.tensors {
         fill(cursor, t.offset - cursor, &mut bytes)?;
         gaps.extend_from_slice(&bytes);
         cursor = t.offset + t.len;
-        fill(t.offset, t.len, &mut bytes)?;
-        let input = TensorInput {
-            name: &t.name,
-            dtype: t.dtype,
-            dims: &t.dims,
-            bytes: &bytes,
-            source_offset: t.offset,
-        };
-        writer.add_tensor(encode_tensor(&input, options)?)?;
-        done += t.len;
-        progress(done);
+        if t.len >= BATCH_BYTES {
+            // A large tensor alone: its tiles are enough parallel work.
+            flush(&mut batch, &mut writer)?;
+            batch_bytes = 0;
+            fill(t.offset, t.len, &mut bytes)?;
+            batch.push((t, std::mem::take(&mut bytes)));
+            flush(&mut batch, &mut writer)?;
+            continue;
+        }
+        let mut data = Vec::new();
+        fill(t.offset, t.len, &mut data)?;
+        batch_bytes += t.len;
+        batch.push((t, data));
+        if batch_bytes >= BATCH_BYTES {
+            flush(&mut batch, &mut writer)?;
+            batch_bytes = 0;
+        }
     }
+    flush(&mut batch, &mut writer)?;
     fill(cursor, source_len - cursor, &mut bytes)?;
     gaps.extend_from_slice(&bytes);
     Ok(writer.finish(gaps)?)
 }
+
+/// Source bytes of small tensors encoded together (see `compress_source`).
+const BATCH_BYTES: u64 = 16 << 20;
 
 /// Compresses one raw tensor (a file holding only the tensor's bytes).
 pub fn compress_raw(
