@@ -54,7 +54,7 @@ pub fn encode_plane(
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
-    // Pass 1: predictor, residuals and histogram of every tile.
+    // Pass 1: predictor and residuals of every tile.
     let analysed: Vec<(Predictor, Vec<u8>)> = tiles
         .par_iter()
         .map(|&tile| {
@@ -64,17 +64,11 @@ pub fn encode_plane(
             (predictor, res)
         })
         .collect();
-    let hists: Vec<[u64; 256]> = analysed.par_iter().map(|(_, res)| histogram(res)).collect();
-    let mut total = [0u64; 256];
-    for h in &hists {
-        for (t, &c) in total.iter_mut().zip(h) {
-            *t += c;
-        }
-    }
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
-    // 2^32), computed from the tiles' residuals when asked for, or one table.
+    // 2^32), computed from the tiles' residuals when asked for (that pass also gives the
+    // plane's histogram), or one table from the tiles' histograms.
     let prob_bits = options.prob_bits;
-    let (tables, row_tables, coded_bits) =
+    let (tables, row_tables, coded_bits, total) =
         if options.max_tables > 1 && rows > 1 && cols <= u32::MAX as usize {
             let grid_cols = cols.div_ceil(tile_cols as usize);
             let tile_rows = tile_rows as usize;
@@ -89,11 +83,19 @@ pub fn encode_plane(
                 }
                 h
             };
-            choose_tables(rows, &total, &row_hist, prob_bits, options.max_tables)
+            choose_tables(rows, &row_hist, prob_bits, options.max_tables)
         } else {
+            let hists: Vec<[u64; 256]> =
+                analysed.par_iter().map(|(_, res)| histogram(res)).collect();
+            let mut total = [0u64; 256];
+            for h in &hists {
+                for (t, &c) in total.iter_mut().zip(h) {
+                    *t += c;
+                }
+            }
             let table = normalize(&total, prob_bits);
             let bits = cost_bits(&total, &table, prob_bits);
-            (vec![table], Vec::new(), bits)
+            (vec![table], Vec::new(), bits, total)
         };
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
     let order0_bits = if analysed.iter().all(|(p, _)| *p == Predictor::None) {

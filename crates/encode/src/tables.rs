@@ -104,30 +104,104 @@ const SAMPLE_ROWS: usize = 256;
 /// Lloyd rounds per candidate number of classes.
 const ROUNDS: usize = 3;
 
-/// Chooses up to `max_tables` tables for a plane of `rows` rows whose residual histogram is
-/// `total` and whose row `r` has histogram `row_hist(r)` (computed on demand: a plane's rows
-/// are never all held at once, so memory stays bounded by the plane itself). Returns the
-/// tables, each row's table when there are several (else an empty map), and the bits the
-/// plane's residuals cost with them.
+/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has histogram
+/// `row_hist(r)` (computed on demand: a plane's rows are never all held at once, so memory
+/// stays bounded by the plane itself). Returns the tables, each row's table when there are
+/// several (else an empty map), the bits the plane's residuals cost with them, and the plane's
+/// residual histogram.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
 /// tables are rebuilt); the k with the smallest estimated total (coded bits + tables + map)
-/// wins. Then every row takes its cheapest table, tables are refitted to all rows, and the
-/// result is kept only if it beats one table for the whole plane.
+/// wins. Then, in one pass over all rows, every row takes its cheapest table and the class
+/// sums (whose total is the plane's histogram) refit the tables; the result is kept only if
+/// it beats one table for the whole plane.
 pub fn choose_tables(
     rows: usize,
-    total: &[u64; 256],
     row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
     prob_bits: u8,
     max_tables: u8,
-) -> (Vec<Frequencies>, Vec<u8>, f64) {
-    let one_table = normalize(total, prob_bits);
-    let one_bits = cost_bits(total, &one_table, prob_bits);
-    let one_total = one_bits + side_bits(std::slice::from_ref(&one_table), rows);
-    if rows < 2 || max_tables < 2 {
-        return (vec![one_table], Vec::new(), one_bits);
+) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
+    let candidate = if rows >= 2 && max_tables >= 2 {
+        search(rows, row_hist, prob_bits, max_tables)
+    } else {
+        None
+    };
+    let tables = candidate.unwrap_or_default();
+    // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
+    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    let k = tables.len().max(1);
+    let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
+        .into_par_iter()
+        .map(|chunk| {
+            let mut classes = Vec::with_capacity(64);
+            let mut sums = vec![[0u64; 256]; k];
+            for r in chunk * 64..(chunk * 64 + 64).min(rows) {
+                let h = row_hist(r);
+                let row = Row::new(&h);
+                let c = (0..costs.len())
+                    .map(|i| (i, cost(&row, &costs[i])))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .map_or(0, |(i, _)| i);
+                for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
+                    *s += u64::from(n);
+                }
+                classes.push(c as u8);
+            }
+            (classes, sums)
+        })
+        .collect();
+    let mut classes = Vec::with_capacity(rows);
+    let mut sums = vec![[0u64; 256]; k];
+    for (c, s) in chunks {
+        classes.extend(c);
+        for (total, part) in sums.iter_mut().zip(&s) {
+            for (t, &p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
     }
+    let mut total = [0u64; 256];
+    for sum in &sums {
+        for (t, &c) in total.iter_mut().zip(sum) {
+            *t += c;
+        }
+    }
+    let one_table = normalize(&total, prob_bits);
+    let one_bits = cost_bits(&total, &one_table, prob_bits);
+    let one_total = one_bits + side_bits(std::slice::from_ref(&one_table), rows);
+    if tables.len() < 2 {
+        return (vec![one_table], Vec::new(), one_bits, total);
+    }
+    // Refit the tables to all rows; drop classes no row chose.
+    let mut remap = vec![u8::MAX; k];
+    let mut fitted = Vec::new();
+    let mut bits = 0.0;
+    for (i, sum) in sums.iter().enumerate() {
+        if sum.iter().any(|&c| c > 0) {
+            remap[i] = fitted.len() as u8;
+            let table = normalize(sum, prob_bits);
+            bits += cost_bits(sum, &table, prob_bits);
+            fitted.push(table);
+        }
+    }
+    for c in classes.iter_mut() {
+        *c = remap[usize::from(*c)];
+    }
+    if fitted.len() < 2 || bits + side_bits(&fitted, rows) >= one_total {
+        return (vec![one_table], Vec::new(), one_bits, total);
+    }
+    (fitted, classes, bits, total)
+}
+
+/// The sample search of `choose_tables`: the best candidate tables (two or more), if any
+/// beats one table on the sample's estimate.
+fn search(
+    rows: usize,
+    row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
+    prob_bits: u8,
+    max_tables: u8,
+) -> Option<Vec<Frequencies>> {
     let stride = rows.div_ceil(SAMPLE_ROWS);
     let sample_counts: Vec<[u32; 256]> = (0..rows).step_by(stride).map(row_hist).collect();
     let sample: Vec<Row> = sample_counts.iter().map(Row::new).collect();
@@ -172,59 +246,7 @@ pub fn choose_tables(
         best = Some((estimate, tables));
         k *= 2;
     }
-    let Some((_, tables)) = best else { return (vec![one_table], Vec::new(), one_bits) };
-    // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    let k = tables.len();
-    let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
-        .into_par_iter()
-        .map(|chunk| {
-            let mut classes = Vec::with_capacity(64);
-            let mut sums = vec![[0u64; 256]; k];
-            for r in chunk * 64..(chunk * 64 + 64).min(rows) {
-                let h = row_hist(r);
-                let row = Row::new(&h);
-                let c = (0..k)
-                    .map(|i| (i, cost(&row, &costs[i])))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .map_or(0, |(i, _)| i);
-                for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
-                    *s += u64::from(n);
-                }
-                classes.push(c as u8);
-            }
-            (classes, sums)
-        })
-        .collect();
-    let mut classes = Vec::with_capacity(rows);
-    let mut sums = vec![[0u64; 256]; k];
-    for (c, s) in chunks {
-        classes.extend(c);
-        for (total, part) in sums.iter_mut().zip(&s) {
-            for (t, &p) in total.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
-    }
-    // Refit the tables to all rows; drop classes no row chose.
-    let mut remap = vec![u8::MAX; k];
-    let mut fitted = Vec::new();
-    let mut bits = 0.0;
-    for (i, sum) in sums.iter().enumerate() {
-        if sum.iter().any(|&c| c > 0) {
-            remap[i] = fitted.len() as u8;
-            let table = normalize(sum, prob_bits);
-            bits += cost_bits(sum, &table, prob_bits);
-            fitted.push(table);
-        }
-    }
-    for c in classes.iter_mut() {
-        *c = remap[usize::from(*c)];
-    }
-    if fitted.len() < 2 || bits + side_bits(&fitted, rows) >= one_total {
-        return (vec![one_table], Vec::new(), one_bits);
-    }
-    (fitted, classes, bits)
+    best.map(|(_, tables)| tables)
 }
 
 #[cfg(test)]
@@ -232,13 +254,15 @@ mod tests {
     use super::*;
 
     fn choose(rows: &[[u32; 256]]) -> (Vec<Frequencies>, Vec<u8>, f64) {
-        let mut total = [0u64; 256];
+        let (tables, classes, bits, total) = choose_tables(rows.len(), &|r| rows[r], 12, 8);
+        let mut expected = [0u64; 256];
         for h in rows {
-            for (t, &c) in total.iter_mut().zip(h) {
+            for (t, &c) in expected.iter_mut().zip(h) {
                 *t += u64::from(c);
             }
         }
-        choose_tables(rows.len(), &total, &|r| rows[r], 12, 8)
+        assert_eq!(total, expected, "the returned histogram is the plane's");
+        (tables, classes, bits)
     }
 
     #[test]
