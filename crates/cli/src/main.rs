@@ -494,8 +494,7 @@ fn layer_report(file: PathBuf, json: bool) -> Result<(), Error> {
         "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10} {:>10}",
         "layer type", "tensors", "original", "source", "stored", "vs source", "vs orig"
     );
-    let mut total = wcodec::LayerRow { layer: "total", ..Default::default() };
-    for r in &rows {
+    let print_row = |r: &wcodec::LayerRow| {
         println!(
             "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10.4} {:>10.4}",
             r.layer,
@@ -505,22 +504,17 @@ fn layer_report(file: PathBuf, json: bool) -> Result<(), Error> {
             r.stored_bytes,
             ratio(r.source_bytes, r.stored_bytes),
             ratio(r.original_bytes, r.stored_bytes)
-        );
+        )
+    };
+    let mut total = wcodec::LayerRow { layer: "total", ..Default::default() };
+    for r in &rows {
+        print_row(r);
         total.tensors += r.tensors;
         total.original_bytes += r.original_bytes;
         total.source_bytes += r.source_bytes;
         total.stored_bytes += r.stored_bytes;
     }
-    println!(
-        "{:<12} {:>7} {:>14} {:>14} {:>14} {:>10.4} {:>10.4}",
-        "total",
-        total.tensors,
-        total.original_bytes,
-        total.source_bytes,
-        total.stored_bytes,
-        ratio(total.source_bytes, total.stored_bytes),
-        ratio(total.original_bytes, total.stored_bytes)
-    );
+    print_row(&total);
     Ok(())
 }
 
