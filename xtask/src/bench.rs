@@ -218,6 +218,87 @@ fn precision_report(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench-decode`: decode speed alone (whole files in memory, `wcodec::decompress`)
+/// on the corpus, one and all threads, best and median of `--runs` (default 9) after a warm-up.
+/// `--only TEXT` keeps the classes whose name contains TEXT; `--save DIR` also writes each
+/// class's .wcz there (for the CLI), `--from DIR` reads them from there instead of compressing;
+/// `--loop N` decodes the first kept class N times on one thread and reports nothing else (for
+/// a profiler).
+pub fn decode_report(args: &[String]) -> Result<()> {
+    let mut runs = 9;
+    let mut only = None;
+    let mut save = None;
+    let mut looping = None;
+    let mut from = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--runs" => runs = value()?.parse()?,
+            "--only" => only = Some(value()?),
+            "--save" => save = Some(std::path::PathBuf::from(value()?)),
+            "--from" => from = Some(std::path::PathBuf::from(value()?)),
+            "--loop" => looping = Some(value()?.parse::<usize>()?),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let dir = crate::corpus::default_cache_dir()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let options = EncodeOptions::default();
+    let classes =
+        CLASSES.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())));
+    if looping.is_none() {
+        println!("\nDecode speed ({}), MB/s of original bytes, best / median of {runs}", machine());
+        println!(
+            "\n| data | MB | dec 1T best | dec 1T median | dec {threads}T best | dec {threads}T median |"
+        );
+        println!("|---|---|---|---|---|---|");
+    }
+    for class in classes {
+        let path = dir.join(class.file);
+        let source = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let wcz = match &from {
+            Some(from) => std::fs::read(from.join(format!("{}.wcz", class.file)))?,
+            None => compress(&source, class, &options),
+        };
+        if let Some(save) = &save {
+            std::fs::create_dir_all(save)?;
+            std::fs::write(save.join(format!("{}.wcz", class.file)), &wcz)?;
+        }
+        if let Some(n) = looping {
+            one.install(|| (0..n).for_each(|_| drop(wcodec::decompress(&wcz))));
+            return Ok(());
+        }
+        if wcodec::decompress(&wcz)? != source {
+            return Err(format!("{}: round trip differs", class.name).into());
+        }
+        let timed = |pool: &rayon::ThreadPool| -> (f64, f64) {
+            pool.install(|| {
+                drop(wcodec::decompress(&wcz));
+                let mut v: Vec<f64> = (0..runs)
+                    .map(|_| {
+                        let t = Instant::now();
+                        drop(wcodec::decompress(&wcz));
+                        source.len() as f64 / t.elapsed().as_secs_f64() / 1e6
+                    })
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                (v[v.len() - 1], v[v.len() / 2])
+            })
+        };
+        let (b1, m1) = timed(&one);
+        let (bn, mn) = timed(&all);
+        println!(
+            "| {} | {:.1} | {b1:.0} | {m1:.0} | {bn:.0} | {mn:.0} |",
+            class.name,
+            source.len() as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
 fn machine() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()

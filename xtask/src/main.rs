@@ -29,6 +29,10 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     ("ci", "every check CI runs: format, lints, tests, golden files, benches build"),
     ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
+    (
+        "bench-decode",
+        "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR)",
+    ),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
     ("fuzz", "run every fuzz target of fuzz/ for a while (--seconds N; needs cargo-fuzz)"),
     ("cuda-toolchain", "install the pinned nvcc (CUDA 13.0 wheels) into a cache; print CUDA_HOME"),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         "cuda-toolchain" => cuda::run(rest),
         "kernels" => kernels::run(rest),
         "bench-report" => bench::report(rest),
+        "bench-decode" => bench::decode_report(rest),
         "help" | "-h" | "--help" => {
             usage();
             Ok(())
