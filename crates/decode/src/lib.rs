@@ -1,17 +1,19 @@
 //! CPU decoders of wcodec.
 //!
-//! `reference` is the plain sequential decoder: the oracle every faster path (threads, SIMD,
-//! CUDA) is tested against. `decode_tensor` is the production path: units decoded in parallel
-//! with rayon, bit-identical to the reference. Both verify every checksum and every unit's
-//! final states, so a damaged file is an error, never a wrong tensor.
+//! `decode_tensor_reference` is the plain sequential decoder (`Parallelism::Sequential`): one
+//! unit after another on the scalar coder, the oracle every faster path (threads, SIMD, CUDA) is
+//! tested against. The production path (`Parallelism::Rayon`, module `fast`) decodes bands of
+//! every tensor of a span in parallel straight into the output, bit-identical to the reference.
+//! Both verify every checksum and every unit's final states, so a damaged file is an error,
+//! never a wrong tensor.
 #![forbid(unsafe_code)]
 
-use rayon::prelude::*;
+mod crc;
+mod fast;
+
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
 use wcodec_predict::{Tile, merge_planes, reconstruct};
-use wcodec_rans::{
-    DecodeTable, Path, RansError, TableMap, UnitJob, decode_unit_with, decode_units,
-};
+use wcodec_rans::{DecodeTable, Path, RansError, TableMap, decode_unit_with};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -104,95 +106,59 @@ fn checked_crc(
     Ok(())
 }
 
-/// Decodes the residuals of units `first..first + scratch.len()` of a rANS plane into
-/// `scratch`, after checking each unit's CRC. The reference path decodes one unit at a time
-/// with the scalar coder; the fast path hands the units to `decode_units` (two at a time,
-/// interleaved on one core, where the CPU has AVX-512), which gives identical results.
-#[allow(clippy::too_many_arguments)]
+/// Decodes the residuals of unit `i` of a rANS plane into `buf` with the scalar coder, after
+/// checking the unit's CRC.
 fn decode_residuals(
     file: &[u8],
     tensor: &TensorEntry,
     plane_index: usize,
     plane: &PlaneEntry,
-    first: usize,
+    i: usize,
     tables: &[DecodeTable],
-    parallelism: Parallelism,
-    scratch: &mut [Vec<u8>],
+    buf: &mut Vec<u8>,
 ) -> Result<(), DecodeError> {
     let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
         unreachable!("decode_residuals is only called for rANS planes")
     };
-    let mut jobs = Vec::with_capacity(scratch.len());
-    for (k, buf) in scratch.iter_mut().enumerate() {
-        let i = first + k;
-        let unit = &units[i];
-        let start = plane.payload_offset + unit.offset;
-        let bytes = file
-            .get(start as usize..(start + u64::from(unit.len)) as usize)
-            .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-        checked_crc(
-            || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
-            bytes,
-            unit.crc32c,
-        )?;
-        let (r0, _, h, w) = plane.tile_rect(i);
-        let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-        buf.resize(h * w, 0);
-        let map = if row_tables.is_empty() {
-            TableMap::Single
-        } else {
-            TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
-        };
-        jobs.push(UnitJob { unit: bytes, tables, map, out: buf });
-    }
-    let results = match parallelism {
-        Parallelism::Sequential => jobs
-            .iter_mut()
-            .map(|j| decode_unit_with(Path::Scalar, j.unit, j.tables, j.map, j.out))
-            .collect(),
-        Parallelism::Rayon => decode_units(&mut jobs),
+    let unit = &units[i];
+    let start = plane.payload_offset + unit.offset;
+    let bytes = file
+        .get(start as usize..(start + u64::from(unit.len)) as usize)
+        .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+    checked_crc(
+        || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+        bytes,
+        unit.crc32c,
+    )?;
+    let (r0, _, h, w) = plane.tile_rect(i);
+    let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+    buf.resize(h * w, 0);
+    let map = if row_tables.is_empty() {
+        TableMap::Single
+    } else {
+        TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
     };
-    for (k, result) in results.into_iter().enumerate() {
-        result.map_err(|source| DecodeError::Unit {
-            tensor: tensor.name.clone(),
-            plane: plane_index,
-            unit: first + k,
-            source,
-        })?;
-    }
-    Ok(())
+    decode_unit_with(Path::Scalar, bytes, tables, map, buf).map_err(|source| DecodeError::Unit {
+        tensor: tensor.name.clone(),
+        plane: plane_index,
+        unit: i,
+        source,
+    })
 }
 
-/// Rebuilds tile `i` of a plane from its residuals into `dst` (`dst_cols` wide) at `dst_tile`.
-fn place_tile(
-    plane: &PlaneEntry,
-    i: usize,
-    residuals: &[u8],
-    dst: &mut [u8],
-    dst_cols: usize,
-    dst_tile: Tile,
-) {
-    let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
-        unreachable!("place_tile is only called for rANS planes")
-    };
-    let bias = if plane.bias128 { 0x80 } else { 0 };
-    reconstruct(residuals, units[i].predictor, bias, dst, dst_cols, dst_tile);
-}
-
-/// Decodes one plane into `out` (`rows * cols` bytes).
+/// Decodes one plane into `out` (`rows * cols` bytes), tile after tile: the reference.
 fn decode_plane(
     file: &[u8],
     tensor: &TensorEntry,
     plane_index: usize,
     plane: &PlaneEntry,
-    parallelism: Parallelism,
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     let payload = || {
         file.get(plane.payload_offset as usize..(plane.payload_offset + plane.payload_len) as usize)
             .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })
     };
-    let PlaneEncoding::Rans { prob_bits, tables, .. } = &plane.encoding else {
+    let PlaneEncoding::Rans { prob_bits, tables, units, .. } = &plane.encoding else {
         let PlaneEncoding::Raw { crc32c } = &plane.encoding else { unreachable!() };
         let bytes = payload()?;
         checked_crc(
@@ -216,99 +182,13 @@ fn decode_plane(
                 source,
             },
         )?;
-    let cols = plane.cols as usize;
-    // A tile may be taller than the plane: a band never is (so its length cannot overflow).
-    let tile_rows = (plane.tile_rows as usize).min(plane.rows as usize);
-    let (grid_rows, grid_cols) = plane.grid();
-    let (grid_rows, grid_cols) = (grid_rows as usize, grid_cols as usize);
-    // A band is one row of tiles: a contiguous slice of the plane, so bands decode in
-    // parallel straight into the output.
-    let decode_band = |tr: usize, band: &mut [u8]| -> Result<(), DecodeError> {
-        let mut scratch = [Vec::new(), Vec::new()];
-        let (start, end) = (tr * grid_cols, (tr + 1) * grid_cols);
-        for first in (start..end).step_by(2) {
-            let n = (end - first).min(2);
-            decode_residuals(
-                file,
-                tensor,
-                plane_index,
-                plane,
-                first,
-                &tables,
-                parallelism,
-                &mut scratch[..n],
-            )?;
-            for (k, residuals) in scratch[..n].iter().enumerate() {
-                let (r0, c0, h, w) = plane.tile_rect(first + k);
-                let dst_tile = Tile {
-                    r0: r0 as usize - tr * tile_rows,
-                    c0: c0 as usize,
-                    h: h as usize,
-                    w: w as usize,
-                };
-                place_tile(plane, first + k, residuals, band, cols, dst_tile);
-            }
-        }
-        Ok(())
-    };
-    let band_len = tile_rows * cols;
-    match parallelism {
-        Parallelism::Sequential => {
-            for (tr, band) in out.chunks_mut(band_len).enumerate() {
-                decode_band(tr, band)?;
-            }
-        }
-        Parallelism::Rayon if grid_rows >= 2 * rayon::current_num_threads() || grid_cols == 1 => {
-            out.par_chunks_mut(band_len)
-                .enumerate()
-                .try_for_each(|(tr, band)| decode_band(tr, band))?;
-        }
-        Parallelism::Rayon => {
-            // Few bands of many tiles: decode tiles in parallel into their own buffers, then
-            // copy them into place band by band.
-            let n_tiles = grid_rows * grid_cols;
-            let pairs: Vec<Vec<Vec<u8>>> = (0..n_tiles.div_ceil(2))
-                .into_par_iter()
-                .map(|p| {
-                    let first = 2 * p;
-                    let mut scratch = vec![Vec::new(); (n_tiles - first).min(2)];
-                    decode_residuals(
-                        file,
-                        tensor,
-                        plane_index,
-                        plane,
-                        first,
-                        &tables,
-                        parallelism,
-                        &mut scratch,
-                    )?;
-                    Ok(scratch
-                        .iter()
-                        .enumerate()
-                        .map(|(k, residuals)| {
-                            let (_, _, h, w) = plane.tile_rect(first + k);
-                            let (h, w) = (h as usize, w as usize);
-                            let mut tile = vec![0u8; h * w];
-                            let whole = Tile { r0: 0, c0: 0, h, w };
-                            place_tile(plane, first + k, residuals, &mut tile, w, whole);
-                            tile
-                        })
-                        .collect())
-                })
-                .collect::<Result<_, DecodeError>>()?;
-            let decoded: Vec<Vec<u8>> = pairs.into_iter().flatten().collect();
-            out.par_chunks_mut(band_len).enumerate().for_each(|(tr, band)| {
-                let first = tr * grid_cols;
-                for (i, tile) in decoded[first..first + grid_cols].iter().enumerate() {
-                    let (r0, c0, h, w) = plane.tile_rect(first + i);
-                    let (r0, c0, w) = (r0 as usize - tr * tile_rows, c0 as usize, w as usize);
-                    for r in 0..h as usize {
-                        let dst = (r0 + r) * cols + c0;
-                        band[dst..dst + w].copy_from_slice(&tile[r * w..][..w]);
-                    }
-                }
-            });
-        }
+    let bias = if plane.bias128 { 0x80 } else { 0 };
+    let mut residuals = Vec::new();
+    for (i, unit) in units.iter().enumerate() {
+        decode_residuals(file, tensor, plane_index, plane, i, &tables, &mut residuals)?;
+        let (r0, c0, h, w) = plane.tile_rect(i);
+        let tile = Tile { r0: r0 as usize, c0: c0 as usize, h: h as usize, w: w as usize };
+        reconstruct(&residuals, unit.predictor, bias, out, plane.cols as usize, tile);
     }
     Ok(())
 }
@@ -321,15 +201,18 @@ pub fn decode_tensor_into(
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
     assert_eq!(out.len() as u64, tensor.source_len, "output sized to the tensor");
+    if parallelism == Parallelism::Rayon {
+        return fast::decode_tensors(file, &[tensor], vec![out], fast::BAND_BYTES);
+    }
     if let [plane] = tensor.planes.as_slice() {
         // One plane holds the tensor's bytes as they are: decode in place.
-        decode_plane(file, tensor, 0, plane, parallelism, out)?;
+        decode_plane(file, tensor, 0, plane, out)?;
         return checked_crc(|| format!("tensor {:?}", tensor.name), out, tensor.crc32c);
     }
     let mut planes = Vec::with_capacity(tensor.planes.len());
     for (j, plane) in tensor.planes.iter().enumerate() {
         let mut bytes = vec![0u8; plane.len() as usize];
-        decode_plane(file, tensor, j, plane, parallelism, &mut bytes)?;
+        decode_plane(file, tensor, j, plane, &mut bytes)?;
         planes.push(bytes);
     }
     let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
@@ -373,6 +256,20 @@ pub fn decode_tensor(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, Decod
     Ok(out)
 }
 
+/// The fast path with bands of about `band_bytes` (at least one row of tiles): for tests of the
+/// band logic on small tensors.
+#[doc(hidden)]
+pub fn decode_tensor_in_bands(
+    file: &[u8],
+    tensor: &TensorEntry,
+    band_bytes: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    check_tensor(file, tensor)?;
+    let mut out = vec![0u8; tensor.source_len as usize];
+    fast::decode_tensors(file, &[tensor], vec![&mut out], band_bytes)?;
+    Ok(out)
+}
+
 /// The reference decoder: one unit after another, no threads. The oracle for faster paths.
 pub fn decode_tensor_reference(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, DecodeError> {
     check_tensor(file, tensor)?;
@@ -395,7 +292,9 @@ pub fn rebuild_source<W: std::io::Write>(
 }
 
 /// `rebuild_source` within `limits`: the size of the whole output is checked against them
-/// before anything is decoded or allocated.
+/// before anything is decoded or allocated. The reference (`Parallelism::Sequential`) decodes
+/// tensor after tensor; the fast path decodes spans of tensors of up to [`SPAN_BYTES`] (or one
+/// larger tensor) at a time, in parallel, into one reused buffer.
 pub fn rebuild_source_limited<W: std::io::Write>(
     file: &[u8],
     directory: &Directory,
@@ -405,6 +304,21 @@ pub fn rebuild_source_limited<W: std::io::Write>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, DecodeError> {
     limits.check(|| "the file".to_owned(), directory.source_len, file.len() as u64)?;
+    if parallelism == Parallelism::Rayon {
+        let mut buf = Vec::new();
+        for span in source_spans(directory, SPAN_BYTES) {
+            let len = (span.end - span.start) as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let out = &mut buf[..len];
+            let (tensors, gaps) = (&directory.tensors[span.tensors], &directory.gaps[span.gaps]);
+            decode_source_span(file, tensors, gaps, span.start, out)?;
+            sink.write_all(out)?;
+            progress(span.end);
+        }
+        return Ok(sink);
+    }
     let mut cursor = 0u64;
     let mut gap_pos = 0usize;
     for tensor in &directory.tensors {
@@ -422,17 +336,93 @@ pub fn rebuild_source_limited<W: std::io::Write>(
     Ok(sink)
 }
 
+/// Bytes of source a streaming decoder rebuilds at a time (more when one tensor is larger).
+pub const SPAN_BYTES: u64 = 32 << 20;
+
+/// A part of the source: consecutive tensors with the gaps before each of them (and, for the
+/// last span, after the last).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceSpan {
+    /// Indices into `Directory::tensors`.
+    pub tensors: std::ops::Range<usize>,
+    /// The span's bytes of the gaps section.
+    pub gaps: std::ops::Range<usize>,
+    /// Source offsets of the span.
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Cuts the source of a (validated) directory into spans of at most `max_bytes`, or of one
+/// tensor where it is larger, that cover it in order.
+pub fn source_spans(directory: &Directory, max_bytes: u64) -> Vec<SourceSpan> {
+    let mut spans = Vec::new();
+    let mut span = SourceSpan { tensors: 0..0, gaps: 0..0, start: 0, end: 0 };
+    // The end of the previous tensor, and the gap bytes before it.
+    let (mut cursor, mut gap_pos) = (0u64, 0usize);
+    for (i, t) in directory.tensors.iter().enumerate() {
+        let end = t.source_offset + t.source_len;
+        if i > span.tensors.start && end - span.start > max_bytes {
+            (span.tensors.end, span.gaps.end, span.end) = (i, gap_pos, cursor);
+            spans.push(span);
+            span = SourceSpan { tensors: i..i, gaps: gap_pos..gap_pos, start: cursor, end: cursor };
+        }
+        gap_pos += (t.source_offset - cursor) as usize;
+        cursor = end;
+    }
+    (span.tensors.end, span.gaps.end, span.end) =
+        (directory.tensors.len(), directory.gaps.len(), directory.source_len);
+    spans.push(span);
+    spans
+}
+
+/// Rebuilds the part of the source from `start` that holds `tensors` (consecutive tensors of a
+/// directory, in source order) and the gaps around them into `out`: `gaps` are that part's
+/// bytes of the gaps section (those before each tensor, then those after the last up to the
+/// end of `out`). Tensors are decoded in parallel and checked as by [`decode_tensor`].
+pub fn decode_source_span(
+    file: &[u8],
+    tensors: &[TensorEntry],
+    gaps: &[u8],
+    start: u64,
+    out: &mut [u8],
+) -> Result<(), DecodeError> {
+    let mismatch = || FormatError::invalid("source span", "tensors and gaps do not fill it");
+    let mut outs = Vec::with_capacity(tensors.len());
+    let (mut rest, mut pos, mut gap_pos) = (out, start, 0usize);
+    for t in tensors {
+        let gap = t.source_offset.checked_sub(pos).ok_or_else(mismatch)? as usize;
+        let len = t.source_len as usize;
+        if gap.checked_add(len).is_none_or(|n| n > rest.len()) || gap > gaps.len() - gap_pos {
+            return Err(mismatch().into());
+        }
+        let (here, tail) = rest.split_at_mut(gap);
+        here.copy_from_slice(&gaps[gap_pos..gap_pos + gap]);
+        gap_pos += gap;
+        let (tensor_out, tail) = tail.split_at_mut(len);
+        outs.push(tensor_out);
+        rest = tail;
+        pos = t.source_offset + t.source_len;
+    }
+    if gaps.len() - gap_pos != rest.len() {
+        return Err(mismatch().into());
+    }
+    rest.copy_from_slice(&gaps[gap_pos..]);
+    let refs: Vec<&TensorEntry> = tensors.iter().collect();
+    fast::decode_tensors(file, &refs, outs, fast::BAND_BYTES)
+}
+
 /// Parses and decodes a whole in-memory .wcz back into the original file's bytes, within the
 /// default limits.
 pub fn decompress_to_vec(file: &[u8]) -> Result<Vec<u8>, DecodeError> {
     decompress_to_vec_limited(file, &Limits::default())
 }
 
-/// `decompress_to_vec` within `limits`.
+/// `decompress_to_vec` within `limits`: the output is allocated once and every tensor decoded
+/// straight into its place.
 pub fn decompress_to_vec_limited(file: &[u8], limits: &Limits) -> Result<Vec<u8>, DecodeError> {
     let directory = Directory::from_file_bytes(file)?;
     limits.check(|| "the file".to_owned(), directory.source_len, file.len() as u64)?;
-    // A hint, not a promise: the output grows as tensors pass their checks.
-    let out = Vec::with_capacity(directory.source_len.min(file.len() as u64 * 64) as usize);
-    rebuild_source_limited(file, &directory, Parallelism::Rayon, limits, out, &mut |_| {})
+    let mut out = vec![0u8; directory.source_len as usize];
+    decode_source_span(file, &directory.tensors, &directory.gaps, 0, &mut out)?;
+    Ok(out)
 }

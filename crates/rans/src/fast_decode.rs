@@ -24,7 +24,9 @@ pub struct UnitJob<'a> {
 
 /// Decodes several units, each exactly as [`crate::decode_unit`] would (the same output and the
 /// same result, in order). Where the CPU has AVX-512 the units are decoded two at a time,
-/// interleaved on one core, which is about 1.6 times the throughput of one at a time.
+/// interleaved on one core, which is about 1.6 times the throughput of one at a time: as soon as
+/// one of the two ends, the next unit takes its place, so that units of different lengths keep
+/// the pair full.
 pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
     decode_units_with(Path::detected(), jobs)
 }
@@ -32,66 +34,73 @@ pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
 /// [`decode_units`] on the given path (the scalar one where this CPU lacks it).
 #[doc(hidden)]
 pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
-    let mut results = Vec::with_capacity(jobs.len());
-    let pairs = path.kernel().filter(|k| k.decodes_pairs());
-    for chunk in jobs.chunks_mut(2) {
-        match (pairs, chunk) {
-            (Some(kernel), [a, b]) => {
-                let (ra, rb) = decode_pair(kernel, a, b);
-                results.push(ra);
-                results.push(rb);
-            }
-            (_, chunk) => {
-                for j in chunk {
-                    results.push(crate::decode_unit_with(path, j.unit, j.tables, j.map, j.out));
-                }
-            }
-        }
-    }
-    results
-}
-
-fn decode_pair(
-    kernel: Kernel,
-    a: &mut UnitJob,
-    b: &mut UnitJob,
-) -> (Result<(), RansError>, Result<(), RansError>) {
-    let ua = open(a.unit, a.tables, a.map, a.out.len())
-        .map(|(states, words)| FastUnit::new(states, words, a.tables, a.map, a.out));
-    let ub = open(b.unit, b.tables, b.map, b.out.len())
-        .map(|(states, words)| FastUnit::new(states, words, b.tables, b.map, b.out));
-    let (mut ua, mut ub) = match (ua, ub) {
-        (Ok(ua), Ok(ub)) => (ua, ub),
-        (ua, ub) => {
-            return (ua.and_then(|u| u.run_to_end(kernel)), ub.and_then(|u| u.run_to_end(kernel)));
-        }
+    let Some(kernel) = path.kernel().filter(|k| k.decodes_pairs()) else {
+        return jobs
+            .iter_mut()
+            .map(|j| crate::decode_unit_with(path, j.unit, j.tables, j.map, j.out))
+            .collect();
     };
-    // Both in lockstep while both are in a kernel run; otherwise each advances on its own.
+    let mut results = vec![Ok(()); jobs.len()];
+    let mut queue = jobs.iter_mut().enumerate();
+    let mut slots: [Option<(usize, FastUnit)>; 2] = [None, None];
     loop {
-        if ua.is_done() {
-            return (ua.finish(), ub.run_to_end(kernel));
-        }
-        if ub.is_done() {
-            return (ua.run_to_end(kernel), ub.finish());
-        }
-        match (ua.run(), ub.run()) {
-            (run_a @ 1.., run_b @ 1..) => {
-                let groups = run_a.min(run_b);
-                let done = kernel.decode_run2(ua.kernel_run(groups), ub.kernel_run(groups));
-                debug_assert!(done > 0, "both windows were checked");
-                ua.g += done;
-                ub.g += done;
-            }
-            (run_a, run_b) => {
-                if run_a == 0
-                    && let Err(e) = ua.advance(kernel)
-                {
-                    return (Err(e), ub.run_to_end(kernel));
+        // Fill the free slots with the next units that open (the others fail here).
+        for slot in &mut slots {
+            while slot.is_none() {
+                let Some((i, j)) = queue.next() else { break };
+                match open(j.unit, j.tables, j.map, j.out.len()) {
+                    Ok((states, words)) => {
+                        *slot = Some((i, FastUnit::new(states, words, j.tables, j.map, j.out)));
+                    }
+                    Err(e) => results[i] = Err(e),
                 }
-                if run_b == 0
-                    && let Err(e) = ub.advance(kernel)
-                {
-                    return (ua.run_to_end(kernel), Err(e));
+            }
+        }
+        match &mut slots {
+            [None, None] => return results,
+            [one @ Some(_), None] | [None, one @ Some(_)] => {
+                // The queue is empty: the last unit alone.
+                let (i, unit) = one.take().expect("a unit");
+                results[i] = unit.run_to_end(kernel);
+            }
+            [Some((ia, ua)), Some((ib, ub))] => {
+                // Both in lockstep while both are in a kernel run; otherwise each advances on
+                // its own. A unit that ends or fails leaves its slot.
+                let mut end = [None, None];
+                if ua.is_done() {
+                    end[0] = Some(ua.finish());
+                } else if ub.is_done() {
+                    end[1] = Some(ub.finish());
+                } else {
+                    match (ua.run(), ub.run()) {
+                        (run_a @ 1.., run_b @ 1..) => {
+                            let groups = run_a.min(run_b);
+                            let done =
+                                kernel.decode_run2(ua.kernel_run(groups), ub.kernel_run(groups));
+                            debug_assert!(done > 0, "both windows were checked");
+                            ua.g += done;
+                            ub.g += done;
+                        }
+                        (run_a, run_b) => {
+                            if run_a == 0
+                                && let Err(e) = ua.advance(kernel)
+                            {
+                                end[0] = Some(Err(e));
+                            }
+                            if run_b == 0
+                                && let Err(e) = ub.advance(kernel)
+                            {
+                                end[1] = Some(Err(e));
+                            }
+                        }
+                    }
+                }
+                let index = [*ia, *ib];
+                for (k, result) in end.into_iter().enumerate() {
+                    if let Some(result) = result {
+                        results[index[k]] = result;
+                        slots[k] = None;
+                    }
                 }
             }
         }

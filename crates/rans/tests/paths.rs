@@ -374,13 +374,13 @@ fn damaged(case: &Case, how: u64) -> Vec<u8> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// Units decoded together (two at a time, interleaved, where the path does that) give what
-    /// each gives alone.
+    /// Units decoded together (two at a time, interleaved, where the path does that, the next
+    /// unit taking the place of one that ends) give what each gives alone.
     #[test]
     fn batches_agree_with_single_units(
-        cases in proptest::collection::vec(case(), 1..=3),
-        damage in proptest::collection::vec(any::<u64>(), 3),
-        extra in proptest::collection::vec(0usize..3, 3),
+        cases in proptest::collection::vec(case(), 1..=6),
+        damage in proptest::collection::vec(any::<u64>(), 6),
+        extra in proptest::collection::vec(0usize..3, 6),
     ) {
         let units: Vec<Vec<u8>> = cases.iter().zip(&damage).map(|(c, &d)| damaged(c, d)).collect();
         let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();

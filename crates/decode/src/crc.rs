@@ -1,0 +1,74 @@
+//! CRC-32C of a concatenation from the CRCs of its parts, so that the parts of a tensor decoded
+//! on different threads are checked while they are still in cache.
+//!
+//! `crc(A ‖ B) = crc(A) · x^(8 |B|) ⊕ crc(B)` in GF(2)[x] modulo the CRC-32C polynomial (the
+//! pre- and post-inversions of the CRC cancel out), as in zlib's `crc32_combine`.
+
+/// The CRC-32C polynomial, bit-reflected.
+const POLY: u32 = 0x82F6_3B78;
+
+/// `a · b` modulo the polynomial, both bit-reflected (bit 31 is x^0).
+fn mul(a: u32, mut b: u32) -> u32 {
+    let mut product = 0;
+    let mut m = 1u32 << 31;
+    while m != 0 && a & (m | (m - 1)) != 0 {
+        if a & m != 0 {
+            product ^= b;
+        }
+        m >>= 1;
+        b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+    }
+    product
+}
+
+/// `x^(8 n)` modulo the polynomial: the factor that appends `n` bytes to a CRC.
+pub(crate) fn shift_of(n: u64) -> Shift {
+    // x^(2^k) for k = 3 (one byte) upwards, by squaring.
+    let mut power = 1u32 << (31 - 8); // x^8
+    let mut result = 1u32 << 31; // x^0
+    let mut n = n;
+    while n != 0 {
+        if n & 1 != 0 {
+            result = mul(result, power);
+        }
+        power = mul(power, power);
+        n >>= 1;
+    }
+    Shift(result)
+}
+
+/// The factor `x^(8 n)` for parts of `n` bytes (see [`shift_of`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shift(u32);
+
+/// The CRC of `A ‖ B` from `crc(A)`, `crc(B)` and the shift of `B`'s length.
+pub(crate) fn combine(crc_a: u32, crc_b: u32, shift_b: Shift) -> u32 {
+    mul(crc_a, shift_b.0) ^ crc_b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_parts_give_the_crc_of_the_whole() {
+        let bytes: Vec<u8> =
+            (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        for cut in [0, 1, 7, 64, 1000, 4999, 5000] {
+            let (a, b) = bytes.split_at(cut);
+            let crc = combine(crc32c::crc32c(a), crc32c::crc32c(b), shift_of(b.len() as u64));
+            assert_eq!(crc, crc32c::crc32c(&bytes), "cut at {cut}");
+            assert_eq!(crc, crc32c::crc32c_combine(crc32c::crc32c(a), crc32c::crc32c(b), b.len()));
+        }
+        // Many equal parts and a short last one, folded left.
+        let parts: Vec<&[u8]> = bytes.chunks(384).collect();
+        let (full, last) = (shift_of(384), shift_of(parts.last().unwrap().len() as u64));
+        let mut crc = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let shift = if i + 1 == parts.len() { last } else { full };
+            crc = combine(crc, crc32c::crc32c(p), shift);
+        }
+        assert_eq!(crc, crc32c::crc32c(&bytes));
+        assert_eq!(combine(0, 0, shift_of(0)), crc32c::crc32c(&[]));
+    }
+}

@@ -1,0 +1,328 @@
+//! The production decoder: whole spans of the source decoded in place, in parallel.
+//!
+//! Work is cut into *bands*: rows of a tensor that are whole rows of tiles in every plane. A
+//! band is a contiguous part of the tensor's bytes, so bands of every tensor of a span are
+//! decoded in parallel (rayon) straight into the output: the units of a band go to the coder
+//! together (two at a time where the CPU interleaves pairs), full-width tiles are decoded where
+//! they belong and others through a small per-thread buffer, split planes are merged band by
+//! band while they are in cache, and each band's CRC is taken there too and combined into the
+//! tensor's. Every check of the reference decoder runs; only the order in which a damaged file's
+//! first error is found may differ.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry};
+use wcodec_predict::{Tile, merge_planes, reconstruct};
+use wcodec_rans::{DecodeTable, TableMap, UnitJob, decode_units};
+
+use crate::crc::{Shift, combine, shift_of};
+use crate::{DecodeError, checked_crc};
+
+/// Bytes of a band, about: enough tiles for the coder to keep its pairs of units full, few
+/// enough for the band to stay in L2 while its planes are merged and its CRC taken.
+pub(crate) const BAND_BYTES: usize = 512 << 10;
+
+/// Bytes of residuals decoded together through the per-thread buffer: the units of a band, up
+/// to this much, so that they stay in L2 until they are placed.
+const CHUNK_BYTES: usize = 512 << 10;
+
+thread_local! {
+    /// Residuals of tiles that are not full-width (decoded here, then placed).
+    static RESIDUALS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// A band of each plane of a split tensor, before the planes are merged.
+    static PLANES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How a tensor is cut into bands.
+struct Plan<'a> {
+    tensor: &'a TensorEntry,
+    /// The decode tables of each plane (empty for raw planes).
+    tables: Vec<Vec<DecodeTable>>,
+    rows: usize,
+    /// Rows per band (a multiple of every coded plane's tile height), at least 1.
+    band_rows: usize,
+    /// Bytes of the tensor per row.
+    row_bytes: usize,
+}
+
+impl Plan<'_> {
+    fn bands(&self) -> usize {
+        self.rows.div_ceil(self.band_rows)
+    }
+}
+
+/// Checks what the planes of `tensor` need before any unit is decoded (payloads inside the
+/// file, raw planes' CRCs, valid tables) and cuts the tensor into bands.
+fn plan<'a>(
+    file: &[u8],
+    tensor: &'a TensorEntry,
+    band_bytes: usize,
+) -> Result<Plan<'a>, DecodeError> {
+    let mut tables = Vec::with_capacity(tensor.planes.len());
+    for (j, plane) in tensor.planes.iter().enumerate() {
+        let payload = file
+            .get(plane.payload_offset as usize..(plane.payload_offset + plane.payload_len) as usize)
+            .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+        tables.push(match &plane.encoding {
+            PlaneEncoding::Raw { crc32c } => {
+                checked_crc(
+                    || format!("tensor {:?} raw plane {j}", tensor.name),
+                    payload,
+                    *crc32c,
+                )?;
+                Vec::new()
+            }
+            PlaneEncoding::Rans { .. } if plane.is_empty() => Vec::new(),
+            PlaneEncoding::Rans { prob_bits, tables, .. } => tables
+                .iter()
+                .map(|t| DecodeTable::new(t, *prob_bits))
+                .collect::<Result<_, _>>()
+                .map_err(|source| DecodeError::Unit {
+                    tensor: tensor.name.clone(),
+                    plane: j,
+                    unit: 0,
+                    source,
+                })?,
+        });
+    }
+    // Every plane has the tensor's rows (checked when the directory was parsed).
+    let rows = tensor.planes.first().map_or(0, |p| p.rows as usize);
+    let len = tensor.source_len as usize;
+    let heights = tensor
+        .planes
+        .iter()
+        .filter(|p| matches!(p.encoding, PlaneEncoding::Rans { .. }) && !p.is_empty())
+        .map(|p| (p.tile_rows as usize).min(rows).max(1));
+    let tallest = heights.clone().max().unwrap_or(rows.max(1));
+    let row_bytes = len.checked_div(rows).unwrap_or(0);
+    let band_rows = if rows > 0
+        && len.is_multiple_of(rows)
+        && heights.clone().all(|h| tallest.is_multiple_of(h))
+    {
+        // Whole rows of tiles, as many as fit in `band_bytes`.
+        tallest * (band_bytes / (tallest * row_bytes).max(1)).max(1)
+    } else {
+        rows.max(1)
+    };
+    Ok(Plan { tensor, tables, rows, band_rows, row_bytes })
+}
+
+/// Decodes tensors into their outputs (`outs[i]` is `tensors[i].source_len` bytes) and checks
+/// their CRCs, in bands of about `band_bytes`.
+pub(crate) fn decode_tensors(
+    file: &[u8],
+    tensors: &[&TensorEntry],
+    outs: Vec<&mut [u8]>,
+    band_bytes: usize,
+) -> Result<(), DecodeError> {
+    let plans: Vec<Plan> =
+        tensors.par_iter().map(|t| plan(file, t, band_bytes)).collect::<Result<_, _>>()?;
+    // The bands of every tensor, in order, each with its part of the output.
+    let mut bands = Vec::new();
+    for (k, (plan, out)) in plans.iter().zip(outs).enumerate() {
+        if plan.rows == 0 || out.is_empty() {
+            continue;
+        }
+        let band_len = plan.band_rows * plan.row_bytes;
+        if plan.band_rows >= plan.rows {
+            bands.push((k, 0, out));
+        } else {
+            bands.extend(out.chunks_mut(band_len).enumerate().map(|(b, part)| (k, b, part)));
+        }
+    }
+    let crcs: Vec<u32> = bands
+        .into_par_iter()
+        .map(|(k, b, out)| decode_band(file, &plans[k], b, out))
+        .collect::<Result<_, _>>()?;
+    // Fold each tensor's band CRCs in order.
+    let mut crcs = crcs.into_iter();
+    for plan in &plans {
+        let t = plan.tensor;
+        let mut crc = 0;
+        if plan.rows > 0 && t.source_len > 0 {
+            let band_len = (plan.band_rows * plan.row_bytes) as u64;
+            let n = plan.bands();
+            let (full, last): (Shift, Shift) =
+                (shift_of(band_len), shift_of(t.source_len - band_len * (n as u64 - 1)));
+            for b in 0..n {
+                let part = crcs.next().expect("one CRC per band");
+                crc = combine(crc, part, if b + 1 == n { last } else { full });
+            }
+        }
+        if crc != t.crc32c {
+            return Err(DecodeError::Checksum {
+                what: format!("tensor {:?}", t.name),
+                stored: t.crc32c,
+                computed: crc,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Decodes band `b` of a tensor into `out` and returns the CRC of its bytes.
+fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32, DecodeError> {
+    let t = plan.tensor;
+    let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
+    if let [plane] = t.planes.as_slice() {
+        decode_plane_rows(file, t, 0, plane, &plan.tables[0], rows, out)?;
+    } else {
+        PLANES.with_borrow_mut(|bufs| -> Result<(), DecodeError> {
+            bufs.resize_with(t.planes.len(), Vec::new);
+            for (j, (plane, buf)) in t.planes.iter().zip(bufs.iter_mut()).enumerate() {
+                // Every byte is written below: a reused buffer needs no clearing.
+                let len = rows.len() * plane.cols as usize;
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                let tables = &plan.tables[j];
+                decode_plane_rows(file, t, j, plane, tables, rows.clone(), &mut buf[..len])?;
+            }
+            let refs: Vec<&[u8]> = t
+                .planes
+                .iter()
+                .zip(bufs.iter())
+                .map(|(p, buf)| &buf[..rows.len() * p.cols as usize])
+                .collect();
+            merge_planes(&refs, t.dtype, t.transform, out);
+            Ok(())
+        })?;
+    }
+    Ok(crc32c::crc32c(out))
+}
+
+/// Decodes plane rows `rows` (whole rows of tiles) into `out` (`rows.len() * cols` bytes).
+fn decode_plane_rows(
+    file: &[u8],
+    tensor: &TensorEntry,
+    plane_index: usize,
+    plane: &PlaneEntry,
+    tables: &[DecodeTable],
+    rows: std::ops::Range<usize>,
+    out: &mut [u8],
+) -> Result<(), DecodeError> {
+    let cols = plane.cols as usize;
+    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+        // Raw: inside the file and checked by `plan`.
+        let start = plane.payload_offset as usize + rows.start * cols;
+        out.copy_from_slice(&file[start..start + out.len()]);
+        return Ok(());
+    };
+    if out.is_empty() {
+        return Ok(());
+    }
+    let tile_rows = (plane.tile_rows as usize).min(plane.rows as usize);
+    let (_, grid_cols) = plane.grid();
+    let grid_cols = grid_cols as usize;
+    let bias = if plane.bias128 { 0x80 } else { 0 };
+    let unit_bytes = |i: usize| -> Result<&[u8], DecodeError> {
+        let unit = &units[i];
+        let start = plane.payload_offset + unit.offset;
+        let bytes = file
+            .get(start as usize..(start + u64::from(unit.len)) as usize)
+            .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+        checked_crc(
+            || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+            bytes,
+            unit.crc32c,
+        )?;
+        Ok(bytes)
+    };
+    let map_of = |r0: usize, h: usize, w: usize| {
+        if row_tables.is_empty() {
+            TableMap::Single
+        } else {
+            TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+        }
+    };
+    let unit_error = |i: usize| {
+        move |source| DecodeError::Unit {
+            tensor: tensor.name.clone(),
+            plane: plane_index,
+            unit: i,
+            source,
+        }
+    };
+    let first_tile = rows.start / tile_rows * grid_cols;
+    let last_tile = rows.end.div_ceil(tile_rows) * grid_cols;
+    if grid_cols == 1 {
+        // Full-width tiles: each is a contiguous part of the band, decoded in place.
+        let mut jobs = Vec::with_capacity(last_tile - first_tile);
+        let mut rest = &mut *out;
+        for i in first_tile..last_tile {
+            let (r0, _, h, w) = plane.tile_rect(i);
+            let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+            let (tile, tail) = rest.split_at_mut(h * w);
+            rest = tail;
+            jobs.push(UnitJob { unit: unit_bytes(i)?, tables, map: map_of(r0, h, w), out: tile });
+        }
+        let results = decode_units(&mut jobs);
+        for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
+            let i = first_tile + k;
+            result.map_err(unit_error(i))?;
+            let tile = job.out;
+            match units[i].predictor {
+                Predictor::None => tile.iter_mut().for_each(|x| *x ^= bias),
+                predictor => RESIDUALS.with_borrow_mut(|res| {
+                    res.clear();
+                    res.extend_from_slice(tile);
+                    let w = tile.len() / (plane.tile_rect(i).2 as usize);
+                    let whole = Tile { r0: 0, c0: 0, h: tile.len() / w, w };
+                    reconstruct(res, predictor, bias, tile, w, whole);
+                }),
+            }
+        }
+        return Ok(());
+    }
+    // Narrower tiles: the units of up to CHUNK_BYTES of residuals decoded into the per-thread
+    // buffer, then placed.
+    RESIDUALS.with_borrow_mut(|res| -> Result<(), DecodeError> {
+        let mut first = first_tile;
+        while first < last_tile {
+            let (mut end, mut bytes) = (first, 0);
+            while end < last_tile && (end == first || bytes + tile_len(plane, end) <= CHUNK_BYTES) {
+                bytes += tile_len(plane, end);
+                end += 1;
+            }
+            if res.len() < bytes {
+                res.resize(bytes, 0);
+            }
+            let mut jobs = Vec::with_capacity(end - first);
+            let mut rest = &mut res[..bytes];
+            for i in first..end {
+                let (r0, _, h, w) = plane.tile_rect(i);
+                let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+                let (tile, tail) = rest.split_at_mut(h * w);
+                rest = tail;
+                jobs.push(UnitJob {
+                    unit: unit_bytes(i)?,
+                    tables,
+                    map: map_of(r0, h, w),
+                    out: tile,
+                });
+            }
+            let results = decode_units(&mut jobs);
+            for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
+                let i = first + k;
+                result.map_err(unit_error(i))?;
+                let (r0, c0, h, w) = plane.tile_rect(i);
+                let dst = Tile {
+                    r0: r0 as usize - rows.start,
+                    c0: c0 as usize,
+                    h: h as usize,
+                    w: w as usize,
+                };
+                reconstruct(job.out, units[i].predictor, bias, out, cols, dst);
+            }
+            first = end;
+        }
+        Ok(())
+    })
+}
+
+/// Symbols of tile `i` of a plane.
+fn tile_len(plane: &PlaneEntry, i: usize) -> usize {
+    let (_, _, h, w) = plane.tile_rect(i);
+    (h * w) as usize
+}
