@@ -12,7 +12,7 @@ mod crc;
 mod fast;
 
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
-use wcodec_predict::{Tile, merge_planes, reconstruct};
+use wcodec_predict::{Tile, merge_planes_reference, reconstruct};
 use wcodec_rans::{DecodeTable, Path, RansError, TableMap, decode_unit_with};
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +216,7 @@ pub fn decode_tensor_into(
         planes.push(bytes);
     }
     let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
-    merge_planes(&refs, tensor.dtype, tensor.transform, out);
+    merge_planes_reference(&refs, tensor.dtype, tensor.transform, out);
     checked_crc(|| format!("tensor {:?}", tensor.name), out, tensor.crc32c)
 }
 

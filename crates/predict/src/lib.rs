@@ -10,7 +10,7 @@ pub mod planes;
 pub mod predictor;
 pub mod tile;
 
-pub use planes::{merge_planes, plane_is_signed, split_planes};
+pub use planes::{merge_planes, merge_planes_reference, plane_is_signed, split_planes};
 pub use predictor::{choose_predictor, reconstruct, residuals};
 pub use tile::{Tile, TileConfig, tile_shape, tiles};
 pub use wcodec_format::Predictor;

@@ -124,6 +124,9 @@ pub(crate) struct FastUnit<'a> {
     tail: Option<Tail>,
     /// The tables of the groups of the current kernel run.
     classes: [u8; MAX_RUN],
+    /// The group `classes` starts at, if it is filled, and its length.
+    classes_from: Option<usize>,
+    classes_len: usize,
 }
 
 /// Groups in one kernel call at most.
@@ -152,6 +155,8 @@ impl<'a> FastUnit<'a> {
             out,
             tail: None,
             classes: [0; MAX_RUN],
+            classes_from: None,
+            classes_len: 0,
         }
     }
 
@@ -186,6 +191,10 @@ impl<'a> FastUnit<'a> {
         if self.tail.is_some() || self.is_done() || self.pos + WINDOW > self.n_words() {
             return 0;
         }
+        // The tables found last time still hold while the unit has not moved.
+        if self.classes_from == Some(self.g) {
+            return self.classes_len;
+        }
         let full = self.out.len() / GROUP;
         let mut k = 0;
         while k < MAX_RUN && self.g + k < full {
@@ -195,6 +204,7 @@ impl<'a> FastUnit<'a> {
             }
             k += 1;
         }
+        (self.classes_from, self.classes_len) = (Some(self.g), k);
         k
     }
 
@@ -271,8 +281,8 @@ fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
 }
 
 /// A group the kernels do not take (several tables, or a tail), per symbol as in the reference
-/// decoder; `window` is the stream from the group's first word (at least `GROUP` words, zeros
-/// past the end). Returns the words taken.
+/// decoder; `window` is the stream from the group's first word (at least `GROUP + 1` words,
+/// zeros past the end). Returns the words taken.
 fn mixed_group(
     states: &mut [u32; LANES],
     window: &[u8],
@@ -283,23 +293,39 @@ fn mixed_group(
 ) -> usize {
     let prob_bits = tables[0].prob_bits();
     let mask = (1u32 << prob_bits) - 1;
-    let mut read = 0;
-    for j in 0..RUN {
-        for (lane, state) in states.iter_mut().enumerate() {
-            let t = lane * RUN + j;
-            if t < out.len() {
-                let entries = &tables[map.table_of(base + t)].entries;
-                let x = *state;
-                let e = entries[(x & mask) as usize & (SLOTS - 1)];
-                let x = (((e >> 8) & 0xfff) + 1) * (x >> prob_bits) + (e >> 20);
-                *state = if x < STATE_LOW {
-                    let word = u16::from_le_bytes([window[2 * read], window[2 * read + 1]]);
-                    read += 1;
-                    (x << 16) | u32::from(word)
-                } else {
-                    x
-                };
-                out[t] = e as u8;
+    let window: &[u8; 2 * (GROUP + 1)] =
+        window[..2 * (GROUP + 1)].try_into().expect("a window of words");
+    // The table of each symbol of the group, one division for the whole group.
+    let mut classes = [0u8; GROUP];
+    map.fill_tables(base, &mut classes[..out.len()]);
+    let mut read = 0usize;
+    let mut step = |state: &mut u32, t: usize| -> u8 {
+        let entries = &tables[usize::from(classes[t])].entries;
+        let x = *state;
+        let e = entries[(x & mask) as usize & (SLOTS - 1)];
+        let x = (((e >> 8) & 0xfff) + 1) * (x >> prob_bits) + (e >> 20);
+        let need = x < STATE_LOW;
+        let w = 2 * read.min(GROUP);
+        let word = u16::from_le_bytes([window[w], window[w + 1]]);
+        // Select with a mask, not a branch: `need` is unpredictable.
+        let keep = u32::from(need).wrapping_sub(1);
+        *state = (x & keep) | (((x << 16) | u32::from(word)) & !keep);
+        read += usize::from(need);
+        e as u8
+    };
+    if let Ok(group) = <&mut [u8; GROUP]>::try_from(&mut *out) {
+        for j in 0..RUN {
+            for (lane, state) in states.iter_mut().enumerate() {
+                group[lane * RUN + j] = step(state, lane * RUN + j);
+            }
+        }
+    } else {
+        for j in 0..RUN {
+            for (lane, state) in states.iter_mut().enumerate() {
+                let t = lane * RUN + j;
+                if t < out.len() {
+                    out[t] = step(state, t);
+                }
             }
         }
     }

@@ -94,6 +94,24 @@ impl TableMap<'_> {
         }
     }
 
+    /// The table of each symbol `base..base + out.len()`, into `out`.
+    #[inline]
+    fn fill_tables(&self, base: usize, out: &mut [u8]) {
+        match *self {
+            TableMap::Single => out.fill(0),
+            TableMap::Rows { row_tables, width } => {
+                let (mut row, mut col) = (base / width, base % width);
+                for t in out {
+                    *t = row_tables[row];
+                    col += 1;
+                    if col == width {
+                        (row, col) = (row + 1, 0);
+                    }
+                }
+            }
+        }
+    }
+
     /// The table of all `len` symbols from `base` if they share one.
     #[inline]
     fn group_table(&self, base: usize, len: usize) -> Option<usize> {
