@@ -13,8 +13,8 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry};
-use wcodec_predict::{Tile, merge_planes, reconstruct};
-use wcodec_rans::{DecodeTable, TableMap, UnitJob, decode_units};
+use wcodec_predict::{merge_planes, reconstruct_rows};
+use wcodec_rans::{DecodeTable, Out, TableMap, UnitJob, decode_units};
 
 use crate::crc::{Shift, combine, shift_of};
 use crate::{DecodeError, checked_crc};
@@ -23,12 +23,8 @@ use crate::{DecodeError, checked_crc};
 /// enough for the band to stay in L2 while its planes are merged and its CRC taken.
 pub(crate) const BAND_BYTES: usize = 512 << 10;
 
-/// Bytes of residuals decoded together through the per-thread buffer: the units of a band, up
-/// to this much, so that they stay in L2 until they are placed.
-const CHUNK_BYTES: usize = 512 << 10;
-
 thread_local! {
-    /// Residuals of tiles that are not full-width (decoded here, then placed).
+    /// Residuals of predicted tiles (decoded here, then rebuilt into place).
     static RESIDUALS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// A band of each plane of a split tensor, before the planes are merged.
     static PLANES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -193,6 +189,10 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
 }
 
 /// Decodes plane rows `rows` (whole rows of tiles) into `out` (`rows.len() * cols` bytes).
+///
+/// Every unit of the band goes to the coder in one call (so that pairs stay full). Tiles
+/// without a predictor are stored by the coder straight into their rows of `out`, XORed with
+/// the plane's bias; the others are decoded into a per-thread buffer and rebuilt from there.
 fn decode_plane_rows(
     file: &[u8],
     tensor: &TensorEntry,
@@ -216,106 +216,72 @@ fn decode_plane_rows(
     let (_, grid_cols) = plane.grid();
     let grid_cols = grid_cols as usize;
     let bias = if plane.bias128 { 0x80 } else { 0 };
-    let unit_bytes = |i: usize| -> Result<&[u8], DecodeError> {
-        let unit = &units[i];
-        let start = plane.payload_offset + unit.offset;
-        let bytes = file
-            .get(start as usize..(start + u64::from(unit.len)) as usize)
-            .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-        checked_crc(
-            || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
-            bytes,
-            unit.crc32c,
-        )?;
-        Ok(bytes)
-    };
-    let map_of = |r0: usize, h: usize, w: usize| {
-        if row_tables.is_empty() {
-            TableMap::Single
-        } else {
-            TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+    let first = rows.start / tile_rows * grid_cols;
+    let last = rows.end.div_ceil(tile_rows) * grid_cols;
+    // Each tile's rows, as disjoint slices of `out`.
+    let mut tile_slices: Vec<Vec<&mut [u8]>> = (first..last).map(|_| Vec::new()).collect();
+    for (r, row) in out.chunks_mut(cols).enumerate() {
+        let mut rest = row;
+        for tc in 0..grid_cols {
+            let w = (plane.tile_cols as usize).min(rest.len());
+            let (segment, tail) = rest.split_at_mut(w);
+            tile_slices[r / tile_rows * grid_cols + tc].push(segment);
+            rest = tail;
         }
-    };
-    let unit_error = |i: usize| {
-        move |source| DecodeError::Unit {
-            tensor: tensor.name.clone(),
-            plane: plane_index,
-            unit: i,
-            source,
+    }
+    let predicted: usize = (first..last)
+        .filter(|&i| units[i].predictor != Predictor::None)
+        .map(|i| tile_len(plane, i))
+        .sum();
+    RESIDUALS.with_borrow_mut(|res| -> Result<(), DecodeError> {
+        if res.len() < predicted {
+            res.resize(predicted, 0);
         }
-    };
-    let first_tile = rows.start / tile_rows * grid_cols;
-    let last_tile = rows.end.div_ceil(tile_rows) * grid_cols;
-    if grid_cols == 1 {
-        // Full-width tiles: each is a contiguous part of the band, decoded in place.
-        let mut jobs = Vec::with_capacity(last_tile - first_tile);
-        let mut rest = &mut *out;
-        for i in first_tile..last_tile {
+        let mut scratch = &mut res[..predicted];
+        let mut jobs = Vec::with_capacity(last - first);
+        let mut rebuild = Vec::new();
+        for (i, slices) in (first..last).zip(tile_slices) {
+            let unit = &units[i];
+            let start = plane.payload_offset + unit.offset;
+            let bytes = file
+                .get(start as usize..(start + u64::from(unit.len)) as usize)
+                .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+            checked_crc(
+                || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+                bytes,
+                unit.crc32c,
+            )?;
             let (r0, _, h, w) = plane.tile_rect(i);
             let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-            let (tile, tail) = rest.split_at_mut(h * w);
-            rest = tail;
-            jobs.push(UnitJob { unit: unit_bytes(i)?, tables, map: map_of(r0, h, w), out: tile });
+            let map = if row_tables.is_empty() {
+                TableMap::Single
+            } else {
+                TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+            };
+            let out = if unit.predictor == Predictor::None {
+                Out::Rows { rows: slices, bias }
+            } else {
+                let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
+                scratch = tail;
+                rebuild.push(slices);
+                Out::Flat(tile)
+            };
+            jobs.push(UnitJob { unit: bytes, tables, map, out });
         }
         let results = decode_units(&mut jobs);
+        let mut rebuild = rebuild.into_iter();
         for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
-            let i = first_tile + k;
-            result.map_err(unit_error(i))?;
-            let tile = job.out;
-            match units[i].predictor {
-                Predictor::None => tile.iter_mut().for_each(|x| *x ^= bias),
-                predictor => RESIDUALS.with_borrow_mut(|res| {
-                    res.clear();
-                    res.extend_from_slice(tile);
-                    let w = tile.len() / (plane.tile_rect(i).2 as usize);
-                    let whole = Tile { r0: 0, c0: 0, h: tile.len() / w, w };
-                    reconstruct(res, predictor, bias, tile, w, whole);
-                }),
+            let i = first + k;
+            result.map_err(|source| DecodeError::Unit {
+                tensor: tensor.name.clone(),
+                plane: plane_index,
+                unit: i,
+                source,
+            })?;
+            if let Out::Flat(residuals) = job.out {
+                let mut slices = rebuild.next().expect("the tile's rows");
+                reconstruct_rows(residuals, units[i].predictor, bias, &mut slices);
             }
-        }
-        return Ok(());
-    }
-    // Narrower tiles: the units of up to CHUNK_BYTES of residuals decoded into the per-thread
-    // buffer, then placed.
-    RESIDUALS.with_borrow_mut(|res| -> Result<(), DecodeError> {
-        let mut first = first_tile;
-        while first < last_tile {
-            let (mut end, mut bytes) = (first, 0);
-            while end < last_tile && (end == first || bytes + tile_len(plane, end) <= CHUNK_BYTES) {
-                bytes += tile_len(plane, end);
-                end += 1;
-            }
-            if res.len() < bytes {
-                res.resize(bytes, 0);
-            }
-            let mut jobs = Vec::with_capacity(end - first);
-            let mut rest = &mut res[..bytes];
-            for i in first..end {
-                let (r0, _, h, w) = plane.tile_rect(i);
-                let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-                let (tile, tail) = rest.split_at_mut(h * w);
-                rest = tail;
-                jobs.push(UnitJob {
-                    unit: unit_bytes(i)?,
-                    tables,
-                    map: map_of(r0, h, w),
-                    out: tile,
-                });
-            }
-            let results = decode_units(&mut jobs);
-            for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
-                let i = first + k;
-                result.map_err(unit_error(i))?;
-                let (r0, c0, h, w) = plane.tile_rect(i);
-                let dst = Tile {
-                    r0: r0 as usize - rows.start,
-                    c0: c0 as usize,
-                    h: h as usize,
-                    w: w as usize,
-                };
-                reconstruct(job.out, units[i].predictor, bias, out, cols, dst);
-            }
-            first = end;
         }
         Ok(())
     })

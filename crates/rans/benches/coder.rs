@@ -149,8 +149,18 @@ fn coder(c: &mut Criterion) {
                         for _ in 0..iters {
                             let [o1, o2] = &mut outs;
                             let mut jobs = [
-                                UnitJob { unit: black_box(&unit), tables: &dec, map, out: o1 },
-                                UnitJob { unit: black_box(&unit), tables: &dec, map, out: o2 },
+                                UnitJob {
+                                    unit: black_box(&unit),
+                                    tables: &dec,
+                                    map,
+                                    out: Out::Flat(o1),
+                                },
+                                UnitJob {
+                                    unit: black_box(&unit),
+                                    tables: &dec,
+                                    map,
+                                    out: Out::Flat(o2),
+                                },
                             ];
                             for r in decode_units_with(path, &mut jobs) {
                                 r.unwrap();

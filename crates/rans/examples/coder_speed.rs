@@ -46,8 +46,8 @@ fn main() {
             let pairs = best_of(reps / 2, || {
                 let [a, b] = &mut outs;
                 let mut jobs = [
-                    UnitJob { unit: &unit, tables: &dec, map: TableMap::Single, out: a },
-                    UnitJob { unit: &unit, tables: &dec, map: TableMap::Single, out: b },
+                    UnitJob { unit: &unit, tables: &dec, map: TableMap::Single, out: Out::Flat(a) },
+                    UnitJob { unit: &unit, tables: &dec, map: TableMap::Single, out: Out::Flat(b) },
                 ];
                 decode_units_with(path, &mut jobs).into_iter().for_each(|r| r.unwrap());
             }) / 2.0;

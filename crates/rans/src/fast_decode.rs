@@ -10,16 +10,101 @@
 //! unit's chain fills.
 
 use crate::decode::{DecodeTable, SLOTS, open};
-use crate::simd::{Kernel, Run, WINDOW};
+use crate::simd::{GroupsOut, Kernel, Run, WINDOW};
 use crate::{GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
 
-/// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`].
+/// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`], with
+/// where its symbols go.
 #[derive(Debug)]
 pub struct UnitJob<'a> {
     pub unit: &'a [u8],
     pub tables: &'a [DecodeTable],
     pub map: TableMap<'a>,
-    pub out: &'a mut [u8],
+    pub out: Out<'a>,
+}
+
+/// Where a unit's symbols go.
+#[derive(Debug)]
+pub enum Out<'a> {
+    /// Back to back, as they are (`out.len()` symbols).
+    Flat(&'a mut [u8]),
+    /// A tile of a wider byte matrix: the unit's symbols are rows of `rows[0].len()` symbols
+    /// (all of one length), row `r` into `rows[r]`, every byte XORed with `bias`.
+    Rows { rows: Vec<&'a mut [u8]>, bias: u8 },
+}
+
+impl<'b> Out<'b> {
+    /// Symbols of the unit.
+    ///
+    /// Panics where rows differ in length.
+    pub fn symbols(&self) -> usize {
+        match self {
+            Out::Flat(out) => out.len(),
+            Out::Rows { rows, .. } => {
+                let width = rows.first().map_or(0, |r| r.len());
+                assert!(rows.iter().all(|r| r.len() == width), "rows of one width");
+                rows.len() * width
+            }
+        }
+    }
+
+    /// Whether the kernels store straight into it: no group straddles two rows.
+    fn suits_kernels(&self) -> bool {
+        match self {
+            Out::Flat(_) => true,
+            Out::Rows { rows, .. } => rows.first().is_none_or(|r| r.len().is_multiple_of(GROUP)),
+        }
+    }
+
+    /// Copies `symbols` (from symbol `t` on) to their places.
+    fn place(&mut self, mut t: usize, mut symbols: &[u8]) {
+        match self {
+            Out::Flat(out) => out[t..t + symbols.len()].copy_from_slice(symbols),
+            Out::Rows { rows, bias } => {
+                let width = rows.first().map_or(0, |r| r.len());
+                while !symbols.is_empty() {
+                    let (r, c) = (t / width, t % width);
+                    let run = (width - c).min(symbols.len());
+                    for (o, &x) in rows[r][c..c + run].iter_mut().zip(&symbols[..run]) {
+                        *o = x ^ *bias;
+                    }
+                    (t, symbols) = (t + run, &symbols[run..]);
+                }
+            }
+        }
+    }
+
+    /// The kernels' view from group `g` on.
+    fn groups(&mut self, g: usize) -> GroupsOut<'_, 'b> {
+        match self {
+            Out::Flat(out) => GroupsOut::Flat { out, at: g * GROUP },
+            Out::Rows { rows, bias } => {
+                let (t, width) = (g * GROUP, rows.first().map_or(1, |r| r.len()));
+                GroupsOut::Rows { rows, row: t / width, col: t % width, bias: *bias }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Symbols of units whose rows the decoder does not store into directly.
+    static STAGING: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decodes one job on `path` where no kernel stores into its output: into a buffer, then
+/// placed.
+fn decode_staged(path: Path, job: &mut UnitJob) -> Result<(), RansError> {
+    if let Out::Flat(out) = &mut job.out {
+        return crate::decode_unit_with(path, job.unit, job.tables, job.map, out);
+    }
+    let n = job.out.symbols();
+    STAGING.with_borrow_mut(|buf| {
+        buf.clear();
+        buf.resize(n, 0);
+        let result = crate::decode_unit_with(path, job.unit, job.tables, job.map, buf);
+        job.out.place(0, buf);
+        result
+    })
 }
 
 /// Decodes several units, each exactly as [`crate::decode_unit`] would (the same output and the
@@ -34,23 +119,40 @@ pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
 /// [`decode_units`] on the given path (the scalar one where this CPU lacks it).
 #[doc(hidden)]
 pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
-    let Some(kernel) = path.kernel().filter(|k| k.decodes_pairs()) else {
-        return jobs
-            .iter_mut()
-            .map(|j| crate::decode_unit_with(path, j.unit, j.tables, j.map, j.out))
-            .collect();
+    let Some(kernel) = path.kernel() else {
+        return jobs.iter_mut().map(|j| decode_staged(path, j)).collect();
     };
     let mut results = vec![Ok(()); jobs.len()];
+    if !kernel.decodes_pairs() {
+        for (j, result) in jobs.iter_mut().zip(&mut results) {
+            *result = if j.out.suits_kernels() {
+                let n = j.out.symbols();
+                open(j.unit, j.tables, j.map, n).and_then(|(states, words)| {
+                    FastUnit::new(states, words, j.tables, j.map, &mut j.out, n).run_to_end(kernel)
+                })
+            } else {
+                decode_staged(path, j)
+            };
+        }
+        return results;
+    }
     let mut queue = jobs.iter_mut().enumerate();
     let mut slots: [Option<(usize, FastUnit)>; 2] = [None, None];
     loop {
-        // Fill the free slots with the next units that open (the others fail here).
+        // Fill the free slots with the next units that open (the others fail here; units the
+        // kernels cannot store are decoded on their own).
         for slot in &mut slots {
             while slot.is_none() {
                 let Some((i, j)) = queue.next() else { break };
-                match open(j.unit, j.tables, j.map, j.out.len()) {
+                if !j.out.suits_kernels() {
+                    results[i] = decode_staged(path, j);
+                    continue;
+                }
+                let n = j.out.symbols();
+                match open(j.unit, j.tables, j.map, n) {
                     Ok((states, words)) => {
-                        *slot = Some((i, FastUnit::new(states, words, j.tables, j.map, j.out)));
+                        let unit = FastUnit::new(states, words, j.tables, j.map, &mut j.out, n);
+                        *slot = Some((i, unit));
                     }
                     Err(e) => results[i] = Err(e),
                 }
@@ -108,7 +210,7 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
 }
 
 /// A unit being decoded by a SIMD path.
-pub(crate) struct FastUnit<'a> {
+pub(crate) struct FastUnit<'a, 'b> {
     states: [u32; LANES],
     /// The unit's words, little-endian u16.
     stream: &'a [u8],
@@ -118,7 +220,9 @@ pub(crate) struct FastUnit<'a> {
     g: usize,
     tables: &'a [DecodeTable],
     map: TableMap<'a>,
-    out: &'a mut [u8],
+    /// Where the symbols go, and how many there are.
+    out: &'a mut Out<'b>,
+    n: usize,
     /// Once fewer than `WINDOW` words are left: a copy of the stream from word `start` on,
     /// zero-padded, long enough for a window from any position up to the end.
     tail: Option<Tail>,
@@ -137,14 +241,16 @@ struct Tail {
     words: [u8; 4 * WINDOW],
 }
 
-impl<'a> FastUnit<'a> {
+impl<'a, 'b> FastUnit<'a, 'b> {
     pub(crate) fn new(
         states: [u32; LANES],
         stream: &'a [u8],
         tables: &'a [DecodeTable],
         map: TableMap<'a>,
-        out: &'a mut [u8],
-    ) -> FastUnit<'a> {
+        out: &'a mut Out<'b>,
+        n: usize,
+    ) -> FastUnit<'a, 'b> {
+        debug_assert!(out.suits_kernels() && out.symbols() == n);
         FastUnit {
             states,
             stream,
@@ -153,6 +259,7 @@ impl<'a> FastUnit<'a> {
             tables,
             map,
             out,
+            n,
             tail: None,
             classes: [0; MAX_RUN],
             classes_from: None,
@@ -172,7 +279,7 @@ impl<'a> FastUnit<'a> {
     }
 
     fn is_done(&self) -> bool {
-        self.g >= self.out.len().div_ceil(GROUP)
+        self.g >= self.n.div_ceil(GROUP)
     }
 
     /// The final checks: every word consumed, every state back to `L`.
@@ -195,7 +302,7 @@ impl<'a> FastUnit<'a> {
         if self.classes_from == Some(self.g) {
             return self.classes_len;
         }
-        let full = self.out.len() / GROUP;
+        let full = self.n / GROUP;
         let mut k = 0;
         while k < MAX_RUN && self.g + k < full {
             match self.map.group_table((self.g + k) * GROUP, GROUP) {
@@ -209,22 +316,21 @@ impl<'a> FastUnit<'a> {
     }
 
     /// The kernel's view of the next `k` groups, their tables in `classes`.
-    fn kernel_run(&mut self, k: usize) -> Run<'_> {
+    fn kernel_run(&mut self, k: usize) -> Run<'_, 'b> {
         Run {
             states: &mut self.states,
             words: self.stream,
             pos: &mut self.pos,
             tables: self.tables,
             classes: &self.classes[..k],
-            out: &mut self.out[self.g * GROUP..(self.g + k) * GROUP],
+            out: self.out.groups(self.g),
         }
     }
 
     /// Decodes the next kernel run, mixed group or tail group.
     fn advance(&mut self, kernel: Kernel) -> Result<(), RansError> {
-        let n = self.out.len();
         let base = self.g * GROUP;
-        let len = (n - base).min(GROUP);
+        let len = (self.n - base).min(GROUP);
         if self.tail.is_none() && self.pos + WINDOW <= self.n_words() {
             // In place: every read lies inside the stream, so no group can run past its end.
             let k = self.run();
@@ -232,8 +338,11 @@ impl<'a> FastUnit<'a> {
                 self.g += kernel.decode_run(self.kernel_run(k));
             } else {
                 let window = &self.stream[2 * self.pos..];
-                let out = &mut self.out[base..base + len];
-                self.pos += mixed_group(&mut self.states, window, self.tables, self.map, base, out);
+                let mut group = [0u8; GROUP];
+                let (tables, map) = (self.tables, self.map);
+                self.pos +=
+                    mixed_group(&mut self.states, window, tables, map, base, &mut group[..len]);
+                self.out.place(base, &group[..len]);
                 self.g += 1;
             }
             return Ok(());
@@ -246,7 +355,6 @@ impl<'a> FastUnit<'a> {
         });
         // pos <= n_words < start + WINDOW (checked after every group).
         let window = &tail.words[2 * (self.pos - tail.start)..];
-        let out = &mut self.out[base..base + len];
         match uniform_table(self.map, base, len) {
             Some(t) => {
                 let mut read = 0;
@@ -256,14 +364,18 @@ impl<'a> FastUnit<'a> {
                     pos: &mut read,
                     tables: self.tables,
                     classes: &[t as u8],
-                    out,
+                    out: self.out.groups(self.g),
                 };
                 let done = kernel.decode_run(run);
                 debug_assert_eq!(done, 1, "a window is left");
                 self.pos += read;
             }
             None => {
-                self.pos += mixed_group(&mut self.states, window, self.tables, self.map, base, out)
+                let mut group = [0u8; GROUP];
+                let (tables, map) = (self.tables, self.map);
+                self.pos +=
+                    mixed_group(&mut self.states, window, tables, map, base, &mut group[..len]);
+                self.out.place(base, &group[..len]);
             }
         }
         self.g += 1;

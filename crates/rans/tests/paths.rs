@@ -398,13 +398,75 @@ proptest! {
                 .iter()
                 .zip(cases.iter().zip(&tables))
                 .zip(outs.iter_mut())
-                .map(|((unit, (c, t)), out)| UnitJob { unit, tables: t, map: c.map(), out })
+                .map(|((unit, (c, t)), out)| UnitJob { unit, tables: t, map: c.map(), out: Out::Flat(out) })
                 .collect();
             let results = decode_units_with(path, &mut jobs);
             drop(jobs);
             for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
                 prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
                 prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Units stored as tiles of a wider matrix (rows of the tile in rows of a buffer, bytes
+    /// XORed with a bias) get what a flat decode gives, placed; the bytes between the tile's rows
+    /// stay as they were; results are those of the flat decode.
+    #[test]
+    fn tile_rows_get_what_flat_decoding_gives(
+        cases in proptest::collection::vec(case(), 1..=4),
+        damage in proptest::collection::vec(any::<u64>(), 4),
+        widths in proptest::collection::vec(0usize..6, 4),
+        extra in proptest::collection::vec(1usize..40, 4),
+        bias in prop_oneof![Just(0u8), Just(0x80u8), Just(0x5Au8)],
+    ) {
+        let units: Vec<Vec<u8>> = cases.iter().zip(&damage).map(|(c, &d)| damaged(c, d)).collect();
+        let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();
+        let mut expected = Vec::new();
+        let mut shapes = Vec::new();
+        for (k, ((unit, c), t)) in units.iter().zip(&cases).zip(&tables).enumerate() {
+            let n = c.data.len();
+            let mut symbols = vec![0u8; n];
+            let result = decode_unit_with(Path::Scalar, unit, t, c.map(), &mut symbols);
+            // A row width that divides the unit: the kernels store straight into multiples of
+            // 128; other widths are staged.
+            let width = [128, 256, 384, 100, 3, n.max(1)]
+                .into_iter()
+                .skip(widths[k])
+                .find(|&w| n.is_multiple_of(w))
+                .unwrap_or(n.max(1));
+            let stride = width + extra[k];
+            let mut out = vec![0xC3u8; n / width * stride];
+            for (r, row) in symbols.chunks(width).enumerate() {
+                for (o, &x) in out[r * stride..][..width].iter_mut().zip(row) {
+                    *o = x ^ bias;
+                }
+            }
+            expected.push((result, out));
+            shapes.push((width, stride));
+        }
+        for path in Path::available() {
+            let mut outs: Vec<Vec<u8>> = expected.iter().map(|(_, o)| vec![0xC3u8; o.len()]).collect();
+            let mut jobs: Vec<UnitJob> = units
+                .iter()
+                .zip(cases.iter().zip(&tables))
+                .zip(outs.iter_mut().zip(&shapes))
+                .map(|((unit, (c, t)), (out, &(width, stride)))| {
+                    let rows = out.chunks_mut(stride).map(|r| &mut r[..width]).collect();
+                    UnitJob { unit, tables: t, map: c.map(), out: Out::Rows { rows, bias } }
+                })
+                .collect();
+            let results = decode_units_with(path, &mut jobs);
+            drop(jobs);
+            for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
+                prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
+                if result.is_ok() {
+                    prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
+                }
             }
         }
     }

@@ -65,7 +65,8 @@ fn lut_row(lut: &Lut, m: usize) -> __m256i {
 /// The CPU must run AVX2, POPCNT and BMI2.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
 pub(super) unsafe fn decode_run(run: Run) -> usize {
-    let Run { states, words, pos, tables, classes, out } = run;
+    let Run { states, words, pos, tables, classes, mut out } = run;
+    let bias = _mm256_set1_epi8(out.bias() as i8);
     // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
     let prob_bits = tables[0].prob_bits().clamp(8, 12);
     let mask = _mm256_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
@@ -81,7 +82,7 @@ pub(super) unsafe fn decode_run(run: Run) -> usize {
     let n_words = words.len() / 2;
     let mut p = *pos;
     let mut done = 0;
-    for (group, &class) in out.chunks_exact_mut(GROUP).zip(classes) {
+    for &class in classes {
         if p + WINDOW > n_words {
             break;
         }
@@ -122,9 +123,11 @@ pub(super) unsafe fn decode_run(run: Run) -> usize {
                     _mm256_or_si256(_mm256_srli_epi32::<8>(acc[r]), _mm256_slli_epi32::<24>(e));
             }
         }
+        let group = out.next_group();
         for (r, acc) in acc.iter().enumerate() {
+            let acc = _mm256_xor_si256(*acc, bias);
             // SAFETY: `group` is GROUP = 4 x 32 bytes; register r stores bytes 32r..32r+31.
-            unsafe { _mm256_storeu_si256(group.as_mut_ptr().add(32 * r).cast(), *acc) };
+            unsafe { _mm256_storeu_si256(group.as_mut_ptr().add(32 * r).cast(), acc) };
         }
         p += read;
         done += 1;

@@ -24,7 +24,8 @@ use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::SLOTS};
 /// The CPU must run AVX-512 F, BW and VL, POPCNT.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
 pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
-    let Run { states, words, pos, tables, classes, out } = run;
+    let Run { states, words, pos, tables, classes, mut out } = run;
+    let bias = _mm512_set1_epi8(out.bias() as i8);
     // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
     let prob_bits = tables[0].prob_bits().clamp(8, 12);
     let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
@@ -43,7 +44,7 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
     let n_words = words.len() / 2;
     let mut p = *pos;
     let mut done = 0;
-    for (group, &class) in out.chunks_exact_mut(GROUP).zip(classes) {
+    for &class in classes {
         if p + WINDOW > n_words {
             break;
         }
@@ -113,10 +114,11 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
                 };
             }
         }
+        let group = out.next_group();
         // SAFETY: `group` is GROUP = 2 x 64 bytes.
         unsafe {
-            _mm512_storeu_si512(group.as_mut_ptr().cast(), acc[0]);
-            _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), acc[1]);
+            _mm512_storeu_si512(group.as_mut_ptr().cast(), _mm512_xor_si512(acc[0], bias));
+            _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), _mm512_xor_si512(acc[1], bias));
         }
         p += read;
         done += 1;
@@ -137,7 +139,7 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VL, POPCNT.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
+pub(super) unsafe fn decode_run2<'b>(a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
     let units = [a, b];
     let freq_mask = _mm512_set1_epi32(0xfff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
@@ -157,7 +159,8 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
             slot[2 * u + h] = _mm512_and_si512(x[2 * u + h], mask[u]);
         }
     }
-    let [a, b] = units;
+    let [mut a, mut b] = units;
+    let bias = [_mm512_set1_epi8(a.out.bias() as i8), _mm512_set1_epi8(b.out.bias() as i8)];
     let groups = a.classes.len().min(b.classes.len());
     let mut done = 0;
     while done < groups {
@@ -216,13 +219,14 @@ pub(super) unsafe fn decode_run2(a: Run, b: Run) -> usize {
                 };
             }
         }
-        let base = done * GROUP;
-        for (u, out) in [&mut *a.out, &mut *b.out].into_iter().enumerate() {
-            let group = &mut out[base..base + GROUP];
+        for (u, out) in [&mut a.out, &mut b.out].into_iter().enumerate() {
+            let group = out.next_group();
+            let (low, high) =
+                (_mm512_xor_si512(acc[2 * u], bias[u]), _mm512_xor_si512(acc[2 * u + 1], bias[u]));
             // SAFETY: `group` is GROUP = 2 x 64 bytes.
             unsafe {
-                _mm512_storeu_si512(group.as_mut_ptr().cast(), acc[2 * u]);
-                _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), acc[2 * u + 1]);
+                _mm512_storeu_si512(group.as_mut_ptr().cast(), low);
+                _mm512_storeu_si512(group.as_mut_ptr().add(64).cast(), high);
             }
             p[u] += read[u];
         }

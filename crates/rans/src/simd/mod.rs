@@ -20,7 +20,7 @@ mod avx512;
 use crate::{DecodeTable, EncodeTable, GROUP, LANES};
 
 /// A run of full groups of one unit for a decoder kernel, each group coded with one table.
-pub(crate) struct Run<'a> {
+pub(crate) struct Run<'a, 'b> {
     pub(crate) states: &'a mut [u32; LANES],
     /// The unit's stream of little-endian u16 words (or a zero-padded copy of its end).
     pub(crate) words: &'a [u8],
@@ -30,8 +30,47 @@ pub(crate) struct Run<'a> {
     pub(crate) tables: &'a [DecodeTable],
     /// The table of each group of the run, indices into `tables`.
     pub(crate) classes: &'a [u8],
-    /// The groups to decode, `GROUP` bytes each.
-    pub(crate) out: &'a mut [u8],
+    /// Where the groups go.
+    pub(crate) out: GroupsOut<'a, 'b>,
+}
+
+/// Where a run's groups go, one after another (safe code: each group is a bounds-checked
+/// slice): along one flat buffer, or along rows whose lengths are multiples of `GROUP`, every
+/// byte XORed with `bias`.
+#[derive(Debug)]
+pub(crate) enum GroupsOut<'a, 'b> {
+    Flat { out: &'a mut [u8], at: usize },
+    Rows { rows: &'a mut [&'b mut [u8]], row: usize, col: usize, bias: u8 },
+}
+
+impl GroupsOut<'_, '_> {
+    /// The byte every stored byte is XORed with.
+    pub(crate) fn bias(&self) -> u8 {
+        match self {
+            GroupsOut::Flat { .. } => 0,
+            GroupsOut::Rows { bias, .. } => *bias,
+        }
+    }
+
+    /// The next group's bytes.
+    #[inline(always)]
+    pub(crate) fn next_group(&mut self) -> &mut [u8; GROUP] {
+        let group = match self {
+            GroupsOut::Flat { out, at } => {
+                *at += GROUP;
+                &mut out[*at - GROUP..*at]
+            }
+            GroupsOut::Rows { rows, row, col, .. } => {
+                let (r, c) = (*row, *col);
+                *col += GROUP;
+                if *col >= rows[r].len() {
+                    (*row, *col) = (r + 1, 0);
+                }
+                &mut rows[r][c..c + GROUP]
+            }
+        };
+        group.try_into().expect("GROUP bytes")
+    }
 }
 
 /// Words a decoder kernel may touch from the first word of a group: a group takes at most
@@ -123,7 +162,7 @@ impl Kernel {
 
     /// [`Kernel::decode_run`] on two units at once, in lockstep: as many groups of each as
     /// both runs hold and both streams hold windows for. Returns the groups decoded of each.
-    pub(crate) fn decode_run2(self, a: Run, b: Run) -> usize {
+    pub(crate) fn decode_run2<'b>(self, a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
