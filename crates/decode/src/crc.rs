@@ -51,6 +51,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn crc_fast_gives_the_crc32c_of_the_format() {
+        let bytes: Vec<u8> =
+            (0..70_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+        for len in (0..300).chain([4095, 4096, 4097, 65_536, 70_000]) {
+            assert_eq!(crate::crc32c(&bytes[..len]), crc32c::crc32c(&bytes[..len]), "{len}");
+        }
+    }
+
+    #[test]
     fn combined_parts_give_the_crc_of_the_whole() {
         let bytes: Vec<u8> =
             (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();

@@ -185,12 +185,13 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
             Ok(())
         })?;
     }
-    Ok(crc32c::crc32c(out))
+    Ok(crate::crc32c(out))
 }
 
 /// Decodes plane rows `rows` (whole rows of tiles) into `out` (`rows.len() * cols` bytes).
 ///
-/// Every unit of the band goes to the coder in one call (so that pairs stay full). Tiles
+/// Every unit of the band goes to the coder in one call (so that pairs stay full), and its CRC
+/// is checked after it was decoded, before its result or output counts. Tiles
 /// without a predictor are stored by the coder straight into their rows of `out`, XORed with
 /// the plane's bias; the others are decoded into a per-thread buffer and rebuilt from there.
 fn decode_plane_rows(
@@ -246,11 +247,6 @@ fn decode_plane_rows(
             let bytes = file
                 .get(start as usize..(start + u64::from(unit.len)) as usize)
                 .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-            checked_crc(
-                || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
-                bytes,
-                unit.crc32c,
-            )?;
             let (r0, _, h, w) = plane.tile_rect(i);
             let (r0, h, w) = (r0 as usize, h as usize, w as usize);
             let map = if row_tables.is_empty() {
@@ -272,6 +268,13 @@ fn decode_plane_rows(
         let mut rebuild = rebuild.into_iter();
         for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
             let i = first + k;
+            // The unit's CRC is checked after it was decoded (any bytes decode safely), when
+            // they are in cache: a damaged unit still fails on its checksum first.
+            checked_crc(
+                || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+                job.unit,
+                units[i].crc32c,
+            )?;
             result.map_err(|source| DecodeError::Unit {
                 tensor: tensor.name.clone(),
                 plane: plane_index,

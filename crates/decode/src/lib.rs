@@ -94,12 +94,18 @@ pub enum Parallelism {
     Rayon,
 }
 
+/// CRC-32C of `bytes` (`crc-fast`: the same values as the `crc32c` crate, 4-5 times faster on
+/// this project's x86 machine, with carry-less multiplication).
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
+
 fn checked_crc(
     what: impl FnOnce() -> String,
     bytes: &[u8],
     stored: u32,
 ) -> Result<(), DecodeError> {
-    let computed = crc32c::crc32c(bytes);
+    let computed = crc32c(bytes);
     if computed != stored {
         return Err(DecodeError::Checksum { what: what(), stored, computed });
     }
