@@ -197,6 +197,10 @@ impl Archive {
 
     /// Writes the original file to `sink` (named `sink_path` in errors), tensor by tensor with
     /// the gaps between them; `progress` gets the bytes written so far and the total.
+    ///
+    /// Tensors are decoded in spans of up to [`wcodec_decode::SPAN_BYTES`] of source (or one
+    /// larger tensor): one positioned read of the span's payloads into a reused buffer, every
+    /// band of the span decoded in parallel into a second reused buffer, one write.
     pub fn write_source<W: Write>(
         &self,
         mut sink: W,
@@ -205,17 +209,53 @@ impl Archive {
     ) -> Result<W, Error> {
         let dir = &self.directory;
         let io = |source| Error::Io { path: sink_path.to_owned(), source };
-        let (mut cursor, mut gap_pos) = (0u64, 0usize);
-        for tensor in &dir.tensors {
-            let gap = (tensor.source_offset - cursor) as usize;
-            sink.write_all(&dir.gaps[gap_pos..gap_pos + gap]).map_err(io)?;
-            gap_pos += gap;
-            sink.write_all(&self.decode(tensor)?).map_err(io)?;
-            cursor = tensor.source_offset + tensor.source_len;
-            progress(cursor, dir.source_len);
+        let (mut window, mut out) = (Vec::new(), Vec::new());
+        for span in wcodec_decode::source_spans(dir, wcodec_decode::SPAN_BYTES) {
+            let tensors = &dir.tensors[span.tensors.clone()];
+            let planes = || tensors.iter().flat_map(|t| &t.planes);
+            let start = planes().map(|p| p.payload_offset).min().unwrap_or(0);
+            let end = planes().map(|p| p.payload_offset + p.payload_len).max().unwrap_or(0);
+            let stored: u64 = planes().map(|p| p.payload_len).sum();
+            let len = (span.end - span.start) as usize;
+            if out.len() < len {
+                out.resize(len, 0);
+            }
+            let out = &mut out[..len];
+            if end - start > 2 * stored + (1 << 20) {
+                // Payloads far apart (a file this crate did not write): tensor by tensor.
+                let mut at = 0usize;
+                let mut gap_pos = span.gaps.start;
+                let mut cursor = span.start;
+                for tensor in tensors {
+                    let gap = (tensor.source_offset - cursor) as usize;
+                    out[at..at + gap].copy_from_slice(&dir.gaps[gap_pos..gap_pos + gap]);
+                    (at, gap_pos) = (at + gap, gap_pos + gap);
+                    let bytes = self.decode(tensor)?;
+                    out[at..at + bytes.len()].copy_from_slice(&bytes);
+                    at += bytes.len();
+                    cursor = tensor.source_offset + tensor.source_len;
+                }
+                out[at..].copy_from_slice(&dir.gaps[gap_pos..span.gaps.end]);
+            } else {
+                window.resize((end - start) as usize, 0);
+                read_exact_at(&self.file, &mut window, start)
+                    .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+                self.bytes_read
+                    .fetch_add(window.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                let rebased: Vec<TensorEntry> = tensors
+                    .iter()
+                    .map(|t| {
+                        let mut t = t.clone();
+                        t.planes.iter_mut().for_each(|p| p.payload_offset -= start);
+                        t
+                    })
+                    .collect();
+                let gaps = &dir.gaps[span.gaps.clone()];
+                wcodec_decode::decode_source_span(&window, &rebased, gaps, span.start, out)?;
+            }
+            sink.write_all(out).map_err(io)?;
+            progress(span.end, dir.source_len);
         }
-        sink.write_all(&dir.gaps[gap_pos..]).map_err(io)?;
-        progress(dir.source_len, dir.source_len);
         Ok(sink)
     }
 
