@@ -161,20 +161,21 @@ pub(crate) fn decode_tensors(
 fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32, DecodeError> {
     let t = plan.tensor;
     let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
-    if let [plane] = t.planes.as_slice() {
-        decode_plane_rows(file, t, 0, plane, &plan.tables[0], rows, out)?;
+    if t.planes.len() == 1 {
+        decode_rows(file, plan, rows, vec![out])?;
     } else {
         PLANES.with_borrow_mut(|bufs| -> Result<(), DecodeError> {
             bufs.resize_with(t.planes.len(), Vec::new);
-            for (j, (plane, buf)) in t.planes.iter().zip(bufs.iter_mut()).enumerate() {
-                // Every byte is written below: a reused buffer needs no clearing.
+            let mut outs = Vec::with_capacity(t.planes.len());
+            for (plane, buf) in t.planes.iter().zip(bufs.iter_mut()) {
+                // Every byte is written: a reused buffer needs no clearing.
                 let len = rows.len() * plane.cols as usize;
                 if buf.len() < len {
                     buf.resize(len, 0);
                 }
-                let tables = &plan.tables[j];
-                decode_plane_rows(file, t, j, plane, tables, rows.clone(), &mut buf[..len])?;
+                outs.push(&mut buf[..len]);
             }
+            decode_rows(file, plan, rows.clone(), outs)?;
             let refs: Vec<&[u8]> = t
                 .planes
                 .iter()
@@ -188,101 +189,114 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
     Ok(crate::crc32c(out))
 }
 
-/// Decodes plane rows `rows` (whole rows of tiles) into `out` (`rows.len() * cols` bytes).
+/// Decodes rows `rows` (whole rows of tiles) of every plane of a tensor, plane `j` into
+/// `outs[j]` (`rows.len() * cols` bytes).
 ///
-/// Every unit of the band goes to the coder in one call (so that pairs stay full), and its CRC
-/// is checked after it was decoded, before its result or output counts. Tiles
-/// without a predictor are stored by the coder straight into their rows of `out`, XORed with
-/// the plane's bias; the others are decoded into a per-thread buffer and rebuilt from there.
-fn decode_plane_rows(
+/// Every unit of the band, of all planes, goes to the coder in one call (so that pairs stay
+/// full), and its CRC is checked after it was decoded, before its result or output counts.
+/// Tiles without a predictor are stored by the coder straight into their rows, XORed with the
+/// plane's bias; the others are decoded into a per-thread buffer and rebuilt from there.
+fn decode_rows(
     file: &[u8],
-    tensor: &TensorEntry,
-    plane_index: usize,
-    plane: &PlaneEntry,
-    tables: &[DecodeTable],
+    plan: &Plan,
     rows: std::ops::Range<usize>,
-    out: &mut [u8],
+    outs: Vec<&mut [u8]>,
 ) -> Result<(), DecodeError> {
-    let cols = plane.cols as usize;
-    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
-        // Raw: inside the file and checked by `plan`.
-        let start = plane.payload_offset as usize + rows.start * cols;
-        out.copy_from_slice(&file[start..start + out.len()]);
-        return Ok(());
-    };
-    if out.is_empty() {
-        return Ok(());
-    }
-    let tile_rows = (plane.tile_rows as usize).min(plane.rows as usize);
-    let (_, grid_cols) = plane.grid();
-    let grid_cols = grid_cols as usize;
-    let bias = if plane.bias128 { 0x80 } else { 0 };
-    let first = rows.start / tile_rows * grid_cols;
-    let last = rows.end.div_ceil(tile_rows) * grid_cols;
-    // Each tile's rows, as disjoint slices of `out`.
-    let mut tile_slices: Vec<Vec<&mut [u8]>> = (first..last).map(|_| Vec::new()).collect();
-    for (r, row) in out.chunks_mut(cols).enumerate() {
-        let mut rest = row;
-        for tc in 0..grid_cols {
-            let w = (plane.tile_cols as usize).min(rest.len());
-            let (segment, tail) = rest.split_at_mut(w);
-            tile_slices[r / tile_rows * grid_cols + tc].push(segment);
-            rest = tail;
+    let tensor = plan.tensor;
+    // Per coded plane: (plane index, first tile, tiles' row slices).
+    let mut parts = Vec::with_capacity(outs.len());
+    let mut predicted = 0;
+    for (j, (plane, out)) in tensor.planes.iter().zip(outs).enumerate() {
+        let cols = plane.cols as usize;
+        let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
+            // Raw: inside the file and checked by `plan`.
+            let start = plane.payload_offset as usize + rows.start * cols;
+            out.copy_from_slice(&file[start..start + out.len()]);
+            continue;
+        };
+        if out.is_empty() {
+            continue;
         }
+        let tile_rows = (plane.tile_rows as usize).min(plane.rows as usize);
+        let grid_cols = plane.grid().1 as usize;
+        let first = rows.start / tile_rows * grid_cols;
+        let last = rows.end.div_ceil(tile_rows) * grid_cols;
+        // Each tile's rows, as disjoint slices of `out`.
+        let mut tiles: Vec<Vec<&mut [u8]>> = (first..last).map(|_| Vec::new()).collect();
+        for (r, row) in out.chunks_mut(cols).enumerate() {
+            let mut rest = row;
+            for tc in 0..grid_cols {
+                let w = (plane.tile_cols as usize).min(rest.len());
+                let (segment, tail) = rest.split_at_mut(w);
+                tiles[r / tile_rows * grid_cols + tc].push(segment);
+                rest = tail;
+            }
+        }
+        predicted += (first..last)
+            .filter(|&i| units[i].predictor != Predictor::None)
+            .map(|i| tile_len(plane, i))
+            .sum::<usize>();
+        parts.push((j, first, tiles));
     }
-    let predicted: usize = (first..last)
-        .filter(|&i| units[i].predictor != Predictor::None)
-        .map(|i| tile_len(plane, i))
-        .sum();
     RESIDUALS.with_borrow_mut(|res| -> Result<(), DecodeError> {
         if res.len() < predicted {
             res.resize(predicted, 0);
         }
         let mut scratch = &mut res[..predicted];
-        let mut jobs = Vec::with_capacity(last - first);
-        let mut rebuild = Vec::new();
-        for (i, slices) in (first..last).zip(tile_slices) {
-            let unit = &units[i];
-            let start = plane.payload_offset + unit.offset;
-            let bytes = file
-                .get(start as usize..(start + u64::from(unit.len)) as usize)
-                .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-            let (r0, _, h, w) = plane.tile_rect(i);
-            let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-            let map = if row_tables.is_empty() {
-                TableMap::Single
-            } else {
-                TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+        let mut jobs = Vec::new();
+        // Per job: (plane, unit, the tile's rows when it is rebuilt from residuals).
+        let mut meta = Vec::new();
+        for (j, first, tiles) in parts {
+            let plane = &tensor.planes[j];
+            let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+                unreachable!("coded planes only")
             };
-            let out = if unit.predictor == Predictor::None {
-                Out::Rows { rows: slices, bias }
-            } else {
-                let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
-                scratch = tail;
-                rebuild.push(slices);
-                Out::Flat(tile)
-            };
-            jobs.push(UnitJob { unit: bytes, tables, map, out });
+            let bias = if plane.bias128 { 0x80 } else { 0 };
+            for (i, slices) in (first..).zip(tiles) {
+                let unit = &units[i];
+                let start = plane.payload_offset + unit.offset;
+                let bytes = file
+                    .get(start as usize..(start + u64::from(unit.len)) as usize)
+                    .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
+                let (r0, _, h, w) = plane.tile_rect(i);
+                let (r0, h, w) = (r0 as usize, h as usize, w as usize);
+                let map = if row_tables.is_empty() {
+                    TableMap::Single
+                } else {
+                    TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+                };
+                let (out, rebuild) = if unit.predictor == Predictor::None {
+                    (Out::Rows { rows: slices, bias }, None)
+                } else {
+                    let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
+                    scratch = tail;
+                    (Out::Flat(tile), Some(slices))
+                };
+                jobs.push(UnitJob { unit: bytes, tables: &plan.tables[j], map, out });
+                meta.push((j, i, rebuild));
+            }
         }
         let results = decode_units(&mut jobs);
-        let mut rebuild = rebuild.into_iter();
-        for (k, (result, job)) in results.into_iter().zip(jobs).enumerate() {
-            let i = first + k;
+        for ((result, job), (j, i, rebuild)) in results.into_iter().zip(jobs).zip(meta) {
+            let plane = &tensor.planes[j];
+            let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
+                unreachable!("coded planes only")
+            };
             // The unit's CRC is checked after it was decoded (any bytes decode safely), when
             // they are in cache: a damaged unit still fails on its checksum first.
             checked_crc(
-                || format!("tensor {:?} plane {plane_index} unit {i}", tensor.name),
+                || format!("tensor {:?} plane {j} unit {i}", tensor.name),
                 job.unit,
                 units[i].crc32c,
             )?;
             result.map_err(|source| DecodeError::Unit {
                 tensor: tensor.name.clone(),
-                plane: plane_index,
+                plane: j,
                 unit: i,
                 source,
             })?;
-            if let Out::Flat(residuals) = job.out {
-                let mut slices = rebuild.next().expect("the tile's rows");
+            if let (Out::Flat(residuals), Some(mut slices)) = (job.out, rebuild) {
+                let bias = if plane.bias128 { 0x80 } else { 0 };
                 reconstruct_rows(residuals, units[i].predictor, bias, &mut slices);
             }
         }

@@ -227,7 +227,7 @@ pub(crate) struct FastUnit<'a, 'b> {
     /// zero-padded, long enough for a window from any position up to the end.
     tail: Option<Tail>,
     /// The tables of the groups of the current kernel run.
-    classes: [u8; MAX_RUN],
+    classes: [[u8; 2]; MAX_RUN],
     /// The group `classes` starts at, if it is filled, and its length.
     classes_from: Option<usize>,
     classes_len: usize,
@@ -261,7 +261,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             out,
             n,
             tail: None,
-            classes: [0; MAX_RUN],
+            classes: [[0; 2]; MAX_RUN],
             classes_from: None,
             classes_len: 0,
         }
@@ -292,7 +292,8 @@ impl<'a, 'b> FastUnit<'a, 'b> {
     }
 
     /// The kernel run the unit is at, read in place: the number of groups from `g` (at most
-    /// `MAX_RUN`) that are full and coded with one table each, their tables put in `classes`,
+    /// `MAX_RUN`) that are full and whose halves are coded with one table each (as in tiles of
+    /// a width that is a multiple of 64), their tables put in `classes`,
     /// while a whole window of words is left; 0 when the next group is not such.
     fn run(&mut self) -> usize {
         if self.tail.is_some() || self.is_done() || self.pos + WINDOW > self.n_words() {
@@ -305,8 +306,8 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         let full = self.n / GROUP;
         let mut k = 0;
         while k < MAX_RUN && self.g + k < full {
-            match self.map.group_table((self.g + k) * GROUP, GROUP) {
-                Some(t) => self.classes[k] = t as u8,
+            match self.map.half_tables((self.g + k) * GROUP) {
+                Some(t) => self.classes[k] = t,
                 None => break,
             }
             k += 1;
@@ -363,7 +364,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
                     words: window,
                     pos: &mut read,
                     tables: self.tables,
-                    classes: &[t as u8],
+                    classes: &[t],
                     out: self.out.groups(self.g),
                 };
                 let done = kernel.decode_run(run);
@@ -386,10 +387,10 @@ impl<'a, 'b> FastUnit<'a, 'b> {
     }
 }
 
-/// The table of a full group of `len` symbols from `base` coded with one table.
+/// The tables of the halves of a full group of `len` symbols from `base`, each coded with one.
 #[inline]
-fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<usize> {
-    if len == GROUP { map.group_table(base, len) } else { None }
+fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<[u8; 2]> {
+    if len == GROUP { map.half_tables(base) } else { None }
 }
 
 /// A group the kernels do not take (several tables, or a tail), per symbol as in the reference

@@ -112,6 +112,30 @@ impl TableMap<'_> {
         }
     }
 
+    /// The tables of the two halves of the full group from `base` (the symbols of lanes 0..16
+    /// and of lanes 16..32), if each half shares one.
+    #[inline]
+    fn half_tables(&self, base: usize) -> Option<[u8; 2]> {
+        let half = GROUP / 2;
+        match *self {
+            TableMap::Single => Some([0, 0]),
+            // Rows of a group or longer: each half spans one or two rows, found by compares.
+            TableMap::Rows { row_tables, width } if width >= GROUP => {
+                let (row, col) = (base / width, base % width);
+                let rows = &row_tables[row..=row + usize::from(col + GROUP > width)];
+                let end_low = row + usize::from(col + half > width);
+                let start_high = row + usize::from(col + half >= width);
+                let (low, high) = (rows[end_low - row], rows[start_high - row]);
+                (rows[0] == low && high == rows[rows.len() - 1]).then_some([low, high])
+            }
+            _ => {
+                let low = self.group_table(base, half)?;
+                let high = self.group_table(base + half, half)?;
+                Some([low as u8, high as u8])
+            }
+        }
+    }
+
     /// The table of all `len` symbols from `base` if they share one.
     #[inline]
     fn group_table(&self, base: usize, len: usize) -> Option<usize> {

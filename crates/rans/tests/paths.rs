@@ -127,7 +127,17 @@ fn case() -> impl Strategy<Value = Case> {
     (
         prop_oneof![0usize..300, 0usize..3000, 3000usize..20_000],
         1usize..=4,
-        prop_oneof![Just(0usize), Just(1), Just(3), Just(10), Just(128), Just(256), Just(300)],
+        prop_oneof![
+            Just(0usize),
+            Just(1),
+            Just(3),
+            Just(10),
+            Just(64),
+            Just(128),
+            Just(192),
+            Just(256),
+            Just(300)
+        ],
         8u8..=12,
         proptest::collection::vec(alphabet(), 1..=4),
         any::<u64>(),

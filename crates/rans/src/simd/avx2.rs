@@ -88,7 +88,9 @@ pub(super) unsafe fn decode_run(run: Run) -> usize {
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
-        let entries = &tables[usize::from(class)].entries;
+        // Registers 0 and 1 hold the lanes of the group's first half, 2 and 3 the second.
+        let entries =
+            [&tables[usize::from(class[0])].entries, &tables[usize::from(class[1])].entries];
         let mut read = 0usize;
         let mut acc = [zero; 4];
         for _step in 0..4 {
@@ -96,7 +98,8 @@ pub(super) unsafe fn decode_run(run: Run) -> usize {
                 let xr = x[r];
                 let slot = _mm256_and_si256(xr, mask);
                 // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
-                let e = unsafe { _mm256_i32gather_epi32::<4>(entries.as_ptr().cast(), slot) };
+                let e =
+                    unsafe { _mm256_i32gather_epi32::<4>(entries[r / 2].as_ptr().cast(), slot) };
                 let q = _mm256_srlv_epi32(xr, shift);
                 let freq_m1 = _mm256_and_si256(_mm256_srli_epi32::<8>(e), freq_mask);
                 // freq * q + bias, with freq = freq_m1 + 1.

@@ -50,12 +50,13 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
-        let table = &tables[usize::from(class)];
-        let (entries, renorm) = (&table.entries, &table.renorm);
+        // Register r holds lanes 16r..16r+15, the symbols of half r of the group.
+        let table = [&tables[usize::from(class[0])], &tables[usize::from(class[1])]];
         let mut read = 0usize;
         let mut acc = [_mm512_setzero_si512(); 2];
         for j in 0..4 {
             for r in 0..2 {
+                let (entries, renorm) = (&table[r].entries, &table[r].renorm);
                 // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
                 let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()) };
                 let q = _mm512_srlv_epi32(x[r], shift);
@@ -172,9 +173,12 @@ pub(super) unsafe fn decode_run2<'b>(a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
             a.words[2 * p[0]..2 * (p[0] + WINDOW)].as_ptr(),
             b.words[2 * p[1]..2 * (p[1] + WINDOW)].as_ptr(),
         ];
+        // Register r holds half r % 2 of unit r / 2's group.
         let entries = [
-            &a.tables[usize::from(a.classes[done])].entries,
-            &b.tables[usize::from(b.classes[done])].entries,
+            &a.tables[usize::from(a.classes[done][0])].entries,
+            &a.tables[usize::from(a.classes[done][1])].entries,
+            &b.tables[usize::from(b.classes[done][0])].entries,
+            &b.tables[usize::from(b.classes[done][1])].entries,
         ];
         let mut read = [0usize; 2];
         let mut acc = [_mm512_setzero_si512(); 4];
@@ -182,7 +186,7 @@ pub(super) unsafe fn decode_run2<'b>(a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
             for r in 0..4 {
                 let u = r / 2;
                 // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
-                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[u].as_ptr().cast()) };
+                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[r].as_ptr().cast()) };
                 let q = _mm512_srlv_epi32(x[r], shift[u]);
                 let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
                 let xr = _mm512_add_epi32(

@@ -28,8 +28,9 @@ pub(crate) struct Run<'a, 'b> {
     pub(crate) pos: &'a mut usize,
     /// The unit's tables, all of one precision.
     pub(crate) tables: &'a [DecodeTable],
-    /// The table of each group of the run, indices into `tables`.
-    pub(crate) classes: &'a [u8],
+    /// The tables of each group of the run, indices into `tables`: one for the symbols of
+    /// lanes 0..16 (the group's first half) and one for lanes 16..32.
+    pub(crate) classes: &'a [[u8; 2]],
     /// Where the groups go.
     pub(crate) out: GroupsOut<'a, 'b>,
 }
