@@ -10,6 +10,7 @@ mod plane;
 mod tables;
 mod writer;
 
+use plane::encode_plane_into;
 pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
@@ -148,12 +149,17 @@ pub fn encode_tensor(
     let mut order0_bits = 0.0;
     for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
         let bias128 = plane_is_signed(input.dtype, transform, j);
-        let encoded = encode_plane(bytes, prows as usize, pcols as usize, bias128, options);
-        order0_bits += encoded.order0_bits;
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
         payload.resize(start, 0);
-        payload.extend_from_slice(&encoded.payload);
-        let mut entry = encoded.entry;
+        let (mut entry, bits) = encode_plane_into(
+            bytes,
+            prows as usize,
+            pcols as usize,
+            bias128,
+            options,
+            &mut payload,
+        );
+        order0_bits += bits;
         entry.payload_offset = start as u64;
         entries.push(entry);
     }

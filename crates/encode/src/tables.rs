@@ -3,7 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
-use wcodec_rans::{Frequencies, cost_bits, normalize};
+use wcodec_rans::{Frequencies, cost_bits, entropy_bits, normalize};
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
 /// of the 256 symbols, so sums and costs run over the band only.
@@ -21,31 +21,65 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Cost standing in for an absent symbol: large enough to rule the table out, finite so that
-/// `0 * ABSENT` stays 0.
-const ABSENT: f32 = 1e9;
+/// Symbol costs are fixed-point bits with `COST_FRACTION` fractional bits: sums of integer
+/// products are exact and independent of the order of summation, so the compiler vectorises
+/// them and the choice of a row's table cannot depend on how the sum was split.
+const COST_FRACTION: u32 = 16;
 
-/// Bits each symbol costs under a table (`ABSENT` when it has no frequency).
-fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [f32; 256] {
+/// Cost standing in for an absent symbol: it rules the table out (real costs are at most 12
+/// bits, 12 << 16) and a row's total (at most 2^32 symbols) cannot overflow a u64.
+const ABSENT: u32 = 1 << 31;
+
+/// `bits` (>= 0) in fixed point, rounded to nearest (`round` is a library call on baseline
+/// x86-64).
+fn to_fixed(bits: f64) -> u32 {
+    (bits * f64::from(1u32 << COST_FRACTION) + 0.5) as u32
+}
+
+/// Fixed-point bits each symbol costs under a table (`ABSENT` when it has no frequency).
+fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [u32; 256] {
     let mut costs = [ABSENT; 256];
     for (c, &f) in costs.iter_mut().zip(freqs) {
         if f > 0 {
-            *c = f32::from(prob_bits) - (f as f32).log2();
+            *c = to_fixed(f64::from(prob_bits) - f64::from(f).log2());
         }
     }
     costs
 }
 
-/// Bits to code `row` with `costs`.
-fn cost(row: &Row, costs: &[f32; 256]) -> f32 {
+/// Fixed-point bits to code `row` with `costs`.
+fn cost(row: &Row, costs: &[u32; 256]) -> u64 {
     let (h, c) = (&row.counts[row.lo..row.hi], &costs[row.lo..row.hi]);
-    h.iter().zip(c).map(|(&n, &bits)| n as f32 * bits).sum()
+    h.iter().zip(c).map(|(&n, &bits)| u64::from(n) * u64::from(bits)).sum()
 }
 
-/// Approximate stored size of a table in bits (bitmap plus ~1.6 bytes per present symbol).
-fn table_bits(freqs: &Frequencies) -> f64 {
-    let present = freqs.iter().filter(|&&f| f > 0).count() as f64;
-    (32.0 + 1.6 * present) * 8.0
+/// The table (index into `costs`) that codes `row` cheapest; the first on ties.
+fn cheapest(row: &Row, costs: &[[u32; 256]]) -> usize {
+    let mut best = (0, u64::MAX);
+    for (i, c) in costs.iter().enumerate() {
+        let bits = cost(row, c);
+        if bits < best.1 {
+            best = (i, bits);
+        }
+    }
+    best.0
+}
+
+/// Approximate stored size of a table with `present` symbols, in bits (bitmap plus ~1.6
+/// bytes per present symbol).
+fn table_bits(present: usize) -> f64 {
+    (32.0 + 1.6 * present as f64) * 8.0
+}
+
+/// Bits of the tables (given by their numbers of present symbols) and of the row map of a
+/// plane of `rows` rows.
+fn side_bits(present: impl ExactSizeIterator<Item = usize>, rows: usize) -> f64 {
+    let map = if present.len() > 1 { rows as f64 * 4.0 } else { 0.0 };
+    present.map(table_bits).sum::<f64>() + map
+}
+
+fn present(counts: &[u64; 256]) -> usize {
+    counts.iter().filter(|&&c| c > 0).count()
 }
 
 fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
@@ -59,44 +93,45 @@ fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
     sums
 }
 
-/// Tables fitted to the rows of each class (empty classes dropped, `classes` renumbered) and
-/// the bits those rows cost with them (from the class sums: no per-row work).
-fn fit(rows: &[Row], classes: &mut [u8], k: usize, prob_bits: u8) -> (f64, Vec<Frequencies>) {
+/// The histograms of the classes (empty classes dropped, `classes` renumbered) and the bits
+/// their rows cost at the classes' order-0 entropy. The search compares candidates by entropy,
+/// which 12-bit tables come within a fraction of a percent of, and leaves the normalisation of
+/// tables (a heap walk per table) to the winner.
+fn fit(rows: &[Row], classes: &mut [u8], k: usize) -> (f64, Vec<[u64; 256]>) {
     let sums = class_sums(rows, classes, k);
     let mut remap = vec![u8::MAX; k];
-    let mut tables = Vec::new();
+    let mut kept = Vec::new();
     let mut coded = 0.0;
-    for (i, sum) in sums.iter().enumerate() {
+    for (i, sum) in sums.into_iter().enumerate() {
         if sum.iter().any(|&c| c > 0) {
-            remap[i] = tables.len() as u8;
-            let table = normalize(sum, prob_bits);
-            coded += cost_bits(sum, &table, prob_bits);
-            tables.push(table);
+            remap[i] = kept.len() as u8;
+            coded += entropy_bits(&sum);
+            kept.push(sum);
         }
     }
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    (coded, tables)
+    (coded, kept)
 }
 
-/// Bits of the tables and of the row map of a plane of `rows` rows.
-fn side_bits(tables: &[Frequencies], rows: usize) -> f64 {
-    let map = if tables.len() > 1 { rows as f64 * 4.0 } else { 0.0 };
-    tables.iter().map(table_bits).sum::<f64>() + map
+/// Fixed-point bits each symbol costs at the entropy of a class's histogram (`ABSENT` for
+/// symbols the class lacks).
+fn class_costs(sum: &[u64; 256]) -> [u32; 256] {
+    let total = sum.iter().sum::<u64>() as f64;
+    let mut costs = [ABSENT; 256];
+    for (c, &n) in costs.iter_mut().zip(sum) {
+        if n > 0 {
+            *c = to_fixed((total / n as f64).log2());
+        }
+    }
+    costs
 }
 
-/// Each row's cheapest table.
-fn assign(rows: &[Row], tables: &[Frequencies], prob_bits: u8) -> Vec<u8> {
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    rows.par_iter()
-        .map(|h| {
-            (0..costs.len())
-                .map(|i| (i, cost(h, &costs[i])))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(i, _)| i as u8)
-        })
-        .collect()
+/// Each row's cheapest class.
+fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
+    let costs: Vec<[u32; 256]> = sums.iter().map(class_costs).collect();
+    rows.iter().map(|row| cheapest(row, &costs) as u8).collect()
 }
 
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
@@ -104,8 +139,8 @@ const SAMPLE_ROWS: usize = 256;
 /// Lloyd rounds per candidate number of classes.
 const ROUNDS: usize = 3;
 
-/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has histogram
-/// `row_hist(r)` (computed on demand: a plane's rows are never all held at once, so memory
+/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has the
+/// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows are never all held at once, so memory
 /// stays bounded by the plane itself). Returns the tables, each row's table when there are
 /// several (else an empty map), the bits the plane's residuals cost with them, and the plane's
 /// residual histogram.
@@ -115,10 +150,12 @@ const ROUNDS: usize = 3;
 /// tables are rebuilt); the k with the smallest estimated total (coded bits + tables + map)
 /// wins. Then, in one pass over all rows, every row takes its cheapest table and the class
 /// sums (whose total is the plane's histogram) refit the tables; the result is kept only if
-/// it beats one table for the whole plane.
+/// it beats one table for the whole plane. When the sample finds no candidate, the plane's
+/// histogram comes from `plane_hist` (cheaper than row by row) and one table is returned.
 pub fn choose_tables(
     rows: usize,
-    row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
+    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
+    plane_hist: &dyn Fn() -> [u64; 256],
     prob_bits: u8,
     max_tables: u8,
 ) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
@@ -127,25 +164,30 @@ pub fn choose_tables(
     } else {
         None
     };
-    let tables = candidate.unwrap_or_default();
+    let Some(tables) = candidate else {
+        let total = plane_hist();
+        let table = normalize(&total, prob_bits);
+        let bits = cost_bits(&total, &table, prob_bits);
+        return (vec![table], Vec::new(), bits, total);
+    };
     // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    let costs: Vec<[u32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
     let k = tables.len().max(1);
     let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
         .into_par_iter()
         .map(|chunk| {
             let mut classes = Vec::with_capacity(64);
             let mut sums = vec![[0u64; 256]; k];
+            let mut h = [0u32; 256];
             for r in chunk * 64..(chunk * 64 + 64).min(rows) {
-                let h = row_hist(r);
+                row_hist(r, &mut h);
                 let row = Row::new(&h);
-                let c = (0..costs.len())
-                    .map(|i| (i, cost(&row, &costs[i])))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .map_or(0, |(i, _)| i);
+                let c = cheapest(&row, &costs);
                 for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
                     *s += u64::from(n);
                 }
+                let (lo, hi) = (row.lo, row.hi);
+                h[lo..hi].fill(0);
                 classes.push(c as u8);
             }
             (classes, sums)
@@ -169,7 +211,7 @@ pub fn choose_tables(
     }
     let one_table = normalize(&total, prob_bits);
     let one_bits = cost_bits(&total, &one_table, prob_bits);
-    let one_total = one_bits + side_bits(std::slice::from_ref(&one_table), rows);
+    let one_total = one_bits + side_bits(std::iter::once(present(&total)), rows);
     if tables.len() < 2 {
         return (vec![one_table], Vec::new(), one_bits, total);
     }
@@ -188,7 +230,8 @@ pub fn choose_tables(
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    if fitted.len() < 2 || bits + side_bits(&fitted, rows) >= one_total {
+    let fitted_side = side_bits(fitted.iter().map(|t| t.iter().filter(|&&f| f > 0).count()), rows);
+    if fitted.len() < 2 || bits + fitted_side >= one_total {
         return (vec![one_table], Vec::new(), one_bits, total);
     }
     (fitted, classes, bits, total)
@@ -198,55 +241,59 @@ pub fn choose_tables(
 /// beats one table on the sample's estimate.
 fn search(
     rows: usize,
-    row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
+    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
     prob_bits: u8,
     max_tables: u8,
 ) -> Option<Vec<Frequencies>> {
     let stride = rows.div_ceil(SAMPLE_ROWS);
-    let sample_counts: Vec<[u32; 256]> = (0..rows).step_by(stride).map(row_hist).collect();
+    let sample_counts: Vec<[u32; 256]> = (0..rows)
+        .step_by(stride)
+        .map(|r| {
+            let mut h = [0u32; 256];
+            row_hist(r, &mut h);
+            h
+        })
+        .collect();
     let sample: Vec<Row> = sample_counts.iter().map(Row::new).collect();
     let scale = rows as f64 / sample.len() as f64;
-    // Order sampled rows by their own entropy per symbol: rows of similar spread start together.
-    let spread: Vec<f64> = sample_counts
+    // Order sampled rows by how concentrated they are (the chance that two of a row's symbols
+    // are equal, a cheap stand-in for its entropy): rows of similar spread start together.
+    let concentration: Vec<f64> = sample
         .iter()
-        .map(|h| {
-            let total: u64 = h.iter().map(|&c| u64::from(c)).sum();
-            if total == 0 {
-                return 0.0;
-            }
-            let t = total as f64;
-            h.iter()
-                .filter(|&&c| c > 0)
-                .map(|&c| f64::from(c) / t * (t / f64::from(c)).log2())
-                .sum()
+        .map(|row| {
+            let counts = &row.counts[row.lo..row.hi];
+            let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+            let squares: u64 = counts.iter().map(|&c| u64::from(c) * u64::from(c)).sum();
+            if total == 0 { 0.0 } else { squares as f64 / (total as f64 * total as f64) }
         })
         .collect();
     let mut order: Vec<usize> = (0..sample.len()).collect();
-    order.sort_by(|&a, &b| spread[a].total_cmp(&spread[b]));
-    let mut best: Option<(f64, Vec<Frequencies>)> = None;
+    order.sort_by(|&a, &b| concentration[b].total_cmp(&concentration[a]));
+    let mut best: Option<(f64, Vec<[u64; 256]>)> = None;
     let mut k = 2;
     while k <= usize::from(max_tables).min(sample.len()) {
         let mut classes = vec![0u8; sample.len()];
         for (rank, &row) in order.iter().enumerate() {
             classes[row] = (rank * k / sample.len()) as u8;
         }
-        let (mut bits, mut tables) = fit(&sample, &mut classes, k, prob_bits);
+        let (mut bits, mut sums) = fit(&sample, &mut classes, k);
         for _ in 0..ROUNDS {
-            let mut next = assign(&sample, &tables, prob_bits);
-            let (next_bits, next_tables) = fit(&sample, &mut next, tables.len(), prob_bits);
+            let mut next = assign(&sample, &sums);
+            let (next_bits, next_sums) = fit(&sample, &mut next, sums.len());
             if next_bits >= bits {
                 break;
             }
-            (bits, tables) = (next_bits, next_tables);
+            (bits, sums) = (next_bits, next_sums);
         }
-        let estimate = bits * scale + side_bits(&tables, rows);
+        let estimate = bits * scale + side_bits(sums.iter().map(present), rows);
         if best.as_ref().is_some_and(|(b, _)| estimate >= *b) {
             break;
         }
-        best = Some((estimate, tables));
+        best = Some((estimate, sums));
         k *= 2;
     }
-    best.map(|(_, tables)| tables)
+    best.filter(|(_, sums)| sums.len() >= 2)
+        .map(|(_, sums)| sums.iter().map(|sum| normalize(sum, prob_bits)).collect())
 }
 
 #[cfg(test)]
@@ -254,13 +301,14 @@ mod tests {
     use super::*;
 
     fn choose(rows: &[[u32; 256]]) -> (Vec<Frequencies>, Vec<u8>, f64) {
-        let (tables, classes, bits, total) = choose_tables(rows.len(), &|r| rows[r], 12, 8);
         let mut expected = [0u64; 256];
         for h in rows {
             for (t, &c) in expected.iter_mut().zip(h) {
                 *t += u64::from(c);
             }
         }
+        let (tables, classes, bits, total) =
+            choose_tables(rows.len(), &|r, h| *h = rows[r], &|| expected, 12, 8);
         assert_eq!(total, expected, "the returned histogram is the plane's");
         (tables, classes, bits)
     }
