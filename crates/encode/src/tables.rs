@@ -21,48 +21,87 @@ impl<'a> Row<'a> {
     }
 }
 
-/// Symbol costs are fixed-point bits with `COST_FRACTION` fractional bits: sums of integer
-/// products are exact and independent of the order of summation, so the compiler vectorises
-/// them and the choice of a row's table cannot depend on how the sum was split.
-const COST_FRACTION: u32 = 16;
+/// Bits charged for a symbol a table lacks: more than any present symbol costs (at most 32
+/// bits at a class's entropy), yet small enough that f32 sums keep the real costs beside it.
+/// A row can still join such a table when that saves more; the refit then gives the symbol
+/// a frequency.
+const ABSENT: f32 = 64.0;
 
-/// Cost standing in for an absent symbol: it rules the table out (real costs are at most 12
-/// bits, 12 << 16) and a row's total (at most 2^32 symbols) cannot overflow a u64.
-const ABSENT: u32 = 1 << 31;
+/// Most tables `Costs` compares at once (`max_tables` is at most 16).
+const MAX_CLASSES: usize = 16;
 
-/// `bits` (>= 0) in fixed point, rounded to nearest (`round` is a library call on baseline
-/// x86-64).
-fn to_fixed(bits: f64) -> u32 {
-    (bits * f64::from(1u32 << COST_FRACTION) + 0.5) as u32
+/// The cost in bits of every symbol under up to 16 tables, stored symbol by symbol: a row's
+/// cost under all tables at once is then a sum over its symbols of count x cost vector, which
+/// compiles to vector multiply-adds (each table's sum runs in symbol order, so the result does
+/// not depend on the machine).
+struct Costs {
+    tables: usize,
+    by_symbol: Vec<[f32; MAX_CLASSES]>,
 }
 
-/// Fixed-point bits each symbol costs under a table (`ABSENT` when it has no frequency).
-fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [u32; 256] {
-    let mut costs = [ABSENT; 256];
-    for (c, &f) in costs.iter_mut().zip(freqs) {
-        if f > 0 {
-            *c = to_fixed(f64::from(prob_bits) - f64::from(f).log2());
+impl Costs {
+    /// From each table's cost of each symbol (`None` where a table lacks the symbol).
+    fn new(per_table: &[[Option<f64>; 256]]) -> Costs {
+        assert!(per_table.len() <= MAX_CLASSES, "at most 16 tables");
+        let mut by_symbol = vec![[ABSENT; MAX_CLASSES]; 256];
+        for (j, costs) in per_table.iter().enumerate() {
+            for (x, &c) in costs.iter().enumerate() {
+                if let Some(bits) = c {
+                    by_symbol[x][j] = bits as f32;
+                }
+            }
+        }
+        Costs { tables: per_table.len(), by_symbol }
+    }
+
+    /// Costs under normalised tables.
+    fn of_tables(tables: &[Frequencies], prob_bits: u8) -> Costs {
+        let per_table: Vec<[Option<f64>; 256]> = tables
+            .iter()
+            .map(|t| t.map(|f| (f > 0).then(|| f64::from(prob_bits) - f64::from(f).log2())))
+            .collect();
+        Costs::new(&per_table)
+    }
+
+    /// Costs at the entropy of each class's histogram.
+    fn of_sums(sums: &[[u64; 256]]) -> Costs {
+        let per_table: Vec<[Option<f64>; 256]> = sums
+            .iter()
+            .map(|sum| {
+                let total = sum.iter().sum::<u64>() as f64;
+                sum.map(|n| (n > 0).then(|| (total / n as f64).log2()))
+            })
+            .collect();
+        Costs::new(&per_table)
+    }
+
+    /// The table that codes `row` cheapest; the first on ties.
+    fn cheapest(&self, row: &Row) -> usize {
+        match self.tables {
+            0..=4 => self.cheapest_of::<4>(row),
+            5..=8 => self.cheapest_of::<8>(row),
+            _ => self.cheapest_of::<MAX_CLASSES>(row),
         }
     }
-    costs
-}
 
-/// Fixed-point bits to code `row` with `costs`.
-fn cost(row: &Row, costs: &[u32; 256]) -> u64 {
-    let (h, c) = (&row.counts[row.lo..row.hi], &costs[row.lo..row.hi]);
-    h.iter().zip(c).map(|(&n, &bits)| u64::from(n) * u64::from(bits)).sum()
-}
-
-/// The table (index into `costs`) that codes `row` cheapest; the first on ties.
-fn cheapest(row: &Row, costs: &[[u32; 256]]) -> usize {
-    let mut best = (0, u64::MAX);
-    for (i, c) in costs.iter().enumerate() {
-        let bits = cost(row, c);
-        if bits < best.1 {
-            best = (i, bits);
+    fn cheapest_of<const N: usize>(&self, row: &Row) -> usize {
+        let mut bits = [0f32; N];
+        let counts = &row.counts[row.lo..row.hi];
+        for (costs, &n) in self.by_symbol[row.lo..row.hi].iter().zip(counts) {
+            let costs: &[f32; N] = costs[..N].try_into().expect("N <= MAX_CLASSES");
+            let n = n as f32;
+            for (b, &c) in bits.iter_mut().zip(costs) {
+                *b += n * c;
+            }
         }
+        let mut best = 0;
+        for (j, &b) in bits.iter().enumerate().take(self.tables) {
+            if b < bits[best] {
+                best = j;
+            }
+        }
+        best
     }
-    best.0
 }
 
 /// Approximate stored size of a table with `present` symbols, in bits (bitmap plus ~1.6
@@ -115,23 +154,10 @@ fn fit(rows: &[Row], classes: &mut [u8], k: usize) -> (f64, Vec<[u64; 256]>) {
     (coded, kept)
 }
 
-/// Fixed-point bits each symbol costs at the entropy of a class's histogram (`ABSENT` for
-/// symbols the class lacks).
-fn class_costs(sum: &[u64; 256]) -> [u32; 256] {
-    let total = sum.iter().sum::<u64>() as f64;
-    let mut costs = [ABSENT; 256];
-    for (c, &n) in costs.iter_mut().zip(sum) {
-        if n > 0 {
-            *c = to_fixed((total / n as f64).log2());
-        }
-    }
-    costs
-}
-
 /// Each row's cheapest class.
 fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
-    let costs: Vec<[u32; 256]> = sums.iter().map(class_costs).collect();
-    rows.iter().map(|row| cheapest(row, &costs) as u8).collect()
+    let costs = Costs::of_sums(sums);
+    rows.iter().map(|row| costs.cheapest(row) as u8).collect()
 }
 
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
@@ -171,7 +197,7 @@ pub fn choose_tables(
         return (vec![table], Vec::new(), bits, total);
     };
     // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
-    let costs: Vec<[u32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    let costs = Costs::of_tables(&tables, prob_bits);
     let k = tables.len().max(1);
     let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
         .into_par_iter()
@@ -182,7 +208,7 @@ pub fn choose_tables(
             for r in chunk * 64..(chunk * 64 + 64).min(rows) {
                 row_hist(r, &mut h);
                 let row = Row::new(&h);
-                let c = cheapest(&row, &costs);
+                let c = costs.cheapest(&row);
                 for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
                     *s += u64::from(n);
                 }
@@ -311,6 +337,57 @@ mod tests {
             choose_tables(rows.len(), &|r, h| *h = rows[r], &|| expected, 12, 8);
         assert_eq!(total, expected, "the returned histogram is the plane's");
         (tables, classes, bits)
+    }
+
+    /// `Costs::cheapest` picks the table an exact f64 sum picks, with absent symbols charged
+    /// `ABSENT` bits, for every number of tables it dispatches on.
+    #[test]
+    fn cheapest_matches_an_exact_sum() {
+        let mut x = 12345u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for k in [2usize, 3, 5, 8, 11, 16] {
+            let sums: Vec<[u64; 256]> = (0..k)
+                .map(|_| {
+                    let mut s = [0u64; 256];
+                    for c in &mut s[100..160] {
+                        *c = if next() % 9 == 0 { 0 } else { next() % 1000 + 1 };
+                    }
+                    s
+                })
+                .collect();
+            let costs = Costs::of_sums(&sums);
+            for _ in 0..500 {
+                let mut h = [0u32; 256];
+                for c in &mut h[105..155] {
+                    *c = (next() % 30) as u32;
+                }
+                let exact: Vec<f64> = sums
+                    .iter()
+                    .map(|sum| {
+                        let total = sum.iter().sum::<u64>() as f64;
+                        (0..256)
+                            .map(|v| {
+                                let bits = if sum[v] > 0 {
+                                    (total / sum[v] as f64).log2()
+                                } else {
+                                    f64::from(ABSENT)
+                                };
+                                f64::from(h[v]) * bits
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let best = (0..k).min_by(|&a, &b| exact[a].total_cmp(&exact[b])).unwrap();
+                let picked = costs.cheapest(&Row::new(&h));
+                // Equal up to f32 rounding of near-ties.
+                assert!(exact[picked] - exact[best] < 1e-3, "k {k}: {picked} vs {best}");
+            }
+        }
     }
 
     #[test]
