@@ -263,8 +263,8 @@ pub fn choose_tables(
     (fitted, classes, bits, total)
 }
 
-/// The sample search of `choose_tables`: the best candidate tables (two or more), if any
-/// beats one table on the sample's estimate.
+/// The sample search of `choose_tables`: the best candidate tables (two or more), if they
+/// beat one table on the sample's estimate.
 fn search(
     rows: usize,
     row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
@@ -318,7 +318,10 @@ fn search(
         best = Some((estimate, sums));
         k *= 2;
     }
-    best.filter(|(_, sums)| sums.len() >= 2)
+    // Classes that do not beat one table on the sample are not worth the pass over all rows.
+    let (one_bits, one_sum) = fit(&sample, &mut vec![0u8; sample.len()], 1);
+    let one_estimate = one_bits * scale + side_bits(one_sum.iter().map(present), rows);
+    best.filter(|(estimate, sums)| sums.len() >= 2 && *estimate < one_estimate)
         .map(|(_, sums)| sums.iter().map(|sum| normalize(sum, prob_bits)).collect())
 }
 
