@@ -11,13 +11,17 @@ struct Row<'a> {
     counts: &'a [u32; 256],
     lo: usize,
     hi: usize,
+    /// Fewer symbols than the band is wide (short rows of spread-out bytes, such as packed
+    /// 4-bit quants): costs then go over the present symbols only.
+    sparse: bool,
 }
 
 impl<'a> Row<'a> {
     fn new(counts: &'a [u32; 256]) -> Row<'a> {
         let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
-        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-        Row { counts, lo, hi: hi.max(lo) }
+        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1).max(lo);
+        let total: u64 = counts[lo..hi].iter().map(|&c| u64::from(c)).sum();
+        Row { counts, lo, hi, sparse: total < (hi - lo) as u64 / 2 }
     }
 }
 
@@ -87,11 +91,16 @@ impl Costs {
     fn cheapest_of<const N: usize>(&self, row: &Row) -> usize {
         let mut bits = [0f32; N];
         let counts = &row.counts[row.lo..row.hi];
-        for (costs, &n) in self.by_symbol[row.lo..row.hi].iter().zip(counts) {
+        let mut add = |costs: &[f32; MAX_CLASSES], n: u32| {
             let costs: &[f32; N] = costs[..N].try_into().expect("N <= MAX_CLASSES");
             let n = n as f32;
             for (b, &c) in bits.iter_mut().zip(costs) {
                 *b += n * c;
+            }
+        };
+        for (costs, &n) in self.by_symbol[row.lo..row.hi].iter().zip(counts) {
+            if !row.sparse || n > 0 {
+                add(costs, n);
             }
         }
         let mut best = 0;
