@@ -3,7 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
-use wcodec_rans::{Frequencies, cost_bits, normalize};
+use wcodec_rans::{Frequencies, cost_bits, normalize, weighted_cost_sums};
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
 /// of the 256 symbols, so sums and costs run over the band only.
@@ -11,17 +11,13 @@ struct Row<'a> {
     counts: &'a [u32; 256],
     lo: usize,
     hi: usize,
-    /// Fewer symbols than the band is wide (short rows of spread-out bytes, such as packed
-    /// 4-bit quants): costs then go over the present symbols only.
-    sparse: bool,
 }
 
 impl<'a> Row<'a> {
     fn new(counts: &'a [u32; 256]) -> Row<'a> {
         let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
         let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1).max(lo);
-        let total: u64 = counts[lo..hi].iter().map(|&c| u64::from(c)).sum();
-        Row { counts, lo, hi, sparse: total < (hi - lo) as u64 / 2 }
+        Row { counts, lo, hi }
     }
 }
 
@@ -89,20 +85,8 @@ impl Costs {
     }
 
     fn cheapest_of<const N: usize>(&self, row: &Row) -> usize {
-        let mut bits = [0f32; N];
-        let counts = &row.counts[row.lo..row.hi];
-        let mut add = |costs: &[f32; MAX_CLASSES], n: u32| {
-            let costs: &[f32; N] = costs[..N].try_into().expect("N <= MAX_CLASSES");
-            let n = n as f32;
-            for (b, &c) in bits.iter_mut().zip(costs) {
-                *b += n * c;
-            }
-        };
-        for (costs, &n) in self.by_symbol[row.lo..row.hi].iter().zip(counts) {
-            if !row.sparse || n > 0 {
-                add(costs, n);
-            }
-        }
+        let bits: [f32; N] =
+            weighted_cost_sums(&self.by_symbol[row.lo..row.hi], &row.counts[row.lo..row.hi]);
         let mut best = 0;
         for (j, &b) in bits.iter().enumerate().take(self.tables) {
             if b < bits[best] {
@@ -342,11 +326,14 @@ fn search(
         let (mut bits, mut sums) = fit(&sample, &mut classes, k);
         for _ in 0..ROUNDS {
             let mut next = assign(&sample, &sums);
+            if next == classes {
+                break; // converged: the same classes give the same sums
+            }
             let (next_bits, next_sums) = fit(&sample, &mut next, sums.len());
             if next_bits >= bits {
                 break;
             }
-            (bits, sums) = (next_bits, next_sums);
+            (bits, sums, classes) = (next_bits, next_sums, next);
         }
         let estimate = bits * scale + side_bits(sums.iter().map(present), rows);
         if best.as_ref().is_some_and(|(b, _)| estimate >= *b) {
