@@ -84,6 +84,32 @@ impl Model<'_> {
         h.map(u64::from)
     }
 
+    /// The histogram of the plane's bytes, from `residuals` (the histogram of all tiles'
+    /// residuals): NONE tiles' residuals are their bytes XOR the bias, so only the predicted
+    /// tiles (few) are counted again.
+    fn byte_histogram(&self, residuals: &[u64; 256]) -> [u64; 256] {
+        let mut plain = [0u64; 256];
+        let mut predicted = [0u32; 256];
+        for (s, p) in plain.iter_mut().enumerate() {
+            *p = residuals[s ^ usize::from(self.bias)];
+        }
+        for (tile, model) in self.tiles.iter().zip(&self.models) {
+            let Some(res) = &model.residuals else { continue };
+            let in_residuals = histogram(res);
+            for (s, p) in plain.iter_mut().enumerate() {
+                *p -= in_residuals[s ^ usize::from(self.bias)];
+            }
+            let rows = (tile.r0..tile.r0 + tile.h)
+                .map(|r| &self.bytes[r * self.cols + tile.c0..][..tile.w]);
+            count(rows, tile.len(), 0, &mut predicted);
+            for (p, &c) in plain.iter_mut().zip(&predicted) {
+                *p += u64::from(c);
+            }
+            predicted = [0; 256];
+        }
+        plain
+    }
+
     /// Tile `i`'s residuals: stored, the plane's bytes themselves (a full-width tile with no
     /// bias), or gathered into `scratch`.
     fn tile_residuals<'s>(&'s self, i: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
@@ -220,7 +246,8 @@ pub(crate) fn encode_plane_into(
             (vec![table], Vec::new(), bits, total)
         };
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
-    let order0_bits = if all_none { entropy_bits(&total) } else { entropy_bits(&histogram(bytes)) };
+    let order0_bits =
+        if all_none { entropy_bits(&total) } else { entropy_bits(&model.byte_histogram(&total)) };
 
     // Estimate before coding: a plane that will not shrink is stored as it is.
     let n_tiles = model.tiles.len();
