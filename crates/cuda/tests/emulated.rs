@@ -230,7 +230,10 @@ fn launch_shapes_follow_the_work() {
     let c = LaunchConfig::choose(256, 4, 16 << 10, 132, 36);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
     let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36);
-    assert_eq!((c.warps_per_block, c.units_per_block), (4, 4));
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
+    // One 11-bit table (8 KiB): 4 warps.
+    let c = LaunchConfig::choose(100_000, 500, 8 << 10, 132, 36);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 4, 4));
     // Tables so large that one block fills a multiprocessor, and planes of many units: one
     // block per multiprocessor with all its warps, over ranges of equal work.
     let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36);
