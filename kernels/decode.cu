@@ -15,7 +15,11 @@
 //   - predicted tiles (LEFT, TOP, AVG, PAETH) first land as residuals, then one in-warp
 //     wavefront pass rebuilds them in place (lane l takes row 32k + l, one column behind lane
 //     l - 1, whose last two values arrive by shuffle as top and top-left).
-// Raw (stored) planes are copied by the same launch, cut by the host into chunks.
+// Raw (stored) planes are copied by the same launch, cut by the host into chunks, except the
+// sign-mantissa plane of a bf16_split tensor whose exponent plane is coded: the exponent units
+// (WC_FLAG_MIX_BF16) read its bytes as they go and write whole BF16 elements (a lane's 4
+// symbols and 4 coalesced sign-mantissa bytes become 8 output bytes; a warp writes 256
+// contiguous bytes), so that plane is never copied on its own and no merge launch follows.
 //
 // The kernel trusts only what the host checked (crates/cuda/src/plan.rs): every unit's source
 // range lies inside `src`, every output byte it can write lies inside its tensor, every table
@@ -51,6 +55,22 @@ __device__ __forceinline__ void prefetch_l2(const void *p) {
 
 __device__ __forceinline__ void prefetch_l1(const void *p) {
     asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
+// A BF16 element from its exponent byte and its sign-mantissa byte (docs/FORMAT.md,
+// bf16_split): sign << 15 | exponent << 7 | mantissa.
+__device__ __forceinline__ uint32_t merge_bf16(uint32_t e, uint32_t sm) {
+    return ((sm & 0x80u) << 8) | (e << 7) | (sm & 0x7fu);
+}
+
+// Four BF16 elements (8 bytes, little-endian) from four exponents `e` and four sign-mantissa
+// bytes `sm`, byte j of each being element j's: per 16-bit half, [sm, sm] masked to
+// 0x807f is the sign at bit 15 and the mantissa at bits 0-6; the exponent goes to bits 7-14.
+__device__ __forceinline__ uint2 merge_bf16x4(uint32_t e, uint32_t sm) {
+    uint2 v;
+    v.x = (__byte_perm(sm, 0u, 0x1100u) & 0x807f807fu) | (__byte_perm(e, 0u, 0x4140u) << 7);
+    v.y = (__byte_perm(sm, 0u, 0x3322u) & 0x807f807fu) | (__byte_perm(e, 0u, 0x4342u) << 7);
+    return v;
 }
 
 // The read side of one warp's unit, in two flavours with one interface (`prepare` before a
@@ -265,6 +285,21 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
     }
 }
 
+// The last pass of a predicted WC_FLAG_MIX_BF16 tile: each element's high byte holds its
+// exponent; merged with its sign-mantissa byte into the whole element. Rows one at a time,
+// lanes over the columns (each lane reads and writes only its own elements).
+__device__ void merge_tile(uint8_t *dst, uint64_t row_stride, uint64_t first, const uint8_t *sm,
+                           uint32_t height, uint32_t width, uint32_t lane) {
+    const uint64_t sm_stride = row_stride >> 1;
+    for (uint32_t r = 0; r < height; ++r) {
+        uint16_t *row = reinterpret_cast<uint16_t *>(dst + r * row_stride) + first;
+        const uint8_t *s = sm + r * sm_stride;
+        for (uint32_t c = lane; c < width; c += WC_LANES) {
+            row[c] = static_cast<uint16_t>(merge_bf16(row[c] >> 8, s[c]));
+        }
+    }
+}
+
 // Decodes one rANS unit with the whole warp; returns its WC_ERR_* bits. `table` holds the
 // plane's tables back to back (shared memory when kShared, else global memory).
 template <bool kShared, class S>
@@ -302,16 +337,35 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                           : 0u;
     };
 
+    // WC_FLAG_MIX_BF16: elements of 2 bytes, each merged with its sign-mantissa byte from `sm`
+    // (row r of the tile at sm + r * sm_stride).
+    const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
+    const uint32_t es = mix ? 2u : 1u;
+    const uint8_t *sm = src + u.mix;
+    const uint64_t sm_stride = row_stride >> 1;
+
     if (u.flags & WC_FLAG_WORD_STORES) {
         // Where this lane's run of the current group starts; runs never straddle rows because
-        // width % 4 == 0. `p` is its address, 4-aligned.
+        // width % 4 == 0. `p` is its address, 4-aligned (8-aligned when merged); `q` that of
+        // its sign-mantissa bytes when merged.
         uint32_t col = 4 * lane, row = 0;
         while (col >= width) {
             col -= width;
             ++row;
         }
-        uint8_t *p = dst + u.first + static_cast<uint64_t>(row) * row_stride + col;
-        const uint64_t wrap = row_stride - width;
+        uint8_t *p = dst + es * u.first + static_cast<uint64_t>(row) * row_stride + es * col;
+        const uint8_t *q = sm + static_cast<uint64_t>(row) * sm_stride + col;
+        const uint64_t wrap = row_stride - es * width;
+        const uint64_t sm_wrap = sm_stride - width;
+        // Stores the lane's 4 symbols (or elements) at p.
+        auto store = [&](uint32_t word) {
+            if (mix) {
+                const uint32_t s4 = __ldg(reinterpret_cast<const uint32_t *>(q));
+                *reinterpret_cast<uint2 *>(p) = merge_bf16x4(word, s4);
+            } else {
+                *reinterpret_cast<uint32_t *>(p) = word;
+            }
+        };
         // The next row's table is looked up a row ahead, off the dependency chain.
         uint32_t tb = table_of_row(row);
         uint32_t tb_next = table_of_row(row + 1);
@@ -327,14 +381,16 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             for (uint32_t j = 0; j < 4; ++j) {
                 word |= rans_step<kShared, true, S>(x, true, table, tb, s, lane, lt) << (8 * j);
             }
-            *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
+            store(word ^ xor4);
             col += kGroup;
-            p += kGroup;
+            p += es * kGroup;
+            q += kGroup;
             if (col >= width) {
                 uint32_t rows = 0;
                 do {
                     col -= width;
                     p += wrap;
+                    q += sm_wrap;
                     ++rows;
                 } while (col >= width);
                 row += rows;
@@ -349,7 +405,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                 const bool active = 4 * lane + j < rest;
                 word |= rans_step<kShared, false, S>(x, active, table, tb, s, lane, lt) << (8 * j);
             }
-            if (4 * lane < rest) *reinterpret_cast<uint32_t *>(p) = word ^ xor4;
+            if (4 * lane < rest) store(word ^ xor4);
         }
     } else {
         // Any geometry: each symbol's row and column by division, one byte store each.
@@ -364,8 +420,16 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                 const uint32_t sym = rans_step<kShared, false, S>(x, active, table, table_of_row(r),
                                                                s, lane, lt);
                 if (active) {
-                    dst[static_cast<uint64_t>(r) * row_stride +
-                        cols.at(c)] = static_cast<uint8_t>(sym ^ xor4);
+                    uint8_t *at = dst + static_cast<uint64_t>(r) * row_stride + cols.at(c);
+                    if (!mix) {
+                        *at = static_cast<uint8_t>(sym ^ xor4);
+                    } else if (u.predictor == 0) {
+                        const uint32_t b = sm[static_cast<uint64_t>(r) * sm_stride + c];
+                        *reinterpret_cast<uint16_t *>(at) =
+                            static_cast<uint16_t>(merge_bf16(sym ^ xor4, b));
+                    } else {
+                        at[1] = static_cast<uint8_t>(sym); // the residual, in the high byte
+                    }
                 }
             }
         }
@@ -413,7 +477,7 @@ struct TableGlobal {
     }
 };
 
-template <class T>
+template <class T, bool kMix>
 __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
                                      const uint8_t *__restrict__ maps, const WcUnit &u,
                                      const uint32_t *table, uint32_t prob_bits, uint32_t lane) {
@@ -431,8 +495,12 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
     const uint32_t height = u.height;
     const uint32_t spans = u.width / kGroup; // groups per tile row
     const uint32_t groups = spans * height;
-    const uint32_t wrap = static_cast<uint32_t>(u.row_stride) - u.width;
-    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + u.first + 4 * lane;
+    // Merged (kMix): 2-byte elements, 8 output bytes a lane; element k of the tile (row-major
+    // offset `off` / 2 from the lane's first) has its sign-mantissa byte at sm + off / 2.
+    constexpr uint32_t kEs = kMix ? 2u : 1u;
+    const uint32_t wrap = static_cast<uint32_t>(u.row_stride) - kEs * u.width;
+    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + kEs * (u.first + 4 * lane);
+    const uint8_t *const sm = src + u.mix + 4 * lane;
     const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
     const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
     const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
@@ -452,6 +520,8 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
         // The stream a KiB ahead into L2 (it comes from DRAM once) and 3 lines ahead into L1.
         if (lane == 0) prefetch_l2(q + kPrefetchWords);
         if (lane == 1) prefetch_l1(q + kPrefetchL1Words);
+        // The group's sign-mantissa bytes (128 contiguous a warp), loaded before the steps.
+        const uint32_t s4 = kMix ? __ldg(reinterpret_cast<const uint32_t *>(sm + off / 2)) : 0u;
         uint32_t e[4];
 #pragma unroll
         for (uint32_t j = 0; j < 4; ++j) {
@@ -469,8 +539,12 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
         // The symbols are the entries' low bytes.
         const uint32_t word = __byte_perm(__byte_perm(e[0], e[1], 0x40u),
                                           __byte_perm(e[2], e[3], 0x40u), 0x5410u);
-        *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
-        off += kGroup;
+        if (kMix) {
+            *reinterpret_cast<uint2 *>(out + off) = merge_bf16x4(word ^ xor4, s4);
+        } else {
+            *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
+        }
+        off += kEs * kGroup;
         if (++k == spans) {
             k = 0;
             off += wrap;
@@ -562,14 +636,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 copy_raw(src, u, lane);
             } else {
                 // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
+                const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
+                const uint64_t es = mix ? 2u : 1u;
                 const bool fast = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.width % kGroup == 0 &&
-                                  u.row_stride * (u.height - 1) + u.width < (1ull << 32);
-                if (fast && shared) {
-                    st = decode_rans_fast<TableSmem>(src, maps, u, smem_tables, g.prob_bits,
-                                                     lane);
+                                  u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
+                if (fast && shared && mix) {
+                    st = decode_rans_fast<TableSmem, true>(src, maps, u, smem_tables, g.prob_bits,
+                                                           lane);
+                } else if (fast && shared) {
+                    st = decode_rans_fast<TableSmem, false>(src, maps, u, smem_tables,
+                                                            g.prob_bits, lane);
+                } else if (fast && mix) {
+                    st = decode_rans_fast<TableGlobal, true>(src, maps, u, tables, g.prob_bits,
+                                                             lane);
                 } else if (fast) {
-                    st = decode_rans_fast<TableGlobal>(src, maps, u, tables, g.prob_bits, lane);
+                    st = decode_rans_fast<TableGlobal, false>(src, maps, u, tables, g.prob_bits,
+                                                              lane);
                 } else if (shared) {
                     st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
@@ -579,10 +662,18 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 // the decoding loop above keeps none of it in registers.
                 const WcUnit v = units[index];
                 if (v.predictor != 0) {
+                    // A merged unit's residuals (and rebuilt exponents) are the elements' high
+                    // bytes until merge_tile() puts in the sign-mantissa bytes.
+                    const bool vmix = (v.flags & WC_FLAG_MIX_BF16) != 0;
+                    uint8_t *const home = reinterpret_cast<uint8_t *>(v.dst) + (vmix ? 1 : 0);
                     __syncwarp(); // residuals written by every lane are visible to every lane
-                    reconstruct(reinterpret_cast<uint8_t *>(v.dst), v.row_stride,
-                                Cols::of(v, v.first), v.height, v.width, v.predictor,
-                                (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+                    reconstruct(home, v.row_stride, Cols::of(v, v.first), v.height, v.width,
+                                v.predictor, (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+                    if (vmix) {
+                        __syncwarp();
+                        merge_tile(reinterpret_cast<uint8_t *>(v.dst), v.row_stride, v.first,
+                                   src + v.mix, v.height, v.width, lane);
+                    }
                 }
             }
             if (lane == 0) status[index] = st;

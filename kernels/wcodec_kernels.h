@@ -43,6 +43,9 @@
 #define WC_FLAG_WORD_STORES 2u /* rANS: columns contiguous (group 1, col_stride 1), width % 4 == 0, dst and row_stride 4-aligned */
 #define WC_FLAG_CONTIGUOUS 4u /* raw: columns contiguous and row_stride == width */
 #define WC_FLAG_ROW_TABLES 8u /* rANS: each tile row's table is maps[row_map + row] */
+/* rANS: the exponent plane of a bf16_split tensor whose sign-mantissa plane is stored raw,
+ * merged as it is decoded: the unit writes whole BF16 elements (see WcUnit.mix). */
+#define WC_FLAG_MIX_BF16 16u
 
 /* WcMerge.kind: how planes merge into elements (docs/FORMAT.md, "Transforms"). */
 #define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
@@ -57,7 +60,7 @@
 #define WC_ERR_WORDS_LEFT 4u        /* words remain after the last symbol */
 #define WC_ERR_NOT_FINAL 8u         /* a lane did not end in state 2^16 */
 
-/* One unit of work for one warp (64 bytes).
+/* One unit of work for one warp (72 bytes).
  *
  * Byte (r, c) of the unit's plane goes to
  *   dst + r * row_stride + (c / group) * col_stride + (c % group) * step
@@ -88,6 +91,9 @@ typedef struct WcUnit {
     uint32_t col_stride;
     uint16_t group;
     uint16_t step;
+    /* With WC_FLAG_MIX_BF16: offset in `src` of the sign-mantissa byte of the tile's element
+     * (0, 0). Otherwise 0. */
+    uint64_t mix;
 } WcUnit;
 
 /* A piece of a merge (the second launch): `n` elements of a tensor whose planes were decoded
@@ -156,7 +162,8 @@ typedef struct WcKernelInfo {
 } WcKernelInfo;
 
 #ifdef __cplusplus
-static_assert(sizeof(WcUnit) == 64, "WcUnit layout");
+static_assert(sizeof(WcUnit) == 72, "WcUnit layout");
+static_assert(__builtin_offsetof(WcUnit, mix) == 64, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, len) == 32, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, kind) == 44, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, flags) == 46, "WcUnit layout");

@@ -3,6 +3,7 @@
 //! bandwidth that bounds it all, from one process on one card.
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
+//!        [--settings TILE:BITS:TABLES,...] [--no-layer]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
@@ -35,6 +36,10 @@ struct Args {
     /// With `--profile`: these launch shapes (variant,warps,blocks_per_sm,units_per_block;...)
     /// on the one-table 64x128 settings instead of the decoder's own shape.
     profile_configs: Vec<LaunchConfig>,
+    /// `--settings 64x128:11:1,...`: only these encoder settings (tile, prob bits, tables).
+    only: Vec<((u32, u32), u8, u8)>,
+    /// `--no-layer`: skip the single-layer latency table.
+    no_layer: bool,
 }
 
 fn args() -> Result<Args> {
@@ -51,6 +56,8 @@ fn args() -> Result<Args> {
         dry: false,
         profile: false,
         profile_configs: Vec::new(),
+        only: Vec::new(),
+        no_layer: false,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -60,6 +67,17 @@ fn args() -> Result<Args> {
             "--quick" => a.quick = true,
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
+            "--no-layer" => a.no_layer = true,
+            "--settings" => {
+                for s in it.next().ok_or("--settings TILE:BITS:TABLES,...")?.split(',') {
+                    let parts: Vec<&str> = s.split(':').collect();
+                    let [tile, bits, tables] = parts[..] else {
+                        return Err(format!("--settings: {s} is not RxC:BITS:TABLES").into());
+                    };
+                    let (r, c) = tile.split_once('x').ok_or("--settings: tile RxC")?;
+                    a.only.push(((r.parse()?, c.parse()?), bits.parse()?, tables.parse()?));
+                }
+            }
             "--configs" => {
                 for c in it.next().ok_or("--configs V,W,B,U;...")?.split(';') {
                     let v: Vec<u32> =
@@ -281,12 +299,15 @@ fn main() -> Result<()> {
     json.push(format!("{{\"what\":\"copy\",\"GBps_rw\":{copy:.1}}}"));
 
     // Ratio and speed per source and encoder setting; the launch shapes swept on each.
-    let settings = settings(args.quick);
+    let mut settings = settings(args.quick);
+    if !args.only.is_empty() {
+        settings = args.only.clone();
+    }
     say!("");
     say!(
-        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | floor GB/s | of floor |"
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, bf16 through scratch + merge launch | floor GB/s | of floor |"
     );
-    say!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &sources {
         for &(tile, prob_bits, max_tables) in &settings {
             let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
@@ -309,8 +330,29 @@ fn main() -> Result<()> {
                 copies,
                 configs: cs,
                 verify_checksums: true,
+                merge_while_decoding: true,
             };
             let reports = gpu.bench(&wcz, &dir, &all, &options)?;
+            // BF16 also the old way (planes to scratch, then the merge launch), same shapes.
+            let unfused = if dir.tensors.iter().any(|t| t.dtype == Dtype::BF16) {
+                let options = BenchOptions { merge_while_decoding: false, ..options.clone() };
+                let r = gpu.bench(&wcz, &dir, &all, &options)?;
+                let b = best(&r);
+                json.push(format!(
+                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"path\":\"scratch+merge\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    s.name, tile.0, tile.1, b.config.variant, b.config.warps_per_block, b.config.blocks_per_sm, b.config.units_per_block, b.median_s * 1e6, b.gbps
+                ));
+                format!(
+                    "{:.0} ({}, {}, {}, {})",
+                    b.gbps,
+                    b.config.variant,
+                    b.config.warps_per_block,
+                    b.config.blocks_per_sm,
+                    b.config.units_per_block
+                )
+            } else {
+                "-".to_owned()
+            };
             let b = best(&reports);
             let d = reports.iter().find(|r| r.config == default).expect("default timed");
             let base = reports
@@ -321,7 +363,7 @@ fn main() -> Result<()> {
             // Bandwidth floor: compressed bytes in + decompressed bytes out at the copy rate.
             let floor = copy * b.output_bytes as f64 / (b.output_bytes + b.compressed_bytes) as f64;
             say!(
-                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}, {}) | {:.0} | {:.0} | {base:.0} | {floor:.0} | {:.0}% |",
+                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}, {}) | {:.0} | {:.0} | {base:.0} | {unfused} | {floor:.0} | {:.0}% |",
                 s.name,
                 tile.0,
                 tile.1,
@@ -344,6 +386,12 @@ fn main() -> Result<()> {
         }
     }
 
+    if args.no_layer {
+        if let Some(path) = &args.json {
+            std::fs::write(path, format!("[\n{}\n]\n", json.join(",\n")))?;
+        }
+        return Ok(());
+    }
     // One 4096 x 4096 int8 layer (16 MiB) of real MiniLM int8 weights, decoded alone.
     let layer: Vec<u8> =
         sources[0].tensor_bytes.iter().copied().cycle().take(4096 * 4096).collect();
@@ -385,6 +433,7 @@ fn main() -> Result<()> {
             copies: 1,
             configs: cs,
             verify_checksums: true,
+            merge_while_decoding: true,
         };
         let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
         let b = best(&reports);

@@ -28,6 +28,9 @@ pub const FLAG_BIAS128: u8 = 1;
 pub const FLAG_WORD_STORES: u8 = 2;
 pub const FLAG_CONTIGUOUS: u8 = 4;
 pub const FLAG_ROW_TABLES: u8 = 8;
+/// The exponent plane of a bf16_split tensor merged with its raw sign-mantissa plane as it is
+/// decoded (`WcUnit::mix`).
+pub const FLAG_MIX_BF16: u8 = 16;
 
 pub const GROUP_GLOBAL_TABLES: u8 = 1;
 
@@ -65,6 +68,9 @@ pub struct WcUnit {
     pub col_stride: u32,
     pub group: u16,
     pub step: u16,
+    /// With `FLAG_MIX_BF16`: offset in the compressed buffer of the sign-mantissa byte of the
+    /// tile's element (0, 0); the byte of element (r, c) is `r * (row_stride / 2) + c` further.
+    pub mix: u64,
 }
 
 /// `WcMerge`: a piece of the merge launch, `n` elements from planes back to back at `src`.
@@ -145,7 +151,8 @@ mod tests {
 
     #[test]
     fn layouts_match_the_header() {
-        assert_eq!(size_of::<WcUnit>(), 64);
+        assert_eq!(size_of::<WcUnit>(), 72);
+        assert_eq!(offset_of!(WcUnit, mix), 64);
         assert_eq!(offset_of!(WcUnit, dst), 8);
         assert_eq!(offset_of!(WcUnit, row_stride), 16);
         assert_eq!(offset_of!(WcUnit, first), 24);
@@ -203,6 +210,7 @@ mod tests {
         assert_eq!(define("WC_FLAG_WORD_STORES"), u64::from(FLAG_WORD_STORES));
         assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
         assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
+        assert_eq!(define("WC_FLAG_MIX_BF16"), u64::from(FLAG_MIX_BF16));
         assert_eq!(define("WC_GROUP_GLOBAL_TABLES"), u64::from(GROUP_GLOBAL_TABLES));
         assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
         assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));

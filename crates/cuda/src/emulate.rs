@@ -37,7 +37,12 @@ pub fn execute(
                     let st =
                         decode_rans(staging, &plan.maps, u, tables, u32::from(g.prob_bits), out);
                     if u.predictor != 0 {
-                        reconstruct(out, u);
+                        // A merged unit is rebuilt in its elements' high bytes, then merged.
+                        let mix = u.flags & FLAG_MIX_BF16 != 0;
+                        reconstruct(out, &WcUnit { dst: u.dst + u64::from(mix), ..*u });
+                        if mix {
+                            merge_tile(staging, u, out);
+                        }
                     }
                     st
                 } else {
@@ -74,6 +79,25 @@ pub fn merge(plan: &Plan, outputs: &mut [Vec<u8>]) {
             }
         }
         outputs[m.scratch_output as usize] = scratch;
+    }
+}
+
+/// `merge_bf16` of the kernel: a BF16 element from its exponent and sign-mantissa bytes.
+fn merge_bf16(e: u32, sm: u32) -> u16 {
+    (((sm & 0x80) << 8) | (e << 7) | (sm & 0x7f)) as u16
+}
+
+/// `merge_tile` of the kernel: a rebuilt WC_FLAG_MIX_BF16 tile, exponents in the elements'
+/// high bytes, merged with its sign-mantissa bytes.
+fn merge_tile(src: &[u8], u: &WcUnit, out: &mut [u8]) {
+    let sm_stride = u.row_stride / 2;
+    for r in 0..u64::from(u.height) {
+        for c in 0..u64::from(u.width) {
+            let at = (u.dst + r * u.row_stride + 2 * (u.first + c)) as usize;
+            let sm = u32::from(src[(u.mix + r * sm_stride + c) as usize]);
+            let v = merge_bf16(u32::from(out[at + 1]), sm);
+            out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        }
     }
 }
 
@@ -219,19 +243,40 @@ fn decode_rans(
             0
         }
     };
+    // FLAG_MIX_BF16: 2-byte elements merged with their sign-mantissa bytes at `mix`.
+    let mix = u.flags & FLAG_MIX_BF16 != 0;
+    let es: u64 = if mix { 2 } else { 1 };
+    let sm_stride = u.row_stride / 2;
+    // Stores a lane's 4 symbols at `p` (its sign-mantissa bytes at `q` when merged).
+    let store = |out: &mut [u8], p: u64, q: u64, word: u32| {
+        let p = p as usize;
+        if mix {
+            for j in 0..4 {
+                let v = merge_bf16((word >> (8 * j)) & 0xff, u32::from(src[q as usize + j]));
+                out[p + 2 * j..p + 2 * j + 2].copy_from_slice(&v.to_le_bytes());
+            }
+        } else {
+            out[p..p + 4].copy_from_slice(&word.to_le_bytes());
+        }
+    };
     if u.flags & FLAG_WORD_STORES != 0 {
-        // Where each lane's run of the current group starts: column, row, address, table.
+        // Where each lane's run of the current group starts: column, row, address (and that of
+        // its sign-mantissa bytes), table.
         let mut col: [u32; LANES] = std::array::from_fn(|lane| 4 * lane as u32);
         let mut row = [0u32; LANES];
         let mut p = [0u64; LANES];
+        let mut q = [0u64; LANES];
         let mut tb = [0u32; LANES];
-        let wrap = u.row_stride - u64::from(width);
+        let wrap = u.row_stride - es * u64::from(width);
+        let sm_wrap = sm_stride.wrapping_sub(u64::from(width));
         for lane in 0..LANES {
             while col[lane] >= width {
                 col[lane] -= width;
                 row[lane] += 1;
             }
-            p[lane] = u.dst + u.first + u64::from(row[lane]) * u.row_stride + u64::from(col[lane]);
+            p[lane] =
+                u.dst + es * (u.first + u64::from(col[lane])) + u64::from(row[lane]) * u.row_stride;
+            q[lane] = u.mix + u64::from(row[lane]) * sm_stride + u64::from(col[lane]);
             tb[lane] = table_of_row(row[lane]);
         }
         let all = [true; LANES];
@@ -244,13 +289,15 @@ fn decode_rans(
                 }
             }
             for lane in 0..LANES {
-                out[p[lane] as usize..][..4].copy_from_slice(&(word[lane] ^ xor4).to_le_bytes());
+                store(out, p[lane], q[lane], word[lane] ^ xor4);
                 col[lane] += 128;
-                p[lane] += 128;
+                p[lane] += es * 128;
+                q[lane] = q[lane].wrapping_add(128);
                 if col[lane] >= width {
                     while col[lane] >= width {
                         col[lane] -= width;
                         p[lane] += wrap;
+                        q[lane] = q[lane].wrapping_add(sm_wrap);
                         row[lane] += 1;
                     }
                     tb[lane] = table_of_row(row[lane]);
@@ -268,8 +315,7 @@ fn decode_rans(
             }
             for lane in 0..LANES {
                 if 4 * (lane as u32) < rest {
-                    out[p[lane] as usize..][..4]
-                        .copy_from_slice(&(word[lane] ^ xor4).to_le_bytes());
+                    store(out, p[lane], q[lane], word[lane] ^ xor4);
                 }
             }
         }
@@ -283,9 +329,19 @@ fn decode_rans(
                 for lane in 0..LANES {
                     if active[lane] {
                         let (r, c) = (t[lane] / width, t[lane] % width);
-                        let at =
-                            u.dst + u64::from(r) * u.row_stride + column(u, u.first, u64::from(c));
-                        out[at as usize] = ((sym[lane] ^ xor4) & 0xff) as u8;
+                        let at = (u.dst
+                            + u64::from(r) * u.row_stride
+                            + column(u, u.first, u64::from(c)))
+                            as usize;
+                        if !mix {
+                            out[at] = ((sym[lane] ^ xor4) & 0xff) as u8;
+                        } else if u.predictor == 0 {
+                            let b = src[(u.mix + u64::from(r) * sm_stride + u64::from(c)) as usize];
+                            let v = merge_bf16((sym[lane] ^ xor4) & 0xff, u32::from(b));
+                            out[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                        } else {
+                            out[at + 1] = sym[lane] as u8; // the residual, in the high byte
+                        }
                     }
                 }
             }

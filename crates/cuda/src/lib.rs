@@ -151,6 +151,8 @@ pub struct BenchOptions {
     /// Launch shapes to time, each over the same loaded data; empty: the decoder's own choice.
     pub configs: Vec<LaunchConfig>,
     pub verify_checksums: bool,
+    /// `PlanOptions::merge_while_decoding`.
+    pub merge_while_decoding: bool,
 }
 
 impl Default for BenchOptions {
@@ -162,6 +164,7 @@ impl Default for BenchOptions {
             copies: 1,
             configs: Vec::new(),
             verify_checksums: true,
+            merge_while_decoding: true,
         }
     }
 }
@@ -289,7 +292,11 @@ impl CudaDecoder {
         which: &[usize],
         options: &BenchOptions,
     ) -> Result<Vec<BenchReport>, CudaError> {
-        let plan_options = PlanOptions { verify_checksums: options.verify_checksums, launch: None };
+        let plan_options = PlanOptions {
+            verify_checksums: options.verify_checksums,
+            launch: None,
+            merge_while_decoding: options.merge_while_decoding,
+        };
         let plan = Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
         let crcs: Vec<u32> = plan
             .outputs

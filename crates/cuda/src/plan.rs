@@ -10,6 +10,11 @@
 //! file; what the kernel cannot know until it decodes (a stream that runs short or does not end
 //! in its final states) comes back as a per-unit status word, turned into an error here.
 //!
+//! A bf16_split tensor with a coded exponent plane and a raw sign-mantissa plane is merged as it
+//! decodes: its exponent units carry the staging offset of their tile's sign-mantissa bytes
+//! (`WcUnit::mix`, checked to lie inside the staged raw plane) and write whole elements; the raw
+//! plane gets no units of its own and the tensor no scratch memory or merge pieces.
+//!
 //! This module is plain safe Rust: `emulate` runs a plan on the CPU exactly as the kernel does,
 //! which is how the plan and the kernel's algorithm are tested on machines with no GPU.
 
@@ -35,11 +40,16 @@ pub struct PlanOptions {
     pub verify_checksums: bool,
     /// The launch's shape; `None` lets the decoder choose from the plan and the GPU.
     pub launch: Option<LaunchConfig>,
+    /// bf16_split tensors with a coded exponent plane and a raw sign-mantissa plane: the
+    /// exponent units write whole elements, merging the raw bytes in as they decode (true, the
+    /// default), or every plane goes to scratch memory and a second launch merges them (false;
+    /// for comparisons).
+    pub merge_while_decoding: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { verify_checksums: true, launch: None }
+        PlanOptions { verify_checksums: true, launch: None, merge_while_decoding: true }
     }
 }
 
@@ -70,10 +80,16 @@ impl LaunchConfig {
 
     /// The launch shape for `units` units in `planes` planes whose tables need up to
     /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
-    /// `resident_warps` warps of the kernel (its register budget): small blocks of one plane
-    /// each, a warp a unit, so that blocks of many planes share each multiprocessor (one
-    /// plane's units rarely fill a large block); a single block per multiprocessor holding all
-    /// its warps when the tables are too large for more than two blocks to fit.
+    /// `resident_warps` warps of the large-block kernel (its register budget): small blocks of
+    /// one plane each, a warp a unit, so that blocks of many planes share each multiprocessor
+    /// (one plane's units rarely fill a large block): 4 warps when the tables fit in 8 KiB (one
+    /// 11-bit table), else 8, so that a block's table load serves more units; a single block
+    /// per multiprocessor holding all its warps when the tables are too large for more than
+    /// two blocks to fit.
+    ///
+    /// Measured on H100 (MiniLM int8, SmolLM2 Q8_0 quants, MiniLM BF16): with 8 warps instead
+    /// of 4, planes of 16-32 KiB of tables (one 12-bit table, or 2-4 11-bit ones) went from
+    /// 427-458 to 442-602 GB/s (int8) and 764 to 974 (BF16); one 11-bit table is best with 4.
     pub fn choose(
         units: usize,
         planes: usize,
@@ -95,7 +111,8 @@ impl LaunchConfig {
                 units_per_block: 0,
             };
         }
-        let warps = (resident / by_smem.min(8)).clamp(1, 8).min(units.div_ceil(sms).max(1)) as u32;
+        let warps = if smem_bytes <= 8 << 10 { 4 } else { 8 };
+        let warps = warps.min(units.div_ceil(sms).max(1)) as u32;
         LaunchConfig {
             variant: Self::SMALL_BLOCK_VARIANT,
             warps_per_block: warps,
@@ -283,7 +300,7 @@ impl Plan {
                 .tensors
                 .get(index)
                 .ok_or(CudaError::NoSuchTensor { index, count: dir.tensors.len() })?;
-            plan.add_tensor(file, index, tensor, options.verify_checksums)?;
+            plan.add_tensor(file, index, tensor, options)?;
         }
         // Every count the kernel sees is a u32; a grid has fewer than 2^31 blocks.
         if plan.units.len() >= i32::MAX as usize || plan.tables.len() >= u32::MAX as usize {
@@ -300,8 +317,9 @@ impl Plan {
         file: &[u8],
         index: usize,
         tensor: &TensorEntry,
-        verify: bool,
+        options: &PlanOptions,
     ) -> Result<(), CudaError> {
+        let verify = options.verify_checksums;
         let (rows, cols) =
             matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
         let whole_blocks = tensor.dtype.block().is_none_or(|(per_block, _)| cols % per_block == 0);
@@ -324,8 +342,37 @@ impl Plan {
         }
         let output = self.outputs.len() as u32;
         self.outputs.push(Output { tensor: index, len, scratch: false });
-        // Bit-mixing transforms: planes back to back in scratch memory, then merged.
         let n = rows * cols;
+        // bf16_split with a coded exponent plane and a raw sign-mantissa plane (the usual
+        // case): the exponent units merge the raw bytes in as they decode, so the raw plane is
+        // only staged, never copied, and no merge launch follows.
+        let fused = if options.merge_while_decoding {
+            self.fused_bf16(file, tensor, len, verify)?
+        } else {
+            None
+        };
+        if let Some(mix) = fused {
+            let plane = &tensor.planes[0];
+            let PlaneEncoding::Rans { prob_bits, tables, row_tables, units } = &plane.encoding
+            else {
+                unreachable!("fused_bf16 checked the encoding")
+            };
+            let g = Geometry { origin: 0, row_stride: 2 * cols, col_stride: 2, group: 1, step: 0 };
+            // The highest byte a unit writes is the high byte of its last element.
+            let high = Geometry { origin: 1, ..g };
+            if last_byte(high, 0, 0, plane.rows, plane.cols, len).is_none()
+                || plane.cols > u64::from(u32::MAX)
+            {
+                return Err(invalid(tensor, "plane 0 does not fit the tensor"));
+            }
+            let payload = self.payload(file, tensor, 0)?;
+            let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
+            let at = Origin { tensor: index, plane: 0, unit: 0 };
+            let ctx =
+                RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
+            return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify);
+        }
+        // Bit-mixing transforms: planes back to back in scratch memory, then merged.
         let scratch = if geometry(tensor, 0)?.is_none() && len > 0 {
             let (kind, size) = match tensor.transform {
                 Transform::Bf16Split => (MERGE_BF16_SPLIT, 2),
@@ -373,11 +420,7 @@ impl Plan {
             {
                 return Err(invalid(tensor, format!("plane {j}: too wide for the kernel")));
             }
-            let payload = plane
-                .payload_offset
-                .checked_add(plane.payload_len)
-                .and_then(|end| file.get(plane.payload_offset as usize..end as usize))
-                .ok_or_else(|| invalid(tensor, format!("plane {j}: payload outside the file")))?;
+            let payload = self.payload(file, tensor, j)?;
             let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
             let at = Origin { tensor: index, plane: j, unit: 0 };
             match &plane.encoding {
@@ -392,12 +435,60 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    let ctx = RansPlane { tensor, plane, g, staging_offset, output, len, at };
+                    let ctx =
+                        RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
                     self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Plane `j`'s payload in the file.
+    fn payload<'f>(
+        &self,
+        file: &'f [u8],
+        tensor: &TensorEntry,
+        j: usize,
+    ) -> Result<&'f [u8], CudaError> {
+        let plane = &tensor.planes[j];
+        plane
+            .payload_offset
+            .checked_add(plane.payload_len)
+            .and_then(|end| file.get(plane.payload_offset as usize..end as usize))
+            .ok_or_else(|| invalid(tensor, format!("plane {j}: payload outside the file")))
+    }
+
+    /// For a non-empty bf16_split tensor whose exponent plane is coded and whose sign-mantissa
+    /// plane is stored raw: stages the raw plane (checked: its length, and its CRC-32C when
+    /// `verify`) and returns its staging offset, which the exponent units read it from.
+    fn fused_bf16(
+        &mut self,
+        file: &[u8],
+        tensor: &TensorEntry,
+        len: u64,
+        verify: bool,
+    ) -> Result<Option<u64>, CudaError> {
+        if tensor.transform != Transform::Bf16Split || len == 0 || tensor.planes.len() != 2 {
+            return Ok(None);
+        }
+        let (exp, sm) = (&tensor.planes[0], &tensor.planes[1]);
+        let (PlaneEncoding::Rans { .. }, PlaneEncoding::Raw { crc32c }) =
+            (&exp.encoding, &sm.encoding)
+        else {
+            return Ok(None);
+        };
+        if exp.is_empty() || (sm.rows, sm.cols) != (exp.rows, exp.cols) {
+            return Ok(None);
+        }
+        if sm.payload_len != sm.len() || sm.len().checked_mul(2) != Some(len) {
+            return Err(invalid(tensor, "raw plane 1: wrong length"));
+        }
+        let payload = self.payload(file, tensor, 1)?;
+        if verify {
+            check_crc(|| format!("tensor {:?} raw plane 1", tensor.name), payload, *crc32c)?;
+        }
+        Ok(Some(self.stage(sm.payload_offset, sm.payload_len)))
     }
 
     /// Reserves room for `len` bytes of the file at `file_offset`; returns their staging offset.
@@ -448,6 +539,7 @@ impl Plan {
                 col_stride: g.col_stride as u32,
                 group: g.group as u16,
                 step: g.step as u16,
+                mix: 0,
             };
             self.push_unit(unit, output, Origin { unit: k as usize, ..at });
         }
@@ -529,16 +621,43 @@ impl Plan {
             }
             // The unit's origin is its first row's (the kernel adds the column offset of c0 + c,
             // which for a block field depends on the absolute column).
-            let dst = last_byte(p.g, r0, c0, h, w, p.len)
+            // A merged unit's last byte is the high byte of its last element.
+            let reach = Geometry { origin: p.g.origin + u64::from(p.mix.is_some()), ..p.g };
+            let dst = last_byte(reach, r0, c0, h, w, p.len)
                 .map(|_| p.g.origin + r0 * p.g.row_stride)
                 .ok_or_else(|| bad(format!("unit {i}: tile outside the tensor")))?;
-            let words = p.g.contiguous()
-                && w.is_multiple_of(4)
-                && p.g.row_stride.is_multiple_of(4)
-                && (dst + c0).is_multiple_of(4);
+            let (words, mix) = match p.mix {
+                None => {
+                    let words = p.g.contiguous()
+                        && w.is_multiple_of(4)
+                        && p.g.row_stride.is_multiple_of(4)
+                        && (dst + c0).is_multiple_of(4);
+                    (words, 0)
+                }
+                Some(base) => {
+                    // The sign-mantissa bytes of the tile, row r at mix + r * cols: inside the
+                    // staged raw plane of rows * cols bytes at `base`.
+                    let cols = plane.cols;
+                    let mix = base + r0 * cols + c0;
+                    if (r0 + h - 1) * cols + c0 + w > plane.len() {
+                        return Err(bad(format!(
+                            "unit {i}: sign-mantissa bytes outside their plane"
+                        )));
+                    }
+                    // Word stores: 4 elements (8 output bytes, 4 sign-mantissa bytes) a lane,
+                    // aligned (the output and `base` are 64-byte aligned), one row per run.
+                    let words = u.predictor == wcodec_format::Predictor::None
+                        && w.is_multiple_of(4)
+                        && cols.is_multiple_of(4)
+                        && c0.is_multiple_of(4)
+                        && base.is_multiple_of(4);
+                    (words, mix)
+                }
+            };
             let flags = if plane.bias128 { FLAG_BIAS128 } else { 0 }
                 | if words { FLAG_WORD_STORES } else { 0 }
-                | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 };
+                | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 }
+                | if p.mix.is_some() { FLAG_MIX_BF16 } else { 0 };
             let unit = WcUnit {
                 src: p.staging_offset + u.offset,
                 dst,
@@ -555,6 +674,7 @@ impl Plan {
                 col_stride: p.g.col_stride as u32,
                 group: p.g.group as u16,
                 step: p.g.step as u16,
+                mix,
             };
             self.push_unit(unit, p.output, Origin { unit: i, ..p.at });
         }
@@ -659,7 +779,11 @@ impl Plan {
         for k in 0..copies as u64 {
             let k32 = k as u32;
             out.outputs.extend_from_slice(&self.outputs);
-            out.units.extend(self.units.iter().map(|u| WcUnit { src: u.src + k * stride, ..*u }));
+            out.units.extend(self.units.iter().map(|u| WcUnit {
+                src: u.src + k * stride,
+                mix: if u.flags & FLAG_MIX_BF16 != 0 { u.mix + k * stride } else { 0 },
+                ..*u
+            }));
             out.unit_output.extend(self.unit_output.iter().map(|&o| o + k32 * n_out));
             out.origins.extend_from_slice(&self.origins);
             out.groups.extend(
@@ -720,4 +844,6 @@ struct RansPlane<'a> {
     output: u32,
     len: u64,
     at: Origin,
+    /// bf16_split merged as decoded: the staging offset of the raw sign-mantissa plane.
+    mix: Option<u64>,
 }

@@ -139,7 +139,8 @@ fn damaged_units_are_reported() {
             assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
         }
         // ...and without, the kernel's own checks catch it (or the bytes are still right).
-        let options = PlanOptions { verify_checksums: false, launch: None };
+        let options =
+            PlanOptions { verify_checksums: false, launch: None, ..PlanOptions::default() };
         let plan = Plan::build(&f, &d, &all, &options).unwrap();
         let mut staging = vec![0u8; plan.staging_len as usize];
         plan.fill_staging(&f, &mut staging);
@@ -162,7 +163,7 @@ fn hostile_directories_are_refused() {
     let file = file_of(&cases()[18..22]);
     let dir = Directory::from_file_bytes(&file).unwrap();
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    let options = PlanOptions { verify_checksums: false, launch: None };
+    let options = PlanOptions { verify_checksums: false, launch: None, ..PlanOptions::default() };
     let refuse = |d: &Directory, what: &str| {
         let err = Plan::build(&file, d, &all, &options).unwrap_err();
         assert!(matches!(err, CudaError::Invalid { .. }), "{what}: {err}");
@@ -229,7 +230,10 @@ fn launch_shapes_follow_the_work() {
     let c = LaunchConfig::choose(256, 4, 16 << 10, 132, 36);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
     let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36);
-    assert_eq!((c.warps_per_block, c.units_per_block), (4, 4));
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
+    // One 11-bit table (8 KiB): 4 warps.
+    let c = LaunchConfig::choose(100_000, 500, 8 << 10, 132, 36);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 4, 4));
     // Tables so large that one block fills a multiprocessor, and planes of many units: one
     // block per multiprocessor with all its warps, over ranges of equal work.
     let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36);
@@ -322,4 +326,115 @@ fn the_cases_cover_every_kernel_path() {
             "no unit takes the {what} path: {seen:?}"
         );
     }
+}
+
+/// BF16: the exponent units that merge the raw sign-mantissa plane as they decode (word and
+/// byte stores, whole row spans, predicted tiles rebuilt then merged, partial tiles, specials),
+/// and the tensors that still take the scratch-and-merge path, against the reference; the cases
+/// reach each of these paths.
+#[test]
+fn bf16_merged_while_decoding_matches_the_reference() {
+    use wcodec_cuda::abi::*;
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for case in bf16_cases() {
+        let file = file_of(std::slice::from_ref(&case));
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let expected = reference(&file, &dir);
+        let got = emulate_all(&file, &dir, 5).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(got, expected, "{}", case.name);
+        let plan = Plan::build(&file, &dir, &[0], &PlanOptions::default()).unwrap();
+        let mut count = |what| *seen.entry(what).or_default() += 1;
+        if !plan.merges.is_empty() {
+            count("scratch and merge");
+        }
+        for u in plan.units.iter().filter(|u| u.flags & FLAG_MIX_BF16 != 0) {
+            assert_eq!(u.kind, UNIT_RANS);
+            count("merged");
+            if u.flags & FLAG_WORD_STORES != 0 {
+                count(if u.width % 128 == 0 { "merged, whole spans" } else { "merged, words" });
+            } else {
+                count("merged, bytes");
+            }
+            if u.predictor != 0 {
+                count("merged, predicted");
+            }
+            if u.height * u.width % 128 != 0 {
+                count("merged, partial group");
+            }
+            if u.flags & FLAG_ROW_TABLES != 0 {
+                count("merged, row tables");
+            }
+        }
+        // A merged tensor has no units of its raw plane and no scratch.
+        if plan.units.iter().any(|u| u.flags & FLAG_MIX_BF16 != 0) {
+            assert!(plan.merges.is_empty() && plan.outputs.iter().all(|o| !o.scratch));
+            assert!(plan.units.iter().all(|u| u.flags & FLAG_MIX_BF16 != 0));
+        }
+    }
+    println!("{seen:?}");
+    for what in [
+        "scratch and merge",
+        "merged",
+        "merged, whole spans",
+        "merged, words",
+        "merged, bytes",
+        "merged, predicted",
+        "merged, partial group",
+        "merged, row tables",
+    ] {
+        assert!(seen.get(what).copied().unwrap_or(0) > 0, "no unit takes {what}: {seen:?}");
+    }
+}
+
+/// Many merged BF16 tensors in one plan, every way of cutting it into blocks, and replicated
+/// (the sign-mantissa offsets move with each copy).
+#[test]
+fn bf16_merged_in_one_plan_and_replicated() {
+    let cases = bf16_cases();
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    for blocks in [1, 13, 100_000] {
+        assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), expected);
+    }
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    // Through scratch memory and the merge launch instead: the same bytes.
+    let options = PlanOptions { merge_while_decoding: false, ..PlanOptions::default() };
+    let plan = Plan::build(&file, &dir, &all, &options).unwrap();
+    assert!(plan.units.iter().all(|u| u.flags & wcodec_cuda::abi::FLAG_MIX_BF16 == 0));
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(&file, &mut staging);
+    let (status, outputs) = run(&plan, &plan.ranges(7), &staging, 0);
+    plan.check_status(&dir, &status).unwrap();
+    assert_eq!(outputs, expected);
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().replicate(3);
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(&file, &mut staging);
+    let (status, outputs) = run(&plan, &plan.chunks(3), &staging, 0x5a);
+    plan.check_status(&dir, &status).unwrap();
+    for (k, o) in outputs.iter().enumerate() {
+        assert_eq!(o, &expected[k % expected.len()], "copy {}", k / expected.len());
+    }
+}
+
+/// The plan refuses a merged BF16 tensor whose raw sign-mantissa plane does not have the
+/// tensor's element count, and verifies its checksum.
+#[test]
+fn bf16_raw_plane_is_checked() {
+    let case = bf16_cases().into_iter().find(|c| c.name.contains("[129, 384]")).unwrap();
+    let file = file_of(std::slice::from_ref(&case));
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    assert!(matches!(dir.tensors[0].planes[1].encoding, PlaneEncoding::Raw { .. }));
+    let mut d = dir.clone();
+    d.tensors[0].planes[1].payload_len -= 1;
+    let err = Plan::build(&file, &d, &[0], &PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+    let mut d = dir.clone();
+    d.tensors[0].planes[1].payload_offset = file.len() as u64 - 100;
+    let err = Plan::build(&file, &d, &[0], &PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+    let mut f = file.clone();
+    f[dir.tensors[0].planes[1].payload_offset as usize + 7] ^= 1;
+    let err = Plan::build(&f, &dir, &[0], &PlanOptions::default()).unwrap_err();
+    assert!(matches!(err, CudaError::Checksum { .. }), "{err}");
 }

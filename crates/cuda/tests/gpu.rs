@@ -77,7 +77,11 @@ fn many_tensors_in_one_launch_with_every_launch_shape() {
         configs.truncate(4);
     }
     for config in configs {
-        gpu.set_plan_options(PlanOptions { verify_checksums: true, launch: Some(config) });
+        gpu.set_plan_options(PlanOptions {
+            verify_checksums: true,
+            launch: Some(config),
+            ..PlanOptions::default()
+        });
         check_all(&gpu, &file, &format!("{config:?}"));
     }
 }
@@ -147,7 +151,11 @@ fn damaged_files_are_errors() {
             let err = gpu.decode_all(f, d).unwrap_err();
             assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
         }
-        gpu.set_plan_options(PlanOptions { verify_checksums: false, launch: None });
+        gpu.set_plan_options(PlanOptions {
+            verify_checksums: false,
+            launch: None,
+            ..PlanOptions::default()
+        });
         match gpu.decode_all(f, d) {
             Err(CudaError::Corrupt { .. }) => kernel_errors += 1,
             Err(other) => panic!("{what}: {other}"),
@@ -200,4 +208,45 @@ fn bench_reports_a_verified_speed() {
     assert_eq!(reports.len(), 1);
     assert!(reports[0].gbps > 0.0);
     println!("{:?}", reports[0]);
+}
+
+/// BF16 merged while decoding (and the tensors that still take scratch and merge): each case
+/// alone, then all of them in one launch with every kernel variant over several launch shapes.
+#[test]
+fn bf16_merged_while_decoding_matches_the_reference() {
+    let Some(mut gpu) = gpu() else { return };
+    let cases = bf16_cases();
+    let step = if quick() { 5 } else { 1 };
+    for case in cases.iter().step_by(step) {
+        check_all(&gpu, &file_of(std::slice::from_ref(case)), &case.name);
+    }
+    let file = file_of(&cases);
+    let mut configs = Vec::new();
+    for variant in 0..wcodec_cuda::abi::VARIANTS {
+        let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
+        for warps in [1u32, 4, 8, 32].into_iter().filter(|&w| w <= max) {
+            for (blocks_per_sm, units_per_block) in [(2, 0), (1, warps), (1, 3 * warps)] {
+                configs.push(LaunchConfig {
+                    variant,
+                    warps_per_block: warps,
+                    blocks_per_sm,
+                    units_per_block,
+                });
+            }
+        }
+    }
+    if quick() {
+        configs.retain(|c| c.variant >= 3 && c.warps_per_block == 4);
+    }
+    for config in configs {
+        gpu.set_plan_options(PlanOptions {
+            verify_checksums: true,
+            launch: Some(config),
+            ..PlanOptions::default()
+        });
+        check_all(&gpu, &file, &format!("bf16 {config:?}"));
+    }
+    // The same tensors through scratch memory and the merge launch.
+    gpu.set_plan_options(PlanOptions { merge_while_decoding: false, ..PlanOptions::default() });
+    check_all(&gpu, &file, "bf16 through scratch and merge");
 }

@@ -10,6 +10,7 @@ mod plane;
 mod tables;
 mod writer;
 
+use plane::encode_plane_into;
 pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
@@ -148,12 +149,17 @@ pub fn encode_tensor(
     let mut order0_bits = 0.0;
     for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
         let bias128 = plane_is_signed(input.dtype, transform, j);
-        let encoded = encode_plane(bytes, prows as usize, pcols as usize, bias128, options);
-        order0_bits += encoded.order0_bits;
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
         payload.resize(start, 0);
-        payload.extend_from_slice(&encoded.payload);
-        let mut entry = encoded.entry;
+        let (mut entry, bits) = encode_plane_into(
+            bytes,
+            prows as usize,
+            pcols as usize,
+            bias128,
+            options,
+            &mut payload,
+        );
+        order0_bits += bits;
         entry.payload_offset = start as u64;
         entries.push(entry);
     }
@@ -202,87 +208,151 @@ pub fn compress_file<W: std::io::Write>(
 }
 
 /// Compresses a source of `source_len` bytes read through `read(offset, buf)` (which fills
-/// `buf`, sized by the caller, from `offset`; one buffer is reused), one tensor at a
-/// time: memory holds the tensor being encoded, not the model. Tensors are encoded in
-/// parallel over their tiles and written as they are done; the bytes outside every tensor
-/// (headers, metadata, padding) are gathered into the directory's gaps.
+/// `buf`, sized by the caller, from `offset`), a batch of tensors at a time: memory holds the
+/// batches in flight, not the model. Small tensors are encoded a batch at a time, in parallel
+/// (a model's norms, biases and small matrices give the tile-level parallelism too little to
+/// spread); a large tensor is a batch of its own, its tiles being parallel work enough. While
+/// a batch is encoded, the next one is read (if it is at most `READ_AHEAD_BYTES`), so reading
+/// does not leave the threads idle. Tensors are written in source order as their batch is
+/// done; the bytes outside every tensor (headers, metadata, padding) are gathered into the
+/// directory's gaps.
 pub fn compress_source<W: std::io::Write>(
     source_len: u64,
     layout: &wcodec_container::SourceLayout,
-    read: &mut dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()>,
+    read: &mut (dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()> + Send),
     options: &EncodeOptions,
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
     options.validate()?;
     let mut writer = FileWriter::new(out, layout.kind, source_len)?;
-    let mut gaps = Vec::new();
-    let mut cursor = 0u64;
+    let batches = plan_batches(&layout.tensors);
+    let mut loader = Loader { read, cursor: 0, gaps: Vec::new() };
     let mut done = 0u64;
-    let mut bytes = Vec::new();
-    let mut fill = |offset: u64, len: u64, buf: &mut Vec<u8>| -> std::io::Result<()> {
-        buf.resize(len as usize, 0);
-        read(offset, buf)
+    let mut current = match batches.first() {
+        Some(first) => Some(loader.load(&layout.tensors[first.clone()])?),
+        None => None,
     };
-    // Small tensors are encoded a batch at a time, in parallel (a model's norms, biases and
-    // small matrices give the tile-level parallelism too little to spread); a batch holds at
-    // most BATCH_BYTES of source, so memory stays bounded. Output order is source order.
-    let mut batch: Vec<(&wcodec_container::SourceTensor, Vec<u8>)> = Vec::new();
-    let mut batch_bytes = 0u64;
-    let mut flush = |batch: &mut Vec<(&wcodec_container::SourceTensor, Vec<u8>)>,
-                     writer: &mut FileWriter<W>|
-     -> Result<(), EncodeError> {
-        let encoded: Vec<Result<EncodedTensor, EncodeError>> = batch
-            .par_iter()
-            .map(|(t, data)| {
-                let input = TensorInput {
-                    name: &t.name,
-                    dtype: t.dtype,
-                    dims: &t.dims,
-                    bytes: data,
-                    source_offset: t.offset,
-                };
-                encode_tensor(&input, options)
-            })
-            .collect();
-        for (tensor, (t, _)) in encoded.into_iter().zip(batch.iter()) {
+    for (i, range) in batches.iter().enumerate() {
+        let tensors = &layout.tensors[range.clone()];
+        let data = current.take().expect("each batch is loaded before its turn");
+        let next = batches.get(i + 1).map(|r| &layout.tensors[r.clone()]);
+        let read_ahead = next.filter(|n| batch_len(n) <= READ_AHEAD_BYTES);
+        let (encoded, loaded) = rayon::join(
+            || encode_batch(tensors, &data, options),
+            || read_ahead.map(|n| loader.load(n)).transpose(),
+        );
+        drop(data);
+        current = loaded?;
+        for (tensor, t) in encoded.into_iter().zip(tensors) {
             writer.add_tensor(tensor?)?;
             done += t.len;
             progress(done);
         }
-        batch.clear();
-        Ok(())
-    };
-    for t in &layout.tensors {
-        fill(cursor, t.offset - cursor, &mut bytes)?;
-        gaps.extend_from_slice(&bytes);
-        cursor = t.offset + t.len;
-        if t.len >= BATCH_BYTES {
-            // A large tensor alone: its tiles are enough parallel work.
-            flush(&mut batch, &mut writer)?;
-            batch_bytes = 0;
-            fill(t.offset, t.len, &mut bytes)?;
-            batch.push((t, std::mem::take(&mut bytes)));
-            flush(&mut batch, &mut writer)?;
-            continue;
-        }
-        let mut data = Vec::new();
-        fill(t.offset, t.len, &mut data)?;
-        batch_bytes += t.len;
-        batch.push((t, data));
-        if batch_bytes >= BATCH_BYTES {
-            flush(&mut batch, &mut writer)?;
-            batch_bytes = 0;
+        if current.is_none() {
+            current = next.map(|n| loader.load(n)).transpose()?;
         }
     }
-    flush(&mut batch, &mut writer)?;
-    fill(cursor, source_len - cursor, &mut bytes)?;
-    gaps.extend_from_slice(&bytes);
+    let gaps = loader.finish(source_len)?;
     Ok(writer.finish(gaps)?)
 }
 
 /// Source bytes of small tensors encoded together (see `compress_source`).
 const BATCH_BYTES: u64 = 16 << 20;
+/// The largest next batch read while the current one is encoded (larger ones, single large
+/// tensors, are read after it: memory then holds at most one large tensor).
+const READ_AHEAD_BYTES: u64 = 64 << 20;
+
+/// Consecutive tensors grouped into batches of about `BATCH_BYTES`; a tensor of at least
+/// `BATCH_BYTES` makes a batch alone.
+fn plan_batches(tensors: &[wcodec_container::SourceTensor]) -> Vec<std::ops::Range<usize>> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, t) in tensors.iter().enumerate() {
+        if t.len >= BATCH_BYTES {
+            if start < i {
+                batches.push(start..i);
+            }
+            batches.push(i..i + 1);
+            (start, bytes) = (i + 1, 0);
+            continue;
+        }
+        bytes += t.len;
+        if bytes >= BATCH_BYTES {
+            batches.push(start..i + 1);
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    if start < tensors.len() {
+        batches.push(start..tensors.len());
+    }
+    batches
+}
+
+fn batch_len(tensors: &[wcodec_container::SourceTensor]) -> u64 {
+    tensors.iter().map(|t| t.len).sum()
+}
+
+/// Encodes a batch's tensors in parallel; results in source order.
+fn encode_batch(
+    tensors: &[wcodec_container::SourceTensor],
+    data: &[Vec<u8>],
+    options: &EncodeOptions,
+) -> Vec<Result<EncodedTensor, EncodeError>> {
+    tensors
+        .par_iter()
+        .zip(data)
+        .map(|(t, bytes)| {
+            let input = TensorInput {
+                name: &t.name,
+                dtype: t.dtype,
+                dims: &t.dims,
+                bytes,
+                source_offset: t.offset,
+            };
+            encode_tensor(&input, options)
+        })
+        .collect()
+}
+
+/// Reads the source in order: tensors' bytes for the encoder, everything between them into
+/// the gaps.
+struct Loader<'r> {
+    read: &'r mut (dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()> + Send),
+    cursor: u64,
+    gaps: Vec<u8>,
+}
+
+impl Loader<'_> {
+    fn fill(&mut self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        (self.read)(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The bytes of `tensors` (which follow the tensors loaded before), and the gaps before
+    /// each.
+    fn load(
+        &mut self,
+        tensors: &[wcodec_container::SourceTensor],
+    ) -> std::io::Result<Vec<Vec<u8>>> {
+        let mut data = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            let gap = self.fill(self.cursor, t.offset - self.cursor)?;
+            self.gaps.extend_from_slice(&gap);
+            data.push(self.fill(t.offset, t.len)?);
+            self.cursor = t.offset + t.len;
+        }
+        Ok(data)
+    }
+
+    /// All the gaps, once every tensor is loaded: with the bytes after the last tensor.
+    fn finish(mut self, source_len: u64) -> std::io::Result<Vec<u8>> {
+        let tail = self.fill(self.cursor, source_len - self.cursor)?;
+        self.gaps.extend_from_slice(&tail);
+        Ok(self.gaps)
+    }
+}
 
 /// Compresses one raw tensor (a file holding only the tensor's bytes).
 pub fn compress_raw(
@@ -296,4 +366,24 @@ pub fn compress_raw(
     let mut writer = FileWriter::new(Vec::new(), SourceKind::Raw, bytes.len() as u64)?;
     writer.add_tensor(encoded)?;
     Ok(writer.finish(Vec::new())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wcodec_container::SourceTensor;
+
+    fn tensor(len: u64) -> SourceTensor {
+        SourceTensor { name: String::new(), dtype: Dtype::U8, dims: vec![len], offset: 0, len }
+    }
+
+    #[test]
+    fn batches_group_small_tensors_and_isolate_large_ones() {
+        let mb = 1 << 20;
+        let sizes = [mb, 2 * mb, 20 * mb, 10 * mb, 10 * mb, mb, 0, 40 * mb, mb];
+        let tensors: Vec<SourceTensor> = sizes.iter().map(|&s| tensor(s)).collect();
+        let batches = plan_batches(&tensors);
+        assert_eq!(batches, vec![0..2, 2..3, 3..5, 5..7, 7..8, 8..9]);
+        assert!(plan_batches(&[]).is_empty());
+    }
 }

@@ -1,5 +1,12 @@
 //! Encoding one byte plane: pass 1 (predictors and histograms per tile, tables), pass 2
 //! (one rANS unit per tile), and the decision to store the plane raw when coding does not pay.
+//!
+//! Memory: a tile coded with NONE (nearly every tile of real weights) has the plane's bytes,
+//! XOR the bias, as residuals, so they are never stored: histograms read the plane itself and
+//! pass 2 gathers each such tile into a per-thread buffer. Only predicted tiles keep their
+//! residuals between the passes. Units are appended straight to the caller's payload.
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
@@ -21,23 +28,6 @@ pub struct EncodedPlane {
     pub order0_bits: f64,
 }
 
-fn raw_plane(bytes: &[u8], rows: u64, cols: u64, order0_bits: f64) -> EncodedPlane {
-    EncodedPlane {
-        entry: PlaneEntry {
-            rows,
-            cols,
-            tile_rows: 0,
-            tile_cols: 0,
-            bias128: false,
-            payload_offset: 0,
-            payload_len: bytes.len() as u64,
-            encoding: PlaneEncoding::Raw { crc32c: crc32c::crc32c(bytes) },
-        },
-        payload: bytes.to_vec(),
-        order0_bits,
-    }
-}
-
 /// Encodes a row-major `rows x cols` byte plane.
 pub fn encode_plane(
     bytes: &[u8],
@@ -46,117 +36,275 @@ pub fn encode_plane(
     bias128: bool,
     options: &EncodeOptions,
 ) -> EncodedPlane {
+    let mut payload = Vec::new();
+    let (entry, order0_bits) = encode_plane_into(bytes, rows, cols, bias128, options, &mut payload);
+    EncodedPlane { entry, payload, order0_bits }
+}
+
+/// Pass 1's result for one tile: its predictor, and its residuals unless the predictor is
+/// NONE (then they are the plane's bytes XOR the bias).
+struct TileModel {
+    predictor: Predictor,
+    residuals: Option<Vec<u8>>,
+}
+
+/// A plane and its tiles' models: where each tile's residuals come from.
+struct Model<'a> {
+    bytes: &'a [u8],
+    cols: usize,
+    bias: u8,
+    tiles: Vec<Tile>,
+    models: Vec<TileModel>,
+}
+
+impl Model<'_> {
+    /// Adds row `r` (of the tile) of tile `i` to the residual histogram `h`.
+    fn count_row(&self, i: usize, r: usize, h: &mut [u32; 256]) {
+        let tile = self.tiles[i];
+        match &self.models[i].residuals {
+            Some(res) => count([&res[r * tile.w..][..tile.w]], tile.w, 0, h),
+            None => {
+                let row = &self.bytes[(tile.r0 + r) * self.cols + tile.c0..][..tile.w];
+                count([row], tile.w, self.bias, h)
+            }
+        }
+    }
+
+    /// The histogram of tile `i`'s residuals.
+    fn tile_histogram(&self, i: usize) -> [u64; 256] {
+        let tile = self.tiles[i];
+        if let Some(res) = &self.models[i].residuals {
+            return histogram(res);
+        }
+        // A tile has at most 2^22 symbols: u32 counts.
+        let mut h = [0u32; 256];
+        let rows =
+            (tile.r0..tile.r0 + tile.h).map(|r| &self.bytes[r * self.cols + tile.c0..][..tile.w]);
+        count(rows, tile.len(), self.bias, &mut h);
+        h.map(u64::from)
+    }
+
+    /// The histogram of the plane's bytes, from `residuals` (the histogram of all tiles'
+    /// residuals): NONE tiles' residuals are their bytes XOR the bias, so only the predicted
+    /// tiles (few) are counted again.
+    fn byte_histogram(&self, residuals: &[u64; 256]) -> [u64; 256] {
+        let mut plain = [0u64; 256];
+        let mut predicted = [0u32; 256];
+        for (s, p) in plain.iter_mut().enumerate() {
+            *p = residuals[s ^ usize::from(self.bias)];
+        }
+        for (tile, model) in self.tiles.iter().zip(&self.models) {
+            let Some(res) = &model.residuals else { continue };
+            let in_residuals = histogram(res);
+            for (s, p) in plain.iter_mut().enumerate() {
+                *p -= in_residuals[s ^ usize::from(self.bias)];
+            }
+            let rows = (tile.r0..tile.r0 + tile.h)
+                .map(|r| &self.bytes[r * self.cols + tile.c0..][..tile.w]);
+            count(rows, tile.len(), 0, &mut predicted);
+            for (p, &c) in plain.iter_mut().zip(&predicted) {
+                *p += u64::from(c);
+            }
+            predicted = [0; 256];
+        }
+        plain
+    }
+
+    /// Tile `i`'s residuals: stored, the plane's bytes themselves (a full-width tile with no
+    /// bias), or gathered into `scratch`.
+    fn tile_residuals<'s>(&'s self, i: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+        let tile = self.tiles[i];
+        if let Some(res) = &self.models[i].residuals {
+            return res;
+        }
+        if tile.w == self.cols && self.bias == 0 {
+            return &self.bytes[tile.r0 * self.cols..][..tile.len()];
+        }
+        scratch.clear();
+        for r in tile.r0..tile.r0 + tile.h {
+            let row = &self.bytes[r * self.cols + tile.c0..][..tile.w];
+            scratch.extend(row.iter().map(|&x| x ^ self.bias));
+        }
+        scratch
+    }
+}
+
+/// Adds the bytes of `rows` (`len` bytes in all), XOR `bias`, to `h`. Weights repeat a few
+/// symbols, so with one counter array each increment would wait for the previous one of the
+/// same symbol: long inputs are counted into four arrays, then added up (a few vector
+/// instructions).
+fn count<'a>(rows: impl IntoIterator<Item = &'a [u8]>, len: usize, bias: u8, h: &mut [u32; 256]) {
+    if len < 256 {
+        for x in rows.into_iter().flatten() {
+            h[usize::from(x ^ bias)] += 1;
+        }
+        return;
+    }
+    let mut parts = [[0u32; 256]; 3];
+    for bytes in rows {
+        let mut quads = bytes.chunks_exact(4);
+        for q in &mut quads {
+            h[usize::from(q[0] ^ bias)] += 1;
+            parts[0][usize::from(q[1] ^ bias)] += 1;
+            parts[1][usize::from(q[2] ^ bias)] += 1;
+            parts[2][usize::from(q[3] ^ bias)] += 1;
+        }
+        for &x in quads.remainder() {
+            h[usize::from(x ^ bias)] += 1;
+        }
+    }
+    for (i, t) in h.iter_mut().enumerate() {
+        *t += parts[0][i] + parts[1][i] + parts[2][i];
+    }
+}
+
+thread_local! {
+    /// Residuals of a NONE tile gathered for the coder, reused per thread.
+    static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Encodes a row-major `rows x cols` byte plane, appending its payload (units or raw bytes)
+/// to `payload`; returns its entry (payload offset relative to where the plane starts) and
+/// the order-0 entropy of its bytes in bits.
+pub(crate) fn encode_plane_into(
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    bias128: bool,
+    options: &EncodeOptions,
+    payload: &mut Vec<u8>,
+) -> (PlaneEntry, f64) {
     debug_assert_eq!(bytes.len(), rows * cols);
+    let raw_entry = |order0_bits: f64, payload: &mut Vec<u8>| {
+        payload.extend_from_slice(bytes);
+        let entry = PlaneEntry {
+            rows: rows as u64,
+            cols: cols as u64,
+            tile_rows: 0,
+            tile_cols: 0,
+            bias128: false,
+            payload_offset: 0,
+            payload_len: bytes.len() as u64,
+            encoding: PlaneEncoding::Raw { crc32c: crc32c::crc32c(bytes) },
+        };
+        (entry, order0_bits)
+    };
     if bytes.is_empty() {
-        return raw_plane(bytes, rows as u64, cols as u64, 0.0);
+        return raw_entry(0.0, payload);
     }
     let bias = if bias128 { 0x80 } else { 0 };
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
-    // Pass 1: predictor and residuals of every tile.
-    let analysed: Vec<(Predictor, Vec<u8>)> = tiles
+    // Pass 1: the predictor of every tile, and the residuals of predicted tiles.
+    let models: Vec<TileModel> = tiles
         .par_iter()
         .map(|&tile| {
             let predictor = choose_predictor(bytes, cols, tile, bias, &options.predictors);
-            let mut res = vec![0u8; tile.len()];
-            residuals(bytes, cols, tile, predictor, bias, &mut res);
-            (predictor, res)
+            let residuals = (predictor != Predictor::None).then(|| {
+                let mut res = vec![0u8; tile.len()];
+                residuals(bytes, cols, tile, predictor, bias, &mut res);
+                res
+            });
+            TileModel { predictor, residuals }
         })
         .collect();
+    let model = Model { bytes, cols, bias, tiles, models };
+    let all_none = model.models.iter().all(|m| m.residuals.is_none());
+    let plane_histogram = || -> [u64; 256] {
+        let hists: Vec<[u64; 256]> =
+            (0..model.tiles.len()).into_par_iter().map(|i| model.tile_histogram(i)).collect();
+        let mut total = [0u64; 256];
+        for h in &hists {
+            total.iter_mut().zip(h).for_each(|(t, &c)| *t += c);
+        }
+        total
+    };
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
-    // 2^32), computed from the tiles' residuals when asked for (that pass also gives the
-    // plane's histogram), or one table from the tiles' histograms.
+    // 2^32) when asked for, or one table from the plane's histogram.
     let prob_bits = options.prob_bits;
     let (tables, row_tables, coded_bits, total) =
         if options.max_tables > 1 && rows > 1 && cols <= u32::MAX as usize {
             let grid_cols = cols.div_ceil(tile_cols as usize);
             let tile_rows = tile_rows as usize;
-            let row_hist = |r: usize| {
-                let mut h = [0u32; 256];
+            let row_hist = |r: usize, h: &mut [u32; 256]| {
                 let band = r / tile_rows;
                 let in_band = band * grid_cols..(band + 1) * grid_cols;
-                for (tile, (_, res)) in tiles[in_band.clone()].iter().zip(&analysed[in_band]) {
-                    for &x in &res[(r - tile.r0) * tile.w..][..tile.w] {
-                        h[x as usize] += 1;
+                if in_band.clone().all(|i| model.models[i].residuals.is_none()) {
+                    count([&bytes[r * cols..][..cols]], cols, bias, h);
+                } else {
+                    for i in in_band {
+                        model.count_row(i, r - band * tile_rows, h);
                     }
                 }
-                h
             };
-            choose_tables(rows, &row_hist, prob_bits, options.max_tables)
+            choose_tables(rows, &row_hist, &plane_histogram, prob_bits, options.max_tables)
         } else {
-            let hists: Vec<[u64; 256]> =
-                analysed.par_iter().map(|(_, res)| histogram(res)).collect();
-            let mut total = [0u64; 256];
-            for h in &hists {
-                for (t, &c) in total.iter_mut().zip(h) {
-                    *t += c;
-                }
-            }
+            let total = plane_histogram();
             let table = normalize(&total, prob_bits);
             let bits = cost_bits(&total, &table, prob_bits);
             (vec![table], Vec::new(), bits, total)
         };
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
-    let order0_bits = if analysed.iter().all(|(p, _)| *p == Predictor::None) {
-        entropy_bits(&total)
-    } else {
-        entropy_bits(&histogram(bytes))
-    };
+    let order0_bits =
+        if all_none { entropy_bits(&total) } else { entropy_bits(&model.byte_histogram(&total)) };
 
     // Estimate before coding: a plane that will not shrink is stored as it is.
+    let n_tiles = model.tiles.len();
     let per_unit = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
-    let estimate = coded_bits / 8.0 + per_unit * tiles.len() as f64 + tables.len() as f64 * 300.0;
+    let estimate = coded_bits / 8.0 + per_unit * n_tiles as f64 + tables.len() as f64 * 300.0;
     if estimate >= bytes.len() as f64 {
-        return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
+        return raw_entry(order0_bits, payload);
     }
 
     // Pass 2: one unit per tile.
     let encoders: Vec<EncodeTable> =
         tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
-    let coded: Vec<Vec<u8>> = analysed
-        .par_iter()
-        .zip(&tiles)
-        .map(|((_, res), tile)| {
-            let mut unit = Vec::new();
+    let coded: Vec<Vec<u8>> = (0..n_tiles)
+        .into_par_iter()
+        .map(|i| {
+            let tile = model.tiles[i];
             let map = if row_tables.is_empty() {
                 TableMap::Single
             } else {
                 TableMap::Rows { row_tables: &row_tables[tile.r0..tile.r0 + tile.h], width: tile.w }
             };
-            encode_unit(res, &encoders, map, &mut unit);
+            let mut unit = Vec::new();
+            GATHER.with_borrow_mut(|scratch| {
+                encode_unit(model.tile_residuals(i, scratch), &encoders, map, &mut unit);
+            });
             unit
         })
         .collect();
-    let mut payload = Vec::with_capacity(coded.iter().map(|u| u.len() + 16).sum());
-    let mut units = Vec::with_capacity(coded.len());
-    for (unit, (predictor, _)) in coded.iter().zip(&analysed) {
-        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
-        payload.resize(offset, 0);
+    let start = payload.len();
+    let coded_len =
+        coded.iter().fold(0usize, |len, u| len.next_multiple_of(UNIT_ALIGN as usize) + u.len());
+    let directory_cost = n_tiles * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
+    if coded_len + directory_cost >= bytes.len() {
+        return raw_entry(order0_bits, payload);
+    }
+    payload.reserve(coded_len);
+    let mut units = Vec::with_capacity(n_tiles);
+    for (unit, m) in coded.iter().zip(&model.models) {
+        let offset = (payload.len() - start).next_multiple_of(UNIT_ALIGN as usize);
+        payload.resize(start + offset, 0);
         payload.extend_from_slice(unit);
         units.push(UnitEntry {
             offset: offset as u64,
             len: unit.len() as u32,
             crc32c: crc32c::crc32c(unit),
-            predictor: *predictor,
+            predictor: m.predictor,
         });
     }
-    let directory_cost = units.len() * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
-    if payload.len() + directory_cost >= bytes.len() {
-        return raw_plane(bytes, rows as u64, cols as u64, order0_bits);
-    }
-    EncodedPlane {
-        entry: PlaneEntry {
-            rows: rows as u64,
-            cols: cols as u64,
-            tile_rows,
-            tile_cols,
-            bias128,
-            payload_offset: 0,
-            payload_len: payload.len() as u64,
-            encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
-        },
-        payload,
-        order0_bits,
-    }
+    let entry = PlaneEntry {
+        rows: rows as u64,
+        cols: cols as u64,
+        tile_rows,
+        tile_cols,
+        bias128,
+        payload_offset: 0,
+        payload_len: (payload.len() - start) as u64,
+        encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
+    };
+    (entry, order0_bits)
 }

@@ -3,7 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
-use wcodec_rans::{Frequencies, cost_bits, normalize};
+use wcodec_rans::{Frequencies, cost_bits, normalize, weighted_cost_sums};
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
 /// of the 256 symbols, so sums and costs run over the band only.
@@ -16,36 +16,102 @@ struct Row<'a> {
 impl<'a> Row<'a> {
     fn new(counts: &'a [u32; 256]) -> Row<'a> {
         let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
-        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1);
-        Row { counts, lo, hi: hi.max(lo) }
+        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1).max(lo);
+        Row { counts, lo, hi }
     }
 }
 
-/// Cost standing in for an absent symbol: large enough to rule the table out, finite so that
-/// `0 * ABSENT` stays 0.
-const ABSENT: f32 = 1e9;
+/// Bits charged for a symbol a table lacks: more than any present symbol costs (at most 32
+/// bits at a class's entropy), yet small enough that f32 sums keep the real costs beside it.
+/// A row can still join such a table when that saves more; the refit then gives the symbol
+/// a frequency.
+const ABSENT: f32 = 64.0;
 
-/// Bits each symbol costs under a table (`ABSENT` when it has no frequency).
-fn symbol_costs(freqs: &Frequencies, prob_bits: u8) -> [f32; 256] {
-    let mut costs = [ABSENT; 256];
-    for (c, &f) in costs.iter_mut().zip(freqs) {
-        if f > 0 {
-            *c = f32::from(prob_bits) - (f as f32).log2();
+/// Most tables `Costs` compares at once (`max_tables` is at most 16).
+const MAX_CLASSES: usize = 16;
+
+/// The cost in bits of every symbol under up to 16 tables, stored symbol by symbol: a row's
+/// cost under all tables at once is then a sum over its symbols of count x cost vector, which
+/// compiles to vector multiply-adds (each table's sum runs in symbol order, so the result does
+/// not depend on the machine).
+struct Costs {
+    tables: usize,
+    by_symbol: Vec<[f32; MAX_CLASSES]>,
+}
+
+impl Costs {
+    /// From each table's cost of each symbol (`None` where a table lacks the symbol).
+    fn new(per_table: &[[Option<f64>; 256]]) -> Costs {
+        assert!(per_table.len() <= MAX_CLASSES, "at most 16 tables");
+        let mut by_symbol = vec![[ABSENT; MAX_CLASSES]; 256];
+        for (j, costs) in per_table.iter().enumerate() {
+            for (x, &c) in costs.iter().enumerate() {
+                if let Some(bits) = c {
+                    by_symbol[x][j] = bits as f32;
+                }
+            }
+        }
+        Costs { tables: per_table.len(), by_symbol }
+    }
+
+    /// Costs under normalised tables.
+    fn of_tables(tables: &[Frequencies], prob_bits: u8) -> Costs {
+        let per_table: Vec<[Option<f64>; 256]> = tables
+            .iter()
+            .map(|t| t.map(|f| (f > 0).then(|| f64::from(prob_bits) - f64::from(f).log2())))
+            .collect();
+        Costs::new(&per_table)
+    }
+
+    /// Costs at the entropy of each class's histogram.
+    fn of_sums(sums: &[[u64; 256]]) -> Costs {
+        let per_table: Vec<[Option<f64>; 256]> = sums
+            .iter()
+            .map(|sum| {
+                let total = sum.iter().sum::<u64>() as f64;
+                sum.map(|n| (n > 0).then(|| log2_approx(total / n as f64)))
+            })
+            .collect();
+        Costs::new(&per_table)
+    }
+
+    /// The table that codes `row` cheapest; the first on ties.
+    fn cheapest(&self, row: &Row) -> usize {
+        match self.tables {
+            0..=4 => self.cheapest_of::<4>(row),
+            5..=8 => self.cheapest_of::<8>(row),
+            _ => self.cheapest_of::<MAX_CLASSES>(row),
         }
     }
-    costs
+
+    fn cheapest_of<const N: usize>(&self, row: &Row) -> usize {
+        let bits: [f32; N] =
+            weighted_cost_sums(&self.by_symbol[row.lo..row.hi], &row.counts[row.lo..row.hi]);
+        let mut best = 0;
+        for (j, &b) in bits.iter().enumerate().take(self.tables) {
+            if b < bits[best] {
+                best = j;
+            }
+        }
+        best
+    }
 }
 
-/// Bits to code `row` with `costs`.
-fn cost(row: &Row, costs: &[f32; 256]) -> f32 {
-    let (h, c) = (&row.counts[row.lo..row.hi], &costs[row.lo..row.hi]);
-    h.iter().zip(c).map(|(&n, &bits)| n as f32 * bits).sum()
+/// Approximate stored size of a table with `present` symbols, in bits (bitmap plus ~1.6
+/// bytes per present symbol).
+fn table_bits(present: usize) -> f64 {
+    (32.0 + 1.6 * present as f64) * 8.0
 }
 
-/// Approximate stored size of a table in bits (bitmap plus ~1.6 bytes per present symbol).
-fn table_bits(freqs: &Frequencies) -> f64 {
-    let present = freqs.iter().filter(|&&f| f > 0).count() as f64;
-    (32.0 + 1.6 * present) * 8.0
+/// Bits of the tables (given by their numbers of present symbols) and of the row map of a
+/// plane of `rows` rows.
+fn side_bits(present: impl ExactSizeIterator<Item = usize>, rows: usize) -> f64 {
+    let map = if present.len() > 1 { rows as f64 * 4.0 } else { 0.0 };
+    present.map(table_bits).sum::<f64>() + map
+}
+
+fn present(counts: &[u64; 256]) -> usize {
+    counts.iter().filter(|&&c| c > 0).count()
 }
 
 fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
@@ -59,53 +125,69 @@ fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
     sums
 }
 
-/// Tables fitted to the rows of each class (empty classes dropped, `classes` renumbered) and
-/// the bits those rows cost with them (from the class sums: no per-row work).
-fn fit(rows: &[Row], classes: &mut [u8], k: usize, prob_bits: u8) -> (f64, Vec<Frequencies>) {
+/// The histograms of the classes (empty classes dropped, `classes` renumbered) and the bits
+/// their rows cost at the classes' order-0 entropy. The search compares candidates by entropy,
+/// which 12-bit tables come within a fraction of a percent of, and leaves the normalisation of
+/// tables (a heap walk per table) to the winner.
+fn fit(rows: &[Row], classes: &mut [u8], k: usize) -> (f64, Vec<[u64; 256]>) {
     let sums = class_sums(rows, classes, k);
     let mut remap = vec![u8::MAX; k];
-    let mut tables = Vec::new();
+    let mut kept = Vec::new();
     let mut coded = 0.0;
-    for (i, sum) in sums.iter().enumerate() {
+    for (i, sum) in sums.into_iter().enumerate() {
         if sum.iter().any(|&c| c > 0) {
-            remap[i] = tables.len() as u8;
-            let table = normalize(sum, prob_bits);
-            coded += cost_bits(sum, &table, prob_bits);
-            tables.push(table);
+            remap[i] = kept.len() as u8;
+            coded += entropy_approx(&sum);
+            kept.push(sum);
         }
     }
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    (coded, tables)
+    (coded, kept)
 }
 
-/// Bits of the tables and of the row map of a plane of `rows` rows.
-fn side_bits(tables: &[Frequencies], rows: usize) -> f64 {
-    let map = if tables.len() > 1 { rows as f64 * 4.0 } else { 0.0 };
-    tables.iter().map(table_bits).sum::<f64>() + map
+/// log2(x) for x >= 1, to within 4e-5: the search's estimates need no more, and a library
+/// log2 per present symbol per class per round was a tenth of the time of encoding a GGUF
+/// file (whose packed quants use all 256 symbols).
+fn log2_approx(x: f64) -> f64 {
+    debug_assert!(x >= 1.0 && x.is_finite());
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
+    // The mantissa in [1, 2), centred; a degree-5 least-squares fit of log2 on it.
+    let m = f64::from_bits((bits & ((1 << 52) - 1)) | (1023 << 52)) - 1.5;
+    let p = ((((0.043_428_907_822 * m - 0.079_150_365_753) * m + 0.141_848_742_982) * m
+        - 0.319_919_359_795)
+        * m
+        + 0.961_814_783_546)
+        * m
+        + 0.584_954_283_955;
+    exponent as f64 + p
 }
 
-/// Each row's cheapest table.
-fn assign(rows: &[Row], tables: &[Frequencies], prob_bits: u8) -> Vec<u8> {
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
-    rows.par_iter()
-        .map(|h| {
-            (0..costs.len())
-                .map(|i| (i, cost(h, &costs[i])))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(i, _)| i as u8)
-        })
-        .collect()
+/// Order-0 entropy of a histogram in bits, with `log2_approx`.
+fn entropy_approx(counts: &[u64; 256]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    let t = total as f64;
+    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * log2_approx(t / c as f64)).sum()
+}
+
+/// Each row's cheapest class.
+fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
+    let costs = Costs::of_sums(sums);
+    rows.iter().map(|row| costs.cheapest(row) as u8).collect()
 }
 
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
 const SAMPLE_ROWS: usize = 256;
+/// ... and at most one row in `SAMPLE_STRIDE_MIN`: the search's rounds cost several passes
+/// over its sample, so a sample of every row would cost more than the pass over all rows.
+const SAMPLE_STRIDE_MIN: usize = 4;
 /// Lloyd rounds per candidate number of classes.
 const ROUNDS: usize = 3;
 
-/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has histogram
-/// `row_hist(r)` (computed on demand: a plane's rows are never all held at once, so memory
+/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has the
+/// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows are never all held at once, so memory
 /// stays bounded by the plane itself). Returns the tables, each row's table when there are
 /// several (else an empty map), the bits the plane's residuals cost with them, and the plane's
 /// residual histogram.
@@ -115,10 +197,12 @@ const ROUNDS: usize = 3;
 /// tables are rebuilt); the k with the smallest estimated total (coded bits + tables + map)
 /// wins. Then, in one pass over all rows, every row takes its cheapest table and the class
 /// sums (whose total is the plane's histogram) refit the tables; the result is kept only if
-/// it beats one table for the whole plane.
+/// it beats one table for the whole plane. When the sample finds no candidate, the plane's
+/// histogram comes from `plane_hist` (cheaper than row by row) and one table is returned.
 pub fn choose_tables(
     rows: usize,
-    row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
+    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
+    plane_hist: &dyn Fn() -> [u64; 256],
     prob_bits: u8,
     max_tables: u8,
 ) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
@@ -127,25 +211,30 @@ pub fn choose_tables(
     } else {
         None
     };
-    let tables = candidate.unwrap_or_default();
+    let Some(tables) = candidate else {
+        let total = plane_hist();
+        let table = normalize(&total, prob_bits);
+        let bits = cost_bits(&total, &table, prob_bits);
+        return (vec![table], Vec::new(), bits, total);
+    };
     // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
-    let costs: Vec<[f32; 256]> = tables.iter().map(|t| symbol_costs(t, prob_bits)).collect();
+    let costs = Costs::of_tables(&tables, prob_bits);
     let k = tables.len().max(1);
     let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
         .into_par_iter()
         .map(|chunk| {
             let mut classes = Vec::with_capacity(64);
             let mut sums = vec![[0u64; 256]; k];
+            let mut h = [0u32; 256];
             for r in chunk * 64..(chunk * 64 + 64).min(rows) {
-                let h = row_hist(r);
+                row_hist(r, &mut h);
                 let row = Row::new(&h);
-                let c = (0..costs.len())
-                    .map(|i| (i, cost(&row, &costs[i])))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .map_or(0, |(i, _)| i);
+                let c = costs.cheapest(&row);
                 for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
                     *s += u64::from(n);
                 }
+                let (lo, hi) = (row.lo, row.hi);
+                h[lo..hi].fill(0);
                 classes.push(c as u8);
             }
             (classes, sums)
@@ -169,7 +258,7 @@ pub fn choose_tables(
     }
     let one_table = normalize(&total, prob_bits);
     let one_bits = cost_bits(&total, &one_table, prob_bits);
-    let one_total = one_bits + side_bits(std::slice::from_ref(&one_table), rows);
+    let one_total = one_bits + side_bits(std::iter::once(present(&total)), rows);
     if tables.len() < 2 {
         return (vec![one_table], Vec::new(), one_bits, total);
     }
@@ -188,65 +277,76 @@ pub fn choose_tables(
     for c in classes.iter_mut() {
         *c = remap[usize::from(*c)];
     }
-    if fitted.len() < 2 || bits + side_bits(&fitted, rows) >= one_total {
+    let fitted_side = side_bits(fitted.iter().map(|t| t.iter().filter(|&&f| f > 0).count()), rows);
+    if fitted.len() < 2 || bits + fitted_side >= one_total {
         return (vec![one_table], Vec::new(), one_bits, total);
     }
     (fitted, classes, bits, total)
 }
 
-/// The sample search of `choose_tables`: the best candidate tables (two or more), if any
-/// beats one table on the sample's estimate.
+/// The sample search of `choose_tables`: the best candidate tables (two or more), if they
+/// beat one table on the sample's estimate.
 fn search(
     rows: usize,
-    row_hist: &(dyn Fn(usize) -> [u32; 256] + Sync),
+    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
     prob_bits: u8,
     max_tables: u8,
 ) -> Option<Vec<Frequencies>> {
-    let stride = rows.div_ceil(SAMPLE_ROWS);
-    let sample_counts: Vec<[u32; 256]> = (0..rows).step_by(stride).map(row_hist).collect();
+    let stride = rows.div_ceil(SAMPLE_ROWS).max(SAMPLE_STRIDE_MIN.min(rows / 32).max(1));
+    let sample_counts: Vec<[u32; 256]> = (0..rows)
+        .step_by(stride)
+        .map(|r| {
+            let mut h = [0u32; 256];
+            row_hist(r, &mut h);
+            h
+        })
+        .collect();
     let sample: Vec<Row> = sample_counts.iter().map(Row::new).collect();
     let scale = rows as f64 / sample.len() as f64;
-    // Order sampled rows by their own entropy per symbol: rows of similar spread start together.
-    let spread: Vec<f64> = sample_counts
+    // Order sampled rows by how concentrated they are (the chance that two of a row's symbols
+    // are equal, a cheap stand-in for its entropy): rows of similar spread start together.
+    let concentration: Vec<f64> = sample
         .iter()
-        .map(|h| {
-            let total: u64 = h.iter().map(|&c| u64::from(c)).sum();
-            if total == 0 {
-                return 0.0;
-            }
-            let t = total as f64;
-            h.iter()
-                .filter(|&&c| c > 0)
-                .map(|&c| f64::from(c) / t * (t / f64::from(c)).log2())
-                .sum()
+        .map(|row| {
+            let counts = &row.counts[row.lo..row.hi];
+            let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+            let squares: u64 = counts.iter().map(|&c| u64::from(c) * u64::from(c)).sum();
+            if total == 0 { 0.0 } else { squares as f64 / (total as f64 * total as f64) }
         })
         .collect();
     let mut order: Vec<usize> = (0..sample.len()).collect();
-    order.sort_by(|&a, &b| spread[a].total_cmp(&spread[b]));
-    let mut best: Option<(f64, Vec<Frequencies>)> = None;
+    order.sort_by(|&a, &b| concentration[b].total_cmp(&concentration[a]));
+    let mut best: Option<(f64, Vec<[u64; 256]>)> = None;
     let mut k = 2;
     while k <= usize::from(max_tables).min(sample.len()) {
         let mut classes = vec![0u8; sample.len()];
         for (rank, &row) in order.iter().enumerate() {
             classes[row] = (rank * k / sample.len()) as u8;
         }
-        let (mut bits, mut tables) = fit(&sample, &mut classes, k, prob_bits);
+        let (mut bits, mut sums) = fit(&sample, &mut classes, k);
         for _ in 0..ROUNDS {
-            let mut next = assign(&sample, &tables, prob_bits);
-            let (next_bits, next_tables) = fit(&sample, &mut next, tables.len(), prob_bits);
+            let mut next = assign(&sample, &sums);
+            if next == classes {
+                break; // converged: the same classes give the same sums
+            }
+            let (next_bits, next_sums) = fit(&sample, &mut next, sums.len());
             if next_bits >= bits {
                 break;
             }
-            (bits, tables) = (next_bits, next_tables);
+            (bits, sums, classes) = (next_bits, next_sums, next);
         }
-        let estimate = bits * scale + side_bits(&tables, rows);
+        let estimate = bits * scale + side_bits(sums.iter().map(present), rows);
         if best.as_ref().is_some_and(|(b, _)| estimate >= *b) {
             break;
         }
-        best = Some((estimate, tables));
+        best = Some((estimate, sums));
         k *= 2;
     }
-    best.map(|(_, tables)| tables)
+    // Classes that do not beat one table on the sample are not worth the pass over all rows.
+    let (one_bits, one_sum) = fit(&sample, &mut vec![0u8; sample.len()], 1);
+    let one_estimate = one_bits * scale + side_bits(one_sum.iter().map(present), rows);
+    best.filter(|(estimate, sums)| sums.len() >= 2 && *estimate < one_estimate)
+        .map(|(_, sums)| sums.iter().map(|sum| normalize(sum, prob_bits)).collect())
 }
 
 #[cfg(test)]
@@ -254,15 +354,79 @@ mod tests {
     use super::*;
 
     fn choose(rows: &[[u32; 256]]) -> (Vec<Frequencies>, Vec<u8>, f64) {
-        let (tables, classes, bits, total) = choose_tables(rows.len(), &|r| rows[r], 12, 8);
         let mut expected = [0u64; 256];
         for h in rows {
             for (t, &c) in expected.iter_mut().zip(h) {
                 *t += u64::from(c);
             }
         }
+        let (tables, classes, bits, total) =
+            choose_tables(rows.len(), &|r, h| *h = rows[r], &|| expected, 12, 8);
         assert_eq!(total, expected, "the returned histogram is the plane's");
         (tables, classes, bits)
+    }
+
+    /// `Costs::cheapest` picks the table an exact f64 sum picks, with absent symbols charged
+    /// `ABSENT` bits, for every number of tables it dispatches on.
+    #[test]
+    fn cheapest_matches_an_exact_sum() {
+        let mut x = 12345u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for k in [2usize, 3, 5, 8, 11, 16] {
+            let sums: Vec<[u64; 256]> = (0..k)
+                .map(|_| {
+                    let mut s = [0u64; 256];
+                    for c in &mut s[100..160] {
+                        *c = if next() % 9 == 0 { 0 } else { next() % 1000 + 1 };
+                    }
+                    s
+                })
+                .collect();
+            let costs = Costs::of_sums(&sums);
+            for _ in 0..500 {
+                let mut h = [0u32; 256];
+                for c in &mut h[105..155] {
+                    *c = (next() % 30) as u32;
+                }
+                let exact: Vec<f64> = sums
+                    .iter()
+                    .map(|sum| {
+                        let total = sum.iter().sum::<u64>() as f64;
+                        (0..256)
+                            .map(|v| {
+                                let bits = if sum[v] > 0 {
+                                    (total / sum[v] as f64).log2()
+                                } else {
+                                    f64::from(ABSENT)
+                                };
+                                f64::from(h[v]) * bits
+                            })
+                            .sum()
+                    })
+                    .collect();
+                let best = (0..k).min_by(|&a, &b| exact[a].total_cmp(&exact[b])).unwrap();
+                let picked = costs.cheapest(&Row::new(&h));
+                // Equal up to f32 rounding of near-ties.
+                assert!(exact[picked] - exact[best] < 1e-3, "k {k}: {picked} vs {best}");
+            }
+        }
+    }
+
+    #[test]
+    fn log2_approx_is_within_its_bound() {
+        let mut x = 1.0f64;
+        while x < 1e12 {
+            assert!((log2_approx(x) - x.log2()).abs() < 4e-5, "{x}");
+            x *= 1.0137;
+        }
+        for x in [1.0, 2.0, 3.0, 1024.0, 4096.5, (1u64 << 40) as f64] {
+            assert!((log2_approx(x) - x.log2()).abs() < 4e-5, "{x}");
+        }
     }
 
     #[test]

@@ -137,6 +137,41 @@ fn each_predictor_alone_round_trips() {
     }
 }
 
+/// Tiles of one band with and without prediction, rows of two distributions (row classes)
+/// and partial tiles: the encoder keeps residuals only for predicted tiles and reads the
+/// others from the plane, which must not change what is decoded.
+#[test]
+fn predicted_and_plain_tiles_mix_with_row_classes() {
+    let (rows, cols) = (300usize, 257usize);
+    let mut next = xorshift(7);
+    let data: Vec<u8> = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            let v: i32 = if c < 128 {
+                (c as i32 * 2 + r as i32) % 200 - 100
+            } else if r % 3 == 0 {
+                (next() % 5) as i32 - 2
+            } else {
+                (next() % 201) as i32 - 100
+            };
+            v as i8 as u8
+        })
+        .collect();
+    let options = EncodeOptions { tile: TileConfig { rows: 64, cols: 64 }, ..Default::default() };
+    for dtype in [Dtype::I8, Dtype::U8] {
+        let wcz = check_round_trip(&data, dtype, &[rows as u64, cols as u64], &options);
+        let dir = Directory::from_file_bytes(&wcz).unwrap();
+        let wcodec::format::PlaneEncoding::Rans { units, tables, .. } =
+            &dir.tensors[0].planes[0].encoding
+        else {
+            panic!("{dtype}: the plane is coded");
+        };
+        assert!(units.iter().any(|u| u.predictor == Predictor::None), "{dtype}");
+        assert!(units.iter().any(|u| u.predictor != Predictor::None), "{dtype}");
+        assert!(tables.len() >= 2, "{dtype}: row classes");
+    }
+}
+
 #[test]
 fn smooth_data_picks_a_predictor_and_compresses_better() {
     // A ramp along rows: LEFT turns it into a near-constant residual.

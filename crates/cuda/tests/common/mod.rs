@@ -270,3 +270,106 @@ pub fn damaged(file: &[u8], dir: &Directory) -> Vec<(String, Vec<u8>, Directory)
     }
     out
 }
+
+/// BF16 weights as a model has them: each row's values drawn around 0 with its own scale
+/// (about normal, so the exponents are skewed and the mantissas near random), with the
+/// specials sprinkled in (NaN, +-inf, +-0, subnormals) where `specials` says.
+pub fn bf16_weights(rng: &mut Rng, n: usize, row_len: usize, specials: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let scale = [0.02f32, 0.1, 1.5, 0.004][(i / row_len.max(1)) % 4];
+        let normal: f32 =
+            (0..4).map(|_| rng.below(1 << 20) as f32 / (1 << 20) as f32).sum::<f32>() - 2.0;
+        let mut v = ((normal * scale).to_bits() >> 16) as u16;
+        if specials {
+            v = match rng.below(64) {
+                0 => 0x7fc0 | (rng.below(0x40) as u16), // NaN, some payload
+                1 => 0x7f80,                            // inf
+                2 => 0xff80,                            // -inf
+                3 => 0x8000,                            // -0
+                4 => rng.below(0x80) as u16,            // subnormal
+                _ => v,
+            };
+        }
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// BF16 tensors of odd shapes and tiles (partial tiles, widths that are and are not multiples
+/// of 4 and of 128), with and without predictors and specials, so that the exponent plane is
+/// coded and the sign-mantissa plane stored raw (the merged path: word and byte stores, the
+/// fast path, predicted tiles rebuilt then merged); and a few whose sign-mantissa plane is coded
+/// (few distinct mantissas) or whose planes are both raw (random bits), which take the
+/// scratch-and-merge path.
+pub fn bf16_cases() -> Vec<Case> {
+    let mut rng = Rng::new(11);
+    let shapes: &[&[u64]] = &[
+        &[1, 1],
+        &[3, 7],
+        &[1, 4096],
+        &[300, 257],
+        &[129, 384],
+        &[64, 128],
+        &[2, 37, 40],
+        &[70, 128],
+        &[257, 512],
+        &[100, 36],
+        &[4096, 3],
+    ];
+    let tiles: &[(u32, u32)] =
+        &[(64, 128), (32, 64), (40, 33), (256, 256), (48, 36), (64, 256), (16, 128)];
+    let predictor_sets: &[&[Predictor]] = &[
+        &[Predictor::None],
+        &Predictor::ALL,
+        &[Predictor::Left],
+        &[Predictor::Paeth],
+        &[Predictor::Top],
+        &[Predictor::Avg],
+    ];
+    let mut out = Vec::new();
+    let mut k = 0usize;
+    for dims in shapes {
+        for &tile in tiles {
+            let preds = predictor_sets[k % predictor_sets.len()];
+            let max_tables = [1u8, 4, 8][k % 3];
+            let specials = k % 2 == 1;
+            k += 1;
+            let (rows, cols) = wcodec_format::matrix_shape(dims).unwrap();
+            let bytes = bf16_weights(&mut rng, (rows * cols) as usize, cols as usize, specials);
+            out.push(Case {
+                name: format!(
+                    "bf16 {dims:?} {preds:?} tile {tile:?} tables {max_tables} specials {specials}"
+                ),
+                dtype: Dtype::BF16,
+                dims: dims.to_vec(),
+                bytes,
+                options: options(tile, preds, max_tables),
+            });
+        }
+    }
+    // A coded sign-mantissa plane: multiples of 1/8 up to +-4 (few distinct mantissas).
+    let (rows, cols) = (96usize, 256usize);
+    let mut bytes = Vec::new();
+    for _ in 0..rows * cols {
+        let v = ((rng.below(65) as f32 - 32.0) / 8.0).to_bits() >> 16;
+        bytes.extend_from_slice(&(v as u16).to_le_bytes());
+    }
+    out.push(Case {
+        name: "bf16 coded sign-mantissa".into(),
+        dtype: Dtype::BF16,
+        dims: vec![rows as u64, cols as u64],
+        bytes,
+        options: options((64, 128), &Predictor::ALL, 1),
+    });
+    // Random bits: both planes stored raw.
+    let bytes: Vec<u8> = (0..2 * 50 * 130).map(|_| rng.next() as u8).collect();
+    out.push(Case {
+        name: "bf16 random bits".into(),
+        dtype: Dtype::BF16,
+        dims: vec![50, 130],
+        bytes,
+        options: options((32, 64), &Predictor::ALL, 1),
+    });
+    out
+}
