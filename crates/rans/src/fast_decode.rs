@@ -137,7 +137,7 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
         return results;
     }
     let mut queue = jobs.iter_mut().enumerate();
-    let mut slots: [Option<(usize, FastUnit)>; 2] = [None, None];
+    let mut slots: [Option<(usize, FastUnit)>; INTERLEAVED] = std::array::from_fn(|_| None);
     loop {
         // Fill the free slots with the next units that open (the others fail here; units the
         // kernels cannot store are decoded on their own).
@@ -158,56 +158,84 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 }
             }
         }
-        match &mut slots {
-            [None, None] => return results,
-            [one @ Some(_), None] | [None, one @ Some(_)] => {
-                // The queue is empty: the last unit alone.
-                let (i, unit) = one.take().expect("a unit");
-                results[i] = unit.run_to_end(kernel);
+        // A unit that is done leaves its slot.
+        let mut left = false;
+        for slot in &mut slots {
+            if let Some((i, unit)) = slot
+                && unit.is_done()
+            {
+                results[*i] = unit.finish();
+                (*slot, left) = (None, true);
             }
-            [Some((ia, ua)), Some((ib, ub))] => {
-                // Both in lockstep while both are in a kernel run; otherwise each advances on
-                // its own. A unit that ends or fails leaves its slot.
-                let mut end = [None, None];
-                if ua.is_done() {
-                    end[0] = Some(ua.finish());
-                } else if ub.is_done() {
-                    end[1] = Some(ub.finish());
-                } else {
-                    match (ua.run(), ub.run()) {
-                        (run_a @ 1.., run_b @ 1..) => {
-                            let groups = run_a.min(run_b);
-                            let done =
-                                kernel.decode_run2(ua.kernel_run(groups), ub.kernel_run(groups));
-                            debug_assert!(done > 0, "both windows were checked");
-                            ua.g += done;
-                            ub.g += done;
-                        }
-                        (run_a, run_b) => {
-                            if run_a == 0
-                                && let Err(e) = ua.advance(kernel)
-                            {
-                                end[0] = Some(Err(e));
-                            }
-                            if run_b == 0
-                                && let Err(e) = ub.advance(kernel)
-                            {
-                                end[1] = Some(Err(e));
-                            }
-                        }
-                    }
+        }
+        if left {
+            continue;
+        }
+        match slots.iter().filter(|s| s.is_some()).count() {
+            0 => return results,
+            1 => {
+                // The queue is empty: the last unit alone.
+                let slot = slots.iter_mut().find(|s| s.is_some()).expect("a unit");
+                let (i, unit) = slot.as_mut().expect("a unit");
+                if let Err(e) = unit.advance(kernel) {
+                    results[*i] = Err(e);
+                    *slot = None;
                 }
-                let index = [*ia, *ib];
-                for (k, result) in end.into_iter().enumerate() {
-                    if let Some(result) = result {
-                        results[index[k]] = result;
-                        slots[k] = None;
-                    }
-                }
+                continue;
+            }
+            _ => {}
+        }
+        let mut active: Vec<&mut (usize, FastUnit)> = slots.iter_mut().flatten().collect();
+        // The units in a kernel run go in lockstep (a lone one waits for a partner); the others
+        // advance a group on their own. A unit that fails leaves its slot.
+        let runs: Vec<usize> = active.iter_mut().map(|(_, u)| u.run()).collect();
+        let ready: Vec<usize> = (0..active.len()).filter(|&k| runs[k] > 0).collect();
+        let mut failed = Vec::new();
+        if ready.len() >= 2 {
+            // Three units at once where their tables do not stay in L1 (their gathers wait on
+            // L2 and a third chain hides more of it); two where they do (a third only spills
+            // registers).
+            let big = |u: &FastUnit| u.tables.len() << u.tables[0].prob_bits() > 1 << 12;
+            let three = ready.len() == 3 && ready.iter().all(|&k| big(&active[k].1));
+            let chosen = &ready[..if three { 3 } else { 2 }];
+            let groups = chosen.iter().map(|&k| runs[k]).min().expect("two units");
+            let mut units: Vec<&mut FastUnit> = active
+                .iter_mut()
+                .enumerate()
+                .filter(|(k, _)| chosen.contains(k))
+                .map(|(_, (_, u))| u)
+                .collect();
+            let done = match units.as_mut_slice() {
+                [a, b] => kernel.decode_runs([a.kernel_run(groups), b.kernel_run(groups)]),
+                [a, b, c] => kernel.decode_runs([
+                    a.kernel_run(groups),
+                    b.kernel_run(groups),
+                    c.kernel_run(groups),
+                ]),
+                _ => unreachable!("at most {INTERLEAVED} units"),
+            };
+            debug_assert!(done > 0, "all windows were checked");
+            units.iter_mut().for_each(|u| u.g += done);
+        }
+        for (k, (i, unit)) in active.iter_mut().enumerate() {
+            if runs[k] == 0
+                && let Err(e) = unit.advance(kernel)
+            {
+                results[*i] = Err(e);
+                failed.push(*i);
+            }
+        }
+        drop(active);
+        for slot in &mut slots {
+            if slot.as_ref().is_some_and(|(i, _)| failed.contains(i)) {
+                *slot = None;
             }
         }
     }
 }
+
+/// Units a core decodes at once, interleaved.
+const INTERLEAVED: usize = 3;
 
 /// A unit being decoded by a SIMD path.
 pub(crate) struct FastUnit<'a, 'b> {

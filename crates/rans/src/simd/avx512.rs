@@ -133,100 +133,103 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
     done
 }
 
-/// See [`super::Kernel::decode_run2`]: [`decode_run`] on two units, in four registers. With two
-/// chains in flight the gathers' latency overlaps, and throughput, not latency, is what counts:
-/// so the renormalisation is decided after the full multiply (no second gather of thresholds).
+/// See [`super::Kernel::decode_runs`]: [`decode_run`] on `N` units, in `2 N` registers. With
+/// several chains in flight the gathers' latency overlaps, and throughput, not latency, is what
+/// counts: so the renormalisation is decided after the full multiply (no second gather of
+/// thresholds).
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VL, POPCNT.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run2<'b>(a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
-    let units = [a, b];
+pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]) -> usize {
+    let zero = _mm512_setzero_si512();
     let freq_mask = _mm512_set1_epi32(0xfff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
-    let mut mask = [_mm512_setzero_si512(); 2];
-    let mut shift = [_mm512_setzero_si512(); 2];
-    let mut x = [_mm512_setzero_si512(); 4];
-    let mut slot = [_mm512_setzero_si512(); 4];
-    let mut p = [0usize; 2];
+    let (mut mask, mut shift, mut bias) = ([zero; N], [zero; N], [zero; N]);
+    // Register h of unit u holds its lanes 16h..16h+15.
+    let (mut x, mut slot) = ([[zero; 2]; N], [[zero; 2]; N]);
+    let mut p = [0usize; N];
     for (u, run) in units.iter().enumerate() {
         let prob_bits = run.tables[0].prob_bits().clamp(8, 12);
         mask[u] = _mm512_set1_epi32(((1u32 << prob_bits) - 1) as i32);
         shift[u] = _mm512_set1_epi32(prob_bits as i32);
+        bias[u] = _mm512_set1_epi8(run.out.bias() as i8);
         p[u] = *run.pos;
         for h in 0..2 {
             // SAFETY: `states` holds 2 x 16 u32.
-            x[2 * u + h] = unsafe { _mm512_loadu_si512(run.states.as_ptr().add(16 * h).cast()) };
-            slot[2 * u + h] = _mm512_and_si512(x[2 * u + h], mask[u]);
+            x[u][h] = unsafe { _mm512_loadu_si512(run.states.as_ptr().add(16 * h).cast()) };
+            slot[u][h] = _mm512_and_si512(x[u][h], mask[u]);
         }
     }
-    let [mut a, mut b] = units;
-    let bias = [_mm512_set1_epi8(a.out.bias() as i8), _mm512_set1_epi8(b.out.bias() as i8)];
-    let groups = a.classes.len().min(b.classes.len());
+    let groups = units.iter().map(|r| r.classes.len()).min().unwrap_or(0);
     let mut done = 0;
     while done < groups {
-        if p[0] + WINDOW > a.words.len() / 2 || p[1] + WINDOW > b.words.len() / 2 {
+        if units.iter().zip(&p).any(|(r, &p)| p + WINDOW > r.words.len() / 2) {
             break;
         }
         // The groups' streams: `WINDOW` readable words from each.
-        let w = [
-            a.words[2 * p[0]..2 * (p[0] + WINDOW)].as_ptr(),
-            b.words[2 * p[1]..2 * (p[1] + WINDOW)].as_ptr(),
-        ];
-        // Register r holds half r % 2 of unit r / 2's group.
-        let entries = [
-            &a.tables[usize::from(a.classes[done][0])].entries,
-            &a.tables[usize::from(a.classes[done][1])].entries,
-            &b.tables[usize::from(b.classes[done][0])].entries,
-            &b.tables[usize::from(b.classes[done][1])].entries,
-        ];
-        let mut read = [0usize; 2];
-        let mut acc = [_mm512_setzero_si512(); 4];
+        let w: [*const u8; N] =
+            std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
+        // Register h of a unit holds half h of its group.
+        let entries: [[&[u32; SLOTS]; 2]; N] = std::array::from_fn(|u| {
+            let (run, class) = (&units[u], units[u].classes[done]);
+            [
+                &*run.tables[usize::from(class[0])].entries,
+                &*run.tables[usize::from(class[1])].entries,
+            ]
+        });
+        let mut read = [0usize; N];
+        let mut acc = [[zero; 2]; N];
         for j in 0..4 {
-            for r in 0..4 {
-                let u = r / 2;
-                // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
-                let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries[r].as_ptr().cast()) };
-                let q = _mm512_srlv_epi32(x[r], shift[u]);
-                let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
-                let xr = _mm512_add_epi32(
-                    _mm512_mullo_epi32(freq_m1, q),
-                    _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
-                );
-                let need = _mm512_cmplt_epu32_mask(xr, low);
-                // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
-                // read lie inside the window of `WINDOW = GROUP + 16` words.
-                let next = unsafe { _mm256_loadu_si256(w[u].add(2 * read[u]).cast()) };
-                let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
-                let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
-                x[r] = _mm512_or_si512(shifted, next);
-                // (shifted | next) & mask
-                slot[r] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask[u]);
-                read[u] += need.count_ones() as usize;
-                acc[r] = match j {
-                    0 => e,
-                    1 => _mm512_mask_blend_epi8(
-                        0x2222_2222_2222_2222,
-                        acc[r],
-                        _mm512_slli_epi32::<8>(e),
-                    ),
-                    2 => _mm512_mask_blend_epi8(
-                        0x4444_4444_4444_4444,
-                        acc[r],
-                        _mm512_slli_epi32::<16>(e),
-                    ),
-                    _ => _mm512_mask_blend_epi8(
-                        0x8888_8888_8888_8888,
-                        acc[r],
-                        _mm512_slli_epi32::<24>(e),
-                    ),
-                };
+            for u in 0..N {
+                for h in 0..2 {
+                    // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS`
+                    // u32s.
+                    let e = unsafe {
+                        _mm512_i32gather_epi32::<4>(slot[u][h], entries[u][h].as_ptr().cast())
+                    };
+                    let q = _mm512_srlv_epi32(x[u][h], shift[u]);
+                    let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
+                    let xr = _mm512_add_epi32(
+                        _mm512_mullo_epi32(freq_m1, q),
+                        _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
+                    );
+                    let need = _mm512_cmplt_epu32_mask(xr, low);
+                    // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16
+                    // words read lie inside the window of `WINDOW = GROUP + 16` words.
+                    let next = unsafe { _mm256_loadu_si256(w[u].add(2 * read[u]).cast()) };
+                    let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
+                    let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
+                    x[u][h] = _mm512_or_si512(shifted, next);
+                    // (shifted | next) & mask
+                    slot[u][h] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask[u]);
+                    read[u] += need.count_ones() as usize;
+                    // Byte j of a lane's output word is its symbol of step j.
+                    acc[u][h] = match j {
+                        0 => e,
+                        1 => _mm512_mask_blend_epi8(
+                            0x2222_2222_2222_2222,
+                            acc[u][h],
+                            _mm512_slli_epi32::<8>(e),
+                        ),
+                        2 => _mm512_mask_blend_epi8(
+                            0x4444_4444_4444_4444,
+                            acc[u][h],
+                            _mm512_slli_epi32::<16>(e),
+                        ),
+                        _ => _mm512_mask_blend_epi8(
+                            0x8888_8888_8888_8888,
+                            acc[u][h],
+                            _mm512_slli_epi32::<24>(e),
+                        ),
+                    };
+                }
             }
         }
-        for (u, out) in [&mut a.out, &mut b.out].into_iter().enumerate() {
-            let group = out.next_group();
+        for (u, run) in units.iter_mut().enumerate() {
+            let group = run.out.next_group();
             let (low, high) =
-                (_mm512_xor_si512(acc[2 * u], bias[u]), _mm512_xor_si512(acc[2 * u + 1], bias[u]));
+                (_mm512_xor_si512(acc[u][0], bias[u]), _mm512_xor_si512(acc[u][1], bias[u]));
             // SAFETY: `group` is GROUP = 2 x 64 bytes.
             unsafe {
                 _mm512_storeu_si512(group.as_mut_ptr().cast(), low);
@@ -236,12 +239,12 @@ pub(super) unsafe fn decode_run2<'b>(a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
         }
         done += 1;
     }
-    for (u, (states, pos)) in [(a.states, a.pos), (b.states, b.pos)].into_iter().enumerate() {
-        for h in 0..2 {
+    for (u, run) in units.iter_mut().enumerate() {
+        for (h, x) in x[u].iter().enumerate() {
             // SAFETY: as for the loads.
-            unsafe { _mm512_storeu_si512(states.as_mut_ptr().add(16 * h).cast(), x[2 * u + h]) };
+            unsafe { _mm512_storeu_si512(run.states.as_mut_ptr().add(16 * h).cast(), *x) };
         }
-        *pos = p[u];
+        *run.pos = p[u];
     }
     done
 }

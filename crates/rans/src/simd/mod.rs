@@ -161,14 +161,14 @@ impl Kernel {
         matches!(self, Kernel::Avx512(_))
     }
 
-    /// [`Kernel::decode_run`] on two units at once, in lockstep: as many groups of each as
-    /// both runs hold and both streams hold windows for. Returns the groups decoded of each.
-    pub(crate) fn decode_run2<'b>(self, a: Run<'_, 'b>, b: Run<'_, 'b>) -> usize {
+    /// [`Kernel::decode_run`] on `N` units at once, in lockstep: as many groups of each as all
+    /// runs hold and all streams hold windows for. Returns the groups decoded of each.
+    pub(crate) fn decode_runs<'b, const N: usize>(self, runs: [Run<'_, 'b>; N]) -> usize {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
-            Kernel::Avx512(_) => unsafe { avx512::decode_run2(a, b) },
-            _ => unreachable!("decode_run2 without decodes_pairs"),
+            Kernel::Avx512(_) => unsafe { avx512::decode_runs(runs) },
+            _ => unreachable!("decode_runs without decodes_pairs"),
         }
     }
 
