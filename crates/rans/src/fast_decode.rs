@@ -331,15 +331,8 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         if self.classes_from == Some(self.g) {
             return self.classes_len;
         }
-        let full = self.n / GROUP;
-        let mut k = 0;
-        while k < MAX_RUN && self.g + k < full {
-            match self.map.half_tables((self.g + k) * GROUP) {
-                Some(t) => self.classes[k] = t,
-                None => break,
-            }
-            k += 1;
-        }
+        let groups = (self.n / GROUP).saturating_sub(self.g).min(MAX_RUN);
+        let k = self.map.fill_half_tables(self.g * GROUP, &mut self.classes[..groups]);
         (self.classes_from, self.classes_len) = (Some(self.g), k);
         k
     }

@@ -118,21 +118,47 @@ impl TableMap<'_> {
     #[inline]
     fn half_tables(&self, base: usize) -> Option<[u8; 2]> {
         let half = GROUP / 2;
+        let low = self.group_table(base, half)?;
+        let high = self.group_table(base + half, half)?;
+        Some([low as u8, high as u8])
+    }
+
+    /// [`TableMap::half_tables`] of the full groups from `base` on, into `out`, up to the first
+    /// group whose halves do not each share a table: returns how many it filled. One division
+    /// for all of them.
+    fn fill_half_tables(&self, base: usize, out: &mut [[u8; 2]]) -> usize {
+        let half = GROUP / 2;
         match *self {
-            TableMap::Single => Some([0, 0]),
+            TableMap::Single => {
+                out.fill([0, 0]);
+                out.len()
+            }
             // Rows of a group or longer: each half spans one or two rows, found by compares.
             TableMap::Rows { row_tables, width } if width >= GROUP => {
-                let (row, col) = (base / width, base % width);
-                let rows = &row_tables[row..=row + usize::from(col + GROUP > width)];
-                let end_low = row + usize::from(col + half > width);
-                let start_high = row + usize::from(col + half >= width);
-                let (low, high) = (rows[end_low - row], rows[start_high - row]);
-                (rows[0] == low && high == rows[rows.len() - 1]).then_some([low, high])
+                let (mut row, mut col) = (base / width, base % width);
+                for (k, t) in out.iter_mut().enumerate() {
+                    let rows = &row_tables[row..=row + usize::from(col + GROUP > width)];
+                    let low = rows[usize::from(col + half > width)];
+                    let high = rows[usize::from(col + half >= width)];
+                    if rows[0] != low || high != rows[rows.len() - 1] {
+                        return k;
+                    }
+                    *t = [low, high];
+                    col += GROUP;
+                    if col >= width {
+                        (row, col) = (row + 1, col - width);
+                    }
+                }
+                out.len()
             }
             _ => {
-                let low = self.group_table(base, half)?;
-                let high = self.group_table(base + half, half)?;
-                Some([low as u8, high as u8])
+                for (k, t) in out.iter_mut().enumerate() {
+                    match self.half_tables(base + k * GROUP) {
+                        Some(tables) => *t = tables,
+                        None => return k,
+                    }
+                }
+                out.len()
             }
         }
     }
