@@ -108,10 +108,11 @@ fn decode_staged(path: Path, job: &mut UnitJob) -> Result<(), RansError> {
 }
 
 /// Decodes several units, each exactly as [`crate::decode_unit`] would (the same output and the
-/// same result, in order). Where the CPU has AVX-512 the units are decoded two at a time,
-/// interleaved on one core, which is about 1.6 times the throughput of one at a time: as soon as
-/// one of the two ends, the next unit takes its place, so that units of different lengths keep
-/// the pair full.
+/// same result, in order; for [`Out::Rows`] the output of a unit that fails is unspecified).
+/// Where the CPU has AVX-512 the units are decoded two at a time (three where their tables do
+/// not stay in L1), interleaved on one core, which is about 1.6 times the throughput of one at a
+/// time: as soon as one ends, the next unit takes its place, so that units of different lengths
+/// keep the kernel's lanes full.
 pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
     decode_units_with(Path::detected(), jobs)
 }

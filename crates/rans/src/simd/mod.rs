@@ -156,7 +156,7 @@ impl Kernel {
         }
     }
 
-    /// Whether [`Kernel::decode_run2`] interleaves two units (else it is not to be called).
+    /// Whether [`Kernel::decode_runs`] interleaves units (else it is not to be called).
     pub(crate) fn decodes_pairs(self) -> bool {
         matches!(self, Kernel::Avx512(_))
     }
