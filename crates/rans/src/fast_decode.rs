@@ -186,49 +186,53 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
             }
             _ => {}
         }
-        let mut active: Vec<&mut (usize, FastUnit)> = slots.iter_mut().flatten().collect();
         // The units in a kernel run go in lockstep (a lone one waits for a partner); the others
         // advance a group on their own. A unit that fails leaves its slot.
-        let runs: Vec<usize> = active.iter_mut().map(|(_, u)| u.run()).collect();
-        let ready: Vec<usize> = (0..active.len()).filter(|&k| runs[k] > 0).collect();
-        let mut failed = Vec::new();
-        if ready.len() >= 2 {
+        let mut runs = [0usize; INTERLEAVED];
+        for (run, slot) in runs.iter_mut().zip(&mut slots) {
+            if let Some((_, unit)) = slot {
+                *run = unit.run();
+            }
+        }
+        let ready = runs.iter().filter(|&&r| r > 0).count();
+        if ready >= 2 {
             // Three units at once where their tables do not stay in L1 (their gathers wait on
             // L2 and a third chain hides more of it); two where they do (a third only spills
             // registers).
             let big = |u: &FastUnit| u.tables.len() << u.tables[0].prob_bits() > 1 << 12;
-            let three = ready.len() == 3 && ready.iter().all(|&k| big(&active[k].1));
-            let chosen = &ready[..if three { 3 } else { 2 }];
-            let groups = chosen.iter().map(|&k| runs[k]).min().expect("two units");
-            let mut units: Vec<&mut FastUnit> = active
+            let three = ready == 3 && slots.iter().flatten().all(|(_, u)| big(u));
+            let mut chosen = [false; INTERLEAVED];
+            for k in (0..INTERLEAVED).filter(|&k| runs[k] > 0).take(if three { 3 } else { 2 }) {
+                chosen[k] = true;
+            }
+            let groups = (0..INTERLEAVED).filter(|&k| chosen[k]).map(|k| runs[k]).min();
+            let groups = groups.expect("two units");
+            let mut units = slots
                 .iter_mut()
-                .enumerate()
-                .filter(|(k, _)| chosen.contains(k))
-                .map(|(_, (_, u))| u)
-                .collect();
-            let done = match units.as_mut_slice() {
-                [a, b] => kernel.decode_runs([a.kernel_run(groups), b.kernel_run(groups)]),
-                [a, b, c] => kernel.decode_runs([
-                    a.kernel_run(groups),
-                    b.kernel_run(groups),
-                    c.kernel_run(groups),
-                ]),
-                _ => unreachable!("at most {INTERLEAVED} units"),
-            };
-            debug_assert!(done > 0, "all windows were checked");
-            units.iter_mut().for_each(|u| u.g += done);
+                .zip(chosen)
+                .filter(|(_, c)| *c)
+                .filter_map(|(slot, _)| slot.as_mut().map(|(_, unit)| unit));
+            let (a, b) = (units.next().expect("a unit"), units.next().expect("a unit"));
+            match units.next() {
+                Some(c) => {
+                    let runs = [a.kernel_run(groups), b.kernel_run(groups), c.kernel_run(groups)];
+                    let done = kernel.decode_runs(runs);
+                    debug_assert!(done > 0, "all windows were checked");
+                    (a.g, b.g, c.g) = (a.g + done, b.g + done, c.g + done);
+                }
+                None => {
+                    let done = kernel.decode_runs([a.kernel_run(groups), b.kernel_run(groups)]);
+                    debug_assert!(done > 0, "all windows were checked");
+                    (a.g, b.g) = (a.g + done, b.g + done);
+                }
+            }
         }
-        for (k, (i, unit)) in active.iter_mut().enumerate() {
-            if runs[k] == 0
+        for (slot, &run) in slots.iter_mut().zip(&runs) {
+            let Some((i, unit)) = slot else { continue };
+            if run == 0
                 && let Err(e) = unit.advance(kernel)
             {
                 results[*i] = Err(e);
-                failed.push(*i);
-            }
-        }
-        drop(active);
-        for slot in &mut slots {
-            if slot.as_ref().is_some_and(|(i, _)| failed.contains(i)) {
                 *slot = None;
             }
         }
