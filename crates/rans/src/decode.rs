@@ -30,18 +30,20 @@ impl DecodeTable {
         if freqs.iter().map(|&f| f as usize).sum::<usize>() != total {
             return Err(RansError::BadTable("frequencies do not sum to 2^prob_bits"));
         }
-        let mut entries = Box::new([0u32; SLOTS]);
-        let mut renorm = Box::new([0u16; SLOTS + 2]);
-        let mut slot = 0;
+        // Each slot written once (no zeroing first: tables are built per plane, and small planes
+        // are many): the used slots in order, then zeros up to the full size.
+        let mut entries = Vec::with_capacity(SLOTS);
+        let mut renorm = Vec::with_capacity(SLOTS + 2);
         for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
             // freq * q + bias < 2^16  <=>  q < ceil((2^16 - bias) / freq) = q0 + (bias < r0).
             let (q0, r0) = (STATE_LOW / f, STATE_LOW % f);
-            for bias in 0..f {
-                entries[slot] = s as u32 | (f - 1) << 8 | bias << 20;
-                renorm[slot] = (q0 + u32::from(bias < r0) - 1) as u16;
-                slot += 1;
-            }
+            entries.extend((0..f).map(|bias| s as u32 | (f - 1) << 8 | bias << 20));
+            renorm.extend((0..f).map(|bias| (q0 + u32::from(bias < r0) - 1) as u16));
         }
+        entries.resize(SLOTS, 0);
+        renorm.resize(SLOTS + 2, 0);
+        let entries = entries.into_boxed_slice().try_into().expect("SLOTS entries");
+        let renorm = renorm.into_boxed_slice().try_into().expect("SLOTS + 2 thresholds");
         Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries, renorm })
     }
 
