@@ -30,6 +30,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 #include "wcodec_kernels.h"
 
 namespace {
@@ -246,14 +248,26 @@ __device__ __forceinline__ uint32_t predict(uint32_t mode, uint32_t a, uint32_t 
 // Rows go 32 at a time, lane l on row r0 + l, which runs one column behind row r0 + l - 1: at
 // step k lane l does column k - l, and lane l - 1's values at columns k - l and k - l - 1 (its
 // last two) are this lane's top and top-left. Lane 0 reads them from the row above, written
-// before the __syncwarp that ends the previous 32 rows.
+// before the __syncwarp that ends the previous 32 rows; it loads them kAbove columns ahead of
+// use (the row above was just written, so the loads go to L2), and its top-left is the previous
+// column's top.
 __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32_t height,
                             uint32_t width, uint32_t mode, uint32_t bias, uint32_t lane) {
+    constexpr uint32_t kAbove = 4;
     for (uint32_t r0 = 0; r0 < height; r0 += WC_LANES) {
         const uint32_t r = r0 + lane;
         const bool row_ok = r < height;
         uint8_t *row = dst + static_cast<uint64_t>(r) * row_stride;
         uint32_t last = 0, before_last = 0;
+        // Lane 0 of a pass after the first: the row above at columns c .. c + kAbove - 1.
+        const bool lead = lane == 0 && r > 0;
+        const uint8_t *above = dst + static_cast<uint64_t>(lead ? r - 1 : 0) * row_stride;
+        uint32_t ahead[kAbove];
+#pragma unroll
+        for (uint32_t j = 0; j < kAbove; ++j) {
+            ahead[j] = lead && j < width ? above[cols.at(j)] ^ bias : 0u;
+        }
+        uint32_t top = 0; // lane 0: the row above at column c - 1
         const uint32_t steps = width + WC_LANES - 1;
         for (uint32_t k = 0; k < steps; ++k) {
             const uint32_t up = __shfl_up_sync(kFull, last, 1);
@@ -263,13 +277,13 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
                 const uint32_t a = c > 0 ? last : 0u;
                 uint32_t b, tl;
                 if (lane == 0) {
-                    b = 0;
-                    tl = 0;
-                    if (r > 0) {
-                        const uint8_t *above = dst + static_cast<uint64_t>(r - 1) * row_stride;
-                        b = above[cols.at(c)] ^ bias;
-                        if (c > 0) tl = above[cols.at(c - 1)] ^ bias;
-                    }
+                    b = ahead[0];
+                    tl = top;
+                    top = b;
+#pragma unroll
+                    for (uint32_t j = 0; j + 1 < kAbove; ++j) ahead[j] = ahead[j + 1];
+                    ahead[kAbove - 1] =
+                        lead && c + kAbove < width ? above[cols.at(c + kAbove)] ^ bias : 0u;
                 } else {
                     b = up;
                     tl = c > 0 ? up_left : 0u;
@@ -562,6 +576,148 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
     return status;
 }
 
+// Variant 6: the fast path with the stream staged in shared memory. Each warp copies its
+// unit's stream into a ring of R = 4 Q bytes of shared memory with cp.async, Q bytes at a time
+// (Q = 256 kIter: every lane copies Q / 32 bytes), ahead of the reads, so that the per-step
+// candidate word is a conflict-free shared load instead of a global load touching 2-3 sectors
+// (and waiting on L1 or L2). The loop takes kIter groups an iteration, which read at most Q
+// bytes from the iteration's start 2p. F bytes of the stream have been requested; the ring
+// holds stream bytes [F - R, F). A chunk is requested when 2p >= F - 3 Q (at most one an
+// iteration, which keeps pace). Then at each iteration's start F > 2p + 2 Q (induction), so the
+// bytes [2p, 2p + Q) lie in chunks requested at least one iteration earlier: after
+// cp.async.wait_group 1 (one commit an iteration) and __syncwarp they are in the ring, and a
+// chunk only overwrites bytes below 2p. The copies read at most R bytes past the unit's end (the
+// overrun check bounds 2p by the unit's length), inside WC_STAGING_PAD.
+__device__ __forceinline__ uint32_t lds_u16(uint32_t addr) {
+    uint16_t v;
+    asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(addr));
+    return v;
+}
+
+// Copies 16 bytes from global to shared memory asynchronously (bypassing L1) when `on`.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool on) {
+    asm volatile("{\n\t.reg .pred p;\n\tsetp.ne.b32 p, %2, 0;\n\t"
+                 "@p cp.async.cg.shared.global [%0], [%1], 16;\n\t}" ::"r"(dst),
+                 "l"(src), "r"(static_cast<uint32_t>(on))
+                 : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// kRing: the ring's bytes (2 KiB: kIter = 2 groups an iteration, 512-byte chunks, 16 bytes a
+// lane).
+template <uint32_t kRing, bool kGlobal, bool kMix>
+__device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
+                                      const uint8_t *__restrict__ maps, const WcUnit &u,
+                                      const uint32_t *table, uint32_t prob_bits, uint32_t lane,
+                                      uint32_t ring) {
+    static_assert(kRing == 2048, "a ring of 2 KiB");
+    constexpr uint32_t kIter = 2;
+    constexpr uint32_t kQ = kRing / 4;  // bytes a chunk
+    constexpr uint32_t kCopy = kQ / 32; // bytes a lane copies of a chunk (16)
+    const uint8_t *unit = src + u.src;
+    uint32_t x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
+    uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
+    const uint8_t *const stream = unit + WC_STATES_BYTES;
+    const uint32_t n_words = (u.len - WC_STATES_BYTES) / 2;
+    // o: the byte offset in the stream of this lane's candidate word, 2 (pos + lane).
+    uint32_t o = 2 * lane;
+    const uint32_t limit = 2 * n_words + 2 * lane;
+    // This lane's next copy, F + kCopy lane, and F - 3 Q + 2 lane, which o reaches when the warp
+    // requests the next chunk. The ring starts with the stream's first R bytes.
+    uint32_t fl = kRing + kCopy * lane;
+    uint32_t refill = kQ + 2 * lane;
+    cp_async16(ring | (kCopy * lane), stream + kCopy * lane, true);
+    cp_async_commit();
+#pragma unroll
+    for (uint32_t c = 1; c < 4; ++c) {
+        cp_async16(ring | (c * kQ + kCopy * lane), stream + c * kQ + kCopy * lane, true);
+    }
+    cp_async_commit();
+    const uint32_t mask = (1u << prob_bits) - 1u;
+    const uint32_t lt = lanemask_lt();
+    const uint32_t height = u.height;
+    const uint32_t spans = u.width / kGroup;
+    const uint32_t groups = spans * height;
+    constexpr uint32_t kEs = kMix ? 2u : 1u;
+    const uint32_t wrap = static_cast<uint32_t>(u.row_stride) - kEs * u.width;
+    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + kEs * (u.first + 4 * lane);
+    const uint8_t *const sm = src + u.mix + 4 * lane;
+    const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
+    const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
+    const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
+    const uint8_t *map = maps + u.row_map;
+    using T = typename std::conditional<kGlobal, TableGlobal, TableSmem>::type;
+    const T first = T::of(table);
+    T tab = row_tables ? first.at(static_cast<uint32_t>(__ldg(map)) << prob_bits) : first;
+    uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
+    uint32_t off = 0, k = 0, r = 0;
+    // One group: 4 steps, the store, the row step.
+    auto group = [&]() {
+        const uint32_t s4 = kMix ? __ldg(reinterpret_cast<const uint32_t *>(sm + off / 2)) : 0u;
+        uint32_t e[4];
+#pragma unroll
+        for (uint32_t j = 0; j < 4; ++j) {
+            const uint32_t cand = lds_u16(ring | (o & (kRing - 1)));
+            e[j] = tab[x & mask];
+            const uint32_t xs = x >> prob_bits;
+            const uint32_t xn = ((e[j] >> 8) & 0xfffu) * xs + (xs + (e[j] >> 20));
+            const bool need = xn < WC_STATE_LOW;
+            const uint32_t m = __ballot_sync(kFull, need);
+            const uint32_t w = __shfl_sync(kFull, cand, __popc(m & lt));
+            x = need ? __byte_perm(w, xn, 0x5410u) : xn;
+            o += 2 * __popc(m);
+        }
+        const uint32_t word = __byte_perm(__byte_perm(e[0], e[1], 0x40u),
+                                          __byte_perm(e[2], e[3], 0x40u), 0x5410u);
+        if (kMix) {
+            *reinterpret_cast<uint2 *>(out + off) = merge_bf16x4(word ^ xor4, s4);
+        } else {
+            *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
+        }
+        off += kEs * kGroup;
+        if (++k == spans) {
+            k = 0;
+            off += wrap;
+            if (row_tables) {
+                ++r;
+                tab = first.at(next << prob_bits);
+                next = __ldg(map + min(r + 1, height - 1));
+            }
+        }
+    };
+    for (uint32_t g = 0; g < groups; g += kIter) {
+        // Warp-uniform: every lane's o is its own lane further.
+        if (static_cast<int32_t>(o - limit) > 0) {
+            status |= WC_ERR_OVERRUN;
+            break;
+        }
+        cp_async_wait<1>();
+        __syncwarp();
+        const bool more = o >= refill; // warp-uniform
+        cp_async16(ring | (fl & (kRing - 1)), stream + fl, more);
+        fl += more ? kQ : 0u;
+        refill += more ? kQ : 0u;
+        cp_async_commit();
+        group();
+        if (g + 1 < groups) group();
+    }
+    // No copy may still land in the ring when the warp's next unit fills it.
+    cp_async_wait<0>();
+    __syncwarp();
+    const uint32_t pos = (o - 2 * lane) / 2;
+    if (pos > n_words) status |= WC_ERR_OVERRUN;
+    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+    if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
+    return status;
+}
+
 // Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
 __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint32_t lane) {
     const uint8_t *from = src + u.src;
@@ -596,7 +752,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // memory (all warps wait for it), then its warps take the plane's units in order from a shared
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
-template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false>
+template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false, uint32_t kRing = 0>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -608,6 +764,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
     const uint32_t lane = threadIdx.x % WC_LANES;
     const uint32_t end = range.first_unit + range.n_units;
     uint32_t start = range.first_unit;
+    // kRing: this warp's stream ring of kRing bytes, after the tables, aligned to its size in
+    // the shared window.
+    uint32_t ring = 0;
+    if (kRing) {
+        const uint32_t base =
+            static_cast<uint32_t>(__cvta_generic_to_shared(smem_tables + p.smem_entries));
+        ring = ((base + kRing - 1) & ~(kRing - 1)) + (threadIdx.x / WC_LANES) * kRing;
+    }
     for (uint32_t gi = range.first_group; start < end && gi < p.n_groups; ++gi) {
         const WcGroup g = groups[gi];
         const uint32_t seg_end = min(end, g.first_unit + g.n_units);
@@ -641,7 +805,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 const bool fast = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.width % kGroup == 0 &&
                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
-                if (fast && shared && mix) {
+                if constexpr (kRing > 0) {
+                    // Variant 6: the fast path through the warp's stream ring.
+                    if (fast && shared && mix) {
+                        st = decode_rans_ring<kRing, false, true>(src, maps, u, smem_tables,
+                                                                  g.prob_bits, lane, ring);
+                    } else if (fast && shared) {
+                        st = decode_rans_ring<kRing, false, false>(src, maps, u, smem_tables,
+                                                                   g.prob_bits, lane, ring);
+                    } else if (fast && mix) {
+                        st = decode_rans_ring<kRing, true, true>(src, maps, u, tables, g.prob_bits,
+                                                                 lane, ring);
+                    } else if (fast) {
+                        st = decode_rans_ring<kRing, true, false>(src, maps, u, tables,
+                                                                  g.prob_bits, lane, ring);
+                    } else if (shared) {
+                        st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
+                    } else {
+                        st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
+                    }
+                } else if (fast && shared && mix) {
                     st = decode_rans_fast<TableSmem, true>(src, maps, u, smem_tables, g.prob_bits,
                                                            lane);
                 } else if (fast && shared) {
@@ -720,14 +903,25 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<1024, 1, StreamLoad, true>,
     wc_decode_kernel<384, 4, StreamLoad, true>,
     wc_decode_kernel<256, 8, StreamLoad, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true, 2048>,
 };
-constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8};
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12};
+// The ring a warp of each variant stages its stream in (bytes; 0: none), after the tables.
+constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
+
+// Dynamic shared memory of a launch: the tables, then (ring variants) a ring per warp and the
+// slack that aligns the first.
+size_t smem_bytes(uint32_t variant, uint32_t smem_entries, uint32_t warps) {
+    size_t bytes = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
+    bytes += static_cast<size_t>(warps + 1) * kVariantRing[variant];
+    return bytes;
+}
 
 } // namespace
 
 extern "C" int wc_decode_prepare(uint32_t variant, uint32_t smem_entries) {
     if (variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
-    const size_t smem = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
+    const size_t smem = smem_bytes(variant, smem_entries, kVariantWarps[variant]);
     return static_cast<int>(cudaFuncSetAttribute(
         kVariants[variant], cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 }
@@ -739,7 +933,7 @@ extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
     if (warps == 0 || warps > kVariantWarps[launch->variant]) {
         return static_cast<int>(cudaErrorInvalidValue);
     }
-    const size_t smem = static_cast<size_t>(launch->smem_entries) * sizeof(uint32_t);
+    const size_t smem = smem_bytes(launch->variant, launch->smem_entries, warps);
     kVariants[launch->variant]<<<launch->n_ranges, warps * WC_LANES, smem,
                                  static_cast<cudaStream_t>(stream)>>>(*launch);
     return static_cast<int>(cudaGetLastError());

@@ -28,10 +28,14 @@
  * 1 and 2 load a candidate word every step; 0 and 1 take blocks of up to 32 warps, 2 of up to
  * 16 warps with fewer registers per thread. 3 (up to 32 warps), 4 (up to 12 warps, 40
  * registers) and 5 (up to 8 warps, 32 registers) are 1 with a fast path for units whose groups are whole row spans (word stores,
- * width % 128 == 0): no per-step bound check and no per-lane row arithmetic. */
-#define WC_VARIANTS 6
+ * width % 128 == 0): no per-step bound check and no per-lane row arithmetic. 6 (up to 12
+ * warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring (2 KiB a
+ * warp, after the tables) by cp.async. */
+#define WC_VARIANTS 7
 /* Bytes of padding the host leaves after the staged payloads: the fast path (variants 3 and 4)
- * reads candidate words and prefetches up to ~1 KiB past a unit's end without a bound check. */
+ * reads candidate words and prefetches up to ~1 KiB past a unit's end without a bound check,
+ * and the copies into a warp's stream ring (variant 6) read up to the ring's size (2 KiB) past
+ * it. */
 #define WC_STAGING_PAD 2048
 
 /* WcUnit.kind */

@@ -40,6 +40,8 @@ struct Args {
     only: Vec<((u32, u32), u8, u8)>,
     /// `--no-layer`: skip the single-layer latency table.
     no_layer: bool,
+    /// `--variants 1,4,6`: the kernel variants swept (default `SWEPT`).
+    variants: Vec<u32>,
 }
 
 fn args() -> Result<Args> {
@@ -58,6 +60,7 @@ fn args() -> Result<Args> {
         profile_configs: Vec::new(),
         only: Vec::new(),
         no_layer: false,
+        variants: SWEPT.to_vec(),
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -68,6 +71,14 @@ fn args() -> Result<Args> {
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
+            "--variants" => {
+                a.variants = it
+                    .next()
+                    .ok_or("--variants V,...")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<std::result::Result<_, _>>()?;
+            }
             "--settings" => {
                 for s in it.next().ok_or("--settings TILE:BITS:TABLES,...")?.split(',') {
                     let parts: Vec<&str> = s.split(':').collect();
@@ -161,17 +172,18 @@ fn encode_options(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> EncodeOpti
     }
 }
 
-/// The kernel variants swept: 1 (the per-step bound-checked loop, the baseline) and 3, 4, 5 (its
-/// fast path for whole row spans); 0 and 2 measured slower than 1 everywhere.
-const SWEPT: [u32; 4] = [1, 3, 4, 5];
+/// The kernel variants swept: 1 (the per-step bound-checked loop, the baseline), 3, 4, 5 (its
+/// fast path for whole row spans) and 6 (4 with the stream staged in shared memory); 0 and 2
+/// measured slower than 1 everywhere.
+const SWEPT: [u32; 5] = [1, 3, 4, 5, 6];
 /// The baseline variant the table compares with.
 const BASELINE: u32 = 1;
 
 /// Launch shapes to sweep: one plane per block (small blocks, a warp or two a unit) and
 /// ranges of equal work (large blocks), for each variant.
-fn configs(quick: bool) -> Vec<LaunchConfig> {
+fn configs(quick: bool, variants: &[u32]) -> Vec<LaunchConfig> {
     let mut out = Vec::new();
-    for variant in SWEPT {
+    for &variant in variants {
         let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
         for warps in [2u32, 4, 8, 16].into_iter().filter(|&w| w <= max) {
             for per_warp in [1u32, 2] {
@@ -319,7 +331,7 @@ fn main() -> Result<()> {
             let copies = ((args.mb << 20).div_ceil(tensor_len.max(1))) as usize;
             let plan = Plan::build(&wcz, &dir, &all, &PlanOptions::default())?.replicate(copies);
             let default = gpu.default_config(&plan);
-            let mut cs = configs(args.quick);
+            let mut cs = configs(args.quick, &args.variants);
             if !cs.contains(&default) {
                 cs.push(default);
             }
@@ -414,7 +426,7 @@ fn main() -> Result<()> {
         let default = gpu.default_config(&plan);
         let mut cs = Vec::new();
         for warps in [1u32, 2, 4, 8] {
-            for variant in SWEPT {
+            for &variant in &args.variants {
                 cs.push(LaunchConfig {
                     variant,
                     warps_per_block: warps,

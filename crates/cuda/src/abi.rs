@@ -11,12 +11,23 @@ pub const MAX_WARPS: u32 = 32;
 /// fewer registers per thread. 3 (up to 32 warps), 4 (up to 12 warps, 40 registers) and 5 (up
 /// to 8 warps, 32 registers) are
 /// 1 with a fast path for units whose groups are whole row spans (no per-step bound check).
-pub const VARIANTS: u32 = 6;
+/// 6 (up to 12 warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring
+/// (cp.async).
+pub const VARIANTS: u32 = 7;
 
 /// The largest block (in warps) of each variant.
-pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8];
+pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12];
+/// The shared-memory ring each warp of a variant stages its stream in (bytes; 0: none), after
+/// the block's tables, plus one ring of alignment slack a block (`kVariantRing`).
+pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048];
+
+/// Dynamic shared memory a block of `variant` with `warps` warps needs besides its tables.
+pub const fn ring_bytes(variant: u32, warps: u32) -> usize {
+    (warps as usize + 1) * VARIANT_RING[variant as usize]
+}
 /// Bytes of padding after the staged payloads (`WC_STAGING_PAD`): the fast path reads up to
-/// ~1 KiB past a unit's end without a bound check.
+/// ~1 KiB past a unit's end without a bound check, the copies into a warp's stream ring up to
+/// the ring's size (2 KiB at most).
 pub const STAGING_PAD: usize = 2048;
 /// Entries of the largest decode table (`1 << WC_MAX_PROB_BITS`).
 pub const MAX_TABLE_ENTRIES: usize = 1 << 12;

@@ -17,8 +17,8 @@ use cudarc::driver::{
 use wcodec_format::Directory;
 
 use crate::abi::{
-    GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange,
-    WcUnit,
+    GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_WARPS, VARIANTS, WcGroup, WcKernelInfo, WcLaunch,
+    WcMerge, WcRange, WcUnit, ring_bytes,
 };
 use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Plan};
@@ -256,7 +256,10 @@ impl Gpu {
                 config.variant, config.warps_per_block
             )));
         }
-        let limit = (kernel.max_dynamic_shared.max(0) / 4) as usize;
+        // Ring variants keep a ring per warp after the tables (sized for their largest block,
+        // as `wc_decode_prepare` does).
+        let ring = ring_bytes(config.variant, VARIANT_WARPS[config.variant as usize]);
+        let limit = (kernel.max_dynamic_shared.max(0) as usize).saturating_sub(ring) / 4;
         let mut groups = plan.groups.clone();
         let mut smem_entries = 0usize;
         for g in &mut groups {

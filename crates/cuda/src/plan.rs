@@ -73,23 +73,32 @@ impl LaunchConfig {
     /// The kernel variant `choose` picks for large blocks: variant 1 with the fast path for
     /// whole-row-span units (no per-step bound check; other units take variant 1's code).
     pub const DEFAULT_VARIANT: u32 = 3;
-    /// The variant `choose` picks for small blocks (at most 12 warps): the same code in 40
-    /// registers, so that 48 warps fit a multiprocessor (measured on H100: up to 1.2x variant 3
-    /// on large planes, within a few percent on small ones).
+    /// The variant `choose` picks for small blocks (at most 12 warps) of planes with more than
+    /// 16 KiB of tables: the same code in 40 registers, so that 48 warps fit a multiprocessor
+    /// (measured on H100: up to 1.2x variant 3 on large planes, within a few percent on small
+    /// ones).
     pub const SMALL_BLOCK_VARIANT: u32 = 4;
+    /// The variant `choose` picks for small blocks when the tables take at most 16 KiB: 4 with
+    /// each warp's stream staged in a 2 KiB shared-memory ring (measured on H100: up to 1.1x
+    /// variant 4 on one 11- or 12-bit table; slower with 32 KiB of tables, where the rings cost
+    /// blocks a multiprocessor).
+    pub const RING_VARIANT: u32 = 6;
 
     /// The launch shape for `units` units in `planes` planes whose tables need up to
     /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
     /// `resident_warps` warps of the large-block kernel (its register budget): small blocks of
-    /// one plane each, a warp a unit, so that blocks of many planes share each multiprocessor
-    /// (one plane's units rarely fill a large block): 4 warps when the tables fit in 8 KiB (one
-    /// 11-bit table), else 8, so that a block's table load serves more units; a single block
-    /// per multiprocessor holding all its warps when the tables are too large for more than
-    /// two blocks to fit.
+    /// one plane each, 8 warps and a unit a warp, so that blocks of many planes share each
+    /// multiprocessor (one plane's units rarely fill a large block): the ring variant for up to
+    /// 16 KiB of tables, variant 4 for more; a single block per multiprocessor holding all its
+    /// warps when the tables are too large for more than two blocks to fit.
     ///
     /// Measured on H100 (MiniLM int8, SmolLM2 Q8_0 quants, MiniLM BF16): with 8 warps instead
     /// of 4, planes of 16-32 KiB of tables (one 12-bit table, or 2-4 11-bit ones) went from
-    /// 427-458 to 442-602 GB/s (int8) and 764 to 974 (BF16); one 11-bit table is best with 4.
+    /// 427-458 to 442-602 GB/s (int8) and 764 to 974 (BF16). With the costliest blocks
+    /// launched first (`chunks`), the ring variant with 8 warps and a unit a warp was the best
+    /// shape, or within 10% of it, on one 11-bit table at 256, 512 and 1024 MiB a launch
+    /// (MiniLM int8 682-743 GB/s, SmolLM2 Q8_0 quants 709-770, MiniLM BF16 1025-1128); two
+    /// units a warp did better on the large launches (up to 788) and worse on the small ones.
     pub fn choose(
         units: usize,
         planes: usize,
@@ -111,14 +120,10 @@ impl LaunchConfig {
                 units_per_block: 0,
             };
         }
-        let warps = if smem_bytes <= 8 << 10 { 4 } else { 8 };
-        let warps = warps.min(units.div_ceil(sms).max(1)) as u32;
-        LaunchConfig {
-            variant: Self::SMALL_BLOCK_VARIANT,
-            warps_per_block: warps,
-            blocks_per_sm: 1,
-            units_per_block: warps,
-        }
+        let warps = 8.min(units.div_ceil(sms).max(1)) as u32;
+        let variant =
+            if smem_bytes <= 16 << 10 { Self::RING_VARIANT } else { Self::SMALL_BLOCK_VARIANT };
+        LaunchConfig { variant, warps_per_block: warps, blocks_per_sm: 1, units_per_block: warps }
     }
 }
 
@@ -691,8 +696,36 @@ impl Plan {
         }
     }
 
-    /// Each plane's units in runs of at most `n`, one block each.
+    /// Each plane's units in runs of at most `n`, one block each, the costliest blocks first
+    /// (`block_cost`; stable, so blocks of equal cost stay in plane order). Blocks start in
+    /// about this order, so a slow block (predicted tiles, whose inverse prediction is a serial
+    /// wavefront) no longer starts near the end of the launch and runs on alone after every
+    /// other block is done.
     pub fn chunks(&self, n: u32) -> Vec<WcRange> {
+        let mut out = self.plane_chunks(n);
+        out.sort_by_cached_key(|r| std::cmp::Reverse(self.block_cost(r)));
+        out
+    }
+
+    /// Estimated work of a block: tile symbols, four times over for a predicted tile (its
+    /// inverse prediction), a quarter of the bytes of a raw chunk.
+    pub fn block_cost(&self, r: &WcRange) -> u64 {
+        let units = &self.units[r.first_unit as usize..(r.first_unit + r.n_units) as usize];
+        units
+            .iter()
+            .map(|u| {
+                if u.kind == UNIT_RAW {
+                    u64::from(u.len / 4)
+                } else {
+                    let symbols = u64::from(u.height) * u64::from(u.width);
+                    if u.predictor == 0 { symbols } else { 4 * symbols }
+                }
+            })
+            .sum()
+    }
+
+    /// Each plane's units in runs of at most `n`, in plane order.
+    fn plane_chunks(&self, n: u32) -> Vec<WcRange> {
         let n = n.max(1);
         let mut out = Vec::new();
         for (gi, g) in self.groups.iter().enumerate() {

@@ -229,11 +229,13 @@ fn launch_shapes_follow_the_work() {
     // Small tables: blocks of one plane each, a warp a unit, many blocks a multiprocessor.
     let c = LaunchConfig::choose(256, 4, 16 << 10, 132, 36);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
+    // Up to 16 KiB of tables: the ring variant, 8 warps; variant 4 for more.
     let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36);
-    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
-    // One 11-bit table (8 KiB): 4 warps.
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
     let c = LaunchConfig::choose(100_000, 500, 8 << 10, 132, 36);
-    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 4, 4));
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
+    let c = LaunchConfig::choose(100_000, 500, 32 << 10, 132, 36);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
     // Tables so large that one block fills a multiprocessor, and planes of many units: one
     // block per multiprocessor with all its warps, over ranges of equal work.
     let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36);
@@ -248,11 +250,19 @@ fn chunks_stay_in_their_plane() {
     let dir = Directory::from_file_bytes(&file).unwrap();
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
     let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
-    for r in plan.chunks(3) {
+    let chunks = plan.chunks(3);
+    let mut covered = vec![0u32; plan.units.len()];
+    for r in &chunks {
         let g = plan.groups[r.first_group as usize];
         assert!(r.n_units <= 3 && r.first_unit >= g.first_unit);
         assert!(r.first_unit + r.n_units <= g.first_unit + g.n_units);
+        for c in &mut covered[r.first_unit as usize..(r.first_unit + r.n_units) as usize] {
+            *c += 1;
+        }
     }
+    // Every unit in one block; the costliest blocks first.
+    assert!(covered.iter().all(|&c| c == 1));
+    assert!(chunks.windows(2).all(|w| plan.block_cost(&w[0]) >= plan.block_cost(&w[1])));
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(&file, &mut staging);
     let (status, outputs) = run(&plan, &plan.chunks(3), &staging, 0);

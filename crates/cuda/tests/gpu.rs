@@ -74,7 +74,14 @@ fn many_tensors_in_one_launch_with_every_launch_shape() {
         }
     }
     if quick() {
-        configs.truncate(4);
+        // The first shapes of variant 0, and two of the variant that stages the stream in
+        // shared memory.
+        let mut kept: Vec<LaunchConfig> = configs[..4].to_vec();
+        kept.extend(configs.iter().filter(|c| {
+            c.variant >= 6 && c.warps_per_block == 3 && c.units_per_block == 3
+                || c.variant >= 6 && c.warps_per_block == 8 && c.blocks_per_sm == 2
+        }));
+        configs = kept;
     }
     for config in configs {
         gpu.set_plan_options(PlanOptions {

@@ -191,7 +191,7 @@ fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {
 
 /// Compresses a whole source file held in memory whose tensors are described by `layout`,
 /// writing the .wcz to `out`; `progress` is called with the source bytes done so far.
-pub fn compress_file<W: std::io::Write>(
+pub fn compress_file<W: std::io::Write + Send>(
     source: &[u8],
     layout: &wcodec_container::SourceLayout,
     options: &EncodeOptions,
@@ -212,11 +212,11 @@ pub fn compress_file<W: std::io::Write>(
 /// batches in flight, not the model. Small tensors are encoded a batch at a time, in parallel
 /// (a model's norms, biases and small matrices give the tile-level parallelism too little to
 /// spread); a large tensor is a batch of its own, its tiles being parallel work enough. While
-/// a batch is encoded, the next one is read (if it is at most `READ_AHEAD_BYTES`), so reading
-/// does not leave the threads idle. Tensors are written in source order as their batch is
-/// done; the bytes outside every tensor (headers, metadata, padding) are gathered into the
-/// directory's gaps.
-pub fn compress_source<W: std::io::Write>(
+/// a batch is encoded, the batch before it is written and the next one is read (if it is at
+/// most `READ_AHEAD_BYTES`), so I/O does not leave the threads idle. Tensors are written in
+/// source order; the bytes outside every tensor (headers, metadata, padding) are gathered into
+/// the directory's gaps.
+pub fn compress_source<W: std::io::Write + Send>(
     source_len: u64,
     layout: &wcodec_container::SourceLayout,
     read: &mut (dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()> + Send),
@@ -228,33 +228,52 @@ pub fn compress_source<W: std::io::Write>(
     let mut writer = FileWriter::new(out, layout.kind, source_len)?;
     let batches = plan_batches(&layout.tensors);
     let mut loader = Loader { read, cursor: 0, gaps: Vec::new() };
-    let mut done = 0u64;
     let mut current = match batches.first() {
         Some(first) => Some(loader.load(&layout.tensors[first.clone()])?),
         None => None,
     };
+    // The batch before, encoded, waiting to be written while this one is encoded.
+    let mut pending: Vec<Result<EncodedTensor, EncodeError>> = Vec::new();
+    let mut written = 0u64;
     for (i, range) in batches.iter().enumerate() {
         let tensors = &layout.tensors[range.clone()];
         let data = current.take().expect("each batch is loaded before its turn");
         let next = batches.get(i + 1).map(|r| &layout.tensors[r.clone()]);
         let read_ahead = next.filter(|n| batch_len(n) <= READ_AHEAD_BYTES);
-        let (encoded, loaded) = rayon::join(
+        let (encoded, (loaded, wrote)) = rayon::join(
             || encode_batch(tensors, &data, options),
-            || read_ahead.map(|n| loader.load(n)).transpose(),
+            || {
+                let wrote = write_batch(&mut writer, std::mem::take(&mut pending));
+                (read_ahead.map(|n| loader.load(n)).transpose(), wrote)
+            },
         );
         drop(data);
+        written += wrote?;
+        progress(written);
         current = loaded?;
-        for (tensor, t) in encoded.into_iter().zip(tensors) {
-            writer.add_tensor(tensor?)?;
-            done += t.len;
-            progress(done);
-        }
+        pending = encoded;
         if current.is_none() {
             current = next.map(|n| loader.load(n)).transpose()?;
         }
     }
+    written += write_batch(&mut writer, pending)?;
+    progress(written);
     let gaps = loader.finish(source_len)?;
     Ok(writer.finish(gaps)?)
+}
+
+/// Writes a batch's encoded tensors in order; returns their source bytes.
+fn write_batch<W: std::io::Write>(
+    writer: &mut FileWriter<W>,
+    encoded: Vec<Result<EncodedTensor, EncodeError>>,
+) -> Result<u64, EncodeError> {
+    let mut bytes = 0;
+    for tensor in encoded {
+        let tensor = tensor?;
+        bytes += tensor.entry.source_len;
+        writer.add_tensor(tensor)?;
+    }
+    Ok(bytes)
 }
 
 /// Source bytes of small tensors encoded together (see `compress_source`).

@@ -260,7 +260,7 @@ pub(crate) fn encode_plane_into(
     // Pass 2: one unit per tile.
     let encoders: Vec<EncodeTable> =
         tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
-    let coded: Vec<Vec<u8>> = (0..n_tiles)
+    let coded: Vec<(Vec<u8>, u32)> = (0..n_tiles)
         .into_par_iter()
         .map(|i| {
             let tile = model.tiles[i];
@@ -273,26 +273,28 @@ pub(crate) fn encode_plane_into(
             GATHER.with_borrow_mut(|scratch| {
                 encode_unit(model.tile_residuals(i, scratch), &encoders, map, &mut unit);
             });
-            unit
+            let crc = crc32c::crc32c(&unit);
+            (unit, crc)
         })
         .collect();
     let start = payload.len();
-    let coded_len =
-        coded.iter().fold(0usize, |len, u| len.next_multiple_of(UNIT_ALIGN as usize) + u.len());
+    let coded_len = coded
+        .iter()
+        .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.len());
     let directory_cost = n_tiles * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
     if coded_len + directory_cost >= bytes.len() {
         return raw_entry(order0_bits, payload);
     }
     payload.reserve(coded_len);
     let mut units = Vec::with_capacity(n_tiles);
-    for (unit, m) in coded.iter().zip(&model.models) {
+    for ((unit, crc), m) in coded.iter().zip(&model.models) {
         let offset = (payload.len() - start).next_multiple_of(UNIT_ALIGN as usize);
         payload.resize(start + offset, 0);
         payload.extend_from_slice(unit);
         units.push(UnitEntry {
             offset: offset as u64,
             len: unit.len() as u32,
-            crc32c: crc32c::crc32c(unit),
+            crc32c: *crc,
             predictor: m.predictor,
         });
     }

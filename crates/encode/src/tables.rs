@@ -284,6 +284,22 @@ pub fn choose_tables(
     (fitted, classes, bits, total)
 }
 
+/// The rows the search samples: one in each window of `stride` rows, at an offset drawn from
+/// a fixed hash of the window, so that rows repeating with a period (heads, interleaved
+/// channels) are not all missed as a fixed stride would miss them. Deterministic.
+fn sample_rows(rows: usize) -> impl Iterator<Item = usize> {
+    let stride = rows.div_ceil(SAMPLE_ROWS).max(SAMPLE_STRIDE_MIN.min(rows / 32).max(1));
+    (0..rows.div_ceil(stride)).map(move |i| {
+        let start = i * stride;
+        let window = stride.min(rows - start);
+        // splitmix64 of the window's index.
+        let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        start + ((z ^ (z >> 31)) % window as u64) as usize
+    })
+}
+
 /// The sample search of `choose_tables`: the best candidate tables (two or more), if they
 /// beat one table on the sample's estimate.
 fn search(
@@ -292,9 +308,7 @@ fn search(
     prob_bits: u8,
     max_tables: u8,
 ) -> Option<Vec<Frequencies>> {
-    let stride = rows.div_ceil(SAMPLE_ROWS).max(SAMPLE_STRIDE_MIN.min(rows / 32).max(1));
-    let sample_counts: Vec<[u32; 256]> = (0..rows)
-        .step_by(stride)
+    let sample_counts: Vec<[u32; 256]> = sample_rows(rows)
         .map(|r| {
             let mut h = [0u32; 256];
             row_hist(r, &mut h);
@@ -427,6 +441,16 @@ mod tests {
         for x in [1.0, 2.0, 3.0, 1024.0, 4096.5, (1u64 << 40) as f64] {
             assert!((log2_approx(x) - x.log2()).abs() < 4e-5, "{x}");
         }
+    }
+
+    #[test]
+    fn sampled_rows_cover_every_residue_of_a_period() {
+        // Rows of 16 classes repeating every 16 rows: a fixed stride of 4 would see 4 classes.
+        let seen: std::collections::BTreeSet<usize> = sample_rows(1024).map(|r| r % 16).collect();
+        assert_eq!(seen.len(), 16);
+        let rows: Vec<usize> = sample_rows(1000).collect();
+        assert!(rows.windows(2).all(|w| w[0] < w[1]) && *rows.last().unwrap() < 1000);
+        assert_eq!(sample_rows(3).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 
     #[test]

@@ -167,12 +167,12 @@ pub fn cases() -> Vec<Case> {
 /// reads them from global memory.
 pub fn sixteen_tables() -> Case {
     let mut rng = Rng::new(16);
-    let (rows, cols) = (64usize, 4096usize);
+    let (rows, cols) = (32usize, 8192usize);
     let mut bytes = Vec::with_capacity(rows * cols);
     for r in 0..rows {
         let class = (r * 7 % 16) as u64;
         for _ in 0..cols {
-            bytes.push((class * 16 + rng.below(class + 2).min(15)) as u8);
+            bytes.push((class * 16 + rng.below(class + 1)) as u8);
         }
     }
     Case {
