@@ -3,6 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
+use wcodec_predict::log2_approx;
 use wcodec_rans::{Frequencies, cost_bits, normalize, weighted_cost_sums};
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
@@ -145,24 +146,6 @@ fn fit(rows: &[Row], classes: &mut [u8], k: usize) -> (f64, Vec<[u64; 256]>) {
         *c = remap[usize::from(*c)];
     }
     (coded, kept)
-}
-
-/// log2(x) for x >= 1, to within 4e-5: the search's estimates need no more, and a library
-/// log2 per present symbol per class per round was a tenth of the time of encoding a GGUF
-/// file (whose packed quants use all 256 symbols).
-fn log2_approx(x: f64) -> f64 {
-    debug_assert!(x >= 1.0 && x.is_finite());
-    let bits = x.to_bits();
-    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1023;
-    // The mantissa in [1, 2), centred; a degree-5 least-squares fit of log2 on it.
-    let m = f64::from_bits((bits & ((1 << 52) - 1)) | (1023 << 52)) - 1.5;
-    let p = ((((0.043_428_907_822 * m - 0.079_150_365_753) * m + 0.141_848_742_982) * m
-        - 0.319_919_359_795)
-        * m
-        + 0.961_814_783_546)
-        * m
-        + 0.584_954_283_955;
-    exponent as f64 + p
 }
 
 /// Order-0 entropy of a histogram in bits, with `log2_approx`.
@@ -428,18 +411,6 @@ mod tests {
                 // Equal up to f32 rounding of near-ties.
                 assert!(exact[picked] - exact[best] < 1e-3, "k {k}: {picked} vs {best}");
             }
-        }
-    }
-
-    #[test]
-    fn log2_approx_is_within_its_bound() {
-        let mut x = 1.0f64;
-        while x < 1e12 {
-            assert!((log2_approx(x) - x.log2()).abs() < 4e-5, "{x}");
-            x *= 1.0137;
-        }
-        for x in [1.0, 2.0, 3.0, 1024.0, 4096.5, (1u64 << 40) as f64] {
-            assert!((log2_approx(x) - x.log2()).abs() < 4e-5, "{x}");
         }
     }
 

@@ -11,6 +11,6 @@ pub mod predictor;
 pub mod tile;
 
 pub use planes::{merge_planes, merge_planes_reference, plane_is_signed, split_planes};
-pub use predictor::{choose_predictor, reconstruct, reconstruct_rows, residuals};
+pub use predictor::{choose_predictor, log2_approx, reconstruct, reconstruct_rows, residuals};
 pub use tile::{Tile, TileConfig, tile_shape, tiles};
 pub use wcodec_format::Predictor;
