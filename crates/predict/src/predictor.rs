@@ -356,13 +356,33 @@ pub fn choose_predictor(
         [only] => return *only,
         _ => {}
     }
-    let (hists, total) = if candidates == Predictor::ALL {
-        sampled_histograms_all(plane, cols, tile, bias)
-    } else {
-        sampled_histograms(plane, cols, tile, bias, candidates)
-    };
+    if candidates != Predictor::ALL {
+        let (hists, total) = sampled_histograms(plane, cols, tile, bias, candidates);
+        return cheapest_predictor(&hists, total, candidates);
+    }
+    // Half the sample first: on weights NONE usually wins by far, and then the other half
+    // cannot change the choice.
+    let rows: Vec<usize> = sampled_rows(tile).collect();
+    let (first, rest) = rows.split_at(rows.len() / 2);
+    let mut hists = vec![[0u32; 256]; 5];
+    let mut total = sampled_histograms_all(plane, cols, tile, bias, first, &mut hists);
+    if total > 0 && none_is_clear(&hists, total) {
+        return Predictor::None;
+    }
+    total += sampled_histograms_all(plane, cols, tile, bias, rest, &mut hists);
     cheapest_predictor(&hists, total, candidates)
 }
+
+/// Every other predictor costs `CLEAR_MARGIN` more than NONE on the histograms (in
+/// `Predictor::ALL` order) of part of the sample.
+fn none_is_clear(hists: &[[u32; 256]], total: u32) -> bool {
+    let none = entropy(&hists[0], total);
+    hists[1..].iter().all(|h| entropy(h, total) >= none * (1.0 + CLEAR_MARGIN))
+}
+
+/// How much worse than NONE every other predictor must be on half the sample for the other
+/// half to be skipped: far beyond what the other half could turn into a `MIN_SAVING` gain.
+const CLEAR_MARGIN: f64 = 0.05;
 
 /// The rows of a tile the predictor choice is measured on.
 fn sampled_rows(tile: Tile) -> std::iter::StepBy<std::ops::Range<usize>> {
@@ -398,20 +418,22 @@ fn sampled_histograms(
     (hists, total)
 }
 
-/// `sampled_histograms` of all five predictors (in `Predictor::ALL` order) in one pass over
-/// each row, each into its own histogram, so the increments of one symbol do not wait on each
-/// other. The first row's missing neighbours are 0, as in `row_residuals`.
+/// Adds to `hists` the residuals of all five predictors (in `Predictor::ALL` order) on `rows`
+/// of the tile, in one pass over each row, each into its own histogram, so the increments of
+/// one symbol do not wait on each other; returns the symbols counted. The first row's missing
+/// neighbours are 0, as in `row_residuals`.
 fn sampled_histograms_all(
     plane: &[u8],
     cols: usize,
     tile: Tile,
     bias: u8,
-) -> (Vec<[u32; 256]>, u32) {
-    let mut hists = vec![[0u32; 256]; 5];
+    rows: &[usize],
+    hists: &mut [[u32; 256]],
+) -> u32 {
     let mut total = 0u32;
     let row = |r: usize| &plane[(tile.r0 + r) * cols + tile.c0..][..tile.w];
-    let [h0, h1, h2, h3, h4] = hists.as_mut_slice() else { unreachable!("five histograms") };
-    for r in sampled_rows(tile) {
+    let [h0, h1, h2, h3, h4] = hists else { unreachable!("five histograms") };
+    for &r in rows {
         let up: &[u8] = if r > 0 { row(r - 1) } else { &[] };
         let (mut a, mut c) = (0u8, 0u8);
         for (k, &x) in row(r).iter().enumerate() {
@@ -427,7 +449,7 @@ fn sampled_histograms_all(
         }
         total += tile.w as u32;
     }
-    (hists, total)
+    total
 }
 
 /// The candidate whose sampled residuals (`hists`, one per candidate) cost least, NONE unless
@@ -541,8 +563,11 @@ mod tests {
                 .collect();
             let tile = Tile { r0: (seed % rows as u64) as usize, c0: 0, h: 0, w: cols };
             let tile = Tile { h: rows - tile.r0, ..tile };
+            let rows: Vec<usize> = sampled_rows(tile).collect();
+            let mut hists = vec![[0u32; 256]; 5];
+            let total = sampled_histograms_all(&plane, cols, tile, bias, &rows, &mut hists);
             prop_assert_eq!(
-                sampled_histograms_all(&plane, cols, tile, bias),
+                (hists, total),
                 sampled_histograms(&plane, cols, tile, bias, &Predictor::ALL)
             );
         }
