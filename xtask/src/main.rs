@@ -46,19 +46,8 @@ fn usage() {
     }
 }
 
-/// As in the CLI: transparent huge pages off, so the benchmarks see the memory costs the
-/// `wcodec` binary sees (huge pages nearly double what the allocator touches).
-#[cfg(target_os = "linux")]
-fn disable_transparent_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn disable_transparent_huge_pages() {}
-
 fn main() -> ExitCode {
-    disable_transparent_huge_pages();
+    wcodec::disable_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
         usage();

@@ -655,22 +655,8 @@ fn remove_temporaries_on_interrupt(output: &Path) {
     });
 }
 
-/// Turns transparent huge pages off for this process. The allocator's arenas would fault in
-/// 2 MiB at a time: compressing a 23 MB model then touched 84 MB instead of 48 MB, and the
-/// kernel's clearing of those pages took about a third of the run (the work is streaming: it
-/// gains nothing from huge pages).
-#[cfg(target_os = "linux")]
-fn disable_transparent_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours; failure
-    // (an old kernel) only leaves the default in place.
-    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-}
-
-#[cfg(not(target_os = "linux"))]
-fn disable_transparent_huge_pages() {}
-
 fn main() -> ExitCode {
-    disable_transparent_huge_pages();
+    wcodec::disable_transparent_huge_pages();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -18,6 +18,7 @@ mod error;
 mod files;
 mod gpu;
 pub mod layers;
+mod process;
 pub mod quantize;
 pub mod shards;
 
@@ -28,6 +29,7 @@ pub use files::{
     read_input, temp_prefix, write_file,
 };
 pub use gpu::{GPU_BUILT, GpuBench, bench_gpu, decompress_path_gpu};
+pub use process::disable_transparent_huge_pages;
 
 pub use wcodec_container as container;
 pub use wcodec_decode as decode;
