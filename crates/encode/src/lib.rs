@@ -15,6 +15,8 @@ pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
 use wcodec_predict::{TileConfig, plane_is_signed, split_planes};
@@ -198,13 +200,9 @@ pub fn compress_file<W: std::io::Write + Send>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
-    let mut read = |offset: u64, buf: &mut Vec<u8>| {
-        let start = offset as usize;
-        let len = buf.len();
-        buf.copy_from_slice(&source[start..start + len]);
-        Ok(())
-    };
-    compress_source(source.len() as u64, layout, &mut read, options, out, progress)
+    // The tensors are encoded straight from `source`: no copies.
+    let loader = Loader { origin: Origin::Memory(source), cursor: 0, gaps: Vec::new() };
+    compress_with(source.len() as u64, layout, loader, options, out, progress)
 }
 
 /// Compresses a source of `source_len` bytes read through `read(offset, buf)` (which fills
@@ -224,10 +222,22 @@ pub fn compress_source<W: std::io::Write + Send>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
+    let loader = Loader { origin: Origin::Read(read), cursor: 0, gaps: Vec::new() };
+    compress_with(source_len, layout, loader, options, out, progress)
+}
+
+/// `compress_source` and `compress_file`, for either origin of the bytes.
+fn compress_with<W: std::io::Write + Send>(
+    source_len: u64,
+    layout: &wcodec_container::SourceLayout,
+    mut loader: Loader,
+    options: &EncodeOptions,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+) -> Result<W, EncodeError> {
     options.validate()?;
     let mut writer = FileWriter::new(out, layout.kind, source_len)?;
     let batches = plan_batches(&layout.tensors);
-    let mut loader = Loader { read, cursor: 0, gaps: Vec::new() };
     let mut current = match batches.first() {
         Some(first) => Some(loader.load(&layout.tensors[first.clone()])?),
         None => None,
@@ -315,7 +325,7 @@ fn batch_len(tensors: &[wcodec_container::SourceTensor]) -> u64 {
 /// Encodes a batch's tensors in parallel; results in source order.
 fn encode_batch(
     tensors: &[wcodec_container::SourceTensor],
-    data: &[Vec<u8>],
+    data: &[Cow<[u8]>],
     options: &EncodeOptions,
 ) -> Vec<Result<EncodedTensor, EncodeError>> {
     tensors
@@ -326,7 +336,7 @@ fn encode_batch(
                 name: &t.name,
                 dtype: t.dtype,
                 dims: &t.dims,
-                bytes,
+                bytes: &bytes[..],
                 source_offset: t.offset,
             };
             encode_tensor(&input, options)
@@ -334,19 +344,34 @@ fn encode_batch(
         .collect()
 }
 
+/// Where the source's bytes come from: memory (borrowed as they are) or a reader (copied into
+/// buffers).
+enum Origin<'s, 'r> {
+    Memory(&'s [u8]),
+    Read(&'r mut (dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()> + Send)),
+}
+
 /// Reads the source in order: tensors' bytes for the encoder, everything between them into
 /// the gaps.
-struct Loader<'r> {
-    read: &'r mut (dyn FnMut(u64, &mut Vec<u8>) -> std::io::Result<()> + Send),
+struct Loader<'s, 'r> {
+    origin: Origin<'s, 'r>,
     cursor: u64,
     gaps: Vec<u8>,
 }
 
-impl Loader<'_> {
-    fn fill(&mut self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len as usize];
-        (self.read)(offset, &mut buf)?;
-        Ok(buf)
+impl<'s> Loader<'s, '_> {
+    fn fill(&mut self, offset: u64, len: u64) -> std::io::Result<Cow<'s, [u8]>> {
+        match &mut self.origin {
+            Origin::Memory(source) => {
+                let source: &'s [u8] = source;
+                Ok(Cow::Borrowed(&source[offset as usize..(offset + len) as usize]))
+            }
+            Origin::Read(read) => {
+                let mut buf = vec![0u8; len as usize];
+                read(offset, &mut buf)?;
+                Ok(Cow::Owned(buf))
+            }
+        }
     }
 
     /// The bytes of `tensors` (which follow the tensors loaded before), and the gaps before
@@ -354,7 +379,7 @@ impl Loader<'_> {
     fn load(
         &mut self,
         tensors: &[wcodec_container::SourceTensor],
-    ) -> std::io::Result<Vec<Vec<u8>>> {
+    ) -> std::io::Result<Vec<Cow<'s, [u8]>>> {
         let mut data = Vec::with_capacity(tensors.len());
         for t in tensors {
             let gap = self.fill(self.cursor, t.offset - self.cursor)?;
