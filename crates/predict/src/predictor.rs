@@ -158,10 +158,26 @@ pub fn reconstruct(
     tile: Tile,
 ) {
     debug_assert_eq!(res.len(), tile.len());
-    let (mut cur, mut up) = (vec![0u8; tile.w], vec![0u8; tile.w]);
-    for r in 0..tile.h {
-        let res_row = &res[r * tile.w..][..tile.w];
-        let dst = &mut plane[(tile.r0 + r) * cols + tile.c0..][..tile.w];
+    if tile.is_empty() {
+        return;
+    }
+    let rows = plane[tile.r0 * cols..]
+        .chunks_mut(cols)
+        .take(tile.h)
+        .map(|row| &mut row[tile.c0..tile.c0 + tile.w]);
+    reconstruct_row_by_row(res, predictor, bias, tile.w, rows);
+}
+
+/// Rebuilds the rows `rows` (each `w` wide) from their residuals `res`, one row after another.
+fn reconstruct_row_by_row<'a>(
+    res: &[u8],
+    predictor: Predictor,
+    bias: u8,
+    w: usize,
+    rows: impl Iterator<Item = &'a mut [u8]>,
+) {
+    let (mut cur, mut up) = (vec![0u8; w], vec![0u8; w]);
+    for (r, (dst, res_row)) in rows.zip(res.chunks_exact(w)).enumerate() {
         if predictor == Predictor::None {
             for (d, &x) in dst.iter_mut().zip(res_row) {
                 *d = x ^ bias;
@@ -193,21 +209,7 @@ pub fn reconstruct_rows(res: &[u8], predictor: Predictor, bias: u8, rows: &mut [
         Predictor::Paeth => return pipelined(res, w, bias, rows, paeth_fast),
         _ => {}
     }
-    let (mut cur, mut up) = (vec![0u8; w], vec![0u8; w]);
-    for (r, (dst, res_row)) in rows.iter_mut().zip(res.chunks_exact(w)).enumerate() {
-        if predictor == Predictor::None {
-            for (d, &x) in dst.iter_mut().zip(res_row) {
-                *d = x ^ bias;
-            }
-            continue;
-        }
-        let above = (r > 0).then_some(up.as_slice());
-        row_reconstruct(res_row, above, predictor, &mut cur);
-        for (d, &u) in dst.iter_mut().zip(&cur) {
-            *d = u ^ bias;
-        }
-        std::mem::swap(&mut cur, &mut up);
-    }
+    reconstruct_row_by_row(res, predictor, bias, w, rows.iter_mut().map(|row| &mut **row));
 }
 
 /// PAETH as libpng computes it (the same choice as [`paeth`], ties included; tested on every
