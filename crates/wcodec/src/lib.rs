@@ -45,7 +45,10 @@ pub use wcodec_format::{Directory, Dtype, Predictor, SourceKind, TensorEntry};
 /// Compresses a model file held in memory (safetensors or GGUF, detected from its bytes).
 pub fn compress(source: &[u8], options: &EncodeOptions) -> Result<Vec<u8>, Error> {
     let layout = wcodec_container::read_layout(source)?;
-    Ok(wcodec_encode::compress_file(source, &layout, options, Vec::new(), &mut |_| {})?)
+    // Room for the whole output up front (it is at most a little larger than the source):
+    // a growing Vec would copy what it holds at every doubling.
+    let out = Vec::with_capacity(source.len() + source.len() / 64 + (64 << 10));
+    Ok(wcodec_encode::compress_file(source, &layout, options, out, &mut |_| {})?)
 }
 
 /// Compresses one raw tensor of `dtype` and shape `dims`.
