@@ -438,7 +438,7 @@ impl Gpu {
         for (i, ((o, _), &crc)) in tensors.zip(crcs).enumerate() {
             if let Some(o) = o {
                 let bytes = self.stream.clone_dtoh(o).map_err(driver)?;
-                let computed = crc32c::crc32c(&bytes);
+                let computed = wcodec_format::crc32c(&bytes);
                 if computed != crc {
                     let what = format!("benchmarked output {i}");
                     return Err(CudaError::Checksum { what, stored: crc, computed });

@@ -116,7 +116,7 @@ impl DeviceTensor {
     /// Copies the tensor back and checks it against the CRC-32C of the original bytes.
     pub fn to_host(&self) -> Result<Vec<u8>, CudaError> {
         let bytes = self.buffer.to_host()?;
-        let computed = crc32c::crc32c(&bytes);
+        let computed = wcodec_format::crc32c(&bytes);
         if computed != self.crc32c {
             return Err(CudaError::Checksum {
                 what: format!("tensor {:?} decoded on the GPU", self.name),

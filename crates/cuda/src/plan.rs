@@ -283,7 +283,7 @@ fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<
 }
 
 fn check_crc(what: impl FnOnce() -> String, bytes: &[u8], stored: u32) -> Result<(), CudaError> {
-    let computed = crc32c::crc32c(bytes);
+    let computed = wcodec_format::crc32c(bytes);
     if computed != stored {
         return Err(CudaError::Checksum { what: what(), stored, computed });
     }

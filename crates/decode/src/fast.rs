@@ -16,8 +16,8 @@ use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry};
 use wcodec_predict::{merge_planes, reconstruct_rows};
 use wcodec_rans::{DecodeTable, Out, TableMap, UnitJob, decode_units};
 
-use crate::crc::{Shift, combine, shift_of};
 use crate::{DecodeError, checked_crc};
+use wcodec_format::checksum::{Shift, combine, shift_of};
 
 /// Bytes of a band, about: enough tiles for the coder to keep its pairs of units full, few
 /// enough for the band to stay in L2 while its planes are merged and its CRC taken.

@@ -8,7 +8,6 @@
 //! never a wrong tensor.
 #![forbid(unsafe_code)]
 
-mod crc;
 mod fast;
 
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
@@ -94,11 +93,7 @@ pub enum Parallelism {
     Rayon,
 }
 
-/// CRC-32C of `bytes` (`crc-fast`: the same values as the `crc32c` crate, 4-5 times faster on
-/// this project's x86 machine, with carry-less multiplication).
-fn crc32c(bytes: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
-}
+use wcodec_format::crc32c;
 
 fn checked_crc(
     what: impl FnOnce() -> String,

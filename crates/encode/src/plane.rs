@@ -185,7 +185,7 @@ pub(crate) fn encode_plane_into(
             bias128: false,
             payload_offset: 0,
             payload_len: bytes.len() as u64,
-            encoding: PlaneEncoding::Raw { crc32c: crc32c::crc32c(bytes) },
+            encoding: PlaneEncoding::Raw { crc32c: wcodec_format::crc32c(bytes) },
         };
         (entry, order0_bits)
     };
@@ -273,7 +273,7 @@ pub(crate) fn encode_plane_into(
             GATHER.with_borrow_mut(|scratch| {
                 encode_unit(model.tile_residuals(i, scratch), &encoders, map, &mut unit);
             });
-            let crc = crc32c::crc32c(&unit);
+            let crc = wcodec_format::crc32c(&unit);
             (unit, crc)
         })
         .collect();

@@ -251,7 +251,7 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
             available: dir.len() as u64,
         });
     }
-    let computed = crc32c::crc32c(dir);
+    let computed = crate::crc32c(dir);
     if computed != loc.crc32c {
         return Err(FormatError::Checksum {
             what: "directory".into(),

@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod blocks;
+pub mod checksum;
 mod directory;
 mod dtype;
 mod error;
 pub mod records;
 pub mod table;
 
+pub use checksum::crc32c;
 pub use directory::{
     Directory, PlaneEncoding, PlaneEntry, TensorEntry, UnitEntry, matrix_shape, parse_directory,
     parse_header, parse_trailer, tile_grid,

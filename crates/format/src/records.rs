@@ -66,7 +66,7 @@ impl Trailer {
         Trailer {
             directory_offset: directory_offset.into(),
             directory_len: (directory.len() as u64).into(),
-            directory_crc32c: crc32c::crc32c(directory).into(),
+            directory_crc32c: crate::crc32c(directory).into(),
             version: FORMAT_VERSION.into(),
             reserved: 0.into(),
             magic: TRAILER_MAGIC,

@@ -58,7 +58,7 @@ fn bomb(side: u64) -> Vec<u8> {
         let t = &mut dir.tensors[0];
         t.dims = vec![side, side];
         t.source_len = side * side;
-        t.crc32c = crc32c::crc32c(&vec![7u8; (side * side) as usize]);
+        t.crc32c = wcodec_format::crc32c(&vec![7u8; (side * side) as usize]);
         let p = &mut t.planes[0];
         (p.rows, p.cols, p.tile_rows, p.tile_cols) = (side, side, side as u32, side as u32);
         dir.source_len = side * side;

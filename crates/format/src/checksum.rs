@@ -1,8 +1,15 @@
-//! CRC-32C of a concatenation from the CRCs of its parts, so that the parts of a tensor decoded
-//! on different threads are checked while they are still in cache.
+//! The CRC-32C of the format's checksums, and the CRC of a concatenation from the CRCs of its
+//! parts, so that the parts of a tensor encoded or decoded on different threads are checked
+//! while they are still in cache.
 //!
 //! `crc(A ‖ B) = crc(A) · x^(8 |B|) ⊕ crc(B)` in GF(2)[x] modulo the CRC-32C polynomial (the
 //! pre- and post-inversions of the CRC cancel out), as in zlib's `crc32_combine`.
+
+/// CRC-32C of `bytes` (`crc-fast`: the same values as the `crc32c` crate, 4-5 times faster on
+/// x86 with carry-less multiplication).
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
 
 /// The CRC-32C polynomial, bit-reflected.
 const POLY: u32 = 0x82F6_3B78;
@@ -22,7 +29,7 @@ fn mul(a: u32, mut b: u32) -> u32 {
 }
 
 /// `x^(8 n)` modulo the polynomial: the factor that appends `n` bytes to a CRC.
-pub(crate) fn shift_of(n: u64) -> Shift {
+pub fn shift_of(n: u64) -> Shift {
     // x^(2^k) for k = 3 (one byte) upwards, by squaring.
     let mut power = 1u32 << (31 - 8); // x^8
     let mut result = 1u32 << 31; // x^0
@@ -39,10 +46,10 @@ pub(crate) fn shift_of(n: u64) -> Shift {
 
 /// The factor `x^(8 n)` for parts of `n` bytes (see [`shift_of`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Shift(u32);
+pub struct Shift(u32);
 
 /// The CRC of `A ‖ B` from `crc(A)`, `crc(B)` and the shift of `B`'s length.
-pub(crate) fn combine(crc_a: u32, crc_b: u32, shift_b: Shift) -> u32 {
+pub fn combine(crc_a: u32, crc_b: u32, shift_b: Shift) -> u32 {
     mul(crc_a, shift_b.0) ^ crc_b
 }
 
@@ -55,7 +62,7 @@ mod tests {
         let bytes: Vec<u8> =
             (0..70_000u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
         for len in (0..300).chain([4095, 4096, 4097, 65_536, 70_000]) {
-            assert_eq!(crate::crc32c(&bytes[..len]), crc32c::crc32c(&bytes[..len]), "{len}");
+            assert_eq!(super::crc32c(&bytes[..len]), crc32c::crc32c(&bytes[..len]), "{len}");
         }
     }
 
