@@ -148,8 +148,13 @@ pub fn report(args: &[String]) -> Result<()> {
             one.install(|| speed(source.len(), runs, || drop(compress(&source, class, &options))));
         let encn =
             all.install(|| speed(source.len(), runs, || drop(compress(&source, class, &options))));
-        let dec1 = one.install(|| speed(source.len(), runs, || drop(wcodec::decompress(&wcz))));
-        let decn = all.install(|| speed(source.len(), runs, || drop(wcodec::decompress(&wcz))));
+        // Decoded into one buffer reused from run to run, as zstd's bulk decoder below writes
+        // into memory it does not clear: the allocator's zeroing of a fresh `Vec` is not the
+        // decoder's time (`bench-decode` times `decompress`, allocation included).
+        let mut out = vec![0u8; source.len()];
+        let mut decode = || wcodec::decompress_into(&wcz, &mut out).expect("decompresses");
+        let dec1 = one.install(|| speed(source.len(), runs, &mut decode));
+        let decn = all.install(|| speed(source.len(), runs, &mut decode));
         let zstd_dec = |level: i32| -> Result<(f64, f64)> {
             let z = zstd::bulk::compress(&source, level)?;
             let dec = speed(source.len(), runs, || {

@@ -30,6 +30,8 @@ pub enum DecodeError {
          limit of {max_expansion} times the file's size (damaged or hostile file?)"
     )]
     TooLarge { what: String, claimed: u64, file_len: u64, max_expansion: u64 },
+    #[error("the output buffer holds {given} bytes; the file decodes to {needed}")]
+    OutputLength { given: u64, needed: u64 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -426,4 +428,24 @@ pub fn decompress_to_vec_limited(file: &[u8], limits: &Limits) -> Result<Vec<u8>
     let mut out = vec![0u8; directory.source_len as usize];
     decode_source_span(file, &directory.tensors, &directory.gaps, 0, &mut out)?;
     Ok(out)
+}
+
+/// The length of the original file a .wcz held in memory decodes to (from its directory).
+pub fn decompressed_len(file: &[u8]) -> Result<u64, DecodeError> {
+    Ok(Directory::from_file_bytes(file)?.source_len)
+}
+
+/// Decodes a whole in-memory .wcz into `out`, which must be exactly [`decompressed_len`]
+/// bytes long. Every byte of `out` is written, so a buffer reused from one file to the next
+/// needs no clearing (a fresh `Vec` must be zeroed first, which costs about a tenth of a
+/// one-thread decode). The caller owns the memory, so no size limit applies.
+pub fn decompress_into(file: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
+    let directory = Directory::from_file_bytes(file)?;
+    if out.len() as u64 != directory.source_len {
+        return Err(DecodeError::OutputLength {
+            given: out.len() as u64,
+            needed: directory.source_len,
+        });
+    }
+    decode_source_span(file, &directory.tensors, &directory.gaps, 0, out)
 }

@@ -71,3 +71,14 @@ pub fn decompress(wcz: &[u8]) -> Result<Vec<u8>, Error> {
 pub fn decompress_with_limits(wcz: &[u8], limits: &Limits) -> Result<Vec<u8>, Error> {
     Ok(wcodec_decode::decompress_to_vec_limited(wcz, limits)?)
 }
+
+/// The length of the original file a .wcz held in memory decodes to.
+pub fn decompressed_len(wcz: &[u8]) -> Result<u64, Error> {
+    Ok(wcodec_decode::decompressed_len(wcz)?)
+}
+
+/// Decodes a .wcz held in memory into `out`, exactly [`decompressed_len`] bytes: for callers
+/// that decode into memory they already hold (a reused buffer needs no clearing).
+pub fn decompress_into(wcz: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    Ok(wcodec_decode::decompress_into(wcz, out)?)
+}

@@ -14,6 +14,11 @@ fn slice(name: &str) -> Vec<u8> {
 /// ratio, order-0 bound ratio).
 fn measure(source: &[u8], wcz: &[u8]) -> (f64, f64, f64) {
     assert_eq!(wcodec::decompress(wcz).unwrap(), source);
+    // Into a buffer of garbage: every byte is written.
+    assert_eq!(wcodec::decompressed_len(wcz).unwrap(), source.len() as u64);
+    let mut reused = vec![0xA5u8; source.len()];
+    wcodec::decompress_into(wcz, &mut reused).unwrap();
+    assert!(reused == source, "decompress_into leaves bytes unwritten");
     let dir = Directory::from_file_bytes(wcz).unwrap();
     for t in &dir.tensors {
         let reference = wcodec::decode::decode_tensor_reference(wcz, t).unwrap();
@@ -83,4 +88,15 @@ fn smollm2_gguf_slice_round_trips_with_block_fields() {
     // Splitting the scales from the quants is what makes GGUF compress at all.
     assert!(tensors > 1.05, "tensors {tensors:.4}");
     assert!(file > 1.04, "file {file:.4}");
+}
+
+#[test]
+fn decompress_into_a_buffer_of_the_wrong_length_is_an_error() {
+    let source = slice("minilm-int8-per-tensor.safetensors");
+    let wcz = wcodec::compress(&source, &EncodeOptions::default()).unwrap();
+    for len in [0, source.len() - 1, source.len() + 1] {
+        let mut out = vec![0u8; len];
+        let err = wcodec::decompress_into(&wcz, &mut out).unwrap_err();
+        assert!(err.to_string().contains("output buffer"), "{len}: {err}");
+    }
 }
