@@ -170,15 +170,16 @@ const SAMPLE_STRIDE_MIN: usize = 4;
 const ROUNDS: usize = 3;
 
 /// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has the
-/// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows are never all held at once, so memory
-/// stays bounded by the plane itself). Returns the tables, each row's table when there are
+/// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows
+/// are never all held at once, so memory stays bounded by the plane itself). Returns the tables, each row's table when there are
 /// several (else an empty map), the bits the plane's residuals cost with them, and the plane's
 /// residual histogram.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
-/// tables are rebuilt); the k with the smallest estimated total (coded bits + tables + map)
-/// wins. Then, in one pass over all rows, every row takes its cheapest table and the class
+/// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
+/// falling below the best so far, one table included (on most planes classes do not pay and
+/// the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest table and the class
 /// sums (whose total is the plane's histogram) refit the tables; the result is kept only if
 /// it beats one table for the whole plane. When the sample finds no candidate, the plane's
 /// histogram comes from `plane_hist` (cheaper than row by row) and one table is returned.
@@ -313,7 +314,12 @@ fn search(
         .collect();
     let mut order: Vec<usize> = (0..sample.len()).collect();
     order.sort_by(|&a, &b| concentration[b].total_cmp(&concentration[a]));
+    // One table for the whole sample is the estimate to beat: more classes are tried only
+    // while each number of classes beats the best so far (most planes stop at two).
+    let (one_bits, one_sum) = fit(&sample, &mut vec![0u8; sample.len()], 1);
+    let one_estimate = one_bits * scale + side_bits(one_sum.iter().map(present), rows);
     let mut best: Option<(f64, Vec<[u64; 256]>)> = None;
+    let mut best_estimate = one_estimate;
     let mut k = 2;
     while k <= usize::from(max_tables).min(sample.len()) {
         let mut classes = vec![0u8; sample.len()];
@@ -333,16 +339,14 @@ fn search(
             (bits, sums, classes) = (next_bits, next_sums, next);
         }
         let estimate = bits * scale + side_bits(sums.iter().map(present), rows);
-        if best.as_ref().is_some_and(|(b, _)| estimate >= *b) {
+        if estimate >= best_estimate {
             break;
         }
+        best_estimate = estimate;
         best = Some((estimate, sums));
         k *= 2;
     }
-    // Classes that do not beat one table on the sample are not worth the pass over all rows.
-    let (one_bits, one_sum) = fit(&sample, &mut vec![0u8; sample.len()], 1);
-    let one_estimate = one_bits * scale + side_bits(one_sum.iter().map(present), rows);
-    best.filter(|(estimate, sums)| sums.len() >= 2 && *estimate < one_estimate)
+    best.filter(|(_, sums)| sums.len() >= 2)
         .map(|(_, sums)| sums.iter().map(|sum| normalize(sum, prob_bits)).collect())
 }
 
