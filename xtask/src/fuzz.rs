@@ -3,7 +3,7 @@
 //! the executions, the corpus it grew and whether it found anything.
 //!
 //! cargo-fuzz needs a nightly toolchain; without one, the stable toolchain is used with
-//! `RUSTC_BOOTSTRAP=1`. A finding is left in fuzz/artifacts/<target>/ and fails the command;
+//! `RUSTC_BOOTSTRAP=1`. A finding is left in `fuzz/artifacts/<target>/` and fails the command;
 //! reproduce it with `cargo +nightly fuzz run <target> <file>` from the repository root, then
 //! make it a named regression test in the crate where the bug is.
 

@@ -2,7 +2,7 @@
 //! parts, so that the parts of a tensor encoded or decoded on different threads are checked
 //! while they are still in cache.
 //!
-//! `crc(A ‖ B) = crc(A) · x^(8 |B|) ⊕ crc(B)` in GF(2)[x] modulo the CRC-32C polynomial (the
+//! `crc(A ‖ B) = crc(A) · x^(8 |B|) ⊕ crc(B)` in GF(2)\[x\] modulo the CRC-32C polynomial (the
 //! pre- and post-inversions of the CRC cancel out), as in zlib's `crc32_combine`.
 
 /// CRC-32C of `bytes` (`crc-fast`: the same values as the `crc32c` crate, 4-5 times faster on
