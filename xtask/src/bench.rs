@@ -9,18 +9,26 @@ use wcodec::{Directory, Dtype, EncodeOptions};
 
 use crate::Result;
 
-const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd]
+const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd] [--large-gib N]
   --report-only  skip the criterion benches, run only the corpus report
   --quick        one timing run per figure instead of the median of five
-  --no-zstd      skip the zstd reference (zstd -19 is slow)";
+  --no-zstd      skip the zstd reference (zstd -19 is slow)
+  --large-gib N  size of the generated file the CLI's time and peak memory are measured on
+                 (default 2; 0 skips it; it needs about 2.2 N GiB of disk for a moment)";
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut report_only = false;
     let mut passthrough = Vec::new();
-    for a in args {
+    let mut large_gib = 2.0f64;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
         match a.as_str() {
             "--report-only" => report_only = true,
             "--quick" | "--no-zstd" => passthrough.push(a.clone()),
+            "--large-gib" => {
+                let n = it.next().ok_or(format!("--large-gib N\n{USAGE}"))?;
+                large_gib = n.parse().map_err(|_| format!("--large-gib {n}: not a number"))?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -48,6 +56,18 @@ pub fn run(args: &[String]) -> Result<()> {
         .status()?;
     if !status.success() {
         return Err("corpus report failed".into());
+    }
+    // In a process of its own: a child's peak RSS as the kernel reports it is at least its
+    // parent's at the spawn, and the report's process holds the corpus.
+    if large_gib > 0.0 {
+        let status = Command::new(&cargo)
+            .current_dir(&root)
+            .args(["run", "--quiet", "--release", "-p", "xtask", "--", "bench-large"])
+            .arg(large_gib.to_string())
+            .status()?;
+        if !status.success() {
+            return Err("large-file run failed".into());
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ mod cuda;
 mod fuzz;
 mod golden;
 mod kernels;
+mod large_file;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,10 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench-decode",
         "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR)",
+    ),
+    (
+        "bench-large",
+        "the CLI's time and peak RSS on a generated GIB-GiB file (run by bench: --large-gib)",
     ),
     ("golden", "compare compressed golden files with their snapshots (--check: fail on change)"),
     ("fuzz", "run every fuzz target of fuzz/ for a while (--seconds N; needs cargo-fuzz)"),
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         "cuda-toolchain" => cuda::run(rest),
         "kernels" => kernels::run(rest),
         "bench-report" => bench::report(rest),
+        "bench-large" => large_file::run(rest),
         "bench-decode" => bench::decode_report(rest),
         "help" | "-h" | "--help" => {
             usage();
