@@ -17,7 +17,7 @@ use wcodec_predict::{merge_planes, reconstruct_rows};
 use wcodec_rans::{DecodeTable, Out, TableMap, UnitJob, decode_units};
 
 use crate::{DecodeError, checked_crc};
-use wcodec_format::checksum::{Shift, combine, shift_of};
+use wcodec_format::checksum::combine_parts;
 
 /// Bytes of a band, about: enough tiles for the coder to keep its pairs of units full, few
 /// enough for the band to stay in L2 while its planes are merged and its CRC taken.
@@ -132,19 +132,15 @@ pub(crate) fn decode_tensors(
         .map(|(k, b, out)| decode_band(file, &plans[k], b, out))
         .collect::<Result<_, _>>()?;
     // Fold each tensor's band CRCs in order.
-    let mut crcs = crcs.into_iter();
+    let mut first = 0;
     for plan in &plans {
         let t = plan.tensor;
         let mut crc = 0;
         if plan.rows > 0 && t.source_len > 0 {
             let band_len = (plan.band_rows * plan.row_bytes) as u64;
-            let n = plan.bands();
-            let (full, last): (Shift, Shift) =
-                (shift_of(band_len), shift_of(t.source_len - band_len * (n as u64 - 1)));
-            for b in 0..n {
-                let part = crcs.next().expect("one CRC per band");
-                crc = combine(crc, part, if b + 1 == n { last } else { full });
-            }
+            let parts = &crcs[first..first + plan.bands()];
+            first += parts.len();
+            crc = combine_parts(parts, band_len, t.source_len);
         }
         if crc != t.crc32c {
             return Err(DecodeError::Checksum {

@@ -183,16 +183,12 @@ pub fn encode_tensor(
 
 /// CRC-32C of `bytes`, in chunks spread over the threads for large tensors.
 fn parallel_crc32c(bytes: &[u8]) -> u32 {
-    use wcodec_format::checksum::{combine, shift_of};
     const CHUNK: usize = 1 << 20;
     if bytes.len() <= 2 * CHUNK {
         return wcodec_format::crc32c(bytes);
     }
     let crcs: Vec<u32> = bytes.par_chunks(CHUNK).map(wcodec_format::crc32c).collect();
-    let (full, last) = (shift_of(CHUNK as u64), shift_of(((bytes.len() - 1) % CHUNK + 1) as u64));
-    let (head, tail) = crcs.split_at(crcs.len() - 1);
-    let crc = head.iter().fold(0, |crc, &c| combine(crc, c, full));
-    combine(crc, tail[0], last)
+    wcodec_format::checksum::combine_parts(&crcs, CHUNK as u64, bytes.len() as u64)
 }
 
 fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {

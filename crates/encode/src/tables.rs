@@ -171,18 +171,19 @@ const ROUNDS: usize = 3;
 
 /// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has the
 /// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows
-/// are never all held at once, so memory stays bounded by the plane itself). Returns the tables, each row's table when there are
-/// several (else an empty map), the bits the plane's residuals cost with them, and the plane's
-/// residual histogram.
+/// are never all held at once, so memory stays bounded by the plane itself). Returns the
+/// tables, each row's table when there are several (else an empty map), the bits the plane's
+/// residuals cost with them, and the plane's residual histogram.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
 /// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
 /// falling below the best so far, one table included (on most planes classes do not pay and
-/// the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest table and the class
-/// sums (whose total is the plane's histogram) refit the tables; the result is kept only if
-/// it beats one table for the whole plane. When the sample finds no candidate, the plane's
-/// histogram comes from `plane_hist` (cheaper than row by row) and one table is returned.
+/// the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest
+/// table and the class sums (whose total is the plane's histogram) refit the tables; the
+/// result is kept only if it beats one table for the whole plane. When the sample finds no
+/// candidate, the plane's histogram comes from `plane_hist` (cheaper than row by row) and one
+/// table is returned.
 pub fn choose_tables(
     rows: usize,
     row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),

@@ -53,6 +53,16 @@ pub fn combine(crc_a: u32, crc_b: u32, shift_b: Shift) -> u32 {
     mul(crc_a, shift_b.0) ^ crc_b
 }
 
+/// The CRC of `total_len` bytes cut into parts of `part_len` bytes (the last one up to
+/// `part_len`), from the parts' CRCs in order; 0 (the CRC of nothing) for no parts.
+pub fn combine_parts(crcs: &[u32], part_len: u64, total_len: u64) -> u32 {
+    let Some((&last_crc, head)) = crcs.split_last() else { return 0 };
+    let full = shift_of(part_len);
+    let last = shift_of(total_len - part_len * head.len() as u64);
+    let crc = head.iter().fold(0, |crc, &c| combine(crc, c, full));
+    combine(crc, last_crc, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +96,8 @@ mod tests {
         }
         assert_eq!(crc, crc32c::crc32c(&bytes));
         assert_eq!(combine(0, 0, shift_of(0)), crc32c::crc32c(&[]));
+        let crcs: Vec<u32> = parts.iter().map(|p| crc32c::crc32c(p)).collect();
+        assert_eq!(combine_parts(&crcs, 384, bytes.len() as u64), crc32c::crc32c(&bytes));
+        assert_eq!(combine_parts(&[], 384, 0), crc32c::crc32c(&[]));
     }
 }
