@@ -463,22 +463,70 @@ fn sampled_histograms_all(
 /// another saves `MIN_SAVING`.
 fn cheapest_predictor(hists: &[[u32; 256]], total: u32, candidates: &[Predictor]) -> Predictor {
     let costs: Vec<f64> = hists.iter().map(|h| entropy(h, total)).collect();
-    let none_cost = candidates.iter().position(|&p| p == Predictor::None).map(|i| costs[i]);
-    let (best, &best_cost) = costs
-        .iter()
-        .enumerate()
-        .min_by(|a, b| a.1.total_cmp(b.1))
-        .expect("at least two candidates");
-    match none_cost {
-        Some(none) if best_cost > none * (1.0 - MIN_SAVING) => Predictor::None,
-        _ => candidates[best],
+    // Tier by tier, from the cheapest to decode: a tier's best candidate replaces the choice
+    // only when it saves `MIN_SAVING` of the chosen one's bits.
+    let mut chosen: Option<(Predictor, f64)> = None;
+    for tier in DECODE_TIERS {
+        let best = candidates
+            .iter()
+            .zip(&costs)
+            .filter(|(p, _)| tier.contains(p))
+            .min_by(|a, b| a.1.total_cmp(b.1));
+        if let Some((&p, &cost)) = best {
+            match chosen {
+                Some((_, current)) if cost > current * (1.0 - MIN_SAVING) => {}
+                _ => chosen = Some((p, cost)),
+            }
+        }
     }
+    chosen.expect("at least two candidates").0
 }
+
+/// The predictors by what their inverse costs the decoder, cheapest first: NONE (none), TOP
+/// and LEFT (one add a byte; TOP vectorises), AVG and PAETH (a chain of compares and selects
+/// along each row). The sampled estimate is noisy, and a tile coded with a shared table rarely
+/// gains from a costlier predictor that is only a little better on its own histogram.
+const DECODE_TIERS: [&[Predictor]; 3] =
+    [&[Predictor::None], &[Predictor::Top, Predictor::Left], &[Predictor::Avg, Predictor::Paeth]];
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A histogram of `total` symbols spread evenly over `k` values: `total * log2(k)` bits.
+    fn flat(k: usize, total: u32) -> [u32; 256] {
+        let mut h = [0u32; 256];
+        h[..k].fill(total / k as u32);
+        h
+    }
+
+    #[test]
+    fn costlier_inverses_must_save_two_percent_over_cheaper_ones() {
+        let total = 64 * 31 * 16;
+        let all = Predictor::ALL;
+        // NONE 6 bits, LEFT 5.5, TOP 5, AVG 5.5, PAETH log2(31) = 4.95 (1% below TOP): TOP.
+        let hists = [flat(64, total), flat(45, total), flat(32, total), flat(45, total)];
+        let paeth_close = [hists.as_slice(), &[flat(31, total)]].concat();
+        assert_eq!(cheapest_predictor(&paeth_close, total, &all), Predictor::Top);
+        // PAETH 4 bits (20% below TOP): PAETH.
+        let paeth_far = [hists.as_slice(), &[flat(16, total)]].concat();
+        assert_eq!(cheapest_predictor(&paeth_far, total, &all), Predictor::Paeth);
+        // Every predictor within 2% of NONE: NONE, even where PAETH is cheapest.
+        let near =
+            [flat(64, total), flat(64, total), flat(64, total), flat(64, total), flat(62, total)];
+        assert_eq!(cheapest_predictor(&near, total, &all), Predictor::None);
+        // TOP not 2% below NONE, PAETH well below: PAETH (each tier against the choice so far).
+        let skip =
+            [flat(64, total), flat(64, total), flat(63, total), flat(64, total), flat(16, total)];
+        assert_eq!(cheapest_predictor(&skip, total, &all), Predictor::Paeth);
+        // Without NONE among the candidates the first tier present starts the choice.
+        let pair = [flat(32, total), flat(31, total)];
+        assert_eq!(
+            cheapest_predictor(&pair, total, &[Predictor::Top, Predictor::Paeth]),
+            Predictor::Top
+        );
+    }
 
     fn check(plane: &[u8], rows: usize, cols: usize, tile: Tile, p: Predictor, bias: u8) {
         let _ = rows;
