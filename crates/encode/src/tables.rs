@@ -191,10 +191,10 @@ pub fn choose_tables(
     prob_bits: u8,
     max_tables: u8,
 ) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
-    let candidate = if rows >= 2 && max_tables >= 2 {
+    let (candidate, sample) = if rows >= 2 && max_tables >= 2 {
         search(rows, row_hist, prob_bits, max_tables)
     } else {
-        None
+        (None, Sample::default())
     };
     let Some(tables) = candidate else {
         let total = plane_hist();
@@ -211,8 +211,16 @@ pub fn choose_tables(
             let mut classes = Vec::with_capacity(64);
             let mut sums = vec![[0u64; 256]; k];
             let mut h = [0u32; 256];
-            for r in chunk * 64..(chunk * 64 + 64).min(rows) {
-                row_hist(r, &mut h);
+            let rows = chunk * 64..(chunk * 64 + 64).min(rows);
+            // The sampled rows among them were counted by the search already.
+            let mut sampled = sample.rows.partition_point(|&r| r < rows.start);
+            for r in rows {
+                if sample.rows.get(sampled) == Some(&r) {
+                    h = sample.counts[sampled];
+                    sampled += 1;
+                } else {
+                    row_hist(r, &mut h);
+                }
                 let row = Row::new(&h);
                 let c = costs.cheapest(&row);
                 for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
@@ -285,21 +293,41 @@ fn sample_rows(rows: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// The rows the search counted (ascending) and their histograms.
+#[derive(Default)]
+struct Sample {
+    rows: Vec<usize>,
+    counts: Vec<[u32; 256]>,
+}
+
 /// The sample search of `choose_tables`: the best candidate tables (two or more), if they
-/// beat one table on the sample's estimate.
+/// beat one table on the sample's estimate, and the sample.
 fn search(
     rows: usize,
     row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
     prob_bits: u8,
     max_tables: u8,
-) -> Option<Vec<Frequencies>> {
-    let sample_counts: Vec<[u32; 256]> = sample_rows(rows)
-        .map(|r| {
+) -> (Option<Vec<Frequencies>>, Sample) {
+    let sampled: Vec<usize> = sample_rows(rows).collect();
+    let sample_counts: Vec<[u32; 256]> = sampled
+        .iter()
+        .map(|&r| {
             let mut h = [0u32; 256];
             row_hist(r, &mut h);
             h
         })
         .collect();
+    let candidate = search_sample(&sample_counts, rows, prob_bits, max_tables);
+    (candidate, Sample { rows: sampled, counts: sample_counts })
+}
+
+/// The search on the histograms of the sampled rows of a plane of `rows` rows.
+fn search_sample(
+    sample_counts: &[[u32; 256]],
+    rows: usize,
+    prob_bits: u8,
+    max_tables: u8,
+) -> Option<Vec<Frequencies>> {
     let sample: Vec<Row> = sample_counts.iter().map(Row::new).collect();
     let scale = rows as f64 / sample.len() as f64;
     // Order sampled rows by how concentrated they are (the chance that two of a row's symbols
