@@ -135,6 +135,20 @@ impl TableMap<'_> {
                 out.fill([0, 0]);
                 out.len()
             }
+            // Rows of whole groups (tiles of a width that is a multiple of 128): every group
+            // lies in one row.
+            TableMap::Rows { row_tables, width } if width % GROUP == 0 && base % GROUP == 0 => {
+                let per_row = width / GROUP;
+                let (mut row, mut k) = (base / width, base % width / GROUP);
+                for t in out.iter_mut() {
+                    *t = [row_tables[row]; 2];
+                    k += 1;
+                    if k == per_row {
+                        (row, k) = (row + 1, 0);
+                    }
+                }
+                out.len()
+            }
             // Rows of a group or longer: each half spans one or two rows, found by compares.
             TableMap::Rows { row_tables, width } if width >= GROUP => {
                 let (mut row, mut col) = (base / width, base % width);
@@ -242,6 +256,42 @@ impl Path {
             Path::Scalar => None,
             Path::Avx2 => simd::Avx2::detect().map(simd::Kernel::Avx2),
             Path::Avx512 => simd::Avx512::detect().map(simd::Kernel::Avx512),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fill_half_tables` (one pass, with fast paths by row width) gives what `half_tables`
+    /// gives group by group, and stops at the first group whose halves do not share a table.
+    #[test]
+    fn fill_half_tables_agrees_with_half_tables() {
+        let mut x = 0x2545_f491_u32;
+        for width in [1usize, 3, 64, 100, 128, 200, 256, 384, 1000] {
+            for classes in [1u32, 2, 5] {
+                let rows = 4096 / width + 3;
+                // Runs of equal tables, so that groups of short rows sometimes share one.
+                let row_tables: Vec<u8> = (0..rows)
+                    .map(|r| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        if r % 8 < 5 { 0 } else { (x % classes) as u8 }
+                    })
+                    .collect();
+                let map = TableMap::Rows { row_tables: &row_tables, width };
+                let groups = rows * width / GROUP;
+                for start in [0, 1, 3, groups / 2] {
+                    let n = groups.saturating_sub(start).min(40);
+                    let mut out = vec![[9u8; 2]; n];
+                    let filled = map.fill_half_tables(start * GROUP, &mut out);
+                    let expected: Vec<[u8; 2]> =
+                        (start..start + n).map_while(|g| map.half_tables(g * GROUP)).collect();
+                    assert_eq!(&out[..filled], &expected[..], "width {width}, from group {start}");
+                }
+            }
         }
     }
 }
