@@ -337,7 +337,7 @@ mod tests {
                 x ^= x >> 17;
                 x ^= x << 5;
                 // Mostly a few symbols, as weights are, with runs of one.
-                if x % 7 == 0 { 0x80 } else { (x >> 24) as u8 % 23 }
+                if x.is_multiple_of(7) { 0x80 } else { (x >> 24) as u8 % 23 }
             })
             .collect();
         for bias in [0u8, 0x80, 0x5a] {

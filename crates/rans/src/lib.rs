@@ -137,7 +137,9 @@ impl TableMap<'_> {
             }
             // Rows of whole groups (tiles of a width that is a multiple of 128): every group
             // lies in one row.
-            TableMap::Rows { row_tables, width } if width % GROUP == 0 && base % GROUP == 0 => {
+            TableMap::Rows { row_tables, width }
+                if width.is_multiple_of(GROUP) && base.is_multiple_of(GROUP) =>
+            {
                 let per_row = width / GROUP;
                 let (mut row, mut k) = (base / width, base % width / GROUP);
                 for t in out.iter_mut() {
