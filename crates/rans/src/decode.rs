@@ -13,10 +13,12 @@ pub(crate) const SLOTS: usize = 1 << wcodec_format::rans::MAX_PROB_BITS;
 pub struct DecodeTable {
     prob_bits: u32,
     pub(crate) entries: Box<[u32; SLOTS]>,
-    /// For the SIMD decoders, per slot: the largest `q = x >> prob_bits` whose decoded state
-    /// `freq * q + slot - cum` is below `2^16`, so that a lane's renormalisation is known from
-    /// `q` and one compare. (Two spare entries: a 32-bit gather of the last one reads past it.)
-    pub(crate) renorm: Box<[u16; SLOTS + 2]>,
+    /// For the AVX-512 decoder of lone units on small tables, per slot: the largest
+    /// `q = x >> prob_bits` whose decoded state `freq * q + slot - cum` is below `2^16`, so
+    /// that a lane's renormalisation is known from `q` and one compare. (Two spare entries: a
+    /// 32-bit gather of the last one reads past it.) Built on first use: most tables never
+    /// need it.
+    renorm: std::sync::OnceLock<Box<[u16; SLOTS + 2]>>,
 }
 
 impl DecodeTable {
@@ -33,18 +35,30 @@ impl DecodeTable {
         // Each slot written once (no zeroing first: tables are built per plane, and small planes
         // are many): the used slots in order, then zeros up to the full size.
         let mut entries = Vec::with_capacity(SLOTS);
-        let mut renorm = Vec::with_capacity(SLOTS + 2);
         for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
-            // freq * q + bias < 2^16  <=>  q < ceil((2^16 - bias) / freq) = q0 + (bias < r0).
-            let (q0, r0) = (STATE_LOW / f, STATE_LOW % f);
             entries.extend((0..f).map(|bias| s as u32 | (f - 1) << 8 | bias << 20));
-            renorm.extend((0..f).map(|bias| (q0 + u32::from(bias < r0) - 1) as u16));
         }
         entries.resize(SLOTS, 0);
-        renorm.resize(SLOTS + 2, 0);
         let entries = entries.into_boxed_slice().try_into().expect("SLOTS entries");
-        let renorm = renorm.into_boxed_slice().try_into().expect("SLOTS + 2 thresholds");
-        Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries, renorm })
+        Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries, renorm: Default::default() })
+    }
+
+    /// The renormalisation thresholds (see the field), from the entries: one division a
+    /// symbol, at the slot where its run starts.
+    pub(crate) fn renorm(&self) -> &[u16; SLOTS + 2] {
+        self.renorm.get_or_init(|| {
+            let mut thresholds = Box::new([0u16; SLOTS + 2]);
+            let (mut q0, mut r0) = (0, 0);
+            for (t, &e) in thresholds.iter_mut().zip(self.entries()) {
+                let (freq, bias) = (((e >> 8) & 0xfff) + 1, e >> 20);
+                if bias == 0 {
+                    // freq * q + bias < 2^16  <=>  q < ceil((2^16 - bias) / freq) = q0 + (bias < r0).
+                    (q0, r0) = (STATE_LOW / freq, STATE_LOW % freq);
+                }
+                *t = (q0 + u32::from(bias < r0) - 1) as u16;
+            }
+            thresholds
+        })
     }
 
     pub fn prob_bits(&self) -> u32 {
@@ -243,4 +257,31 @@ fn decode_group<const BITS: u32>(
         }
     }
     read
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each slot's threshold is the largest `q` whose decoded state stays below `2^16`, on
+    /// tables of every precision with rare and frequent symbols.
+    #[test]
+    fn thresholds_are_the_largest_q_below_the_renormalisation_bound() {
+        for prob_bits in 8..=12u8 {
+            let mut counts = [0u64; 256];
+            for (s, c) in counts.iter_mut().enumerate().step_by(3) {
+                *c = 1 + (s as u64 * 7919) % 5000;
+            }
+            counts[200] = 1_000_000;
+            let table = DecodeTable::new(&crate::normalize(&counts, prob_bits), prob_bits).unwrap();
+            let thresholds = table.renorm();
+            for (slot, (&e, &t)) in table.entries().iter().zip(thresholds.iter()).enumerate() {
+                let (freq, bias) = (((e >> 8) & 0xfff) + 1, e >> 20);
+                let q = u32::from(t);
+                assert!(freq * q + bias < STATE_LOW, "slot {slot} at {prob_bits} bits");
+                assert!(freq * (q + 1) + bias >= STATE_LOW, "slot {slot} at {prob_bits} bits");
+            }
+            assert!(thresholds[1 << prob_bits..].iter().all(|&t| t == 0));
+        }
+    }
 }

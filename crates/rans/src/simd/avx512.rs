@@ -52,11 +52,12 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
         // Register r holds lanes 16r..16r+15, the symbols of half r of the group.
         let table = [&tables[usize::from(class[0])], &tables[usize::from(class[1])]];
+        let renorm = table.map(|t| if THRESHOLDS { t.renorm().as_slice() } else { &[] });
         let mut read = 0usize;
         let mut acc = [_mm512_setzero_si512(); 2];
         for j in 0..4 {
             for r in 0..2 {
-                let (entries, renorm) = (&table[r].entries, &table[r].renorm);
+                let (entries, renorm) = (&table[r].entries, renorm[r]);
                 // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
                 let e = unsafe { _mm512_i32gather_epi32::<4>(slot[r], entries.as_ptr().cast()) };
                 let q = _mm512_srlv_epi32(x[r], shift);
