@@ -376,10 +376,13 @@ pub fn choose_predictor(
 }
 
 /// Every other predictor costs `CLEAR_MARGIN` more than NONE on the histograms (in
-/// `Predictor::ALL` order) of part of the sample.
+/// `Predictor::ALL` order) of part of the sample; or, where NONE's residuals are near-random
+/// bytes (`NOISE_BITS` a symbol or more: mantissas), none of them is even `NOISE_MARGIN`
+/// cheaper (there every predictor costs about what NONE does, so the wider rule never stops).
 fn none_is_clear(hists: &[[u32; 256]], total: u32) -> bool {
     let none = entropy(&hists[0], total);
-    hists[1..].iter().all(|h| entropy(h, total) >= none * (1.0 + CLEAR_MARGIN))
+    let margin = if none >= NOISE_BITS * f64::from(total) { -NOISE_MARGIN } else { CLEAR_MARGIN };
+    hists[1..].iter().all(|h| entropy(h, total) >= none * (1.0 + margin))
 }
 
 /// How much worse than NONE every other predictor must be on half the sample for the other
@@ -388,6 +391,11 @@ fn none_is_clear(hists: &[[u32; 256]], total: u32) -> bool {
 /// weights of high entropy the others cost only 5-7% more than NONE, so a wider margin would
 /// rarely stop early.)
 const CLEAR_MARGIN: f64 = 0.02;
+/// Bits a symbol of NONE's residuals from which a tile counts as noise for the early stop.
+const NOISE_BITS: f64 = 7.5;
+/// On noise, the saving on half the sample below which the other half is skipped: a predictor
+/// would have to save 3.5% on the other half to win.
+const NOISE_MARGIN: f64 = 0.005;
 
 /// The rows of a tile the predictor choice is measured on.
 fn sampled_rows(tile: Tile) -> std::iter::StepBy<std::ops::Range<usize>> {
@@ -499,6 +507,31 @@ mod tests {
         let mut h = [0u32; 256];
         h[..k].fill(total / k as u32);
         h
+    }
+
+    #[test]
+    fn early_stop_on_noise_needs_no_predictor_to_look_cheaper() {
+        let total = 256 * 64 * 31;
+        // Near-random bytes (8 bits): the others as costly, or slightly more, stop early.
+        let noise = [
+            flat(256, total),
+            flat(256, total),
+            flat(255, total),
+            flat(256, total),
+            flat(256, total),
+        ];
+        assert!(none_is_clear(&noise, total));
+        // One of them 2% cheaper on this half (log2(227) = 7.83 bits): the whole sample decides.
+        let mut hint = noise;
+        hint[2] = flat(227, total);
+        assert!(!none_is_clear(&hint, total));
+        // Weights (5 bits): the others must cost 2% more; 1% more is not clear.
+        let weights =
+            [flat(32, total), flat(32, total), flat(32, total), flat(32, total), flat(32, total)];
+        assert!(!none_is_clear(&weights, total));
+        let far =
+            [flat(32, total), flat(64, total), flat(64, total), flat(64, total), flat(64, total)];
+        assert!(none_is_clear(&far, total));
     }
 
     #[test]
