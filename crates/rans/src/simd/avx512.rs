@@ -181,51 +181,16 @@ pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]
         });
         let mut read = [0usize; N];
         let mut acc = [[zero; 2]; N];
-        for j in 0..4 {
-            for u in 0..N {
-                for h in 0..2 {
-                    // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS`
-                    // u32s.
-                    let e = unsafe {
-                        _mm512_i32gather_epi32::<4>(slot[u][h], entries[u][h].as_ptr().cast())
-                    };
-                    let q = _mm512_srlv_epi32(x[u][h], shift[u]);
-                    let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
-                    let xr = _mm512_add_epi32(
-                        _mm512_mullo_epi32(freq_m1, q),
-                        _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
-                    );
-                    let need = _mm512_cmplt_epu32_mask(xr, low);
-                    // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16
-                    // words read lie inside the window of `WINDOW = GROUP + 16` words.
-                    let next = unsafe { _mm256_loadu_si256(w[u].add(2 * read[u]).cast()) };
-                    let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
-                    let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
-                    x[u][h] = _mm512_or_si512(shifted, next);
-                    // (shifted | next) & mask
-                    slot[u][h] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, mask[u]);
-                    read[u] += need.count_ones() as usize;
-                    // Byte j of a lane's output word is its symbol of step j.
-                    acc[u][h] = match j {
-                        0 => e,
-                        1 => _mm512_mask_blend_epi8(
-                            0x2222_2222_2222_2222,
-                            acc[u][h],
-                            _mm512_slli_epi32::<8>(e),
-                        ),
-                        2 => _mm512_mask_blend_epi8(
-                            0x4444_4444_4444_4444,
-                            acc[u][h],
-                            _mm512_slli_epi32::<16>(e),
-                        ),
-                        _ => _mm512_mask_blend_epi8(
-                            0x8888_8888_8888_8888,
-                            acc[u][h],
-                            _mm512_slli_epi32::<24>(e),
-                        ),
-                    };
-                }
-            }
+        let mut lanes = Lanes { x: &mut x, slot: &mut slot, read: &mut read, acc: &mut acc };
+        let consts = StepConsts { mask: &mask, shift: &shift, freq_mask, low };
+        // The group's 4 steps, each a const generic: the compiler sees every step's byte
+        // position (a loop over the steps stays rolled here, with a branch per step and unit).
+        // SAFETY: as `runs_step` requires (the windows were checked above).
+        unsafe {
+            runs_step::<0, N>(&mut lanes, &consts, &entries, &w);
+            runs_step::<1, N>(&mut lanes, &consts, &entries, &w);
+            runs_step::<2, N>(&mut lanes, &consts, &entries, &w);
+            runs_step::<3, N>(&mut lanes, &consts, &entries, &w);
         }
         for (u, run) in units.iter_mut().enumerate() {
             let group = run.out.next_group();
@@ -248,6 +213,73 @@ pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]
         *run.pos = p[u];
     }
     done
+}
+
+/// The state of [`decode_runs`]'s lanes during a group: register h of unit u holds its lanes
+/// 16h..16h+15.
+struct Lanes<'l, const N: usize> {
+    x: &'l mut [[__m512i; 2]; N],
+    slot: &'l mut [[__m512i; 2]; N],
+    /// Words each unit has taken in this group.
+    read: &'l mut [usize; N],
+    /// Byte j of a lane's output word: its symbol of step j.
+    acc: &'l mut [[__m512i; 2]; N],
+}
+
+/// Per-unit constants of [`decode_runs`].
+struct StepConsts<'c, const N: usize> {
+    mask: &'c [__m512i; N],
+    shift: &'c [__m512i; N],
+    freq_mask: __m512i,
+    low: __m512i,
+}
+
+/// Step `J` of a group of [`decode_runs`], for every unit.
+///
+/// # Safety
+/// As [`decode_runs`]; each `w[u]` has `WINDOW` readable words.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
+unsafe fn runs_step<const J: usize, const N: usize>(
+    lanes: &mut Lanes<'_, N>,
+    consts: &StepConsts<'_, N>,
+    entries: &[[&[u32; SLOTS]; 2]; N],
+    w: &[*const u8; N],
+) {
+    for u in 0..N {
+        for (h, table) in entries[u].iter().enumerate() {
+            let (x, slot) = (lanes.x[u][h], lanes.slot[u][h]);
+            // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
+            let e = unsafe { _mm512_i32gather_epi32::<4>(slot, table.as_ptr().cast()) };
+            let q = _mm512_srlv_epi32(x, consts.shift[u]);
+            let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), consts.freq_mask);
+            let xr = _mm512_add_epi32(
+                _mm512_mullo_epi32(freq_m1, q),
+                _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e)),
+            );
+            let need = _mm512_cmplt_epu32_mask(xr, consts.low);
+            // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
+            // read lie inside the window of `WINDOW = GROUP + 16` words.
+            let next = unsafe { _mm256_loadu_si256(w[u].add(2 * lanes.read[u]).cast()) };
+            let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
+            let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
+            lanes.x[u][h] = _mm512_or_si512(shifted, next);
+            // (shifted | next) & mask
+            lanes.slot[u][h] = _mm512_ternarylogic_epi32::<0xa8>(shifted, next, consts.mask[u]);
+            lanes.read[u] += need.count_ones() as usize;
+            let acc = &mut lanes.acc[u][h];
+            *acc = match J {
+                0 => e,
+                1 => _mm512_mask_blend_epi8(0x2222_2222_2222_2222, *acc, _mm512_slli_epi32::<8>(e)),
+                2 => {
+                    _mm512_mask_blend_epi8(0x4444_4444_4444_4444, *acc, _mm512_slli_epi32::<16>(e))
+                }
+                _ => {
+                    _mm512_mask_blend_epi8(0x8888_8888_8888_8888, *acc, _mm512_slli_epi32::<24>(e))
+                }
+            };
+        }
+    }
 }
 
 /// See [`super::Kernel::encode_run`].
