@@ -171,6 +171,20 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
         (Transform::BlockFields, _) => {
             let fields = block_fields(dtype).expect("a block type");
             let block = dtype.size();
+            // The common layouts (fp16 scale bytes, then the quants: Q4_0, Q4_1, Q8_0, Q8_1)
+            // in one pass, a block at a time; a pass per field would spend a loop iteration
+            // per block on each one-byte field.
+            match (planes, fields.last().map(|f| (f.offset, f.count, f.step))) {
+                ([d0, d1, q], Some((2, 16, 1))) => return merge_blocks::<2, 16>(out, [d0, d1], q),
+                ([d0, d1, q], Some((2, 32, 1))) => return merge_blocks::<2, 32>(out, [d0, d1], q),
+                ([d0, d1, m0, m1, q], Some((4, 16, 1))) => {
+                    return merge_blocks::<4, 16>(out, [d0, d1, m0, m1], q);
+                }
+                ([d0, d1, m0, m1, q], Some((4, 32, 1))) => {
+                    return merge_blocks::<4, 32>(out, [d0, d1, m0, m1], q);
+                }
+                _ => {}
+            }
             for (f, plane) in fields.iter().zip(planes) {
                 let (offset, step, count) =
                     (usize::from(f.offset), usize::from(f.step), usize::from(f.count));
@@ -202,6 +216,23 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
 #[inline(always)]
 fn bf16_bits(e: u8, sm: u8) -> u16 {
     (u16::from(sm & 0x80) << 8) | (u16::from(e) << 7) | u16::from(sm & 0x7f)
+}
+
+/// Blocks of `K` one-byte fields (field `j` at byte `j`, from `bytes[j]`) followed by `N`
+/// bytes from `tail`, written a whole block at a time.
+#[inline(always)]
+fn merge_blocks<const K: usize, const N: usize>(out: &mut [u8], bytes: [&[u8]; K], tail: &[u8]) {
+    let blocks = out.len() / (K + N);
+    let bytes: [&[u8]; K] = bytes.map(|b| &b[..blocks]);
+    for (i, (b, t)) in out.chunks_exact_mut(K + N).zip(tail.chunks_exact(N)).enumerate() {
+        let (head, quants) = b.split_at_mut(K);
+        for (j, h) in head.iter_mut().enumerate() {
+            *h = bytes[j][i];
+        }
+        // Fixed sizes, so that the copy is a move of N bytes, not a call.
+        let quants: &mut [u8; N] = quants.try_into().expect("N bytes");
+        *quants = *<&[u8; N]>::try_from(t).expect("N bytes");
+    }
 }
 
 /// Copies the `N` bytes of each block's field from `plane` to `offset` in its block.
