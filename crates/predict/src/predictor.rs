@@ -340,8 +340,9 @@ fn entropy(hist: &[u32; 256], total: u32) -> f64 {
 
 /// Rows sampled per tile when estimating a predictor's cost.
 const SAMPLE_ROWS: usize = 16;
-/// A predictor other than NONE must save this fraction of the sampled bits to be chosen: the
-/// estimate is noisy and NONE keeps a tensor's residuals on one shared distribution.
+/// A predictor costlier to invert must save this fraction of the sampled bits of a cheaper one
+/// (NONE first) to be chosen: the estimate is noisy, and NONE keeps a tensor's residuals on one
+/// shared distribution.
 const MIN_SAVING: f64 = 0.02;
 
 /// Picks the predictor for `tile` among `candidates` by the measured order-0 cost of its
@@ -467,8 +468,9 @@ fn sampled_histograms_all(
     total
 }
 
-/// The candidate whose sampled residuals (`hists`, one per candidate) cost least, NONE unless
-/// another saves `MIN_SAVING`.
+/// The candidate to code a tile with, from its sampled residuals (`hists`, one per candidate):
+/// the cheapest of the first tier of `DECODE_TIERS` present, replaced by the cheapest of a later
+/// tier only where that saves `MIN_SAVING` of the bits of the choice so far.
 fn cheapest_predictor(hists: &[[u32; 256]], total: u32, candidates: &[Predictor]) -> Predictor {
     let costs: Vec<f64> = hists.iter().map(|h| entropy(h, total)).collect();
     // Tier by tier, from the cheapest to decode: a tier's best candidate replaces the choice
