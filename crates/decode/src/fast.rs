@@ -96,8 +96,9 @@ fn plan<'a>(
         && len.is_multiple_of(rows)
         && heights.clone().all(|h| tallest.is_multiple_of(h))
     {
-        // Whole rows of tiles, as many as fit in `band_bytes`.
-        tallest * (band_bytes / (tallest * row_bytes).max(1)).max(1)
+        // Whole rows of tiles, as many as fit in `band_bytes` (saturating: an empty tensor
+        // may claim rows by the quintillion, of 0 bytes each).
+        tallest.saturating_mul((band_bytes / tallest.saturating_mul(row_bytes).max(1)).max(1))
     } else {
         rows.max(1)
     };

@@ -34,3 +34,13 @@ fn an_empty_tensor_with_rows_too_wide_for_bytes_is_refused_not_written_undecodab
     let wcz = wcodec::compress(&file, &Default::default()).unwrap();
     assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
 }
+
+/// gguf target: an empty f32 tensor of 0x5700_0000_0000_0000 rows of 0 elements compressed, then
+/// its decode plan overflowed multiplying its rows by the band size (a panic where overflow is
+/// checked, a meaningless band elsewhere). The band size now saturates; the file round-trips.
+#[test]
+fn an_empty_tensor_of_countless_empty_rows_round_trips() {
+    let file = gguf(&[0, 0x5700_0000_0000_0000], 0);
+    let wcz = wcodec::compress(&file, &Default::default()).unwrap();
+    assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
+}
