@@ -14,7 +14,7 @@ pub fn check_layout(layout: &SourceLayout, data: &[u8]) {
         end = end.max(t.offset + t.len);
         covered += t.len;
         if t.dtype != Dtype::Opaque {
-            let elements = t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).unwrap();
+            let elements = wcodec::format::element_count(&t.dims).unwrap();
             assert_eq!(t.dtype.storage_len(elements), Some(t.len), "{}", t.name);
         }
     }

@@ -17,6 +17,8 @@ pub mod safetensors;
 
 use std::ops::Range;
 
+use wcodec_format::element_count;
+
 pub use error::{ContainerError, Result};
 pub use gguf::{GgmlTypeInfo, GgufTensorInfo, ggml_type_info, read_gguf, read_gguf_infos};
 pub use safetensors::{
@@ -144,11 +146,6 @@ fn check_no_overlap<'a>(ranges: impl Iterator<Item = (&'a str, u64, u64)>) -> Re
         });
     }
     Ok(())
-}
-
-/// The number of elements of `dims`, or `None` if it overflows.
-fn element_count(dims: &[u64]) -> Option<u64> {
-    dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))
 }
 
 #[cfg(test)]

@@ -118,12 +118,22 @@ pub struct UnitEntry {
     pub predictor: Predictor,
 }
 
+/// The number of elements of a tensor of shape `dims`, or `None` if it overflows a u64: 0 when
+/// any dim is 0, whatever the others (a product taken in order could overflow before the 0,
+/// and then depend on the order of the dims).
+pub fn element_count(dims: &[u64]) -> Option<u64> {
+    if dims.contains(&0) {
+        return Some(0);
+    }
+    dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))
+}
+
 /// `(rows, cols)` of the matrix view of `dims`, or `None` if the element count overflows.
 pub fn matrix_shape(dims: &[u64]) -> Option<(u64, u64)> {
     match dims.split_last() {
         None => Some((1, 1)),
         Some((&cols, leading)) => {
-            let rows = leading.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
+            let rows = element_count(leading)?;
             rows.checked_mul(cols)?;
             Some((rows, cols))
         }
@@ -711,6 +721,19 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn element_counts_are_zero_with_a_zero_dim_in_any_order() {
+        let big = [405_495_037_452_650_370u64, 9_007_199_254_740_992_000, 0, 0];
+        assert_eq!(element_count(&big), Some(0));
+        let mut reversed = big;
+        reversed.reverse();
+        assert_eq!(element_count(&reversed), Some(0));
+        assert_eq!(matrix_shape(&big), Some((0, 0)));
+        assert_eq!(element_count(&[u64::MAX, 2]), None);
+        assert_eq!(element_count(&[3, 5]), Some(15));
+        assert_eq!(element_count(&[]), Some(1));
+    }
 
     #[test]
     fn matrix_shapes() {

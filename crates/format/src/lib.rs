@@ -16,8 +16,8 @@ pub mod table;
 
 pub use checksum::crc32c;
 pub use directory::{
-    Directory, PlaneEncoding, PlaneEntry, TensorEntry, UnitEntry, matrix_shape, parse_directory,
-    parse_header, parse_trailer, tile_grid,
+    Directory, PlaneEncoding, PlaneEntry, TensorEntry, UnitEntry, element_count, matrix_shape,
+    parse_directory, parse_header, parse_trailer, tile_grid,
 };
 pub use dtype::Dtype;
 pub use error::{FormatError, Result};

@@ -48,7 +48,7 @@ impl QuantizeReport {
     /// Mean absolute error over all quantized elements.
     pub fn mean_abs_error(&self) -> f64 {
         let (sum, n) = self.tensors.iter().fold((0.0, 0u64), |(s, n), t| {
-            let count = t.dims.iter().product::<u64>();
+            let count = wcodec_format::element_count(&t.dims).unwrap_or(0);
             (s + t.mean_abs_error * count as f64, n + count)
         });
         if n == 0 { 0.0 } else { sum / n as f64 }

@@ -44,3 +44,14 @@ fn an_empty_tensor_of_countless_empty_rows_round_trips() {
     let wcz = wcodec::compress(&file, &Default::default()).unwrap();
     assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
 }
+
+/// gguf target: an empty f32 tensor whose shape is 405495037452650370 x 9007199254740992000 x
+/// 0 x 0. The reader counted its elements in GGUF's order (0 first: no overflow) and accepted
+/// it; the encoder multiplied its leading dims first, overflowed and refused the file. A zero
+/// dim now makes 0 elements in any order, and the file round-trips.
+#[test]
+fn a_zero_dim_empties_a_tensor_whatever_the_other_dims() {
+    let file = gguf(&[0, 0, 9_007_199_254_740_992_000, 405_495_037_452_650_370], 0);
+    let wcz = wcodec::compress(&file, &Default::default()).unwrap();
+    assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
+}
