@@ -251,6 +251,9 @@ fn tensor_len(name: &str, ggml_type: u32, ne: &[u64]) -> Result<u64> {
         .ok_or_else(|| ContainerError::GgmlType { name: name.to_owned(), ggml_type })?;
     let overflow = || ContainerError::SizeOverflow { name: name.to_owned(), what: "shape" };
     let elements = element_count(ne).ok_or_else(overflow)?;
+    // So must the rows (the dims after ne[0]), even of an empty tensor: a codec views a tensor
+    // as that many rows.
+    element_count(ne.get(1..).unwrap_or(&[])).ok_or_else(overflow)?;
     let row = ne.first().copied().unwrap_or(1);
     if row % info.block_elems != 0 {
         return Err(ContainerError::PartialBlock {

@@ -137,7 +137,10 @@ fn tensor(name: String, info: TensorInfo, data_start: u64) -> Result<SourceTenso
         // A dtype wcodec does not model (F8_E8M0, F4, C64, ...): its bytes, as they are.
         return Ok(SourceTensor { name, dtype: Dtype::Opaque, dims: vec![len], offset, len });
     };
+    // The rows (the dims before the last) must be countable too, even in an empty tensor: a
+    // codec views a tensor as that many rows.
     let expected = element_count(&info.shape)
+        .filter(|_| wcodec_format::matrix_shape(&info.shape).is_some())
         .and_then(|n| n.checked_mul(dtype.size() as u64))
         .ok_or_else(|| ContainerError::SizeOverflow { name: name.clone(), what: "shape" })?;
     if expected != len {

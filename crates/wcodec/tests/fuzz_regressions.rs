@@ -55,3 +55,14 @@ fn a_zero_dim_empties_a_tensor_whatever_the_other_dims() {
     let wcz = wcodec::compress(&file, &Default::default()).unwrap();
     assert_eq!(wcodec::decompress(&wcz).unwrap(), file);
 }
+
+/// gguf target: an empty f32 tensor (its fastest dim 0) whose other dims multiply past 2^64:
+/// its elements are countable (0), its rows are not, so the encoder refused what the reader
+/// had accepted. The reader now refuses it too, as it refuses rows too wide for bytes.
+#[test]
+fn an_empty_tensor_with_rows_past_two_to_the_64_is_refused() {
+    let file = gguf(&[0, 14_771_806_777_775_226_880, 4608, 72_997_666_816], 0);
+    let err = wcodec::compress(&file, &Default::default()).unwrap_err();
+    assert!(matches!(err, wcodec::Error::Container(_)), "{err}");
+    assert_eq!(err.exit_code(), 3);
+}
