@@ -344,7 +344,7 @@ mod tests {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                if x % zero_every == 0 { 0 } else { (x >> 24) as u8 }
+                if x.is_multiple_of(zero_every) { 0 } else { (x >> 24) as u8 }
             })
             .collect()
     }
