@@ -150,7 +150,8 @@ struct CompressArgs {
     #[arg(long)]
     max_tables: Option<u8>,
     /// Tune for decoding on a GPU: 64x128 tiles (more units to spread over the GPU), 11-bit
-    /// probabilities and one table per plane, for ~1% less ratio.
+    /// probabilities and one table per plane, for 1-4% less ratio (MiniLM int8 1.585 against
+    /// 1.647, BF16 1.487 against 1.507).
     #[arg(long)]
     for_gpu: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth).

@@ -129,6 +129,69 @@ impl Model<'_> {
     }
 }
 
+/// The histogram of all tiles' residuals.
+fn plane_histogram_of(model: &Model) -> [u64; 256] {
+    let hists: Vec<[u64; 256]> =
+        (0..model.tiles.len()).into_par_iter().map(|i| model.tile_histogram(i)).collect();
+    let mut total = [0u64; 256];
+    for h in &hists {
+        total.iter_mut().zip(h).for_each(|(t, &c)| *t += c);
+    }
+    total
+}
+
+/// Turns predicted tiles back to NONE where that makes the plane cheaper to code with one
+/// table (`total`: the histogram of all tiles' residuals); the new histogram if any tile
+/// changed.
+///
+/// Predictors are chosen per tile on the tile's own statistics. Under the one table of the
+/// plane, dominated by its NONE tiles, a predicted tile's residuals (spread wider than the
+/// bytes) can cost more than its bytes would, and they blur the table for every other tile:
+/// 14 TOP tiles of MiniLM's int8 embedding cost its one-table file 2.3%. Each predicted tile
+/// is tried as NONE in turn and kept so when the plane's order-0 cost (which the table's
+/// cost follows) falls; a second pass sees the tables that the first one left.
+fn review_predictors(model: &mut Model, total: &[u64; 256]) -> Option<[u64; 256]> {
+    let predicted: Vec<(usize, [u64; 256], [u64; 256])> = (0..model.tiles.len())
+        .filter(|&i| model.models[i].residuals.is_some())
+        .map(|i| {
+            let tile = model.tiles[i];
+            let rows = (tile.r0..tile.r0 + tile.h)
+                .map(|r| &model.bytes[r * model.cols + tile.c0..][..tile.w]);
+            let mut plain = [0u32; 256];
+            count(rows, tile.len(), model.bias, &mut plain);
+            (i, model.tile_histogram(i), plain.map(u64::from))
+        })
+        .collect();
+    let mut total = *total;
+    let mut bits = entropy_bits(&total);
+    let mut reverted = vec![false; predicted.len()];
+    for _pass in 0..2 {
+        let mut changed = false;
+        for (k, (_, residual, plain)) in predicted.iter().enumerate() {
+            if reverted[k] {
+                continue;
+            }
+            let mut trial = total;
+            for ((t, &r), &p) in trial.iter_mut().zip(residual).zip(plain) {
+                *t = *t - r + p;
+            }
+            let trial_bits = entropy_bits(&trial);
+            if trial_bits < bits {
+                (total, bits, reverted[k], changed) = (trial, trial_bits, true, true);
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for (k, &(i, _, _)) in predicted.iter().enumerate() {
+        if reverted[k] {
+            model.models[i] = TileModel { predictor: Predictor::None, residuals: None };
+        }
+    }
+    reverted.contains(&true).then_some(total)
+}
+
 /// Adds the bytes of `rows` (`len` bytes in all), XOR `bias`, to `h`, 8 bytes a load. Weights
 /// repeat a few symbols, so with one counter array each increment would often wait for the
 /// previous one of the same symbol: long inputs are counted into four arrays (unbiased, so
@@ -228,15 +291,7 @@ pub(crate) fn encode_plane_into(
         .collect();
     let model = Model { bytes, cols, bias, tiles, models };
     let all_none = model.models.iter().all(|m| m.residuals.is_none());
-    let plane_histogram = || -> [u64; 256] {
-        let hists: Vec<[u64; 256]> =
-            (0..model.tiles.len()).into_par_iter().map(|i| model.tile_histogram(i)).collect();
-        let mut total = [0u64; 256];
-        for h in &hists {
-            total.iter_mut().zip(h).for_each(|(t, &c)| *t += c);
-        }
-        total
-    };
+    let plane_histogram = || plane_histogram_of(&model);
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
     // 2^32) when asked for, or one table from the plane's histogram.
     let prob_bits = options.prob_bits;
@@ -262,6 +317,21 @@ pub(crate) fn encode_plane_into(
             let bits = cost_bits(&total, &table, prob_bits);
             (vec![table], Vec::new(), bits, total)
         };
+    // One table for the whole plane: a predictor chosen on a tile's own statistics may not
+    // pay under it (NONE must be allowed to go back to it).
+    let mut model = model;
+    let may_revert =
+        row_tables.is_empty() && !all_none && options.predictors.contains(&Predictor::None);
+    let reviewed = if may_revert { review_predictors(&mut model, &total) } else { None };
+    let (tables, coded_bits, total) = match reviewed {
+        Some(total) => {
+            let table = normalize(&total, prob_bits);
+            let bits = cost_bits(&total, &table, prob_bits);
+            (vec![table], bits, total)
+        }
+        None => (tables, coded_bits, total),
+    };
+    let all_none = model.models.iter().all(|m| m.residuals.is_none());
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.
     let order0_bits =
         if all_none { entropy_bits(&total) } else { entropy_bits(&model.byte_histogram(&total)) };
@@ -332,8 +402,9 @@ pub(crate) fn encode_plane_into(
 
 #[cfg(test)]
 mod tests {
-    use super::{EncodeOptions, count, encode_plane};
-    use wcodec_format::PlaneEncoding;
+    use super::{EncodeOptions, EncodedPlane, count, encode_plane};
+    use wcodec_format::{PlaneEncoding, Predictor};
+    use wcodec_predict::TileConfig;
 
     /// Bytes of xorshift noise, one in `zero_every` of them 0: about 7.95 bits a byte for 40,
     /// 7.65 for 10.
@@ -363,6 +434,49 @@ mod tests {
         let bytes = noise(512 * 1024, 10);
         let (is_coded, len) = coded(&bytes);
         assert!(is_coded && (len as f64) < bytes.len() as f64 * 0.97, "{len}");
+    }
+
+    /// A tile whose bytes repeat the byte above half the time codes cheaper with TOP on its
+    /// own statistics (residual 0 half the time), but under the one table of a plane of
+    /// unpredictable bytes 0..16 its residuals (down to -15) cost more than its bytes: with
+    /// one table it goes back to NONE, and the plane comes out as with NONE everywhere.
+    #[test]
+    fn one_table_planes_drop_predictors_that_do_not_pay_under_it() {
+        let (rows, cols) = (64 * 8, 64);
+        let mut x = 0x1357_9bdf_u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let mut bytes: Vec<u8> = (0..rows * cols).map(|_| (next() >> 28) as u8).collect();
+        // The first tile (rows 0..64): each byte below the first row is the one above it, half
+        // the time.
+        for i in cols..64 * cols {
+            if next() & 1 == 0 {
+                bytes[i] = bytes[i - cols];
+            }
+        }
+        let options = |max_tables, predictors: &[Predictor]| EncodeOptions {
+            tile: TileConfig { rows: 64, cols: 64 },
+            max_tables,
+            predictors: predictors.to_vec(),
+            ..EncodeOptions::default()
+        };
+        let predictors = |plane: &EncodedPlane| match &plane.entry.encoding {
+            PlaneEncoding::Rans { units, .. } => units.iter().map(|u| u.predictor).collect(),
+            PlaneEncoding::Raw { .. } => Vec::new(),
+        };
+        // Alone, the tile takes TOP.
+        let alone =
+            encode_plane(&bytes[..64 * cols], 64, cols, false, &options(1, &Predictor::ALL));
+        assert_eq!(predictors(&alone), [Predictor::Top]);
+        // In the one-table plane it does not.
+        let plane = encode_plane(&bytes, rows, cols, false, &options(1, &Predictor::ALL));
+        assert_eq!(predictors(&plane), vec![Predictor::None; 8]);
+        let none_only = encode_plane(&bytes, rows, cols, false, &options(1, &[Predictor::None]));
+        assert_eq!(plane.payload, none_only.payload);
     }
 
     /// Both counting paths (short rows straight into the histogram, long inputs in four
