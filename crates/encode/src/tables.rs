@@ -16,8 +16,15 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new(counts: &'a [u32; 256]) -> Row<'a> {
-        let lo = counts.iter().position(|&c| c > 0).unwrap_or(0);
-        let hi = counts.iter().rposition(|&c| c > 0).map_or(0, |i| i + 1).max(lo);
+        // Sixteen counts at a time (an OR the compiler vectorises), then the one chunk.
+        let chunks = counts.as_chunks::<16>().0;
+        let any = |chunk: &[u32; 16]| chunk.iter().fold(0, |a, &c| a | c) != 0;
+        let Some(first) = chunks.iter().position(any) else {
+            return Row { counts, lo: 0, hi: 0 };
+        };
+        let last = chunks.iter().rposition(any).expect("a chunk with a count");
+        let lo = 16 * first + chunks[first].iter().position(|&c| c > 0).expect("a count");
+        let hi = 16 * last + chunks[last].iter().rposition(|&c| c > 0).expect("a count") + 1;
         Row { counts, lo, hi }
     }
 }
@@ -394,6 +401,31 @@ mod tests {
             choose_tables(rows.len(), &|r, h| *h = rows[r], &|| expected, 12, 8);
         assert_eq!(total, expected, "the returned histogram is the plane's");
         (tables, classes, bits)
+    }
+
+    /// `Row::new` finds the first and last present symbol (an empty range for an empty row).
+    #[test]
+    fn row_range_is_that_of_the_present_symbols() {
+        let mut x = 0x2545_f491_u32;
+        for n in 0..400 {
+            let mut counts = [0u32; 256];
+            for _ in 0..n % 7 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                counts[(x >> 24) as usize] += 1 + x % 3;
+            }
+            let row = Row::new(&counts);
+            let lo = counts.iter().position(|&c| c > 0);
+            let hi = counts.iter().rposition(|&c| c > 0).map(|i| i + 1);
+            assert_eq!((row.lo, row.hi), (lo.unwrap_or(0), hi.unwrap_or(0)), "{counts:?}");
+        }
+        for s in [0, 15, 16, 255] {
+            let mut counts = [0u32; 256];
+            counts[s] = 1;
+            let row = Row::new(&counts);
+            assert_eq!((row.lo, row.hi), (s, s + 1));
+        }
     }
 
     /// `Costs::cheapest` picks the table an exact f64 sum picks, with absent symbols charged
