@@ -243,19 +243,24 @@ fn encode_fast(
         while g > 0 {
             let base = (g - 1) * GROUP;
             let len = n - base;
-            let table = if len >= GROUP { map.group_table(base, GROUP) } else { None };
-            match table {
+            let halves = if len >= GROUP { map.half_tables(base) } else { None };
+            match halves {
                 Some(t) => {
-                    // The run of full groups, one table each (of t's precision), that ends with
-                    // group g - 1: at most MAX_RUN of them, their tables in group order.
-                    let prob_bits = tables[t].prob_bits;
-                    let mut classes = [0u8; MAX_RUN];
+                    // The run of full groups whose halves (lanes 0..16, 16..32) each have one
+                    // table (all of t's precision) that ends with group g - 1: at most MAX_RUN
+                    // of them, their tables in group order. A group across rows of different
+                    // tables still has one table a half where the rows are 64 symbols wide.
+                    let prob_bits = tables[usize::from(t[0])].prob_bits;
+                    let same_bits = |h: [u8; 2]| {
+                        h.iter().all(|&c| tables[usize::from(c)].prob_bits == prob_bits)
+                    };
+                    let mut classes = [[0u8; 2]; MAX_RUN];
                     let mut start = g - 1;
-                    classes[MAX_RUN - 1] = t as u8;
+                    classes[MAX_RUN - 1] = t;
                     while start > 0 && g - start < MAX_RUN {
-                        match map.group_table((start - 1) * GROUP, GROUP) {
-                            Some(c) if tables[c].prob_bits == prob_bits => {
-                                classes[MAX_RUN - 1 - (g - start)] = c as u8;
+                        match map.half_tables((start - 1) * GROUP) {
+                            Some(h) if same_bits(h) => {
+                                classes[MAX_RUN - 1 - (g - start)] = h;
                                 start -= 1;
                             }
                             _ => break,

@@ -153,7 +153,7 @@ pub(super) unsafe fn encode_run(
     states: &mut [u32; LANES],
     symbols: &[u8],
     tables: &[EncodeTable],
-    classes: &[u8],
+    classes: &[[u8; 2]],
     prob_bits: u32,
     buf: &mut [u8],
     cur: &mut usize,
@@ -177,8 +177,9 @@ pub(super) unsafe fn encode_run(
     }
     let mut c = *cur;
     let out = buf.as_mut_ptr();
-    for (group, &class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
-        let table = &tables[usize::from(class)].simd;
+    for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
+        // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second.
+        let table = class.map(|c| &tables[usize::from(c)].simd);
         let mut v = [_mm256_setzero_si256(); 4];
         for (r, v) in v.iter_mut().enumerate() {
             // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 8r..8r+7.
@@ -191,8 +192,8 @@ pub(super) unsafe fn encode_run(
                 // SAFETY: symbols are below 256 and the tables have 256 entries.
                 let (info, magic) = unsafe {
                     (
-                        _mm256_i32gather_epi32::<4>(table.info.as_ptr().cast(), s),
-                        _mm256_i32gather_epi32::<4>(table.magic32.as_ptr().cast(), s),
+                        _mm256_i32gather_epi32::<4>(table[r / 2].info.as_ptr().cast(), s),
+                        _mm256_i32gather_epi32::<4>(table[r / 2].magic32.as_ptr().cast(), s),
                     )
                 };
                 let freq = _mm256_and_si256(info, freq_mask);

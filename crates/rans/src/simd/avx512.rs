@@ -293,7 +293,7 @@ pub(super) unsafe fn encode_run(
     states: &mut [u32; LANES],
     symbols: &[u8],
     tables: &[EncodeTable],
-    classes: &[u8],
+    classes: &[[u8; 2]],
     prob_bits: u32,
     buf: &mut [u8],
     cur: &mut usize,
@@ -316,8 +316,9 @@ pub(super) unsafe fn encode_run(
     };
     let mut c = *cur;
     let out = buf.as_mut_ptr();
-    for (group, &class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
-        let table = &tables[usize::from(class)].simd;
+    for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
+        // Register r holds lanes 16r..16r+15: half r of the group, coded with table class[r].
+        let table = class.map(|c| &tables[usize::from(c)].simd);
         // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 16r..16r+15.
         let v = unsafe {
             [
@@ -334,9 +335,9 @@ pub(super) unsafe fn encode_run(
                 // SAFETY: symbols are below 256 and the tables have 256 entries.
                 let (info, magic_low, magic_high) = unsafe {
                     (
-                        _mm512_i32gather_epi32::<4>(s, table.info.as_ptr().cast()),
-                        _mm512_i32gather_epi64::<8>(s_low, table.magic52.as_ptr().cast()),
-                        _mm512_i32gather_epi64::<8>(s_high, table.magic52.as_ptr().cast()),
+                        _mm512_i32gather_epi32::<4>(s, table[r].info.as_ptr().cast()),
+                        _mm512_i32gather_epi64::<8>(s_low, table[r].magic52.as_ptr().cast()),
+                        _mm512_i32gather_epi64::<8>(s_high, table[r].magic52.as_ptr().cast()),
                     )
                 };
                 let freq = _mm512_and_si512(info, freq_mask);

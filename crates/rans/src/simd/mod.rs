@@ -172,8 +172,9 @@ impl Kernel {
         }
     }
 
-    /// Encodes the full groups of `symbols`, group `k` with table `classes[k]` (all of
-    /// precision `prob_bits`), last group first, emitting words downward: the stream's next word
+    /// Encodes the full groups of `symbols`, the symbols of lanes 0..16 of group `k` with table
+    /// `classes[k][0]` and those of lanes 16..32 with `classes[k][1]` (all of precision
+    /// `prob_bits`), last group first, emitting words downward: the stream's next word
     /// goes to `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]`
     /// is always the stream so far.
     ///
@@ -184,7 +185,7 @@ impl Kernel {
         states: &mut [u32; LANES],
         symbols: &[u8],
         tables: &[EncodeTable],
-        classes: &[u8],
+        classes: &[[u8; 2]],
         prob_bits: u32,
         buf: &mut [u8],
         cur: &mut usize,
