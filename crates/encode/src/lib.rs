@@ -6,10 +6,12 @@
 //! are processed in parallel with rayon; the output does not depend on the thread count.
 #![forbid(unsafe_code)]
 
+mod payload;
 mod plane;
 mod tables;
 mod writer;
 
+pub use payload::Payload;
 use plane::encode_plane_into;
 pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
@@ -57,11 +59,11 @@ pub struct TensorInput<'a> {
 }
 
 /// An encoded tensor: its directory entry (payload offsets relative to the start of `payload`)
-/// and the payload bytes of its planes, each plane starting 64-byte aligned.
+/// and the payload of its planes, each plane starting 64-byte aligned.
 #[derive(Clone, Debug)]
 pub struct EncodedTensor {
     pub entry: TensorEntry,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,13 +148,13 @@ pub fn encode_tensor(
         split = split_planes(input.bytes, input.dtype, transform);
         split.iter().map(Vec::as_slice).collect()
     };
-    let mut payload = Vec::new();
+    let mut payload = Payload::default();
     let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
     let mut order0_bits = 0.0;
     for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
         let bias128 = plane_is_signed(input.dtype, transform, j);
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
-        payload.resize(start, 0);
+        payload.pad_to(start);
         let (mut entry, bits) = encode_plane_into(
             bytes,
             prows as usize,
@@ -417,7 +419,11 @@ pub fn compress_raw(
 ) -> Result<Vec<u8>, EncodeError> {
     let input = TensorInput { name: "tensor", dtype, dims, bytes, source_offset: 0 };
     let encoded = encode_tensor(&input, options)?;
-    let mut writer = FileWriter::new(Vec::new(), SourceKind::Raw, bytes.len() as u64)?;
+    // Room for the whole file up front (the payload, the directory, header and trailer): a
+    // growing Vec would copy what it holds at every doubling.
+    let len = encoded.payload.len();
+    let out = Vec::with_capacity(len + len / 64 + (64 << 10));
+    let mut writer = FileWriter::new(out, SourceKind::Raw, bytes.len() as u64)?;
     writer.add_tensor(encoded)?;
     Ok(writer.finish(Vec::new())?)
 }

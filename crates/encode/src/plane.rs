@@ -4,7 +4,7 @@
 //! Memory: a tile coded with NONE (nearly every tile of real weights) has the plane's bytes,
 //! XOR the bias, as residuals, so they are never stored: histograms read the plane itself and
 //! pass 2 gathers each such tile into a per-thread buffer. Only predicted tiles keep their
-//! residuals between the passes. Units are appended straight to the caller's payload.
+//! residuals between the passes. Units go into the caller's payload as they are, uncopied.
 
 use std::cell::RefCell;
 
@@ -16,8 +16,8 @@ use wcodec_rans::{
     EncodeTable, TableMap, cost_bits, encode_unit, entropy_bits, histogram, normalize,
 };
 
-use crate::EncodeOptions;
 use crate::tables::choose_tables;
+use crate::{EncodeOptions, Payload};
 
 /// One encoded plane: its entry (payload offset 0) and its payload.
 #[derive(Clone, Debug)]
@@ -36,9 +36,9 @@ pub fn encode_plane(
     bias128: bool,
     options: &EncodeOptions,
 ) -> EncodedPlane {
-    let mut payload = Vec::new();
+    let mut payload = Payload::default();
     let (entry, order0_bits) = encode_plane_into(bytes, rows, cols, bias128, options, &mut payload);
-    EncodedPlane { entry, payload, order0_bits }
+    EncodedPlane { entry, payload: payload.to_vec(), order0_bits }
 }
 
 /// Pass 1's result for one tile: its predictor, and its residuals unless the predictor is
@@ -252,11 +252,11 @@ pub(crate) fn encode_plane_into(
     cols: usize,
     bias128: bool,
     options: &EncodeOptions,
-    payload: &mut Vec<u8>,
+    payload: &mut Payload,
 ) -> (PlaneEntry, f64) {
     debug_assert_eq!(bytes.len(), rows * cols);
-    let raw_entry = |order0_bits: f64, payload: &mut Vec<u8>| {
-        payload.extend_from_slice(bytes);
+    let raw_entry = |order0_bits: f64, payload: &mut Payload| {
+        payload.push(bytes.to_vec());
         let entry = PlaneEntry {
             rows: rows as u64,
             cols: cols as u64,
@@ -374,18 +374,17 @@ pub(crate) fn encode_plane_into(
     if (coded_len + directory_cost) as f64 >= worth {
         return raw_entry(order0_bits, payload);
     }
-    payload.reserve(coded_len);
     let mut units = Vec::with_capacity(n_tiles);
-    for ((unit, crc), m) in coded.iter().zip(&model.models) {
+    for ((unit, crc), m) in coded.into_iter().zip(&model.models) {
         let offset = (payload.len() - start).next_multiple_of(UNIT_ALIGN as usize);
-        payload.resize(start + offset, 0);
-        payload.extend_from_slice(unit);
+        payload.pad_to(start + offset);
         units.push(UnitEntry {
             offset: offset as u64,
             len: unit.len() as u32,
-            crc32c: *crc,
+            crc32c: crc,
             predictor: m.predictor,
         });
+        payload.push(unit);
     }
     let entry = PlaneEntry {
         rows: rows as u64,

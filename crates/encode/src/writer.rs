@@ -53,7 +53,7 @@ impl<W: Write> FileWriter<W> {
                 debug_assert_eq!(plane.payload_len, plane.len());
             }
         }
-        self.out.write_all(&tensor.payload)?;
+        tensor.payload.write_to(&mut self.out)?;
         self.position += tensor.payload.len() as u64;
         self.tensors.push(entry);
         Ok(())
