@@ -12,9 +12,9 @@
 use std::cell::RefCell;
 
 use rayon::prelude::*;
-use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry};
+use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry, UnitEntry};
 use wcodec_predict::{merge_planes, reconstruct_rows};
-use wcodec_rans::{DecodeTable, Out, TableMap, UnitJob, decode_units};
+use wcodec_rans::{DecodeTable, GROUP, Out, TableMap, UnitJob, decode_units};
 
 use crate::{DecodeError, checked_crc};
 use wcodec_format::checksum::combine_parts;
@@ -24,7 +24,8 @@ use wcodec_format::checksum::combine_parts;
 pub(crate) const BAND_BYTES: usize = 512 << 10;
 
 thread_local! {
-    /// Residuals of predicted tiles (decoded here, then rebuilt into place).
+    /// Symbols of the tiles decoded apart (predicted, or rows not of whole groups), then rebuilt
+    /// into place.
     static RESIDUALS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// A band of each plane of a split tensor, before the planes are merged.
     static PLANES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -154,6 +155,14 @@ pub(crate) fn decode_tensors(
     Ok(())
 }
 
+/// Whether tile `i` of `plane` is decoded into the band's scratch, then rebuilt into place:
+/// predicted tiles (the inverse predictor needs their residuals), and tiles whose rows are not
+/// whole groups of 128 symbols, which the SIMD kernels cannot store into rows (decoded flat,
+/// they still pair with the band's other units on the kernels instead of running alone).
+fn decoded_apart(plane: &PlaneEntry, unit: &UnitEntry, i: usize) -> bool {
+    unit.predictor != Predictor::None || !plane.tile_rect(i).3.is_multiple_of(GROUP as u64)
+}
+
 /// Decodes band `b` of a tensor into `out` and returns the CRC of its bytes.
 fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32, DecodeError> {
     let t = plan.tensor;
@@ -230,7 +239,7 @@ fn decode_rows(
             }
         }
         predicted += (first..last)
-            .filter(|&i| units[i].predictor != Predictor::None)
+            .filter(|&i| decoded_apart(plane, &units[i], i))
             .map(|i| tile_len(plane, i))
             .sum::<usize>();
         parts.push((j, first, tiles));
@@ -262,7 +271,7 @@ fn decode_rows(
                 } else {
                     TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
                 };
-                let (out, rebuild) = if unit.predictor == Predictor::None {
+                let (out, rebuild) = if !decoded_apart(plane, unit, i) {
                     (Out::Rows { rows: slices, bias }, None)
                 } else {
                     let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
