@@ -174,6 +174,11 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
             bufs.resize_with(t.planes.len(), Vec::new);
             let mut outs = Vec::with_capacity(t.planes.len());
             for (plane, buf) in t.planes.iter().zip(bufs.iter_mut()) {
+                // A raw plane is merged from the file itself (nothing to decode or copy).
+                if matches!(plane.encoding, PlaneEncoding::Raw { .. }) {
+                    outs.push(&mut [][..]);
+                    continue;
+                }
                 // Every byte is written: a reused buffer needs no clearing.
                 let len = rows.len() * plane.cols as usize;
                 if buf.len() < len {
@@ -186,7 +191,17 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
                 .planes
                 .iter()
                 .zip(bufs.iter())
-                .map(|(p, buf)| &buf[..rows.len() * p.cols as usize])
+                .map(|(p, buf)| {
+                    let (cols, len) = (p.cols as usize, rows.len() * p.cols as usize);
+                    match p.encoding {
+                        // Inside the file: checked by `plan`.
+                        PlaneEncoding::Raw { .. } => {
+                            let start = p.payload_offset as usize + rows.start * cols;
+                            &file[start..start + len]
+                        }
+                        PlaneEncoding::Rans { .. } => &buf[..len],
+                    }
+                })
                 .collect();
             merge_planes(&refs, t.dtype, t.transform, out);
             Ok(())
