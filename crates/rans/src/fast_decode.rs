@@ -367,8 +367,15 @@ impl<'a, 'b> FastUnit<'a, 'b> {
                 let window = &self.stream[2 * self.pos..];
                 let mut group = [0u8; GROUP];
                 let (tables, map) = (self.tables, self.map);
-                self.pos +=
-                    mixed_group(&mut self.states, window, tables, map, base, &mut group[..len]);
+                self.pos += mixed_group(
+                    &mut self.states,
+                    window,
+                    tables,
+                    map,
+                    base,
+                    &mut group[..len],
+                    kernel,
+                );
                 self.out.place(base, &group[..len]);
                 self.g += 1;
             }
@@ -400,8 +407,15 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             None => {
                 let mut group = [0u8; GROUP];
                 let (tables, map) = (self.tables, self.map);
-                self.pos +=
-                    mixed_group(&mut self.states, window, tables, map, base, &mut group[..len]);
+                self.pos += mixed_group(
+                    &mut self.states,
+                    window,
+                    tables,
+                    map,
+                    base,
+                    &mut group[..len],
+                    kernel,
+                );
                 self.out.place(base, &group[..len]);
             }
         }
@@ -419,9 +433,10 @@ fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<[u8; 2]> {
     if len == GROUP { map.half_tables(base) } else { None }
 }
 
-/// A group the kernels do not take (several tables, or a tail), per symbol as in the reference
-/// decoder; `window` is the stream from the group's first word (at least `GROUP + 1` words,
-/// zeros past the end). Returns the words taken.
+/// A group the run kernels do not take (several tables in a half, or a tail): a full group
+/// through the kernel's path for mixed tables where it has one, else per symbol as in the
+/// reference decoder; `window` is the stream from the group's first word (at least `GROUP + 1`
+/// words, zeros past the end). Returns the words taken.
 fn mixed_group(
     states: &mut [u32; LANES],
     window: &[u8],
@@ -429,14 +444,21 @@ fn mixed_group(
     map: TableMap,
     base: usize,
     out: &mut [u8],
+    kernel: Kernel,
 ) -> usize {
+    // The table of each symbol of the group, one division for the whole group.
+    let mut classes = [0u8; GROUP];
+    map.fill_tables(base, &mut classes[..out.len()]);
+    // A full group goes to the kernel's path for mixed tables where it has one.
+    if let Ok(group) = <&mut [u8; GROUP]>::try_from(&mut *out)
+        && let Some(read) = kernel.decode_mixed_group(states, window, tables, &classes, group)
+    {
+        return read;
+    }
     let prob_bits = tables[0].prob_bits();
     let mask = (1u32 << prob_bits) - 1;
     let window: &[u8; 2 * (GROUP + 1)] =
         window[..2 * (GROUP + 1)].try_into().expect("a window of words");
-    // The table of each symbol of the group, one division for the whole group.
-    let mut classes = [0u8; GROUP];
-    map.fill_tables(base, &mut classes[..out.len()]);
     let mut read = 0usize;
     let mut step = |state: &mut u32, t: usize| -> u8 {
         let entries = &tables[usize::from(classes[t])].entries;

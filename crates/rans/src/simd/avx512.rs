@@ -3,7 +3,7 @@
 use core::arch::x86_64::*;
 
 use super::{Run, WINDOW};
-use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::SLOTS};
+use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::DecodeTable, decode::SLOTS};
 
 /// See [`super::Kernel::decode_run`].
 ///
@@ -132,6 +132,89 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
     }
     *pos = p;
     done
+}
+
+/// See [`super::Kernel::decode_mixed_group`]: one full group of one unit whose symbols come
+/// from several tables, symbol `t` from `tables[classes[t]]`. A lane's class at a step is byte
+/// `j` of its u32 in the classes loaded as the symbols are stored; each table present in the
+/// group is gathered for its lanes under a mask (two tables: two gathers a step, where the
+/// scalar steps it replaces took a table look-up and a multiply per symbol).
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW and VL, POPCNT; `window` holds `WINDOW` words; every class
+/// is below `tables.len()`, which is at most 32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
+pub(super) unsafe fn decode_mixed_group(
+    states: &mut [u32; LANES],
+    window: &[u8],
+    tables: &[DecodeTable],
+    classes: &[u8; GROUP],
+    out: &mut [u8; GROUP],
+) -> usize {
+    let prob_bits = tables[0].prob_bits().clamp(8, 12);
+    let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
+    let shift = _mm512_set1_epi32(prob_bits as i32);
+    let freq_mask = _mm512_set1_epi32(0xfff);
+    let byte = _mm512_set1_epi32(0xff);
+    let low = _mm512_set1_epi32(STATE_LOW as i32);
+    let present = classes.iter().fold(0u32, |bits, &c| bits | 1 << c);
+    // SAFETY: `states` holds 2 x 16 u32, `classes` 2 x 64 bytes.
+    let (mut x, class) = unsafe {
+        (
+            [
+                _mm512_loadu_si512(states.as_ptr().cast()),
+                _mm512_loadu_si512(states.as_ptr().add(16).cast()),
+            ],
+            [
+                _mm512_loadu_si512(classes.as_ptr().cast()),
+                _mm512_loadu_si512(classes.as_ptr().add(64).cast()),
+            ],
+        )
+    };
+    let w = window.as_ptr();
+    let mut read = 0usize;
+    let mut acc = [_mm512_setzero_si512(); 2];
+    for j in 0..4 {
+        for r in 0..2 {
+            let slot = _mm512_and_si512(x[r], mask);
+            let c = _mm512_and_si512(_mm512_srlv_epi32(class[r], _mm512_set1_epi32(8 * j)), byte);
+            let mut e = _mm512_setzero_si512();
+            let mut rest = present;
+            while rest != 0 {
+                let k = rest.trailing_zeros();
+                rest &= rest - 1;
+                let lanes = _mm512_cmpeq_epi32_mask(c, _mm512_set1_epi32(k as i32));
+                let entries = &tables[k as usize].entries;
+                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
+                e = unsafe {
+                    _mm512_mask_i32gather_epi32::<4>(e, lanes, slot, entries.as_ptr().cast())
+                };
+            }
+            let q = _mm512_srlv_epi32(x[r], shift);
+            let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
+            let q_bias = _mm512_add_epi32(q, _mm512_srli_epi32::<20>(e));
+            let xr = _mm512_add_epi32(_mm512_mullo_epi32(freq_m1, q), q_bias);
+            // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words read
+            // lie inside the window of `WINDOW = GROUP + 16` words.
+            let next = unsafe { _mm256_loadu_si256(w.add(2 * read).cast()) };
+            let need = _mm512_cmplt_epu32_mask(xr, low);
+            let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
+            x[r] = _mm512_or_si512(_mm512_mask_slli_epi32(xr, need, xr, 16), next);
+            read += need.count_ones() as usize;
+            // Byte j of a lane's output word is its symbol of step j (the entry's low byte).
+            let shifted = _mm512_sllv_epi32(e, _mm512_set1_epi32(8 * j));
+            let keep = 0x1111_1111_1111_1111u64 << j;
+            acc[r] = _mm512_mask_blend_epi8(keep, acc[r], shifted);
+        }
+    }
+    // SAFETY: `out` is GROUP = 2 x 64 bytes; `states` as for the loads.
+    unsafe {
+        _mm512_storeu_si512(out.as_mut_ptr().cast(), acc[0]);
+        _mm512_storeu_si512(out.as_mut_ptr().add(64).cast(), acc[1]);
+        _mm512_storeu_si512(states.as_mut_ptr().cast(), x[0]);
+        _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
+    }
+    read
 }
 
 /// See [`super::Kernel::decode_runs`]: [`decode_run`] on `N` units, in `2 N` registers. With

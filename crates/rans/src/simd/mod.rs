@@ -156,6 +156,33 @@ impl Kernel {
         }
     }
 
+    /// One full group of one unit whose symbols come from several tables (symbol `t` of the
+    /// group from `tables[classes[t]]`), as the reference decodes it; `window` is the stream
+    /// from the group's first word. Returns the words taken, or `None` where this kernel has no
+    /// such path (AVX2), the window is shorter than [`WINDOW`] words or there are more than 32
+    /// tables: the caller then takes the scalar steps.
+    pub(crate) fn decode_mixed_group(
+        self,
+        states: &mut [u32; LANES],
+        window: &[u8],
+        tables: &[DecodeTable],
+        classes: &[u8; GROUP],
+        out: &mut [u8; GROUP],
+    ) -> Option<usize> {
+        let valid = window.len() >= 2 * WINDOW
+            && tables.len() <= 32
+            && classes.iter().all(|&c| usize::from(c) < tables.len());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU features; the window, classes and number of
+            // tables were checked above.
+            Kernel::Avx512(_) if valid => unsafe {
+                Some(avx512::decode_mixed_group(states, window, tables, classes, out))
+            },
+            _ => None,
+        }
+    }
+
     /// Whether [`Kernel::decode_runs`] interleaves units (else it is not to be called).
     pub(crate) fn decodes_pairs(self) -> bool {
         matches!(self, Kernel::Avx512(_))
