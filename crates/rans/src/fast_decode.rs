@@ -365,18 +365,9 @@ impl<'a, 'b> FastUnit<'a, 'b> {
                 self.g += kernel.decode_run(self.kernel_run(k));
             } else {
                 let window = &self.stream[2 * self.pos..];
-                let mut group = [0u8; GROUP];
                 let (tables, map) = (self.tables, self.map);
-                self.pos += mixed_group(
-                    &mut self.states,
-                    window,
-                    tables,
-                    map,
-                    base,
-                    &mut group[..len],
-                    kernel,
-                );
-                self.out.place(base, &group[..len]);
+                self.pos +=
+                    mixed_group(&mut self.states, window, tables, map, base, len, kernel, self.out);
                 self.g += 1;
             }
             return Ok(());
@@ -405,18 +396,9 @@ impl<'a, 'b> FastUnit<'a, 'b> {
                 self.pos += read;
             }
             None => {
-                let mut group = [0u8; GROUP];
                 let (tables, map) = (self.tables, self.map);
-                self.pos += mixed_group(
-                    &mut self.states,
-                    window,
-                    tables,
-                    map,
-                    base,
-                    &mut group[..len],
-                    kernel,
-                );
-                self.out.place(base, &group[..len]);
+                self.pos +=
+                    mixed_group(&mut self.states, window, tables, map, base, len, kernel, self.out);
             }
         }
         self.g += 1;
@@ -433,11 +415,30 @@ fn uniform_table(map: TableMap, base: usize, len: usize) -> Option<[u8; 2]> {
     if len == GROUP { map.half_tables(base) } else { None }
 }
 
-/// A group the run kernels do not take (several tables in a half, or a tail): a full group
-/// through the kernel's path for mixed tables where it has one, else per symbol as in the
-/// reference decoder; `window` is the stream from the group's first word (at least `GROUP + 1`
-/// words, zeros past the end). Returns the words taken.
+/// A group the run kernels do not take (several tables in a half, or a tail): its `len`
+/// symbols from symbol `base` of the unit, into their places in `out`. A full group goes through
+/// the kernel's path for mixed tables where it has one, else per symbol as in the reference
+/// decoder; `window` is the stream from the group's first word (at least `GROUP + 1` words,
+/// zeros past the end). Returns the words taken.
+#[allow(clippy::too_many_arguments)]
 fn mixed_group(
+    states: &mut [u32; LANES],
+    window: &[u8],
+    tables: &[DecodeTable],
+    map: TableMap,
+    base: usize,
+    len: usize,
+    kernel: Kernel,
+    out: &mut Out,
+) -> usize {
+    let mut group = [0u8; GROUP];
+    let read = decode_group(states, window, tables, map, base, &mut group[..len], kernel);
+    out.place(base, &group[..len]);
+    read
+}
+
+/// [`mixed_group`] into `out`, the group's symbols in order.
+fn decode_group(
     states: &mut [u32; LANES],
     window: &[u8],
     tables: &[DecodeTable],

@@ -5,6 +5,17 @@ use core::arch::x86_64::*;
 use super::{Run, WINDOW};
 use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::DecodeTable, decode::SLOTS};
 
+/// The mask that takes a state's slot and the shift that takes its quotient, for the precision
+/// of `tables`. The slot is masked with `SLOTS - 1` whatever the precision; this keeps the
+/// shifts in range.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn slot_mask_and_shift(tables: &[DecodeTable]) -> (__m512i, __m512i) {
+    let prob_bits = tables[0].prob_bits().clamp(8, 12);
+    let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
+    (mask, _mm512_set1_epi32(prob_bits as i32))
+}
+
 /// See [`super::Kernel::decode_run`].
 ///
 /// A step is one dependency chain per lane, and the unit's 2048 steps of 32 symbols (64 KiB)
@@ -26,10 +37,7 @@ use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::DecodeTable, decode::S
 pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
     let Run { states, words, pos, tables, classes, mut out } = run;
     let bias = _mm512_set1_epi8(out.bias() as i8);
-    // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
-    let prob_bits = tables[0].prob_bits().clamp(8, 12);
-    let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
-    let shift = _mm512_set1_epi32(prob_bits as i32);
+    let (mask, shift) = slot_mask_and_shift(tables);
     let freq_mask = _mm512_set1_epi32(0xfff);
     let low_half = _mm512_set1_epi32(0xffff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
@@ -151,9 +159,7 @@ pub(super) unsafe fn decode_mixed_group(
     classes: &[u8; GROUP],
     out: &mut [u8; GROUP],
 ) -> usize {
-    let prob_bits = tables[0].prob_bits().clamp(8, 12);
-    let mask = _mm512_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
-    let shift = _mm512_set1_epi32(prob_bits as i32);
+    let (mask, shift) = slot_mask_and_shift(tables);
     let freq_mask = _mm512_set1_epi32(0xfff);
     let byte = _mm512_set1_epi32(0xff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
@@ -234,9 +240,7 @@ pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]
     let (mut x, mut slot) = ([[zero; 2]; N], [[zero; 2]; N]);
     let mut p = [0usize; N];
     for (u, run) in units.iter().enumerate() {
-        let prob_bits = run.tables[0].prob_bits().clamp(8, 12);
-        mask[u] = _mm512_set1_epi32(((1u32 << prob_bits) - 1) as i32);
-        shift[u] = _mm512_set1_epi32(prob_bits as i32);
+        (mask[u], shift[u]) = slot_mask_and_shift(run.tables);
         bias[u] = _mm512_set1_epi8(run.out.bias() as i8);
         p[u] = *run.pos;
         for h in 0..2 {
