@@ -43,6 +43,11 @@ impl DecodeTable {
         Ok(DecodeTable { prob_bits: u32::from(prob_bits), entries, renorm: Default::default() })
     }
 
+    /// Whether the renormalisation thresholds are built already.
+    pub(crate) fn has_renorm(&self) -> bool {
+        self.renorm.get().is_some()
+    }
+
     /// The renormalisation thresholds (see the field), from the entries: one division a
     /// symbol, at the slot where its run starts.
     pub(crate) fn renorm(&self) -> &[u16; SLOTS + 2] {

@@ -82,6 +82,10 @@ pub(crate) const WINDOW: usize = GROUP + 16;
 /// time, the valid ones at the top).
 pub(crate) const ENCODE_HEADROOM: usize = 16;
 
+/// Groups a lone unit's run must have for the AVX-512 decoder to build its tables'
+/// renormalisation thresholds (4,096 entries at precision 12, about what 32 groups take).
+const THRESHOLD_RUN: usize = 32;
+
 /// Proof that the CPU runs AVX2 (and POPCNT, BMI2): built only by [`Avx2::detect`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Avx2(());
@@ -144,8 +148,12 @@ impl Kernel {
             // SAFETY: as above.
             Kernel::Avx512(_) => unsafe {
                 // Thresholds add 2 bytes a slot to the 4 of the entries: worth it while all the
-                // unit's tables stay in L1 (one table of precision 12, two of 11, ...).
-                if run.tables.len() << run.tables[0].prob_bits() <= 1 << 12 {
+                // unit's tables stay in L1 (one table of precision 12, two of 11, ...), and
+                // once built (building them is a pass over the table's slots, which a run of a
+                // few groups, a unit's last ones, does not repay).
+                let small = run.tables.len() << run.tables[0].prob_bits() <= 1 << 12;
+                let built = run.tables.iter().all(DecodeTable::has_renorm);
+                if small && (built || run.classes.len() >= THRESHOLD_RUN) {
                     avx512::decode_run::<true>(run)
                 } else {
                     avx512::decode_run::<false>(run)
