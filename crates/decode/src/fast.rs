@@ -155,12 +155,41 @@ pub(crate) fn decode_tensors(
     Ok(())
 }
 
+/// Where a tile's bytes go in a band of its plane.
+enum TileOut<'o> {
+    /// Its rows, each a part of a plane row.
+    Rows(Vec<&'o mut [u8]>),
+    /// Tiles that span whole plane rows: all its rows at once.
+    Whole(&'o mut [u8]),
+}
+
+impl<'o> TileOut<'o> {
+    /// The tile's rows of `w` bytes.
+    fn rows(self, w: usize) -> Vec<&'o mut [u8]> {
+        match self {
+            TileOut::Rows(rows) => rows,
+            TileOut::Whole(bytes) => bytes.chunks_mut(w.max(1)).collect(),
+        }
+    }
+}
+
+/// Whether a tile spanning whole rows of `plane` is decoded straight into its place as one
+/// run of symbols: coded without a predictor, in a plane without a bias, its symbols are its
+/// bytes (the narrow planes of GGUF's block scales, 18 bytes wide: no copy, and its groups
+/// are stored by the kernels whatever the width).
+fn in_place_whole(plane: &PlaneEntry, unit: &UnitEntry) -> bool {
+    unit.predictor == Predictor::None && !plane.bias128
+}
+
 /// Whether tile `i` of `plane` is decoded into the band's scratch, then rebuilt into place:
 /// predicted tiles (the inverse predictor needs their residuals), and tiles whose rows are not
 /// whole groups of 128 symbols, which the SIMD kernels cannot store into rows (decoded flat,
-/// they still pair with the band's other units on the kernels instead of running alone).
+/// they still pair with the band's other units on the kernels instead of running alone),
+/// unless they are decoded whole into place.
 fn decoded_apart(plane: &PlaneEntry, unit: &UnitEntry, i: usize) -> bool {
-    unit.predictor != Predictor::None || !plane.tile_rect(i).3.is_multiple_of(GROUP as u64)
+    let whole = plane.grid().1 == 1 && in_place_whole(plane, unit);
+    !whole
+        && (unit.predictor != Predictor::None || !plane.tile_rect(i).3.is_multiple_of(GROUP as u64))
 }
 
 /// Decodes band `b` of a tensor into `out` and returns the CRC of its bytes.
@@ -242,17 +271,23 @@ fn decode_rows(
         let grid_cols = plane.grid().1 as usize;
         let first = rows.start / tile_rows * grid_cols;
         let last = rows.end.div_ceil(tile_rows) * grid_cols;
-        // Each tile's rows, as disjoint slices of `out`.
-        let mut tiles: Vec<Vec<&mut [u8]>> = (first..last).map(|_| Vec::new()).collect();
-        for (r, row) in out.chunks_mut(cols).enumerate() {
-            let mut rest = row;
-            for tc in 0..grid_cols {
-                let w = (plane.tile_cols as usize).min(rest.len());
-                let (segment, tail) = rest.split_at_mut(w);
-                tiles[r / tile_rows * grid_cols + tc].push(segment);
-                rest = tail;
+        // Each tile's part of `out`: its rows as disjoint slices, or, where tiles span whole
+        // rows of the plane, one slice.
+        let tiles: Vec<TileOut> = if grid_cols == 1 {
+            out.chunks_mut(tile_rows * cols).map(TileOut::Whole).collect()
+        } else {
+            let mut tiles: Vec<Vec<&mut [u8]>> = (first..last).map(|_| Vec::new()).collect();
+            for (r, row) in out.chunks_mut(cols).enumerate() {
+                let mut rest = row;
+                for tc in 0..grid_cols {
+                    let w = (plane.tile_cols as usize).min(rest.len());
+                    let (segment, tail) = rest.split_at_mut(w);
+                    tiles[r / tile_rows * grid_cols + tc].push(segment);
+                    rest = tail;
+                }
             }
-        }
+            tiles.into_iter().map(TileOut::Rows).collect()
+        };
         predicted += (first..last)
             .filter(|&i| decoded_apart(plane, &units[i], i))
             .map(|i| tile_len(plane, i))
@@ -273,7 +308,7 @@ fn decode_rows(
                 unreachable!("coded planes only")
             };
             let bias = if plane.bias128 { 0x80 } else { 0 };
-            for (i, slices) in (first..).zip(tiles) {
+            for (i, tile_out) in (first..).zip(tiles) {
                 let unit = &units[i];
                 let start = plane.payload_offset + unit.offset;
                 let bytes = file
@@ -286,12 +321,21 @@ fn decode_rows(
                 } else {
                     TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
                 };
-                let (out, rebuild) = if !decoded_apart(plane, unit, i) {
-                    (Out::Rows { rows: slices, bias }, None)
-                } else {
-                    let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
-                    scratch = tail;
-                    (Out::Flat(tile), Some(slices))
+                let (out, rebuild) = match tile_out {
+                    // Symbols are the bytes: straight into place, as one run.
+                    TileOut::Whole(bytes) if in_place_whole(plane, unit) => {
+                        (Out::Flat(bytes), None)
+                    }
+                    tile_out => {
+                        let slices = tile_out.rows(w);
+                        if !decoded_apart(plane, unit, i) {
+                            (Out::Rows { rows: slices, bias }, None)
+                        } else {
+                            let (tile, tail) = std::mem::take(&mut scratch).split_at_mut(h * w);
+                            scratch = tail;
+                            (Out::Flat(tile), Some(slices))
+                        }
+                    }
                 };
                 jobs.push(UnitJob { unit: bytes, tables: &plan.tables[j], map, out });
                 meta.push((j, i, rebuild));
