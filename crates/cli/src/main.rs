@@ -658,6 +658,7 @@ fn remove_temporaries_on_interrupt(output: &Path) {
 
 fn main() -> ExitCode {
     wcodec::disable_transparent_huge_pages();
+    wcodec::default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

@@ -296,3 +296,30 @@ fn expansion_limit_refuses_bombs_unless_raised() {
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&raw).unwrap());
 }
+
+/// Output into a pipe whose reader is gone (`wcodec info big.wcz | head`) ends the process
+/// quietly, as for other command-line tools: no panic, no message.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_on_stdout_is_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wcz = dir.path().join("m.wcz");
+    assert!(wcodec(&["compress", "-q", s(&sample()), "-o", s(&wcz)]).status.success());
+    for args in [&["info", s(&wcz)][..], &["info", "--json", s(&wcz)], &["--help"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // every write to the pipe fails
+        let out = Command::new(env!("CARGO_BIN_EXE_wcodec"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .expect("runs");
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr(&out));
+        // Ended by SIGPIPE, or done before noticing.
+        assert!(
+            out.status.signal() == Some(libc::SIGPIPE) || out.status.success(),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}

@@ -29,7 +29,7 @@ pub use files::{
     read_input, temp_prefix, write_file,
 };
 pub use gpu::{GPU_BUILT, GpuBench, bench_gpu, decompress_path_gpu};
-pub use process::disable_transparent_huge_pages;
+pub use process::{default_sigpipe, disable_transparent_huge_pages};
 
 pub use wcodec_container as container;
 pub use wcodec_decode as decode;

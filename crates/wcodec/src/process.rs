@@ -14,3 +14,16 @@ pub fn disable_transparent_huge_pages() {
         let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
+
+/// Lets a write to a closed pipe end the process quietly, as it does other command-line tools
+/// (`wcodec info big.wcz | head`): Rust programs ignore SIGPIPE, so such a write fails with an
+/// error that printing macros turn into a panic. Call it first thing in `main` of a program
+/// whose standard output may be a pipe; it affects the whole process. A no-op off Unix.
+pub fn default_sigpipe() {
+    #[cfg(unix)]
+    {
+        // SAFETY: restoring the default disposition of a signal touches no memory of ours.
+        #[allow(unsafe_code)]
+        let _ = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+}
