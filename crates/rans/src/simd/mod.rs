@@ -177,16 +177,15 @@ impl Kernel {
         classes: &[u8; GROUP],
         out: &mut [u8; GROUP],
     ) -> Option<usize> {
-        let valid = window.len() >= 2 * WINDOW
-            && tables.len() <= 32
-            && classes.iter().all(|&c| usize::from(c) < tables.len());
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU features; the window, classes and number of
-            // tables were checked above.
-            Kernel::Avx512(_) if valid => unsafe {
-                Some(avx512::decode_mixed_group(states, window, tables, classes, out))
-            },
+            // tables are checked by the guard.
+            Kernel::Avx512(_)
+                if window.len() >= 2 * WINDOW
+                    && tables.len() <= 32
+                    && classes.iter().all(|&c| usize::from(c) < tables.len()) =>
+            unsafe { Some(avx512::decode_mixed_group(states, window, tables, classes, out)) },
             _ => None,
         }
     }
