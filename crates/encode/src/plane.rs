@@ -72,15 +72,21 @@ impl Model<'_> {
 
     /// The histogram of tile `i`'s residuals.
     fn tile_histogram(&self, i: usize) -> [u64; 256] {
-        let tile = self.tiles[i];
-        if let Some(res) = &self.models[i].residuals {
-            return histogram(res);
+        match &self.models[i].residuals {
+            Some(res) => histogram(res),
+            None => self.bytes_histogram(i, self.bias),
         }
+    }
+
+    /// The histogram of tile `i`'s bytes in the plane, XOR `bias` (its residuals under NONE
+    /// when `bias` is the plane's).
+    fn bytes_histogram(&self, i: usize, bias: u8) -> [u64; 256] {
+        let tile = self.tiles[i];
         // A tile has at most 2^22 symbols: u32 counts.
         let mut h = [0u32; 256];
         let rows =
             (tile.r0..tile.r0 + tile.h).map(|r| &self.bytes[r * self.cols + tile.c0..][..tile.w]);
-        count(rows, tile.len(), self.bias, &mut h);
+        count(rows, tile.len(), bias, &mut h);
         h.map(u64::from)
     }
 
@@ -89,23 +95,18 @@ impl Model<'_> {
     /// tiles (few) are counted again.
     fn byte_histogram(&self, residuals: &[u64; 256]) -> [u64; 256] {
         let mut plain = [0u64; 256];
-        let mut predicted = [0u32; 256];
         for (s, p) in plain.iter_mut().enumerate() {
             *p = residuals[s ^ usize::from(self.bias)];
         }
-        for (tile, model) in self.tiles.iter().zip(&self.models) {
+        for (i, model) in self.models.iter().enumerate() {
             let Some(res) = &model.residuals else { continue };
             let in_residuals = histogram(res);
             for (s, p) in plain.iter_mut().enumerate() {
                 *p -= in_residuals[s ^ usize::from(self.bias)];
             }
-            let rows = (tile.r0..tile.r0 + tile.h)
-                .map(|r| &self.bytes[r * self.cols + tile.c0..][..tile.w]);
-            count(rows, tile.len(), 0, &mut predicted);
-            for (p, &c) in plain.iter_mut().zip(&predicted) {
-                *p += u64::from(c);
+            for (p, &c) in plain.iter_mut().zip(&self.bytes_histogram(i, 0)) {
+                *p += c;
             }
-            predicted = [0; 256];
         }
         plain
     }
@@ -153,14 +154,7 @@ fn plane_histogram_of(model: &Model) -> [u64; 256] {
 fn review_predictors(model: &mut Model, total: &[u64; 256]) -> Option<[u64; 256]> {
     let predicted: Vec<(usize, [u64; 256], [u64; 256])> = (0..model.tiles.len())
         .filter(|&i| model.models[i].residuals.is_some())
-        .map(|i| {
-            let tile = model.tiles[i];
-            let rows = (tile.r0..tile.r0 + tile.h)
-                .map(|r| &model.bytes[r * model.cols + tile.c0..][..tile.w]);
-            let mut plain = [0u32; 256];
-            count(rows, tile.len(), model.bias, &mut plain);
-            (i, model.tile_histogram(i), plain.map(u64::from))
-        })
+        .map(|i| (i, model.tile_histogram(i), model.bytes_histogram(i, model.bias)))
         .collect();
     let mut total = *total;
     let mut bits = entropy_bits(&total);
@@ -289,7 +283,7 @@ pub(crate) fn encode_plane_into(
             TileModel { predictor, residuals }
         })
         .collect();
-    let model = Model { bytes, cols, bias, tiles, models };
+    let mut model = Model { bytes, cols, bias, tiles, models };
     let all_none = model.models.iter().all(|m| m.residuals.is_none());
     let plane_histogram = || plane_histogram_of(&model);
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
@@ -319,7 +313,6 @@ pub(crate) fn encode_plane_into(
         };
     // One table for the whole plane: a predictor chosen on a tile's own statistics may not
     // pay under it (NONE must be allowed to go back to it).
-    let mut model = model;
     let may_revert =
         row_tables.is_empty() && !all_none && options.predictors.contains(&Predictor::None);
     let reviewed = if may_revert { review_predictors(&mut model, &total) } else { None };
