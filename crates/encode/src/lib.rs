@@ -148,21 +148,33 @@ pub fn encode_tensor(
         split = split_planes(input.bytes, input.dtype, transform);
         split.iter().map(Vec::as_slice).collect()
     };
+    // Planes are encoded in parallel (a tensor of several planes otherwise leaves threads idle
+    // on its small ones), each into a payload of its own, then laid end to end.
+    let coded: Vec<(Payload, PlaneEntry, f64)> = planes
+        .par_iter()
+        .zip(&shapes)
+        .enumerate()
+        .map(|(j, (bytes, &(prows, pcols)))| {
+            let bias128 = plane_is_signed(input.dtype, transform, j);
+            let mut payload = Payload::default();
+            let (entry, bits) = encode_plane_into(
+                bytes,
+                prows as usize,
+                pcols as usize,
+                bias128,
+                options,
+                &mut payload,
+            );
+            (payload, entry, bits)
+        })
+        .collect();
     let mut payload = Payload::default();
     let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
     let mut order0_bits = 0.0;
-    for (j, (bytes, &(prows, pcols))) in planes.iter().zip(&shapes).enumerate() {
-        let bias128 = plane_is_signed(input.dtype, transform, j);
+    for (plane, mut entry, bits) in coded {
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
         payload.pad_to(start);
-        let (mut entry, bits) = encode_plane_into(
-            bytes,
-            prows as usize,
-            pcols as usize,
-            bias128,
-            options,
-            &mut payload,
-        );
+        payload.append(plane);
         order0_bits += bits;
         entry.payload_offset = start as u64;
         entries.push(entry);

@@ -36,6 +36,14 @@ impl Payload {
         }
     }
 
+    /// Appends `other`'s bytes at the end, its segments moved (not copied).
+    pub(crate) fn append(&mut self, other: Payload) {
+        let at = self.len;
+        self.segments
+            .extend(other.segments.into_iter().map(|(offset, bytes)| (at + offset, bytes)));
+        self.len += other.len;
+    }
+
     /// Writes the payload's bytes, zeros included, to `out`.
     pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
         const ZEROS: [u8; 4096] = [0; 4096];
@@ -85,5 +93,20 @@ mod tests {
         assert_eq!(p.len(), 5004);
         assert_eq!(p.to_vec(), expected);
         assert!(Payload::default().is_empty() && Payload::default().to_vec().is_empty());
+    }
+
+    #[test]
+    fn an_appended_payload_keeps_its_padding() {
+        let mut tail = Payload::default();
+        tail.pad_to(3);
+        tail.push(vec![7, 8]);
+        tail.pad_to(7);
+        let mut p = Payload::default();
+        p.push(vec![1]);
+        p.pad_to(4);
+        p.append(tail);
+        p.push(vec![9]);
+        assert_eq!(p.len(), 12);
+        assert_eq!(p.to_vec(), [1, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 9]);
     }
 }
