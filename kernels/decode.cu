@@ -299,6 +299,71 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
     }
 }
 
+// reconstruct() for a tile whose rows are contiguous bytes starting 4-byte aligned (a one-byte
+// plane decoded in place): the same wavefront, but a step takes a word of 4 columns. Lane l
+// does word j = k - l at step k and takes lane l - 1's word j (its top row) through one
+// shuffle; the top-left of the word's first column is the last byte of the top row's previous
+// word. A 32-row pass is width / 4 + 31 steps of a word load and a word store a lane instead of
+// width + 31 steps of a byte each: the bytes of 32 rows a step are what made predicted tiles
+// slow (14% of a MiniLM int8 launch for 2.7% of its bytes, GPU run 15).
+// Not inlined: the decoding loops around its call keep their registers (inlined, it cost the
+// BF16 launches 4-6% through the shared register allocation, GPU run 16).
+__device__ __noinline__ void reconstruct_words(uint8_t *tile, uint64_t row_stride, uint32_t height,
+                                  uint32_t width, uint32_t mode, uint32_t bias, uint32_t lane) {
+    constexpr uint32_t kAbove = 4;
+    const uint32_t bias4 = bias * 0x01010101u;
+    const uint32_t words = width / 4;
+    for (uint32_t r0 = 0; r0 < height; r0 += WC_LANES) {
+        const uint32_t r = r0 + lane;
+        const bool row_ok = r < height;
+        uint32_t *row =
+            reinterpret_cast<uint32_t *>(tile + static_cast<uint64_t>(row_ok ? r : 0) * row_stride);
+        // Lane 0 of a pass after the first: the row above, kAbove words ahead of use.
+        const bool lead = lane == 0 && r > 0;
+        const uint32_t *above = reinterpret_cast<const uint32_t *>(
+            tile + static_cast<uint64_t>(lead ? r - 1 : 0) * row_stride);
+        uint32_t ahead[kAbove];
+#pragma unroll
+        for (uint32_t j = 0; j < kAbove; ++j) {
+            ahead[j] = lead && j < words ? above[j] ^ bias4 : 0u;
+        }
+        uint32_t last = 0;     // this row's previous word (values, not biased)
+        uint32_t top_last = 0; // the row above's previous word
+        uint32_t next = row_ok ? row[0] : 0u; // this row's next residuals, a step ahead
+        const uint32_t steps = words + WC_LANES - 1;
+        for (uint32_t k = 0; k < steps; ++k) {
+            const uint32_t up = __shfl_up_sync(kFull, last, 1);
+            const uint32_t j = k - lane; // wraps around (huge) while k < lane
+            if (row_ok && k >= lane && j < words) {
+                uint32_t top = up;
+                if (lane == 0) {
+                    top = ahead[0];
+#pragma unroll
+                    for (uint32_t i = 0; i + 1 < kAbove; ++i) ahead[i] = ahead[i + 1];
+                    ahead[kAbove - 1] = lead && j + kAbove < words ? above[j + kAbove] ^ bias4 : 0u;
+                }
+                const uint32_t res = next;
+                next = j + 1 < words ? row[j + 1] : 0u;
+                uint32_t a = j > 0 ? last >> 24 : 0u;
+                uint32_t tl = j > 0 ? top_last >> 24 : 0u;
+                uint32_t out = 0;
+#pragma unroll
+                for (uint32_t b = 0; b < 4; ++b) {
+                    const uint32_t t = (top >> (8 * b)) & 0xffu;
+                    const uint32_t u = ((res >> (8 * b)) + predict(mode, a, t, tl)) & 0xffu;
+                    out |= u << (8 * b);
+                    a = u;
+                    tl = t;
+                }
+                row[j] = out ^ bias4;
+                last = out;
+                top_last = top;
+            }
+        }
+        __syncwarp();
+    }
+}
+
 // The last pass of a predicted WC_FLAG_MIX_BF16 tile: each element's high byte holds its
 // exponent; merged with its sign-mantissa byte into the whole element. Rows one at a time,
 // lanes over the columns (each lane reads and writes only its own elements).
@@ -856,8 +921,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     const bool vmix = (v.flags & WC_FLAG_MIX_BF16) != 0;
                     uint8_t *const home = reinterpret_cast<uint8_t *>(v.dst) + (vmix ? 1 : 0);
                     __syncwarp(); // residuals written by every lane are visible to every lane
-                    reconstruct(home, v.row_stride, Cols::of(v, v.first), v.height, v.width,
-                                v.predictor, (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u, lane);
+                    const uint32_t vbias = (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
+                    // Contiguous bytes a row, rows 4-byte aligned: a word a step.
+                    const bool by_words =
+                        !vmix && v.group == 1 && v.col_stride == 1 && v.first == 0 &&
+                        v.width % 4 == 0 &&
+                        ((reinterpret_cast<uintptr_t>(home) | v.row_stride) & 3u) == 0;
+                    if (by_words) {
+                        reconstruct_words(home, v.row_stride, v.height, v.width, v.predictor,
+                                          vbias, lane);
+                    } else {
+                        reconstruct(home, v.row_stride, Cols::of(v, v.first), v.height, v.width,
+                                    v.predictor, vbias, lane);
+                    }
                     if (vmix) {
                         __syncwarp();
                         merge_tile(reinterpret_cast<uint8_t *>(v.dst), v.row_stride, v.first,

@@ -150,13 +150,14 @@ struct CompressArgs {
     #[arg(long)]
     max_tables: Option<u8>,
     /// Tune for decoding on a GPU: 64x128 tiles (more units to spread over the GPU), 11-bit
-    /// probabilities and one table per plane, for 1-4% less ratio (MiniLM int8 1.585 against
-    /// 1.647, BF16 1.487 against 1.507).
+    /// probabilities, one table per plane and no prediction, for 1-4% less ratio (MiniLM
+    /// int8 1.584 against 1.647, BF16 1.487 against 1.507).
     #[arg(long)]
     for_gpu: bool,
-    /// Predictors to choose from, comma-separated (none,left,top,avg,paeth).
-    #[arg(long, default_value = "none,left,top,avg,paeth")]
-    predictors: String,
+    /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all
+    /// five; none with --for-gpu].
+    #[arg(long)]
+    predictors: Option<String>,
 }
 
 fn usage(msg: impl Into<String>) -> Error {
@@ -229,7 +230,10 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
         tile: args.tile.as_deref().map(parse_tile).transpose()?.unwrap_or(preset.tile),
         prob_bits: args.prob_bits.unwrap_or(preset.prob_bits),
         max_tables: args.max_tables.unwrap_or(preset.max_tables),
-        predictors: parse_predictors(&args.predictors)?,
+        predictors: match &args.predictors {
+            Some(names) => parse_predictors(names)?,
+            None => preset.predictors,
+        },
     };
     options.validate()?;
     let output = match args.output {

@@ -323,3 +323,34 @@ fn a_closed_pipe_on_stdout_is_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn the_gpu_preset_leaves_tiles_unpredicted_unless_asked() {
+    // A ramp: uniform bytes that LEFT or TOP turn into one residual.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("ramp.i8");
+    let data: Vec<u8> = (0..256 * 256u32).map(|i| ((i / 256) * 5 + (i % 256) * 3) as u8).collect();
+    std::fs::write(&raw, &data).unwrap();
+    let info = |extra: &[&str]| {
+        let wcz = dir.path().join("ramp.wcz");
+        let mut args = vec!["compress", "-q", "--force", "--raw", "--dtype", "i8"];
+        args.extend(["--shape", "256,256", "--for-gpu", s(&raw), "-o", s(&wcz)]);
+        args.extend(extra);
+        let out = wcodec(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json = wcodec(&["info", "--json", s(&wcz)]);
+        serde_json::from_slice::<serde_json::Value>(&json.stdout).unwrap()
+    };
+    let preset = info(&[]);
+    let predicted = |doc: &serde_json::Value| {
+        ["left", "top", "avg", "paeth"]
+            .iter()
+            .map(|p| doc["predictors"][p].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(predicted(&preset), 0, "{preset}");
+    assert!(preset["ratio"].as_f64().unwrap() < 1.01, "{preset}");
+    let asked = info(&["--predictors", "none,left"]);
+    assert!(asked["predictors"]["left"].as_u64().unwrap() > 0, "{asked}");
+    assert!(asked["ratio"].as_f64().unwrap() > 10.0, "{asked}");
+}

@@ -3,7 +3,7 @@
 //! bandwidth that bounds it all, from one process on one card.
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
-//!        [--settings TILE:BITS:TABLES,...] [--no-layer]
+//!        [--settings TILE:BITS:TABLES,...] [--predictors all|none|none-left-top] [--no-layer]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
@@ -42,6 +42,8 @@ struct Args {
     no_layer: bool,
     /// `--variants 1,4,6`: the kernel variants swept (default `SWEPT`).
     variants: Vec<u32>,
+    /// `--predictors`: the predictors the encoder may choose (default all five).
+    predictors: Vec<Predictor>,
 }
 
 fn args() -> Result<Args> {
@@ -61,6 +63,7 @@ fn args() -> Result<Args> {
         only: Vec::new(),
         no_layer: false,
         variants: SWEPT.to_vec(),
+        predictors: Predictor::ALL.to_vec(),
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -71,6 +74,14 @@ fn args() -> Result<Args> {
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
+            "--predictors" => {
+                a.predictors = match it.next().as_deref() {
+                    Some("all") => Predictor::ALL.to_vec(),
+                    Some("none") => vec![Predictor::None],
+                    Some("none-left-top") => vec![Predictor::None, Predictor::Left, Predictor::Top],
+                    _ => return Err("--predictors all|none|none-left-top".into()),
+                };
+            }
             "--variants" => {
                 a.variants = it
                     .next()
@@ -163,12 +174,17 @@ fn sources(dir: &Path) -> Result<Vec<Source>> {
     Ok(out)
 }
 
-fn encode_options(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> EncodeOptions {
+fn encode_options(
+    tile: (u32, u32),
+    prob_bits: u8,
+    max_tables: u8,
+    predictors: &[Predictor],
+) -> EncodeOptions {
     EncodeOptions {
         tile: TileConfig { rows: tile.0, cols: tile.1 },
         prob_bits,
         max_tables,
-        predictors: Predictor::ALL.to_vec(),
+        predictors: predictors.to_vec(),
     }
 }
 
@@ -221,7 +237,8 @@ fn settings(quick: bool) -> Vec<((u32, u32), u8, u8)> {
     };
     let mut settings: Vec<((u32, u32), u8, u8)> = tiles.iter().map(|&t| (t, 12, 8)).collect();
     settings.extend([((128, 128), 11, 8), ((128, 128), 12, 1), ((256, 256), 11, 8)]);
-    // EncodeOptions::for_gpu() (`compress --for-gpu`), and its tile with one 11-bit table.
+    // The tile of EncodeOptions::for_gpu() (`compress --for-gpu`) with up to 4 tables and with
+    // its one table (the preset itself also turns prediction off: `--predictors none`).
     settings.extend([((64, 128), 11, 4), ((64, 128), 11, 1)]);
     settings
 }
@@ -249,7 +266,8 @@ fn main() -> Result<()> {
         // Ratios only (no GPU): what each encoder setting gives on each source.
         for s in &sources {
             for &(tile, prob_bits, max_tables) in &settings(false) {
-                let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+                let wcz =
+                    (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
                 let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
                 say!(
                     "{} tile {tile:?} prob_bits {prob_bits} tables {max_tables}: ratio {ratio:.4}",
@@ -283,7 +301,7 @@ fn main() -> Result<()> {
         };
         for &(si, tile, prob_bits, max_tables) in chosen {
             let s = &sources[si];
-            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
             let dir = Directory::from_file_bytes(&wcz)?;
             let all: Vec<usize> = (0..dir.tensors.len()).collect();
             let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
@@ -322,7 +340,7 @@ fn main() -> Result<()> {
     say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in &sources {
         for &(tile, prob_bits, max_tables) in &settings {
-            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables))?;
+            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
             let dir = Directory::from_file_bytes(&wcz)?;
             let all: Vec<usize> = (0..dir.tensors.len()).collect();
             let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
@@ -419,7 +437,7 @@ fn main() -> Result<()> {
             &layer,
             Dtype::I8,
             &[4096, 4096],
-            &encode_options(tile, 12, 8),
+            &encode_options(tile, 12, 8, &Predictor::ALL),
         )?;
         let dir = Directory::from_file_bytes(&wcz)?;
         let plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;

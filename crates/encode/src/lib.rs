@@ -81,15 +81,17 @@ pub enum EncodeError {
 
 impl EncodeOptions {
     /// Settings for files decoded on a GPU: 64x128 tiles (enough units to fill the GPU with
-    /// one layer), 11-bit probabilities and one table per plane (row classes make the kernel
-    /// wait on table loads). On an H100 (docs/PERFORMANCE.md) MiniLM int8 decodes at 609 GB/s
-    /// with one table against 483 with up to 4, for 1% less ratio (1.661 against 1.677).
+    /// one layer), 11-bit probabilities, one table per plane (row classes make the kernel
+    /// wait on table loads) and no prediction (a predicted tile is rebuilt by a wavefront over
+    /// its rows after it is decoded). On an H100 (docs/PERFORMANCE.md) MiniLM int8 decodes at
+    /// 609 GB/s with one table against 483 with up to 4, for 1% less ratio (1.661 against
+    /// 1.677); without prediction at 903-908 GB/s against 780-794, for 0.3% (1.656).
     pub fn for_gpu() -> Self {
         EncodeOptions {
             tile: TileConfig { rows: 64, cols: 128 },
             prob_bits: 11,
             max_tables: 1,
-            ..Default::default()
+            predictors: vec![Predictor::None],
         }
     }
 

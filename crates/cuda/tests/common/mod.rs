@@ -159,6 +159,27 @@ pub fn cases() -> Vec<Case> {
             });
         }
     }
+    // One-byte planes under each predictor whose tiles the kernel rebuilds a word of 4
+    // columns a step (rows of a multiple of 4 bytes, tile widths too), and some whose tiles it
+    // cannot (a row of 130 bytes, a tile 2 wide).
+    let word_rows: &[(Dtype, [u64; 2], (u32, u32))] = &[
+        (Dtype::I8, [100, 384], (64, 128)),
+        (Dtype::U8, [45, 132], (40, 44)),
+        (Dtype::I8, [37, 8], (37, 4)),
+        (Dtype::I8, [70, 130], (33, 64)),
+    ];
+    for &(dtype, dims, tile) in word_rows {
+        for &p in &Predictor::ALL[1..] {
+            let bytes = weights(&mut rng, dims[0] as usize, dims[1] as usize);
+            out.push(Case {
+                name: format!("{dims:?} {dtype} [{p:?}] tile {tile:?} (word rows)"),
+                dtype,
+                dims: dims.to_vec(),
+                bytes,
+                options: options(tile, &[p], 1),
+            });
+        }
+    }
     out
 }
 
