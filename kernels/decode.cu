@@ -923,12 +923,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     __syncwarp(); // residuals written by every lane are visible to every lane
                     const uint32_t vbias = (v.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
                     // Contiguous bytes a row, rows 4-byte aligned: a word a step.
+                    uint8_t *const tile = home + v.first; // column c0 of the tile's first row
                     const bool by_words =
-                        !vmix && v.group == 1 && v.col_stride == 1 && v.first == 0 &&
-                        v.width % 4 == 0 &&
-                        ((reinterpret_cast<uintptr_t>(home) | v.row_stride) & 3u) == 0;
+                        !vmix && v.group == 1 && v.col_stride == 1 && v.width % 4 == 0 &&
+                        ((reinterpret_cast<uintptr_t>(tile) | v.row_stride) & 3u) == 0;
                     if (by_words) {
-                        reconstruct_words(home, v.row_stride, v.height, v.width, v.predictor,
+                        reconstruct_words(tile, v.row_stride, v.height, v.width, v.predictor,
                                           vbias, lane);
                     } else {
                         reconstruct(home, v.row_stride, Cols::of(v, v.first), v.height, v.width,

@@ -68,17 +68,20 @@
  *
  * Byte (r, c) of the unit's plane goes to
  *   dst + r * row_stride + (c / group) * col_stride + (c % group) * step
- * with r, c counted from the tile's first row and column (rANS) or the plane's (raw): a plane
- * of whole elements has group 1 (col_stride = the element's size), a field of a GGUF block
- * type has group = its bytes per block (col_stride = the block's size). */
+ * with r counted from the tile's first row (rANS) or the plane's (raw) and c from the plane's
+ * first column (a tile's byte (r, j) has c = first + j): a plane of whole elements has group 1
+ * (col_stride = the element's size), a field of a GGUF block type has group = its bytes per
+ * block (col_stride = the block's size). */
 typedef struct WcUnit {
     /* Offset of the unit's bytes in the compressed device buffer. */
     uint64_t src;
-    /* Device address of byte (0, 0) of the tile (rANS) or of the plane (raw). */
+    /* Device address of the plane's byte (r0, 0), r0 the tile's first row (rANS), or of its
+     * byte (0, 0) (raw). */
     uint64_t dst;
     /* Output bytes between two rows of the plane. */
     uint64_t row_stride;
-    /* Raw: row-major index in the plane of the first byte this unit copies. rANS: 0. */
+    /* Raw: row-major index in the plane of the first byte this unit copies. rANS: the tile's
+     * first column. */
     uint64_t first;
     /* rANS: bytes of the unit (>= 128, even). Raw: bytes to copy. */
     uint32_t len;

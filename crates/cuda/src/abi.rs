@@ -59,11 +59,13 @@ pub const ERR_NOT_FINAL: u32 = 8;
 pub struct WcUnit {
     /// Offset of the unit's bytes in the compressed device buffer.
     pub src: u64,
-    /// Device address of byte (0, 0) of the tile (rANS) or of the plane (raw). While a plan is
-    /// built this is relative to the start of the unit's output tensor.
+    /// Device address of the plane's byte (r0, 0), r0 the tile's first row (rANS), or of its
+    /// byte (0, 0) (raw). While a plan is built this is relative to the start of the unit's
+    /// output tensor.
     pub dst: u64,
     pub row_stride: u64,
-    /// Raw: row-major index in the plane of the first byte copied.
+    /// Raw: row-major index in the plane of the first byte copied. rANS: the tile's first
+    /// column.
     pub first: u64,
     pub len: u32,
     pub height: u32,

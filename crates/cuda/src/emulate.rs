@@ -430,9 +430,8 @@ fn reconstruct(out: &mut [u8], u: &WcUnit) {
 fn by_words(u: &WcUnit, mix: bool) -> bool {
     !mix && u.group == 1
         && u.col_stride == 1
-        && u.first == 0
         && u.width.is_multiple_of(4)
-        && (u.dst | u.row_stride).is_multiple_of(4)
+        && ((u.dst + u.first) | u.row_stride).is_multiple_of(4)
 }
 
 /// The kernel's `reconstruct_words`: the wavefront of `reconstruct`, a word of 4 columns a
@@ -440,7 +439,8 @@ fn by_words(u: &WcUnit, mix: bool) -> bool {
 fn reconstruct_words(out: &mut [u8], u: &WcUnit) {
     let bias4: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x8080_8080 } else { 0 };
     let (h, words, rs) = (u.height, u.width / 4, u.row_stride);
-    let at = |r: u32, j: u32| (u.dst + u64::from(r) * rs + 4 * u64::from(j)) as usize;
+    // The tile's first column is `first` (one byte an element).
+    let at = |r: u32, j: u32| (u.dst + u.first + u64::from(r) * rs + 4 * u64::from(j)) as usize;
     let word = |out: &[u8], q: usize| u32::from_le_bytes(out[q..q + 4].try_into().expect("4"));
     for r0 in (0..h).step_by(LANES) {
         let mut last = [0u32; LANES];
@@ -514,7 +514,8 @@ mod tests {
         for predictor in 1..=4u8 {
             for flags in [0, FLAG_BIAS128] {
                 let u = WcUnit {
-                    dst: 4,
+                    dst: 1,
+                    first: 3,
                     row_stride,
                     height,
                     width,
@@ -524,7 +525,7 @@ mod tests {
                     col_stride: 1,
                     ..WcUnit::default()
                 };
-                assert!(by_words(&u, false) && !by_words(&WcUnit { dst: 5, ..u }, false));
+                assert!(by_words(&u, false) && !by_words(&WcUnit { first: 4, ..u }, false));
                 let (mut bytes, mut words) = (noise.clone(), noise.clone());
                 reconstruct(&mut bytes, &u);
                 reconstruct_words(&mut words, &u);
