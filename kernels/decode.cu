@@ -304,20 +304,22 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
 // does word j = k - l at step k and takes lane l - 1's word j (its top row) through one
 // shuffle; the top-left of the word's first column is the last byte of the top row's previous
 // word. A 32-row pass is width / 4 + 31 steps of a word load and a word store a lane instead of
-// width + 31 steps of a byte each: the bytes of 32 rows a step are what made predicted tiles
-// slow (14% of a MiniLM int8 launch for 2.7% of its bytes, GPU run 15).
-// Not inlined: the decoding loops around its call keep their registers (inlined, it cost the
-// BF16 launches 4-6% through the shared register allocation, GPU run 16).
-__device__ __noinline__ void reconstruct_words(uint8_t *tile, uint64_t row_stride, uint32_t height,
-                                  uint32_t width, uint32_t mode, uint32_t bias, uint32_t lane) {
+// width + 31 steps of a byte each, whose byte loads and stores touched 32 rows a step (the
+// predicted tiles took 14% of a MiniLM int8 launch for 2.7% of its bytes, GPU run 15; 5-9%
+// with this path, GPU run 18). Not inlined: the decoding loops around its call keep their
+// registers (inlined, it cost the BF16 launches 4-6% through the shared register allocation,
+// GPU run 16).
+__device__ __noinline__ void reconstruct_words(uint8_t *tile, uint64_t row_stride,
+                                               uint32_t height, uint32_t width, uint32_t mode,
+                                               uint32_t bias, uint32_t lane) {
     constexpr uint32_t kAbove = 4;
     const uint32_t bias4 = bias * 0x01010101u;
     const uint32_t words = width / 4;
     for (uint32_t r0 = 0; r0 < height; r0 += WC_LANES) {
         const uint32_t r = r0 + lane;
         const bool row_ok = r < height;
-        uint32_t *row =
-            reinterpret_cast<uint32_t *>(tile + static_cast<uint64_t>(row_ok ? r : 0) * row_stride);
+        uint32_t *row = reinterpret_cast<uint32_t *>(
+            tile + static_cast<uint64_t>(row_ok ? r : 0) * row_stride);
         // Lane 0 of a pass after the first: the row above, kAbove words ahead of use.
         const bool lead = lane == 0 && r > 0;
         const uint32_t *above = reinterpret_cast<const uint32_t *>(
@@ -340,7 +342,8 @@ __device__ __noinline__ void reconstruct_words(uint8_t *tile, uint64_t row_strid
                     top = ahead[0];
 #pragma unroll
                     for (uint32_t i = 0; i + 1 < kAbove; ++i) ahead[i] = ahead[i + 1];
-                    ahead[kAbove - 1] = lead && j + kAbove < words ? above[j + kAbove] ^ bias4 : 0u;
+                    ahead[kAbove - 1] =
+                        lead && j + kAbove < words ? above[j + kAbove] ^ bias4 : 0u;
                 }
                 const uint32_t res = next;
                 next = j + 1 < words ? row[j + 1] : 0u;
