@@ -162,10 +162,11 @@ fn entropy_approx(counts: &[u64; 256]) -> f64 {
     counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * log2_approx(t / c as f64)).sum()
 }
 
-/// Each row's cheapest class.
+/// Each row's cheapest class (rows in parallel: the search runs on one plane at a time, and a
+/// large tensor's plane is a batch of its own).
 fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
     let costs = Costs::of_sums(sums);
-    rows.iter().map(|row| costs.cheapest(row) as u8).collect()
+    rows.par_iter().with_min_len(32).map(|row| costs.cheapest(row) as u8).collect()
 }
 
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
@@ -317,7 +318,8 @@ fn search(
 ) -> (Option<Vec<Frequencies>>, Sample) {
     let sampled: Vec<usize> = sample_rows(rows).collect();
     let sample_counts: Vec<[u32; 256]> = sampled
-        .iter()
+        .par_iter()
+        .with_min_len(8)
         .map(|&r| {
             let mut h = [0u32; 256];
             row_hist(r, &mut h);
