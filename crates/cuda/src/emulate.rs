@@ -383,46 +383,53 @@ fn predict(mode: u8, a: u32, b: u32, c: u32) -> u32 {
     }
 }
 
-/// The kernel's wavefront: rows 32 at a time, lane l one column behind lane l - 1.
-fn reconstruct(out: &mut [u8], u: &WcUnit) {
-    let bias: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x80 } else { 0 };
-    let (h, w, rs) = (u.height, u.width, u.row_stride);
-    let at =
-        |r: u32, c: u32| (u.dst + u64::from(r) * rs + column(u, u.first, u64::from(c))) as usize;
-    for r0 in (0..h).step_by(LANES) {
-        let mut last = [0u32; LANES];
-        let mut before_last = [0u32; LANES];
-        for k in 0..w + LANES as u32 - 1 {
+/// The kernel's wavefront over a tile of `height` rows and `width` columns (or words): rows 32
+/// at a time, lane l on row r0 + l, at step k on column k - l. `visit(r, c, up, own)` runs for
+/// each lane with a column to do, in lane order; `up` is what lane l - 1 returned at the step
+/// before (its `__shfl_up_sync`), `own` what this lane returned; it returns the lane's new state.
+fn wavefront<T: Copy + Default>(
+    height: u32,
+    width: u32,
+    mut visit: impl FnMut(u32, u32, T, T) -> T,
+) {
+    for r0 in (0..height).step_by(LANES) {
+        let mut state = [T::default(); LANES];
+        for k in 0..width + LANES as u32 - 1 {
             // __shfl_up_sync(.., 1): lane l reads lane l - 1; lane 0 reads itself.
-            let up: [u32; LANES] = std::array::from_fn(|l| last[l.saturating_sub(1)]);
-            let up_left: [u32; LANES] = std::array::from_fn(|l| before_last[l.saturating_sub(1)]);
+            let up: [T; LANES] = std::array::from_fn(|l| state[l.saturating_sub(1)]);
             for lane in 0..LANES as u32 {
-                let r = r0 + lane;
-                let c = k.wrapping_sub(lane);
-                if !(r < h && k >= lane && c < w) {
-                    continue;
+                let (r, c) = (r0 + lane, k.wrapping_sub(lane));
+                if r < height && k >= lane && c < width {
+                    let l = lane as usize;
+                    state[l] = visit(r, c, up[l], state[l]);
                 }
-                let l = lane as usize;
-                let a = if c > 0 { last[l] } else { 0 };
-                let (b, tl) = if lane == 0 {
-                    if r > 0 {
-                        let b = u32::from(out[at(r - 1, c)]) ^ bias;
-                        let tl = if c > 0 { u32::from(out[at(r - 1, c - 1)]) ^ bias } else { 0 };
-                        (b, tl)
-                    } else {
-                        (0, 0)
-                    }
-                } else {
-                    (up[l], if c > 0 { up_left[l] } else { 0 })
-                };
-                let q = at(r, c);
-                let value = (u32::from(out[q]) + predict(u.predictor, a, b, tl)) & 0xff;
-                out[q] = (value ^ bias) as u8;
-                before_last[l] = last[l];
-                last[l] = value;
             }
         }
     }
+}
+
+/// The kernel's `reconstruct`: a byte a step; a lane's state is its last two values.
+fn reconstruct(out: &mut [u8], u: &WcUnit) {
+    let bias: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x80 } else { 0 };
+    let at = |r: u32, c: u32| {
+        (u.dst + u64::from(r) * u.row_stride + column(u, u.first, u64::from(c))) as usize
+    };
+    wavefront(u.height, u.width, |r, c, (up, up_left), (last, _): (u32, u32)| {
+        let a = if c > 0 { last } else { 0 };
+        // Lane 0 reads the row above from memory (written by the previous pass).
+        let (b, tl) = match (r % LANES as u32, r) {
+            (0, 0) => (0, 0),
+            (0, _) => {
+                let b = u32::from(out[at(r - 1, c)]) ^ bias;
+                (b, if c > 0 { u32::from(out[at(r - 1, c - 1)]) ^ bias } else { 0 })
+            }
+            _ => (up, if c > 0 { up_left } else { 0 }),
+        };
+        let q = at(r, c);
+        let value = (u32::from(out[q]) + predict(u.predictor, a, b, tl)) & 0xff;
+        out[q] = (value ^ bias) as u8;
+        (value, last)
+    });
 }
 
 /// Whether the kernel rebuilds a predicted tile a word a step: contiguous bytes a row, rows
@@ -434,48 +441,34 @@ fn by_words(u: &WcUnit, mix: bool) -> bool {
         && ((u.dst + u.first) | u.row_stride).is_multiple_of(4)
 }
 
-/// The kernel's `reconstruct_words`: the wavefront of `reconstruct`, a word of 4 columns a
-/// step; lane l takes lane l - 1's word (the row above) one step after it was made.
+/// The kernel's `reconstruct_words`: the wavefront a word of 4 columns a step; a lane's state
+/// is its last word of values and the word above it.
 fn reconstruct_words(out: &mut [u8], u: &WcUnit) {
     let bias4: u32 = if u.flags & FLAG_BIAS128 != 0 { 0x8080_8080 } else { 0 };
-    let (h, words, rs) = (u.height, u.width / 4, u.row_stride);
     // The tile's first column is `first` (one byte an element).
-    let at = |r: u32, j: u32| (u.dst + u.first + u64::from(r) * rs + 4 * u64::from(j)) as usize;
+    let at = |r: u32, j: u32| {
+        (u.dst + u.first + u64::from(r) * u.row_stride + 4 * u64::from(j)) as usize
+    };
     let word = |out: &[u8], q: usize| u32::from_le_bytes(out[q..q + 4].try_into().expect("4"));
-    for r0 in (0..h).step_by(LANES) {
-        let mut last = [0u32; LANES];
-        let mut top_last = [0u32; LANES];
-        for k in 0..words + LANES as u32 - 1 {
-            let up: [u32; LANES] = std::array::from_fn(|l| last[l.saturating_sub(1)]);
-            for lane in 0..LANES as u32 {
-                let r = r0 + lane;
-                let j = k.wrapping_sub(lane);
-                if !(r < h && k >= lane && j < words) {
-                    continue;
-                }
-                let l = lane as usize;
-                let top = match (lane, r) {
-                    (0, 0) => 0,
-                    (0, _) => word(out, at(r - 1, j)) ^ bias4,
-                    _ => up[l],
-                };
-                let q = at(r, j);
-                let residuals = word(out, q);
-                let (mut a, mut tl) =
-                    if j > 0 { (last[l] >> 24, top_last[l] >> 24) } else { (0, 0) };
-                let mut value = 0u32;
-                for b in 0..4 {
-                    let t = (top >> (8 * b)) & 0xff;
-                    let v = ((residuals >> (8 * b)) + predict(u.predictor, a, t, tl)) & 0xff;
-                    value |= v << (8 * b);
-                    (a, tl) = (v, t);
-                }
-                out[q..q + 4].copy_from_slice(&(value ^ bias4).to_le_bytes());
-                last[l] = value;
-                top_last[l] = top;
-            }
+    wavefront(u.height, u.width / 4, |r, j, (up, _), (last, top_last): (u32, u32)| {
+        let top = match (r % LANES as u32, r) {
+            (0, 0) => 0,
+            (0, _) => word(out, at(r - 1, j)) ^ bias4,
+            _ => up,
+        };
+        let q = at(r, j);
+        let residuals = word(out, q);
+        let (mut a, mut tl) = if j > 0 { (last >> 24, top_last >> 24) } else { (0, 0) };
+        let mut value = 0u32;
+        for b in 0..4 {
+            let t = (top >> (8 * b)) & 0xff;
+            let v = ((residuals >> (8 * b)) + predict(u.predictor, a, t, tl)) & 0xff;
+            value |= v << (8 * b);
+            (a, tl) = (v, t);
         }
-    }
+        out[q..q + 4].copy_from_slice(&(value ^ bias4).to_le_bytes());
+        (value, top)
+    });
 }
 
 fn copy_raw(src: &[u8], u: &WcUnit, out: &mut [u8]) {
