@@ -462,7 +462,7 @@ fn reconstruct_words(out: &mut [u8], u: &WcUnit) {
         let mut value = 0u32;
         for b in 0..4 {
             let t = (top >> (8 * b)) & 0xff;
-            let v = ((residuals >> (8 * b)) + predict(u.predictor, a, t, tl)) & 0xff;
+            let v = (((residuals >> (8 * b)) & 0xff) + predict(u.predictor, a, t, tl)) & 0xff;
             value |= v << (8 * b);
             (a, tl) = (v, t);
         }
