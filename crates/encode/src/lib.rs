@@ -85,7 +85,8 @@ impl EncodeOptions {
     /// wait on table loads) and no prediction (a predicted tile is rebuilt by a wavefront over
     /// its rows after it is decoded). On an H100 (docs/PERFORMANCE.md) MiniLM int8 decodes at
     /// 609 GB/s with one table against 483 with up to 4, for 1% less ratio (1.661 against
-    /// 1.677); without prediction at 903-908 GB/s against 780-794, for 0.3% (1.656).
+    /// 1.677); without prediction at 898-911 GB/s against 828-835 with it, for 0.3% of ratio
+    /// (1.656 against 1.661).
     pub fn for_gpu() -> Self {
         EncodeOptions {
             tile: TileConfig { rows: 64, cols: 128 },
