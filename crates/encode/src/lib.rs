@@ -12,7 +12,7 @@ mod tables;
 mod writer;
 
 pub use payload::Payload;
-use plane::encode_plane_into;
+use plane::encode_plane_payload;
 pub use plane::{EncodedPlane, encode_plane};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
@@ -159,15 +159,8 @@ pub fn encode_tensor(
         .enumerate()
         .map(|(j, (bytes, &(prows, pcols)))| {
             let bias128 = plane_is_signed(input.dtype, transform, j);
-            let mut payload = Payload::default();
-            let (entry, bits) = encode_plane_into(
-                bytes,
-                prows as usize,
-                pcols as usize,
-                bias128,
-                options,
-                &mut payload,
-            );
+            let (entry, bits, payload) =
+                encode_plane_payload(bytes, prows as usize, pcols as usize, bias128, options);
             (payload, entry, bits)
         })
         .collect();

@@ -36,8 +36,7 @@ pub fn encode_plane(
     bias128: bool,
     options: &EncodeOptions,
 ) -> EncodedPlane {
-    let mut payload = Payload::default();
-    let (entry, order0_bits) = encode_plane_into(bytes, rows, cols, bias128, options, &mut payload);
+    let (entry, order0_bits, payload) = encode_plane_payload(bytes, rows, cols, bias128, options);
     EncodedPlane { entry, payload: payload.to_vec(), order0_bits }
 }
 
@@ -237,19 +236,18 @@ thread_local! {
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Encodes a row-major `rows x cols` byte plane, appending its payload (units or raw bytes)
-/// to `payload`; returns its entry (payload offset relative to where the plane starts) and
-/// the order-0 entropy of its bytes in bits.
-pub(crate) fn encode_plane_into(
+/// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
+/// order-0 entropy of its bytes in bits, and its payload (units or raw bytes).
+pub(crate) fn encode_plane_payload(
     bytes: &[u8],
     rows: usize,
     cols: usize,
     bias128: bool,
     options: &EncodeOptions,
-    payload: &mut Payload,
-) -> (PlaneEntry, f64) {
+) -> (PlaneEntry, f64, Payload) {
     debug_assert_eq!(bytes.len(), rows * cols);
-    let raw_entry = |order0_bits: f64, payload: &mut Payload| {
+    let raw_entry = |order0_bits: f64| {
+        let mut payload = Payload::default();
         payload.push(bytes.to_vec());
         let entry = PlaneEntry {
             rows: rows as u64,
@@ -261,10 +259,10 @@ pub(crate) fn encode_plane_into(
             payload_len: bytes.len() as u64,
             encoding: PlaneEncoding::Raw { crc32c: wcodec_format::crc32c(bytes) },
         };
-        (entry, order0_bits)
+        (entry, order0_bits, payload)
     };
     if bytes.is_empty() {
-        return raw_entry(0.0, payload);
+        return raw_entry(0.0);
     }
     let bias = if bias128 { 0x80 } else { 0 };
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
@@ -336,7 +334,7 @@ pub(crate) fn encode_plane_into(
     let estimate = coded_bits / 8.0 + per_unit * n_tiles as f64 + tables.len() as f64 * 300.0;
     let worth = bytes.len() as f64 * (1.0 - MIN_PLANE_SAVING);
     if estimate >= worth {
-        return raw_entry(order0_bits, payload);
+        return raw_entry(order0_bits);
     }
 
     // Pass 2: one unit per tile.
@@ -359,18 +357,18 @@ pub(crate) fn encode_plane_into(
             (unit, crc)
         })
         .collect();
-    let start = payload.len();
     let coded_len = coded
         .iter()
         .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.len());
     let directory_cost = n_tiles * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
     if (coded_len + directory_cost) as f64 >= worth {
-        return raw_entry(order0_bits, payload);
+        return raw_entry(order0_bits);
     }
+    let mut payload = Payload::default();
     let mut units = Vec::with_capacity(n_tiles);
     for ((unit, crc), m) in coded.into_iter().zip(&model.models) {
-        let offset = (payload.len() - start).next_multiple_of(UNIT_ALIGN as usize);
-        payload.pad_to(start + offset);
+        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
+        payload.pad_to(offset);
         units.push(UnitEntry {
             offset: offset as u64,
             len: unit.len() as u32,
@@ -386,10 +384,10 @@ pub(crate) fn encode_plane_into(
         tile_cols,
         bias128,
         payload_offset: 0,
-        payload_len: (payload.len() - start) as u64,
+        payload_len: payload.len() as u64,
         encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
     };
-    (entry, order0_bits)
+    (entry, order0_bits, payload)
 }
 
 #[cfg(test)]
