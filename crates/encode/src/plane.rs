@@ -484,7 +484,7 @@ mod tests {
                     *x ^= *x << 13;
                     *x ^= *x >> 17;
                     *x ^= *x << 5;
-                    let base = if (i / cols) % 2 == 0 { 0 } else { 16 };
+                    let base = if (i / cols).is_multiple_of(2) { 0 } else { 16 };
                     base + (*x >> 28) as u8
                 })
                 .collect()
