@@ -26,7 +26,8 @@ use wcodec_predict::{TileConfig, plane_is_signed, split_planes};
 /// Encoder settings. `Default` is what the CLI uses.
 #[derive(Clone, Debug)]
 pub struct EncodeOptions {
-    /// Requested tile shape (planes with few rows get wider tiles of the same area).
+    /// Requested tile shape (planes with few rows get wider tiles of the same area, narrow
+    /// planes taller ones: `wcodec_predict::tile_shape`).
     pub tile: TileConfig,
     /// Probability precision of the frequency tables, 8..=12.
     pub prob_bits: u8,

@@ -34,13 +34,23 @@ impl Default for TileConfig {
     }
 }
 
-/// The tile shape for a `rows x cols` plane: the configured shape, except that a plane with
-/// fewer rows than a tile gets wider tiles of the same area, so that 1-D tensors (biases,
-/// norms) are not cut into slivers whose per-unit overhead would exceed their payload.
+/// How many times the configured height a narrow plane's tiles may grow: their units then
+/// hold 4x the symbols at most, and a band of the decoder (whole rows of tiles of every plane
+/// of a tensor) still fits in L2 (a Q4_1 tensor of 1,536-weight rows: 1,024 rows, 983 KB).
+const TALL: u64 = 4;
+
+/// The tile shape for a `rows x cols` plane: the configured shape, except that a plane
+/// narrower than a tile gets taller tiles of up to the same area (at most `TALL` times the
+/// height), and a plane with fewer rows than a tile wider ones, so that neither 1-D tensors
+/// (biases, norms) nor narrow planes (GGUF block scales, 18-48 bytes a row) are cut into
+/// slivers whose per-unit overhead (states, record, alignment: about 200 bytes) weighs on
+/// their payload.
 pub fn tile_shape(rows: u64, cols: u64, config: TileConfig) -> (u32, u32) {
     let area = (u64::from(config.rows) * u64::from(config.cols)).clamp(1, MAX_TILE_SYMBOLS);
-    let tile_rows = rows.clamp(1, u64::from(config.rows).max(1));
-    let tile_cols = cols.clamp(1, u64::from(config.cols).max(1).max(area / tile_rows));
+    let (config_rows, config_cols) = (u64::from(config.rows).max(1), u64::from(config.cols).max(1));
+    let narrow = cols.clamp(1, config_cols);
+    let tile_rows = rows.clamp(1, config_rows.max((area / narrow).min(TALL * config_rows)));
+    let tile_cols = cols.clamp(1, config_cols.max(area / tile_rows));
     (tile_rows as u32, tile_cols as u32)
 }
 
@@ -61,6 +71,22 @@ pub fn tiles(rows: usize, cols: usize, tile_rows: u32, tile_cols: u32) -> Vec<Ti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn narrow_planes_get_taller_tiles_and_short_ones_wider() {
+        let config = TileConfig::default();
+        assert_eq!(tile_shape(384, 384, config), (256, 256));
+        // GGUF block scales: one tile of 576 x 18; at most 4 x 256 rows.
+        assert_eq!(tile_shape(576, 18, config), (576, 18));
+        assert_eq!(tile_shape(49_152, 18, config), (1024, 18));
+        assert_eq!(tile_shape(100_000, 100, config), (655, 100));
+        // 1-D tensors: one row, as wide as the area allows.
+        assert_eq!(tile_shape(1, 576, config), (1, 576));
+        assert_eq!(tile_shape(1, 100_000, config), (1, 65_536));
+        assert_eq!(tile_shape(3, 5, config), (3, 5));
+        let gpu = TileConfig { rows: 64, cols: 128 };
+        assert_eq!(tile_shape(576, 18, gpu), (256, 18));
+    }
 
     #[test]
     fn tiles_cover_the_plane_once() {
