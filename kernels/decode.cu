@@ -680,9 +680,11 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 
 // kRing: the ring's bytes (2 KiB: kIter = 2 groups an iteration, 512-byte chunks, 16 bytes a
 // lane). kOneSpan: the tile is one group wide (width 128, as in the 64x128 tiles of files made
-// for the GPU), so that every group ends a row: no span counter. Used for merged BF16 units
-// only: on H100 it sped them up 4-5% and slowed one-byte units by 1-4% (GPU run 11).
-template <uint32_t kRing, bool kGlobal, bool kMix, bool kOneSpan = false>
+// for the GPU), so that every group ends a row: no span counter. kRowTables false: the unit is
+// coded with one table, so the loop has no row-table step (no branch at a row's end). On H100
+// (GPU run 23) one-table loops sped up merged BF16 units by up to 5% and one-byte units of one
+// span by 2-4%, and slowed one-byte units of several spans by 2-3% (those keep the general loop).
+template <uint32_t kRing, bool kGlobal, bool kMix, bool kOneSpan = false, bool kRowTables = true>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                       const uint8_t *__restrict__ maps, const WcUnit &u,
                                       const uint32_t *table, uint32_t prob_bits, uint32_t lane,
@@ -721,7 +723,8 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     const uint8_t *const sm = src + u.mix + 4 * lane;
     const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
     const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
-    const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
+    // kRowTables false: the caller found the unit coded with one table.
+    const bool row_tables = kRowTables && (u.flags & WC_FLAG_ROW_TABLES) != 0;
     const uint8_t *map = maps + u.row_map;
     using T = typename std::conditional<kGlobal, TableGlobal, TableSmem>::type;
     const T first = T::of(table);
@@ -878,12 +881,23 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
                     const bool one_span = u.width == kGroup;
-                    if (fast && shared && mix && one_span) {
+                    // One table (files made for the GPU): no row-table step in the loop.
+                    const bool one_table = (u.flags & WC_FLAG_ROW_TABLES) == 0;
+                    if (fast && shared && mix && one_span && one_table) {
+                        st = decode_rans_ring<kRing, false, true, true, false>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if (fast && shared && mix && one_span) {
                         st = decode_rans_ring<kRing, false, true, true>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if (fast && shared && mix && one_table) {
+                        st = decode_rans_ring<kRing, false, true, false, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix) {
                         st = decode_rans_ring<kRing, false, true>(src, maps, u, smem_tables,
                                                                   g.prob_bits, lane, ring);
+                    } else if (fast && shared && one_table && one_span) {
+                        st = decode_rans_ring<kRing, false, false, true, false>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared) {
                         st = decode_rans_ring<kRing, false, false>(src, maps, u, smem_tables,
                                                                    g.prob_bits, lane, ring);

@@ -232,7 +232,13 @@ fn launch_shapes_follow_the_work() {
     // Up to 16 KiB of tables: the ring variant, 8 warps; variant 4 for more.
     let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
+    // One 11-bit table and units enough: 2 units a warp, 4 warps a block on small planes, 8
+    // on large ones; a unit a warp where the units do not fill the GPU twice.
     let c = LaunchConfig::choose(100_000, 500, 8 << 10, 132, 36);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 4, 8));
+    let c = LaunchConfig::choose(100_000, 50, 8 << 10, 132, 36);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 16));
+    let c = LaunchConfig::choose(2048, 1, 8 << 10, 132, 36);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
     let c = LaunchConfig::choose(100_000, 500, 32 << 10, 132, 36);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
