@@ -10,6 +10,9 @@ use wcodec::{Directory, Dtype, EncodeOptions};
 use crate::Result;
 
 const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd] [--large-gib N]
+       cargo xtask bench --gpu [--dir DIR] [--anchors SCRIPT]
+  --gpu          prepare a folder to run the GPU tests and benchmark on a GPU machine
+                 (`cargo xtask bench --gpu --help`)
   --report-only  skip the criterion benches, run only the corpus report
   --quick        one timing run per figure instead of the median of five
   --no-zstd      skip the zstd reference (zstd -19 is slow)
@@ -17,6 +20,13 @@ const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zs
                  (default 2; 0 skips it; it needs about 2.2 N GiB of disk for a moment)";
 
 pub fn run(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--gpu") {
+        if args.iter().any(|a| a == "-h" || a == "--help") {
+            println!("{}", crate::gpu::USAGE);
+            return Ok(());
+        }
+        return crate::gpu::prepare(args);
+    }
     let mut report_only = false;
     let mut passthrough = Vec::new();
     let mut large_gib = 2.0f64;

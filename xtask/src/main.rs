@@ -10,6 +10,7 @@ mod corpus;
 mod cuda;
 mod fuzz;
 mod golden;
+mod gpu;
 mod kernels;
 mod large_file;
 
@@ -29,7 +30,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "fetch the real-weights corpus into a cache and derive its variants (--help for options)",
     ),
     ("ci", "every check CI runs: format, lints, tests, golden files, benches build"),
-    ("bench", "criterion benches, then ratio and speed on the real corpus (--help for options)"),
+    (
+        "bench",
+        "criterion benches, then ratio and speed on the real corpus; --gpu: a folder for the GPU run",
+    ),
     (
         "bench-decode",
         "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR)",
