@@ -350,8 +350,20 @@ fn decompress(
             output.display(),
             len as f64 / secs / 1e6
         );
+        if device == Device::Cuda {
+            note_for_the_gpu(&input);
+        }
     }
     Ok(())
+}
+
+/// Says on stderr when `file` was made with settings that decode slowly on a GPU.
+fn note_for_the_gpu(file: &Path) {
+    if let Ok(archive) = Archive::open(file)
+        && let Some(note) = wcodec::gpu_note(archive.directory())
+    {
+        eprintln!("wcodec: note: {note}");
+    }
 }
 
 fn bench(
@@ -362,7 +374,11 @@ fn bench(
     json: bool,
 ) -> Result<(), Error> {
     let report = match device {
-        Device::Cuda => wcodec::bench_gpu(&file, iters, copies)?,
+        Device::Cuda => {
+            let report = wcodec::bench_gpu(&file, iters, copies)?;
+            note_for_the_gpu(&file);
+            report
+        }
         Device::Cpu => {
             let archive = Archive::open(&file)?;
             let tensors = &archive.directory().tensors;

@@ -131,3 +131,57 @@ pub fn bench_gpu(path: &Path, iters: usize, copies: usize) -> Result<GpuBench, E
         ratio: tensor_bytes as f64 / (file.len() as f64).max(1.0),
     })
 }
+
+/// The share of a file's plane bytes that sit in planes of several frequency tables (row
+/// classes, which `compress` uses where they pay and `compress --for-gpu` never does). On a
+/// GPU such planes decode several times slower: their tables do not fit the shared memory of
+/// many blocks, and each row may switch table (H100, MiniLM int8: 115-181 GB/s with the CPU
+/// defaults against 922-946 with `--for-gpu`; docs/PERFORMANCE.md).
+pub fn multi_table_share(dir: &wcodec_format::Directory) -> f64 {
+    let (mut multi, mut all) = (0u64, 0u64);
+    for plane in dir.tensors.iter().flat_map(|t| &t.planes) {
+        let bytes = plane.rows.saturating_mul(plane.cols);
+        all = all.saturating_add(bytes);
+        if let wcodec_format::PlaneEncoding::Rans { tables, .. } = &plane.encoding
+            && tables.len() > 1
+        {
+            multi = multi.saturating_add(bytes);
+        }
+    }
+    if all == 0 { 0.0 } else { multi as f64 / all as f64 }
+}
+
+/// A note for whoever decodes `dir` on a GPU, when at least a tenth of its bytes are in
+/// planes of several tables (see [`multi_table_share`]).
+pub fn gpu_note(dir: &wcodec_format::Directory) -> Option<String> {
+    let share = multi_table_share(dir);
+    (share >= 0.1).then(|| {
+        format!(
+            "{:.0}% of this file's bytes are in planes with several tables, which decode several \
+             times slower on a GPU; files made with `compress --for-gpu` decode fastest there",
+            share * 100.0
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The real int8 slice: the CPU defaults give most of its bytes row classes, `--for-gpu`
+    /// none.
+    #[test]
+    fn files_made_for_the_cpu_get_a_note_for_the_gpu() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/data/minilm-int8-per-tensor.safetensors");
+        let source = std::fs::read(path).expect("the checked-in slice");
+        let cpu = crate::compress(&source, &crate::EncodeOptions::default()).expect("compress");
+        let dir = wcodec_format::Directory::from_file_bytes(&cpu).expect("a directory");
+        assert!(multi_table_share(&dir) > 0.5, "{}", multi_table_share(&dir));
+        assert!(gpu_note(&dir).is_some_and(|n| n.contains("--for-gpu")));
+        let gpu = crate::compress(&source, &crate::EncodeOptions::for_gpu()).expect("compress");
+        let dir = wcodec_format::Directory::from_file_bytes(&gpu).expect("a directory");
+        assert_eq!(multi_table_share(&dir), 0.0);
+        assert_eq!(gpu_note(&dir), None);
+    }
+}
