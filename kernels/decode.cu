@@ -682,8 +682,9 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // lane). kOneSpan: the tile is one group wide (width 128, as in the 64x128 tiles of files made
 // for the GPU), so that every group ends a row: no span counter. kRowTables false: the unit is
 // coded with one table, so the loop has no row-table step (no branch at a row's end). On H100
-// (GPU run 23) one-table loops sped up merged BF16 units by up to 5% and one-byte units of one
-// span by 2-4%, and slowed one-byte units of several spans by 2-3% (those keep the general loop).
+// (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
+// one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general
+// loop.
 template <uint32_t kRing, bool kGlobal, bool kMix, bool kOneSpan = false, bool kRowTables = true>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                       const uint8_t *__restrict__ maps, const WcUnit &u,

@@ -4,8 +4,9 @@
 //! of the file go to the device (packed into one staging buffer), one `WcUnit` per rANS unit or
 //! raw chunk, one `WcGroup` per plane (its units and decode tables), and the tables; the
 //! `WcRange` of each thread block follows from the launch's shape (`ranges`). It checks
-//! everything the kernel relies on, whatever the `Directory` claims and whatever the file holds: every unit's bytes lie inside the staged payload, every byte a unit
-//! can write lies inside its tensor, tiles are non-empty and at most 2^22 symbols, tables sum to
+//! everything the kernel relies on, whatever the `Directory` claims and whatever the file
+//! holds: every unit's bytes lie inside the staged payload, every byte a unit can write lies
+//! inside its tensor, tiles are non-empty and at most 2^22 symbols, tables sum to
 //! `2^prob_bits`. So no launch can read or write out of bounds, even on a damaged or hostile
 //! file; what the kernel cannot know until it decodes (a stream that runs short or does not end
 //! in its final states) comes back as a per-unit status word, turned into an error here.
@@ -91,10 +92,11 @@ impl LaunchConfig {
     /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
     /// `resident_warps` warps of the large-block kernel (its register budget): small blocks of
     /// one plane each, 8 warps and a unit a warp (2 units a warp, in blocks of 4 or 8 warps by
-    /// the planes' size, with at most 8 KiB of tables and units enough), so that blocks of many planes share each
-    /// multiprocessor (one plane's units rarely fill a large block): the ring variant for up to
-    /// 16 KiB of tables, variant 4 for more; a single block per multiprocessor holding all its
-    /// warps when the tables are too large for more than two blocks to fit.
+    /// the planes' size, with at most 8 KiB of tables and units enough), so that blocks of many
+    /// planes share each multiprocessor (one plane's units rarely fill a large block): the ring
+    /// variant for up to 16 KiB of tables, variant 4 for more; a single block per
+    /// multiprocessor holding all its warps when the tables are too large for more than two
+    /// blocks to fit.
     ///
     /// Measured on H100 (MiniLM int8, SmolLM2 Q8_0 quants, MiniLM BF16): with 8 warps instead
     /// of 4, planes of 16-32 KiB of tables (one 12-bit table, or 2-4 11-bit ones) went from
@@ -128,7 +130,7 @@ impl LaunchConfig {
             // One 11-bit table (files made for the GPU) and units enough to fill every warp of
             // the GPU twice over: 2 units a warp, in blocks of 4 warps where planes are small
             // (fewer warps idle in a plane's last block) and of 8 where they are large (fewer
-            // table loads a unit). Measured on H100 (GPU run 23): MiniLM int8 (small planes)
+            // table loads a unit). Measured on H100 (GPU run 25): MiniLM int8 (small planes)
             // 938 GB/s at (4 warps, 8 units) against 900 at (8, 8) and 902 at (8, 16);
             // SmolLM2 Q8_0 quants (one plane) 772 at (8, 16) against 742 at (4, 8); MiniLM
             // BF16 1,140 at (4, 8) against 1,136 at (8, 8).
