@@ -6,7 +6,9 @@
 //   - 32 lanes = the 32 interleaved rANS states of the unit (docs/FORMAT.md, "rANS units");
 //     lane i owns symbols 128g + 4i .. 128g + 4i + 3 of group g;
 //   - each lane looks its slot up in the table of the plane row its symbol lies in (the plane's
-//     row-class map; one table for every row when the plane has one);
+//     row-class map; one table for every row when the plane has one); planes of several tables
+//     (the CPU encoder's default) have compact tables, a symbol byte a slot and a record a
+//     symbol (5 KiB a 12-bit table instead of 16), read by twin kernels (WC_VARIANT_COMPACT);
 //   - renormalisation words are read in lane order: every lane loads the candidate word
 //     `pos + lane` before the table lookup (so the load overlaps it), a ballot says which lanes
 //     need one, and a shuffle hands lane i the word at `pos + popc(ballot & lanemask_lt)`;
@@ -29,8 +31,6 @@
 
 #include <cuda_runtime.h>
 #include <stdint.h>
-
-#include <type_traits>
 
 #include "wcodec_kernels.h"
 
@@ -177,14 +177,49 @@ __device__ __forceinline__ uint32_t table_entry(const uint32_t *table, uint32_t 
     return __ldg(table + i);
 }
 
+// A plane's tables as the general loop (decode_rans) reads them: `row(t)` is the offset of
+// table t, `entry(tb, slot)` the packed entry of a slot of the table at offset tb.
+// TablesFull: an entry a slot, in shared memory when kShared, else read in place.
+template <bool kShared> struct TablesFull {
+    const uint32_t *table;
+    uint32_t prob_bits;
+    __device__ __forceinline__ static TablesFull of(const uint32_t *t, uint32_t prob_bits) {
+        return {t, prob_bits};
+    }
+    __device__ __forceinline__ uint32_t row(uint32_t t) const { return t << prob_bits; }
+    __device__ __forceinline__ uint32_t entry(uint32_t tb, uint32_t slot) const {
+        return table_entry<kShared>(table, tb | slot);
+    }
+};
+
+// Compact tables in shared memory (WC_GROUP_COMPACT_TABLES): per table 256 records, then a
+// symbol byte a slot; the entry is the symbol's record plus slot << 20. Table t starts
+// t * (1 KiB + 2^prob_bits) bytes in.
+struct TablesCompact {
+    uint32_t base; // shared-window address of the first table
+    uint32_t prob_bits;
+    __device__ __forceinline__ static TablesCompact of(const uint32_t *t, uint32_t prob_bits) {
+        return {static_cast<uint32_t>(__cvta_generic_to_shared(t)), prob_bits};
+    }
+    __device__ __forceinline__ uint32_t row(uint32_t t) const {
+        return (t << 10) + (t << prob_bits);
+    }
+    __device__ __forceinline__ uint32_t entry(uint32_t tb, uint32_t slot) const {
+        uint32_t sym, rec;
+        asm volatile("ld.shared.u8 %0, [%1+1024];" : "=r"(sym) : "r"(base + tb + slot));
+        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec) : "r"(base + tb + 4 * sym));
+        return rec + (slot << 20);
+    }
+};
+
 // One decode step of every lane; `tb` is the first entry of the lane's table. `active` is false
 // for lanes whose symbol does not exist (only in a tile's last, partial group); their state does
 // not move. Returns the decoded symbol.
-template <bool kShared, bool kAllActive, class S>
-__device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const uint32_t *table,
+template <class TS, bool kAllActive, class S>
+__device__ __forceinline__ uint32_t rans_step(uint32_t &x, bool active, const TS &tables,
                                               uint32_t tb, S &s, uint32_t lane, uint32_t lt) {
     s.prepare(lane);
-    const uint32_t e = table_entry<kShared>(table, tb | (x & s.mask));
+    const uint32_t e = tables.entry(tb, x & s.mask);
     const uint32_t freq = ((e >> 8) & 0xfffu) + 1u;
     uint32_t xn = freq * (x >> s.prob_bits) + (e >> 20);
     bool need = xn < WC_STATE_LOW;
@@ -306,7 +341,10 @@ __device__ void reconstruct(uint8_t *dst, uint64_t row_stride, Cols cols, uint32
 // word. A 32-row pass is width / 4 + 31 steps of a word load and a word store a lane instead of
 // width + 31 steps of a byte each, whose byte loads and stores touched 32 rows a step (the
 // predicted tiles took 14% of a MiniLM int8 launch for 2.7% of its bytes, GPU run 15; 5-9%
-// with this path, GPU run 18). Not inlined: the decoding loops around its call keep their
+// with this path, GPU run 18). Its loads of the rows come from L2 (just written) a step ahead:
+// a 256x256 tile waits a round trip a step. Loading 4 steps ahead into registers (8 more a
+// lane) sped such tiles up but cost every launch 8-14% through the kernel's register budget
+// (GPU runs 30-31): not kept. Not inlined: the decoding loops around its call keep their
 // registers (inlined, it cost the BF16 launches 4-6% through the shared register allocation,
 // GPU run 16).
 __device__ __noinline__ void reconstruct_words(uint8_t *tile, uint64_t row_stride,
@@ -383,11 +421,13 @@ __device__ void merge_tile(uint8_t *dst, uint64_t row_stride, uint64_t first, co
 }
 
 // Decodes one rANS unit with the whole warp; returns its WC_ERR_* bits. `table` holds the
-// plane's tables back to back (shared memory when kShared, else global memory).
-template <bool kShared, class S>
+// plane's tables back to back (TS: TablesFull<true> in shared memory, TablesFull<false> in
+// global memory, TablesCompact).
+template <class TS, class S>
 __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *__restrict__ maps,
                                 const WcUnit &u, const uint32_t *table, uint32_t prob_bits,
                                 uint32_t lane) {
+    const TS tables = TS::of(table, prob_bits);
     const uint8_t *unit = src + u.src;
     uint32_t x = __ldg(reinterpret_cast<const uint32_t *>(unit) + lane);
     uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
@@ -415,8 +455,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     const bool row_tables = (u.flags & WC_FLAG_ROW_TABLES) != 0;
     const uint8_t *map = maps + u.row_map;
     auto table_of_row = [&](uint32_t r) -> uint32_t {
-        return row_tables ? static_cast<uint32_t>(__ldg(map + min(r, height - 1))) << prob_bits
-                          : 0u;
+        return row_tables ? tables.row(__ldg(map + min(r, height - 1))) : 0u;
     };
 
     // WC_FLAG_MIX_BF16: elements of 2 bytes, each merged with its sign-mantissa byte from `sm`
@@ -461,7 +500,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             uint32_t word = 0;
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
-                word |= rans_step<kShared, true, S>(x, true, table, tb, s, lane, lt) << (8 * j);
+                word |= rans_step<TS, true, S>(x, true, tables, tb, s, lane, lt) << (8 * j);
             }
             store(word ^ xor4);
             col += kGroup;
@@ -485,7 +524,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
                 const bool active = 4 * lane + j < rest;
-                word |= rans_step<kShared, false, S>(x, active, table, tb, s, lane, lt) << (8 * j);
+                word |= rans_step<TS, false, S>(x, active, tables, tb, s, lane, lt) << (8 * j);
             }
             if (4 * lane < rest) store(word ^ xor4);
         }
@@ -499,7 +538,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                 const bool active = t < n;
                 const uint32_t r = t / width;
                 const uint32_t c = t - r * width;
-                const uint32_t sym = rans_step<kShared, false, S>(x, active, table, table_of_row(r),
+                const uint32_t sym = rans_step<TS, false, S>(x, active, tables, table_of_row(r),
                                                                s, lane, lt);
                 if (active) {
                     uint8_t *at = dst + static_cast<uint64_t>(r) * row_stride + cols.at(c);
@@ -542,7 +581,9 @@ struct TableSmem {
     __device__ __forceinline__ static TableSmem of(const uint32_t *t) {
         return {static_cast<uint32_t>(__cvta_generic_to_shared(t))};
     }
-    __device__ __forceinline__ TableSmem at(uint32_t entry) const { return {base + 4 * entry}; }
+    __device__ __forceinline__ TableSmem at(uint32_t t, uint32_t prob_bits) const {
+        return {base + ((t << prob_bits) << 2)};
+    }
     __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
         uint32_t v;
         asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(base + 4 * slot));
@@ -553,9 +594,30 @@ struct TableSmem {
 struct TableGlobal {
     const uint32_t *base;
     __device__ __forceinline__ static TableGlobal of(const uint32_t *t) { return {t}; }
-    __device__ __forceinline__ TableGlobal at(uint32_t entry) const { return {base + entry}; }
+    __device__ __forceinline__ TableGlobal at(uint32_t t, uint32_t prob_bits) const {
+        return {base + (t << prob_bits)};
+    }
     __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
         return __ldg(base + slot);
+    }
+};
+
+// TablesCompact for the fast loops: `base` is the shared-window address of one table's
+// records (its symbol bytes follow them); a lookup is two dependent shared loads and an add
+// where TableSmem has one load.
+struct TableCompact {
+    uint32_t base;
+    __device__ __forceinline__ static TableCompact of(const uint32_t *t) {
+        return {static_cast<uint32_t>(__cvta_generic_to_shared(t))};
+    }
+    __device__ __forceinline__ TableCompact at(uint32_t t, uint32_t prob_bits) const {
+        return {base + (t << 10) + (t << prob_bits)};
+    }
+    __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
+        uint32_t sym, rec;
+        asm volatile("ld.shared.u8 %0, [%1+1024];" : "=r"(sym) : "r"(base + slot));
+        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec) : "r"(base + 4 * sym));
+        return rec + (slot << 20);
     }
 };
 
@@ -589,7 +651,7 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
     const uint8_t *map = maps + u.row_map;
     const T first = T::of(table);
     // This row's table, and the next row's (looked up a row ahead, off the dependency chain).
-    T tab = row_tables ? first.at(static_cast<uint32_t>(__ldg(map)) << prob_bits) : first;
+    T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
     uint32_t off = 0, k = 0, r = 0;
     for (uint32_t g = 0; g < groups; ++g) {
@@ -632,7 +694,7 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
             off += wrap;
             if (row_tables) {
                 ++r;
-                tab = first.at(next << prob_bits);
+                tab = first.at(next, prob_bits);
                 next = __ldg(map + min(r + 1, height - 1));
             }
         }
@@ -685,7 +747,7 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
 // one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general
 // loop.
-template <uint32_t kRing, bool kGlobal, bool kMix, bool kOneSpan = false, bool kRowTables = true>
+template <uint32_t kRing, class T, bool kMix, bool kOneSpan = false, bool kRowTables = true>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                       const uint8_t *__restrict__ maps, const WcUnit &u,
                                       const uint32_t *table, uint32_t prob_bits, uint32_t lane,
@@ -727,9 +789,8 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     // kRowTables false: the caller found the unit coded with one table.
     const bool row_tables = kRowTables && (u.flags & WC_FLAG_ROW_TABLES) != 0;
     const uint8_t *map = maps + u.row_map;
-    using T = typename std::conditional<kGlobal, TableGlobal, TableSmem>::type;
     const T first = T::of(table);
-    T tab = row_tables ? first.at(static_cast<uint32_t>(__ldg(map)) << prob_bits) : first;
+    T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
     uint32_t off = 0, k = 0, r = 0;
     // One group: 4 steps, the store, the row step.
@@ -761,7 +822,7 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
             off += wrap;
             if (row_tables) {
                 ++r;
-                tab = first.at(next << prob_bits);
+                tab = first.at(next, prob_bits);
                 next = __ldg(map + min(r + 1, height - 1));
             }
         }
@@ -790,6 +851,36 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
     if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
     return status;
+}
+
+// A unit of a plane with compact tables (in shared memory): the ring loop (kRing), the fast
+// loop, or the general one, as for full tables.
+template <uint32_t kRing, class S>
+__device__ __forceinline__ uint32_t decode_compact(const uint8_t *__restrict__ src,
+                                                   const uint8_t *__restrict__ maps,
+                                                   const WcUnit &u, const uint32_t *tables,
+                                                   uint32_t prob_bits, uint32_t lane,
+                                                   uint32_t ring, bool fast, bool mix) {
+    if constexpr (kRing > 0) {
+        if (fast && mix) {
+            return decode_rans_ring<kRing, TableCompact, true>(src, maps, u, tables,
+                                                               prob_bits, lane, ring);
+        }
+        if (fast) {
+            return decode_rans_ring<kRing, TableCompact, false>(src, maps, u, tables,
+                                                                prob_bits, lane, ring);
+        }
+    } else {
+        if (fast && mix) {
+            return decode_rans_fast<TableCompact, true>(src, maps, u, tables, prob_bits,
+                                                        lane);
+        }
+        if (fast) {
+            return decode_rans_fast<TableCompact, false>(src, maps, u, tables, prob_bits,
+                                                         lane);
+        }
+    }
+    return decode_rans<TablesCompact, S>(src, maps, u, tables, prob_bits, lane);
 }
 
 // Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
@@ -826,7 +917,8 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // memory (all warps wait for it), then its warps take the plane's units in order from a shared
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
-template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false, uint32_t kRing = 0>
+template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false, uint32_t kRing = 0,
+          bool kCompact = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -850,8 +942,12 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
         const WcGroup g = groups[gi];
         const uint32_t seg_end = min(end, g.first_unit + g.n_units);
         const uint32_t *tables = reinterpret_cast<const uint32_t *>(p.tables) + g.table;
+        // Words of the tables: an entry a slot, or (compact) 256 records and a byte a slot.
+        const bool compact = (g.flags & WC_GROUP_COMPACT_TABLES) != 0;
         const uint32_t entries =
-            g.prob_bits == 0 ? 0u : static_cast<uint32_t>(g.n_tables) << g.prob_bits;
+            g.prob_bits == 0 ? 0u
+            : compact        ? g.n_tables * (256u + (1u << g.prob_bits) / 4u)
+                             : static_cast<uint32_t>(g.n_tables) << g.prob_bits;
         // The host sets WC_GROUP_GLOBAL_TABLES when the tables do not fit; checked again here.
         const bool shared = (g.flags & WC_GROUP_GLOBAL_TABLES) == 0 && entries <= p.smem_entries;
         __syncthreads(); // every warp is done with the previous plane's tables and counter
@@ -872,6 +968,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
             uint32_t st = 0;
             if (u.kind == WC_UNIT_RAW) {
                 copy_raw(src, u, lane);
+            } else if (compact && (!kCompact || !shared)) {
+                // The host launches the twin that reads compact tables (kCompact) and never
+                // lets them miss shared memory.
+                st = WC_ERR_TABLES;
             } else {
                 // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
                 const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
@@ -879,39 +979,42 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 const bool fast = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.width % kGroup == 0 &&
                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
-                if constexpr (kRing > 0) {
+                if (kCompact && compact) {
+                    st = decode_compact<kRing, S>(src, maps, u, smem_tables, g.prob_bits, lane,
+                                                  ring, fast, mix);
+                } else if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
                     const bool one_span = u.width == kGroup;
                     // One table (files made for the GPU): no row-table step in the loop.
                     const bool one_table = (u.flags & WC_FLAG_ROW_TABLES) == 0;
                     if (fast && shared && mix && one_span && one_table) {
-                        st = decode_rans_ring<kRing, false, true, true, false>(
+                        st = decode_rans_ring<kRing, TableSmem, true, true, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix && one_span) {
-                        st = decode_rans_ring<kRing, false, true, true>(
+                        st = decode_rans_ring<kRing, TableSmem, true, true>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix && one_table) {
-                        st = decode_rans_ring<kRing, false, true, false, false>(
+                        st = decode_rans_ring<kRing, TableSmem, true, false, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix) {
-                        st = decode_rans_ring<kRing, false, true>(src, maps, u, smem_tables,
+                        st = decode_rans_ring<kRing, TableSmem, true>(src, maps, u, smem_tables,
                                                                   g.prob_bits, lane, ring);
                     } else if (fast && shared && one_table && one_span) {
-                        st = decode_rans_ring<kRing, false, false, true, false>(
+                        st = decode_rans_ring<kRing, TableSmem, false, true, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared) {
-                        st = decode_rans_ring<kRing, false, false>(src, maps, u, smem_tables,
+                        st = decode_rans_ring<kRing, TableSmem, false>(src, maps, u, smem_tables,
                                                                    g.prob_bits, lane, ring);
                     } else if (fast && mix) {
-                        st = decode_rans_ring<kRing, true, true>(src, maps, u, tables, g.prob_bits,
+                        st = decode_rans_ring<kRing, TableGlobal, true>(src, maps, u, tables, g.prob_bits,
                                                                  lane, ring);
                     } else if (fast) {
-                        st = decode_rans_ring<kRing, true, false>(src, maps, u, tables,
+                        st = decode_rans_ring<kRing, TableGlobal, false>(src, maps, u, tables,
                                                                   g.prob_bits, lane, ring);
                     } else if (shared) {
-                        st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
+                        st = decode_rans<TablesFull<true>, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                     } else {
-                        st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
+                        st = decode_rans<TablesFull<false>, S>(src, maps, u, tables, g.prob_bits, lane);
                     }
                 } else if (fast && shared && mix) {
                     st = decode_rans_fast<TableSmem, true>(src, maps, u, smem_tables, g.prob_bits,
@@ -926,9 +1029,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     st = decode_rans_fast<TableGlobal, false>(src, maps, u, tables, g.prob_bits,
                                                               lane);
                 } else if (shared) {
-                    st = decode_rans<true, S>(src, maps, u, smem_tables, g.prob_bits, lane);
+                    st = decode_rans<TablesFull<true>, S>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
-                    st = decode_rans<false, S>(src, maps, u, tables, g.prob_bits, lane);
+                    st = decode_rans<TablesFull<false>, S>(src, maps, u, tables, g.prob_bits, lane);
                 }
                 // The inverse prediction reads the unit's geometry again (from L1), so that
                 // the decoding loop above keeps none of it in registers.
@@ -1005,6 +1108,25 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<256, 8, StreamLoad, true>,
     wc_decode_kernel<384, 4, StreamLoad, true, 2048>,
 };
+// Their twins that also read compact tables (WC_VARIANT_COMPACT): the compact paths in kernels
+// of their own, so that the loops of full tables compile as they did without them (sharing a
+// kernel, they lost 3-8% on H100, GPU runs 30-31).
+constexpr KernelFn kVariantsCompact[WC_VARIANTS] = {
+    wc_decode_kernel<1024, 1, StreamWindow, false, 0, true>,
+    wc_decode_kernel<1024, 1, StreamLoad, false, 0, true>,
+    wc_decode_kernel<512, 3, StreamLoad, false, 0, true>,
+    wc_decode_kernel<1024, 1, StreamLoad, true, 0, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true, 0, true>,
+    wc_decode_kernel<256, 8, StreamLoad, true, 0, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true, 2048, true>,
+};
+
+// The compiled kernel of a WcLaunch.variant (WC_VARIANT_COMPACT picks the twin); null if none.
+KernelFn kernel_of(uint32_t variant) {
+    const uint32_t base = variant & ~WC_VARIANT_COMPACT;
+    if (base >= WC_VARIANTS) return nullptr;
+    return (variant & WC_VARIANT_COMPACT) ? kVariantsCompact[base] : kVariants[base];
+}
 constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12};
 // The ring a warp of each variant stages its stream in (bytes; 0: none), after the tables.
 constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
@@ -1013,29 +1135,32 @@ constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
 // slack that aligns the first.
 size_t smem_bytes(uint32_t variant, uint32_t smem_entries, uint32_t warps) {
     size_t bytes = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
-    bytes += static_cast<size_t>(warps + 1) * kVariantRing[variant];
+    bytes += static_cast<size_t>(warps + 1) * kVariantRing[variant & ~WC_VARIANT_COMPACT];
     return bytes;
 }
 
 } // namespace
 
 extern "C" int wc_decode_prepare(uint32_t variant, uint32_t smem_entries) {
-    if (variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
-    const size_t smem = smem_bytes(variant, smem_entries, kVariantWarps[variant]);
+    const KernelFn kernel = kernel_of(variant);
+    if (kernel == nullptr) return static_cast<int>(cudaErrorInvalidValue);
+    const size_t smem =
+        smem_bytes(variant, smem_entries, kVariantWarps[variant & ~WC_VARIANT_COMPACT]);
     return static_cast<int>(cudaFuncSetAttribute(
-        kVariants[variant], cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
 }
 
 extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
     if (launch->n_ranges == 0) return static_cast<int>(cudaSuccess);
-    if (launch->variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
+    const KernelFn kernel = kernel_of(launch->variant);
+    if (kernel == nullptr) return static_cast<int>(cudaErrorInvalidValue);
     const uint32_t warps = launch->warps_per_block;
-    if (warps == 0 || warps > kVariantWarps[launch->variant]) {
+    if (warps == 0 || warps > kVariantWarps[launch->variant & ~WC_VARIANT_COMPACT]) {
         return static_cast<int>(cudaErrorInvalidValue);
     }
     const size_t smem = smem_bytes(launch->variant, launch->smem_entries, warps);
-    kVariants[launch->variant]<<<launch->n_ranges, warps * WC_LANES, smem,
-                                 static_cast<cudaStream_t>(stream)>>>(*launch);
+    kernel<<<launch->n_ranges, warps * WC_LANES, smem, static_cast<cudaStream_t>(stream)>>>(
+        *launch);
     return static_cast<int>(cudaGetLastError());
 }
 
@@ -1047,9 +1172,10 @@ extern "C" int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream) {
 }
 
 extern "C" int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info) {
-    if (variant >= WC_VARIANTS) return static_cast<int>(cudaErrorInvalidValue);
+    const KernelFn kernel = kernel_of(variant);
+    if (kernel == nullptr) return static_cast<int>(cudaErrorInvalidValue);
     cudaFuncAttributes attr;
-    cudaError_t err = cudaFuncGetAttributes(&attr, kVariants[variant]);
+    cudaError_t err = cudaFuncGetAttributes(&attr, kernel);
     if (err != cudaSuccess) return static_cast<int>(err);
     int device = 0, optin = 0, sms = 0;
     if ((err = cudaGetDevice(&device)) != cudaSuccess) return static_cast<int>(err);

@@ -9,7 +9,8 @@
  *   - one WcRange per thread block: a run of units of about equal work, which may span planes;
  *     the block loads each plane's tables into shared memory once and its warps take the
  *     plane's units one after another from a shared counter,
- *   - the decode tables, packed u32 entries `symbol | (freq - 1) << 8 | (slot - cum) << 20`,
+ *   - the decode tables, packed u32 entries `symbol | (freq - 1) << 8 | (slot - cum) << 20`
+ *     (or compact, WC_GROUP_COMPACT_TABLES),
  *   - the row-class maps (one byte per plane row) of planes with several tables,
  * and the kernel writes every byte straight to its final place in the output tensors. */
 #ifndef WCODEC_KERNELS_H
@@ -32,6 +33,9 @@
  * warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring (2 KiB a
  * warp, after the tables) by cp.async. */
 #define WC_VARIANTS 7
+/* WcLaunch.variant | WC_VARIANT_COMPACT: the variant's twin, which also reads compact tables
+ * (WC_GROUP_COMPACT_TABLES); the host picks it when a launch has any. */
+#define WC_VARIANT_COMPACT 256u
 /* Bytes of padding the host leaves after the staged payloads: the fast path (variants 3 and 4)
  * reads candidate words and prefetches up to ~1 KiB past a unit's end without a bound check,
  * and the copies into a warp's stream ring (variant 6) read up to the ring's size (2 KiB) past
@@ -57,12 +61,18 @@
 
 /* WcGroup.flags */
 #define WC_GROUP_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
+/* The tables are compact: per table, 256 u32 records `symbol | (freq - 1) << 8 | (-cum) << 20`
+ * (mod 2^32), then one symbol byte per slot; a slot's entry is then record[symbol[slot]] +
+ * (slot << 20), the packed entry of a full table. 5 KiB a 12-bit table instead of 16 KiB: planes
+ * of several tables leave room for more blocks a multiprocessor. Always in shared memory. */
+#define WC_GROUP_COMPACT_TABLES 2u
 
 /* Status bits the kernel writes per unit (0 = decoded and verified). */
 #define WC_ERR_BAD_INITIAL_STATE 1u /* a lane starts below 2^16 */
 #define WC_ERR_OVERRUN 2u           /* the stream ran out of words */
 #define WC_ERR_WORDS_LEFT 4u        /* words remain after the last symbol */
 #define WC_ERR_NOT_FINAL 8u         /* a lane did not end in state 2^16 */
+#define WC_ERR_TABLES 16u           /* compact tables not in shared memory (a host error) */
 
 /* One unit of work for one warp (72 bytes).
  *
@@ -115,7 +125,8 @@ typedef struct WcMerge {
 } WcMerge;
 
 /* The units of one plane, `n_units` from `first_unit`, whose tables (all of the plane's,
- * `n_tables << prob_bits` entries from `table`) a block loads before taking them (16 bytes). */
+ * `n_tables << prob_bits` entries from `table`, or n_tables * (256 + 2^prob_bits / 4) words when
+ * compact) a block loads before taking them (16 bytes). */
 typedef struct WcGroup {
     uint32_t first_unit;
     uint32_t n_units;
@@ -152,7 +163,7 @@ typedef struct WcLaunch {
     uint32_t n_units;
     uint32_t warps_per_block; /* 1..=WC_MAX_WARPS, at most the variant's block size */
     uint32_t smem_entries;    /* table entries of dynamic shared memory per block */
-    uint32_t variant;         /* < WC_VARIANTS */
+    uint32_t variant;         /* < WC_VARIANTS, with WC_VARIANT_COMPACT for the twin */
     uint32_t n_groups;
 } WcLaunch;
 

@@ -64,7 +64,7 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
         "$BIN/gpu_tests" --test-threads=1 > "$OUT/memcheck.log" 2>&1
     grep -E "ERROR SUMMARY|test result" "$OUT/memcheck.log"
     step racecheck env WCODEC_GPU_QUICK=1 compute-sanitizer --tool racecheck --error-exitcode 9 \
-        "$BIN/gpu_tests" --test-threads=1 many_tensors damaged tables_too_big bf16 \
+        "$BIN/gpu_tests" --test-threads=1 many_tensors damaged tables_too_big bf16 compact \
         > "$OUT/racecheck.log" 2>&1
     grep -E "RACECHECK SUMMARY|test result" "$OUT/racecheck.log"
 fi

@@ -44,6 +44,8 @@ struct Args {
     variants: Vec<u32>,
     /// `--predictors`: the predictors the encoder may choose (default all five).
     predictors: Vec<Predictor>,
+    /// `--compact-above BYTES|never`: `PlanOptions::compact_tables_above`.
+    compact_above: usize,
 }
 
 fn args() -> Result<Args> {
@@ -64,6 +66,7 @@ fn args() -> Result<Args> {
         no_layer: false,
         variants: SWEPT.to_vec(),
         predictors: Predictor::ALL.to_vec(),
+        compact_above: wcodec_cuda::plan::COMPACT_TABLES_ABOVE,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -74,6 +77,13 @@ fn args() -> Result<Args> {
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
+            "--compact-above" => {
+                a.compact_above = match it.next().as_deref() {
+                    Some("never") => usize::MAX,
+                    Some(n) => n.parse()?,
+                    None => return Err("--compact-above BYTES|never".into()),
+                };
+            }
             "--predictors" => {
                 a.predictors = match it.next().as_deref() {
                     Some("all") => Predictor::ALL.to_vec(),
@@ -347,7 +357,9 @@ fn main() -> Result<()> {
             let stored: u64 = dir.tensors.iter().map(|t| t.stored_len()).sum();
             let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
             let copies = ((args.mb << 20).div_ceil(tensor_len.max(1))) as usize;
-            let plan = Plan::build(&wcz, &dir, &all, &PlanOptions::default())?.replicate(copies);
+            let plan_options =
+                PlanOptions { compact_tables_above: args.compact_above, ..PlanOptions::default() };
+            let plan = Plan::build(&wcz, &dir, &all, &plan_options)?.replicate(copies);
             let default = gpu.default_config(&plan);
             let mut cs = configs(args.quick, &args.variants);
             if !cs.contains(&default) {
@@ -361,6 +373,7 @@ fn main() -> Result<()> {
                 configs: cs,
                 verify_checksums: true,
                 merge_while_decoding: true,
+                compact_tables_above: args.compact_above,
             };
             let reports = gpu.bench(&wcz, &dir, &all, &options)?;
             // BF16 also the old way (planes to scratch, then the merge launch), same shapes.
@@ -464,6 +477,7 @@ fn main() -> Result<()> {
             configs: cs,
             verify_checksums: true,
             merge_while_decoding: true,
+            compact_tables_above: args.compact_above,
         };
         let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
         let b = best(&reports);

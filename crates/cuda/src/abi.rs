@@ -14,6 +14,9 @@ pub const MAX_WARPS: u32 = 32;
 /// 6 (up to 12 warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring
 /// (cp.async).
 pub const VARIANTS: u32 = 7;
+/// `WcLaunch::variant | VARIANT_COMPACT`: the variant's twin that also reads compact tables
+/// (`GROUP_COMPACT_TABLES`), launched when any group has them.
+pub const VARIANT_COMPACT: u32 = 256;
 
 /// The largest block (in warps) of each variant.
 pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12];
@@ -44,6 +47,9 @@ pub const FLAG_ROW_TABLES: u8 = 8;
 pub const FLAG_MIX_BF16: u8 = 16;
 
 pub const GROUP_GLOBAL_TABLES: u8 = 1;
+/// The group's tables are compact (`plan::compact_table`): per table 256 records, then a
+/// symbol byte per slot.
+pub const GROUP_COMPACT_TABLES: u8 = 2;
 
 pub const MERGE_BF16_SPLIT: u32 = 1;
 pub const MERGE_F32_SPLIT: u32 = 2;
@@ -52,6 +58,7 @@ pub const ERR_BAD_INITIAL_STATE: u32 = 1;
 pub const ERR_OVERRUN: u32 = 2;
 pub const ERR_WORDS_LEFT: u32 = 4;
 pub const ERR_NOT_FINAL: u32 = 8;
+pub const ERR_TABLES: u32 = 16;
 
 /// `WcUnit`: one unit of work for one warp.
 #[repr(C)]
@@ -212,6 +219,7 @@ mod tests {
         };
         assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
         assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
+        assert_eq!(define("WC_VARIANT_COMPACT"), u64::from(VARIANT_COMPACT));
         assert_eq!(define("WC_STAGING_PAD"), STAGING_PAD as u64);
         assert_eq!(1 << define("WC_MAX_PROB_BITS"), MAX_TABLE_ENTRIES as u64);
         assert_eq!(define("WC_LANES"), wcodec_format::rans::LANES as u64);
@@ -225,11 +233,13 @@ mod tests {
         assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
         assert_eq!(define("WC_FLAG_MIX_BF16"), u64::from(FLAG_MIX_BF16));
         assert_eq!(define("WC_GROUP_GLOBAL_TABLES"), u64::from(GROUP_GLOBAL_TABLES));
+        assert_eq!(define("WC_GROUP_COMPACT_TABLES"), u64::from(GROUP_COMPACT_TABLES));
         assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
         assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
         assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
         assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
         assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));
         assert_eq!(define("WC_ERR_NOT_FINAL"), u64::from(ERR_NOT_FINAL));
+        assert_eq!(define("WC_ERR_TABLES"), u64::from(ERR_TABLES));
     }
 }

@@ -17,8 +17,8 @@ use cudarc::driver::{
 use wcodec_format::Directory;
 
 use crate::abi::{
-    GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_WARPS, VARIANTS, WcGroup, WcKernelInfo, WcLaunch,
-    WcMerge, WcRange, WcUnit, ring_bytes,
+    GROUP_COMPACT_TABLES, GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_COMPACT, VARIANT_WARPS,
+    VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit, ring_bytes,
 };
 use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Plan};
@@ -96,6 +96,8 @@ pub(crate) struct Loaded {
 /// global memory) and the blocks' ranges uploaded, shared memory sized.
 pub(crate) struct Shape {
     config: LaunchConfig,
+    /// The kernel launched: `config.variant`, or its twin that reads compact tables.
+    kernel: u32,
     groups: CudaSlice<WcGroup>,
     ranges: CudaSlice<WcRange>,
     n_groups: u32,
@@ -264,6 +266,16 @@ impl Gpu {
         let mut smem_entries = 0usize;
         for g in &mut groups {
             let entries = table_entries(g);
+            if entries > limit && g.flags & GROUP_COMPACT_TABLES != 0 {
+                // At most 16 tables of 5 KiB: never on the GPUs the kernels are built for.
+                return Err(CudaError::Driver(format!(
+                    "compact tables of {} bytes exceed the {} bytes of shared memory a block \
+                     of variant {} has",
+                    4 * entries,
+                    4 * limit,
+                    config.variant
+                )));
+            }
             if entries > limit {
                 g.flags |= GROUP_GLOBAL_TABLES;
             } else {
@@ -273,11 +285,15 @@ impl Gpu {
         let ranges = plan.ranges_for(&config, self.multiprocessors);
         self.ctx.bind_to_thread().map_err(driver)?;
         let smem_entries = smem_entries as u32;
+        // Compact tables need the variant's twin that reads them.
+        let compact = groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0);
+        let kernel = config.variant | if compact { VARIANT_COMPACT } else { 0 };
         // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
         // is within the limit the runtime reported for this variant on this GPU.
-        runtime(unsafe { ffi::wc_decode_prepare(config.variant, smem_entries) }, "shared memory")?;
+        runtime(unsafe { ffi::wc_decode_prepare(kernel, smem_entries) }, "shared memory")?;
         Ok(Shape {
             config,
+            kernel,
             n_groups: groups.len() as u32,
             n_ranges: if plan.units.is_empty() { 0 } else { ranges.len() as u32 },
             groups: self.stream.clone_htod(&non_empty(&groups)).map_err(driver)?,
@@ -341,7 +357,7 @@ impl Gpu {
             n_units: l.n_units,
             warps_per_block: shape.config.warps_per_block,
             smem_entries: shape.smem_entries,
-            variant: shape.config.variant,
+            variant: shape.kernel,
             n_groups: shape.n_groups,
         };
         self.ctx.bind_to_thread().map_err(driver)?;

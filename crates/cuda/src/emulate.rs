@@ -29,7 +29,11 @@ pub fn execute(
         while start < end && gi < plan.groups.len() {
             let g = &plan.groups[gi];
             let seg_end = end.min(g.first_unit + g.n_units);
-            let tables = &plan.tables[g.table as usize..][..table_entries(g)];
+            let tables = Tables {
+                words: &plan.tables[g.table as usize..][..table_entries(g)],
+                compact: g.flags & GROUP_COMPACT_TABLES != 0,
+                prob_bits: u32::from(g.prob_bits),
+            };
             for index in start as usize..seg_end as usize {
                 let u = &plan.units[index];
                 let out = &mut outputs[plan.unit_output[index] as usize];
@@ -132,7 +136,7 @@ struct Warp<'a> {
     c: [u32; LANES],
     mask: u32,
     prob_bits: u32,
-    table: &'a [u32],
+    table: Tables<'a>,
 }
 
 impl Warp<'_> {
@@ -184,7 +188,7 @@ impl Warp<'_> {
         let mut sym = [0u32; LANES];
         for lane in 0..LANES {
             let x = self.x[lane];
-            let e = self.table[(tb[lane] | (x & self.mask)) as usize];
+            let e = self.table.entry(tb[lane], x & self.mask);
             let freq = ((e >> 8) & 0xfff) + 1;
             let v = freq.wrapping_mul(x >> self.prob_bits).wrapping_add(e >> 20);
             xn[lane] = if active[lane] { v } else { x };
@@ -207,11 +211,36 @@ impl Warp<'_> {
     }
 }
 
+/// A plane's tables as the kernel reads them: full (an entry a slot) or compact
+/// (`plan::compact_table`).
+#[derive(Clone, Copy)]
+struct Tables<'a> {
+    words: &'a [u32],
+    compact: bool,
+    prob_bits: u32,
+}
+
+impl Tables<'_> {
+    /// The entry of `slot` in the table whose first entry is `tb` (`table << prob_bits`).
+    fn entry(&self, tb: u32, slot: u32) -> u32 {
+        if !self.compact {
+            return self.words[(tb | slot) as usize];
+        }
+        // TableCompact in the kernel: the table's records, then its symbol bytes.
+        let table = (tb >> self.prob_bits) as usize;
+        let at = table * (256 + (1 << self.prob_bits) / 4);
+        let symbols = &self.words[at + 256..];
+        let s = slot as usize;
+        let symbol = (symbols[s / 4] >> (8 * (s % 4))) & 0xff;
+        self.words[at + symbol as usize].wrapping_add(slot << 20)
+    }
+}
+
 fn decode_rans(
     src: &[u8],
     maps: &[u8],
     u: &WcUnit,
-    table: &[u32],
+    table: Tables,
     prob_bits: u32,
     out: &mut [u8],
 ) -> u32 {

@@ -153,6 +153,8 @@ pub struct BenchOptions {
     pub verify_checksums: bool,
     /// `PlanOptions::merge_while_decoding`.
     pub merge_while_decoding: bool,
+    /// `PlanOptions::compact_tables_above`.
+    pub compact_tables_above: usize,
 }
 
 impl Default for BenchOptions {
@@ -165,6 +167,7 @@ impl Default for BenchOptions {
             configs: Vec::new(),
             verify_checksums: true,
             merge_while_decoding: true,
+            compact_tables_above: plan::COMPACT_TABLES_ABOVE,
         }
     }
 }
@@ -296,6 +299,7 @@ impl CudaDecoder {
             verify_checksums: options.verify_checksums,
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
+            compact_tables_above: options.compact_tables_above,
         };
         let plan = Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
         let crcs: Vec<u32> = plan

@@ -46,11 +46,25 @@ pub struct PlanOptions {
     /// default), or every plane goes to scratch memory and a second launch merges them (false;
     /// for comparisons).
     pub merge_while_decoding: bool,
+    /// Planes whose full tables take more than this many bytes get compact tables
+    /// (`compact_table`): a second, dependent shared-memory load a step, for about a third of
+    /// the space, so that planes of several tables (the CPU encoder's default) leave room for
+    /// more blocks a multiprocessor. `usize::MAX` keeps every table full (for comparisons).
+    pub compact_tables_above: usize,
 }
+
+/// `PlanOptions::compact_tables_above` by default: one 12-bit table (16 KiB) stays full, as do
+/// two 11-bit ones (the shapes the ring variant serves best); more become compact.
+pub const COMPACT_TABLES_ABOVE: usize = 16 << 10;
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { verify_checksums: true, launch: None, merge_while_decoding: true }
+        PlanOptions {
+            verify_checksums: true,
+            launch: None,
+            merge_while_decoding: true,
+            compact_tables_above: COMPACT_TABLES_ABOVE,
+        }
     }
 }
 
@@ -395,8 +409,17 @@ impl Plan {
             let payload = self.payload(file, tensor, 0)?;
             let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
             let at = Origin { tensor: index, plane: 0, unit: 0 };
-            let ctx =
-                RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
+            let ctx = RansPlane {
+                compact_tables_above: options.compact_tables_above,
+                tensor,
+                plane,
+                g,
+                staging_offset,
+                output,
+                len,
+                at,
+                mix: Some(mix),
+            };
             return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
@@ -462,8 +485,17 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    let ctx =
-                        RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
+                    let ctx = RansPlane {
+                        compact_tables_above: options.compact_tables_above,
+                        tensor,
+                        plane,
+                        g,
+                        staging_offset,
+                        output,
+                        len,
+                        at,
+                        mix: None,
+                    };
                     self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify)?;
                 }
             }
@@ -614,18 +646,23 @@ impl Plan {
         } else {
             None
         };
+        let compact = (tables.len() << prob_bits) * 4 > p.compact_tables_above;
         let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: units.len() as u32,
             table: self.tables.len() as u32,
             prob_bits,
             n_tables: tables.len() as u8,
-            flags: 0,
+            flags: if compact { GROUP_COMPACT_TABLES } else { 0 },
             reserved: 0,
         };
         for freqs in tables {
             let table = DecodeTable::new(freqs, prob_bits).map_err(|e| bad(e.to_string()))?;
-            self.tables.extend_from_slice(table.entries());
+            if compact {
+                self.tables.extend(compact_table(table.entries()));
+            } else {
+                self.tables.extend_from_slice(table.entries());
+            }
         }
         for (i, u) in units.iter().enumerate() {
             let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);
@@ -871,6 +908,7 @@ impl Plan {
             (ERR_OVERRUN, "stream exhausted"),
             (ERR_WORDS_LEFT, "words left after the last symbol"),
             (ERR_NOT_FINAL, "did not end in its final states"),
+            (ERR_TABLES, "compact tables outside shared memory"),
         ] {
             if status[i] & bit != 0 {
                 reasons.push(text);
@@ -885,13 +923,42 @@ impl Plan {
     }
 }
 
-/// Decode-table entries of a group's plane (0 for a raw plane).
+/// Words (u32) of a group's tables (0 for a raw plane): a full table has an entry a slot, a
+/// compact one 256 records and a byte a slot.
 pub fn table_entries(g: &WcGroup) -> usize {
-    if g.prob_bits == 0 { 0 } else { usize::from(g.n_tables) << g.prob_bits }
+    if g.prob_bits == 0 {
+        0
+    } else if g.flags & GROUP_COMPACT_TABLES != 0 {
+        usize::from(g.n_tables) * compact_table_words(g.prob_bits)
+    } else {
+        usize::from(g.n_tables) << g.prob_bits
+    }
+}
+
+/// Words of one compact table of `2^prob_bits` slots (a multiple of 4: `prob_bits >= 8`).
+pub fn compact_table_words(prob_bits: u8) -> usize {
+    256 + (1 << prob_bits) / 4
+}
+
+/// The compact form of a full table (`entries`: `symbol | (freq - 1) << 8 | (slot - cum) <<
+/// 20`, one a slot, as `DecodeTable` builds them): 256 records `symbol | (freq - 1) << 8 |
+/// (-cum) << 20` (wrapping; 0 for an absent symbol), then the slots' symbols, four to a word
+/// (little-endian). Slot `s` of symbol `x` gives back its entry as `record[x] + (s << 20)`
+/// (wrapping): `(s - cum) << 20` is all that differs between the slots of a symbol.
+pub fn compact_table(entries: &[u32]) -> Vec<u32> {
+    let mut records = [0u32; 256];
+    for (slot, &e) in entries.iter().enumerate() {
+        records[(e & 0xff) as usize] = e.wrapping_sub((slot as u32) << 20);
+    }
+    let symbols =
+        entries.chunks(4).map(|c| c.iter().rev().fold(0u32, |w, &e| (w << 8) | (e & 0xff)));
+    records.into_iter().chain(symbols).collect()
 }
 
 /// What `add_rans` needs to know about the plane it adds.
 struct RansPlane<'a> {
+    /// `PlanOptions::compact_tables_above`.
+    compact_tables_above: usize,
     tensor: &'a TensorEntry,
     plane: &'a PlaneEntry,
     g: Geometry,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use wcodec_cuda::abi::{ERR_NOT_FINAL, WcRange};
+use wcodec_cuda::abi::{ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
 use wcodec_cuda::emulate::{execute, merge};
 use wcodec_cuda::plan::{Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
@@ -28,8 +28,17 @@ fn run(plan: &Plan, ranges: &[WcRange], staging: &[u8], poison: u8) -> (Vec<u32>
 /// Decodes every tensor of `file` through the emulated kernel, twice over outputs poisoned
 /// with different bytes (so a byte the kernel never writes shows up as a difference).
 fn emulate_all(file: &[u8], dir: &Directory, blocks: usize) -> Result<Vec<Vec<u8>>, String> {
+    emulate_with(file, dir, blocks, &PlanOptions::default())
+}
+
+fn emulate_with(
+    file: &[u8],
+    dir: &Directory,
+    blocks: usize,
+    options: &PlanOptions,
+) -> Result<Vec<Vec<u8>>, String> {
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    let plan = Plan::build(file, dir, &all, &PlanOptions::default()).map_err(|e| e.to_string())?;
+    let plan = Plan::build(file, dir, &all, options).map_err(|e| e.to_string())?;
     let ranges: Vec<WcRange> = plan.ranges(blocks);
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(file, &mut staging);
@@ -54,6 +63,68 @@ fn every_shape_dtype_and_predictor_matches_the_reference() {
         let got = emulate_all(&file, &dir, 3).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(got, expected, "{}", case.name);
     }
+}
+
+/// Compact tables (`plan::compact_table`) give back every slot's entry, for every table size and
+/// for skewed, flat and one-symbol distributions.
+#[test]
+fn compact_tables_give_every_entry_back() {
+    let mut x = 0x2545_f491_u32;
+    for prob_bits in 8..=12u8 {
+        for kind in 0..4 {
+            let mut counts = [0u64; 256];
+            match kind {
+                0 => counts[77] = 5,
+                1 => counts.iter_mut().for_each(|c| *c = 3),
+                _ => {
+                    for _ in 0..5000 {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        // Mostly near 128 (weights), some anywhere.
+                        let s =
+                            if kind == 2 { 128 + (x % 9) as usize - 4 } else { (x >> 24) as usize };
+                        counts[s] += 1;
+                    }
+                }
+            }
+            let freqs = wcodec_rans::normalize(&counts, prob_bits);
+            let table = wcodec_rans::DecodeTable::new(&freqs, prob_bits).unwrap();
+            let full = table.entries();
+            let compact = wcodec_cuda::plan::compact_table(full);
+            assert_eq!(compact.len(), wcodec_cuda::plan::compact_table_words(prob_bits));
+            for (slot, &e) in full.iter().enumerate() {
+                let symbol = (compact[256 + slot / 4] >> (8 * (slot % 4))) & 0xff;
+                let got = compact[symbol as usize].wrapping_add((slot as u32) << 20);
+                assert_eq!(got, e, "{prob_bits} bits, kind {kind}, slot {slot}");
+            }
+        }
+    }
+}
+
+/// Planes decode the same with compact tables everywhere, with the default rule (planes of
+/// more than 16 KiB of tables) and with full tables everywhere; the default rule gives some
+/// planes of the cases each form.
+#[test]
+fn compact_and_full_tables_decode_alike() {
+    let mut cases = cases();
+    cases.push(sixteen_tables());
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    for above in [0, wcodec_cuda::plan::COMPACT_TABLES_ABOVE, usize::MAX] {
+        let options = PlanOptions { compact_tables_above: above, ..PlanOptions::default() };
+        for blocks in [1, 9] {
+            let got = emulate_with(&file, &dir, blocks, &options).unwrap();
+            assert_eq!(got, expected, "compact above {above}, {blocks} blocks");
+        }
+    }
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let rans = plan.groups.iter().filter(|g| g.prob_bits > 0);
+    let compact = rans.clone().filter(|g| g.flags & GROUP_COMPACT_TABLES != 0).count();
+    let full = rans.count() - compact;
+    assert!(compact > 0 && full > 0, "{compact} compact, {full} full");
 }
 
 #[test]

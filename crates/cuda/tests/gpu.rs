@@ -95,7 +95,12 @@ fn many_tensors_in_one_launch_with_every_launch_shape() {
 
 #[test]
 fn tables_too_big_for_shared_memory_are_read_in_place() {
-    let Some(gpu) = gpu() else { return };
+    let Some(mut gpu) = gpu() else { return };
+    // Full tables: compact ones (80 KiB for 16 tables) would fit.
+    gpu.set_plan_options(PlanOptions {
+        compact_tables_above: usize::MAX,
+        ..PlanOptions::default()
+    });
     let file = file_of(&[sixteen_tables()]);
     let dir = Directory::from_file_bytes(&file).unwrap();
     let PlaneEncoding::Rans { tables, .. } = &dir.tensors[0].planes[0].encoding else {
@@ -106,6 +111,46 @@ fn tables_too_big_for_shared_memory_are_read_in_place() {
     println!("{} tables, {bytes} bytes, shared memory limit {limit}", tables.len());
     assert!(bytes > limit, "this case no longer exercises the global-memory tables");
     check_all(&gpu, &file, "16 row classes");
+}
+
+/// Compact tables everywhere, by the default rule and nowhere decode alike, on each kernel
+/// variant (one small-block shape and one shape of ranges each) and the decoder's own shape.
+#[test]
+fn compact_and_full_tables_decode_alike() {
+    let Some(mut gpu) = gpu() else { return };
+    let mut cases = cases();
+    cases.push(sixteen_tables());
+    let file = file_of(&cases);
+    let mut configs: Vec<Option<LaunchConfig>> = vec![None];
+    for variant in 0..wcodec_cuda::abi::VARIANTS {
+        let warps = wcodec_cuda::abi::VARIANT_WARPS[variant as usize].min(8);
+        configs.push(Some(LaunchConfig {
+            variant,
+            warps_per_block: warps,
+            blocks_per_sm: 1,
+            units_per_block: warps,
+        }));
+        configs.push(Some(LaunchConfig {
+            variant,
+            warps_per_block: warps,
+            blocks_per_sm: 2,
+            units_per_block: 0,
+        }));
+    }
+    if quick() {
+        // The decoder's shape, and the ring variant's small blocks.
+        configs.retain(|c| c.is_none_or(|c| c.variant == 6 && c.units_per_block > 0));
+    }
+    for above in [0, wcodec_cuda::plan::COMPACT_TABLES_ABOVE, usize::MAX] {
+        for &launch in &configs {
+            gpu.set_plan_options(PlanOptions {
+                launch,
+                compact_tables_above: above,
+                ..PlanOptions::default()
+            });
+            check_all(&gpu, &file, &format!("compact above {above}, {launch:?}"));
+        }
+    }
 }
 
 #[test]

@@ -134,9 +134,10 @@ pub fn bench_gpu(path: &Path, iters: usize, copies: usize) -> Result<GpuBench, E
 
 /// The share of a file's plane bytes that sit in planes of several frequency tables (row
 /// classes, which `compress` uses where they pay and `compress --for-gpu` never does). On a
-/// GPU such planes decode several times slower: their tables do not fit the shared memory of
-/// many blocks, and each row may switch table (H100, MiniLM int8: 115-181 GB/s with the CPU
-/// defaults against 922-946 with `--for-gpu`; docs/PERFORMANCE.md).
+/// GPU such planes decode at about a third of the speed: their tables (compact, a second
+/// lookup a step) leave fewer blocks a multiprocessor, their large tiles fewer units, and each
+/// row may switch table (H100, MiniLM int8: 318-337 GB/s with the CPU defaults against 870-880
+/// with `--for-gpu` in the same call; docs/PERFORMANCE.md).
 pub fn multi_table_share(dir: &wcodec_format::Directory) -> f64 {
     let (mut multi, mut all) = (0u64, 0u64);
     for plane in dir.tensors.iter().flat_map(|t| &t.planes) {
@@ -157,8 +158,9 @@ pub fn gpu_note(dir: &wcodec_format::Directory) -> Option<String> {
     let share = multi_table_share(dir);
     (share >= 0.1).then(|| {
         format!(
-            "{:.0}% of this file's bytes are in planes with several tables, which decode several \
-             times slower on a GPU; files made with `compress --for-gpu` decode fastest there",
+            "{:.0}% of this file's bytes are in planes with several tables, which decode at about \
+             a third of the speed on a GPU; files made with `compress --for-gpu` decode fastest \
+             there",
             share * 100.0
         )
     })
