@@ -4,6 +4,7 @@
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
 //!        [--settings TILE:BITS:TABLES,...] [--predictors all|none|none-left-top] [--no-layer]
+//!        [--compact auto|never|BYTES]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
@@ -16,7 +17,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use wcodec_cuda::{BenchOptions, BenchReport, CudaDecoder, LaunchConfig, Plan, PlanOptions};
+use wcodec_cuda::{
+    BenchOptions, BenchReport, CompactTables, CudaDecoder, LaunchConfig, Plan, PlanOptions,
+};
 use wcodec_encode::EncodeOptions;
 use wcodec_format::{Directory, Dtype, Predictor};
 use wcodec_predict::TileConfig;
@@ -44,8 +47,8 @@ struct Args {
     variants: Vec<u32>,
     /// `--predictors`: the predictors the encoder may choose (default all five).
     predictors: Vec<Predictor>,
-    /// `--compact-above BYTES|never`: `PlanOptions::compact_tables_above`.
-    compact_above: usize,
+    /// `--compact auto|never|BYTES`: `PlanOptions::compact_tables` (BYTES: `Above`).
+    compact: CompactTables,
 }
 
 fn args() -> Result<Args> {
@@ -66,7 +69,7 @@ fn args() -> Result<Args> {
         no_layer: false,
         variants: SWEPT.to_vec(),
         predictors: Predictor::ALL.to_vec(),
-        compact_above: wcodec_cuda::plan::COMPACT_TABLES_ABOVE,
+        compact: CompactTables::Auto,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -77,11 +80,12 @@ fn args() -> Result<Args> {
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
-            "--compact-above" => {
-                a.compact_above = match it.next().as_deref() {
-                    Some("never") => usize::MAX,
-                    Some(n) => n.parse()?,
-                    None => return Err("--compact-above BYTES|never".into()),
+            "--compact" => {
+                a.compact = match it.next().as_deref() {
+                    Some("auto") => CompactTables::Auto,
+                    Some("never") => CompactTables::Never,
+                    Some(n) => CompactTables::Above(n.parse()?),
+                    None => return Err("--compact auto|never|BYTES".into()),
                 };
             }
             "--predictors" => {
@@ -358,8 +362,9 @@ fn main() -> Result<()> {
             let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
             let copies = ((args.mb << 20).div_ceil(tensor_len.max(1))) as usize;
             let plan_options =
-                PlanOptions { compact_tables_above: args.compact_above, ..PlanOptions::default() };
-            let plan = Plan::build(&wcz, &dir, &all, &plan_options)?.replicate(copies);
+                PlanOptions { compact_tables: args.compact, ..PlanOptions::default() };
+            let mut plan = Plan::build(&wcz, &dir, &all, &plan_options)?.replicate(copies);
+            gpu.settle_compact_tables(&mut plan, args.compact);
             let default = gpu.default_config(&plan);
             let mut cs = configs(args.quick, &args.variants);
             if !cs.contains(&default) {
@@ -373,7 +378,7 @@ fn main() -> Result<()> {
                 configs: cs,
                 verify_checksums: true,
                 merge_while_decoding: true,
-                compact_tables_above: args.compact_above,
+                compact_tables: args.compact,
             };
             let reports = gpu.bench(&wcz, &dir, &all, &options)?;
             // BF16 also the old way (planes to scratch, then the merge launch), same shapes.
@@ -453,7 +458,8 @@ fn main() -> Result<()> {
             &encode_options(tile, 12, 8, &Predictor::ALL),
         )?;
         let dir = Directory::from_file_bytes(&wcz)?;
-        let plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
+        let mut plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
+        gpu.settle_compact_tables(&mut plan, CompactTables::Auto);
         let default = gpu.default_config(&plan);
         let mut cs = Vec::new();
         for warps in [1u32, 2, 4, 8] {
@@ -477,7 +483,7 @@ fn main() -> Result<()> {
             configs: cs,
             verify_checksums: true,
             merge_while_decoding: true,
-            compact_tables_above: args.compact_above,
+            compact_tables: args.compact,
         };
         let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
         let b = best(&reports);

@@ -38,7 +38,7 @@ pub use cudarc;
 
 use wcodec_format::{Directory, Dtype};
 
-pub use plan::{LaunchConfig, Plan, PlanOptions};
+pub use plan::{CompactTables, LaunchConfig, Plan, PlanOptions};
 
 /// Whether this build has the kernels compiled in (the `cuda` feature and nvcc at build time).
 pub const KERNELS_BUILT: bool = cfg!(wcodec_kernels);
@@ -153,8 +153,8 @@ pub struct BenchOptions {
     pub verify_checksums: bool,
     /// `PlanOptions::merge_while_decoding`.
     pub merge_while_decoding: bool,
-    /// `PlanOptions::compact_tables_above`.
-    pub compact_tables_above: usize,
+    /// `PlanOptions::compact_tables`.
+    pub compact_tables: CompactTables,
 }
 
 impl Default for BenchOptions {
@@ -167,7 +167,7 @@ impl Default for BenchOptions {
             configs: Vec::new(),
             verify_checksums: true,
             merge_while_decoding: true,
-            compact_tables_above: plan::COMPACT_TABLES_ABOVE,
+            compact_tables: CompactTables::Auto,
         }
     }
 }
@@ -236,6 +236,17 @@ impl CudaDecoder {
         self.gpu.default_config(plan)
     }
 
+    /// Gives `plan` compact tables where `how` is `CompactTables::Auto` and they pay for its
+    /// launch on this GPU (`plan::compact_tables_pay`), as the decoder does before a launch;
+    /// `Above` and `Never` were settled by `Plan::build`.
+    pub fn settle_compact_tables(&self, plan: &mut Plan, how: CompactTables) {
+        let pays =
+            plan::compact_tables_pay(plan.units.len(), plan.groups.len(), self.multiprocessors());
+        if how == CompactTables::Auto && pays {
+            plan.compact_tables(plan::COMPACT_TABLES_ABOVE);
+        }
+    }
+
     /// Decodes the tensors `which` (indices into `dir.tensors`) of `file` into device memory,
     /// in one launch. Returns when they are decoded and verified by the kernel (every unit
     /// consumed exactly and ended in its final states).
@@ -245,7 +256,8 @@ impl CudaDecoder {
         dir: &Directory,
         which: &[usize],
     ) -> Result<Vec<DeviceTensor>, CudaError> {
-        let plan = Plan::build(file, dir, which, &self.options)?;
+        let mut plan = Plan::build(file, dir, which, &self.options)?;
+        self.settle_compact_tables(&mut plan, self.options.compact_tables);
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
         let buffers = self.gpu.decode(&plan, file, dir, config)?;
         Ok(plan
@@ -299,9 +311,11 @@ impl CudaDecoder {
             verify_checksums: options.verify_checksums,
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
-            compact_tables_above: options.compact_tables_above,
+            compact_tables: options.compact_tables,
         };
-        let plan = Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
+        let mut plan =
+            Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));
+        self.settle_compact_tables(&mut plan, options.compact_tables);
         let crcs: Vec<u32> = plan
             .outputs
             .iter()

@@ -46,16 +46,41 @@ pub struct PlanOptions {
     /// default), or every plane goes to scratch memory and a second launch merges them (false;
     /// for comparisons).
     pub merge_while_decoding: bool,
-    /// Planes whose full tables take more than this many bytes get compact tables
-    /// (`compact_table`): a second, dependent shared-memory load a step, for about a third of
-    /// the space, so that planes of several tables (the CPU encoder's default) leave room for
-    /// more blocks a multiprocessor. `usize::MAX` keeps every table full (for comparisons).
-    pub compact_tables_above: usize,
+    /// Which planes get compact tables (`compact_table`).
+    pub compact_tables: CompactTables,
 }
 
-/// `PlanOptions::compact_tables_above` by default: one 12-bit table (16 KiB) stays full, as do
-/// two 11-bit ones (the shapes the ring variant serves best); more become compact.
+/// Which planes of a launch get compact tables (`compact_table`): a second, dependent
+/// shared-memory load a step, for about a third of the space, so that planes of several
+/// tables (the CPU encoder's default) leave room for more blocks a multiprocessor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactTables {
+    /// Planes of more than `COMPACT_TABLES_ABOVE` bytes of tables, in launches with units
+    /// enough that they pay (`compact_tables_pay`; the decoder decides, knowing the GPU).
+    Auto,
+    /// Planes whose full tables take more than this many bytes, in any launch.
+    Above(usize),
+    /// Full tables everywhere.
+    Never,
+}
+
+/// Planes with more than this many bytes of full tables may get compact ones: one 12-bit table
+/// (16 KiB) stays full, as do two 11-bit ones (the shapes the ring variant serves best).
 pub const COMPACT_TABLES_ABOVE: usize = 16 << 10;
+
+/// Whether compact tables pay for a launch of `units` units in `planes` planes on a GPU of
+/// `multiprocessors`: when a multiprocessor has more units to decode than the 32 warps of the
+/// one block that full tables of several planes leave it, and more than a plane's units on
+/// average (so that such a block would take plane after plane, reloading tables, its warps
+/// waiting for the plane's slowest unit). Measured on H100 (GPU runs 31-33): MiniLM int8 with
+/// the CPU defaults, ~45 units a multiprocessor in planes of ~6, 120 -> 322 GB/s with compact
+/// tables; one 4096x4096 layer of 256 or 1,024 units (2-8 a multiprocessor, one plane) 13-28%
+/// slower with them (the second lookup lengthens each unit, which is all a small launch waits
+/// for).
+pub fn compact_tables_pay(units: usize, planes: usize, multiprocessors: u32) -> bool {
+    let per_sm = units.div_ceil(multiprocessors.max(1) as usize);
+    per_sm > 32.min(units / planes.max(1))
+}
 
 impl Default for PlanOptions {
     fn default() -> Self {
@@ -63,7 +88,7 @@ impl Default for PlanOptions {
             verify_checksums: true,
             launch: None,
             merge_while_decoding: true,
-            compact_tables_above: COMPACT_TABLES_ABOVE,
+            compact_tables: CompactTables::Auto,
         }
     }
 }
@@ -220,8 +245,8 @@ pub struct Plan {
     pub origins: Vec<Origin>,
     /// One per plane, in unit order.
     pub groups: Vec<WcGroup>,
-    /// Packed decode-table entries; a plane's tables are back to back, starting at a multiple
-    /// of 256.
+    /// Packed decode-table entries (or compact tables, `GROUP_COMPACT_TABLES`); a plane's tables
+    /// are back to back, starting at a multiple of 4 (16 bytes).
     pub tables: Vec<u32>,
     /// Row-class maps, one byte per row, of the planes with several tables.
     pub maps: Vec<u8>,
@@ -343,6 +368,9 @@ impl Plan {
                 .ok_or(CudaError::NoSuchTensor { index, count: dir.tensors.len() })?;
             plan.add_tensor(file, index, tensor, options)?;
         }
+        if let CompactTables::Above(bytes) = options.compact_tables {
+            plan.compact_tables(bytes);
+        }
         // Every count the kernel sees is a u32; a grid has fewer than 2^31 blocks.
         if plan.units.len() >= i32::MAX as usize || plan.tables.len() >= u32::MAX as usize {
             return Err(CudaError::Invalid {
@@ -409,17 +437,8 @@ impl Plan {
             let payload = self.payload(file, tensor, 0)?;
             let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
             let at = Origin { tensor: index, plane: 0, unit: 0 };
-            let ctx = RansPlane {
-                compact_tables_above: options.compact_tables_above,
-                tensor,
-                plane,
-                g,
-                staging_offset,
-                output,
-                len,
-                at,
-                mix: Some(mix),
-            };
+            let ctx =
+                RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
             return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
@@ -485,17 +504,8 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    let ctx = RansPlane {
-                        compact_tables_above: options.compact_tables_above,
-                        tensor,
-                        plane,
-                        g,
-                        staging_offset,
-                        output,
-                        len,
-                        at,
-                        mix: None,
-                    };
+                    let ctx =
+                        RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
                     self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify)?;
                 }
             }
@@ -646,23 +656,18 @@ impl Plan {
         } else {
             None
         };
-        let compact = (tables.len() << prob_bits) * 4 > p.compact_tables_above;
         let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: units.len() as u32,
             table: self.tables.len() as u32,
             prob_bits,
             n_tables: tables.len() as u8,
-            flags: if compact { GROUP_COMPACT_TABLES } else { 0 },
+            flags: 0,
             reserved: 0,
         };
         for freqs in tables {
             let table = DecodeTable::new(freqs, prob_bits).map_err(|e| bad(e.to_string()))?;
-            if compact {
-                self.tables.extend(compact_table(table.entries()));
-            } else {
-                self.tables.extend_from_slice(table.entries());
-            }
+            self.tables.extend_from_slice(table.entries());
         }
         for (i, u) in units.iter().enumerate() {
             let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);
@@ -861,6 +866,36 @@ impl Plan {
         self.outputs.iter().filter(|o| !o.scratch).map(|o| o.len).sum()
     }
 
+    /// Gives the planes whose full tables take more than `above` bytes compact tables
+    /// (`compact_table`), in place: their groups are flagged and point at the new tables;
+    /// groups that share tables (copies of a plane, `replicate`) share the compact ones.
+    pub fn compact_tables(&mut self, above: usize) {
+        let mut moved = std::collections::HashMap::new();
+        let mut tables = Vec::with_capacity(self.tables.len());
+        for g in &mut self.groups {
+            let full = table_entries(g);
+            let at = g.table as usize;
+            let compact = g.flags & GROUP_COMPACT_TABLES == 0 && full * 4 > above;
+            // A raw plane's group has no tables at the offset where the next plane's start.
+            let new_at = *moved.entry((at, full)).or_insert_with(|| {
+                let start = tables.len();
+                let words = &self.tables[at..at + full];
+                if compact {
+                    let n = 1usize << g.prob_bits;
+                    tables.extend(words.chunks(n).flat_map(compact_table));
+                } else {
+                    tables.extend_from_slice(words);
+                }
+                start
+            });
+            g.table = new_at as u32;
+            if compact {
+                g.flags |= GROUP_COMPACT_TABLES;
+            }
+        }
+        self.tables = tables;
+    }
+
     /// The same work `copies` times over, into separate outputs from separate staged copies of
     /// the compressed bytes: how a benchmark fills the card from a small file.
     pub fn replicate(&self, copies: usize) -> Plan {
@@ -957,8 +992,6 @@ pub fn compact_table(entries: &[u32]) -> Vec<u32> {
 
 /// What `add_rans` needs to know about the plane it adds.
 struct RansPlane<'a> {
-    /// `PlanOptions::compact_tables_above`.
-    compact_tables_above: usize,
     tensor: &'a TensorEntry,
     plane: &'a PlaneEntry,
     g: Geometry,

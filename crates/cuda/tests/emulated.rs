@@ -9,7 +9,9 @@ mod common;
 use common::*;
 use wcodec_cuda::abi::{ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
 use wcodec_cuda::emulate::{execute, merge};
-use wcodec_cuda::plan::{Plan, PlanOptions};
+use wcodec_cuda::plan::{
+    COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions, compact_tables_pay,
+};
 use wcodec_cuda::{CudaError, LaunchConfig};
 use wcodec_format::{Directory, PlaneEncoding};
 
@@ -102,9 +104,9 @@ fn compact_tables_give_every_entry_back() {
     }
 }
 
-/// Planes decode the same with compact tables everywhere, with the default rule (planes of
-/// more than 16 KiB of tables) and with full tables everywhere; the default rule gives some
-/// planes of the cases each form.
+/// Planes decode the same with compact tables everywhere, on planes of more than 16 KiB of
+/// tables, and nowhere; that rule gives some planes of the cases each form. Compacting a built
+/// (and replicated) plan in place gives the plan built compact.
 #[test]
 fn compact_and_full_tables_decode_alike() {
     let mut cases = cases();
@@ -112,19 +114,49 @@ fn compact_and_full_tables_decode_alike() {
     let file = file_of(&cases);
     let dir = Directory::from_file_bytes(&file).unwrap();
     let expected = reference(&file, &dir);
-    for above in [0, wcodec_cuda::plan::COMPACT_TABLES_ABOVE, usize::MAX] {
-        let options = PlanOptions { compact_tables_above: above, ..PlanOptions::default() };
+    let rule = CompactTables::Above(COMPACT_TABLES_ABOVE);
+    for how in [CompactTables::Above(0), rule, CompactTables::Never] {
+        let options = PlanOptions { compact_tables: how, ..PlanOptions::default() };
         for blocks in [1, 9] {
             let got = emulate_with(&file, &dir, blocks, &options).unwrap();
-            assert_eq!(got, expected, "compact above {above}, {blocks} blocks");
+            assert_eq!(got, expected, "{how:?}, {blocks} blocks");
         }
     }
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let options = |how| PlanOptions { compact_tables: how, ..PlanOptions::default() };
+    let plan = Plan::build(&file, &dir, &all, &options(rule)).unwrap();
+    let mut in_place = Plan::build(&file, &dir, &all, &options(CompactTables::Never)).unwrap();
+    in_place.compact_tables(COMPACT_TABLES_ABOVE);
+    assert_eq!((&in_place.groups, &in_place.tables), (&plan.groups, &plan.tables));
+    // Copies of a plane share its tables, compact ones included.
+    let mut copies = Plan::build(&file, &dir, &all, &options(CompactTables::Never)).unwrap();
+    copies = copies.replicate(3);
+    copies.compact_tables(COMPACT_TABLES_ABOVE);
+    assert_eq!(copies.tables, plan.tables);
+    let mut staging = vec![0u8; copies.staging_len as usize];
+    copies.fill_staging(&file, &mut staging);
+    let (status, outputs) = run(&copies, &copies.ranges(16), &staging, 0);
+    copies.check_status(&dir, &status).unwrap();
+    for (k, o) in outputs.iter().enumerate() {
+        assert_eq!(o, &expected[k % expected.len()], "copy {}", k / expected.len());
+    }
     let rans = plan.groups.iter().filter(|g| g.prob_bits > 0);
     let compact = rans.clone().filter(|g| g.flags & GROUP_COMPACT_TABLES != 0).count();
     let full = rans.count() - compact;
     assert!(compact > 0 && full > 0, "{compact} compact, {full} full");
+}
+
+/// Compact tables pay when a multiprocessor has more units than 32 warps and than a plane
+/// has: MiniLM with the CPU defaults on an H100 (~45 units a multiprocessor in planes of ~6),
+/// not one 4096x4096 layer of 256 units.
+#[test]
+fn compact_tables_pay_on_large_launches_of_small_planes() {
+    assert!(compact_tables_pay(5856, 960, 132));
+    assert!(!compact_tables_pay(256, 1, 132));
+    assert!(!compact_tables_pay(1024, 1, 132));
+    assert!(compact_tables_pay(100_000, 300, 132));
+    assert!(!compact_tables_pay(40, 6, 132));
+    assert!(!compact_tables_pay(0, 0, 0));
 }
 
 #[test]

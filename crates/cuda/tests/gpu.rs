@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use wcodec_cuda::{CudaDecoder, CudaError, LaunchConfig, PlanOptions};
+use wcodec_cuda::{CompactTables, CudaDecoder, CudaError, LaunchConfig, PlanOptions};
 use wcodec_format::{Directory, PlaneEncoding};
 
 fn gpu() -> Option<CudaDecoder> {
@@ -98,7 +98,7 @@ fn tables_too_big_for_shared_memory_are_read_in_place() {
     let Some(mut gpu) = gpu() else { return };
     // Full tables: compact ones (80 KiB for 16 tables) would fit.
     gpu.set_plan_options(PlanOptions {
-        compact_tables_above: usize::MAX,
+        compact_tables: CompactTables::Never,
         ..PlanOptions::default()
     });
     let file = file_of(&[sixteen_tables()]);
@@ -113,7 +113,8 @@ fn tables_too_big_for_shared_memory_are_read_in_place() {
     check_all(&gpu, &file, "16 row classes");
 }
 
-/// Compact tables everywhere, by the default rule and nowhere decode alike, on each kernel
+/// Compact tables everywhere, on planes of more than 16 KiB of tables, nowhere and as the
+/// decoder decides decode alike, on each kernel
 /// variant (one small-block shape and one shape of ranges each) and the decoder's own shape.
 #[test]
 fn compact_and_full_tables_decode_alike() {
@@ -141,14 +142,15 @@ fn compact_and_full_tables_decode_alike() {
         // The decoder's shape, and the ring variant's small blocks.
         configs.retain(|c| c.is_none_or(|c| c.variant == 6 && c.units_per_block > 0));
     }
-    for above in [0, wcodec_cuda::plan::COMPACT_TABLES_ABOVE, usize::MAX] {
+    let rule = CompactTables::Above(wcodec_cuda::plan::COMPACT_TABLES_ABOVE);
+    for how in [CompactTables::Above(0), rule, CompactTables::Never, CompactTables::Auto] {
         for &launch in &configs {
             gpu.set_plan_options(PlanOptions {
                 launch,
-                compact_tables_above: above,
+                compact_tables: how,
                 ..PlanOptions::default()
             });
-            check_all(&gpu, &file, &format!("compact above {above}, {launch:?}"));
+            check_all(&gpu, &file, &format!("{how:?}, {launch:?}"));
         }
     }
 }
