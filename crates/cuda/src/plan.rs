@@ -72,7 +72,7 @@ pub const COMPACT_TABLES_ABOVE: usize = 16 << 10;
 /// `multiprocessors`: when a multiprocessor has more units to decode than the 32 warps of the
 /// one block that full tables of several planes leave it, and more than a plane's units on
 /// average (so that such a block would take plane after plane, reloading tables, its warps
-/// waiting for the plane's slowest unit). Measured on H100 (GPU runs 31-33): MiniLM int8 with
+/// waiting for the plane's slowest unit). Measured on H100 (GPU runs 32-34): MiniLM int8 with
 /// the CPU defaults, ~45 units a multiprocessor in planes of ~6, 120 -> 322 GB/s with compact
 /// tables; one 4096x4096 layer of 256 or 1,024 units (2-8 a multiprocessor, one plane) 13-28%
 /// slower with them (the second lookup lengthens each unit, which is all a small launch waits
