@@ -237,12 +237,10 @@ impl CudaDecoder {
     }
 
     /// Gives `plan` compact tables where `how` is `CompactTables::Auto` and they pay for its
-    /// launch on this GPU (`plan::compact_tables_pay`), as the decoder does before a launch;
+    /// launch on this GPU (`Plan::compact_tables_pay`), as the decoder does before a launch;
     /// `Above` and `Never` were settled by `Plan::build`.
     pub fn settle_compact_tables(&self, plan: &mut Plan, how: CompactTables) {
-        let pays =
-            plan::compact_tables_pay(plan.units.len(), plan.groups.len(), self.multiprocessors());
-        if how == CompactTables::Auto && pays {
+        if how == CompactTables::Auto && plan.compact_tables_pay(self.multiprocessors()) {
             plan.compact_tables(plan::COMPACT_TABLES_ABOVE);
         }
     }

@@ -55,8 +55,8 @@ pub struct PlanOptions {
 /// tables (the CPU encoder's default) leave room for more blocks a multiprocessor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompactTables {
-    /// Planes of more than `COMPACT_TABLES_ABOVE` bytes of tables, in launches with units
-    /// enough that they pay (`compact_tables_pay`; the decoder decides, knowing the GPU).
+    /// Planes of more than `COMPACT_TABLES_ABOVE` bytes of tables, in launches where they pay
+    /// (`Plan::compact_tables_pay`; the decoder decides, knowing the GPU).
     Auto,
     /// Planes whose full tables take more than this many bytes, in any launch.
     Above(usize),
@@ -67,20 +67,6 @@ pub enum CompactTables {
 /// Planes with more than this many bytes of full tables may get compact ones: one 12-bit table
 /// (16 KiB) stays full, as do two 11-bit ones (the shapes the ring variant serves best).
 pub const COMPACT_TABLES_ABOVE: usize = 16 << 10;
-
-/// Whether compact tables pay for a launch of `units` units in `planes` planes on a GPU of
-/// `multiprocessors`: when a multiprocessor has more units to decode than the 32 warps of the
-/// one block that full tables of several planes leave it, and more than a plane's units on
-/// average (so that such a block would take plane after plane, reloading tables, its warps
-/// waiting for the plane's slowest unit). Measured on H100 (GPU runs 32-34): MiniLM int8 with
-/// the CPU defaults, ~45 units a multiprocessor in planes of ~6, 120 -> 322 GB/s with compact
-/// tables; one 4096x4096 layer of 256 or 1,024 units (2-8 a multiprocessor, one plane) 13-28%
-/// slower with them (the second lookup lengthens each unit, which is all a small launch waits
-/// for).
-pub fn compact_tables_pay(units: usize, planes: usize, multiprocessors: u32) -> bool {
-    let per_sm = units.div_ceil(multiprocessors.max(1) as usize);
-    per_sm > 32.min(units / planes.max(1))
-}
 
 impl Default for PlanOptions {
     fn default() -> Self {
@@ -894,6 +880,36 @@ impl Plan {
             }
         }
         self.tables = tables;
+    }
+
+    /// Whether compact tables pay for this launch on a GPU of `multiprocessors`: it has planes
+    /// of more than `COMPACT_TABLES_ABOVE` bytes of full tables, and with full tables (one
+    /// block a multiprocessor, `LaunchConfig::choose`) some block's range of units would cross
+    /// from one coded plane into another: the block then takes its planes one after the other,
+    /// each waiting for its slowest unit and reloading tables. Where no range crosses (one large
+    /// plane: a layer) full tables keep every unit decoding at once with one lookup a step.
+    /// Measured on H100 (GPU runs 32-36): MiniLM int8 with the CPU defaults, ~45 units a
+    /// multiprocessor in planes of ~6, 120 -> 322 GB/s with compact tables; MiniLM BF16 at 256
+    /// MiB a launch (planes of 44 units, ~22 a multiprocessor) 326 -> 504; one 4096x4096 layer
+    /// of 256 or 1,024 units (one plane) 13-28% slower with them, as was the MiniLM embedding
+    /// alone (240 units and a raw plane for its scale: 25.9 -> 20.9 GB/s).
+    pub fn compact_tables_pay(&self, multiprocessors: u32) -> bool {
+        let big = |g: &WcGroup| {
+            g.flags & GROUP_COMPACT_TABLES == 0 && table_entries(g) * 4 > COMPACT_TABLES_ABOVE
+        };
+        if !self.groups.iter().any(big) {
+            return false;
+        }
+        // A range crossing into a raw plane (a copy, no tables) costs little.
+        self.ranges(multiprocessors.max(1) as usize).iter().any(|r| {
+            let end = r.first_unit + r.n_units;
+            let coded = self.groups[r.first_group as usize..]
+                .iter()
+                .take_while(|g| g.first_unit < end)
+                .filter(|g| g.prob_bits > 0 && g.n_units > 0)
+                .count();
+            coded > 1
+        })
     }
 
     /// The same work `copies` times over, into separate outputs from separate staged copies of

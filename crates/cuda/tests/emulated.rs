@@ -9,9 +9,7 @@ mod common;
 use common::*;
 use wcodec_cuda::abi::{ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
 use wcodec_cuda::emulate::{execute, merge};
-use wcodec_cuda::plan::{
-    COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions, compact_tables_pay,
-};
+use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
 use wcodec_format::{Directory, PlaneEncoding};
 
@@ -146,17 +144,61 @@ fn compact_and_full_tables_decode_alike() {
     assert!(compact > 0 && full > 0, "{compact} compact, {full} full");
 }
 
-/// Compact tables pay when a multiprocessor has more units than 32 warps and than a plane
-/// has: MiniLM with the CPU defaults on an H100 (~45 units a multiprocessor in planes of ~6),
-/// not one 4096x4096 layer of 256 units.
+/// Compact tables pay where, with full tables, a block's range of units would cross from one
+/// plane of large tables into the next, and not for one plane (a layer) or planes of small
+/// tables.
 #[test]
-fn compact_tables_pay_on_large_launches_of_small_planes() {
-    assert!(compact_tables_pay(5856, 960, 132));
-    assert!(!compact_tables_pay(256, 1, 132));
-    assert!(!compact_tables_pay(1024, 1, 132));
-    assert!(compact_tables_pay(100_000, 300, 132));
-    assert!(!compact_tables_pay(40, 6, 132));
-    assert!(!compact_tables_pay(0, 0, 0));
+fn compact_tables_pay_where_ranges_cross_planes() {
+    let options = PlanOptions { compact_tables: CompactTables::Never, ..PlanOptions::default() };
+    let file = file_of(&[sixteen_tables()]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let one = Plan::build(&file, &dir, &[0], &options).unwrap();
+    assert!(one.groups[0].n_units > 1 && one.tables.len() * 4 > COMPACT_TABLES_ABOVE);
+    for sms in [1, 2, 132] {
+        assert!(!one.compact_tables_pay(sms), "one plane, {sms} multiprocessors");
+    }
+    let three = one.replicate(3);
+    assert!(three.compact_tables_pay(2));
+    assert!(!three.compact_tables_pay(3), "one block a plane");
+    let mut compacted = three.clone();
+    compacted.compact_tables(COMPACT_TABLES_ABOVE);
+    assert!(!compacted.compact_tables_pay(2), "already compact");
+    // Small tables only: nothing to compact.
+    let small = file_of(&cases()[..6]);
+    let dir = Directory::from_file_bytes(&small).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&small, &dir, &all, &options).unwrap().replicate(4);
+    assert!(
+        plan.groups
+            .iter()
+            .all(|g| (usize::from(g.n_tables) << g.prob_bits) * 4 <= COMPACT_TABLES_ABOVE)
+    );
+    assert!(!plan.compact_tables_pay(5));
+    // A coded plane and a raw one (as an f32 scale beside its int8 tensor): ranges that cross
+    // only into raw planes do not count.
+    let mut x = 0x1234_5679_u32;
+    let noise: Vec<u8> = (0..1 << 14)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    let raw = Case {
+        name: "noise".into(),
+        dtype: wcodec_format::Dtype::U8,
+        dims: vec![128, 128],
+        bytes: noise,
+        options: wcodec_encode::EncodeOptions::default(),
+    };
+    let file = file_of(&[sixteen_tables(), raw]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let plan = Plan::build(&file, &dir, &[0, 1], &options).unwrap();
+    assert_eq!((plan.groups.len(), plan.groups[1].prob_bits), (2, 0), "a raw plane second");
+    for sms in [1, 2, 132] {
+        assert!(!plan.compact_tables_pay(sms), "{sms} multiprocessors");
+    }
 }
 
 #[test]
