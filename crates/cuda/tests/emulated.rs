@@ -176,15 +176,8 @@ fn compact_tables_pay_where_ranges_cross_planes() {
     assert!(!plan.compact_tables_pay(5));
     // A coded plane and a raw one (as an f32 scale beside its int8 tensor): ranges that cross
     // only into raw planes do not count.
-    let mut x = 0x1234_5679_u32;
-    let noise: Vec<u8> = (0..1 << 14)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 24) as u8
-        })
-        .collect();
+    let mut rng = Rng::new(0x1234_5679);
+    let noise: Vec<u8> = (0..1 << 14).map(|_| rng.next() as u8).collect();
     let raw = Case {
         name: "noise".into(),
         dtype: wcodec_format::Dtype::U8,
