@@ -119,7 +119,8 @@ fn parse(log: &str) -> Vec<Usage> {
 }
 
 /// A readable name for the project's kernels: `wc_decode_kernel<1024, 1, StreamLoad>` from its
-/// Itanium mangling (template arguments: `Lj<n>E` numbers and `<len><name>` types).
+/// Itanium mangling (template arguments: `Lj<n>E` numbers, `Lb<0|1>E` bools and `<len><name>`
+/// types).
 fn demangle(mangled: &str) -> String {
     let Some(start) = mangled.find("wc_") else { return mangled.into() };
     let rest = &mangled[start..];
@@ -136,6 +137,10 @@ fn demangle(mangled: &str) -> String {
             let n: String = r.chars().take_while(char::is_ascii_digit).collect();
             s = r[n.len()..].trim_start_matches('E');
             out.push(n);
+        } else if let Some(r) = s.strip_prefix("Lb") {
+            // A bool: Lb0E or Lb1E.
+            out.push(if r.starts_with('1') { "true" } else { "false" }.to_owned());
+            s = r.get(1..).unwrap_or("").trim_start_matches('E');
         } else if let Some(r) = s.strip_prefix("NS_") {
             let n: String = r.chars().take_while(char::is_ascii_digit).collect();
             let len: usize = n.parse().unwrap_or(0);
@@ -168,5 +173,8 @@ ptxas info    : Used 22 registers, used 0 barriers";
         assert_eq!((rows[0].registers, rows[0].shared, rows[0].spill_stores), (56, 16, 4));
         assert_eq!(rows[1].kernel, "wc_merge_kernel");
         assert_eq!((rows[1].arch.as_str(), rows[1].registers), ("sm_80", 22));
+        // The compact twin of the ring variant: bools and numbers after the type.
+        let twin = "_ZN41_GLOBAL__N__acd6d9da_9_decode_cu_e649625916wc_decode_kernelILj384ELj4ENS_10StreamLoadELb1ELj2048ELb1EEEv8WcLaunch";
+        assert_eq!(demangle(twin), "wc_decode_kernel<384, 4, StreamLoad, true, 2048, true>");
     }
 }
