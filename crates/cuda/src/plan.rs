@@ -862,7 +862,8 @@ impl Plan {
             let full = table_entries(g);
             let at = g.table as usize;
             let compact = g.flags & GROUP_COMPACT_TABLES == 0 && full * 4 > above;
-            // A raw plane's group has no tables at the offset where the next plane's start.
+            // Keyed by offset and size: a raw plane's group has no tables, at the offset where
+            // the next plane's tables start.
             let new_at = *moved.entry((at, full)).or_insert_with(|| {
                 let start = tables.len();
                 let words = &self.tables[at..at + full];
