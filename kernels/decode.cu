@@ -192,9 +192,18 @@ template <bool kShared> struct TablesFull {
     }
 };
 
-// Compact tables in shared memory (WC_GROUP_COMPACT_TABLES): per table 256 records, then a
-// symbol byte a slot; the entry is the symbol's record plus slot << 20. Table t starts
-// t * (1 KiB + 2^prob_bits) bytes in.
+// The entry of `slot` in a compact table (WC_GROUP_COMPACT_TABLES) at shared-window address
+// `table`: its 256 records, then a symbol byte a slot; the entry is the slot's symbol's record
+// plus slot << 20. Two dependent shared loads and an add, where a full table has one load.
+__device__ __forceinline__ uint32_t compact_entry(uint32_t table, uint32_t slot) {
+    uint32_t sym, rec;
+    asm volatile("ld.shared.u8 %0, [%1+1024];" : "=r"(sym) : "r"(table + slot));
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec) : "r"(table + 4 * sym));
+    return rec + (slot << 20);
+}
+
+// Compact tables in shared memory for the general loop: table t starts t * (1 KiB +
+// 2^prob_bits) bytes in.
 struct TablesCompact {
     uint32_t base; // shared-window address of the first table
     uint32_t prob_bits;
@@ -205,10 +214,7 @@ struct TablesCompact {
         return (t << 10) + (t << prob_bits);
     }
     __device__ __forceinline__ uint32_t entry(uint32_t tb, uint32_t slot) const {
-        uint32_t sym, rec;
-        asm volatile("ld.shared.u8 %0, [%1+1024];" : "=r"(sym) : "r"(base + tb + slot));
-        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec) : "r"(base + tb + 4 * sym));
-        return rec + (slot << 20);
+        return compact_entry(base + tb, slot);
     }
 };
 
@@ -602,9 +608,8 @@ struct TableGlobal {
     }
 };
 
-// TablesCompact for the fast loops: `base` is the shared-window address of one table's
-// records (its symbol bytes follow them); a lookup is two dependent shared loads and an add
-// where TableSmem has one load.
+// Compact tables for the fast loops: `base` is the shared-window address of one table
+// (`compact_entry`).
 struct TableCompact {
     uint32_t base;
     __device__ __forceinline__ static TableCompact of(const uint32_t *t) {
@@ -614,10 +619,7 @@ struct TableCompact {
         return {base + (t << 10) + (t << prob_bits)};
     }
     __device__ __forceinline__ uint32_t operator[](uint32_t slot) const {
-        uint32_t sym, rec;
-        asm volatile("ld.shared.u8 %0, [%1+1024];" : "=r"(sym) : "r"(base + slot));
-        asm volatile("ld.shared.u32 %0, [%1];" : "=r"(rec) : "r"(base + 4 * sym));
-        return rec + (slot << 20);
+        return compact_entry(base, slot);
     }
 };
 
