@@ -318,6 +318,7 @@ impl Gpu {
             smem,
             self.multiprocessors,
             resident(LaunchConfig::DEFAULT_VARIANT),
+            plan.groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0),
         )
     }
 

@@ -41,7 +41,7 @@ impl Gpu {
     }
 
     pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
-        LaunchConfig::choose(plan.units.len(), plan.groups.len(), 0, 1, 32)
+        LaunchConfig::choose(plan.units.len(), plan.groups.len(), 0, 1, 32, false)
     }
 
     pub(crate) fn decode(
