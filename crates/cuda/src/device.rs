@@ -286,8 +286,7 @@ impl Gpu {
         self.ctx.bind_to_thread().map_err(driver)?;
         let smem_entries = smem_entries as u32;
         // Compact tables need the variant's twin that reads them.
-        let compact = groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0);
-        let kernel = config.variant | if compact { VARIANT_COMPACT } else { 0 };
+        let kernel = config.variant | if plan.has_compact_tables() { VARIANT_COMPACT } else { 0 };
         // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
         // is within the limit the runtime reported for this variant on this GPU.
         runtime(unsafe { ffi::wc_decode_prepare(kernel, smem_entries) }, "shared memory")?;
@@ -318,7 +317,7 @@ impl Gpu {
             smem,
             self.multiprocessors,
             resident(LaunchConfig::DEFAULT_VARIANT),
-            plan.groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0),
+            plan.has_compact_tables(),
         )
     }
 

@@ -873,7 +873,7 @@ impl Plan {
         for g in &mut self.groups {
             let full = table_entries(g);
             let at = g.table as usize;
-            let compact = g.flags & GROUP_COMPACT_TABLES == 0 && full * 4 > above;
+            let compact = compactable(g, above);
             // Keyed by offset and size: a raw plane's group has no tables, at the offset where
             // the next plane's tables start.
             let new_at = *moved.entry((at, full)).or_insert_with(|| {
@@ -907,10 +907,7 @@ impl Plan {
     /// of 256 or 1,024 units (one plane) 13-28% slower with them, as was the MiniLM embedding
     /// alone (240 units and a raw plane for its scale: 25.9 -> 20.9 GB/s).
     pub fn compact_tables_pay(&self, multiprocessors: u32) -> bool {
-        let big = |g: &WcGroup| {
-            g.flags & GROUP_COMPACT_TABLES == 0 && table_entries(g) * 4 > COMPACT_TABLES_ABOVE
-        };
-        if !self.groups.iter().any(big) {
+        if !self.groups.iter().any(|g| compactable(g, COMPACT_TABLES_ABOVE)) {
             return false;
         }
         // A range crossing into a raw plane (a copy, no tables) costs little.
@@ -923,6 +920,11 @@ impl Plan {
                 .count();
             coded > 1
         })
+    }
+
+    /// Whether any plane has compact tables (the launch needs the twin kernels that read them).
+    pub fn has_compact_tables(&self) -> bool {
+        self.groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0)
     }
 
     /// The same work `copies` times over, into separate outputs from separate staged copies of
@@ -997,6 +999,12 @@ pub fn table_entries(g: &WcGroup) -> usize {
     } else {
         usize::from(g.n_tables) << g.prob_bits
     }
+}
+
+/// Whether a group has full tables of more than `above` bytes (a coded plane that
+/// `Plan::compact_tables(above)` would compact).
+fn compactable(g: &WcGroup, above: usize) -> bool {
+    g.flags & GROUP_COMPACT_TABLES == 0 && table_entries(g) * 4 > above
 }
 
 /// Words of one compact table of `2^prob_bits` slots (a multiple of 4: `prob_bits >= 8`).
