@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The whole GPU check, run on the GPU machine from the folder that `cargo xtask bench --gpu`
 # prepared (it needs no Rust there): the GPU tests against the CPU oracle, the benchmark on
-# real weights, the CLI decoding on the GPU, compute-sanitizer memcheck and racecheck, and,
-# when the folder has them, the nvCOMP and DFloat11 anchors on the same bytes.
+# real weights, the CLI decoding on the GPU, compute-sanitizer memcheck, racecheck and
+# initcheck, and, when the folder has them, the nvCOMP and DFloat11 anchors on the same bytes.
 #
 # usage: bash run.sh            logs and summary.txt in $OUT (default ./gpu-out)
 # env:   BENCH_ARGS             extra gpu_bench options (e.g. "--settings 64x128:11:1 --quick")
-#        SKIP_SANITIZERS=1      skip memcheck and racecheck
+#        SKIP_SANITIZERS=1      skip memcheck, racecheck and initcheck
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=$HERE/bin
@@ -67,5 +67,10 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
         "$BIN/gpu_tests" --test-threads=1 many_tensors damaged tables_too_big bf16 compact \
         > "$OUT/racecheck.log" 2>&1
     grep -E "RACECHECK SUMMARY|test result" "$OUT/racecheck.log"
+    # No read of device memory nothing wrote: the compressed bytes go up window by window, the
+    # outputs are never cleared.
+    step initcheck env WCODEC_GPU_QUICK=1 compute-sanitizer --tool initcheck --error-exitcode 9 \
+        "$BIN/gpu_tests" --test-threads=1 many_tensors bf16 > "$OUT/initcheck.log" 2>&1
+    grep -E "ERROR SUMMARY|test result" "$OUT/initcheck.log"
 fi
 cat "$S"

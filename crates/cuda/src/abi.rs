@@ -62,7 +62,7 @@ pub const ERR_TABLES: u32 = 16;
 
 /// `WcUnit`: one unit of work for one warp.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct WcUnit {
     /// Offset of the unit's bytes in the compressed device buffer.
     pub src: u64,
@@ -95,7 +95,7 @@ pub struct WcUnit {
 
 /// `WcMerge`: a piece of the merge launch, `n` elements from planes back to back at `src`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct WcMerge {
     pub src: u64,
     pub dst: u64,
@@ -106,7 +106,7 @@ pub struct WcMerge {
 
 /// `WcGroup`: the units of one plane and its decode tables.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct WcGroup {
     pub first_unit: u32,
     pub n_units: u32,
@@ -121,7 +121,7 @@ pub struct WcGroup {
 
 /// `WcRange`: the units one thread block decodes.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct WcRange {
     pub first_unit: u32,
     pub n_units: u32,

@@ -8,12 +8,14 @@
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr, DriverError,
+    CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    DriverError, PinnedHostSlice, result,
 };
+use rayon::prelude::*;
 use wcodec_format::Directory;
 
 use crate::abi::{
@@ -75,18 +77,91 @@ pub(crate) struct Gpu {
     multiprocessors: u32,
     /// Per kernel variant.
     kernels: Vec<KernelInfo>,
+    /// Pinned buffers for copies both ways, allocated on the first and kept (shared with the
+    /// decoded tensors, which copy back through them).
+    bounce: Arc<Mutex<Bounce>>,
 }
 
-/// The device side of a plan: its inputs uploaded, its outputs allocated.
+/// Bytes of one pinned buffer, and how many there are: the compressed bytes go to the device
+/// window by window, each window filled by the host's cores while the one before it is copied,
+/// and decoded tensors come back the same way. Pinning memory costs about as much as copying
+/// it, so the buffers are kept from copy to copy rather than a pinned copy of the whole data
+/// being made each time.
+const BOUNCE_BYTES: usize = 32 << 20;
+const BOUNCE_BUFFERS: usize = 3;
+/// Bytes of a window one thread fills.
+const FILL_PIECE: usize = 2 << 20;
+
+/// The pinned upload buffers, each with the event recorded after the copy that last read it.
+#[derive(Default)]
+struct Bounce {
+    buffers: Vec<(PinnedHostSlice<u8>, CudaEvent)>,
+}
+
+impl std::fmt::Debug for Bounce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bounce").field("buffers", &self.buffers.len()).finish()
+    }
+}
+
+impl Drop for Bounce {
+    fn drop(&mut self) {
+        // The buffers are freed after this: no copy may still read them.
+        for (_, copied) in &self.buffers {
+            let _ = copied.synchronize();
+        }
+    }
+}
+
+impl Bounce {
+    /// Buffers of at least `bytes` each (less than `BOUNCE_BYTES` for small uploads).
+    fn ensure(&mut self, ctx: &Arc<CudaContext>, bytes: usize) -> Result<(), CudaError> {
+        if self.buffers.first().is_some_and(|(b, _)| b.len() >= bytes) {
+            return Ok(());
+        }
+        *self = Bounce::default();
+        for _ in 0..BOUNCE_BUFFERS {
+            // SAFETY: the buffer starts uninitialised; it is only ever written through the
+            // slice `as_mut_slice` gives (every byte a copy reads was written just before).
+            // Not write-combined: the host reads what comes back.
+            let buffer = unsafe { ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(driver)?;
+            let event = ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
+            self.buffers.push((buffer, event.map_err(driver)?));
+        }
+        Ok(())
+    }
+}
+
+/// Wall-clock seconds of the steps of a decode, for `CudaDecoder::load_bench`: each step is
+/// waited for (the stream synchronised) before the next is timed.
+pub(crate) type Phases = Vec<(&'static str, f64)>;
+
+/// Ends the step running since `*since` when timing: waits for the stream, records it.
+fn mark(
+    phases: &mut Option<&mut Phases>,
+    stream: &CudaStream,
+    since: &mut std::time::Instant,
+    step: &'static str,
+) -> Result<(), CudaError> {
+    if let Some(phases) = phases {
+        stream.synchronize().map_err(driver)?;
+        phases.push((step, since.elapsed().as_secs_f64()));
+        *since = std::time::Instant::now();
+    }
+    Ok(())
+}
+
+/// The device side of a plan: its inputs uploaded (arrays of `WcUnit`, table words, map bytes
+/// and `WcMerge` as bytes), its outputs allocated.
 pub(crate) struct Loaded {
     src: CudaSlice<u8>,
-    units: CudaSlice<WcUnit>,
-    tables: CudaSlice<u32>,
+    units: CudaSlice<u8>,
+    tables: CudaSlice<u8>,
     maps: CudaSlice<u8>,
     status: CudaSlice<u32>,
     /// The plan's outputs: decoded tensors and scratch.
     outputs: Vec<Option<CudaSlice<u8>>>,
-    merges: CudaSlice<WcMerge>,
+    merges: CudaSlice<u8>,
     n_merges: u32,
     src_len: u64,
     n_units: u32,
@@ -110,6 +185,7 @@ pub(crate) struct Shape {
 pub(crate) struct Buffer {
     data: Option<CudaSlice<u8>>,
     stream: Arc<CudaStream>,
+    bounce: Arc<Mutex<Bounce>>,
 }
 
 /// At least one element, so that no allocation is empty.
@@ -144,7 +220,14 @@ impl Gpu {
         let multiprocessors = ctx
             .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(driver)? as u32;
-        let mut gpu = Gpu { ctx, stream, name, multiprocessors, kernels: Vec::new() };
+        let mut gpu = Gpu {
+            ctx,
+            stream,
+            name,
+            multiprocessors,
+            kernels: Vec::new(),
+            bounce: Arc::new(Mutex::new(Bounce::default())),
+        };
         for variant in 0..VARIANTS {
             let info = gpu.query_kernel(variant)?;
             gpu.kernels.push(info);
@@ -186,8 +269,14 @@ impl Gpu {
 
     /// Uploads a plan's inputs (the compressed bytes through pinned memory, once) and
     /// allocates its outputs.
-    fn load(&self, plan: &Plan, file: &[u8]) -> Result<Loaded, CudaError> {
+    fn load(
+        &self,
+        plan: &Plan,
+        file: &[u8],
+        mut phases: Option<&mut Phases>,
+    ) -> Result<Loaded, CudaError> {
         let s = &self.stream;
+        let mut since = std::time::Instant::now();
         let mut outputs = Vec::with_capacity(plan.outputs.len());
         let mut bases = Vec::with_capacity(plan.outputs.len());
         for o in &plan.outputs {
@@ -223,26 +312,69 @@ impl Gpu {
 
         // The fast kernel path reads past a unit's last word (never past the pad, zeroed).
         let staging_len = plan.staging_len as usize + STAGING_PAD;
-        // SAFETY: the pinned allocation starts uninitialised; it is zeroed through its raw
-        // pointer (valid for `staging_len` bytes) before any slice of it is formed.
-        let mut pinned = unsafe { self.ctx.alloc_pinned::<u8>(staging_len) }.map_err(driver)?;
-        // SAFETY: `as_mut_ptr` points at `staging_len` writable bytes owned by `pinned`.
-        unsafe { std::ptr::write_bytes(pinned.as_mut_ptr().map_err(driver)?, 0, staging_len) };
-        plan.fill_staging(file, pinned.as_mut_slice().map_err(driver)?);
-        let src = s.clone_htod(&pinned).map_err(driver)?;
-
-        Ok(Loaded {
+        mark(&mut phases, s, &mut since, "allocate the tensors")?;
+        let src =
+            self.upload(staging_len, |start, out| plan.fill_staging_window(file, start, out))?;
+        mark(&mut phases, s, &mut since, "upload the compressed bytes")?;
+        let loaded = Loaded {
             src,
-            units: s.clone_htod(&non_empty(&units)).map_err(driver)?,
-            tables: s.clone_htod(&non_empty(&plan.tables)).map_err(driver)?,
-            maps: s.clone_htod(&non_empty(&plan.maps)).map_err(driver)?,
+            units: self.upload_array(&units)?,
+            tables: self.upload_array(&plan.tables)?,
+            maps: self.upload_array(&plan.maps)?,
             status: s.alloc_zeros::<u32>(plan.units.len().max(1)).map_err(driver)?,
-            merges: s.clone_htod(&non_empty(&merges)).map_err(driver)?,
+            merges: self.upload_array(&merges)?,
             n_merges: merges.len() as u32,
             outputs,
             src_len: staging_len as u64,
             n_units: plan.units.len() as u32,
+        };
+        mark(&mut phases, s, &mut since, "upload units, tables and maps")?;
+        Ok(loaded)
+    }
+
+    /// `items` as bytes on the device, through the pinned windows (at least one byte).
+    fn upload_array<T: bytemuck::Pod>(&self, items: &[T]) -> Result<CudaSlice<u8>, CudaError> {
+        let bytes: &[u8] = bytemuck::cast_slice(items);
+        self.upload(bytes.len(), |at, out| {
+            out.copy_from_slice(&bytes[at as usize..at as usize + out.len()]);
         })
+    }
+
+    /// A device buffer of `len` bytes, each window `start..start + out.len()` of it filled on
+    /// the host by `fill(start, out)`, on the host's cores, in pinned memory, while the window
+    /// before it is copied to the device (the copies are enqueued on the decoder's stream).
+    pub(crate) fn upload(
+        &self,
+        len: usize,
+        fill: impl Fn(u64, &mut [u8]) + Sync,
+    ) -> Result<CudaSlice<u8>, CudaError> {
+        let s = &self.stream;
+        // SAFETY: the allocation is left uninitialised; the windows below cover every byte,
+        // and they are copied on this stream, before any launch on it reads them.
+        let mut dst = unsafe { s.alloc::<u8>(len.max(1)) }.map_err(driver)?;
+        let mut bounce = self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
+        bounce.ensure(&self.ctx, window)?;
+        let (base, dst_use) = dst.device_ptr_mut(s);
+        for (k, start) in (0..len).step_by(window).enumerate() {
+            let n = window.min(len - start);
+            let (buffer, copied) = &mut bounce.buffers[k % BOUNCE_BUFFERS];
+            // The copy that read this buffer last is over before it is written again.
+            copied.synchronize().map_err(driver)?;
+            let host = &mut buffer.as_mut_slice().map_err(driver)?[..n];
+            host.par_chunks_mut(FILL_PIECE)
+                .enumerate()
+                .for_each(|(i, piece)| fill((start + i * FILL_PIECE) as u64, piece));
+            // SAFETY: `base + start .. + n` lies in `dst` (`start + n <= len`); `host` is
+            // pinned memory that stays allocated and unwritten until `copied`, recorded right
+            // after the copy, has completed (synchronised above before any reuse, and when the
+            // buffers are dropped).
+            unsafe { result::memcpy_htod_async(base + start as u64, host, s.cu_stream()) }
+                .map_err(driver)?;
+            copied.record(s).map_err(driver)?;
+        }
+        drop(dst_use); // records the copies as uses of `dst`
+        Ok(dst)
     }
 
     /// Cuts the plan into the blocks of `config` and sizes their shared memory: a plane whose
@@ -407,17 +539,26 @@ impl Gpu {
         file: &[u8],
         dir: &Directory,
         config: LaunchConfig,
+        mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
-        let mut l = self.load(plan, file)?;
+        let mut l = self.load(plan, file, phases.as_deref_mut())?;
+        let (s, mut since) = (&self.stream, std::time::Instant::now());
         let shape = self.shape(plan, config)?;
+        mark(&mut phases, s, &mut since, "lay out the launch")?;
         self.launch(&mut l, &shape, 1, None)?;
+        mark(&mut phases, s, &mut since, "decode (kernel)")?;
         self.check(plan, dir, &l)?;
+        mark(&mut phases, s, &mut since, "check the units' status")?;
         // Scratch is freed on the stream, after the merge that reads it.
         Ok(l.outputs
             .into_iter()
             .zip(&plan.outputs)
             .filter(|(_, o)| !o.scratch)
-            .map(|(data, _)| Buffer { data, stream: self.stream.clone() })
+            .map(|(data, _)| Buffer {
+                data,
+                stream: self.stream.clone(),
+                bounce: self.bounce.clone(),
+            })
             .collect())
     }
 
@@ -433,7 +574,7 @@ impl Gpu {
         (warmup, iters, batch): (usize, usize, usize),
         crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
-        let mut l = self.load(plan, file)?;
+        let mut l = self.load(plan, file, None)?;
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
         let (start, end) = (event()?, event()?);
         let batch = batch.max(1);
@@ -462,6 +603,37 @@ impl Gpu {
             }
         }
         Ok(all)
+    }
+
+    /// Seconds (wall clock) of `upload(len, fill)` until the copies are done.
+    pub(crate) fn upload_seconds(
+        &self,
+        len: usize,
+        fill: impl Fn(u64, &mut [u8]) + Sync,
+    ) -> Result<f64, CudaError> {
+        let start = std::time::Instant::now();
+        let uploaded = self.upload(len, fill)?;
+        self.stream.synchronize().map_err(driver)?;
+        let seconds = start.elapsed().as_secs_f64();
+        drop(uploaded);
+        self.synchronize()?;
+        Ok(seconds)
+    }
+
+    /// Waits for everything enqueued on the decoder's stream (frees included).
+    pub(crate) fn synchronize(&self) -> Result<(), CudaError> {
+        self.stream.synchronize().map_err(driver)
+    }
+
+    /// Seconds (wall clock) of one copy of `host` (ordinary, pageable memory) to the device.
+    pub(crate) fn pageable_upload_seconds(&self, host: &[u8]) -> Result<f64, CudaError> {
+        let start = std::time::Instant::now();
+        let uploaded = self.stream.clone_htod(host).map_err(driver)?;
+        self.stream.synchronize().map_err(driver)?;
+        let seconds = start.elapsed().as_secs_f64();
+        drop(uploaded);
+        self.synchronize()?;
+        Ok(seconds)
     }
 
     pub(crate) fn copy_bandwidth(&self, bytes: usize, iters: usize) -> Result<f64, CudaError> {
@@ -496,10 +668,65 @@ impl Buffer {
         self.data.as_ref()
     }
 
-    pub(crate) fn to_host(&self) -> Result<Vec<u8>, CudaError> {
-        match &self.data {
-            None => Ok(Vec::new()),
-            Some(d) => self.stream.clone_dtoh(d).map_err(driver),
+    /// Copies the buffer back window by window through the pinned buffers, handing each
+    /// window (its offset and bytes) to `sink` in order while the next ones are copied;
+    /// returns the CRC-32C of the whole, taken on the host's cores as the windows arrive.
+    pub(crate) fn download(
+        &self,
+        mut sink: impl FnMut(usize, &[u8]) -> Result<(), CudaError> + Send,
+    ) -> Result<u32, CudaError> {
+        let Some(data) = &self.data else { return Ok(0) };
+        let (s, len) = (&self.stream, data.len());
+        let mut bounce = self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
+        bounce.ensure(s.context(), window)?;
+        let (base, data_use) = data.device_ptr(s);
+        let windows = len.div_ceil(window);
+        let enqueue = |bounce: &mut Bounce, k: usize| -> Result<(), CudaError> {
+            let (start, n) = (k * window, window.min(len - k * window));
+            let (buffer, copied) = &mut bounce.buffers[k % BOUNCE_BUFFERS];
+            copied.synchronize().map_err(driver)?;
+            let host = &mut buffer.as_mut_slice().map_err(driver)?[..n];
+            // SAFETY: `base + start .. + n` lies in `data` (`start + n <= len`), which the
+            // stream has written (its uses are ordered on it); `host` is pinned memory that is
+            // neither read nor written until `copied`, recorded right after, has completed.
+            unsafe { result::memcpy_dtoh_async(host, base + start as u64, s.cu_stream()) }
+                .map_err(driver)?;
+            copied.record(s).map_err(driver)
+        };
+        for k in 0..windows.min(BOUNCE_BUFFERS) {
+            enqueue(&mut bounce, k)?;
         }
+        let mut crcs = Vec::with_capacity(len.div_ceil(FILL_PIECE));
+        for k in 0..windows {
+            let (start, n) = (k * window, window.min(len - k * window));
+            let (buffer, copied) = &bounce.buffers[k % BOUNCE_BUFFERS];
+            copied.synchronize().map_err(driver)?;
+            let host = &buffer.as_slice().map_err(driver)?[..n];
+            let (sunk, piece_crcs) = rayon::join(
+                || sink(start, host),
+                || host.par_chunks(FILL_PIECE).map(wcodec_format::crc32c).collect::<Vec<_>>(),
+            );
+            sunk?;
+            crcs.extend(piece_crcs);
+            if k + BOUNCE_BUFFERS < windows {
+                enqueue(&mut bounce, k + BOUNCE_BUFFERS)?;
+            }
+        }
+        drop(data_use);
+        Ok(wcodec_format::checksum::combine_parts(&crcs, FILL_PIECE as u64, len as u64))
+    }
+
+    /// The buffer's bytes in host memory, and their CRC-32C.
+    pub(crate) fn to_host(&self) -> Result<(Vec<u8>, u32), CudaError> {
+        let mut out = vec![0u8; self.len()];
+        let crc = self.download(|start, window| {
+            out[start..start + window.len()]
+                .par_chunks_mut(FILL_PIECE)
+                .zip(window.par_chunks(FILL_PIECE))
+                .for_each(|(o, w)| o.copy_from_slice(w));
+            Ok(())
+        })?;
+        Ok((out, crc))
     }
 }

@@ -3,7 +3,10 @@
 //! One launch decodes every unit of every plane of every tensor asked for (the launch count does
 //! not grow with the number of tensors): rANS decoding, inverse prediction and plane merge are
 //! fused in one kernel (kernels/decode.cu), with the decode tables in shared memory. The
-//! compressed bytes are copied to the device once, through pinned host memory.
+//! compressed bytes are copied to the device once, through a few pinned host buffers kept by
+//! the decoder: each window is filled on the host's cores while the one before is copied (and
+//! decoded tensors come back the same way). The plan's checks (every unit's CRC-32C) and
+//! tables are made on all cores.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wcodec_cuda::CudaError> {
@@ -60,6 +63,9 @@ pub enum CudaError {
     Invalid { tensor: String, detail: String },
     #[error("checksum mismatch in {what}: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { what: String, stored: u32, computed: u32 },
+    /// Writing a decoded tensor failed (`DeviceTensor::write_to`).
+    #[error("write failed: {0}")]
+    Io(std::io::Error),
     /// The kernel found a unit that does not decode (damaged data).
     #[error("tensor {tensor:?}, plane {plane}, unit {unit}: {reason}")]
     Corrupt { tensor: String, plane: usize, unit: usize, reason: String },
@@ -115,8 +121,22 @@ impl DeviceTensor {
 
     /// Copies the tensor back and checks it against the CRC-32C of the original bytes.
     pub fn to_host(&self) -> Result<Vec<u8>, CudaError> {
-        let bytes = self.buffer.to_host()?;
-        let computed = wcodec_format::crc32c(&bytes);
+        let (bytes, computed) = self.buffer.to_host()?;
+        self.check(computed)?;
+        Ok(bytes)
+    }
+
+    /// Copies the tensor back into `w` (through pinned memory, a window at a time, each written
+    /// while the next is copied) and checks it against the CRC-32C of the original bytes. The
+    /// check ends after the last write: on an error `w` holds bytes that are not the tensor's,
+    /// so write to something that can be thrown away (the CLI writes a temporary file).
+    pub fn write_to(&self, w: &mut (dyn std::io::Write + Send)) -> Result<(), CudaError> {
+        let computed =
+            self.buffer.download(|_, window| w.write_all(window).map_err(CudaError::Io))?;
+        self.check(computed)
+    }
+
+    fn check(&self, computed: u32) -> Result<(), CudaError> {
         if computed != self.crc32c {
             return Err(CudaError::Checksum {
                 what: format!("tensor {:?} decoded on the GPU", self.name),
@@ -124,7 +144,7 @@ impl DeviceTensor {
                 computed,
             });
         }
-        Ok(bytes)
+        Ok(())
     }
 
     /// The underlying device buffer (cudarc), for handing to other GPU code.
@@ -188,6 +208,31 @@ pub struct BenchReport {
     pub median_s: f64,
     /// Decompressed bytes per second at the median, in GB/s (10^9).
     pub gbps: f64,
+}
+
+/// Loading tensors into device memory, timed on the wall clock (medians), the file already
+/// in host memory: what a program that starts a model waits for.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    pub device: String,
+    /// Bytes of the decoded tensors.
+    pub tensor_bytes: u64,
+    /// Bytes uploaded: the staged compressed bytes with their alignment and pad.
+    pub staged_bytes: u64,
+    /// `decode_tensors` from call to return: plan, upload, launch and the kernel's checks.
+    pub decode_s: f64,
+    /// The steps of `decode_tensors`, each timed alone (the stream waited for after each):
+    /// name and median seconds, in order.
+    pub steps: Vec<(String, f64)>,
+    /// The tensors' own bytes, uncompressed, through the same pinned windows.
+    pub raw_upload_s: f64,
+    /// The tensors' own bytes, uncompressed, in one copy from ordinary (pageable) memory.
+    pub raw_pageable_s: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 impl CudaDecoder {
@@ -254,10 +299,25 @@ impl CudaDecoder {
         dir: &Directory,
         which: &[usize],
     ) -> Result<Vec<DeviceTensor>, CudaError> {
+        self.decode_tensors_timed(file, dir, which, None)
+    }
+
+    /// `decode_tensors`, each step timed into `phases` when given (`load_bench`).
+    fn decode_tensors_timed(
+        &self,
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        mut phases: Option<&mut device::Phases>,
+    ) -> Result<Vec<DeviceTensor>, CudaError> {
+        let start = std::time::Instant::now();
         let mut plan = Plan::build(file, dir, which, &self.options)?;
         self.settle_compact_tables(&mut plan, self.options.compact_tables);
+        if let Some(phases) = phases.as_deref_mut() {
+            phases.push(("plan (CRC checks, tables)", start.elapsed().as_secs_f64()));
+        }
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
-        let buffers = self.gpu.decode(&plan, file, dir, config)?;
+        let buffers = self.gpu.decode(&plan, file, dir, config, phases)?;
         Ok(plan
             .outputs
             .iter()
@@ -337,9 +397,7 @@ impl CudaDecoder {
             .iter()
             .zip(times)
             .map(|(&config, times)| {
-                let mut sorted = times.clone();
-                sorted.sort_by(f64::total_cmp);
-                let median_s = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+                let median_s = median(times.clone());
                 BenchReport {
                     device: self.device_name().to_owned(),
                     config,
@@ -353,6 +411,60 @@ impl CudaDecoder {
                 }
             })
             .collect())
+    }
+
+    /// Times loading the tensors `which` of `file` into device memory (`LoadReport`), `iters`
+    /// times each after one untimed load, against uploading their decoded bytes as they are.
+    /// The decoded tensors are checked against their CRC-32C first.
+    pub fn load_bench(
+        &self,
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        iters: usize,
+    ) -> Result<LoadReport, CudaError> {
+        let mut raw = Vec::new();
+        for t in self.decode_tensors(file, dir, which)? {
+            raw.extend_from_slice(&t.to_host()?);
+        }
+        let iters = iters.max(1);
+        let mut plan = Plan::build(file, dir, which, &self.options)?;
+        self.settle_compact_tables(&mut plan, self.options.compact_tables);
+        // Each load is freed, and the stream waited for, before the next: the loads see the
+        // same device memory, free to reuse.
+        let (mut decode, mut raws, mut pageables) = (vec![], vec![], vec![]);
+        let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+        for _ in 0..iters {
+            let start = std::time::Instant::now();
+            let tensors = self.decode_tensors(file, dir, which)?;
+            decode.push(start.elapsed().as_secs_f64());
+            drop(tensors);
+            self.gpu.synchronize()?;
+            let mut phases = device::Phases::new();
+            drop(self.decode_tensors_timed(file, dir, which, Some(&mut phases))?);
+            self.gpu.synchronize()?;
+            for (k, (name, seconds)) in phases.into_iter().enumerate() {
+                if k == steps.len() {
+                    steps.push((name.to_owned(), Vec::new()));
+                }
+                steps[k].1.push(seconds);
+            }
+        }
+        for _ in 0..iters {
+            raws.push(self.gpu.upload_seconds(raw.len(), |at, out| {
+                out.copy_from_slice(&raw[at as usize..at as usize + out.len()]);
+            })?);
+            pageables.push(self.gpu.pageable_upload_seconds(&raw)?);
+        }
+        Ok(LoadReport {
+            device: self.device_name().to_owned(),
+            tensor_bytes: raw.len() as u64,
+            staged_bytes: plan.staging_len + abi::STAGING_PAD as u64,
+            decode_s: median(decode),
+            steps: steps.into_iter().map(|(name, times)| (name, median(times))).collect(),
+            raw_upload_s: median(raws),
+            raw_pageable_s: median(pageables),
+        })
     }
 
     /// Device-to-device copy bandwidth, bytes read plus written per second (GB/s), over a

@@ -19,12 +19,13 @@
 //! This module is plain safe Rust: `emulate` runs a plan on the CPU exactly as the kernel does,
 //! which is how the plan and the kernel's algorithm are tested on machines with no GPU.
 
+use rayon::prelude::*;
 use wcodec_format::records::UNIT_ALIGN;
 use wcodec_format::{
     Directory, MAX_TILE_SYMBOLS, PlaneEncoding, PlaneEntry, TensorEntry, Transform, matrix_shape,
     rans, tile_grid,
 };
-use wcodec_rans::DecodeTable;
+use wcodec_rans::write_table_entries;
 
 use crate::CudaError;
 use crate::abi::*;
@@ -341,12 +342,70 @@ fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<
     (end < len).then_some(end)
 }
 
-fn check_crc(what: impl FnOnce() -> String, bytes: &[u8], stored: u32) -> Result<(), CudaError> {
-    let computed = wcodec_format::crc32c(bytes);
-    if computed != stored {
-        return Err(CudaError::Checksum { what: what(), stored, computed });
+/// The work of a plan that needs no order, done on all cores once the plan is laid out: the
+/// CRC-32C checks of the compressed bytes (one core checks about 10 GB/s: a third of a second
+/// for a 3 GB file) and the decode tables, written into the room each plane reserved.
+struct Deferred<'f> {
+    verify: bool,
+    crcs: Vec<PendingCrc<'f>>,
+    tables: Vec<PendingTables<'f>>,
+}
+
+/// Bytes of the file to check against their stored CRC-32C: unit `unit` of plane `at.plane`
+/// of tensor `at.tensor` (an index into the directory), or with no unit the plane, stored raw.
+struct PendingCrc<'f> {
+    bytes: &'f [u8],
+    stored: u32,
+    at: Origin,
+    unit: Option<usize>,
+}
+
+/// A plane's tables, to be written back to back where the plane's group points.
+struct PendingTables<'f> {
+    freqs: &'f [wcodec_format::Frequencies],
+    prob_bits: u8,
+    at: Origin,
+}
+
+impl<'f> Deferred<'f> {
+    fn check_crc(&mut self, bytes: &'f [u8], stored: u32, at: Origin, unit: Option<usize>) {
+        if self.verify {
+            self.crcs.push(PendingCrc { bytes, stored, at, unit });
+        }
     }
-    Ok(())
+
+    /// Writes the pending tables into `tables` (each plane's at the end of the previous
+    /// plane's), then makes the checks; the first failure in plan order is the error.
+    fn finish(&self, dir: &Directory, tables: &mut [u32]) -> Result<(), CudaError> {
+        let mut jobs = Vec::new();
+        let mut rest = tables;
+        for t in &self.tables {
+            for freqs in t.freqs {
+                let (out, tail) = std::mem::take(&mut rest).split_at_mut(1 << t.prob_bits);
+                jobs.push((out, freqs, t));
+                rest = tail;
+            }
+        }
+        let written: Vec<_> = jobs
+            .into_par_iter()
+            .map(|(out, freqs, t)| write_table_entries(freqs, t.prob_bits, out).map_err(|e| (t, e)))
+            .collect();
+        if let Some((t, e)) = written.into_iter().find_map(Result::err) {
+            let tensor = &dir.tensors[t.at.tensor];
+            return Err(invalid(tensor, format!("plane {}: {e}", t.at.plane)));
+        }
+        let crc = |c: &PendingCrc| wcodec_format::crc32c(c.bytes);
+        let Some(k) = self.crcs.par_iter().position_first(|c| crc(c) != c.stored) else {
+            return Ok(());
+        };
+        let c = &self.crcs[k];
+        let name = &dir.tensors[c.at.tensor].name;
+        let what = match c.unit {
+            Some(i) => format!("tensor {name:?} plane {} unit {i}", c.at.plane),
+            None => format!("tensor {name:?} raw plane {}", c.at.plane),
+        };
+        Err(CudaError::Checksum { what, stored: c.stored, computed: crc(c) })
+    }
 }
 
 impl Plan {
@@ -359,13 +418,17 @@ impl Plan {
         options: &PlanOptions,
     ) -> Result<Plan, CudaError> {
         let mut plan = Plan::default();
+        plan.reserve(file, dir, which);
+        let mut deferred =
+            Deferred { verify: options.verify_checksums, crcs: Vec::new(), tables: Vec::new() };
         for &index in which {
             let tensor = dir
                 .tensors
                 .get(index)
                 .ok_or(CudaError::NoSuchTensor { index, count: dir.tensors.len() })?;
-            plan.add_tensor(file, index, tensor, options)?;
+            plan.add_tensor(file, index, tensor, options, &mut deferred)?;
         }
+        deferred.finish(dir, &mut plan.tables)?;
         if let CompactTables::Above(bytes) = options.compact_tables {
             plan.compact_tables(bytes);
         }
@@ -379,14 +442,42 @@ impl Plan {
         Ok(plan)
     }
 
-    fn add_tensor(
+    /// Reserves the room the tensors `which` will take (a plan of a large model has hundreds
+    /// of thousands of units and tens of MB of tables: grown by doubling, each array was
+    /// copied and its pages faulted in again), from the directory's counts, bounded by what
+    /// the file can hold so that a hostile directory cannot ask for much.
+    fn reserve(&mut self, file: &[u8], dir: &Directory, which: &[usize]) {
+        let (mut units, mut entries) = (0usize, 0usize);
+        for t in which.iter().filter_map(|&i| dir.tensors.get(i)) {
+            for p in &t.planes {
+                match &p.encoding {
+                    PlaneEncoding::Raw { .. } => {
+                        let len = p.payload_len.min(file.len() as u64);
+                        units += len.div_ceil(u64::from(RAW_CHUNK)) as usize;
+                    }
+                    PlaneEncoding::Rans { prob_bits, tables, units: u, .. } => {
+                        units += u.len();
+                        if (rans::MIN_PROB_BITS..=rans::MAX_PROB_BITS).contains(prob_bits) {
+                            entries += tables.len().min(usize::from(rans::MAX_TABLES)) << prob_bits;
+                        }
+                    }
+                }
+            }
+        }
+        self.units.reserve(units);
+        self.unit_output.reserve(units);
+        self.origins.reserve(units);
+        self.tables.reserve(entries);
+    }
+
+    fn add_tensor<'f>(
         &mut self,
-        file: &[u8],
+        file: &'f [u8],
         index: usize,
-        tensor: &TensorEntry,
+        tensor: &'f TensorEntry,
         options: &PlanOptions,
+        deferred: &mut Deferred<'f>,
     ) -> Result<(), CudaError> {
-        let verify = options.verify_checksums;
         let (rows, cols) =
             matrix_shape(&tensor.dims).ok_or_else(|| invalid(tensor, "shape overflows"))?;
         let whole_blocks = tensor.dtype.block().is_none_or(|(per_block, _)| cols % per_block == 0);
@@ -414,7 +505,7 @@ impl Plan {
         // case): the exponent units merge the raw bytes in as they decode, so the raw plane is
         // only staged, never copied, and no merge launch follows.
         let fused = if options.merge_while_decoding {
-            self.fused_bf16(file, tensor, len, verify)?
+            self.fused_bf16(file, index, tensor, len, deferred)?
         } else {
             None
         };
@@ -437,7 +528,7 @@ impl Plan {
             let at = Origin { tensor: index, plane: 0, unit: 0 };
             let ctx =
                 RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
-            return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify);
+            return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
         let scratch = if geometry(tensor, 0)?.is_none() && len > 0 {
@@ -495,16 +586,13 @@ impl Plan {
                     if plane.payload_len != plane.len() {
                         return Err(invalid(tensor, format!("raw plane {j}: wrong length")));
                     }
-                    if verify {
-                        let what = || format!("tensor {:?} raw plane {j}", tensor.name);
-                        check_crc(what, payload, *crc32c)?;
-                    }
+                    deferred.check_crc(payload, *crc32c, at, None);
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
                     let ctx =
                         RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
-                    self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, verify)?;
+                    self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred)?;
                 }
             }
         }
@@ -527,14 +615,15 @@ impl Plan {
     }
 
     /// For a non-empty bf16_split tensor whose exponent plane is coded and whose sign-mantissa
-    /// plane is stored raw: stages the raw plane (checked: its length, and its CRC-32C when
-    /// `verify`) and returns its staging offset, which the exponent units read it from.
-    fn fused_bf16(
+    /// plane is stored raw: stages the raw plane (checked: its length, and its CRC-32C with
+    /// `deferred`) and returns its staging offset, which the exponent units read it from.
+    fn fused_bf16<'f>(
         &mut self,
-        file: &[u8],
+        file: &'f [u8],
+        index: usize,
         tensor: &TensorEntry,
         len: u64,
-        verify: bool,
+        deferred: &mut Deferred<'f>,
     ) -> Result<Option<u64>, CudaError> {
         if tensor.transform != Transform::Bf16Split || len == 0 || tensor.planes.len() != 2 {
             return Ok(None);
@@ -552,9 +641,7 @@ impl Plan {
             return Err(invalid(tensor, "raw plane 1: wrong length"));
         }
         let payload = self.payload(file, tensor, 1)?;
-        if verify {
-            check_crc(|| format!("tensor {:?} raw plane 1", tensor.name), payload, *crc32c)?;
-        }
+        deferred.check_crc(payload, *crc32c, Origin { tensor: index, plane: 1, unit: 0 }, None);
         Ok(Some(self.stage(sm.payload_offset, sm.payload_len)))
     }
 
@@ -614,15 +701,15 @@ impl Plan {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_rans(
+    fn add_rans<'f>(
         &mut self,
         p: &RansPlane,
-        payload: &[u8],
+        payload: &'f [u8],
         prob_bits: u8,
-        tables: &[wcodec_format::Frequencies],
+        tables: &'f [wcodec_format::Frequencies],
         row_tables: &[u8],
         units: &[wcodec_format::UnitEntry],
-        verify: bool,
+        deferred: &mut Deferred<'f>,
     ) -> Result<(), CudaError> {
         let (tensor, plane, j) = (p.tensor, p.plane, p.at.plane);
         let bad = |detail: String| invalid(tensor, format!("plane {j}: {detail}"));
@@ -663,10 +750,9 @@ impl Plan {
             flags: 0,
             reserved: 0,
         };
-        for freqs in tables {
-            let table = DecodeTable::new(freqs, prob_bits).map_err(|e| bad(e.to_string()))?;
-            self.tables.extend_from_slice(table.entries());
-        }
+        // Room for the tables, written on all cores when the plan is laid out.
+        self.tables.resize(self.tables.len() + (tables.len() << prob_bits), 0);
+        deferred.tables.push(PendingTables { freqs: tables, prob_bits, at: p.at });
         for (i, u) in units.iter().enumerate() {
             let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);
             let (r0, c0) = (tr * th, tc * tw);
@@ -682,10 +768,7 @@ impl Plan {
             {
                 return Err(bad(format!("unit {i}: length {} or offset misaligned", u.len)));
             }
-            if verify {
-                let what = || format!("tensor {:?} plane {j} unit {i}", tensor.name);
-                check_crc(what, bytes, u.crc32c)?;
-            }
+            deferred.check_crc(bytes, u.crc32c, p.at, Some(i));
             // The unit's origin is its first row's (the kernel adds the column offset of c0 + c,
             // which for a block field depends on the absolute column).
             // A merged unit's last byte is the high byte of its last element.
@@ -854,6 +937,27 @@ impl Plan {
         }
     }
 
+    /// Writes bytes `start..start + out.len()` of the staging buffer into `out`: the staged
+    /// ranges of `file` that fall in that window, zeros between and after them (alignment gaps
+    /// and the pad). Windows laid end to end give `fill_staging` over a zeroed buffer, so the
+    /// staging can go to the device in pieces, each filled while the one before is copied.
+    pub fn fill_staging_window(&self, file: &[u8], start: u64, out: &mut [u8]) {
+        let end = start + out.len() as u64;
+        // Segments are in staging order and do not overlap: the first one that ends past
+        // `start` is the first in the window.
+        let first = self.segments.partition_point(|s| s.staging_offset + s.len <= start);
+        let mut at = start; // staging offset written up to
+        for s in self.segments[first..].iter().take_while(|s| s.staging_offset < end) {
+            let (from, to) = (s.staging_offset.max(start), (s.staging_offset + s.len).min(end));
+            out[(at - start) as usize..(from - start) as usize].fill(0);
+            let src = s.file_offset + (from - s.staging_offset);
+            out[(from - start) as usize..(to - start) as usize]
+                .copy_from_slice(&file[src as usize..(src + to - from) as usize]);
+            at = to;
+        }
+        out[(at - start) as usize..].fill(0);
+    }
+
     /// Compressed bytes the launch reads (the staged payloads, without alignment padding).
     pub fn compressed_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.len).sum()
@@ -868,8 +972,11 @@ impl Plan {
     /// (`compact_table`), in place: their groups are flagged and point at the new tables;
     /// groups that share tables (copies of a plane, `replicate`) share the compact ones.
     pub fn compact_tables(&mut self, above: usize) {
+        // First where each plane's tables go (planes that share tables share the new ones),
+        // then the tables, on all cores.
         let mut moved = std::collections::HashMap::new();
-        let mut tables = Vec::with_capacity(self.tables.len());
+        let mut moves = Vec::new(); // (old offset, old size, compact, new size)
+        let mut len = 0;
         for g in &mut self.groups {
             let full = table_entries(g);
             let at = g.table as usize;
@@ -877,21 +984,37 @@ impl Plan {
             // Keyed by offset and size: a raw plane's group has no tables, at the offset where
             // the next plane's tables start.
             let new_at = *moved.entry((at, full)).or_insert_with(|| {
-                let start = tables.len();
-                let words = &self.tables[at..at + full];
-                if compact {
-                    let n = 1usize << g.prob_bits;
-                    tables.extend(words.chunks(n).flat_map(compact_table));
+                let size = if compact {
+                    (full >> g.prob_bits) * compact_table_words(g.prob_bits)
                 } else {
-                    tables.extend_from_slice(words);
-                }
-                start
+                    full
+                };
+                moves.push((at, full, compact.then_some(g.prob_bits), size));
+                len += size;
+                len - size
             });
             g.table = new_at as u32;
             if compact {
                 g.flags |= GROUP_COMPACT_TABLES;
             }
         }
+        let mut tables = vec![0u32; len];
+        let mut rest = &mut tables[..];
+        let mut jobs = Vec::with_capacity(moves.len());
+        for (at, full, compact, size) in moves {
+            let (out, tail) = std::mem::take(&mut rest).split_at_mut(size);
+            jobs.push((out, &self.tables[at..at + full], compact));
+            rest = tail;
+        }
+        jobs.into_par_iter().for_each(|(out, words, compact)| match compact {
+            Some(bits) => {
+                let (n, words_out) = (1 << bits, compact_table_words(bits));
+                for (o, w) in out.chunks_mut(words_out).zip(words.chunks(n)) {
+                    write_compact_table(w, o);
+                }
+            }
+            None => out.copy_from_slice(words),
+        });
         self.tables = tables;
     }
 
@@ -1018,13 +1141,20 @@ pub fn compact_table_words(prob_bits: u8) -> usize {
 /// (little-endian). Slot `s` of symbol `x` gives back its entry as `record[x] + (s << 20)`
 /// (wrapping): `(s - cum) << 20` is all that differs between the slots of a symbol.
 pub fn compact_table(entries: &[u32]) -> Vec<u32> {
-    let mut records = [0u32; 256];
+    let mut out = vec![0; 256 + entries.len().div_ceil(4)];
+    write_compact_table(entries, &mut out);
+    out
+}
+
+/// `compact_table` written into `out` (`256 + entries.len() / 4` words, zeroed).
+fn write_compact_table(entries: &[u32], out: &mut [u32]) {
+    let (records, symbols) = out.split_at_mut(256);
     for (slot, &e) in entries.iter().enumerate() {
         records[(e & 0xff) as usize] = e.wrapping_sub((slot as u32) << 20);
     }
-    let symbols =
-        entries.chunks(4).map(|c| c.iter().rev().fold(0u32, |w, &e| (w << 8) | (e & 0xff)));
-    records.into_iter().chain(symbols).collect()
+    for (w, c) in symbols.iter_mut().zip(entries.chunks(4)) {
+        *w = c.iter().rev().fold(0u32, |w, &e| (w << 8) | (e & 0xff));
+    }
 }
 
 /// What `add_rans` needs to know about the plane it adds.

@@ -17,6 +17,8 @@ fn not_built() -> CudaError {
     })
 }
 
+pub(crate) type Phases = Vec<(&'static str, f64)>;
+
 #[derive(Debug)]
 pub(crate) struct Gpu(());
 
@@ -50,6 +52,7 @@ impl Gpu {
         _file: &[u8],
         _dir: &Directory,
         _config: LaunchConfig,
+        _phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
         Err(not_built())
     }
@@ -63,6 +66,22 @@ impl Gpu {
         _runs: (usize, usize, usize),
         _crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn upload_seconds(
+        &self,
+        _len: usize,
+        _fill: impl Fn(u64, &mut [u8]) + Sync,
+    ) -> Result<f64, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn synchronize(&self) -> Result<(), CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn pageable_upload_seconds(&self, _host: &[u8]) -> Result<f64, CudaError> {
         Err(not_built())
     }
 
@@ -80,7 +99,14 @@ impl Buffer {
         0
     }
 
-    pub(crate) fn to_host(&self) -> Result<Vec<u8>, CudaError> {
+    pub(crate) fn to_host(&self) -> Result<(Vec<u8>, u32), CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn download(
+        &self,
+        _sink: impl FnMut(usize, &[u8]) -> Result<(), CudaError> + Send,
+    ) -> Result<u32, CudaError> {
         Err(not_built())
     }
 }

@@ -263,6 +263,28 @@ fn replicated_plans_decode_every_copy() {
     }
 }
 
+/// The staging goes to the device window by window (each filled while the one before is
+/// copied): windows of any size, laid end to end, give the whole staging buffer, zeros in its
+/// gaps and pad, whatever the windows' bytes held before.
+#[test]
+fn staging_windows_give_the_whole_staging() {
+    let file = file_of(&cases()[..12]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().replicate(2);
+    assert!(plan.segments.len() > 20, "the windows must cut across many segments");
+    let total = plan.staging_len as usize + 100; // past the end: the pad
+    let mut whole = vec![0u8; total];
+    plan.fill_staging(&file, &mut whole);
+    for window in [1usize, 7, 64, 4096, 10_000, total] {
+        let mut pieces = vec![0xa5u8; total];
+        for (k, out) in pieces.chunks_mut(window).enumerate() {
+            plan.fill_staging_window(&file, (k * window) as u64, out);
+        }
+        assert!(pieces == whole, "windows of {window} bytes");
+    }
+}
+
 #[test]
 fn damaged_units_are_reported() {
     let file = file_of(&cases()[..12]);

@@ -155,6 +155,48 @@ fn compact_and_full_tables_decode_alike() {
     }
 }
 
+/// Tensors larger than the pinned windows the compressed bytes go up and the tensors come back
+/// through (32 MiB, three of them): more windows than buffers both ways, a last window cut
+/// short, a raw plane and a coded one; `to_host` and `write_to` give the original bytes.
+#[test]
+fn large_tensors_cross_many_copy_windows() {
+    let Some(gpu) = gpu() else { return };
+    if quick() {
+        println!("skipping under WCODEC_GPU_QUICK: 190 MB of tensors");
+        return;
+    }
+    let mut rng = Rng::new(11);
+    let coded = Case {
+        name: "coded".into(),
+        dtype: wcodec_format::Dtype::I8,
+        dims: vec![12_289, 10_240],
+        bytes: weights(&mut rng, 12_289, 10_240),
+        options: wcodec_encode::EncodeOptions::for_gpu(),
+    };
+    let noise: Vec<u8> = (0..(60 << 20) + 12_345).map(|_| rng.next() as u8).collect();
+    let raw = Case {
+        name: "raw".into(),
+        dtype: wcodec_format::Dtype::U8,
+        dims: vec![noise.len() as u64],
+        bytes: noise,
+        options: wcodec_encode::EncodeOptions::for_gpu(),
+    };
+    let cases = [coded, raw];
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    assert!(
+        dir.tensors.iter().map(|t| t.stored_len()).sum::<u64>() > 4 * (32 << 20),
+        "the compressed bytes must take more windows than there are buffers"
+    );
+    let tensors = gpu.decode_all(&file, &dir).unwrap();
+    for (t, case) in tensors.iter().zip(&cases) {
+        assert!(t.to_host().unwrap() == case.bytes, "{}: to_host", t.name);
+        let mut written = Vec::new();
+        t.write_to(&mut written).unwrap();
+        assert!(written == case.bytes, "{}: write_to", t.name);
+    }
+}
+
 #[test]
 fn real_slices_match_the_reference() {
     let Some(gpu) = gpu() else { return };

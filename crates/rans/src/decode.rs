@@ -21,17 +21,42 @@ pub struct DecodeTable {
     renorm: std::sync::OnceLock<Box<[u16; SLOTS + 2]>>,
 }
 
+/// Checks that `freqs` is a table of `2^prob_bits` slots (`prob_bits` in 8..=12).
+fn check_table(freqs: &Frequencies, prob_bits: u8) -> Result<(), RansError> {
+    if !(wcodec_format::rans::MIN_PROB_BITS..=wcodec_format::rans::MAX_PROB_BITS)
+        .contains(&prob_bits)
+    {
+        return Err(RansError::BadTable("probability bits outside 8..=12"));
+    }
+    if freqs.iter().map(|&f| f as usize).sum::<usize>() != 1 << prob_bits {
+        return Err(RansError::BadTable("frequencies do not sum to 2^prob_bits"));
+    }
+    Ok(())
+}
+
+/// Writes the packed entries of `freqs` (`DecodeTable::entries`) into `out`, which must be
+/// `2^prob_bits` long: for callers that lay many tables side by side (the GPU decoder).
+pub fn write_table_entries(
+    freqs: &Frequencies,
+    prob_bits: u8,
+    out: &mut [u32],
+) -> Result<(), RansError> {
+    check_table(freqs, prob_bits)?;
+    if out.len() != 1 << prob_bits {
+        return Err(RansError::BadTable("output is not 2^prob_bits entries long"));
+    }
+    let mut slots = out.iter_mut();
+    for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
+        for (bias, o) in (0..f).zip(&mut slots) {
+            *o = s as u32 | (f - 1) << 8 | bias << 20;
+        }
+    }
+    Ok(())
+}
+
 impl DecodeTable {
     pub fn new(freqs: &Frequencies, prob_bits: u8) -> Result<DecodeTable, RansError> {
-        if !(wcodec_format::rans::MIN_PROB_BITS..=wcodec_format::rans::MAX_PROB_BITS)
-            .contains(&prob_bits)
-        {
-            return Err(RansError::BadTable("probability bits outside 8..=12"));
-        }
-        let total = 1usize << prob_bits;
-        if freqs.iter().map(|&f| f as usize).sum::<usize>() != total {
-            return Err(RansError::BadTable("frequencies do not sum to 2^prob_bits"));
-        }
+        check_table(freqs, prob_bits)?;
         // Each slot written once (no zeroing first: tables are built per plane, and small planes
         // are many): the used slots in order, then zeros up to the full size.
         let mut entries = Vec::with_capacity(SLOTS);

@@ -34,7 +34,7 @@ mod freq;
 #[allow(unsafe_code)]
 mod simd;
 
-pub use decode::{DecodeTable, decode_unit, decode_unit_with};
+pub use decode::{DecodeTable, decode_unit, decode_unit_with, write_table_entries};
 pub use encode::{EncodeTable, encode_unit, encode_unit_with};
 pub use fast_decode::{Out, UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};

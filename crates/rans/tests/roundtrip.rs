@@ -188,3 +188,19 @@ fn row_tables_round_trip() {
         );
     }
 }
+
+#[test]
+fn tables_written_in_place_are_the_decode_tables() {
+    for (seed, spread) in [(1u64, 3u64), (2, 40), (3, 256)] {
+        let data: Vec<u8> = noise(20_000, seed).map(|x| (x % spread) as u8).collect();
+        for bits in 8..=12u8 {
+            let freqs = normalize(&histogram(&data), bits);
+            let mut out = vec![0xdead_beef_u32; 1 << bits];
+            write_table_entries(&freqs, bits, &mut out).unwrap();
+            assert_eq!(out, DecodeTable::new(&freqs, bits).unwrap().entries(), "{bits} bits");
+            let mut short = vec![0u32; (1 << bits) - 1];
+            assert!(write_table_entries(&freqs, bits, &mut short).is_err());
+            assert!(write_table_entries(&freqs, bits + 1, &mut out).is_err(), "sum mismatch");
+        }
+    }
+}

@@ -28,7 +28,10 @@ pub use files::{
     CompressReport, InputKind, compress_path, decompress_path, decompress_path_with_limits,
     read_input, temp_prefix, write_file,
 };
-pub use gpu::{GPU_BUILT, GpuBench, bench_gpu, decompress_path_gpu, gpu_note, multi_table_share};
+pub use gpu::{
+    GPU_BUILT, GpuBench, GpuLoad, bench_gpu, decompress_path_gpu, gpu_note, load_gpu,
+    multi_table_share,
+};
 pub use process::{default_sigpipe, disable_transparent_huge_pages};
 
 pub use wcodec_container as container;
