@@ -54,7 +54,8 @@ cli() {
     "$w" compress -q --for-gpu "$HERE/data/minilm-int8.safetensors" -o "$t/m.wcz" &&
         "$w" decompress -q --device cuda "$t/m.wcz" -o "$t/m.safetensors" &&
         cmp "$t/m.safetensors" "$HERE/data/minilm-int8.safetensors" &&
-        "$w" bench --device cuda --iters 20 "$t/m.wcz"
+        "$w" bench --device cuda --iters 20 "$t/m.wcz" &&
+        "$w" bench --device cuda --load --iters 5 "$t/m.wcz"
 }
 step cli cli > "$OUT/cli.log" 2>&1
 cat "$OUT/cli.log"

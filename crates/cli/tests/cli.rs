@@ -252,6 +252,12 @@ fn device_cuda_without_a_gpu_exits_5() {
     assert!(!back.exists(), "no output without a GPU");
     let out = wcodec(&["bench", "--device", "cuda", s(&wcz)]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let out = wcodec(&["bench", "--device", "cuda", "--load", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    // Loading into GPU memory is timed on the GPU only: a usage error on the CPU.
+    let out = wcodec(&["bench", "--load", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--device cuda"), "{}", stderr(&out));
     // The CPU path is the default and works everywhere.
     let out = wcodec(&["bench", "--iters", "2", "--json", s(&wcz)]);
     assert!(out.status.success(), "{}", stderr(&out));

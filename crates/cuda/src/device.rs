@@ -121,10 +121,13 @@ impl Bounce {
         }
         *self = Bounce::default();
         for _ in 0..BOUNCE_BUFFERS {
-            // SAFETY: the buffer starts uninitialised; it is only ever written through the
-            // slice `as_mut_slice` gives (every byte a copy reads was written just before).
             // Not write-combined: the host reads what comes back.
-            let buffer = unsafe { ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(driver)?;
+            // SAFETY: the allocation starts uninitialised; it is zeroed through its raw pointer
+            // (valid for `bytes` bytes) before any slice of it is formed.
+            let mut buffer =
+                unsafe { ctx.alloc_pinned_with_flags::<u8>(bytes, 0) }.map_err(driver)?;
+            // SAFETY: `as_mut_ptr` points at `bytes` writable bytes owned by `buffer`.
+            unsafe { std::ptr::write_bytes(buffer.as_mut_ptr().map_err(driver)?, 0, bytes) };
             let event = ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
             self.buffers.push((buffer, event.map_err(driver)?));
         }
