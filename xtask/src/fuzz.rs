@@ -32,6 +32,7 @@ const TARGETS: &[(&str, usize)] = &[
     ("safetensors", 8192),
     ("gguf", 8192),
     ("roundtrip", 4096),
+    ("gpu_plan", 16384),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -204,6 +205,7 @@ fn write_seeds(corpus: &Path) -> Result<()> {
     for (name, file) in &wcz {
         write(&corpus.join("directory"), name, file)?;
         write(&corpus.join("decompress"), name, file)?;
+        write(&corpus.join("gpu_plan"), name, file)?;
     }
     Ok(())
 }

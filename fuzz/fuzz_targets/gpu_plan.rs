@@ -1,0 +1,73 @@
+//! The GPU decoder's host side on arbitrary bytes: `Plan::build` refuses what the kernel could
+//! not take, and what it accepts runs through the kernel's algorithm on the CPU
+//! (`wcodec_cuda::emulate`, which reads and writes exactly what the kernel would) without going
+//! out of bounds (a panic here would be a read or write outside a buffer on the GPU). Where every
+//! unit ends in its final states and the reference decoder reads the tensor, the two agree, with
+//! full and with compact tables and with ranges of one and of several blocks. Each input runs as
+//! it is and with its unit, raw-plane and directory CRCs recomputed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wcodec::format::Directory;
+use wcodec_cuda::{Plan, PlanOptions, emulate};
+
+#[path = "wcz.rs"]
+mod wcz;
+
+/// Decoded bytes above which an input is not emulated (a directory may describe large tensors
+/// in few bytes: zeros compress well).
+const MAX_OUTPUT: u64 = 16 << 20;
+
+fn check(data: &[u8]) {
+    let Ok(dir) = Directory::from_file_bytes(data) else { return };
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    for verify_checksums in [true, false] {
+        let options = PlanOptions { verify_checksums, ..PlanOptions::default() };
+        let Ok(plan) = Plan::build(data, &dir, &all, &options) else { continue };
+        if plan.outputs.iter().map(|o| o.len).sum::<u64>() > MAX_OUTPUT {
+            return;
+        }
+        let mut compact = plan.clone();
+        compact.compact_tables(0);
+        let mut staging = vec![0u8; plan.staging_len as usize];
+        plan.fill_staging(data, &mut staging);
+        let mut first: Option<Vec<Vec<u8>>> = None;
+        for (p, blocks) in [(&plan, 1), (&plan, 7), (&compact, 3)] {
+            let mut outputs: Vec<Vec<u8>> =
+                p.outputs.iter().map(|o| vec![0u8; o.len as usize]).collect();
+            let status = emulate::execute(p, &p.ranges(blocks), &staging, &mut outputs);
+            emulate::merge(p, &mut outputs);
+            if p.check_status(&dir, &status).is_err() {
+                continue;
+            }
+            let tensors: Vec<Vec<u8>> = outputs
+                .into_iter()
+                .zip(&p.outputs)
+                .filter(|(_, o)| !o.scratch)
+                .map(|(v, _)| v)
+                .collect();
+            match &first {
+                None => {
+                    let decoded = p.outputs.iter().filter(|o| !o.scratch).zip(&tensors);
+                    for (o, got) in decoded {
+                        let tensor = &dir.tensors[o.tensor];
+                        if let Ok(want) = wcodec::decode::decode_tensor_reference(data, tensor) {
+                            assert!(*got == want, "tensor {:?} differs", tensor.name);
+                        }
+                    }
+                    first = Some(tensors);
+                }
+                Some(first) => assert!(*first == tensors, "launch shapes disagree"),
+            }
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    let mut fixed = data.to_vec();
+    wcz::fix_payload_crcs(&mut fixed);
+    if fixed != data {
+        check(&fixed);
+    }
+});
