@@ -630,6 +630,9 @@ impl Gpu {
 
     /// Seconds (wall clock) of one copy of `host` (ordinary, pageable memory) to the device.
     pub(crate) fn pageable_upload_seconds(&self, host: &[u8]) -> Result<f64, CudaError> {
+        if host.is_empty() {
+            return Ok(0.0); // nothing to allocate or copy
+        }
         let start = std::time::Instant::now();
         let uploaded = self.stream.clone_htod(host).map_err(driver)?;
         self.stream.synchronize().map_err(driver)?;
