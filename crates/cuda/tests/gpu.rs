@@ -194,6 +194,28 @@ fn large_tensors_cross_many_copy_windows() {
         let mut written = Vec::new();
         t.write_to(&mut written).unwrap();
         assert!(written == case.bytes, "{}: write_to", t.name);
+        // A writer that fails after the first window: an error, and the copies left in flight
+        // do not disturb the next copy back.
+        let mut full = FailsAfter(40 << 20);
+        assert!(matches!(t.write_to(&mut full), Err(CudaError::Io(_))), "{}", t.name);
+        assert!(t.to_host().unwrap() == case.bytes, "{}: to_host after a failed write", t.name);
+    }
+}
+
+/// A writer that takes `.0` bytes, then fails.
+struct FailsAfter(usize);
+
+impl std::io::Write for FailsAfter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() > self.0 {
+            return Err(std::io::Error::other("no space left"));
+        }
+        self.0 -= buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
