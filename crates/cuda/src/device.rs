@@ -114,7 +114,15 @@ impl Drop for Bounce {
 }
 
 impl Bounce {
-    /// Buffers of at least `bytes` each (less than `BOUNCE_BYTES` for small uploads).
+    /// The window a copy of `len` bytes goes in (whole pieces, at most `BOUNCE_BYTES`), with
+    /// buffers allocated that hold it.
+    fn window_for(&mut self, ctx: &Arc<CudaContext>, len: usize) -> Result<usize, CudaError> {
+        let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
+        self.ensure(ctx, window)?;
+        Ok(window)
+    }
+
+    /// Buffers of at least `bytes` each (less than `BOUNCE_BYTES` for small copies).
     fn ensure(&mut self, ctx: &Arc<CudaContext>, bytes: usize) -> Result<(), CudaError> {
         if self.buffers.first().is_some_and(|(b, _)| b.len() >= bytes) {
             return Ok(());
@@ -356,8 +364,7 @@ impl Gpu {
         // and they are copied on this stream, before any launch on it reads them.
         let mut dst = unsafe { s.alloc::<u8>(len.max(1)) }.map_err(driver)?;
         let mut bounce = self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
-        bounce.ensure(&self.ctx, window)?;
+        let window = bounce.window_for(&self.ctx, len)?;
         let (base, dst_use) = dst.device_ptr_mut(s);
         for (k, start) in (0..len).step_by(window).enumerate() {
             let n = window.min(len - start);
@@ -684,8 +691,7 @@ impl Buffer {
         let Some(data) = &self.data else { return Ok(0) };
         let (s, len) = (&self.stream, data.len());
         let mut bounce = self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
-        bounce.ensure(s.context(), window)?;
+        let window = bounce.window_for(s.context(), len)?;
         let (base, data_use) = data.device_ptr(s);
         let windows = len.div_ceil(window);
         let enqueue = |bounce: &mut Bounce, k: usize| -> Result<(), CudaError> {
