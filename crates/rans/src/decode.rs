@@ -34,6 +34,12 @@ fn check_table(freqs: &Frequencies, prob_bits: u8) -> Result<(), RansError> {
     Ok(())
 }
 
+/// The entry of slot `cum + bias` of `symbol`, whose frequency is `freq`.
+#[inline(always)]
+fn packed_entry(symbol: usize, freq: u32, bias: u32) -> u32 {
+    symbol as u32 | (freq - 1) << 8 | bias << 20
+}
+
 /// Writes the packed entries of `freqs` (`DecodeTable::entries`) into `out`, which must be
 /// `2^prob_bits` long: for callers that lay many tables side by side (the GPU decoder).
 pub fn write_table_entries(
@@ -48,7 +54,7 @@ pub fn write_table_entries(
     let mut slots = out.iter_mut();
     for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
         for (bias, o) in (0..f).zip(&mut slots) {
-            *o = s as u32 | (f - 1) << 8 | bias << 20;
+            *o = packed_entry(s, f, bias);
         }
     }
     Ok(())
@@ -61,7 +67,7 @@ impl DecodeTable {
         // are many): the used slots in order, then zeros up to the full size.
         let mut entries = Vec::with_capacity(SLOTS);
         for (s, &f) in freqs.iter().enumerate().filter(|(_, f)| **f > 0) {
-            entries.extend((0..f).map(|bias| s as u32 | (f - 1) << 8 | bias << 20));
+            entries.extend((0..f).map(|bias| packed_entry(s, f, bias)));
         }
         entries.resize(SLOTS, 0);
         let entries = entries.into_boxed_slice().try_into().expect("SLOTS entries");
