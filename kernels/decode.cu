@@ -710,18 +710,20 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
     return status;
 }
 
-// Variant 6: the fast path with the stream staged in shared memory. Each warp copies its
-// unit's stream into a ring of R = 4 Q bytes of shared memory with cp.async, Q bytes at a time
-// (Q = 256 kIter: every lane copies Q / 32 bytes), ahead of the reads, so that the per-step
-// candidate word is a conflict-free shared load instead of a global load touching 2-3 sectors
-// (and waiting on L1 or L2). The loop takes kIter groups an iteration, which read at most Q
-// bytes from the iteration's start 2p. F bytes of the stream have been requested; the ring
-// holds stream bytes [F - R, F). A chunk is requested when 2p >= F - 3 Q (at most one an
-// iteration, which keeps pace). Then at each iteration's start F > 2p + 2 Q (induction), so the
-// bytes [2p, 2p + Q) lie in chunks requested at least one iteration earlier: after
-// cp.async.wait_group 1 (one commit an iteration) and __syncwarp they are in the ring, and a
-// chunk only overwrites bytes below 2p. The copies read at most R bytes past the unit's end (the
-// overrun check bounds 2p by the unit's length), inside WC_STAGING_PAD.
+// Variant 6: the fast path with the stream staged in shared memory. Each warp copies its unit's
+// stream into a ring of R = 4 Q bytes of shared memory with cp.async, Q bytes at a time (Q = 256
+// kIter: every lane copies Q / 32 bytes), ahead of the reads, so that a step's words are a
+// conflict-free shared load instead of a global load touching 2-3 sectors (and waiting on L1 or
+// L2). The lanes that need a word read it after the vote, at the warp's position plus their rank
+// among those lanes: one shared load a step and no shuffle (H100, GPU runs 54-55: 1.1-2.2%
+// faster than a candidate word loaded ahead and handed over by a shuffle). The loop takes kIter groups an iteration, which read at most Q bytes from
+// the iteration's start 2p. F bytes of the stream have been requested; the ring holds stream bytes
+// [F - R, F). A chunk is requested when 2p >= F - 3 Q (at most one an iteration, which keeps pace).
+// Then at each iteration's start F > 2p + 2 Q (induction), so the bytes [2p, 2p + Q) lie in chunks
+// requested at least one iteration earlier: after cp.async.wait_group 1 (one commit an iteration)
+// and __syncwarp they are in the ring, and a chunk only overwrites bytes below 2p. The copies read
+// at most R bytes past the unit's end (the overrun check bounds 2p by the unit's length), inside
+// WC_STAGING_PAD.
 __device__ __forceinline__ uint32_t lds_u16(uint32_t addr) {
     uint16_t v;
     asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(addr));
@@ -765,13 +767,13 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     uint32_t status = __ballot_sync(kFull, x < WC_STATE_LOW) ? WC_ERR_BAD_INITIAL_STATE : 0u;
     const uint8_t *const stream = unit + WC_STATES_BYTES;
     const uint32_t n_words = (u.len - WC_STATES_BYTES) / 2;
-    // o: the byte offset in the stream of this lane's candidate word, 2 (pos + lane).
-    uint32_t o = 2 * lane;
-    const uint32_t limit = 2 * n_words + 2 * lane;
-    // This lane's next copy, F + kCopy lane, and F - 3 Q + 2 lane, which o reaches when the warp
+    // o: the byte offset in the stream of the warp's next word, 2 pos (warp-uniform).
+    uint32_t o = 0;
+    const uint32_t limit = 2 * n_words;
+    // This lane's next copy, F + kCopy lane, and F - 3 Q, which o reaches when the warp
     // requests the next chunk. The ring starts with the stream's first R bytes.
     uint32_t fl = kRing + kCopy * lane;
-    uint32_t refill = kQ + 2 * lane;
+    uint32_t refill = kQ;
     cp_async16(ring | (kCopy * lane), stream + kCopy * lane, true);
     cp_async_commit();
 #pragma unroll
@@ -803,13 +805,12 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         uint32_t e[4];
 #pragma unroll
         for (uint32_t j = 0; j < 4; ++j) {
-            const uint32_t cand = lds_u16(ring | (o & (kRing - 1)));
             e[j] = tab[x & mask];
             const uint32_t xs = x >> prob_bits;
             const uint32_t xn = ((e[j] >> 8) & 0xfffu) * xs + (xs + (e[j] >> 20));
             const bool need = xn < WC_STATE_LOW;
             const uint32_t m = __ballot_sync(kFull, need);
-            const uint32_t w = __shfl_sync(kFull, cand, __popc(m & lt));
+            const uint32_t w = lds_u16(ring | ((o + 2 * __popc(m & lt)) & (kRing - 1)));
             x = need ? __byte_perm(w, xn, 0x5410u) : xn;
             o += 2 * __popc(m);
         }
@@ -832,7 +833,6 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         }
     };
     for (uint32_t g = 0; g < groups; g += kIter) {
-        // Warp-uniform: every lane's o is its own lane further.
         if (static_cast<int32_t>(o - limit) > 0) {
             status |= WC_ERR_OVERRUN;
             break;
@@ -850,7 +850,7 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     // No copy may still land in the ring when the warp's next unit fills it.
     cp_async_wait<0>();
     __syncwarp();
-    const uint32_t pos = (o - 2 * lane) / 2;
+    const uint32_t pos = o / 2;
     if (pos > n_words) status |= WC_ERR_OVERRUN;
     if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
     if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
@@ -1136,10 +1136,13 @@ constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12};
 constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
 
 // Dynamic shared memory of a launch: the tables, then (ring variants) a ring per warp and the
-// slack that aligns the first.
+// slack that aligns the first. The tables end 16-byte aligned (smem_tables is, and every table
+// is a multiple of 16 bytes), so the slack is at most a ring less 16 bytes: those 16 bytes let
+// 12 blocks of 4 warps with 11-bit tables share a multiprocessor's 228 KiB instead of 11.
 size_t smem_bytes(uint32_t variant, uint32_t smem_entries, uint32_t warps) {
+    const size_t ring = kVariantRing[variant & ~WC_VARIANT_COMPACT];
     size_t bytes = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
-    bytes += static_cast<size_t>(warps + 1) * kVariantRing[variant & ~WC_VARIANT_COMPACT];
+    if (ring > 0) bytes += static_cast<size_t>(warps) * ring + (ring - 16);
     return bytes;
 }
 

@@ -21,12 +21,15 @@ pub const VARIANT_COMPACT: u32 = 256;
 /// The largest block (in warps) of each variant.
 pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12];
 /// The shared-memory ring each warp of a variant stages its stream in (bytes; 0: none), after
-/// the block's tables, plus one ring of alignment slack a block (`kVariantRing`).
+/// the block's tables (`kVariantRing`; with the alignment slack, [`ring_bytes`]).
 pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048];
 
-/// Dynamic shared memory a block of `variant` with `warps` warps needs besides its tables.
+/// Dynamic shared memory a block of `variant` with `warps` warps needs besides its tables: a
+/// ring a warp, and the slack that aligns the first to its size after tables that end 16-byte
+/// aligned (as `smem_bytes` in kernels/decode.cu).
 pub const fn ring_bytes(variant: u32, warps: u32) -> usize {
-    (warps as usize + 1) * VARIANT_RING[variant as usize]
+    let ring = VARIANT_RING[variant as usize];
+    if ring == 0 { 0 } else { warps as usize * ring + ring - 16 }
 }
 /// Bytes of padding after the staged payloads (`WC_STAGING_PAD`): the fast path reads up to
 /// ~1 KiB past a unit's end without a bound check, the copies into a warp's stream ring up to
