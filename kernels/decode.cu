@@ -9,9 +9,10 @@
 //     row-class map; one table for every row when the plane has one); planes of several tables
 //     (the CPU encoder's default) have compact tables, a symbol byte a slot and a record a
 //     symbol (5 KiB a 12-bit table instead of 16), read by twin kernels (WC_VARIANT_COMPACT);
-//   - renormalisation words are read in lane order: every lane loads the candidate word
-//     `pos + lane` before the table lookup (so the load overlaps it), a ballot says which lanes
-//     need one, and a shuffle hands lane i the word at `pos + popc(ballot & lanemask_lt)`;
+//   - renormalisation words are read in lane order: a ballot says which lanes need one, and
+//     lane i takes the word at `pos + popc(ballot & lanemask_lt)`: from the warp's stream ring
+//     in shared memory (variant 6), or loaded as the candidate `pos + lane` before the table
+//     lookup (so the load overlaps it) and handed over by a shuffle (the other variants);
 //   - after 4 steps a lane holds 4 consecutive output bytes and stores them as one 32-bit word
 //     (a warp writes 128 contiguous bytes) where the tile geometry allows, else byte stores;
 //   - predicted tiles (LEFT, TOP, AVG, PAETH) first land as residuals, then one in-warp
