@@ -407,7 +407,9 @@ impl Gpu {
         let mut groups = plan.groups.clone();
         let mut smem_entries = 0usize;
         for g in &mut groups {
-            let entries = table_entries(g);
+            // Whole 16-byte words: the rings after the tables need them to end aligned
+            // (`ring_bytes`). Tables of 8..=12-bit probabilities always are.
+            let entries = table_entries(g).next_multiple_of(4);
             if entries > limit && g.flags & GROUP_COMPACT_TABLES != 0 {
                 // At most 16 tables of 5 KiB: never on the GPUs the kernels are built for.
                 return Err(CudaError::Driver(format!(
