@@ -458,6 +458,7 @@ impl Gpu {
         LaunchConfig::choose(
             plan.units.len(),
             plan.groups.len(),
+            plan.mean_unit_symbols(),
             smem,
             self.multiprocessors,
             resident(LaunchConfig::DEFAULT_VARIANT),

@@ -131,10 +131,16 @@ impl LaunchConfig {
     /// shape, or within 10% of it, on one 11-bit table at 256, 512 and 1024 MiB a launch
     /// (MiniLM int8 682-743 GB/s, SmolLM2 Q8_0 quants 709-770, MiniLM BF16 1025-1128); two
     /// units a warp did better on the large launches (up to 788) and worse on the small ones.
-    /// `compact`: the plan has compact tables (`smem_bytes` is then theirs).
+    /// `compact`: the plan has compact tables (`smem_bytes` is then theirs). `unit_symbols`:
+    /// symbols of a coded unit, on average; units of more than 8,192 (tiles larger than 64x128)
+    /// take a warp each with one table (measured on H100, GPU run 59, 128x128 tiles at 512 MiB
+    /// a launch: MiniLM BF16 1,038-1,044 GB/s with 2 units a warp, 1,148-1,180 with one;
+    /// SmolLM2 Q8_0 quants 770-773 and 787-788; MiniLM int8 913-949 and 949; 2 GB of BF16 in
+    /// one launch 1,246-1,256 and 1,290-1,292).
     pub fn choose(
         units: usize,
         planes: usize,
+        unit_symbols: usize,
         smem_bytes: usize,
         multiprocessors: u32,
         resident_warps: u32,
@@ -156,18 +162,20 @@ impl LaunchConfig {
         let per_sm = units.div_ceil(sms).max(1);
         if smem_bytes <= 8 << 10 && per_sm >= 2 * RING_RESIDENT_WARPS {
             // One 11-bit table (files made for the GPU) and units enough to fill every warp of
-            // the GPU twice over: 2 units a warp, in blocks of 4 warps where planes are small
+            // the GPU twice over: 2 units a warp (one where the units are larger than 64x128
+            // tiles, see above), in blocks of 4 warps where planes are small
             // (fewer warps idle in a plane's last block) and of 8 where they are large (fewer
             // table loads a unit). Measured on H100 (GPU run 25): MiniLM int8 (small planes)
             // 938 GB/s at (4 warps, 8 units) against 900 at (8, 8) and 902 at (8, 16);
             // SmolLM2 Q8_0 quants (one plane) 772 at (8, 16) against 742 at (4, 8); MiniLM
             // BF16 1,140 at (4, 8) against 1,136 at (8, 8).
             let warps = if units / planes.max(1) >= 256 { 8 } else { 4 };
+            let per_warp = if unit_symbols <= 8192 { 2 } else { 1 };
             return LaunchConfig {
                 variant: Self::RING_VARIANT,
                 warps_per_block: warps,
                 blocks_per_sm: 1,
-                units_per_block: 2 * warps,
+                units_per_block: per_warp * warps,
             };
         }
         let warps = 8.min(per_sm) as u32;
@@ -921,6 +929,14 @@ impl Plan {
             }
         }
         ranges
+    }
+
+    /// Symbols of a coded unit, on average (0 with none).
+    pub fn mean_unit_symbols(&self) -> usize {
+        let coded = self.units.iter().filter(|u| u.kind == UNIT_RANS);
+        let (n, symbols) = coded
+            .fold((0usize, 0usize), |(n, s), u| (n + 1, s + u.height as usize * u.width as usize));
+        symbols.checked_div(n).unwrap_or(0)
     }
 
     /// Shared memory a block of the widest plane needs for its tables, in bytes.

@@ -43,7 +43,15 @@ impl Gpu {
     }
 
     pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
-        LaunchConfig::choose(plan.units.len(), plan.groups.len(), 0, 1, 32, false)
+        LaunchConfig::choose(
+            plan.units.len(),
+            plan.groups.len(),
+            plan.mean_unit_symbols(),
+            0,
+            1,
+            32,
+            false,
+        )
     }
 
     pub(crate) fn decode(

@@ -387,32 +387,37 @@ fn hostile_directories_are_refused() {
 #[test]
 fn launch_shapes_follow_the_work() {
     // Small tables: blocks of one plane each, a warp a unit, many blocks a multiprocessor.
-    let c = LaunchConfig::choose(256, 4, 16 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(256, 4, 8192, 16 << 10, 132, 36, false);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
     // Up to 16 KiB of tables: the ring variant, 8 warps; variant 4 for more.
-    let c = LaunchConfig::choose(100_000, 500, 16 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 16 << 10, 132, 36, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
     // One 11-bit table and units enough: 2 units a warp, 4 warps a block on small planes, 8
     // on large ones; a unit a warp where the units do not fill the GPU twice.
-    let c = LaunchConfig::choose(100_000, 500, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 8 << 10, 132, 36, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 4, 8));
-    let c = LaunchConfig::choose(100_000, 50, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 50, 8192, 8 << 10, 132, 36, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 16));
-    let c = LaunchConfig::choose(2048, 1, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(2048, 1, 8192, 8 << 10, 132, 36, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
-    let c = LaunchConfig::choose(100_000, 500, 32 << 10, 132, 36, false);
+    // Units of more than 64x128 symbols: a unit a warp.
+    let c = LaunchConfig::choose(100_000, 500, 16384, 8 << 10, 132, 36, false);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 4, 4));
+    let c = LaunchConfig::choose(100_000, 50, 16384, 8 << 10, 132, 36, false);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
+    let c = LaunchConfig::choose(100_000, 500, 8192, 32 << 10, 132, 36, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
     // Compact tables (40 KiB for 8 tables) and units enough: 2 units a warp; a unit a warp
     // where the units fill the GPU once.
-    let c = LaunchConfig::choose(100_000, 500, 40 << 10, 132, 36, true);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 40 << 10, 132, 36, true);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 16));
-    let c = LaunchConfig::choose(4000, 500, 40 << 10, 132, 36, true);
+    let c = LaunchConfig::choose(4000, 500, 8192, 40 << 10, 132, 36, true);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
     // Tables so large that one block fills a multiprocessor, and planes of many units: one
     // block per multiprocessor with all its warps, over ranges of equal work.
-    let c = LaunchConfig::choose(100_000, 50, 128 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 50, 8192, 128 << 10, 132, 36, false);
     assert_eq!((c.warps_per_block, c.blocks_per_sm, c.units_per_block), (32, 1, 0));
-    let c = LaunchConfig::choose(1000, 900, 128 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(1000, 900, 8192, 128 << 10, 132, 36, false);
     assert_eq!((c.warps_per_block, c.units_per_block), (32, 0));
 }
 
