@@ -748,8 +748,8 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 
 // kRing: the ring's bytes (2 KiB: kIter = 2 groups an iteration, 512-byte chunks, 16 bytes a
-// lane). kOneSpan: the tile is one group wide (width 128, as in the 64x128 tiles of files made
-// for the GPU), so that every group ends a row: no span counter. kRowTables false: the unit is
+// lane). kOneSpan: the tile is one group wide (width 128, as in the tiles of files made for the
+// GPU), so that every group ends a row: no span counter. kRowTables false: the unit is
 // coded with one table, so the loop has no row-table step (no branch at a row's end). On H100
 // (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
 // one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general

@@ -145,7 +145,7 @@ struct CompressArgs {
     /// Shape of a raw tensor, comma-separated (e.g. 4096,4096).
     #[arg(long)]
     shape: Option<String>,
-    /// Tile size as ROWSxCOLS [default: 256x256; 64x128 with --for-gpu].
+    /// Tile size as ROWSxCOLS [default: 256x256; 128x128 with --for-gpu].
     #[arg(long)]
     tile: Option<String>,
     /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu].
@@ -154,9 +154,10 @@ struct CompressArgs {
     /// Most frequency tables per plane [default: 8; 1 with --for-gpu].
     #[arg(long)]
     max_tables: Option<u8>,
-    /// Tune for decoding on a GPU: 64x128 tiles (more units to spread over the GPU), 11-bit
-    /// probabilities, one table per plane and no prediction, for 1-4% less ratio (MiniLM
-    /// int8 1.584 against 1.647, BF16 1.487 against 1.507).
+    /// Tune for decoding on a GPU: 128x128 tiles, 11-bit probabilities, one table per plane
+    /// and no prediction, for 1-3% less ratio (MiniLM int8 1.603 against 1.647, BF16 1.495
+    /// against 1.507). A single large tensor decodes alone with least latency with
+    /// `--tile 32x128` (more, shorter units).
     #[arg(long)]
     for_gpu: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all

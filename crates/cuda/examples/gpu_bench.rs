@@ -252,8 +252,9 @@ fn settings(quick: bool) -> Vec<((u32, u32), u8, u8)> {
     let mut settings: Vec<((u32, u32), u8, u8)> = tiles.iter().map(|&t| (t, 12, 8)).collect();
     settings.extend([((128, 128), 11, 8), ((128, 128), 12, 1), ((256, 256), 11, 8)]);
     // The tile of EncodeOptions::for_gpu() (`compress --for-gpu`) with up to 4 tables and with
-    // its one table (the preset itself also turns prediction off: `--predictors none`).
-    settings.extend([((64, 128), 11, 4), ((64, 128), 11, 1)]);
+    // its one table (the preset itself also turns prediction off: `--predictors none`), and
+    // the same at 64x128.
+    settings.extend([((128, 128), 11, 4), ((128, 128), 11, 1), ((64, 128), 11, 1)]);
     settings
 }
 

@@ -81,16 +81,19 @@ pub enum EncodeError {
 }
 
 impl EncodeOptions {
-    /// Settings for files decoded on a GPU: 64x128 tiles (enough units to fill the GPU with
-    /// one layer), 11-bit probabilities, one table per plane (row classes make the kernel
-    /// wait on table loads) and no prediction (a predicted tile is rebuilt by a wavefront over
-    /// its rows after it is decoded). On an H100 (docs/PERFORMANCE.md) MiniLM int8 decodes at
-    /// 609 GB/s with one table against 483 with up to 4, for 1% less ratio (1.661 against
-    /// 1.677); without prediction at 898-911 GB/s against 828-835 with it, for 0.3% of ratio
-    /// (1.656 against 1.661).
+    /// Settings for files decoded on a GPU: 128x128 tiles, 11-bit probabilities, one table per
+    /// plane (row classes make the kernel wait on table loads) and no prediction (a predicted
+    /// tile is rebuilt by a wavefront over its rows after it is decoded). On an H100
+    /// (docs/PERFORMANCE.md) MiniLM int8 decodes at 609 GB/s with one table against 483 with up
+    /// to 4, for 1% less ratio (1.661 against 1.677); without prediction at 898-911 GB/s
+    /// against 828-835 with it, for 0.3% of ratio (1.656 against 1.661). 128x128 tiles against
+    /// 64x128 (GPU run 60): 0.6-1.3% more ratio (a unit's 128 bytes of states over twice the
+    /// symbols), BF16 4-6% faster, SmolLM2 Q8_0 quants as fast or faster, MiniLM int8 within
+    /// 1-4% on launches of 256-512 MiB and as fast from 1 GiB on; but a single 4096 x 4096
+    /// layer is 1,024 units, too few for the GPU: 77 us against 47 (32x128 tiles: 32 us).
     pub fn for_gpu() -> Self {
         EncodeOptions {
-            tile: TileConfig { rows: 64, cols: 128 },
+            tile: TileConfig { rows: 128, cols: 128 },
             prob_bits: 11,
             max_tables: 1,
             predictors: vec![Predictor::None],
