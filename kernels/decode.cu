@@ -716,15 +716,15 @@ __device__ uint32_t decode_rans_fast(const uint8_t *__restrict__ src,
 // kIter: every lane copies Q / 32 bytes), ahead of the reads, so that a step's words are a
 // conflict-free shared load instead of a global load touching 2-3 sectors (and waiting on L1 or
 // L2). The lanes that need a word read it after the vote, at the warp's position plus their rank
-// among those lanes: one shared load a step and no shuffle (H100, GPU runs 54-55: 1.1-2.2%
-// faster than a candidate word loaded ahead and handed over by a shuffle). The loop takes kIter groups an iteration, which read at most Q bytes from
-// the iteration's start 2p. F bytes of the stream have been requested; the ring holds stream bytes
-// [F - R, F). A chunk is requested when 2p >= F - 3 Q (at most one an iteration, which keeps pace).
-// Then at each iteration's start F > 2p + 2 Q (induction), so the bytes [2p, 2p + Q) lie in chunks
-// requested at least one iteration earlier: after cp.async.wait_group 1 (one commit an iteration)
-// and __syncwarp they are in the ring, and a chunk only overwrites bytes below 2p. The copies read
-// at most R bytes past the unit's end (the overrun check bounds 2p by the unit's length), inside
-// WC_STAGING_PAD.
+// among those lanes: one shared load a step and no shuffle (H100, GPU runs 54-55: 1.1-2.2% faster
+// than a candidate word loaded ahead and handed over by a shuffle). The loop takes kIter groups an
+// iteration, which read at most Q bytes from the iteration's start 2p. F bytes of the stream have
+// been requested; the ring holds stream bytes [F - R, F). A chunk is requested when 2p >= F - 3 Q
+// (at most one an iteration, which keeps pace). Then at each iteration's start F > 2p + 2 Q
+// (induction), so the bytes [2p, 2p + Q) lie in chunks requested at least one iteration earlier:
+// after cp.async.wait_group 1 (one commit an iteration) and __syncwarp they are in the ring, and a
+// chunk only overwrites bytes below 2p. The copies read at most R bytes past the unit's end (the
+// overrun check bounds 2p by the unit's length), inside WC_STAGING_PAD.
 __device__ __forceinline__ uint32_t lds_u16(uint32_t addr) {
     uint16_t v;
     asm volatile("ld.shared.u16 %0, [%1];" : "=h"(v) : "r"(addr));
