@@ -162,19 +162,32 @@ fn mark(
     Ok(())
 }
 
-/// The device side of a plan: its inputs uploaded (arrays of `WcUnit`, table words, map bytes
-/// and `WcMerge` as bytes), its outputs allocated.
-pub(crate) struct Loaded {
+/// The compressed side of a plan on the device: the staged bytes, the table words and the row
+/// map bytes. A plan's subsets (`Plan::subset`) decode over them too.
+pub(crate) struct Inputs {
     src: CudaSlice<u8>,
-    units: CudaSlice<u8>,
     tables: CudaSlice<u8>,
     maps: CudaSlice<u8>,
+    src_len: u64,
+}
+
+impl Inputs {
+    /// Bytes of device memory held.
+    pub(crate) fn len(&self) -> u64 {
+        (self.src.len() + self.tables.len() + self.maps.len()) as u64
+    }
+}
+
+/// The device side of one launch of a plan: its inputs, its units and merge pieces uploaded
+/// (arrays of `WcUnit` and `WcMerge` as bytes), its outputs allocated.
+pub(crate) struct Loaded<'i> {
+    inputs: &'i Inputs,
+    units: CudaSlice<u8>,
     status: CudaSlice<u32>,
     /// The plan's outputs: decoded tensors and scratch.
     outputs: Vec<Option<CudaSlice<u8>>>,
     merges: CudaSlice<u8>,
     n_merges: u32,
-    src_len: u64,
     n_units: u32,
 }
 
@@ -278,14 +291,39 @@ impl Gpu {
         })
     }
 
-    /// Uploads a plan's inputs (the compressed bytes through pinned memory, once) and
-    /// allocates its outputs.
-    fn load(
+    /// Uploads a plan's compressed side: the staged bytes of `file` through pinned memory, its
+    /// tables and row maps.
+    pub(crate) fn upload_inputs(
         &self,
         plan: &Plan,
         file: &[u8],
         mut phases: Option<&mut Phases>,
-    ) -> Result<Loaded, CudaError> {
+    ) -> Result<Inputs, CudaError> {
+        let (s, mut since) = (&self.stream, std::time::Instant::now());
+        // The fast kernel path reads past a unit's last word (never past the pad, zeroed).
+        let staging_len = plan.staging_len as usize + STAGING_PAD;
+        let src =
+            self.upload(staging_len, |start, out| plan.fill_staging_window(file, start, out))?;
+        mark(&mut phases, s, &mut since, "upload the compressed bytes")?;
+        let inputs = Inputs {
+            src,
+            tables: self.upload_array(&plan.tables)?,
+            maps: self.upload_array(&plan.maps)?,
+            src_len: staging_len as u64,
+        };
+        mark(&mut phases, s, &mut since, "upload tables and maps")?;
+        Ok(inputs)
+    }
+
+    /// Allocates a plan's outputs and uploads its units (their destinations made absolute) and
+    /// merge pieces, for a launch over `inputs` (the plan's, or those of the plan it is a
+    /// subset of).
+    fn prepare<'i>(
+        &self,
+        plan: &Plan,
+        inputs: &'i Inputs,
+        mut phases: Option<&mut Phases>,
+    ) -> Result<Loaded<'i>, CudaError> {
         let s = &self.stream;
         let mut since = std::time::Instant::now();
         let mut outputs = Vec::with_capacity(plan.outputs.len());
@@ -321,25 +359,17 @@ impl Gpu {
             })
             .collect();
 
-        // The fast kernel path reads past a unit's last word (never past the pad, zeroed).
-        let staging_len = plan.staging_len as usize + STAGING_PAD;
         mark(&mut phases, s, &mut since, "allocate the tensors")?;
-        let src =
-            self.upload(staging_len, |start, out| plan.fill_staging_window(file, start, out))?;
-        mark(&mut phases, s, &mut since, "upload the compressed bytes")?;
         let loaded = Loaded {
-            src,
+            inputs,
             units: self.upload_array(&units)?,
-            tables: self.upload_array(&plan.tables)?,
-            maps: self.upload_array(&plan.maps)?,
             status: s.alloc_zeros::<u32>(plan.units.len().max(1)).map_err(driver)?,
             merges: self.upload_array(&merges)?,
             n_merges: merges.len() as u32,
             outputs,
-            src_len: staging_len as u64,
             n_units: plan.units.len() as u32,
         };
-        mark(&mut phases, s, &mut since, "upload units, tables and maps")?;
+        mark(&mut phases, s, &mut since, "upload the units")?;
         Ok(loaded)
     }
 
@@ -476,7 +506,8 @@ impl Gpu {
         timer: Option<(&CudaEvent, &CudaEvent)>,
     ) -> Result<(), CudaError> {
         let s = &self.stream;
-        let Loaded { src, units, tables, maps, status, outputs, merges, .. } = l;
+        let Loaded { inputs, units, status, outputs, merges, .. } = l;
+        let Inputs { src, tables, maps, src_len } = *inputs;
         // The guards make later users of these buffers (on other streams) wait for the
         // launches: they record each buffer's use when dropped, after the last launch.
         let (src, _src) = src.device_ptr(s);
@@ -491,7 +522,7 @@ impl Gpu {
             outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect();
         let args = WcLaunch {
             src,
-            src_len: l.src_len,
+            src_len: *src_len,
             units,
             groups,
             ranges,
@@ -554,7 +585,20 @@ impl Gpu {
         config: LaunchConfig,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
-        let mut l = self.load(plan, file, phases.as_deref_mut())?;
+        let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
+        self.decode_over(&inputs, plan, dir, config, phases)
+    }
+
+    /// Decodes `plan` over `inputs` (its own, or those of the plan it is a subset of).
+    pub(crate) fn decode_over(
+        &self,
+        inputs: &Inputs,
+        plan: &Plan,
+        dir: &Directory,
+        config: LaunchConfig,
+        mut phases: Option<&mut Phases>,
+    ) -> Result<Vec<Buffer>, CudaError> {
+        let mut l = self.prepare(plan, inputs, phases.as_deref_mut())?;
         let (s, mut since) = (&self.stream, std::time::Instant::now());
         let shape = self.shape(plan, config)?;
         mark(&mut phases, s, &mut since, "lay out the launch")?;
@@ -587,7 +631,8 @@ impl Gpu {
         (warmup, iters, batch): (usize, usize, usize),
         crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
-        let mut l = self.load(plan, file, None)?;
+        let inputs = self.upload_inputs(plan, file, None)?;
+        let mut l = self.prepare(plan, &inputs, None)?;
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
         let (start, end) = (event()?, event()?);
         let batch = batch.max(1);

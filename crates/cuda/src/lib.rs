@@ -154,6 +154,68 @@ impl DeviceTensor {
     }
 }
 
+/// A file's compressed tensors kept in device memory by [`CudaDecoder::keep`], for the decoder
+/// that keeps them.
+pub struct KeptFile<'d> {
+    decoder: &'d CudaDecoder,
+    /// The plan of every tensor; a decode launches its subset.
+    plan: Plan,
+    dir: Directory,
+    inputs: device::Inputs,
+}
+
+impl std::fmt::Debug for KeptFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptFile")
+            .field("tensors", &self.dir.tensors.len())
+            .field("device_bytes", &self.device_bytes())
+            .finish()
+    }
+}
+
+impl KeptFile<'_> {
+    /// Decodes the tensors `which` (indices into the directory) from device memory into new
+    /// device buffers, in one launch, returned in directory order (each tensor once). Only
+    /// their units are launched, and only their units' records go up to the device.
+    pub fn decode_tensors(&self, which: &[usize]) -> Result<Vec<DeviceTensor>, CudaError> {
+        let d = self.decoder;
+        let sub = self.plan.subset(which)?;
+        let config = d.options.launch.unwrap_or_else(|| d.gpu.default_config(&sub));
+        let buffers = d.gpu.decode_over(&self.inputs, &sub, &self.dir, config, None)?;
+        Ok(tensors_of(&sub, &self.dir, buffers))
+    }
+
+    /// Bytes of device memory the kept file holds (its staged compressed bytes, tables and
+    /// row maps).
+    pub fn device_bytes(&self) -> u64 {
+        self.inputs.len()
+    }
+
+    pub fn directory(&self) -> &Directory {
+        &self.dir
+    }
+}
+
+/// The decoded tensors of `plan` (its outputs that are not scratch), from their buffers.
+fn tensors_of(plan: &Plan, dir: &Directory, buffers: Vec<device::Buffer>) -> Vec<DeviceTensor> {
+    plan.outputs
+        .iter()
+        .filter(|o| !o.scratch)
+        .zip(buffers)
+        .map(|(o, buffer)| {
+            let t = &dir.tensors[o.tensor];
+            DeviceTensor {
+                index: o.tensor,
+                name: t.name.clone(),
+                dtype: t.dtype,
+                dims: t.dims.clone(),
+                crc32c: t.crc32c,
+                buffer,
+            }
+        })
+        .collect()
+}
+
 /// How to time a decode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BenchOptions {
@@ -228,6 +290,15 @@ pub struct LoadReport {
     pub raw_upload_s: f64,
     /// The tensors' own bytes, uncompressed, in one copy from ordinary (pageable) memory.
     pub raw_pageable_s: f64,
+    /// `keep`: the file's compressed side uploaded (plan, upload, until the copies are done).
+    pub keep_s: f64,
+    /// Bytes of device memory the kept file holds.
+    pub kept_bytes: u64,
+    /// The same tensors decoded from the kept file (`KeptFile::decode_tensors`).
+    pub kept_decode_s: f64,
+    /// The largest of the tensors: its index, decoded alone from host memory
+    /// (`decode_tensor`) and from the kept file.
+    pub largest: Option<(usize, f64, f64)>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -318,23 +389,20 @@ impl CudaDecoder {
         }
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
         let buffers = self.gpu.decode(&plan, file, dir, config, phases)?;
-        Ok(plan
-            .outputs
-            .iter()
-            .filter(|o| !o.scratch)
-            .zip(buffers)
-            .map(|(o, buffer)| {
-                let t = &dir.tensors[o.tensor];
-                DeviceTensor {
-                    index: o.tensor,
-                    name: t.name.clone(),
-                    dtype: t.dtype,
-                    dims: t.dims.clone(),
-                    crc32c: t.crc32c,
-                    buffer,
-                }
-            })
-            .collect())
+        Ok(tensors_of(&plan, dir, buffers))
+    }
+
+    /// Uploads the compressed tensors of `file` to the GPU once (every unit's CRC checked, as
+    /// for a decode) and keeps them there: [`KeptFile::decode_tensors`] then decodes any of
+    /// them from device memory, as often as needed, without crossing the host bus again (a
+    /// model held compressed on the GPU, a layer decoded just before it is used). The file
+    /// takes about its compressed size of device memory ([`KeptFile::device_bytes`]).
+    pub fn keep(&self, file: &[u8], dir: &Directory) -> Result<KeptFile<'_>, CudaError> {
+        let all: Vec<usize> = (0..dir.tensors.len()).collect();
+        let mut plan = Plan::build(file, dir, &all, &self.options)?;
+        self.settle_compact_tables(&mut plan, self.options.compact_tables);
+        let inputs = self.gpu.upload_inputs(&plan, file, None)?;
+        Ok(KeptFile { decoder: self, plan, dir: dir.clone(), inputs })
     }
 
     /// Decodes one tensor.
@@ -456,7 +524,36 @@ impl CudaDecoder {
             })?);
             pageables.push(self.gpu.pageable_upload_seconds(&raw)?);
         }
+        // The same tensors from the file kept in device memory, and the largest alone both ways.
+        let start = std::time::Instant::now();
+        let kept = self.keep(file, dir)?;
+        self.gpu.synchronize()?;
+        let keep_s = start.elapsed().as_secs_f64();
+        let largest = which.iter().copied().max_by_key(|&i| dir.tensors[i].source_len);
+        let (mut kept_decode, mut one_host, mut one_kept) = (vec![], vec![], vec![]);
+        let timed = |f: &dyn Fn() -> Result<Vec<DeviceTensor>, CudaError>| {
+            let start = std::time::Instant::now();
+            let tensors = f()?;
+            let seconds = start.elapsed().as_secs_f64();
+            drop(tensors);
+            self.gpu.synchronize()?;
+            Ok::<f64, CudaError>(seconds)
+        };
+        for _ in 0..iters {
+            kept_decode.push(timed(&|| kept.decode_tensors(which))?);
+            if let Some(i) = largest {
+                one_host.push(timed(&|| self.decode_tensors(file, dir, &[i]))?);
+                one_kept.push(timed(&|| kept.decode_tensors(&[i]))?);
+            }
+        }
+        let kept_bytes = kept.device_bytes();
+        drop(kept);
+        self.gpu.synchronize()?;
         Ok(LoadReport {
+            keep_s,
+            kept_bytes,
+            kept_decode_s: median(kept_decode),
+            largest: largest.map(|i| (i, median(one_host), median(one_kept))),
             device: self.device_name().to_owned(),
             tensor_bytes: raw.len() as u64,
             staged_bytes: plan.staging_len + abi::STAGING_PAD as u64,

@@ -931,6 +931,51 @@ impl Plan {
         ranges
     }
 
+    /// The part of this plan that decodes the tensors `which` (directory indices), over this
+    /// plan's staging buffer, tables and row maps, which it does not copy (its `tables`,
+    /// `maps` and `segments` are empty): what a file kept in device memory needs to decode a
+    /// few of its tensors again (`ResidentFile`). Outputs, units and merges in this plan's
+    /// order; a tensor this plan does not decode is an error.
+    pub fn subset(&self, which: &[usize]) -> Result<Plan, CudaError> {
+        let mut wanted: Vec<usize> = which.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let is_wanted = |t: usize| wanted.binary_search(&t).is_ok();
+        let mut sub = Plan { staging_len: self.staging_len, ..Plan::default() };
+        let mut remap = vec![u32::MAX; self.outputs.len()];
+        for (i, o) in self.outputs.iter().enumerate().filter(|(_, o)| is_wanted(o.tensor)) {
+            remap[i] = sub.outputs.len() as u32;
+            sub.outputs.push(*o);
+        }
+        if let Some(&index) = wanted.iter().find(|&&t| !sub.outputs.iter().any(|o| o.tensor == t)) {
+            let count = self.outputs.iter().filter(|o| !o.scratch).count();
+            return Err(CudaError::NoSuchTensor { index, count });
+        }
+        for g in &self.groups {
+            let units = g.first_unit as usize..(g.first_unit + g.n_units) as usize;
+            // A group is one plane: its units write one output.
+            let output = self.unit_output.get(units.start).map(|&o| remap[o as usize]);
+            if g.n_units == 0 || output == Some(u32::MAX) {
+                continue;
+            }
+            sub.groups.push(WcGroup { first_unit: sub.units.len() as u32, ..*g });
+            for i in units {
+                sub.push_unit(self.units[i], remap[self.unit_output[i] as usize], self.origins[i]);
+            }
+        }
+        sub.merges = self
+            .merges
+            .iter()
+            .filter(|m| remap[m.tensor_output as usize] != u32::MAX)
+            .map(|m| MergePiece {
+                scratch_output: remap[m.scratch_output as usize],
+                tensor_output: remap[m.tensor_output as usize],
+                ..*m
+            })
+            .collect();
+        Ok(sub)
+    }
+
     /// Symbols of a coded unit, on average (0 with none).
     pub fn mean_unit_symbols(&self) -> usize {
         let coded = self.units.iter().filter(|u| u.kind == UNIT_RANS);

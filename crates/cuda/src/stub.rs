@@ -1,6 +1,6 @@
 //! The backend of a build without kernels (no `cuda` feature, or no nvcc when it was built):
-//! `Gpu::new` says so with `CudaError::NotAvailable`, so no `Gpu` or `Buffer` is ever made and
-//! their other methods are never called.
+//! `Gpu::new` says so with `CudaError::NotAvailable`, so no `Gpu`, `Buffer` or `Inputs` is ever
+//! made and their other methods are never called.
 
 use wcodec_format::Directory;
 
@@ -24,6 +24,15 @@ pub(crate) struct Gpu(());
 
 #[derive(Debug)]
 pub(crate) struct Buffer(());
+
+#[derive(Debug)]
+pub(crate) struct Inputs(());
+
+impl Inputs {
+    pub(crate) fn len(&self) -> u64 {
+        0
+    }
+}
 
 impl Gpu {
     pub(crate) fn new(_ordinal: usize) -> Result<Gpu, CudaError> {
@@ -58,6 +67,26 @@ impl Gpu {
         &self,
         _plan: &Plan,
         _file: &[u8],
+        _dir: &Directory,
+        _config: LaunchConfig,
+        _phases: Option<&mut Phases>,
+    ) -> Result<Vec<Buffer>, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn upload_inputs(
+        &self,
+        _plan: &Plan,
+        _file: &[u8],
+        _phases: Option<&mut Phases>,
+    ) -> Result<Inputs, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn decode_over(
+        &self,
+        _inputs: &Inputs,
+        _plan: &Plan,
         _dir: &Directory,
         _config: LaunchConfig,
         _phases: Option<&mut Phases>,

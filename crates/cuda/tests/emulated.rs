@@ -247,6 +247,44 @@ fn subsets_and_repeats() {
     assert!(matches!(err, CudaError::NoSuchTensor { index: 10, count: 10 }));
 }
 
+/// A plan of the whole file, kept (as `ResidentFile` keeps it in device memory), and subsets of
+/// it decoded over its staging buffer and tables: each gives its tensors as the reference does,
+/// merged BF16 tensors and tensors through scratch and the merge launch included.
+#[test]
+fn subsets_of_a_kept_plan_decode_alike() {
+    let mut cases = cases()[..12].to_vec();
+    cases.extend(bf16_cases().into_iter().take(4));
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let n = dir.tensors.len();
+    let all: Vec<usize> = (0..n).collect();
+    for merge_while_decoding in [true, false] {
+        let options = PlanOptions { merge_while_decoding, ..PlanOptions::default() };
+        let full = Plan::build(&file, &dir, &all, &options).unwrap();
+        let mut staging = vec![0u8; full.staging_len as usize];
+        full.fill_staging(&file, &mut staging);
+        for which in [vec![3], vec![11, 0, 5], vec![n - 1, n - 3, 2, 2], all.clone()] {
+            let mut sub = full.subset(&which).unwrap();
+            assert!(sub.tables.is_empty() && sub.maps.is_empty() && sub.segments.is_empty());
+            sub.tables.clone_from(&full.tables);
+            sub.maps.clone_from(&full.maps);
+            let (status, outputs) = run(&sub, &sub.ranges(5), &staging, 0xa5);
+            sub.check_status(&dir, &status).unwrap();
+            let mut tensors = which.clone();
+            tensors.sort_unstable();
+            tensors.dedup();
+            assert_eq!(outputs.len(), tensors.len(), "{which:?}");
+            for (o, &i) in outputs.iter().zip(&tensors) {
+                assert_eq!(o, &expected[i], "tensor {i} of {which:?}");
+            }
+        }
+        assert!(
+            matches!(full.subset(&[n]), Err(CudaError::NoSuchTensor { index, .. }) if index == n)
+        );
+    }
+}
+
 #[test]
 fn replicated_plans_decode_every_copy() {
     let file = file_of(&cases()[20..26]);

@@ -253,6 +253,36 @@ fn chosen_tensors_and_repeats() {
 
 /// A damaged unit is an error (from the checksums, or with them off from the kernel's own
 /// checks or the tensor's CRC), never a wrong tensor and never a crash.
+/// A file kept in device memory: subsets of its tensors decoded from there, again and again,
+/// with merged BF16 tensors and tensors through scratch and the merge launch.
+#[test]
+fn kept_files_decode_any_subset_again() {
+    let Some(mut gpu) = gpu() else { return };
+    let mut cases = cases()[..12].to_vec();
+    cases.extend(bf16_cases().into_iter().take(4));
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let n = dir.tensors.len();
+    for merge_while_decoding in [true, false] {
+        gpu.set_plan_options(PlanOptions { merge_while_decoding, ..PlanOptions::default() });
+        let kept = gpu.keep(&file, &dir).unwrap();
+        assert!(kept.device_bytes() > 0);
+        let all: Vec<usize> = (0..n).collect();
+        for which in [vec![3], vec![n - 1, 0, 5], vec![3], all] {
+            let mut tensors = which.clone();
+            tensors.sort_unstable();
+            let got = kept.decode_tensors(&which).unwrap();
+            assert_eq!(got.iter().map(|t| t.index).collect::<Vec<_>>(), tensors);
+            for t in &got {
+                assert!(t.to_host().unwrap() == expected[t.index], "tensor {}", t.name);
+            }
+        }
+        let err = kept.decode_tensors(&[n]).unwrap_err();
+        assert!(matches!(err, CudaError::NoSuchTensor { index, .. } if index == n));
+    }
+}
+
 #[test]
 fn damaged_files_are_errors() {
     let Some(mut gpu) = gpu() else { return };

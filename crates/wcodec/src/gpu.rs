@@ -154,6 +154,15 @@ pub struct GpuLoad {
     pub raw_upload_gbps: f64,
     pub raw_pageable_s: f64,
     pub raw_pageable_gbps: f64,
+    /// The file kept compressed in device memory (`CudaDecoder::keep`): the upload, the device
+    /// memory it holds, and every tensor decoded from there.
+    pub keep_s: f64,
+    pub kept_bytes: u64,
+    pub kept_decode_s: f64,
+    pub kept_decode_gbps: f64,
+    /// The largest tensor decoded alone: its name and bytes, from host memory and from the
+    /// kept file (seconds).
+    pub largest: Option<(String, u64, f64, f64)>,
 }
 
 /// Times loading every tensor of `path` into the memory of GPU 0 (`iters` times, median)
@@ -178,6 +187,14 @@ pub fn load_gpu(path: &Path, iters: usize) -> Result<GpuLoad, Error> {
         steps: r.steps,
         raw_upload_s: r.raw_upload_s,
         raw_pageable_s: r.raw_pageable_s,
+        keep_s: r.keep_s,
+        kept_bytes: r.kept_bytes,
+        kept_decode_s: r.kept_decode_s,
+        kept_decode_gbps: gbps(r.kept_decode_s),
+        largest: r.largest.map(|(i, host, kept)| {
+            let t = &dir.tensors[i];
+            (t.name.clone(), t.source_len, host, kept)
+        }),
     })
 }
 
