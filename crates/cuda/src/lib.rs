@@ -15,6 +15,10 @@
 //! let gpu = wcodec_cuda::CudaDecoder::new(0)?; // Err(NotAvailable) without a GPU
 //! let tensors = gpu.decode_all(&file, &dir)?;
 //! let first = tensors[0].to_host()?; // checked against the tensor's CRC-32C
+//!
+//! // Or keep the file compressed in device memory and decode a few tensors at a time.
+//! let kept = gpu.keep(&file, &dir)?;
+//! let layer = kept.decode_tensors(&[4, 5, 6, 7])?;
 //! # Ok(()) }
 //! ```
 //!
