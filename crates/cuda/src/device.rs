@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
-    DriverError, PinnedHostSlice, result,
+    CudaContext, CudaEvent, CudaSlice, CudaStream, CudaViewMut, DevicePtr, DevicePtrMut,
+    DeviceRepr, DeviceSlice, DriverError, PinnedHostSlice, result,
 };
 use rayon::prelude::*;
 use wcodec_format::Directory;
@@ -315,20 +315,26 @@ impl Gpu {
         Ok(inputs)
     }
 
-    /// Allocates a plan's outputs and uploads its units (their destinations made absolute) and
-    /// merge pieces, for a launch over `inputs` (the plan's, or those of the plan it is a
-    /// subset of).
+    /// Allocates a plan's outputs (those `given` has no address for) and uploads its units
+    /// (their destinations made absolute) and merge pieces, for a launch over `inputs` (the
+    /// plan's, or those of the plan it is a subset of).
     fn prepare<'i>(
         &self,
         plan: &Plan,
         inputs: &'i Inputs,
+        given: &[Option<u64>],
         mut phases: Option<&mut Phases>,
     ) -> Result<Loaded<'i>, CudaError> {
         let s = &self.stream;
         let mut since = std::time::Instant::now();
         let mut outputs = Vec::with_capacity(plan.outputs.len());
         let mut bases = Vec::with_capacity(plan.outputs.len());
-        for o in &plan.outputs {
+        for (i, o) in plan.outputs.iter().enumerate() {
+            if let Some(&Some(base)) = given.get(i) {
+                outputs.push(None);
+                bases.push(base);
+                continue;
+            }
             if o.len == 0 {
                 outputs.push(None);
                 bases.push(0);
@@ -598,7 +604,7 @@ impl Gpu {
         config: LaunchConfig,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
-        let mut l = self.prepare(plan, inputs, phases.as_deref_mut())?;
+        let mut l = self.prepare(plan, inputs, &[], phases.as_deref_mut())?;
         let (s, mut since) = (&self.stream, std::time::Instant::now());
         let shape = self.shape(plan, config)?;
         mark(&mut phases, s, &mut since, "lay out the launch")?;
@@ -619,6 +625,53 @@ impl Gpu {
             .collect())
     }
 
+    /// `decode_over` into the caller's buffers for the plan's tensor outputs (in their order,
+    /// each exactly its output's length, on this decoder's context); scratch is allocated.
+    pub(crate) fn decode_over_into(
+        &self,
+        inputs: &Inputs,
+        plan: &Plan,
+        dir: &Directory,
+        config: LaunchConfig,
+        into: &mut [CudaViewMut<'_, u8>],
+    ) -> Result<(), CudaError> {
+        let s = &self.stream;
+        let tensors: Vec<usize> =
+            (0..plan.outputs.len()).filter(|&i| !plan.outputs[i].scratch).collect();
+        let invalid = |tensor: String, detail: String| CudaError::Invalid { tensor, detail };
+        if into.len() != tensors.len() {
+            let detail = format!("{} output buffers for {} tensors", into.len(), tensors.len());
+            return Err(invalid(String::new(), detail));
+        }
+        for (&i, view) in tensors.iter().zip(into.iter()) {
+            let (o, name) = (&plan.outputs[i], || dir.tensors[plan.outputs[i].tensor].name.clone());
+            if view.len() as u64 != o.len {
+                let detail =
+                    format!("an output buffer of {} bytes for {} bytes", view.len(), o.len);
+                return Err(invalid(name(), detail));
+            }
+            if o.len > 0 && !Arc::ptr_eq(view.stream().context(), &self.ctx) {
+                return Err(invalid(name(), "an output buffer of another CUDA context".into()));
+            }
+        }
+        // The guards make later users of the buffers wait for the launch (recorded on drop).
+        let mut given = vec![None; plan.outputs.len()];
+        let mut guards = Vec::with_capacity(tensors.len());
+        for (&i, view) in tensors.iter().zip(into.iter_mut()) {
+            if plan.outputs[i].len > 0 {
+                let (base, guard) = view.device_ptr_mut(s);
+                given[i] = Some(base);
+                guards.push(guard);
+            }
+        }
+        let mut l = self.prepare(plan, inputs, &given, None)?;
+        let shape = self.shape(plan, config)?;
+        self.launch(&mut l, &shape, 1, None)?;
+        self.check(plan, dir, &l)?;
+        drop(guards);
+        Ok(())
+    }
+
     /// Times each shape over one loaded plan: after `warmup` untimed launches, `iters` times
     /// `batch` launches back to back between two events (seconds per launch); then checks the
     /// status words and every output against `crcs`.
@@ -632,7 +685,7 @@ impl Gpu {
         crcs: &[u32],
     ) -> Result<Vec<Vec<f64>>, CudaError> {
         let inputs = self.upload_inputs(plan, file, None)?;
-        let mut l = self.prepare(plan, &inputs, None)?;
+        let mut l = self.prepare(plan, &inputs, &[], None)?;
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver);
         let (start, end) = (event()?, event()?);
         let batch = batch.max(1);

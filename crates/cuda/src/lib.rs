@@ -189,6 +189,24 @@ impl KeptFile<'_> {
         Ok(tensors_of(&sub, &self.dir, buffers))
     }
 
+    /// [`decode_tensors`](Self::decode_tensors) into buffers the caller owns, no memory
+    /// allocated for them: `into[k]` receives the `k`-th of the tensors `which` in directory
+    /// order (each tensor once), and must be exactly its length, in this decoder's context. The
+    /// kernel checks every unit as it decodes (consumed exactly, ended in its final states);
+    /// the tensor CRC-32C is checked where a tensor comes back to the host, which these
+    /// buffers do not.
+    #[cfg(wcodec_kernels)]
+    pub fn decode_tensors_into(
+        &self,
+        which: &[usize],
+        into: &mut [cudarc::driver::CudaViewMut<'_, u8>],
+    ) -> Result<(), CudaError> {
+        let d = self.decoder;
+        let sub = self.plan.subset(which)?;
+        let config = d.options.launch.unwrap_or_else(|| d.gpu.default_config(&sub));
+        d.gpu.decode_over_into(&self.inputs, &sub, &self.dir, config, into)
+    }
+
     /// Bytes of device memory the kept file holds (its staged compressed bytes, tables and
     /// row maps).
     pub fn device_bytes(&self) -> u64 {
@@ -300,9 +318,19 @@ pub struct LoadReport {
     pub kept_bytes: u64,
     /// The same tensors decoded from the kept file (`KeptFile::decode_tensors`).
     pub kept_decode_s: f64,
-    /// The largest of the tensors: its index, decoded alone from host memory
-    /// (`decode_tensor`) and from the kept file.
-    pub largest: Option<(usize, f64, f64)>,
+    /// The largest of the tensors decoded alone, each way.
+    pub largest: Option<OneTensor>,
+}
+
+/// One tensor decoded alone (`LoadReport::largest`): seconds from host memory
+/// (`decode_tensors`), from a kept file into new device memory (`KeptFile::decode_tensors`),
+/// and from a kept file into a buffer allocated once (`KeptFile::decode_tensors_into`).
+#[derive(Clone, Debug)]
+pub struct OneTensor {
+    pub index: usize,
+    pub from_host_s: f64,
+    pub from_kept_s: f64,
+    pub into_buffer_s: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -486,8 +514,9 @@ impl CudaDecoder {
     }
 
     /// Times loading the tensors `which` of `file` into device memory (`LoadReport`), `iters`
-    /// times each after one untimed load, against uploading their decoded bytes as they are.
-    /// The decoded tensors are checked against their CRC-32C first.
+    /// times each after one untimed load, against uploading their decoded bytes as they are,
+    /// and decoding them from the file kept in device memory (all of them; the largest alone,
+    /// each way). The decoded tensors are checked against their CRC-32C first.
     pub fn load_bench(
         &self,
         file: &[u8],
@@ -550,6 +579,25 @@ impl CudaDecoder {
                 one_kept.push(timed(&|| kept.decode_tensors(&[i]))?);
             }
         }
+        // And into a buffer allocated once, as a decode just before each use would.
+        #[cfg(wcodec_kernels)]
+        let into_buffer_s = match largest {
+            Some(i) => {
+                let len = dir.tensors[i].source_len as usize;
+                let driver = |e: cudarc::driver::DriverError| CudaError::Driver(e.to_string());
+                let mut buf = self.gpu.stream().alloc_zeros::<u8>(len.max(1)).map_err(driver)?;
+                let mut times = Vec::with_capacity(iters);
+                for _ in 0..iters {
+                    let start = std::time::Instant::now();
+                    kept.decode_tensors_into(&[i], &mut [buf.slice_mut(..len)])?;
+                    times.push(start.elapsed().as_secs_f64());
+                }
+                median(times)
+            }
+            None => f64::NAN,
+        };
+        #[cfg(not(wcodec_kernels))]
+        let into_buffer_s = f64::NAN;
         let kept_bytes = kept.device_bytes();
         drop(kept);
         self.gpu.synchronize()?;
@@ -557,7 +605,12 @@ impl CudaDecoder {
             keep_s,
             kept_bytes,
             kept_decode_s: median(kept_decode),
-            largest: largest.map(|i| (i, median(one_host), median(one_kept))),
+            largest: largest.map(|index| OneTensor {
+                index,
+                from_host_s: median(one_host),
+                from_kept_s: median(one_kept),
+                into_buffer_s,
+            }),
             device: self.device_name().to_owned(),
             tensor_bytes: raw.len() as u64,
             staged_bytes: plan.staging_len + abi::STAGING_PAD as u64,

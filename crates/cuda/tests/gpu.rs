@@ -283,6 +283,45 @@ fn kept_files_decode_any_subset_again() {
     }
 }
 
+/// A kept file decoded into buffers the caller owns (views of its allocations): the
+/// reference's bytes; buffers of the wrong count or length are errors, not writes.
+#[cfg(wcodec_kernels)]
+#[test]
+fn kept_files_decode_into_the_callers_buffers() {
+    let Some(gpu) = gpu() else { return };
+    let mut cases = cases()[..12].to_vec();
+    cases.extend(bf16_cases().into_iter().take(4));
+    let file = file_of(&cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let kept = gpu.keep(&file, &dir).unwrap();
+    let n = dir.tensors.len();
+    let s = gpu.stream().clone();
+    let mut bufs: Vec<_> =
+        expected.iter().map(|e| s.alloc_zeros::<u8>(e.len() + 1).unwrap()).collect();
+    for which in [vec![n - 1, 0, 5], (0..n).collect::<Vec<_>>(), vec![2]] {
+        let mut tensors = which.clone();
+        tensors.sort_unstable();
+        let mut views: Vec<_> = bufs
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| tensors.contains(i))
+            .map(|(i, b)| b.slice_mut(..expected[i].len()))
+            .collect();
+        kept.decode_tensors_into(&which, &mut views).unwrap();
+        drop(views);
+        for &i in &tensors {
+            let host = s.clone_dtoh(&bufs[i]).unwrap();
+            assert!(host[..expected[i].len()] == expected[i], "tensor {i} of {which:?}");
+        }
+    }
+    let mut views = vec![bufs[2].slice_mut(..)];
+    let err = kept.decode_tensors_into(&[2], &mut views).unwrap_err();
+    assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+    let err = kept.decode_tensors_into(&[2, 3], &mut views).unwrap_err();
+    assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+}
+
 #[test]
 fn damaged_files_are_errors() {
     let Some(mut gpu) = gpu() else { return };

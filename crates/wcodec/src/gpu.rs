@@ -160,9 +160,9 @@ pub struct GpuLoad {
     pub kept_bytes: u64,
     pub kept_decode_s: f64,
     pub kept_decode_gbps: f64,
-    /// The largest tensor decoded alone: its name and bytes, from host memory and from the
-    /// kept file (seconds).
-    pub largest: Option<(String, u64, f64, f64)>,
+    /// The largest tensor decoded alone: its name and bytes; seconds from host memory, from
+    /// the kept file into new device memory, and into a buffer allocated once.
+    pub largest: Option<(String, u64, [f64; 3])>,
 }
 
 /// Times loading every tensor of `path` into the memory of GPU 0 (`iters` times, median)
@@ -191,9 +191,9 @@ pub fn load_gpu(path: &Path, iters: usize) -> Result<GpuLoad, Error> {
         kept_bytes: r.kept_bytes,
         kept_decode_s: r.kept_decode_s,
         kept_decode_gbps: gbps(r.kept_decode_s),
-        largest: r.largest.map(|(i, host, kept)| {
-            let t = &dir.tensors[i];
-            (t.name.clone(), t.source_len, host, kept)
+        largest: r.largest.map(|one| {
+            let t = &dir.tensors[one.index];
+            (t.name.clone(), t.source_len, [one.from_host_s, one.from_kept_s, one.into_buffer_s])
         }),
     })
 }
