@@ -35,6 +35,9 @@ pub use gpu::{
 pub use process::{default_sigpipe, disable_transparent_huge_pages};
 
 pub use wcodec_container as container;
+/// The GPU decoder (`cuda` feature for kernels): `cuda::CudaDecoder` decodes straight into device
+/// memory, `keep` holds a file compressed there.
+pub use wcodec_cuda as cuda;
 pub use wcodec_decode as decode;
 pub use wcodec_encode as encode;
 pub use wcodec_format as format;
