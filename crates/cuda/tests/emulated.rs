@@ -247,14 +247,12 @@ fn subsets_and_repeats() {
     assert!(matches!(err, CudaError::NoSuchTensor { index: 10, count: 10 }));
 }
 
-/// A plan of the whole file, kept (as `ResidentFile` keeps it in device memory), and subsets of
+/// A plan of the whole file, kept (as `KeptFile` keeps it in device memory), and subsets of
 /// it decoded over its staging buffer and tables: each gives its tensors as the reference does,
 /// merged BF16 tensors and tensors through scratch and the merge launch included.
 #[test]
 fn subsets_of_a_kept_plan_decode_alike() {
-    let mut cases = cases()[..12].to_vec();
-    cases.extend(bf16_cases().into_iter().take(4));
-    let file = file_of(&cases);
+    let file = mixed_file();
     let dir = Directory::from_file_bytes(&file).unwrap();
     let expected = reference(&file, &dir);
     let n = dir.tensors.len();

@@ -258,9 +258,7 @@ fn chosen_tensors_and_repeats() {
 #[test]
 fn kept_files_decode_any_subset_again() {
     let Some(mut gpu) = gpu() else { return };
-    let mut cases = cases()[..12].to_vec();
-    cases.extend(bf16_cases().into_iter().take(4));
-    let file = file_of(&cases);
+    let file = mixed_file();
     let dir = Directory::from_file_bytes(&file).unwrap();
     let expected = reference(&file, &dir);
     let n = dir.tensors.len();
@@ -289,9 +287,7 @@ fn kept_files_decode_any_subset_again() {
 #[test]
 fn kept_files_decode_into_the_callers_buffers() {
     let Some(gpu) = gpu() else { return };
-    let mut cases = cases()[..12].to_vec();
-    cases.extend(bf16_cases().into_iter().take(4));
-    let file = file_of(&cases);
+    let file = mixed_file();
     let dir = Directory::from_file_bytes(&file).unwrap();
     let expected = reference(&file, &dir);
     let kept = gpu.keep(&file, &dir).unwrap();

@@ -394,3 +394,11 @@ pub fn bf16_cases() -> Vec<Case> {
     });
     out
 }
+
+/// Twelve of the cases and four BF16 ones in one file: every unit kind, merged BF16 tensors and
+/// (with `merge_while_decoding` off) tensors through scratch and the merge launch.
+pub fn mixed_file() -> Vec<u8> {
+    let mut cases = cases()[..12].to_vec();
+    cases.extend(bf16_cases().into_iter().take(4));
+    file_of(&cases)
+}
