@@ -74,7 +74,7 @@ enum Command {
         copies: usize,
         /// cuda: time loading the tensors into GPU memory end to end instead (the file in host
         /// memory; plan, upload, decode, checks; wall clock), against uploading them
-        /// uncompressed.
+        /// uncompressed, and decoding them from the file kept compressed in GPU memory.
         #[arg(long)]
         load: bool,
         /// Machine-readable output.
