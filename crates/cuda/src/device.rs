@@ -605,13 +605,7 @@ impl Gpu {
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
         let mut l = self.prepare(plan, inputs, &[], phases.as_deref_mut())?;
-        let (s, mut since) = (&self.stream, std::time::Instant::now());
-        let shape = self.shape(plan, config)?;
-        mark(&mut phases, s, &mut since, "lay out the launch")?;
-        self.launch(&mut l, &shape, 1, None)?;
-        mark(&mut phases, s, &mut since, "decode (kernel)")?;
-        self.check(plan, dir, &l)?;
-        mark(&mut phases, s, &mut since, "check the units' status")?;
+        self.launch_once(&mut l, plan, dir, config, phases)?;
         // Scratch is freed on the stream, after the merge that reads it.
         Ok(l.outputs
             .into_iter()
@@ -623,6 +617,24 @@ impl Gpu {
                 bounce: self.bounce.clone(),
             })
             .collect())
+    }
+
+    /// One launch of a prepared plan in `config`'s shape, and its units' status checked.
+    fn launch_once(
+        &self,
+        l: &mut Loaded,
+        plan: &Plan,
+        dir: &Directory,
+        config: LaunchConfig,
+        mut phases: Option<&mut Phases>,
+    ) -> Result<(), CudaError> {
+        let (s, mut since) = (&self.stream, std::time::Instant::now());
+        let shape = self.shape(plan, config)?;
+        mark(&mut phases, s, &mut since, "lay out the launch")?;
+        self.launch(l, &shape, 1, None)?;
+        mark(&mut phases, s, &mut since, "decode (kernel)")?;
+        self.check(plan, dir, l)?;
+        mark(&mut phases, s, &mut since, "check the units' status")
     }
 
     /// `decode_over` into the caller's buffers for the plan's tensor outputs (in their order,
@@ -665,9 +677,7 @@ impl Gpu {
             }
         }
         let mut l = self.prepare(plan, inputs, &given, None)?;
-        let shape = self.shape(plan, config)?;
-        self.launch(&mut l, &shape, 1, None)?;
-        self.check(plan, dir, &l)?;
+        self.launch_once(&mut l, plan, dir, config, None)?;
         drop(guards);
         Ok(())
     }
