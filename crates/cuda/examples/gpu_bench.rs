@@ -446,17 +446,29 @@ fn main() -> Result<()> {
         sources[0].tensor_bytes.iter().copied().cycle().take(4096 * 4096).collect();
     say!("");
     say!(
-        "| 4096x4096 int8 layer | tile | ratio | units | launch | median us (alone) | GB/s | us per launch, 10 back to back |"
+        "| 4096x4096 int8 layer | tile | settings | ratio | units | launch | median us (alone) | GB/s | us per launch, 10 back to back |"
     );
-    say!("|---|---|---|---|---|---|---|---|");
-    let layer_tiles: &[(u32, u32)] =
-        &[(256, 256), (128, 256), (128, 128), (64, 128), (64, 64), (32, 128)];
-    for &tile in layer_tiles {
+    say!("|---|---|---|---|---|---|---|---|---|");
+    // Each tile with the CPU encoder's defaults (12-bit tables, up to 8 a plane, every
+    // predictor) and with the GPU preset's (`--for-gpu`: one 11-bit table, no prediction).
+    type LayerSetting = ((u32, u32), u8, u8, &'static [Predictor], &'static str);
+    let layer_settings: &[LayerSetting] = &[
+        ((256, 256), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((128, 256), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((128, 128), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((64, 128), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((64, 64), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((32, 128), 12, 8, &Predictor::ALL, "12:8:all"),
+        ((128, 128), 11, 1, &[Predictor::None], "11:1:none"),
+        ((64, 128), 11, 1, &[Predictor::None], "11:1:none"),
+        ((32, 128), 11, 1, &[Predictor::None], "11:1:none"),
+    ];
+    for &(tile, bits, tables, predictors, label) in layer_settings {
         let wcz = wcodec_encode::compress_raw(
             &layer,
             Dtype::I8,
             &[4096, 4096],
-            &encode_options(tile, 12, 8, &Predictor::ALL),
+            &encode_options(tile, bits, tables, predictors),
         )?;
         let dir = Directory::from_file_bytes(&wcz)?;
         let mut plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
@@ -497,9 +509,10 @@ fn main() -> Result<()> {
         };
         let batched = gpu.bench(&wcz, &dir, &[0], &batched)?;
         say!(
-            "| best | {}x{} | {:.4} | {} | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
+            "| best | {}x{} | {} | {:.4} | {} | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
             tile.0,
             tile.1,
+            label,
             layer.len() as f64 / wcz.len() as f64,
             b.units,
             b.config.variant,
@@ -510,9 +523,10 @@ fn main() -> Result<()> {
             batched[0].median_s * 1e6
         );
         say!(
-            "| default | {}x{} | | | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
+            "| default | {}x{} | {} | | | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
             tile.0,
             tile.1,
+            label,
             d.config.variant,
             d.config.warps_per_block,
             d.config.blocks_per_sm,
@@ -522,8 +536,8 @@ fn main() -> Result<()> {
         );
         for r in &reports {
             json.push(format!(
-                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
-                tile.0, tile.1, r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
+                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"settings\":\"{}\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                tile.0, tile.1, label, r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
             ));
         }
     }

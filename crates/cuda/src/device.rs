@@ -204,6 +204,21 @@ pub(crate) struct Shape {
     smem_entries: u32,
 }
 
+/// A plan loaded and laid out once, to be launched any number of times (`PreparedDecode`).
+pub(crate) struct Prepared<'i> {
+    loaded: Loaded<'i>,
+    shape: Shape,
+}
+
+impl Prepared<'_> {
+    /// The plan's outputs that are tensors (not scratch), in plan order: `None` for an empty
+    /// tensor.
+    pub(crate) fn tensors<'a>(&'a self, plan: &'a Plan) -> Vec<Option<&'a CudaSlice<u8>>> {
+        let outputs = self.loaded.outputs.iter().zip(&plan.outputs);
+        outputs.filter(|(_, o)| !o.scratch).map(|(data, _)| data.as_ref()).collect()
+    }
+}
+
 /// A decoded tensor's device memory (none for an empty tensor).
 #[derive(Debug)]
 pub(crate) struct Buffer {
@@ -617,6 +632,40 @@ impl Gpu {
                 bounce: self.bounce.clone(),
             })
             .collect())
+    }
+
+    /// Allocates a plan's outputs, uploads its units and lays out its launch, once.
+    pub(crate) fn prepare_launch<'i>(
+        &self,
+        inputs: &'i Inputs,
+        plan: &Plan,
+        config: LaunchConfig,
+    ) -> Result<Prepared<'i>, CudaError> {
+        let loaded = self.prepare(plan, inputs, &[], None)?;
+        let shape = self.shape(plan, config)?;
+        Ok(Prepared { loaded, shape })
+    }
+
+    /// Enqueues one launch of a prepared plan; no upload, no wait.
+    pub(crate) fn launch_prepared(&self, p: &mut Prepared) -> Result<(), CudaError> {
+        self.ctx.bind_to_thread().map_err(driver)?;
+        // The kernel's shared memory limit is the kernel's, not the launch's: another launch
+        // may have set it lower since `shape`.
+        // SAFETY: as in `shape`: one of the library's own kernels, and the size `shape`
+        // prepared within the variant's limit.
+        let code = unsafe { ffi::wc_decode_prepare(p.shape.kernel, p.shape.smem_entries) };
+        runtime(code, "shared memory")?;
+        self.launch(&mut p.loaded, &p.shape, 1, None)
+    }
+
+    /// Waits for a prepared plan's launches and checks its units' status (of the last one).
+    pub(crate) fn check_prepared(
+        &self,
+        plan: &Plan,
+        dir: &Directory,
+        p: &Prepared,
+    ) -> Result<(), CudaError> {
+        self.check(plan, dir, &p.loaded)
     }
 
     /// One launch of a prepared plan in `config`'s shape, and its units' status checked.

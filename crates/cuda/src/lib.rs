@@ -207,6 +207,20 @@ impl KeptFile<'_> {
         d.gpu.decode_over_into(&self.inputs, &sub, &self.dir, config, into)
     }
 
+    /// Prepares a decode of the tensors `which` (as [`decode_tensors`](Self::decode_tensors))
+    /// to be launched any number of times: their outputs are allocated and their units
+    /// uploaded once, so that each [`PreparedDecode::launch`] only enqueues the kernel on the
+    /// decoder's stream and returns. For decoding a layer into the same buffers before each
+    /// use, queued behind the work that comes before it.
+    #[cfg(wcodec_kernels)]
+    pub fn prepare_tensors(&self, which: &[usize]) -> Result<PreparedDecode<'_>, CudaError> {
+        let d = self.decoder;
+        let plan = self.plan.subset(which)?;
+        let config = d.options.launch.unwrap_or_else(|| d.gpu.default_config(&plan));
+        let prepared = d.gpu.prepare_launch(&self.inputs, &plan, config)?;
+        Ok(PreparedDecode { kept: self, plan, prepared, launched: false })
+    }
+
     /// Bytes of device memory the kept file holds (its staged compressed bytes, tables and
     /// row maps).
     pub fn device_bytes(&self) -> u64 {
@@ -215,6 +229,60 @@ impl KeptFile<'_> {
 
     pub fn directory(&self) -> &Directory {
         &self.dir
+    }
+}
+
+/// A decode of some tensors of a kept file, prepared once by [`KeptFile::prepare_tensors`]
+/// and launched any number of times into the same device buffers, which it owns.
+///
+/// A launch enqueues the kernel on the decoder's stream and returns without waiting; the
+/// buffers' users on other streams wait for it through cudarc's stream tracking. The kept
+/// file's every unit was checked when it was kept; [`check`](Self::check) waits for the
+/// stream and checks what the kernel reports of the last launch (every unit consumed exactly,
+/// ended in its final states).
+#[cfg(wcodec_kernels)]
+pub struct PreparedDecode<'k> {
+    kept: &'k KeptFile<'k>,
+    plan: Plan,
+    prepared: device::Prepared<'k>,
+    launched: bool,
+}
+
+#[cfg(wcodec_kernels)]
+impl std::fmt::Debug for PreparedDecode<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedDecode")
+            .field("units", &self.plan.units.len())
+            .field("launched", &self.launched)
+            .finish()
+    }
+}
+
+#[cfg(wcodec_kernels)]
+impl PreparedDecode<'_> {
+    /// Enqueues the decode on the decoder's stream (no upload, no wait).
+    pub fn launch(&mut self) -> Result<(), CudaError> {
+        self.kept.decoder.gpu.launch_prepared(&mut self.prepared)?;
+        self.launched = true;
+        Ok(())
+    }
+
+    /// Waits for the decoder's stream and checks the last launch's units.
+    pub fn check(&self) -> Result<(), CudaError> {
+        if !self.launched {
+            return Err(CudaError::Invalid {
+                tensor: String::new(),
+                detail: "a prepared decode checked before its first launch".into(),
+            });
+        }
+        self.kept.decoder.gpu.check_prepared(&self.plan, &self.kept.dir, &self.prepared)
+    }
+
+    /// The tensors, in directory order (each once): directory index and device buffer (`None`
+    /// for an empty tensor). Their bytes are the tensor's after a launch has run.
+    pub fn tensors(&self) -> Vec<(usize, Option<&cudarc::driver::CudaSlice<u8>>)> {
+        let indices = self.plan.outputs.iter().filter(|o| !o.scratch).map(|o| o.tensor);
+        indices.zip(self.prepared.tensors(&self.plan)).collect()
     }
 }
 
@@ -324,13 +392,17 @@ pub struct LoadReport {
 
 /// One tensor decoded alone (`LoadReport::largest`): seconds from host memory
 /// (`decode_tensors`), from a kept file into new device memory (`KeptFile::decode_tensors`),
-/// and from a kept file into a buffer allocated once (`KeptFile::decode_tensors_into`).
+/// from a kept file into a buffer allocated once (`KeptFile::decode_tensors_into`), and
+/// through a `PreparedDecode`: one launch and the wait for it, and a launch of 10 enqueued
+/// back to back before one wait.
 #[derive(Clone, Debug)]
 pub struct OneTensor {
     pub index: usize,
     pub from_host_s: f64,
     pub from_kept_s: f64,
     pub into_buffer_s: f64,
+    pub prepared_s: f64,
+    pub prepared_queued_s: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -598,6 +670,33 @@ impl CudaDecoder {
         };
         #[cfg(not(wcodec_kernels))]
         let into_buffer_s = f64::NAN;
+        // And through a prepared decode, launched and waited for, or queued 10 at a time.
+        #[cfg(wcodec_kernels)]
+        let (prepared_s, prepared_queued_s) = match largest {
+            Some(i) => {
+                let mut prepared = kept.prepare_tensors(&[i])?;
+                prepared.launch()?;
+                prepared.check()?;
+                let (mut one, mut queued) = (Vec::new(), Vec::new());
+                for _ in 0..iters {
+                    let start = std::time::Instant::now();
+                    prepared.launch()?;
+                    self.gpu.synchronize()?;
+                    one.push(start.elapsed().as_secs_f64());
+                    let start = std::time::Instant::now();
+                    for _ in 0..10 {
+                        prepared.launch()?;
+                    }
+                    self.gpu.synchronize()?;
+                    queued.push(start.elapsed().as_secs_f64() / 10.0);
+                }
+                prepared.check()?;
+                (median(one), median(queued))
+            }
+            None => (f64::NAN, f64::NAN),
+        };
+        #[cfg(not(wcodec_kernels))]
+        let (prepared_s, prepared_queued_s) = (f64::NAN, f64::NAN);
         let kept_bytes = kept.device_bytes();
         drop(kept);
         self.gpu.synchronize()?;
@@ -610,6 +709,8 @@ impl CudaDecoder {
                 from_host_s: median(one_host),
                 from_kept_s: median(one_kept),
                 into_buffer_s,
+                prepared_s,
+                prepared_queued_s,
             }),
             device: self.device_name().to_owned(),
             tensor_bytes: raw.len() as u64,

@@ -318,6 +318,43 @@ fn kept_files_decode_into_the_callers_buffers() {
     assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
 }
 
+/// A prepared decode launched once, then 2 and 3 times back to back: the reference's bytes in
+/// its own buffers each time; checking it before a launch is an error.
+#[cfg(wcodec_kernels)]
+#[test]
+fn prepared_decodes_launch_again_and_again() {
+    let Some(gpu) = gpu() else { return };
+    let file = mixed_file();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    let kept = gpu.keep(&file, &dir).unwrap();
+    let n = dir.tensors.len();
+    let s = gpu.stream().clone();
+    for which in [vec![n - 1, 0, 5, 0], (0..n).collect::<Vec<_>>(), vec![2]] {
+        let mut prepared = kept.prepare_tensors(&which).unwrap();
+        let err = prepared.check().unwrap_err();
+        assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
+        let mut tensors = which.clone();
+        tensors.sort_unstable();
+        tensors.dedup();
+        let indices: Vec<usize> = prepared.tensors().iter().map(|&(i, _)| i).collect();
+        assert_eq!(indices, tensors);
+        for round in 0..3 {
+            // Launches queued back to back, then one wait; the bytes are the tensors' after
+            // each round (a launch rewrites them in full).
+            for _ in 0..=round {
+                prepared.launch().unwrap();
+            }
+            prepared.check().unwrap();
+            for (i, buffer) in prepared.tensors() {
+                let host = buffer.map_or_else(Vec::new, |b| s.clone_dtoh(b).unwrap());
+                assert!(host == expected[i], "tensor {i} of {which:?}, round {round}");
+            }
+        }
+    }
+    assert!(kept.prepare_tensors(&[n]).is_err());
+}
+
 #[test]
 fn damaged_files_are_errors() {
     let Some(mut gpu) = gpu() else { return };
