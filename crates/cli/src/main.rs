@@ -156,8 +156,8 @@ struct CompressArgs {
     max_tables: Option<u8>,
     /// Tune for decoding on a GPU: 128x128 tiles, 11-bit probabilities, one table per plane
     /// and no prediction, for 1-3% less ratio (MiniLM int8 1.603 against 1.647, BF16 1.495
-    /// against 1.507). A single large tensor decodes alone with least latency with
-    /// `--tile 32x128` (more, shorter units).
+    /// against 1.507). Layers decoded one at a time take less time with `--tile 64x128`
+    /// (more, shorter units: 34 us against 52 for a 4096 x 4096 int8 layer on an H100).
     #[arg(long)]
     for_gpu: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all

@@ -90,7 +90,7 @@ impl EncodeOptions {
     /// 64x128 (GPU run 60): 0.6-1.3% more ratio (a unit's 128 bytes of states over twice the
     /// symbols), BF16 4-6% faster, SmolLM2 Q8_0 quants as fast or faster, MiniLM int8 within
     /// 1-4% on launches of 256-512 MiB and as fast from 1 GiB on; but a single 4096 x 4096
-    /// layer is 1,024 units, too few for the GPU: 77 us against 47 (32x128 tiles: 32 us).
+    /// layer is 1,024 units, too few for the GPU: 52 us alone against 34 (GPU run 65).
     pub fn for_gpu() -> Self {
         EncodeOptions {
             tile: TileConfig { rows: 128, cols: 128 },
