@@ -74,7 +74,8 @@ enum Command {
         copies: usize,
         /// cuda: time loading the tensors into GPU memory end to end instead (the file in host
         /// memory; plan, upload, decode, checks; wall clock), against uploading them
-        /// uncompressed, and decoding them from the file kept compressed in GPU memory.
+        /// uncompressed, and decoding them from the file kept compressed in GPU memory (all of
+        /// them, and the largest alone: into new memory, into a buffer, prepared once).
         #[arg(long)]
         load: bool,
         /// Machine-readable output.
