@@ -258,9 +258,7 @@ fn chosen_tensors_and_repeats() {
 #[test]
 fn kept_files_decode_any_subset_again() {
     let Some(mut gpu) = gpu() else { return };
-    let file = mixed_file();
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let expected = reference(&file, &dir);
+    let (file, dir, expected) = mixed_with_reference();
     let n = dir.tensors.len();
     for merge_while_decoding in [true, false] {
         gpu.set_plan_options(PlanOptions { merge_while_decoding, ..PlanOptions::default() });
@@ -287,9 +285,7 @@ fn kept_files_decode_any_subset_again() {
 #[test]
 fn kept_files_decode_into_the_callers_buffers() {
     let Some(gpu) = gpu() else { return };
-    let file = mixed_file();
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let expected = reference(&file, &dir);
+    let (file, dir, expected) = mixed_with_reference();
     let kept = gpu.keep(&file, &dir).unwrap();
     let n = dir.tensors.len();
     let s = gpu.stream().clone();
@@ -324,9 +320,7 @@ fn kept_files_decode_into_the_callers_buffers() {
 #[test]
 fn prepared_decodes_launch_again_and_again() {
     let Some(gpu) = gpu() else { return };
-    let file = mixed_file();
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let expected = reference(&file, &dir);
+    let (file, dir, expected) = mixed_with_reference();
     let kept = gpu.keep(&file, &dir).unwrap();
     let n = dir.tensors.len();
     let s = gpu.stream().clone();

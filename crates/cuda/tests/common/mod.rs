@@ -395,6 +395,14 @@ pub fn bf16_cases() -> Vec<Case> {
     out
 }
 
+/// `mixed_file()`, its directory and its tensors decoded by the CPU reference.
+pub fn mixed_with_reference() -> (Vec<u8>, Directory, Vec<Vec<u8>>) {
+    let file = mixed_file();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let expected = reference(&file, &dir);
+    (file, dir, expected)
+}
+
 /// Twelve of the cases and four BF16 ones in one file: every unit kind, merged BF16 tensors and
 /// (with `merge_while_decoding` off) tensors through scratch and the merge launch.
 pub fn mixed_file() -> Vec<u8> {
