@@ -748,8 +748,10 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 }
 
 // kRing: the ring's bytes (2 KiB: kIter = 2 groups an iteration, 512-byte chunks, 16 bytes a
-// lane). kOneSpan: the tile is one group wide (width 128, as in the tiles of files made for the
-// GPU), so that every group ends a row: no span counter. kRowTables false: the unit is
+// lane). kOneSpan: every group is whole rows of the tile: the tile is one group wide (width 128,
+// as in the tiles of files made for the GPU), or narrower, a width that divides 128 (the 64
+// columns left at the edge of a plane 576 or 960 wide), its groups 128 / width rows each, with
+// one table (lanes of a group on different rows); no span counter. kRowTables false: the unit is
 // coded with one table, so the loop has no row-table step (no branch at a row's end). On H100
 // (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
 // one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general
@@ -785,12 +787,20 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     const uint32_t mask = (1u << prob_bits) - 1u;
     const uint32_t lt = lanemask_lt();
     const uint32_t height = u.height;
-    const uint32_t spans = u.width / kGroup;
-    const uint32_t groups = spans * height;
+    const uint32_t spans = kOneSpan ? 1u : u.width / kGroup;
+    const uint32_t groups = kOneSpan ? u.width * height / kGroup : spans * height;
+    // kOneSpan widths divide 128: powers of two, so a lane's row and column are a shift and a
+    // mask (no division by a width known only at run time).
+    const uint32_t width_log2 = kOneSpan ? 31 - __clz(u.width) : 0u;
     constexpr uint32_t kEs = kMix ? 2u : 1u;
-    const uint32_t wrap = static_cast<uint32_t>(u.row_stride) - kEs * u.width;
-    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + kEs * (u.first + 4 * lane);
-    const uint8_t *const sm = src + u.mix + 4 * lane;
+    const uint32_t stride = static_cast<uint32_t>(u.row_stride);
+    const uint32_t wrap = stride - kEs * u.width;
+    // A lane's 4 symbols of a group: row 4 lane / width of it, from column 4 lane % width (one
+    // row of 128 columns where the tile is at least a group wide); `off` is where its first
+    // goes, from the tile's first element, and its sign-mantissa bytes are at sm + off / 2.
+    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + kEs * u.first;
+    const uint8_t *const sm = src + u.mix;
+    const uint32_t rows_per_group = kOneSpan ? kGroup >> width_log2 : 1u;
     const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
     const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
     // kRowTables false: the caller found the unit coded with one table.
@@ -799,7 +809,10 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     const T first = T::of(table);
     T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
-    uint32_t off = 0, k = 0, r = 0;
+    uint32_t off = kOneSpan
+                       ? (4 * lane >> width_log2) * stride + kEs * (4 * lane & (u.width - 1))
+                       : kEs * 4 * lane;
+    uint32_t k = 0, r = 0;
     // One group: 4 steps, the store, the row step.
     auto group = [&]() {
         const uint32_t s4 = kMix ? __ldg(reinterpret_cast<const uint32_t *>(sm + off / 2)) : 0u;
@@ -822,11 +835,16 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         } else {
             *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
         }
-        off += kEs * kGroup;
+        if (kOneSpan) {
+            off += rows_per_group * stride;
+        } else {
+            off += kEs * kGroup;
+        }
         if (kOneSpan || ++k == spans) {
             k = 0;
-            off += wrap;
+            if (!kOneSpan) off += wrap;
             if (row_tables) {
+                // (one row a group where the tile has several tables)
                 ++r;
                 tab = first.at(next, prob_bits);
                 next = __ldg(map + min(r + 1, height - 1));
@@ -981,18 +999,22 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
                 const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
                 const uint64_t es = mix ? 2u : 1u;
-                const bool fast = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
-                                  u.width % kGroup == 0 &&
+                const bool rows = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
+                const bool fast = rows && u.width % kGroup == 0;
                 if (kCompact && compact) {
                     st = decode_compact<kRing, S>(src, maps, u, smem_tables, g.prob_bits, lane,
                                                   ring, fast, mix);
                 } else if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
-                    const bool one_span = u.width == kGroup;
                     // One table (files made for the GPU): no row-table step in the loop.
                     const bool one_table = (u.flags & WC_FLAG_ROW_TABLES) == 0;
-                    if (fast && shared && mix && one_span && one_table) {
+                    // Narrower than a group, whole groups of whole rows (one table only).
+                    const bool narrow = rows && one_table && shared && u.width > 0 &&
+                                        u.width < kGroup && (u.width & (u.width - 1)) == 0 &&
+                                        u.width * u.height % kGroup == 0;
+                    const bool one_span = u.width == kGroup || narrow;
+                    if ((fast || narrow) && shared && mix && one_span && one_table) {
                         st = decode_rans_ring<kRing, TableSmem, true, true, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix && one_span) {
@@ -1004,7 +1026,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     } else if (fast && shared && mix) {
                         st = decode_rans_ring<kRing, TableSmem, true>(src, maps, u, smem_tables,
                                                                   g.prob_bits, lane, ring);
-                    } else if (fast && shared && one_table && one_span) {
+                    } else if ((fast || narrow) && shared && one_table && one_span) {
                         st = decode_rans_ring<kRing, TableSmem, false, true, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared) {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use wcodec_cuda::abi::{ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
+use wcodec_cuda::abi::{self, ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
 use wcodec_cuda::emulate::{execute, merge};
 use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
@@ -203,6 +203,30 @@ fn many_tensors_in_one_plan() {
     for blocks in [1, 7, 64, 100_000] {
         assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), expected);
     }
+}
+
+/// The GPU preset's edge tiles narrower than a group: the plan has one-table units of 64 and 32
+/// columns in whole groups of whole rows (what the kernel's ring loop takes as one-span tiles)
+/// and units that miss one condition each; all decode as the reference.
+#[test]
+fn narrow_edge_tiles() {
+    let file = file_of(&narrow_edge_cases());
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let rans = plan.units.iter().filter(|u| u.kind == abi::UNIT_RANS && u.width > 0);
+    let narrow = |u: &&abi::WcUnit| {
+        u.width < 128 && 128u32.is_multiple_of(u.width) && (u.width * u.height).is_multiple_of(128)
+    };
+    let one_table = |u: &&abi::WcUnit| u.flags & abi::FLAG_ROW_TABLES == 0;
+    let words = |u: &&abi::WcUnit| u.flags & abi::FLAG_WORD_STORES != 0;
+    let taken: Vec<u32> =
+        rans.clone().filter(narrow).filter(one_table).filter(words).map(|u| u.width).collect();
+    assert!(taken.contains(&64) && taken.contains(&32), "{taken:?}");
+    assert!(rans.clone().filter(narrow).any(|u| !one_table(&u)), "a narrow unit of row tables");
+    let edge = |u: &abi::WcUnit| !u.width.is_multiple_of(128) && !narrow(&u);
+    assert!(rans.clone().any(edge), "an edge left alone");
+    assert_eq!(emulate_all(&file, &dir, 64).unwrap(), reference(&file, &dir));
 }
 
 #[test]

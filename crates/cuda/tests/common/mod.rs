@@ -395,6 +395,35 @@ pub fn bf16_cases() -> Vec<Case> {
     out
 }
 
+/// Tensors made with the GPU preset (`EncodeOptions::for_gpu`: 128x128 tiles, one table) whose
+/// rows are not whole groups of 128: the tiles at the right edge are 64 (576, 960 wide) or 32
+/// (544) columns wide, whole groups of whole rows, which the ring loop decodes as one-span
+/// tiles; and edges it leaves to the general loop: 100 columns (612), odd heights (whose last
+/// tile row is not whole groups), and several tables a plane. INT8 and BF16.
+pub fn narrow_edge_cases() -> Vec<Case> {
+    let mut rng = Rng::new(576);
+    let shapes: &[(u64, u64)] =
+        &[(256, 576), (130, 960), (128, 544), (129, 576), (64, 612), (301, 576)];
+    let mut out = Vec::new();
+    for (k, &(rows, cols)) in shapes.iter().enumerate() {
+        for (dtype, max_tables) in [(Dtype::I8, 1u8), (Dtype::BF16, 1), (Dtype::I8, 4)] {
+            let n = (rows * cols) as usize;
+            let bytes = match dtype {
+                Dtype::BF16 => bf16_weights(&mut rng, n, cols as usize, k % 2 == 1),
+                _ => weights(&mut rng, rows as usize, cols as usize),
+            };
+            out.push(Case {
+                name: format!("{rows}x{cols} {dtype} for_gpu tables {max_tables}"),
+                dtype,
+                dims: vec![rows, cols],
+                bytes,
+                options: EncodeOptions { max_tables, ..EncodeOptions::for_gpu() },
+            });
+        }
+    }
+    out
+}
+
 /// `mixed_file()`, its directory and its tensors decoded by the CPU reference.
 pub fn mixed_with_reference() -> (Vec<u8>, Directory, Vec<Vec<u8>>) {
     let file = mixed_file();
