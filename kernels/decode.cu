@@ -756,7 +756,8 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
 // one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general
 // loop.
-template <uint32_t kRing, class T, bool kMix, bool kOneSpan = false, bool kRowTables = true>
+template <uint32_t kRing, class T, bool kMix, bool kOneSpan = false, bool kRowTables = true,
+          bool kRuns = false>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                       const uint8_t *__restrict__ maps, const WcUnit &u,
                                       const uint32_t *table, uint32_t prob_bits, uint32_t lane,
@@ -794,12 +795,25 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     const uint32_t width_log2 = kOneSpan ? 31 - __clz(u.width) : 0u;
     constexpr uint32_t kEs = kMix ? 2u : 1u;
     const uint32_t stride = static_cast<uint32_t>(u.row_stride);
-    const uint32_t wrap = stride - kEs * u.width;
+    // kRuns: columns in blocks of 2^block_log2 columns, block_stride bytes apart
+    // (WC_FLAG_FIELD_RUNS: GGUF block fields); else contiguous columns, blocks of one, one byte
+    // apart. col(c) is where column c of the tile lies from its first column's byte.
+    static_assert(!(kRuns && kMix), "field runs are of one-byte symbols");
+    const uint32_t block_log2 = kRuns ? 31 - __clz(u.group) : 0u;
+    const uint32_t block_stride = kRuns ? u.col_stride : 1u;
+    auto col = [&](uint32_t c) {
+        return (c >> block_log2) * block_stride + (c & ((1u << block_log2) - 1));
+    };
+    const uint32_t wrap = stride - kEs * col(u.width);
     // A lane's 4 symbols of a group: row 4 lane / width of it, from column 4 lane % width (one
     // row of 128 columns where the tile is at least a group wide); `off` is where its first
     // goes, from the tile's first element, and its sign-mantissa bytes are at sm + off / 2.
-    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) + kEs * u.first;
+    uint8_t *const out = reinterpret_cast<uint8_t *>(u.dst) +
+                         (kRuns ? (u.first >> block_log2) * block_stride : kEs * u.first);
     const uint8_t *const sm = src + u.mix;
+    // Field runs of blocks whose stride or first byte is not 4-aligned: two 2-byte stores.
+    const bool halves =
+        kRuns && ((reinterpret_cast<uintptr_t>(out) | block_stride | stride) & 3) != 0;
     const uint32_t rows_per_group = kOneSpan ? kGroup >> width_log2 : 1u;
     const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
     const uint32_t xor4 = u.predictor == 0 ? bias * 0x01010101u : 0u;
@@ -810,8 +824,8 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
     uint32_t off = kOneSpan
-                       ? (4 * lane >> width_log2) * stride + kEs * (4 * lane & (u.width - 1))
-                       : kEs * 4 * lane;
+                       ? (4 * lane >> width_log2) * stride + kEs * col(4 * lane & (u.width - 1))
+                       : kEs * col(4 * lane);
     uint32_t k = 0, r = 0;
     // One group: 4 steps, the store, the row step.
     auto group = [&]() {
@@ -832,13 +846,17 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                           __byte_perm(e[2], e[3], 0x40u), 0x5410u);
         if (kMix) {
             *reinterpret_cast<uint2 *>(out + off) = merge_bf16x4(word ^ xor4, s4);
+        } else if (halves) {
+            uint16_t *const p = reinterpret_cast<uint16_t *>(out + off);
+            p[0] = static_cast<uint16_t>(word ^ xor4);
+            p[1] = static_cast<uint16_t>((word ^ xor4) >> 16);
         } else {
             *reinterpret_cast<uint32_t *>(out + off) = word ^ xor4;
         }
         if (kOneSpan) {
             off += rows_per_group * stride;
         } else {
-            off += kEs * kGroup;
+            off += kEs * col(kGroup);
         }
         if (kOneSpan || ++k == spans) {
             k = 0;
@@ -1002,6 +1020,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 const bool rows = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
                 const bool fast = rows && u.width % kGroup == 0;
+                // GGUF block fields in runs of 4 columns (ring loops of their own).
+                const bool runs = kFast && !mix && (u.flags & WC_FLAG_FIELD_RUNS) != 0 &&
+                                  u.width % kGroup == 0;
                 if (kCompact && compact) {
                     st = decode_compact<kRing, S>(src, maps, u, smem_tables, g.prob_bits, lane,
                                                   ring, fast, mix);
@@ -1014,7 +1035,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                                         u.width < kGroup && (u.width & (u.width - 1)) == 0 &&
                                         u.width * u.height % kGroup == 0;
                     const bool one_span = u.width == kGroup || narrow;
-                    if ((fast || narrow) && shared && mix && one_span && one_table) {
+                    if (runs && shared && one_table && u.width == kGroup) {
+                        st = decode_rans_ring<kRing, TableSmem, false, true, false, true>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if (runs && shared) {
+                        st = decode_rans_ring<kRing, TableSmem, false, false, true, true>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if ((fast || narrow) && shared && mix && one_span && one_table) {
                         st = decode_rans_ring<kRing, TableSmem, true, true, false>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (fast && shared && mix && one_span) {

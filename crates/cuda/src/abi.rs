@@ -48,6 +48,8 @@ pub const FLAG_ROW_TABLES: u8 = 8;
 /// The exponent plane of a bf16_split tensor merged with its raw sign-mantissa plane as it is
 /// decoded (`WcUnit::mix`).
 pub const FLAG_MIX_BF16: u8 = 16;
+/// Runs of 4 columns inside blocks (GGUF block fields): see `WC_FLAG_FIELD_RUNS`.
+pub const FLAG_FIELD_RUNS: u8 = 32;
 
 pub const GROUP_GLOBAL_TABLES: u8 = 1;
 /// The group's tables are compact (`plan::compact_table`): per table 256 records, then a
@@ -232,6 +234,7 @@ mod tests {
         assert_eq!(define("WC_UNIT_RAW"), u64::from(UNIT_RAW));
         assert_eq!(define("WC_FLAG_BIAS128"), u64::from(FLAG_BIAS128));
         assert_eq!(define("WC_FLAG_WORD_STORES"), u64::from(FLAG_WORD_STORES));
+        assert_eq!(define("WC_FLAG_FIELD_RUNS"), u64::from(FLAG_FIELD_RUNS));
         assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
         assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
         assert_eq!(define("WC_FLAG_MIX_BF16"), u64::from(FLAG_MIX_BF16));

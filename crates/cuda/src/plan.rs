@@ -784,6 +784,24 @@ impl Plan {
             let dst = last_byte(reach, r0, c0, h, w, p.len)
                 .map(|_| p.g.origin + r0 * p.g.row_stride)
                 .ok_or_else(|| bad(format!("unit {i}: tile outside the tensor")))?;
+            // Runs of 4 columns in blocks (GGUF block fields): each lane's 4 symbols side by
+            // side in one block, at least 2-byte aligned (`WC_FLAG_FIELD_RUNS`).
+            let g = &p.g;
+            let field_runs = p.mix.is_none()
+                && !g.contiguous()
+                && u.predictor == wcodec_format::Predictor::None
+                && g.step == 1
+                && g.group.is_power_of_two()
+                && (4..=128).contains(&g.group)
+                && c0.is_multiple_of(g.group)
+                && w.is_multiple_of(128)
+                && g.col_stride.is_multiple_of(2)
+                && g.row_stride.is_multiple_of(2)
+                && g.column(c0).is_some_and(|c| (dst + c).is_multiple_of(2))
+                && (h - 1)
+                    .checked_mul(g.row_stride)
+                    .and_then(|rows| rows.checked_add((w / g.group) * g.col_stride))
+                    .is_some_and(|span| span < 1 << 32);
             let (words, mix) = match p.mix {
                 None => {
                     let words = p.g.contiguous()
@@ -814,6 +832,7 @@ impl Plan {
             };
             let flags = if plane.bias128 { FLAG_BIAS128 } else { 0 }
                 | if words { FLAG_WORD_STORES } else { 0 }
+                | if field_runs { FLAG_FIELD_RUNS } else { 0 }
                 | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 }
                 | if p.mix.is_some() { FLAG_MIX_BF16 } else { 0 };
             let unit = WcUnit {

@@ -229,6 +229,26 @@ fn narrow_edge_tiles() {
     assert_eq!(emulate_all(&file, &dir, 64).unwrap(), reference(&file, &dir));
 }
 
+/// GGUF block fields in runs of 4 columns: the plan flags units of 2-aligned and of 4-aligned
+/// blocks, one table and several, and leaves narrow fields alone; all decode as the reference.
+#[test]
+fn field_runs() {
+    let file = file_of(&field_run_cases());
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let rans: Vec<&abi::WcUnit> = plan.units.iter().filter(|u| u.kind == abi::UNIT_RANS).collect();
+    let runs: Vec<&&abi::WcUnit> =
+        rans.iter().filter(|u| u.flags & abi::FLAG_FIELD_RUNS != 0).collect();
+    assert!(runs.iter().all(|u| u.group >= 4 && u.width.is_multiple_of(128)));
+    assert!(runs.iter().any(|u| !u.col_stride.is_multiple_of(4)), "2-aligned blocks");
+    assert!(runs.iter().any(|u| u.col_stride.is_multiple_of(4)), "4-aligned blocks");
+    assert!(runs.iter().any(|u| u.flags & abi::FLAG_ROW_TABLES != 0), "several tables");
+    assert!(runs.iter().any(|u| u.flags & abi::FLAG_ROW_TABLES == 0), "one table");
+    assert!(rans.iter().any(|u| u.group > 1 && u.flags & abi::FLAG_FIELD_RUNS == 0));
+    assert_eq!(emulate_all(&file, &dir, 64).unwrap(), reference(&file, &dir));
+}
+
 #[test]
 fn sixteen_row_classes() {
     let file = file_of(&[sixteen_tables()]);

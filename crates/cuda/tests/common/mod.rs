@@ -424,6 +424,37 @@ pub fn narrow_edge_cases() -> Vec<Case> {
     out
 }
 
+/// GGUF block types made with the GPU preset, rows of whole 128-column groups in their fields:
+/// block fields in runs of 4 columns (`FLAG_FIELD_RUNS`), blocks whose stride is 4-aligned
+/// (Q4_1: 20 bytes, Q4_K: 144) and only 2-aligned (Q8_0: 34, Q4_0: 18, Q6_K: 210), one table
+/// and four; and a Q8_0 tensor of 96 columns (fields too narrow) left to the general loop.
+pub fn field_run_cases() -> Vec<Case> {
+    let mut rng = Rng::new(34);
+    let kinds: &[(Dtype, &[u64])] = &[
+        (Dtype::Q8_0, &[64, 512]),
+        (Dtype::Q4_1, &[48, 1024]),
+        (Dtype::Q4_0, &[40, 1024]),
+        (Dtype::Q4K, &[16, 1024]),
+        (Dtype::Q6K, &[9, 1024]),
+        (Dtype::Q8_0, &[37, 96]),
+    ];
+    let mut out = Vec::new();
+    for &(dtype, dims) in kinds {
+        for max_tables in [1u8, 4] {
+            let (rows, cols) = wcodec_format::matrix_shape(dims).unwrap();
+            let row_len = dtype.storage_len(cols).unwrap() as usize;
+            out.push(Case {
+                name: format!("{dims:?} {dtype} for_gpu tables {max_tables}"),
+                dtype,
+                dims: dims.to_vec(),
+                bytes: weights(&mut rng, rows as usize, row_len),
+                options: EncodeOptions { max_tables, ..EncodeOptions::for_gpu() },
+            });
+        }
+    }
+    out
+}
+
 /// `mixed_file()`, its directory and its tensors decoded by the CPU reference.
 pub fn mixed_with_reference() -> (Vec<u8>, Directory, Vec<Vec<u8>>) {
     let file = mixed_file();
