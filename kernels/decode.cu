@@ -1020,9 +1020,14 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 const bool rows = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
                 const bool fast = rows && u.width % kGroup == 0;
-                // GGUF block fields in runs of 4 columns (ring loops of their own).
-                const bool runs = kFast && !mix && (u.flags & WC_FLAG_FIELD_RUNS) != 0 &&
-                                  u.width % kGroup == 0;
+                // GGUF block fields in runs of 4 columns (ring loops of their own): whole
+                // groups of columns, or an edge tile narrower than a group (one table).
+                const bool field = kFast && !mix && (u.flags & WC_FLAG_FIELD_RUNS) != 0;
+                const bool runs = field && u.width % kGroup == 0;
+                const bool runs_narrow = field && u.width > 0 && u.width < kGroup &&
+                                         (u.width & (u.width - 1)) == 0 &&
+                                         u.width * u.height % kGroup == 0 &&
+                                         (u.flags & WC_FLAG_ROW_TABLES) == 0;
                 if (kCompact && compact) {
                     st = decode_compact<kRing, S>(src, maps, u, smem_tables, g.prob_bits, lane,
                                                   ring, fast, mix);
@@ -1035,7 +1040,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                                         u.width < kGroup && (u.width & (u.width - 1)) == 0 &&
                                         u.width * u.height % kGroup == 0;
                     const bool one_span = u.width == kGroup || narrow;
-                    if (runs && shared && one_table && u.width == kGroup) {
+                    if ((runs || runs_narrow) && shared && one_table &&
+                        (u.width == kGroup || runs_narrow)) {
                         st = decode_rans_ring<kRing, TableSmem, false, true, false, true>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if (runs && shared) {

@@ -55,7 +55,8 @@
  * merged as it is decoded: the unit writes whole BF16 elements (see WcUnit.mix). */
 #define WC_FLAG_MIX_BF16 16u
 /* rANS: runs of 4 columns in blocks (GGUF block fields): group a power of two in 4..=128,
- * step 1, column c0 a multiple of group, width % 128 == 0, no prediction, one-byte symbols,
+ * step 1, column c0 a multiple of group, width % 128 == 0 or a power of two from group to 64
+ * with width * height % 128 == 0, no prediction, one-byte symbols,
  * every run 2-byte aligned (dst, row_stride and col_stride even); 4-aligned where col_stride and
  * the tile's first byte are too. A lane's 4 symbols then lie in one block, side by side. */
 #define WC_FLAG_FIELD_RUNS 32u

@@ -794,7 +794,10 @@ impl Plan {
                 && g.group.is_power_of_two()
                 && (4..=128).contains(&g.group)
                 && c0.is_multiple_of(g.group)
-                && w.is_multiple_of(128)
+                // Whole groups of 128 columns, or (an edge tile) a narrower power of two in
+                // whole groups of whole rows.
+                && (w.is_multiple_of(128)
+                    || (w < 128 && w.is_power_of_two() && w >= g.group && (w * h).is_multiple_of(128)))
                 && g.col_stride.is_multiple_of(2)
                 && g.row_stride.is_multiple_of(2)
                 && g.column(c0).is_some_and(|c| (dst + c).is_multiple_of(2))

@@ -427,7 +427,9 @@ pub fn narrow_edge_cases() -> Vec<Case> {
 /// GGUF block types made with the GPU preset, rows of whole 128-column groups in their fields:
 /// block fields in runs of 4 columns (`FLAG_FIELD_RUNS`), blocks whose stride is 4-aligned
 /// (Q4_1: 20 bytes, Q4_K: 144) and only 2-aligned (Q8_0: 34, Q4_0: 18, Q6_K: 210), one table
-/// and four; and a Q8_0 tensor of 96 columns (fields too narrow) left to the general loop.
+/// and four, an edge tile of 64 columns (Q8_0's 576 quants a row); and fields the encoder tiles
+/// in widths that are not whole groups (Q4_1's 288 quant bytes a row, a Q8_0 tensor of 96
+/// columns), left to the general loop.
 pub fn field_run_cases() -> Vec<Case> {
     let mut rng = Rng::new(34);
     let kinds: &[(Dtype, &[u64])] = &[
@@ -436,6 +438,8 @@ pub fn field_run_cases() -> Vec<Case> {
         (Dtype::Q4_0, &[40, 1024]),
         (Dtype::Q4K, &[16, 1024]),
         (Dtype::Q6K, &[9, 1024]),
+        (Dtype::Q8_0, &[64, 576]),
+        (Dtype::Q4_1, &[32, 576]),
         (Dtype::Q8_0, &[37, 96]),
     ];
     let mut out = Vec::new();
