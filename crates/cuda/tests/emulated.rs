@@ -205,15 +205,21 @@ fn many_tensors_in_one_plan() {
     }
 }
 
+/// The file of `cases`, its directory and the plan of all its tensors.
+fn planned(cases: &[Case]) -> (Vec<u8>, Directory, Plan) {
+    let file = file_of(cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    (file, dir, plan)
+}
+
 /// The GPU preset's edge tiles narrower than a group: the plan has one-table units of 64 and 32
 /// columns in whole groups of whole rows (what the kernel's ring loop takes as one-span tiles)
 /// and units that miss one condition each; all decode as the reference.
 #[test]
 fn narrow_edge_tiles() {
-    let file = file_of(&narrow_edge_cases());
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let (file, dir, plan) = planned(&narrow_edge_cases());
     let rans = plan.units.iter().filter(|u| u.kind == abi::UNIT_RANS && u.width > 0);
     let narrow = |u: &&abi::WcUnit| {
         u.width < 128 && 128u32.is_multiple_of(u.width) && (u.width * u.height).is_multiple_of(128)
@@ -233,10 +239,7 @@ fn narrow_edge_tiles() {
 /// blocks, one table and several, and leaves narrow fields alone; all decode as the reference.
 #[test]
 fn field_runs() {
-    let file = file_of(&field_run_cases());
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let (file, dir, plan) = planned(&field_run_cases());
     let rans: Vec<&abi::WcUnit> = plan.units.iter().filter(|u| u.kind == abi::UNIT_RANS).collect();
     let runs: Vec<&&abi::WcUnit> =
         rans.iter().filter(|u| u.flags & abi::FLAG_FIELD_RUNS != 0).collect();

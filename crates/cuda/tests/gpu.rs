@@ -424,18 +424,13 @@ fn bench_reports_a_verified_speed() {
     println!("{:?}", reports[0]);
 }
 
-/// BF16 merged while decoding (and the tensors that still take scratch and merge): each case
-/// alone, then all of them in one launch with every kernel variant over several launch shapes.
-/// GGUF block fields in runs of 4 columns decoded by the ring loops (2- and 4-aligned blocks,
-/// one table and several), and fields left to the general loop, at every launch shape.
-#[test]
-fn field_runs_match_the_reference() {
-    let Some(mut gpu) = gpu() else { return };
-    let cases = field_run_cases();
-    for case in &cases {
-        check_all(&gpu, &file_of(std::slice::from_ref(case)), &case.name);
+/// Each of `cases` alone, then all of them in one file with every kernel variant at 1, 4 and 8
+/// warps a block: the reference's bytes.
+fn check_cases_at_every_shape(gpu: &mut CudaDecoder, cases: &[Case], what: &str) {
+    for case in cases {
+        check_all(gpu, &file_of(std::slice::from_ref(case)), &case.name);
     }
-    let file = file_of(&cases);
+    let file = file_of(cases);
     for variant in 0..wcodec_cuda::abi::VARIANTS {
         let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
         for warps in [1u32, 4, 8].into_iter().filter(|&w| w <= max) {
@@ -446,9 +441,18 @@ fn field_runs_match_the_reference() {
                 units_per_block: 0,
             };
             gpu.set_plan_options(PlanOptions { launch: Some(launch), ..PlanOptions::default() });
-            check_all(&gpu, &file, &format!("field runs {launch:?}"));
+            check_all(gpu, &file, &format!("{what} {launch:?}"));
         }
     }
+    gpu.set_plan_options(PlanOptions::default());
+}
+
+/// GGUF block fields in runs of 4 columns decoded by the ring loops (2- and 4-aligned blocks,
+/// one table and several), and fields left to the general loop, at every launch shape.
+#[test]
+fn field_runs_match_the_reference() {
+    let Some(mut gpu) = gpu() else { return };
+    check_cases_at_every_shape(&mut gpu, &field_run_cases(), "field runs");
 }
 
 /// Edge tiles narrower than a group (64 and 32 columns) decoded by the ring loop, and the
@@ -456,26 +460,11 @@ fn field_runs_match_the_reference() {
 #[test]
 fn narrow_edge_tiles_match_the_reference() {
     let Some(mut gpu) = gpu() else { return };
-    let cases = narrow_edge_cases();
-    for case in &cases {
-        check_all(&gpu, &file_of(std::slice::from_ref(case)), &case.name);
-    }
-    let file = file_of(&cases);
-    for variant in 0..wcodec_cuda::abi::VARIANTS {
-        let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
-        for warps in [1u32, 4, 8].into_iter().filter(|&w| w <= max) {
-            let launch = LaunchConfig {
-                variant,
-                warps_per_block: warps,
-                blocks_per_sm: 1,
-                units_per_block: 0,
-            };
-            gpu.set_plan_options(PlanOptions { launch: Some(launch), ..PlanOptions::default() });
-            check_all(&gpu, &file, &format!("narrow edges {launch:?}"));
-        }
-    }
+    check_cases_at_every_shape(&mut gpu, &narrow_edge_cases(), "narrow edges");
 }
 
+/// BF16 merged while decoding (and the tensors that still take scratch and merge): each case
+/// alone, then all of them in one launch with every kernel variant over several launch shapes.
 #[test]
 fn bf16_merged_while_decoding_matches_the_reference() {
     let Some(mut gpu) = gpu() else { return };
