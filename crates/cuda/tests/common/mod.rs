@@ -233,12 +233,17 @@ pub fn data_dir() -> PathBuf {
     }
 }
 
-/// Real data as .wcz files: (name, file). Safetensors slices through their layout; the
+/// Real data as .wcz files: (name, file). Safetensors and GGUF slices through their layout; the
 /// SmolLM2 Q8_0 quants as a raw 256 x 1024 int8 tensor.
 pub fn real_files(options: &EncodeOptions) -> Vec<(String, Vec<u8>)> {
     let dir = data_dir();
     let mut out = Vec::new();
-    for name in ["minilm-int8-per-tensor.safetensors", "minilm-bf16-slice.safetensors"] {
+    let names = [
+        "minilm-int8-per-tensor.safetensors",
+        "minilm-bf16-slice.safetensors",
+        "smollm2-slice.gguf",
+    ];
+    for name in names {
         let source = std::fs::read(dir.join(name)).unwrap();
         let layout = wcodec_container::read_layout(&source).unwrap();
         let wcz = wcodec_encode::compress_file(&source, &layout, options, Vec::new(), &mut |_| {})
