@@ -1,10 +1,11 @@
 //! GPU decode benchmark on real weights: ratio, GB/s of decompressed bytes, the launch shapes
-//! and tile sizes the GPU wants, one 4096 x 4096 int8 layer's decode time, and the copy
+//! and tile sizes the GPU wants, one 4096 x 4096 int8 layer's decode time (and what it is made
+//! of: launches of units of every length), and the copy
 //! bandwidth that bounds it all, from one process on one card.
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
 //!        [--settings TILE:BITS:TABLES,...] [--predictors all|none|none-left-top] [--no-layer]
-//!        [--compact auto|never|BYTES]
+//!        [--compact auto|never|BYTES] [--layer-only]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
@@ -43,6 +44,8 @@ struct Args {
     only: Vec<((u32, u32), u8, u8)>,
     /// `--no-layer`: skip the single-layer latency table.
     no_layer: bool,
+    /// `--layer-only`: only the single-layer tables (no throughput table).
+    layer_only: bool,
     /// `--variants 1,4,6`: the kernel variants swept (default `SWEPT`).
     variants: Vec<u32>,
     /// `--predictors`: the predictors the encoder may choose (default all five).
@@ -67,6 +70,7 @@ fn args() -> Result<Args> {
         profile_configs: Vec::new(),
         only: Vec::new(),
         no_layer: false,
+        layer_only: false,
         variants: SWEPT.to_vec(),
         predictors: Predictor::ALL.to_vec(),
         compact: CompactTables::Auto,
@@ -80,6 +84,7 @@ fn args() -> Result<Args> {
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
+            "--layer-only" => a.layer_only = true,
             "--compact" => {
                 a.compact = match it.next().as_deref() {
                     Some("auto") => CompactTables::Auto,
@@ -353,7 +358,7 @@ fn main() -> Result<()> {
         "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, bf16 through scratch + merge launch | floor GB/s | of floor |"
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for s in &sources {
+    for s in sources.iter().filter(|_| !args.layer_only) {
         for &(tile, prob_bits, max_tables) in &settings {
             let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
             let dir = Directory::from_file_bytes(&wcz)?;
@@ -541,8 +546,74 @@ fn main() -> Result<()> {
             ));
         }
     }
+    unit_length_sweep(&gpu, &sources[0].tensor_bytes, &mut json, &mut |line| say!("{line}"))?;
     if let Some(path) = &args.json {
         std::fs::write(path, format!("[\n{}\n]\n", json.join(",\n")))?;
+    }
+    Ok(())
+}
+
+/// What a launch costs apart from its units' steps: launches of `--for-gpu` units (one 11-bit
+/// table, no prediction) of h x 128 symbols, 1,024 of them (h x 32 rows of 4096 columns: one
+/// unit a warp, the layer's launch shape) for h from 128 (the layer) down to 4 (units of 2 rows
+/// cost more in states than they save: the encoder stores such a plane raw), then fewer and
+/// more units of 128 x 128. A lane takes 4 h steps, so the time against h is the fixed cost of
+/// the launch plus h times the cost of 4 steps one after the other.
+fn unit_length_sweep(
+    gpu: &CudaDecoder,
+    int8: &[u8],
+    json: &mut Vec<String>,
+    say: &mut dyn FnMut(String),
+) -> Result<()> {
+    say(String::new());
+    say("| h x 128 units | units | steps a lane | launch | median us alone | us a launch, 10 back to back |".into());
+    say("|---|---|---|---|---|---|".into());
+    let shapes = [128u32, 64, 32, 16, 8, 4].map(|h| (h, 1024u32)).into_iter().chain([
+        (128, 128),
+        (128, 256),
+        (128, 512),
+        (128, 2048),
+    ]);
+    for (h, units) in shapes {
+        let rows = u64::from(units / 32 * h);
+        let bytes: Vec<u8> = int8.iter().copied().cycle().take(rows as usize * 4096).collect();
+        let options = encode_options((h, 128), 11, 1, &[Predictor::None]);
+        let wcz = wcodec_encode::compress_raw(&bytes, Dtype::I8, &[rows, 4096], &options)?;
+        let dir = Directory::from_file_bytes(&wcz)?;
+        let mut plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
+        gpu.settle_compact_tables(&mut plan, CompactTables::Auto);
+        let default = gpu.default_config(&plan);
+        let options = BenchOptions {
+            warmup: 3,
+            iters: 30,
+            batch: 1,
+            copies: 1,
+            configs: vec![default],
+            verify_checksums: true,
+            merge_while_decoding: true,
+            compact_tables: CompactTables::Auto,
+        };
+        let alone = gpu.bench(&wcz, &dir, &[0], &options)?;
+        let batched = BenchOptions { batch: 10, iters: 10, ..options.clone() };
+        let batched = gpu.bench(&wcz, &dir, &[0], &batched)?;
+        let c = default;
+        say(format!(
+            "| {h} x 128 | {} | {} | ({}, {}, {}, {}) | {:.1} | {:.1} |",
+            alone[0].units,
+            4 * h,
+            c.variant,
+            c.warps_per_block,
+            c.blocks_per_sm,
+            c.units_per_block,
+            alone[0].median_s * 1e6,
+            batched[0].median_s * 1e6
+        ));
+        json.push(format!(
+            "{{\"data\":\"unit-length\",\"h\":{h},\"units\":{},\"median_us\":{:.2},\"batched_us\":{:.2}}}",
+            alone[0].units,
+            alone[0].median_s * 1e6,
+            batched[0].median_s * 1e6
+        ));
     }
     Ok(())
 }
