@@ -173,6 +173,18 @@ typedef struct WcLaunch {
     uint32_t n_groups;
 } WcLaunch;
 
+/* One chunk of the staged bytes whose CRC-32C the CRC kernel computes (16 bytes): a unit, or
+ * up to 64 KiB of a raw plane. `src` is 4-aligned. */
+typedef struct WcCrcChunk {
+    uint64_t src; /* offset in the compressed device buffer */
+    uint32_t len;
+    uint32_t reserved;
+} WcCrcChunk;
+
+/* Words of the CRC kernel's tables (crates/cuda/src/crc.rs, `device_tables`): slice-by-4
+ * tables, the tables of x^1024, the five factors of the lanes' combining rounds, padding. */
+#define WC_CRC_TABLE_WORDS 2056
+
 /* What the compiler gave the decode kernel, for `cargo xtask kernels` and reports. */
 typedef struct WcKernelInfo {
     int32_t num_regs;
@@ -203,6 +215,7 @@ static_assert(__builtin_offsetof(WcLaunch, n_ranges) == 64, "WcLaunch layout");
 static_assert(__builtin_offsetof(WcLaunch, smem_entries) == 76, "WcLaunch layout");
 static_assert(__builtin_offsetof(WcLaunch, n_groups) == 84, "WcLaunch layout");
 static_assert(sizeof(WcKernelInfo) == 32, "WcKernelInfo layout");
+static_assert(sizeof(WcCrcChunk) == 16, "WcCrcChunk layout");
 extern "C" {
 #endif
 
@@ -215,6 +228,11 @@ int wc_decode_prepare(uint32_t variant, uint32_t smem_entries);
 int wc_decode_launch(const WcLaunch *launch, void *stream);
 /* Enqueues the merge kernel over `n` pieces at `pieces` (a device array of WcMerge). */
 int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream);
+/* Enqueues the CRC kernel on `stream`: the CRC-32C of each of the `n` chunks at `chunks` (a
+ * device array of WcCrcChunk) over the bytes at `src`, into `out` (n words), on `blocks` blocks,
+ * with the tables at `tables` (WC_CRC_TABLE_WORDS words). Returns a cudaError_t. */
+int wc_crc32c_launch(uint64_t chunks, uint32_t n, uint64_t src, uint64_t tables, uint64_t out,
+                     uint32_t blocks, void *stream);
 /* Fills `info` for kernel variant `variant` on the current device; returns a cudaError_t. */
 int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info);
 /* The CUDA runtime's text for a cudaError_t (a static string). */

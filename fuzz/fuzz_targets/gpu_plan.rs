@@ -4,7 +4,8 @@
 //! out of bounds (a panic here would be a read or write outside a buffer on the GPU). Where every
 //! unit ends in its final states and the reference decoder reads the tensor, the two agree, with
 //! full and with compact tables and with ranges of one and of several blocks, and a subset of the
-//! tensors decodes as the whole plan did. Each input runs as it is and with its unit, raw-plane
+//! tensors decodes as the whole plan did. The CRC checks left to the GPU (computed as its CRC
+//! kernel does) agree with the host's. Each input runs as it is and with its unit, raw-plane
 //! and directory CRCs recomputed.
 #![no_main]
 
@@ -32,6 +33,15 @@ fn check(data: &[u8]) {
         compact.compact_tables(0);
         let mut staging = vec![0u8; plan.staging_len as usize];
         plan.fill_staging(data, &mut staging);
+        // The checks left to the GPU read inside the staging and find what the host's find.
+        let device =
+            plan.verify_crcs(&dir, &emulate::crcs(&plan, &staging)).map_err(|e| e.to_string());
+        if verify_checksums {
+            let on_host = PlanOptions { checksums_on_device: false, ..options.clone() };
+            let host =
+                Plan::build(data, &dir, &all, &on_host).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(device, host, "the GPU's CRC checks and the host's disagree");
+        }
         let mut first: Option<Vec<Vec<u8>>> = None;
         for (p, blocks) in [(&plan, 1), (&plan, 7), (&compact, 3)] {
             let mut outputs: Vec<Vec<u8>> =

@@ -155,6 +155,16 @@ pub struct WcLaunch {
     pub n_groups: u32,
 }
 
+/// `WcCrcChunk`: a chunk of the staged bytes whose CRC-32C the CRC kernel computes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct WcCrcChunk {
+    /// Offset in the staged bytes, a multiple of 4.
+    pub src: u64,
+    pub len: u32,
+    pub reserved: u32,
+}
+
 /// `WcKernelInfo`: what the compiler gave the decode kernel on the current device.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -208,6 +218,8 @@ mod tests {
         assert_eq!(offset_of!(WcLaunch, variant), 80);
         assert_eq!(offset_of!(WcLaunch, n_groups), 84);
         assert_eq!(size_of::<WcKernelInfo>(), 32);
+        assert_eq!(size_of::<WcCrcChunk>(), 16);
+        assert_eq!(offset_of!(WcCrcChunk, len), 8);
     }
 
     /// The constants here are the header's `#define`s.
@@ -223,6 +235,7 @@ mod tests {
             value.trim_end_matches('u').parse().expect("a number")
         };
         assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
+        assert_eq!(define("WC_CRC_TABLE_WORDS"), crate::crc::TABLE_WORDS as u64);
         assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
         assert_eq!(define("WC_VARIANT_COMPACT"), u64::from(VARIANT_COMPACT));
         assert_eq!(define("WC_STAGING_PAD"), STAGING_PAD as u64);

@@ -36,6 +36,16 @@ mod ffi {
         pub fn wc_decode_launch(launch: *const WcLaunch, stream: *mut c_void) -> c_int;
         /// Enqueues the merge kernel over `n` pieces; returns a cudaError_t.
         pub fn wc_merge_launch(pieces: u64, n: u32, stream: *mut c_void) -> c_int;
+        /// kernels/crc.cu
+        pub fn wc_crc32c_launch(
+            chunks: u64,
+            n: u32,
+            src: u64,
+            tables: u64,
+            out: u64,
+            blocks: u32,
+            stream: *mut c_void,
+        ) -> c_int;
         /// Fills `info` for kernel variant `variant` on the current device; returns a
         /// cudaError_t.
         pub fn wc_decode_kernel_info(variant: u32, info: *mut WcKernelInfo) -> c_int;
@@ -80,6 +90,8 @@ pub(crate) struct Gpu {
     /// Pinned buffers for copies both ways, allocated on the first and kept (shared with the
     /// decoded tensors, which copy back through them).
     bounce: Arc<Mutex<Bounce>>,
+    /// The CRC kernel's tables (`crc::device_tables`), uploaded on the first CRC check.
+    crc_tables: std::sync::OnceLock<CudaSlice<u8>>,
 }
 
 /// Bytes of one pinned buffer, and how many there are: the compressed bytes go to the device
@@ -169,6 +181,9 @@ pub(crate) struct Inputs {
     tables: CudaSlice<u8>,
     maps: CudaSlice<u8>,
     src_len: u64,
+    /// The CRC-32C of each of the plan's `crc_chunks`, enqueued after the upload and not yet
+    /// checked (`Gpu::verify_crcs`).
+    crcs: Option<CudaSlice<u32>>,
 }
 
 impl Inputs {
@@ -266,6 +281,7 @@ impl Gpu {
             multiprocessors,
             kernels: Vec::new(),
             bounce: Arc::new(Mutex::new(Bounce::default())),
+            crc_tables: std::sync::OnceLock::new(),
         };
         for variant in 0..VARIANTS {
             let info = gpu.query_kernel(variant)?;
@@ -320,14 +336,87 @@ impl Gpu {
         let src =
             self.upload(staging_len, |start, out| plan.fill_staging_window(file, start, out))?;
         mark(&mut phases, s, &mut since, "upload the compressed bytes")?;
-        let inputs = Inputs {
-            src,
-            tables: self.upload_array(&plan.tables)?,
-            maps: self.upload_array(&plan.maps)?,
-            src_len: staging_len as u64,
-        };
+        let tables = self.upload_array(&plan.tables)?;
+        let maps = self.upload_array(&plan.maps)?;
         mark(&mut phases, s, &mut since, "upload tables and maps")?;
-        Ok(inputs)
+        let crcs = self.enqueue_crcs(plan, &src, staging_len)?;
+        mark(&mut phases, s, &mut since, "CRC checks on the GPU")?;
+        Ok(Inputs { src, tables, maps, src_len: staging_len as u64, crcs })
+    }
+
+    /// Enqueues the CRC kernel over the plan's `crc_chunks` of the staged bytes `src` (`len`
+    /// bytes); `None` when the plan left no check to the GPU.
+    fn enqueue_crcs(
+        &self,
+        plan: &Plan,
+        src: &CudaSlice<u8>,
+        len: usize,
+    ) -> Result<Option<CudaSlice<u32>>, CudaError> {
+        let chunks = &plan.crc_chunks;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        let n = u32::try_from(chunks.len()).map_err(|_| CudaError::Invalid {
+            tensor: String::new(),
+            detail: "too many CRC chunks for one launch".into(),
+        })?;
+        if let Some(c) =
+            chunks.iter().find(|c| c.src % 4 != 0 || c.src + u64::from(c.len) > len as u64)
+        {
+            return Err(CudaError::Invalid {
+                tensor: String::new(),
+                detail: format!("a CRC chunk at {} of {} bytes outside the staging", c.src, c.len),
+            });
+        }
+        let tables = match self.crc_tables.get() {
+            Some(t) => t,
+            None => {
+                let t = self.upload_array(&crate::crc::device_tables())?;
+                self.crc_tables.get_or_init(|| t)
+            }
+        };
+        let s = &self.stream;
+        let items = self.upload_array(chunks)?;
+        let mut out = s.alloc_zeros::<u32>(chunks.len()).map_err(driver)?;
+        // Eight warps a block, each a chunk at a time; at most 8 blocks a multiprocessor.
+        let blocks = n.div_ceil(8).min(8 * self.multiprocessors.max(1));
+        let (src_ptr, _src) = src.device_ptr(s);
+        let (items_ptr, _items) = items.device_ptr(s);
+        let (tables_ptr, _tables) = tables.device_ptr(s);
+        let (out_ptr, _out) = out.device_ptr_mut(s);
+        self.ctx.bind_to_thread().map_err(driver)?;
+        // SAFETY: `items` holds `n` WcCrcChunk, each a 4-aligned range inside `src` (checked
+        // above against its length); `tables` holds WC_CRC_TABLE_WORDS words (`device_tables`,
+        // whose length the abi test ties to the header); `out` has a word per chunk; all are
+        // live allocations of this context, used on this stream after their uploads.
+        let code = unsafe {
+            ffi::wc_crc32c_launch(
+                items_ptr,
+                n,
+                src_ptr,
+                tables_ptr,
+                out_ptr,
+                blocks,
+                s.cu_stream().cast(),
+            )
+        };
+        runtime(code, "CRC kernel launch")?;
+        drop((_src, _items, _tables, _out));
+        Ok(Some(out))
+    }
+
+    /// Waits for the CRC kernel of `inputs` (uploaded for `plan`) and checks its results, once:
+    /// the first mismatch in plan order is the error.
+    pub(crate) fn verify_crcs(
+        &self,
+        plan: &Plan,
+        dir: &Directory,
+        inputs: &mut Inputs,
+    ) -> Result<(), CudaError> {
+        let Some(crcs) = inputs.crcs.take() else { return Ok(()) };
+        let computed = self.stream.clone_dtoh(&crcs).map_err(driver)?;
+        self.ctx.check_err().map_err(driver)?;
+        plan.verify_crcs(dir, &computed)
     }
 
     /// Allocates a plan's outputs (those `given` has no address for) and uploads its units
@@ -528,7 +617,7 @@ impl Gpu {
     ) -> Result<(), CudaError> {
         let s = &self.stream;
         let Loaded { inputs, units, status, outputs, merges, .. } = l;
-        let Inputs { src, tables, maps, src_len } = *inputs;
+        let Inputs { src, tables, maps, src_len, .. } = *inputs;
         // The guards make later users of these buffers (on other streams) wait for the
         // launches: they record each buffer's use when dropped, after the last launch.
         let (src, _src) = src.device_ptr(s);
@@ -593,6 +682,12 @@ impl Gpu {
     }
 
     fn check(&self, plan: &Plan, dir: &Directory, l: &Loaded) -> Result<(), CudaError> {
+        // A damaged unit is a checksum error, whatever the kernel made of it.
+        if let Some(crcs) = &l.inputs.crcs {
+            let computed = self.stream.clone_dtoh(crcs).map_err(driver)?;
+            self.ctx.check_err().map_err(driver)?;
+            plan.verify_crcs(dir, &computed)?;
+        }
         let status = self.stream.clone_dtoh(&l.status).map_err(driver)?;
         self.ctx.check_err().map_err(driver)?;
         plan.check_status(dir, &status[..plan.units.len()])

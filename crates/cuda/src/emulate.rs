@@ -12,6 +12,16 @@ use crate::plan::{Plan, table_entries};
 const LANES: usize = 32;
 const STATE_LOW: u32 = wcodec_format::rans::STATE_LOW;
 
+/// The CRC kernel (kernels/crc.cu) on the CPU: the CRC-32C of each of the plan's
+/// `crc_chunks` of `staging`, computed as a warp does.
+pub fn crcs(plan: &Plan, staging: &[u8]) -> Vec<u32> {
+    let tables = crate::crc::device_tables();
+    plan.crc_chunks
+        .iter()
+        .map(|c| crate::crc::warp_crc32c(&staging[c.src as usize..][..c.len as usize], &tables))
+        .collect()
+}
+
 /// Runs the thread blocks of `ranges` (from `plan.ranges`) over `staging` (the staged
 /// compressed bytes) into `outputs` (one buffer per `plan.outputs`, sized to it), plane by
 /// plane as the kernel does; returns every unit's status word.

@@ -5,8 +5,9 @@
 //! fused in one kernel (kernels/decode.cu), with the decode tables in shared memory. The
 //! compressed bytes are copied to the device once, through a few pinned host buffers kept by
 //! the decoder: each window is filled on the host's cores while the one before is copied (and
-//! decoded tensors come back the same way). The plan's checks (every unit's CRC-32C) and
-//! tables are made on all cores.
+//! decoded tensors come back the same way). The plan's tables are made on all cores; the
+//! CRC-32C of every unit and raw plane is computed on the GPU (kernels/crc.cu) right after the
+//! upload and checked before anything the launch decoded is handed out.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), wcodec_cuda::CudaError> {
@@ -27,10 +28,12 @@
 //! a machine with no driver or no GPU gets the same error at run time, never a panic.
 //!
 //! Layout: `abi` mirrors the structures shared with the kernels; `plan` checks a file and lays
-//! out a launch (safe Rust); `emulate` runs a plan on the CPU as the kernel would, for tests;
+//! out a launch (safe Rust); `crc` is the CRC kernel's tables and algorithm; `emulate` runs a
+//! plan on the CPU as the kernels would, for tests;
 //! `device` (or `stub`) holds all the unsafe code that talks to the GPU.
 
 pub mod abi;
+pub mod crc;
 pub mod emulate;
 pub mod plan;
 
@@ -489,7 +492,7 @@ impl CudaDecoder {
         let mut plan = Plan::build(file, dir, which, &self.options)?;
         self.settle_compact_tables(&mut plan, self.options.compact_tables);
         if let Some(phases) = phases.as_deref_mut() {
-            phases.push(("plan (CRC checks, tables)", start.elapsed().as_secs_f64()));
+            phases.push(("plan (checks, tables)", start.elapsed().as_secs_f64()));
         }
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
         let buffers = self.gpu.decode(&plan, file, dir, config, phases)?;
@@ -505,7 +508,8 @@ impl CudaDecoder {
         let all: Vec<usize> = (0..dir.tensors.len()).collect();
         let mut plan = Plan::build(file, dir, &all, &self.options)?;
         self.settle_compact_tables(&mut plan, self.options.compact_tables);
-        let inputs = self.gpu.upload_inputs(&plan, file, None)?;
+        let mut inputs = self.gpu.upload_inputs(&plan, file, None)?;
+        self.gpu.verify_crcs(&plan, dir, &mut inputs)?;
         Ok(KeptFile { decoder: self, plan, dir: dir.clone(), inputs })
     }
 
@@ -537,8 +541,10 @@ impl CudaDecoder {
         which: &[usize],
         options: &BenchOptions,
     ) -> Result<Vec<BenchReport>, CudaError> {
+        // The checks on the host, once: the timed launches are of copies of the plan.
         let plan_options = PlanOptions {
             verify_checksums: options.verify_checksums,
+            checksums_on_device: false,
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
             compact_tables: options.compact_tables,

@@ -29,6 +29,7 @@ use wcodec_rans::write_table_entries;
 
 use crate::CudaError;
 use crate::abi::*;
+use crate::crc;
 
 /// Bytes of a raw plane one warp copies (a multiple of 16, so chunks stay 16-byte aligned).
 pub const RAW_CHUNK: u32 = 1 << 16;
@@ -38,8 +39,13 @@ const STAGING_ALIGN: u64 = 64;
 /// What a plan checks, and how its launch is shaped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanOptions {
-    /// Check the CRC-32C of every unit and raw plane before anything is launched.
+    /// Check the CRC-32C of every unit and raw plane.
     pub verify_checksums: bool,
+    /// With `verify_checksums`: leave the checks to the GPU (true, the default): `Plan::build`
+    /// lists them in `crc_checks` and `crc_chunks`, the decoder computes the chunks' CRCs in a
+    /// kernel after the upload and checks them before the launch's status (`verify_crcs`);
+    /// false: `Plan::build` makes them on the host's cores, before anything is uploaded.
+    pub checksums_on_device: bool,
     /// The launch's shape; `None` lets the decoder choose from the plan and the GPU.
     pub launch: Option<LaunchConfig>,
     /// bf16_split tensors with a coded exponent plane and a raw sign-mantissa plane: the
@@ -73,6 +79,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             verify_checksums: true,
+            checksums_on_device: true,
             launch: None,
             merge_while_decoding: true,
             compact_tables: CompactTables::Auto,
@@ -262,6 +269,23 @@ pub struct Plan {
     pub staging_len: u64,
     /// The merge launch that follows the decode launch (empty when no tensor needs one).
     pub merges: Vec<MergePiece>,
+    /// The CRC checks left to the GPU (`PlanOptions::checksums_on_device`), in plan order, and
+    /// the chunks of the staged bytes the CRC kernel computes for them.
+    pub crc_checks: Vec<CrcCheck>,
+    pub crc_chunks: Vec<WcCrcChunk>,
+}
+
+/// A CRC-32C check left to the GPU: the bytes of `crc_chunks[first_chunk..][..chunks]`, `len`
+/// in all, must have the CRC `stored`. They are unit `unit` of plane `at.plane` of tensor
+/// `at.tensor`, or with no unit the plane, stored raw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrcCheck {
+    pub stored: u32,
+    pub first_chunk: u32,
+    pub chunks: u32,
+    pub len: u64,
+    pub at: Origin,
+    pub unit: Option<usize>,
 }
 
 fn invalid(tensor: &TensorEntry, detail: impl Into<String>) -> CudaError {
@@ -355,7 +379,11 @@ fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<
 /// for a 3 GB file) and the decode tables, written into the room each plane reserved.
 struct Deferred<'f> {
     verify: bool,
+    /// Checks go to `on_device` (with their staging offsets) rather than to `crcs`.
+    device: bool,
     crcs: Vec<PendingCrc<'f>>,
+    on_device: Vec<CrcCheck>,
+    chunks: Vec<WcCrcChunk>,
     tables: Vec<PendingTables<'f>>,
 }
 
@@ -376,10 +404,39 @@ struct PendingTables<'f> {
 }
 
 impl<'f> Deferred<'f> {
-    fn check_crc(&mut self, bytes: &'f [u8], stored: u32, at: Origin, unit: Option<usize>) {
-        if self.verify {
-            self.crcs.push(PendingCrc { bytes, stored, at, unit });
+    /// Checks `bytes` (staged at `staging`) against `stored`: on the host's cores when the
+    /// plan is laid out, or on the GPU after the upload, in chunks of `crc::CHUNK` bytes for a
+    /// raw plane (its chunks start 4-aligned as the kernel needs, since units are 16-aligned
+    /// and planes staged `STAGING_ALIGN`-aligned; a check that could not is made here).
+    fn check_crc(
+        &mut self,
+        bytes: &'f [u8],
+        staging: u64,
+        stored: u32,
+        at: Origin,
+        unit: Option<usize>,
+    ) {
+        if !self.verify {
+            return;
         }
+        let len = bytes.len() as u64;
+        let one_chunk = unit.is_some() && len <= u64::from(u32::MAX);
+        if !self.device || !staging.is_multiple_of(4) || self.chunks.len() >= u32::MAX as usize / 2
+        {
+            self.crcs.push(PendingCrc { bytes, stored, at, unit });
+            return;
+        }
+        let first_chunk = self.chunks.len() as u32;
+        if one_chunk {
+            self.chunks.push(WcCrcChunk { src: staging, len: len as u32, reserved: 0 });
+        } else {
+            for start in (0..len.max(1)).step_by(crc::CHUNK as usize) {
+                let n = (len - start).min(crc::CHUNK) as u32;
+                self.chunks.push(WcCrcChunk { src: staging + start, len: n, reserved: 0 });
+            }
+        }
+        let chunks = self.chunks.len() as u32 - first_chunk;
+        self.on_device.push(CrcCheck { stored, first_chunk, chunks, len, at, unit });
     }
 
     /// Writes the pending tables into `tables` (each plane's at the end of the previous
@@ -427,8 +484,14 @@ impl Plan {
     ) -> Result<Plan, CudaError> {
         let mut plan = Plan::default();
         plan.reserve(file, dir, which);
-        let mut deferred =
-            Deferred { verify: options.verify_checksums, crcs: Vec::new(), tables: Vec::new() };
+        let mut deferred = Deferred {
+            verify: options.verify_checksums,
+            device: options.checksums_on_device,
+            crcs: Vec::new(),
+            on_device: Vec::new(),
+            chunks: Vec::new(),
+            tables: Vec::new(),
+        };
         for &index in which {
             let tensor = dir
                 .tensors
@@ -437,6 +500,8 @@ impl Plan {
             plan.add_tensor(file, index, tensor, options, &mut deferred)?;
         }
         deferred.finish(dir, &mut plan.tables)?;
+        plan.crc_checks = std::mem::take(&mut deferred.on_device);
+        plan.crc_chunks = std::mem::take(&mut deferred.chunks);
         if let CompactTables::Above(bytes) = options.compact_tables {
             plan.compact_tables(bytes);
         }
@@ -594,7 +659,7 @@ impl Plan {
                     if plane.payload_len != plane.len() {
                         return Err(invalid(tensor, format!("raw plane {j}: wrong length")));
                     }
-                    deferred.check_crc(payload, *crc32c, at, None);
+                    deferred.check_crc(payload, staging_offset, *crc32c, at, None);
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
@@ -649,8 +714,10 @@ impl Plan {
             return Err(invalid(tensor, "raw plane 1: wrong length"));
         }
         let payload = self.payload(file, tensor, 1)?;
-        deferred.check_crc(payload, *crc32c, Origin { tensor: index, plane: 1, unit: 0 }, None);
-        Ok(Some(self.stage(sm.payload_offset, sm.payload_len)))
+        let staging_offset = self.stage(sm.payload_offset, sm.payload_len);
+        let at = Origin { tensor: index, plane: 1, unit: 0 };
+        deferred.check_crc(payload, staging_offset, *crc32c, at, None);
+        Ok(Some(staging_offset))
     }
 
     /// Reserves room for `len` bytes of the file at `file_offset`; returns their staging offset.
@@ -776,7 +843,7 @@ impl Plan {
             {
                 return Err(bad(format!("unit {i}: length {} or offset misaligned", u.len)));
             }
-            deferred.check_crc(bytes, u.crc32c, p.at, Some(i));
+            deferred.check_crc(bytes, p.staging_offset + u.offset, u.crc32c, p.at, Some(i));
             // The unit's origin is its first row's (the kernel adds the column offset of c0 + c,
             // which for a block field depends on the absolute column).
             // A merged unit's last byte is the high byte of its last element.
@@ -955,9 +1022,10 @@ impl Plan {
 
     /// The part of this plan that decodes the tensors `which` (directory indices), over this
     /// plan's staging buffer, tables and row maps, which it does not copy (its `tables`,
-    /// `maps` and `segments` are empty): what a file kept in device memory needs to decode a
-    /// few of its tensors again (`ResidentFile`). Outputs, units and merges in this plan's
-    /// order; a tensor this plan does not decode is an error.
+    /// `maps` and `segments` are empty, and so are its CRC checks, made when the file was
+    /// kept): what a file kept in device memory needs to decode a few of its tensors again
+    /// (`KeptFile`). Outputs, units and merges in this plan's order; a tensor this plan does
+    /// not decode is an error.
     pub fn subset(&self, which: &[usize]) -> Result<Plan, CudaError> {
         let mut wanted: Vec<usize> = which.to_vec();
         wanted.sort_unstable();
@@ -1134,7 +1202,8 @@ impl Plan {
     }
 
     /// The same work `copies` times over, into separate outputs from separate staged copies of
-    /// the compressed bytes: how a benchmark fills the card from a small file.
+    /// the compressed bytes: how a benchmark fills the card from a small file (its CRC checks
+    /// are not repeated: a benchmark checks on the host, once, `BenchOptions`).
     pub fn replicate(&self, copies: usize) -> Plan {
         let stride = self.staging_len.next_multiple_of(STAGING_ALIGN);
         let (n_out, n_units) = (self.outputs.len() as u32, self.units.len() as u32);
@@ -1168,6 +1237,33 @@ impl Plan {
         }
         out.staging_len = stride * copies as u64;
         out
+    }
+
+    /// Checks the CRCs the GPU computed for `crc_chunks` (one a chunk) against `crc_checks`;
+    /// the first failure in plan order is the error.
+    pub fn verify_crcs(&self, dir: &Directory, computed: &[u32]) -> Result<(), CudaError> {
+        if computed.len() != self.crc_chunks.len() {
+            return Err(CudaError::Invalid {
+                tensor: String::new(),
+                detail: format!("{} CRCs for {} chunks", computed.len(), self.crc_chunks.len()),
+            });
+        }
+        for c in &self.crc_checks {
+            let parts = &computed[c.first_chunk as usize..][..c.chunks as usize];
+            let crc = match parts {
+                [one] => *one,
+                _ => wcodec_format::checksum::combine_parts(parts, crc::CHUNK, c.len),
+            };
+            if crc != c.stored {
+                let name = &dir.tensors[c.at.tensor].name;
+                let what = match c.unit {
+                    Some(i) => format!("tensor {name:?} plane {} unit {i}", c.at.plane),
+                    None => format!("tensor {name:?} raw plane {}", c.at.plane),
+                };
+                return Err(CudaError::Checksum { what, stored: c.stored, computed: crc });
+            }
+        }
+        Ok(())
     }
 
     /// Turns the kernel's status words (one per unit) into the first error they report.

@@ -83,6 +83,15 @@ impl Gpu {
         Err(not_built())
     }
 
+    pub(crate) fn verify_crcs(
+        &self,
+        _plan: &Plan,
+        _dir: &Directory,
+        _inputs: &mut Inputs,
+    ) -> Result<(), CudaError> {
+        Err(not_built())
+    }
+
     pub(crate) fn decode_over(
         &self,
         _inputs: &Inputs,

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use wcodec_cuda::abi::{self, ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
-use wcodec_cuda::emulate::{execute, merge};
+use wcodec_cuda::emulate::{crcs, execute, merge};
 use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
 use wcodec_format::{Directory, PlaneEncoding};
@@ -42,6 +42,7 @@ fn emulate_with(
     let ranges: Vec<WcRange> = plan.ranges(blocks);
     let mut staging = vec![0u8; plan.staging_len as usize];
     plan.fill_staging(file, &mut staging);
+    plan.verify_crcs(dir, &crcs(&plan, &staging)).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     for poison in [0x00u8, 0xff] {
         let (status, outputs) = run(&plan, &ranges, &staging, poison);
@@ -376,11 +377,14 @@ fn damaged_units_are_reported() {
     let expected = reference(&file, &dir);
     let mut reported = 0;
     for (what, f, d) in damaged(&file, &dir) {
-        // With checksums verified the plan refuses the file before any launch...
+        // With checksums verified on the host the plan refuses the file before any launch,
+        // and on the GPU the CRC kernel finds the same unit...
         let all: Vec<usize> = (0..d.tensors.len()).collect();
         if d == dir {
-            let err = Plan::build(&f, &d, &all, &PlanOptions::default()).unwrap_err();
+            let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+            let err = Plan::build(&f, &d, &all, &on_host).unwrap_err();
             assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
+            assert_eq!(device_checksum_error(&f, &d), Some(err.to_string()), "{what}");
         }
         // ...and without, the kernel's own checks catch it (or the bytes are still right).
         let options =
@@ -398,6 +402,51 @@ fn damaged_units_are_reported() {
     }
     assert!(reported > 10, "only {reported} damaged units reported");
     let _ = ERR_NOT_FINAL;
+}
+
+/// The error of the checks a plan leaves to the GPU, made by the emulated CRC kernel over the
+/// staged bytes (`None`: every check passed).
+fn device_checksum_error(file: &[u8], dir: &Directory) -> Option<String> {
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(file, dir, &all, &PlanOptions::default()).unwrap();
+    assert!(!plan.crc_checks.is_empty() && plan.crc_checks.len() <= plan.crc_chunks.len());
+    let mut staging = vec![0u8; plan.staging_len as usize];
+    plan.fill_staging(file, &mut staging);
+    plan.verify_crcs(dir, &crcs(&plan, &staging)).err().map(|e| e.to_string())
+}
+
+/// A raw plane of several CRC chunks (64 KiB each, the last shorter): its chunks' CRCs,
+/// computed as the CRC kernel does, combine into the plane's; a byte changed in any chunk is
+/// the plane's checksum error, as the host's own check reports it.
+#[test]
+fn raw_planes_are_checked_in_chunks() {
+    let mut x = 0x0123_4567_89ab_cdef_u64;
+    let bytes: Vec<u8> = (0..200_001)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let options = wcodec_encode::EncodeOptions::default();
+    let file = wcodec_encode::compress_raw(&bytes, wcodec_format::Dtype::U8, &[200_001], &options)
+        .unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let plane = &dir.tensors[0].planes[0];
+    assert!(matches!(plane.encoding, PlaneEncoding::Raw { .. }), "random bytes are stored");
+    let plan = Plan::build(&file, &dir, &[0], &PlanOptions::default()).unwrap();
+    assert_eq!(plan.crc_checks.len(), 1);
+    assert_eq!(plan.crc_chunks.len(), 4);
+    assert_eq!(device_checksum_error(&file, &dir), None);
+    for at in [0u64, 65_535, 65_536, 150_000, 200_000] {
+        let mut f = file.clone();
+        f[(plane.payload_offset + at) as usize] ^= 0x10;
+        let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+        let err = Plan::build(&f, &dir, &[0], &on_host).unwrap_err();
+        assert!(matches!(err, CudaError::Checksum { .. }), "byte {at}: {err}");
+        assert_eq!(device_checksum_error(&f, &dir), Some(err.to_string()), "byte {at}");
+    }
 }
 
 /// The plan refuses directories that would make the kernel read or write out of bounds, even
@@ -706,6 +755,8 @@ fn bf16_raw_plane_is_checked() {
     assert!(matches!(err, CudaError::Invalid { .. }), "{err}");
     let mut f = file.clone();
     f[dir.tensors[0].planes[1].payload_offset as usize + 7] ^= 1;
-    let err = Plan::build(&f, &dir, &[0], &PlanOptions::default()).unwrap_err();
+    let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+    let err = Plan::build(&f, &dir, &[0], &on_host).unwrap_err();
     assert!(matches!(err, CudaError::Checksum { .. }), "{err}");
+    assert_eq!(device_checksum_error(&f, &dir), Some(err.to_string()));
 }

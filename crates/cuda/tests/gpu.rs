@@ -360,10 +360,17 @@ fn damaged_files_are_errors() {
     assert!(!damaged.is_empty());
     let mut kernel_errors = 0;
     for (what, f, d) in &damaged {
-        gpu.set_plan_options(PlanOptions::default());
         if *d == dir {
+            // The CRC kernel finds the unit the host's check finds, for a decode and a keep.
+            let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+            gpu.set_plan_options(on_host);
+            let host = gpu.decode_all(f, d).unwrap_err();
+            assert!(matches!(host, CudaError::Checksum { .. }), "{what}: {host}");
+            gpu.set_plan_options(PlanOptions::default());
             let err = gpu.decode_all(f, d).unwrap_err();
-            assert!(matches!(err, CudaError::Checksum { .. }), "{what}: {err}");
+            assert_eq!(err.to_string(), host.to_string(), "{what}");
+            let err = gpu.keep(f, d).unwrap_err();
+            assert_eq!(err.to_string(), host.to_string(), "{what}");
         }
         gpu.set_plan_options(PlanOptions {
             verify_checksums: false,
@@ -389,6 +396,41 @@ fn damaged_files_are_errors() {
     // The GPU is still fine afterwards.
     gpu.set_plan_options(PlanOptions::default());
     check_all(&gpu, &file, "after the damaged files");
+}
+
+/// A raw plane of several CRC chunks (64 KiB each) and the units of every case: the CRC
+/// kernel's results combine into the stored CRCs (a load succeeds), and a byte changed in any
+/// chunk of the raw plane is its checksum error.
+#[test]
+fn the_crc_kernel_checks_raw_planes_in_chunks() {
+    let Some(gpu) = gpu() else { return };
+    let mut x = 0x0123_4567_89ab_cdef_u64;
+    let bytes: Vec<u8> = (0..200_001)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let options = wcodec_encode::EncodeOptions::default();
+    let file = wcodec_encode::compress_raw(&bytes, wcodec_format::Dtype::U8, &[200_001], &options)
+        .unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let plane = &dir.tensors[0].planes[0];
+    assert!(matches!(plane.encoding, wcodec_format::PlaneEncoding::Raw { .. }));
+    assert_eq!(gpu.decode_all(&file, &dir).unwrap()[0].to_host().unwrap(), bytes);
+    for at in [0u64, 65_535, 65_536, 150_000, 200_000] {
+        let mut f = file.clone();
+        f[(plane.payload_offset + at) as usize] ^= 0x10;
+        let err = gpu.decode_all(&f, &dir).unwrap_err();
+        assert!(matches!(err, CudaError::Checksum { .. }), "byte {at}: {err}");
+    }
+    let cases = cases();
+    let file = file_of(&cases[..if quick() { 8 } else { cases.len() }]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let kept = gpu.keep(&file, &dir).unwrap();
+    assert_eq!(kept.decode_tensors(&[0]).unwrap().len(), 1);
 }
 
 #[test]
