@@ -8,7 +8,8 @@
 // product four lookups in tables in shared memory (slice-by-4 T0..T3, and U0..U3 for x^1024).
 // The initial 0xFFFFFFFF goes into the chunk's first word. Five rounds of shuffles then combine
 // the lanes (lane l carried past lane l + 2^s's 4 2^s bytes: a multiplication by a constant,
-// bit by bit), and lane 0 takes the chunk's last 1-3 bytes one at a time. The same algorithm,
+// bit by bit), and lane 0 takes the chunk's last 1-3 bytes one at a time, and compares a unit's
+// CRC with the stored one (the host reads one word when every unit matches). The same algorithm,
 // step for step, is crates/cuda/src/crc.rs (`warp_crc32c`), tested against the format's CRC.
 #include "wcodec_kernels.h"
 
@@ -33,7 +34,8 @@ __global__ void __launch_bounds__(kCrcThreads) wc_crc32c_kernel(const WcCrcChunk
                                                                  uint32_t n,
                                                                  const uint8_t *__restrict__ src,
                                                                  const uint32_t *tables,
-                                                                 uint32_t *out) {
+                                                                 uint32_t *out,
+                                                                 uint32_t *mismatch) {
     __shared__ uint32_t t[WC_CRC_TABLE_WORDS];
     for (uint32_t i = threadIdx.x; i < WC_CRC_TABLE_WORDS; i += blockDim.x) t[i] = tables[i];
     __syncthreads();
@@ -43,7 +45,8 @@ __global__ void __launch_bounds__(kCrcThreads) wc_crc32c_kernel(const WcCrcChunk
         const WcCrcChunk chunk = chunks[c];
         // The host stages every chunk 4-aligned (units 16-aligned, raw planes cut in 64 KiB).
         const uint32_t *words = reinterpret_cast<const uint32_t *>(src + chunk.src);
-        const uint32_t n_words = chunk.len / 4;
+        const uint32_t len = chunk.len & ~WC_CRC_COMPARE;
+        const uint32_t n_words = len / 4;
         const uint32_t pad = (32 - n_words % 32) % 32;
         const uint32_t blocks = (n_words + pad) / 32;
         uint32_t acc = 0;
@@ -63,10 +66,11 @@ __global__ void __launch_bounds__(kCrcThreads) wc_crc32c_kernel(const WcCrcChunk
         }
         if (lane == 0) {
             uint32_t crc = n_words == 0 ? 0xFFFFFFFFu : acc;
-            for (uint32_t i = 4 * n_words; i < chunk.len; ++i) {
+            for (uint32_t i = 4 * n_words; i < len; ++i) {
                 crc = t[(crc ^ src[chunk.src + i]) & 0xff] ^ (crc >> 8);
             }
             out[c] = ~crc;
+            if ((chunk.len & WC_CRC_COMPARE) && ~crc != chunk.stored) *mismatch = 1;
         }
     }
 }
@@ -74,11 +78,12 @@ __global__ void __launch_bounds__(kCrcThreads) wc_crc32c_kernel(const WcCrcChunk
 } // namespace
 
 extern "C" int wc_crc32c_launch(uint64_t chunks, uint32_t n, uint64_t src, uint64_t tables,
-                                uint64_t out, uint32_t blocks, void *stream) {
+                                uint64_t out, uint64_t mismatch, uint32_t blocks, void *stream) {
     if (n == 0) return 0;
     if (blocks == 0) return static_cast<int>(cudaErrorInvalidValue);
     wc_crc32c_kernel<<<blocks, kCrcThreads, 0, static_cast<cudaStream_t>(stream)>>>(
         reinterpret_cast<const WcCrcChunk *>(chunks), n, reinterpret_cast<const uint8_t *>(src),
-        reinterpret_cast<const uint32_t *>(tables), reinterpret_cast<uint32_t *>(out));
+        reinterpret_cast<const uint32_t *>(tables), reinterpret_cast<uint32_t *>(out),
+        reinterpret_cast<uint32_t *>(mismatch));
     return static_cast<int>(cudaGetLastError());
 }

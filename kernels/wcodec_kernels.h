@@ -177,9 +177,12 @@ typedef struct WcLaunch {
  * up to 64 KiB of a raw plane. `src` is 4-aligned. */
 typedef struct WcCrcChunk {
     uint64_t src; /* offset in the compressed device buffer */
+    /* Bytes, with WC_CRC_COMPARE for a unit: the chunk is a whole check, whose CRC the kernel
+     * compares with `stored` (a raw plane's chunks are combined on the host). */
     uint32_t len;
-    uint32_t reserved;
+    uint32_t stored;
 } WcCrcChunk;
+#define WC_CRC_COMPARE 0x80000000u
 
 /* Words of the CRC kernel's tables (crates/cuda/src/crc.rs, `device_tables`): slice-by-4
  * tables, the tables of x^1024, the five factors of the lanes' combining rounds, padding. */
@@ -230,9 +233,10 @@ int wc_decode_launch(const WcLaunch *launch, void *stream);
 int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream);
 /* Enqueues the CRC kernel on `stream`: the CRC-32C of each of the `n` chunks at `chunks` (a
  * device array of WcCrcChunk) over the bytes at `src`, into `out` (n words), on `blocks` blocks,
- * with the tables at `tables` (WC_CRC_TABLE_WORDS words). Returns a cudaError_t. */
+ * with the tables at `tables` (WC_CRC_TABLE_WORDS words); a chunk with WC_CRC_COMPARE whose CRC
+ * is not its `stored` sets the word at `mismatch` to 1. Returns a cudaError_t. */
 int wc_crc32c_launch(uint64_t chunks, uint32_t n, uint64_t src, uint64_t tables, uint64_t out,
-                     uint32_t blocks, void *stream);
+                     uint64_t mismatch, uint32_t blocks, void *stream);
 /* Fills `info` for kernel variant `variant` on the current device; returns a cudaError_t. */
 int wc_decode_kernel_info(uint32_t variant, WcKernelInfo *info);
 /* The CUDA runtime's text for a cudaError_t (a static string). */

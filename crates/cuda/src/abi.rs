@@ -161,9 +161,14 @@ pub struct WcLaunch {
 pub struct WcCrcChunk {
     /// Offset in the staged bytes, a multiple of 4.
     pub src: u64,
+    /// Bytes, with `CRC_COMPARE` for a unit (a whole check, compared with `stored` by the
+    /// kernel).
     pub len: u32,
-    pub reserved: u32,
+    pub stored: u32,
 }
+
+/// `WcCrcChunk::len`'s flag: the chunk is a whole check.
+pub const CRC_COMPARE: u32 = 0x8000_0000;
 
 /// `WcKernelInfo`: what the compiler gave the decode kernel on the current device.
 #[repr(C)]
@@ -232,10 +237,15 @@ mod tests {
                 .find(|l| l.starts_with(&format!("#define {name} ")))
                 .unwrap_or_else(|| panic!("{name} not in the header"));
             let value = line.split_whitespace().nth(2).expect("a value");
-            value.trim_end_matches('u').parse().expect("a number")
+            let value = value.trim_end_matches('u');
+            match value.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).expect("a hex number"),
+                None => value.parse().expect("a number"),
+            }
         };
         assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
         assert_eq!(define("WC_CRC_TABLE_WORDS"), crate::crc::TABLE_WORDS as u64);
+        assert_eq!(define("WC_CRC_COMPARE"), u64::from(CRC_COMPARE));
         assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
         assert_eq!(define("WC_VARIANT_COMPACT"), u64::from(VARIANT_COMPACT));
         assert_eq!(define("WC_STAGING_PAD"), STAGING_PAD as u64);

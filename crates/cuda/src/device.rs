@@ -19,8 +19,9 @@ use rayon::prelude::*;
 use wcodec_format::Directory;
 
 use crate::abi::{
-    GROUP_COMPACT_TABLES, GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_COMPACT, VARIANT_WARPS,
-    VARIANTS, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit, ring_bytes,
+    CRC_COMPARE, GROUP_COMPACT_TABLES, GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_COMPACT,
+    VARIANT_WARPS, VARIANTS, WcCrcChunk, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit,
+    ring_bytes,
 };
 use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Plan};
@@ -43,6 +44,7 @@ mod ffi {
             src: u64,
             tables: u64,
             out: u64,
+            mismatch: u64,
             blocks: u32,
             stream: *mut c_void,
         ) -> c_int;
@@ -183,7 +185,14 @@ pub(crate) struct Inputs {
     src_len: u64,
     /// The CRC-32C of each of the plan's `crc_chunks`, enqueued after the upload and not yet
     /// checked (`Gpu::verify_crcs`).
-    crcs: Option<CudaSlice<u32>>,
+    crcs: Option<DeviceCrcs>,
+}
+
+/// What the CRC kernel writes: a CRC a chunk, and a word set where a unit's CRC is not its
+/// stored one.
+pub(crate) struct DeviceCrcs {
+    computed: CudaSlice<u32>,
+    mismatch: CudaSlice<u32>,
 }
 
 impl Inputs {
@@ -351,7 +360,7 @@ impl Gpu {
         plan: &Plan,
         src: &CudaSlice<u8>,
         len: usize,
-    ) -> Result<Option<CudaSlice<u32>>, CudaError> {
+    ) -> Result<Option<DeviceCrcs>, CudaError> {
         let chunks = &plan.crc_chunks;
         if chunks.is_empty() {
             return Ok(None);
@@ -360,9 +369,10 @@ impl Gpu {
             tensor: String::new(),
             detail: "too many CRC chunks for one launch".into(),
         })?;
-        if let Some(c) =
-            chunks.iter().find(|c| c.src % 4 != 0 || c.src + u64::from(c.len) > len as u64)
-        {
+        let outside = |c: &&WcCrcChunk| {
+            !c.src.is_multiple_of(4) || c.src + u64::from(c.len & !CRC_COMPARE) > len as u64
+        };
+        if let Some(c) = chunks.iter().find(outside) {
             return Err(CudaError::Invalid {
                 tensor: String::new(),
                 detail: format!("a CRC chunk at {} of {} bytes outside the staging", c.src, c.len),
@@ -378,17 +388,20 @@ impl Gpu {
         let s = &self.stream;
         let items = self.upload_array(chunks)?;
         let mut out = s.alloc_zeros::<u32>(chunks.len()).map_err(driver)?;
+        let mut mismatch = s.alloc_zeros::<u32>(1).map_err(driver)?;
         // Eight warps a block, each a chunk at a time; at most 8 blocks a multiprocessor.
         let blocks = n.div_ceil(8).min(8 * self.multiprocessors.max(1));
         let (src_ptr, _src) = src.device_ptr(s);
         let (items_ptr, _items) = items.device_ptr(s);
         let (tables_ptr, _tables) = tables.device_ptr(s);
         let (out_ptr, _out) = out.device_ptr_mut(s);
+        let (mismatch_ptr, _mismatch) = mismatch.device_ptr_mut(s);
         self.ctx.bind_to_thread().map_err(driver)?;
         // SAFETY: `items` holds `n` WcCrcChunk, each a 4-aligned range inside `src` (checked
         // above against its length); `tables` holds WC_CRC_TABLE_WORDS words (`device_tables`,
-        // whose length the abi test ties to the header); `out` has a word per chunk; all are
-        // live allocations of this context, used on this stream after their uploads.
+        // whose length the abi test ties to the header); `out` has a word per chunk and
+        // `mismatch` one; all are live allocations of this context, used on this stream after
+        // their uploads.
         let code = unsafe {
             ffi::wc_crc32c_launch(
                 items_ptr,
@@ -396,13 +409,26 @@ impl Gpu {
                 src_ptr,
                 tables_ptr,
                 out_ptr,
+                mismatch_ptr,
                 blocks,
                 s.cu_stream().cast(),
             )
         };
         runtime(code, "CRC kernel launch")?;
-        drop((_src, _items, _tables, _out));
-        Ok(Some(out))
+        drop((_src, _items, _tables, _out, _mismatch));
+        Ok(Some(DeviceCrcs { computed: out, mismatch }))
+    }
+
+    /// Checks what the CRC kernel wrote for `plan`: one word when every unit matched and the
+    /// plan has no raw plane to combine, else every chunk's CRC.
+    fn check_crcs(&self, plan: &Plan, dir: &Directory, crcs: &DeviceCrcs) -> Result<(), CudaError> {
+        let mismatch = self.stream.clone_dtoh(&crcs.mismatch).map_err(driver)?;
+        self.ctx.check_err().map_err(driver)?;
+        if mismatch[0] == 0 && plan.crc_planes.is_empty() {
+            return Ok(());
+        }
+        let computed = self.stream.clone_dtoh(&crcs.computed).map_err(driver)?;
+        plan.verify_crcs(dir, &computed)
     }
 
     /// Waits for the CRC kernel of `inputs` (uploaded for `plan`) and checks its results, once:
@@ -414,9 +440,7 @@ impl Gpu {
         inputs: &mut Inputs,
     ) -> Result<(), CudaError> {
         let Some(crcs) = inputs.crcs.take() else { return Ok(()) };
-        let computed = self.stream.clone_dtoh(&crcs).map_err(driver)?;
-        self.ctx.check_err().map_err(driver)?;
-        plan.verify_crcs(dir, &computed)
+        self.check_crcs(plan, dir, &crcs)
     }
 
     /// Allocates a plan's outputs (those `given` has no address for) and uploads its units
@@ -684,9 +708,7 @@ impl Gpu {
     fn check(&self, plan: &Plan, dir: &Directory, l: &Loaded) -> Result<(), CudaError> {
         // A damaged unit is a checksum error, whatever the kernel made of it.
         if let Some(crcs) = &l.inputs.crcs {
-            let computed = self.stream.clone_dtoh(crcs).map_err(driver)?;
-            self.ctx.check_err().map_err(driver)?;
-            plan.verify_crcs(dir, &computed)?;
+            self.check_crcs(plan, dir, crcs)?;
         }
         let status = self.stream.clone_dtoh(&l.status).map_err(driver)?;
         self.ctx.check_err().map_err(driver)?;

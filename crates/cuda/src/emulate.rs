@@ -13,12 +13,16 @@ const LANES: usize = 32;
 const STATE_LOW: u32 = wcodec_format::rans::STATE_LOW;
 
 /// The CRC kernel (kernels/crc.cu) on the CPU: the CRC-32C of each of the plan's
-/// `crc_chunks` of `staging`, computed as a warp does.
+/// `crc_chunks` of `staging`, computed as a warp does (the host compares them all, with
+/// `Plan::verify_crcs`, as it does when the kernel reports a mismatch).
 pub fn crcs(plan: &Plan, staging: &[u8]) -> Vec<u32> {
     let tables = crate::crc::device_tables();
     plan.crc_chunks
         .iter()
-        .map(|c| crate::crc::warp_crc32c(&staging[c.src as usize..][..c.len as usize], &tables))
+        .map(|c| {
+            let len = (c.len & !CRC_COMPARE) as usize;
+            crate::crc::warp_crc32c(&staging[c.src as usize..][..len], &tables)
+        })
         .collect()
 }
 

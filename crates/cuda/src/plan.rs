@@ -269,23 +269,23 @@ pub struct Plan {
     pub staging_len: u64,
     /// The merge launch that follows the decode launch (empty when no tensor needs one).
     pub merges: Vec<MergePiece>,
-    /// The CRC checks left to the GPU (`PlanOptions::checksums_on_device`), in plan order, and
-    /// the chunks of the staged bytes the CRC kernel computes for them.
-    pub crc_checks: Vec<CrcCheck>,
+    /// The CRC checks left to the GPU (`PlanOptions::checksums_on_device`), in plan order: the
+    /// chunks of the staged bytes the CRC kernel computes (a unit, with its stored CRC and
+    /// `CRC_COMPARE`; or 64 KiB of a raw plane), and the raw planes' checks over their chunks.
     pub crc_chunks: Vec<WcCrcChunk>,
+    pub crc_planes: Vec<CrcPlane>,
 }
 
-/// A CRC-32C check left to the GPU: the bytes of `crc_chunks[first_chunk..][..chunks]`, `len`
-/// in all, must have the CRC `stored`. They are unit `unit` of plane `at.plane` of tensor
-/// `at.tensor`, or with no unit the plane, stored raw.
+/// A raw plane's CRC-32C check left to the GPU: the bytes of
+/// `crc_chunks[first_chunk..][..chunks]`, `len` in all, must have the CRC `stored`. They are
+/// plane `at.plane` of tensor `at.tensor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CrcCheck {
+pub struct CrcPlane {
     pub stored: u32,
     pub first_chunk: u32,
     pub chunks: u32,
     pub len: u64,
     pub at: Origin,
-    pub unit: Option<usize>,
 }
 
 fn invalid(tensor: &TensorEntry, detail: impl Into<String>) -> CudaError {
@@ -379,11 +379,11 @@ fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<
 /// for a 3 GB file) and the decode tables, written into the room each plane reserved.
 struct Deferred<'f> {
     verify: bool,
-    /// Checks go to `on_device` (with their staging offsets) rather than to `crcs`.
+    /// Checks go to `chunks` and `planes` (with their staging offsets) rather than to `crcs`.
     device: bool,
     crcs: Vec<PendingCrc<'f>>,
-    on_device: Vec<CrcCheck>,
     chunks: Vec<WcCrcChunk>,
+    planes: Vec<CrcPlane>,
     tables: Vec<PendingTables<'f>>,
 }
 
@@ -420,23 +420,24 @@ impl<'f> Deferred<'f> {
             return;
         }
         let len = bytes.len() as u64;
-        let one_chunk = unit.is_some() && len <= u64::from(u32::MAX);
+        let whole = unit.is_some() && len < u64::from(CRC_COMPARE);
         if !self.device || !staging.is_multiple_of(4) || self.chunks.len() >= u32::MAX as usize / 2
         {
             self.crcs.push(PendingCrc { bytes, stored, at, unit });
             return;
         }
+        if whole {
+            let len = len as u32 | CRC_COMPARE;
+            self.chunks.push(WcCrcChunk { src: staging, len, stored });
+            return;
+        }
         let first_chunk = self.chunks.len() as u32;
-        if one_chunk {
-            self.chunks.push(WcCrcChunk { src: staging, len: len as u32, reserved: 0 });
-        } else {
-            for start in (0..len.max(1)).step_by(crc::CHUNK as usize) {
-                let n = (len - start).min(crc::CHUNK) as u32;
-                self.chunks.push(WcCrcChunk { src: staging + start, len: n, reserved: 0 });
-            }
+        for start in (0..len.max(1)).step_by(crc::CHUNK as usize) {
+            let n = (len - start).min(crc::CHUNK) as u32;
+            self.chunks.push(WcCrcChunk { src: staging + start, len: n, stored: 0 });
         }
         let chunks = self.chunks.len() as u32 - first_chunk;
-        self.on_device.push(CrcCheck { stored, first_chunk, chunks, len, at, unit });
+        self.planes.push(CrcPlane { stored, first_chunk, chunks, len, at });
     }
 
     /// Writes the pending tables into `tables` (each plane's at the end of the previous
@@ -483,13 +484,16 @@ impl Plan {
         options: &PlanOptions,
     ) -> Result<Plan, CudaError> {
         let mut plan = Plan::default();
-        plan.reserve(file, dir, which);
+        let units = plan.reserve(file, dir, which);
+        // A chunk a unit, or 64 KiB of a raw plane (a raw unit's size): room for them all, so
+        // that the list is not copied as it grows.
+        let device = options.verify_checksums && options.checksums_on_device;
         let mut deferred = Deferred {
             verify: options.verify_checksums,
             device: options.checksums_on_device,
             crcs: Vec::new(),
-            on_device: Vec::new(),
-            chunks: Vec::new(),
+            chunks: Vec::with_capacity(if device { units } else { 0 }),
+            planes: Vec::new(),
             tables: Vec::new(),
         };
         for &index in which {
@@ -500,8 +504,8 @@ impl Plan {
             plan.add_tensor(file, index, tensor, options, &mut deferred)?;
         }
         deferred.finish(dir, &mut plan.tables)?;
-        plan.crc_checks = std::mem::take(&mut deferred.on_device);
         plan.crc_chunks = std::mem::take(&mut deferred.chunks);
+        plan.crc_planes = std::mem::take(&mut deferred.planes);
         if let CompactTables::Above(bytes) = options.compact_tables {
             plan.compact_tables(bytes);
         }
@@ -519,7 +523,7 @@ impl Plan {
     /// of thousands of units and tens of MB of tables: grown by doubling, each array was
     /// copied and its pages faulted in again), from the directory's counts, bounded by what
     /// the file can hold so that a hostile directory cannot ask for much.
-    fn reserve(&mut self, file: &[u8], dir: &Directory, which: &[usize]) {
+    fn reserve(&mut self, file: &[u8], dir: &Directory, which: &[usize]) -> usize {
         let (mut units, mut entries) = (0usize, 0usize);
         for t in which.iter().filter_map(|&i| dir.tensors.get(i)) {
             for p in &t.planes {
@@ -541,6 +545,7 @@ impl Plan {
         self.unit_output.reserve(units);
         self.origins.reserve(units);
         self.tables.reserve(entries);
+        units
     }
 
     fn add_tensor<'f>(
@@ -1239,8 +1244,9 @@ impl Plan {
         out
     }
 
-    /// Checks the CRCs the GPU computed for `crc_chunks` (one a chunk) against `crc_checks`;
-    /// the first failure in plan order is the error.
+    /// Checks the CRCs the GPU computed for `crc_chunks` (one a chunk): a unit's against its
+    /// stored CRC, a raw plane's chunks combined against the plane's; the first failure in plan
+    /// order is the error.
     pub fn verify_crcs(&self, dir: &Directory, computed: &[u32]) -> Result<(), CudaError> {
         if computed.len() != self.crc_chunks.len() {
             return Err(CudaError::Invalid {
@@ -1248,22 +1254,42 @@ impl Plan {
                 detail: format!("{} CRCs for {} chunks", computed.len(), self.crc_chunks.len()),
             });
         }
-        for c in &self.crc_checks {
-            let parts = &computed[c.first_chunk as usize..][..c.chunks as usize];
-            let crc = match parts {
-                [one] => *one,
-                _ => wcodec_format::checksum::combine_parts(parts, crc::CHUNK, c.len),
+        let mut planes = self.crc_planes.iter().peekable();
+        let mut k = 0;
+        while k < computed.len() {
+            let (origin, stored, crc, raw) = match planes.peek() {
+                Some(p) if p.first_chunk as usize == k => {
+                    let parts = &computed[k..][..p.chunks as usize];
+                    k += parts.len();
+                    let crc = wcodec_format::checksum::combine_parts(parts, crc::CHUNK, p.len);
+                    (p.at, p.stored, crc, planes.next().is_some())
+                }
+                _ => {
+                    let c = &self.crc_chunks[k];
+                    k += 1;
+                    if computed[k - 1] == c.stored {
+                        continue;
+                    }
+                    (self.unit_at(c.src), c.stored, computed[k - 1], false)
+                }
             };
-            if crc != c.stored {
-                let name = &dir.tensors[c.at.tensor].name;
-                let what = match c.unit {
-                    Some(i) => format!("tensor {name:?} plane {} unit {i}", c.at.plane),
-                    None => format!("tensor {name:?} raw plane {}", c.at.plane),
+            if crc != stored {
+                let name = &dir.tensors[origin.tensor].name;
+                let what = if raw {
+                    format!("tensor {name:?} raw plane {}", origin.plane)
+                } else {
+                    format!("tensor {name:?} plane {} unit {}", origin.plane, origin.unit)
                 };
-                return Err(CudaError::Checksum { what, stored: c.stored, computed: crc });
+                return Err(CudaError::Checksum { what, stored, computed: crc });
             }
         }
         Ok(())
+    }
+
+    /// Where the coded unit staged at `src` comes from (for an error message).
+    fn unit_at(&self, src: u64) -> Origin {
+        let i = self.units.iter().position(|u| u.kind == UNIT_RANS && u.src == src);
+        i.map_or(Origin { tensor: 0, plane: 0, unit: 0 }, |i| self.origins[i])
     }
 
     /// Turns the kernel's status words (one per unit) into the first error they report.
