@@ -202,6 +202,13 @@ impl Inputs {
     }
 }
 
+/// A plan's outputs on the device: a buffer for each one allocated here (`None` for an empty
+/// one or one the caller gave), and each one's address.
+struct Outputs {
+    buffers: Vec<Option<CudaSlice<u8>>>,
+    bases: Vec<u64>,
+}
+
 /// The device side of one launch of a plan: its inputs, its units and merge pieces uploaded
 /// (arrays of `WcUnit` and `WcMerge` as bytes), its outputs allocated.
 pub(crate) struct Loaded<'i> {
@@ -453,8 +460,16 @@ impl Gpu {
         given: &[Option<u64>],
         mut phases: Option<&mut Phases>,
     ) -> Result<Loaded<'i>, CudaError> {
+        let (s, mut since) = (&self.stream, std::time::Instant::now());
+        let outputs = self.allocate_outputs(plan, given)?;
+        mark(&mut phases, s, &mut since, "allocate the tensors")?;
+        self.prepare_over(plan, inputs, outputs, phases)
+    }
+
+    /// Allocates a plan's outputs (those `given` has no address for): the buffers, and every
+    /// output's device address.
+    fn allocate_outputs(&self, plan: &Plan, given: &[Option<u64>]) -> Result<Outputs, CudaError> {
         let s = &self.stream;
-        let mut since = std::time::Instant::now();
         let mut outputs = Vec::with_capacity(plan.outputs.len());
         let mut bases = Vec::with_capacity(plan.outputs.len());
         for (i, o) in plan.outputs.iter().enumerate() {
@@ -475,6 +490,19 @@ impl Gpu {
             bases.push(buf.device_ptr(s).0);
             outputs.push(Some(buf));
         }
+        Ok(Outputs { buffers: outputs, bases })
+    }
+
+    /// `prepare` with the outputs allocated: uploads the units and merge pieces.
+    fn prepare_over<'i>(
+        &self,
+        plan: &Plan,
+        inputs: &'i Inputs,
+        outputs: Outputs,
+        mut phases: Option<&mut Phases>,
+    ) -> Result<Loaded<'i>, CudaError> {
+        let (s, mut since) = (&self.stream, std::time::Instant::now());
+        let Outputs { buffers: outputs, bases } = outputs;
         let units: Vec<WcUnit> = plan
             .units
             .iter()
@@ -492,8 +520,6 @@ impl Gpu {
                 plane_len: m.plane_len,
             })
             .collect();
-
-        mark(&mut phases, s, &mut since, "allocate the tensors")?;
         let loaded = Loaded {
             inputs,
             units: self.upload_array(&units)?,
@@ -723,8 +749,39 @@ impl Gpu {
         config: LaunchConfig,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
-        let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
-        self.decode_over(&inputs, plan, dir, config, phases)
+        if phases.is_some() {
+            // Step by step, each timed alone.
+            let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
+            return self.decode_over(&inputs, plan, dir, config, phases);
+        }
+        // The tensors' device memory is allocated on another thread while this one uploads the
+        // compressed bytes (the allocations are ordered on the stream with the copies; neither
+        // reads the other's memory).
+        let (inputs, outputs) = std::thread::scope(|scope| {
+            let allocating = scope.spawn(|| self.allocate_outputs(plan, &[]));
+            let inputs = self.upload_inputs(plan, file, None);
+            let outputs = allocating.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (inputs, outputs)
+        });
+        let (inputs, outputs) = (inputs?, outputs?);
+        let mut l = self.prepare_over(plan, &inputs, outputs, None)?;
+        self.launch_once(&mut l, plan, dir, config, None)?;
+        Ok(self.tensor_buffers(l, plan))
+    }
+
+    /// The tensors' buffers of a launch (scratch is freed on the stream, after the merge that
+    /// reads it).
+    fn tensor_buffers(&self, l: Loaded, plan: &Plan) -> Vec<Buffer> {
+        l.outputs
+            .into_iter()
+            .zip(&plan.outputs)
+            .filter(|(_, o)| !o.scratch)
+            .map(|(data, _)| Buffer {
+                data,
+                stream: self.stream.clone(),
+                bounce: self.bounce.clone(),
+            })
+            .collect()
     }
 
     /// Decodes `plan` over `inputs` (its own, or those of the plan it is a subset of).
@@ -738,17 +795,7 @@ impl Gpu {
     ) -> Result<Vec<Buffer>, CudaError> {
         let mut l = self.prepare(plan, inputs, &[], phases.as_deref_mut())?;
         self.launch_once(&mut l, plan, dir, config, phases)?;
-        // Scratch is freed on the stream, after the merge that reads it.
-        Ok(l.outputs
-            .into_iter()
-            .zip(&plan.outputs)
-            .filter(|(_, o)| !o.scratch)
-            .map(|(data, _)| Buffer {
-                data,
-                stream: self.stream.clone(),
-                bounce: self.bounce.clone(),
-            })
-            .collect())
+        Ok(self.tensor_buffers(l, plan))
     }
 
     /// Allocates a plan's outputs, uploads its units and lays out its launch, once.
