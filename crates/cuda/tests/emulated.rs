@@ -420,18 +420,7 @@ fn device_checksum_error(file: &[u8], dir: &Directory) -> Option<String> {
 /// the plane's checksum error, as the host's own check reports it.
 #[test]
 fn raw_planes_are_checked_in_chunks() {
-    let mut x = 0x0123_4567_89ab_cdef_u64;
-    let bytes: Vec<u8> = (0..200_001)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    let options = wcodec_encode::EncodeOptions::default();
-    let file = wcodec_encode::compress_raw(&bytes, wcodec_format::Dtype::U8, &[200_001], &options)
-        .unwrap();
+    let (_, file) = raw_plane_file();
     let dir = Directory::from_file_bytes(&file).unwrap();
     let plane = &dir.tensors[0].planes[0];
     assert!(matches!(plane.encoding, PlaneEncoding::Raw { .. }), "random bytes are stored");

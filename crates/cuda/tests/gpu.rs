@@ -404,18 +404,7 @@ fn damaged_files_are_errors() {
 #[test]
 fn the_crc_kernel_checks_raw_planes_in_chunks() {
     let Some(gpu) = gpu() else { return };
-    let mut x = 0x0123_4567_89ab_cdef_u64;
-    let bytes: Vec<u8> = (0..200_001)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    let options = wcodec_encode::EncodeOptions::default();
-    let file = wcodec_encode::compress_raw(&bytes, wcodec_format::Dtype::U8, &[200_001], &options)
-        .unwrap();
+    let (bytes, file) = raw_plane_file();
     let dir = Directory::from_file_bytes(&file).unwrap();
     let plane = &dir.tensors[0].planes[0];
     assert!(matches!(plane.encoding, wcodec_format::PlaneEncoding::Raw { .. }));
