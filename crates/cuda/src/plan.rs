@@ -42,7 +42,7 @@ pub struct PlanOptions {
     /// Check the CRC-32C of every unit and raw plane.
     pub verify_checksums: bool,
     /// With `verify_checksums`: leave the checks to the GPU (true, the default): `Plan::build`
-    /// lists them in `crc_checks` and `crc_chunks`, the decoder computes the chunks' CRCs in a
+    /// lists them in `crc_chunks` and `crc_planes`, the decoder computes the chunks' CRCs in a
     /// kernel after the upload and checks them before the launch's status (`verify_crcs`);
     /// false: `Plan::build` makes them on the host's cores, before anything is uploaded.
     pub checksums_on_device: bool,
@@ -420,13 +420,16 @@ impl<'f> Deferred<'f> {
             return;
         }
         let len = bytes.len() as u64;
-        let whole = unit.is_some() && len < u64::from(CRC_COMPARE);
-        if !self.device || !staging.is_multiple_of(4) || self.chunks.len() >= u32::MAX as usize / 2
+        let too_long = unit.is_some() && len >= u64::from(CRC_COMPARE);
+        if !self.device
+            || !staging.is_multiple_of(4)
+            || too_long
+            || self.chunks.len() >= u32::MAX as usize / 2
         {
             self.crcs.push(PendingCrc { bytes, stored, at, unit });
             return;
         }
-        if whole {
+        if unit.is_some() {
             let len = len as u32 | CRC_COMPARE;
             self.chunks.push(WcCrcChunk { src: staging, len, stored });
             return;
@@ -485,8 +488,8 @@ impl Plan {
     ) -> Result<Plan, CudaError> {
         let mut plan = Plan::default();
         let units = plan.reserve(file, dir, which);
-        // A chunk a unit, or 64 KiB of a raw plane (a raw unit's size): room for them all, so
-        // that the list is not copied as it grows.
+        // A chunk a unit, or 64 KiB of a raw plane (`RAW_CHUNK`, a raw unit's size, which
+        // `units` counts too): room for them all, so that the list is not copied as it grows.
         let device = options.verify_checksums && options.checksums_on_device;
         let mut deferred = Deferred {
             verify: options.verify_checksums,
@@ -1257,12 +1260,12 @@ impl Plan {
         let mut planes = self.crc_planes.iter().peekable();
         let mut k = 0;
         while k < computed.len() {
-            let (origin, stored, crc, raw) = match planes.peek() {
-                Some(p) if p.first_chunk as usize == k => {
+            let (origin, stored, crc, raw) = match planes.next_if(|p| p.first_chunk as usize == k) {
+                Some(p) => {
                     let parts = &computed[k..][..p.chunks as usize];
                     k += parts.len();
                     let crc = wcodec_format::checksum::combine_parts(parts, crc::CHUNK, p.len);
-                    (p.at, p.stored, crc, planes.next().is_some())
+                    (p.at, p.stored, crc, true)
                 }
                 _ => {
                     let c = &self.crc_chunks[k];
