@@ -469,8 +469,9 @@ impl CudaDecoder {
     }
 
     /// Decodes the tensors `which` (indices into `dir.tensors`) of `file` into device memory,
-    /// in one launch. Returns when they are decoded and verified by the kernel (every unit
-    /// consumed exactly and ended in its final states).
+    /// in one launch. Returns when they are decoded and verified: every unit's CRC-32C (computed
+    /// on the GPU after the upload, unless `PlanOptions::checksums_on_device` is off), and
+    /// every unit consumed exactly and ended in its final states (the decode kernel).
     pub fn decode_tensors(
         &self,
         file: &[u8],
