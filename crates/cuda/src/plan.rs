@@ -232,7 +232,7 @@ pub struct MergePiece {
 const MERGE_PIECE: u64 = 1 << 16;
 
 /// Where a `WcUnit` comes from, for error messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Zeroable)]
 pub struct Origin {
     pub tensor: usize,
     pub plane: usize,
@@ -377,6 +377,7 @@ fn last_byte(g: Geometry, r0: u64, c0: u64, h: u64, w: u64, len: u64) -> Option<
 /// The work of a plan that needs no order, done on all cores once the plan is laid out: the
 /// CRC-32C checks of the compressed bytes (one core checks about 10 GB/s: a third of a second
 /// for a 3 GB file) and the decode tables, written into the room each plane reserved.
+#[derive(Default)]
 struct Deferred<'f> {
     verify: bool,
     /// Checks go to `chunks` and `planes` (with their staging offsets) rather than to `crcs`.
@@ -385,6 +386,8 @@ struct Deferred<'f> {
     chunks: Vec<WcCrcChunk>,
     planes: Vec<CrcPlane>,
     tables: Vec<PendingTables<'f>>,
+    /// Entries of `tables` (where the next plane's go).
+    table_len: usize,
 }
 
 /// Bytes of the file to check against their stored CRC-32C: unit `unit` of plane `at.plane`
@@ -477,17 +480,26 @@ impl<'f> Deferred<'f> {
     }
 }
 
-impl Plan {
-    /// Plans the decoding of the tensors `which` (indices into `dir.tensors`; repeats allowed)
-    /// of `file`, whose directory is `dir`.
-    pub fn build(
-        file: &[u8],
-        dir: &Directory,
-        which: &[usize],
+fn too_many() -> CudaError {
+    CudaError::Invalid { tensor: String::new(), detail: "too many units for one launch".into() }
+}
+
+/// A run of consecutive tensors planned on one core (`Plan::build`): their plan, with indices
+/// and offsets counted from the run's start, and their deferred work.
+struct Part<'f> {
+    plan: Plan,
+    deferred: Deferred<'f>,
+}
+
+impl<'f> Part<'f> {
+    fn plan(
+        file: &'f [u8],
+        dir: &'f Directory,
+        tensors: &[usize],
         options: &PlanOptions,
-    ) -> Result<Plan, CudaError> {
+    ) -> Result<Part<'f>, CudaError> {
         let mut plan = Plan::default();
-        let units = plan.reserve(file, dir, which);
+        let units = plan.reserve(file, dir, tensors);
         // A chunk a unit, or 64 KiB of a raw plane (`RAW_CHUNK`, a raw unit's size, which
         // `units` counts too): room for them all, so that the list is not copied as it grows.
         let device = options.verify_checksums && options.checksums_on_device;
@@ -498,36 +510,207 @@ impl Plan {
             chunks: Vec::with_capacity(if device { units } else { 0 }),
             planes: Vec::new(),
             tables: Vec::new(),
+            table_len: 0,
         };
-        for &index in which {
+        for &index in tensors {
             let tensor = dir
                 .tensors
                 .get(index)
                 .ok_or(CudaError::NoSuchTensor { index, count: dir.tensors.len() })?;
             plan.add_tensor(file, index, tensor, options, &mut deferred)?;
         }
+        Ok(Part { plan, deferred })
+    }
+
+    /// The parts end to end, as one run of all their tensors would have planned them: each
+    /// part's indices moved past those of the parts before it, its staged bytes to the first
+    /// `STAGING_ALIGN` multiple after theirs. The large arrays are written on all cores.
+    fn join(mut parts: Vec<Part<'f>>) -> Result<(Plan, Deferred<'f>), CudaError> {
+        if parts.len() <= 1 {
+            let Some(mut part) = parts.pop() else {
+                return Ok((Plan::default(), Deferred::default()));
+            };
+            part.plan.tables = vec![0; part.deferred.table_len];
+            part.plan.crc_chunks = std::mem::take(&mut part.deferred.chunks);
+            part.plan.crc_planes = std::mem::take(&mut part.deferred.planes);
+            return Ok((part.plan, part.deferred));
+        }
+        let mut bases = Vec::with_capacity(parts.len());
+        let mut next = Base::default();
+        let mut staging_len = 0u64;
+        for p in &parts {
+            let (plan, d) = (&p.plan, &p.deferred);
+            // Where `stage` would have put the part's first segment; a part with none leaves
+            // the staging as it was.
+            next.stage = staging_len.next_multiple_of(STAGING_ALIGN);
+            if !plan.segments.is_empty() {
+                staging_len = next.stage + plan.staging_len;
+            }
+            bases.push(next);
+            let grow = |base: u32, n: usize| {
+                u32::try_from(base as usize + n).ok().filter(|&v| v < i32::MAX as u32)
+            };
+            next = Base {
+                output: grow(next.output, plan.outputs.len()).ok_or_else(too_many)?,
+                unit: grow(next.unit, plan.units.len()).ok_or_else(too_many)?,
+                table: u32::try_from(next.table as usize + d.table_len).map_err(|_| too_many())?,
+                map: next.map + plan.maps.len() as u64,
+                chunk: u32::try_from(next.chunk as usize + d.chunks.len())
+                    .ok()
+                    .filter(|&v| v < u32::MAX / 2)
+                    .ok_or_else(too_many)?,
+                stage: 0,
+            };
+        }
+        let mut plan = Plan {
+            outputs: parts.iter().flat_map(|p| p.plan.outputs.iter().copied()).collect(),
+            units: concat(
+                &parts,
+                &bases,
+                |p| &p.plan.units,
+                |u, b| {
+                    let mut u = *u;
+                    u.src += b.stage;
+                    if u.flags & FLAG_MIX_BF16 != 0 {
+                        u.mix += b.stage;
+                    }
+                    if u.flags & FLAG_ROW_TABLES != 0 {
+                        u.row_map += b.map;
+                    }
+                    u
+                },
+            ),
+            unit_output: concat(&parts, &bases, |p| &p.plan.unit_output, |&o, b| o + b.output),
+            origins: concat(&parts, &bases, |p| &p.plan.origins, |&o, _| o),
+            groups: Vec::new(),
+            // Written by `Deferred::finish`.
+            tables: vec![0; parts.iter().map(|p| p.deferred.table_len).sum()],
+            maps: parts.iter().flat_map(|p| p.plan.maps.iter().copied()).collect(),
+            segments: Vec::new(),
+            staging_len,
+            merges: Vec::new(),
+            crc_chunks: concat(
+                &parts,
+                &bases,
+                |p| &p.deferred.chunks,
+                |c, b| WcCrcChunk { src: c.src + b.stage, ..*c },
+            ),
+            crc_planes: Vec::new(),
+        };
+        let mut deferred = Deferred::default();
+        for (p, b) in parts.into_iter().zip(bases) {
+            let Part { plan: part, deferred: d } = p;
+            // A raw plane's group has no tables (and table 0).
+            plan.groups.extend(part.groups.iter().map(|g| WcGroup {
+                first_unit: g.first_unit + b.unit,
+                table: if g.n_tables > 0 { g.table + b.table } else { g.table },
+                ..*g
+            }));
+            plan.segments.extend(
+                part.segments
+                    .iter()
+                    .map(|s| Segment { staging_offset: s.staging_offset + b.stage, ..*s }),
+            );
+            plan.merges.extend(part.merges.iter().map(|m| MergePiece {
+                scratch_output: m.scratch_output + b.output,
+                tensor_output: m.tensor_output + b.output,
+                ..*m
+            }));
+            plan.crc_planes.extend(
+                d.planes.iter().map(|c| CrcPlane { first_chunk: c.first_chunk + b.chunk, ..*c }),
+            );
+            deferred.crcs.extend(d.crcs);
+            deferred.tables.extend(d.tables);
+        }
+        Ok((plan, deferred))
+    }
+}
+
+/// Where a part's indices and offsets start in the joined plan.
+#[derive(Clone, Copy, Default)]
+struct Base {
+    output: u32,
+    unit: u32,
+    table: u32,
+    map: u64,
+    chunk: u32,
+    stage: u64,
+}
+
+/// The items of every part end to end, each mapped by `f(item, the part's base)`: each part
+/// writes its own piece of the new array, on all cores.
+fn concat<P: Sync, T: Sync, U: Send + bytemuck::Zeroable>(
+    parts: &[P],
+    bases: &[Base],
+    items: impl Fn(&P) -> &[T] + Sync,
+    f: impl Fn(&T, &Base) -> U + Sync,
+) -> Vec<U> {
+    let mut out = bytemuck::zeroed_vec::<U>(parts.iter().map(|p| items(p).len()).sum());
+    let mut pieces = Vec::with_capacity(parts.len());
+    let mut rest = &mut out[..];
+    for p in parts {
+        let (piece, tail) = std::mem::take(&mut rest).split_at_mut(items(p).len());
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.into_par_iter().enumerate().for_each(|(k, piece)| {
+        for (o, item) in piece.iter_mut().zip(items(&parts[k])) {
+            *o = f(item, &bases[k]);
+        }
+    });
+    out
+}
+
+impl Plan {
+    /// Plans the decoding of the tensors `which` (indices into `dir.tensors`; repeats allowed)
+    /// of `file`, whose directory is `dir`. Runs of consecutive tensors are planned on all
+    /// cores (a model's plan has hundreds of thousands of units) and joined in order.
+    pub fn build(
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &PlanOptions,
+    ) -> Result<Plan, CudaError> {
+        // About four runs a core (tensors differ in size); one run on one core, which joins
+        // nothing.
+        let threads = rayon::current_num_threads();
+        let run = if threads > 1 { which.len().div_ceil(4 * threads) } else { which.len() };
+        Plan::build_in_runs(file, dir, which, options, run)
+    }
+
+    /// `build`, planning runs of `run` tensors each (at least one) in parallel: the plan is
+    /// the same for every `run`, and so is the first error.
+    pub fn build_in_runs(
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &PlanOptions,
+        run: usize,
+    ) -> Result<Plan, CudaError> {
+        let parts: Vec<Result<Part, CudaError>> = which
+            .par_chunks(run.max(1))
+            .map(|tensors| Part::plan(file, dir, tensors, options))
+            .collect();
+        // The first error in `which` order, as if the tensors were planned one by one.
+        let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let (mut plan, deferred) = Part::join(parts)?;
         deferred.finish(dir, &mut plan.tables)?;
-        plan.crc_chunks = std::mem::take(&mut deferred.chunks);
-        plan.crc_planes = std::mem::take(&mut deferred.planes);
         if let CompactTables::Above(bytes) = options.compact_tables {
             plan.compact_tables(bytes);
         }
         // Every count the kernel sees is a u32; a grid has fewer than 2^31 blocks.
         if plan.units.len() >= i32::MAX as usize || plan.tables.len() >= u32::MAX as usize {
-            return Err(CudaError::Invalid {
-                tensor: String::new(),
-                detail: "too many units for one launch".into(),
-            });
+            return Err(too_many());
         }
         Ok(plan)
     }
 
-    /// Reserves the room the tensors `which` will take (a plan of a large model has hundreds
-    /// of thousands of units and tens of MB of tables: grown by doubling, each array was
-    /// copied and its pages faulted in again), from the directory's counts, bounded by what
+    /// Reserves the room the units of the tensors `which` will take (a plan of a large model
+    /// has hundreds of thousands: grown by doubling, each array was copied and its pages
+    /// faulted in again), from the directory's counts, bounded by what
     /// the file can hold so that a hostile directory cannot ask for much.
     fn reserve(&mut self, file: &[u8], dir: &Directory, which: &[usize]) -> usize {
-        let (mut units, mut entries) = (0usize, 0usize);
+        let mut units = 0usize;
         for t in which.iter().filter_map(|&i| dir.tensors.get(i)) {
             for p in &t.planes {
                 match &p.encoding {
@@ -535,19 +718,13 @@ impl Plan {
                         let len = p.payload_len.min(file.len() as u64);
                         units += len.div_ceil(u64::from(RAW_CHUNK)) as usize;
                     }
-                    PlaneEncoding::Rans { prob_bits, tables, units: u, .. } => {
-                        units += u.len();
-                        if (rans::MIN_PROB_BITS..=rans::MAX_PROB_BITS).contains(prob_bits) {
-                            entries += tables.len().min(usize::from(rans::MAX_TABLES)) << prob_bits;
-                        }
-                    }
+                    PlaneEncoding::Rans { units: u, .. } => units += u.len(),
                 }
             }
         }
         self.units.reserve(units);
         self.unit_output.reserve(units);
         self.origins.reserve(units);
-        self.tables.reserve(entries);
         units
     }
 
@@ -827,14 +1004,14 @@ impl Plan {
         let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: units.len() as u32,
-            table: self.tables.len() as u32,
+            table: deferred.table_len as u32,
             prob_bits,
             n_tables: tables.len() as u8,
             flags: 0,
             reserved: 0,
         };
         // Room for the tables, written on all cores when the plan is laid out.
-        self.tables.resize(self.tables.len() + (tables.len() << prob_bits), 0);
+        deferred.table_len += tables.len() << prob_bits;
         deferred.tables.push(PendingTables { freqs: tables, prob_bits, at: p.at });
         for (i, u) in units.iter().enumerate() {
             let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);

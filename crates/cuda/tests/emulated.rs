@@ -206,6 +206,76 @@ fn many_tensors_in_one_plan() {
     }
 }
 
+/// A plan built in runs of tensors on all cores is the plan of one run over every tensor,
+/// field for field (units, offsets, tables, CRC lists, merges), whatever the runs, the options
+/// and the tensors asked for; a damaged file gives the same first error.
+#[test]
+fn plans_built_in_runs_are_one_plan() {
+    let mut all_cases = cases();
+    all_cases.extend(bf16_cases());
+    all_cases.extend(field_run_cases());
+    all_cases.push(sixteen_tables());
+    let file = file_of(&all_cases);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let n = dir.tensors.len();
+    let all: Vec<usize> = (0..n).collect();
+    let some = [3, 3, 0, n - 1, 5, n / 2, n - 1];
+    let base = PlanOptions::default();
+    let variants = [
+        base,
+        PlanOptions { checksums_on_device: false, ..base },
+        PlanOptions { verify_checksums: false, ..base },
+        PlanOptions { merge_while_decoding: false, ..base },
+        PlanOptions { compact_tables: CompactTables::Above(0), ..base },
+    ];
+    let one_run =
+        |f: &[u8], d: &Directory, which: &[usize], o: &PlanOptions| match Plan::build_in_runs(
+            f,
+            d,
+            which,
+            o,
+            which.len(),
+        ) {
+            Ok(plan) => format!("{plan:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+    for options in &variants {
+        for which in [&all[..], &some[..]] {
+            let expected = one_run(&file, &dir, which, options);
+            assert!(!expected.starts_with("error"), "{expected}");
+            for run in [1, 2, 3, 7, which.len() - 1] {
+                let plan = Plan::build_in_runs(&file, &dir, which, options, run).unwrap();
+                assert_eq!(format!("{plan:?}"), expected, "runs of {run}, {options:?}");
+            }
+            let plan = Plan::build(&file, &dir, which, options).unwrap();
+            assert_eq!(format!("{plan:?}"), expected, "{options:?}");
+        }
+    }
+    // A raw plane alone, between coded ones (its CRC chunks and plane checks move).
+    let (_, raw) = raw_plane_file();
+    let raw_dir = Directory::from_file_bytes(&raw).unwrap();
+    let expected = one_run(&raw, &raw_dir, &[0, 0, 0], &base);
+    for run in [1, 2] {
+        let plan = Plan::build_in_runs(&raw, &raw_dir, &[0, 0, 0], &base, run).unwrap();
+        assert_eq!(format!("{plan:?}"), expected);
+    }
+    let mut errors = 0;
+    for (what, f, d) in damaged(&file, &dir) {
+        for options in &variants[..2] {
+            let expected = one_run(&f, &d, &all, options);
+            errors += usize::from(expected.starts_with("error"));
+            for run in [1, 5] {
+                let got = match Plan::build_in_runs(&f, &d, &all, options, run) {
+                    Ok(plan) => format!("{plan:?}"),
+                    Err(e) => format!("error: {e}"),
+                };
+                assert_eq!(got, expected, "{what}: runs of {run}");
+            }
+        }
+    }
+    assert!(errors > 0, "some damaged file fails its host checks");
+}
+
 /// The file of `cases`, its directory and the plan of all its tensors.
 fn planned(cases: &[Case]) -> (Vec<u8>, Directory, Plan) {
     let file = file_of(cases);
