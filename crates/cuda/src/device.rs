@@ -94,6 +94,35 @@ pub(crate) struct Gpu {
     bounce: Arc<Mutex<Bounce>>,
     /// The CRC kernel's tables (`crc::device_tables`), uploaded on the first CRC check.
     crc_tables: std::sync::OnceLock<CudaSlice<u8>>,
+    /// The stream of a streamed decode's launches, made on the first.
+    launches: std::sync::OnceLock<LaunchStream>,
+}
+
+const WAIT_DEFAULT: cudarc::driver::sys::CUevent_wait_flags =
+    cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
+
+/// A second stream of the decoder's context, on which a streamed decode (`decode_streamed`)
+/// launches its kernels while the copies go on in order on the decoder's stream; the two are
+/// ordered by events. Made with the driver's own calls: as a cudarc stream it would switch the
+/// whole context to ordering every buffer's uses with events of its own.
+#[derive(Debug)]
+struct LaunchStream(cudarc::driver::sys::CUstream);
+
+// SAFETY: a CUstream is a handle the driver lets any thread use (the decoder binds its context
+// to the calling thread before each use).
+unsafe impl Send for LaunchStream {}
+// SAFETY: as above; the driver serialises concurrent calls on one stream.
+unsafe impl Sync for LaunchStream {}
+
+impl Drop for LaunchStream {
+    fn drop(&mut self) {
+        // SAFETY: the stream was made by `result::stream::create` and is destroyed once, here,
+        // after its work is done.
+        unsafe {
+            let _ = result::stream::synchronize(self.0);
+            let _ = result::stream::destroy(self.0);
+        }
+    }
 }
 
 /// Bytes of one pinned buffer, and how many there are: the compressed bytes go to the device
@@ -110,6 +139,8 @@ const FILL_PIECE: usize = 2 << 20;
 #[derive(Default)]
 struct Bounce {
     buffers: Vec<(PinnedHostSlice<u8>, CudaEvent)>,
+    /// The buffer the next window goes through (the one used least recently).
+    next: usize,
 }
 
 impl std::fmt::Debug for Bounce {
@@ -134,6 +165,33 @@ impl Bounce {
         let window = BOUNCE_BYTES.min(len.max(1).next_multiple_of(FILL_PIECE));
         self.ensure(ctx, window)?;
         Ok(window)
+    }
+
+    /// Fills the next buffer's first `n` bytes with window `start..start + n` of a copy
+    /// (`fill(start, out)`, on the host's cores) once the copy that last read that buffer is
+    /// over, and enqueues their copy to device address `dst` on `s`.
+    fn copy_window(
+        &mut self,
+        s: &CudaStream,
+        dst: u64,
+        (start, n): (usize, usize),
+        fill: &(impl Fn(u64, &mut [u8]) + Sync),
+    ) -> Result<(), CudaError> {
+        let k = self.next;
+        self.next = (k + 1) % self.buffers.len().max(1);
+        let (buffer, copied) = &mut self.buffers[k];
+        // The copy that read this buffer last is over before it is written again.
+        copied.synchronize().map_err(driver)?;
+        let host = &mut buffer.as_mut_slice().map_err(driver)?[..n];
+        host.par_chunks_mut(FILL_PIECE)
+            .enumerate()
+            .for_each(|(i, piece)| fill((start + i * FILL_PIECE) as u64, piece));
+        // SAFETY: the caller's `dst .. dst + n` is device memory of this context that the copy
+        // may write; `host` is pinned memory that stays allocated and unwritten until `copied`,
+        // recorded right after the copy, has completed (synchronised above before any reuse,
+        // and when the buffers are dropped).
+        unsafe { result::memcpy_htod_async(dst, host, s.cu_stream()) }.map_err(driver)?;
+        copied.record(s).map_err(driver)
     }
 
     /// Buffers of at least `bytes` each (less than `BOUNCE_BYTES` for small copies).
@@ -191,6 +249,8 @@ pub(crate) struct Inputs {
 /// What the CRC kernel writes: a CRC a chunk, and a word set where a unit's CRC is not its
 /// stored one.
 pub(crate) struct DeviceCrcs {
+    /// The plan's `crc_chunks`, as bytes.
+    chunks: CudaSlice<u8>,
     computed: CudaSlice<u32>,
     mismatch: CudaSlice<u32>,
 }
@@ -233,6 +293,29 @@ pub(crate) struct Shape {
     n_groups: u32,
     n_ranges: u32,
     smem_entries: u32,
+}
+
+/// Enqueues the merge launch of a loaded plan over its `n` merge pieces at device address
+/// `merges` on `stream`, after its decode.
+fn enqueue_merges(
+    merges: u64,
+    n: u32,
+    stream: cudarc::driver::sys::CUstream,
+) -> Result<(), CudaError> {
+    // SAFETY: `merges` holds a loaded plan's `n` pieces, whose sources (scratch outputs) and
+    // destinations (tensor outputs) are live allocations of that plan's `Loaded`, sized by the
+    // plan (a piece covers elements [offset, offset + n) of planes of `plane_len` elements);
+    // the caller enqueues the merge after the decode that writes the sources, on its stream.
+    let code = unsafe { ffi::wc_merge_launch(merges, n, stream.cast()) };
+    runtime(code, "merge kernel launch")
+}
+
+/// Which blocks a launch takes: `count` launches of all of a shape's, each followed by the
+/// merge launch when `merge`, timed between the events when given; or some of them, once
+/// (a streamed decode's piece, `Plan::streamed`).
+enum Blocks<'t> {
+    Shape { count: usize, timer: Option<(&'t CudaEvent, &'t CudaEvent)>, merge: bool },
+    Piece(std::ops::Range<usize>),
 }
 
 /// A plan loaded and laid out once, to be launched any number of times (`PreparedDecode`).
@@ -298,6 +381,7 @@ impl Gpu {
             kernels: Vec::new(),
             bounce: Arc::new(Mutex::new(Bounce::default())),
             crc_tables: std::sync::OnceLock::new(),
+            launches: std::sync::OnceLock::new(),
         };
         for variant in 0..VARIANTS {
             let info = gpu.query_kernel(variant)?;
@@ -368,14 +452,26 @@ impl Gpu {
         src: &CudaSlice<u8>,
         len: usize,
     ) -> Result<Option<DeviceCrcs>, CudaError> {
+        let Some(crcs) = self.crc_buffers(plan, len)? else { return Ok(None) };
+        let (src_ptr, _src) = src.device_ptr(&self.stream);
+        self.launch_crcs(&crcs, 0..plan.crc_chunks.len(), src_ptr, self.stream.cu_stream())?;
+        Ok(Some(crcs))
+    }
+
+    /// The CRC kernel's inputs and outputs for the plan's `crc_chunks` (each checked to lie in
+    /// the `len` staged bytes), uploaded and zeroed on the decoder's stream; `None` when the
+    /// plan left no check to the GPU.
+    fn crc_buffers(&self, plan: &Plan, len: usize) -> Result<Option<DeviceCrcs>, CudaError> {
         let chunks = &plan.crc_chunks;
         if chunks.is_empty() {
             return Ok(None);
         }
-        let n = u32::try_from(chunks.len()).map_err(|_| CudaError::Invalid {
-            tensor: String::new(),
-            detail: "too many CRC chunks for one launch".into(),
-        })?;
+        if u32::try_from(chunks.len()).is_err() {
+            return Err(CudaError::Invalid {
+                tensor: String::new(),
+                detail: "too many CRC chunks for one launch".into(),
+            });
+        }
         let outside = |c: &&WcCrcChunk| {
             !c.src.is_multiple_of(4) || c.src + u64::from(c.len & !CRC_COMPARE) > len as u64
         };
@@ -385,45 +481,66 @@ impl Gpu {
                 detail: format!("a CRC chunk at {} of {} bytes outside the staging", c.src, c.len),
             });
         }
-        let tables = match self.crc_tables.get() {
-            Some(t) => t,
-            None => {
-                let t = self.upload_array(&crate::crc::device_tables())?;
-                self.crc_tables.get_or_init(|| t)
-            }
-        };
+        if self.crc_tables.get().is_none() {
+            let t = self.upload_array(&crate::crc::device_tables())?;
+            let _ = self.crc_tables.set(t);
+        }
         let s = &self.stream;
-        let items = self.upload_array(chunks)?;
-        let mut out = s.alloc_zeros::<u32>(chunks.len()).map_err(driver)?;
-        let mut mismatch = s.alloc_zeros::<u32>(1).map_err(driver)?;
+        Ok(Some(DeviceCrcs {
+            chunks: self.upload_array(chunks)?,
+            computed: s.alloc_zeros::<u32>(chunks.len()).map_err(driver)?,
+            mismatch: s.alloc_zeros::<u32>(1).map_err(driver)?,
+        }))
+    }
+
+    /// Enqueues the CRC kernel on `stream` over the chunks `which` of `crcs` (made by
+    /// `crc_buffers`, whose uploads that stream must be ordered after) in the staged bytes at
+    /// device address `src`.
+    fn launch_crcs(
+        &self,
+        crcs: &DeviceCrcs,
+        which: std::ops::Range<usize>,
+        src: u64,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<(), CudaError> {
+        let n = which.len() as u32;
+        if n == 0 {
+            return Ok(());
+        }
+        let s = &self.stream;
+        let tables = self.crc_tables.get().ok_or_else(|| {
+            CudaError::Driver("the CRC tables were not uploaded before a CRC launch".into())
+        })?;
         // Eight warps a block, each a chunk at a time; at most 8 blocks a multiprocessor.
         let blocks = n.div_ceil(8).min(8 * self.multiprocessors.max(1));
-        let (src_ptr, _src) = src.device_ptr(s);
-        let (items_ptr, _items) = items.device_ptr(s);
+        let item = std::mem::size_of::<WcCrcChunk>() as u64;
+        let (items_ptr, _items) = crcs.chunks.device_ptr(s);
         let (tables_ptr, _tables) = tables.device_ptr(s);
-        let (out_ptr, _out) = out.device_ptr_mut(s);
-        let (mismatch_ptr, _mismatch) = mismatch.device_ptr_mut(s);
+        let (out_ptr, _out) = crcs.computed.device_ptr(s);
+        let (mismatch_ptr, _mismatch) = crcs.mismatch.device_ptr(s);
+        if which.end > crcs.computed.len() {
+            return Err(CudaError::Driver("CRC chunks outside the plan's".into()));
+        }
         self.ctx.bind_to_thread().map_err(driver)?;
-        // SAFETY: `items` holds `n` WcCrcChunk, each a 4-aligned range inside `src` (checked
-        // above against its length); `tables` holds WC_CRC_TABLE_WORDS words (`device_tables`,
-        // whose length the abi test ties to the header); `out` has a word per chunk and
-        // `mismatch` one; all are live allocations of this context, used on this stream after
-        // their uploads.
+        // SAFETY: `chunks` holds a WcCrcChunk per entry of `computed` (`crc_buffers`), each a
+        // 4-aligned range inside the staged bytes at `src` (checked there against their
+        // length), and `which` lies within them (checked above); `tables` holds
+        // WC_CRC_TABLE_WORDS words (`device_tables`, whose length the abi test ties to the
+        // header); `mismatch` has one word; all are live allocations of this context, used
+        // after their uploads on a stream ordered after them.
         let code = unsafe {
             ffi::wc_crc32c_launch(
-                items_ptr,
+                items_ptr + which.start as u64 * item,
                 n,
-                src_ptr,
+                src,
                 tables_ptr,
-                out_ptr,
+                out_ptr + which.start as u64 * 4,
                 mismatch_ptr,
                 blocks,
-                s.cu_stream().cast(),
+                stream.cast(),
             )
         };
-        runtime(code, "CRC kernel launch")?;
-        drop((_src, _items, _tables, _out, _mismatch));
-        Ok(Some(DeviceCrcs { computed: out, mismatch }))
+        runtime(code, "CRC kernel launch")
     }
 
     /// Checks what the CRC kernel wrote for `plan`: one word when every unit matched and the
@@ -556,22 +673,9 @@ impl Gpu {
         let mut bounce = self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
         let window = bounce.window_for(&self.ctx, len)?;
         let (base, dst_use) = dst.device_ptr_mut(s);
-        for (k, start) in (0..len).step_by(window).enumerate() {
-            let n = window.min(len - start);
-            let (buffer, copied) = &mut bounce.buffers[k % BOUNCE_BUFFERS];
-            // The copy that read this buffer last is over before it is written again.
-            copied.synchronize().map_err(driver)?;
-            let host = &mut buffer.as_mut_slice().map_err(driver)?[..n];
-            host.par_chunks_mut(FILL_PIECE)
-                .enumerate()
-                .for_each(|(i, piece)| fill((start + i * FILL_PIECE) as u64, piece));
-            // SAFETY: `base + start .. + n` lies in `dst` (`start + n <= len`); `host` is
-            // pinned memory that stays allocated and unwritten until `copied`, recorded right
-            // after the copy, has completed (synchronised above before any reuse, and when the
-            // buffers are dropped).
-            unsafe { result::memcpy_htod_async(base + start as u64, host, s.cu_stream()) }
-                .map_err(driver)?;
-            copied.record(s).map_err(driver)?;
+        for start in (0..len).step_by(window) {
+            // `base + start .. + n` lies in `dst` (`start + n <= len`).
+            bounce.copy_window(s, base + start as u64, (start, window.min(len - start)), &fill)?;
         }
         drop(dst_use); // records the copies as uses of `dst`
         Ok(dst)
@@ -580,6 +684,16 @@ impl Gpu {
     /// Cuts the plan into the blocks of `config` and sizes their shared memory: a plane whose
     /// tables do not fit reads them from global memory.
     pub(crate) fn shape(&self, plan: &Plan, config: LaunchConfig) -> Result<Shape, CudaError> {
+        self.shape_with(plan, config, &plan.ranges_for(&config, self.multiprocessors))
+    }
+
+    /// `shape` with the blocks `ranges` (runs of the plan's units, each in the group it names).
+    fn shape_with(
+        &self,
+        plan: &Plan,
+        config: LaunchConfig,
+        ranges: &[WcRange],
+    ) -> Result<Shape, CudaError> {
         let kernel = self
             .kernel_info(config.variant)
             .ok_or_else(|| CudaError::Driver(format!("no kernel variant {}", config.variant)))?;
@@ -616,7 +730,6 @@ impl Gpu {
                 smem_entries = smem_entries.max(entries);
             }
         }
-        let ranges = plan.ranges_for(&config, self.multiprocessors);
         self.ctx.bind_to_thread().map_err(driver)?;
         let smem_entries = smem_entries as u32;
         // Compact tables need the variant's twin that reads them.
@@ -630,7 +743,7 @@ impl Gpu {
             n_groups: groups.len() as u32,
             n_ranges: if plan.units.is_empty() { 0 } else { ranges.len() as u32 },
             groups: self.stream.clone_htod(&non_empty(&groups)).map_err(driver)?,
-            ranges: self.stream.clone_htod(&non_empty(&ranges)).map_err(driver)?,
+            ranges: self.stream.clone_htod(&non_empty(ranges)).map_err(driver)?,
             smem_entries,
         })
     }
@@ -665,11 +778,27 @@ impl Gpu {
         count: usize,
         timer: Option<(&CudaEvent, &CudaEvent)>,
     ) -> Result<(), CudaError> {
+        let s = self.stream.cu_stream();
+        self.enqueue(l, shape, Blocks::Shape { count, timer, merge: true }, s)
+    }
+
+    /// Enqueues the decode kernel over a loaded plan on `stream`: `count` launches of `shape`'s
+    /// blocks, each followed by the merge launch when `merge`, between a timer's events; or
+    /// one launch of some of a streamed decode's blocks (`Blocks::Piece`).
+    fn enqueue(
+        &self,
+        l: &mut Loaded,
+        shape: &Shape,
+        blocks: Blocks,
+        stream: cudarc::driver::sys::CUstream,
+    ) -> Result<(), CudaError> {
         let s = &self.stream;
         let Loaded { inputs, units, status, outputs, merges, .. } = l;
         let Inputs { src, tables, maps, src_len, .. } = *inputs;
         // The guards make later users of these buffers (on other streams) wait for the
-        // launches: they record each buffer's use when dropped, after the last launch.
+        // launches: they record each buffer's use when dropped, after the last launch (a
+        // streamed decode's stream is ordered back into the decoder's before the buffers'
+        // next use).
         let (src, _src) = src.device_ptr(s);
         let (units, _units) = units.device_ptr(s);
         let (groups, _groups) = shape.groups.device_ptr(s);
@@ -680,6 +809,17 @@ impl Gpu {
         let (merges, _merges) = merges.device_ptr(s);
         let _outputs: Vec<_> =
             outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect();
+        let (ranges, n_ranges, count, merge, timer) = match blocks {
+            Blocks::Shape { count, merge, timer } => (ranges, shape.n_ranges, count, merge, timer),
+            Blocks::Piece(which) => {
+                if which.end > shape.n_ranges as usize {
+                    return Err(CudaError::Driver("blocks outside the launch's".into()));
+                }
+                let at = ranges + (which.start * std::mem::size_of::<WcRange>()) as u64;
+                (at, which.len() as u32, 1, false, None)
+            }
+        };
+        let (n_units, n_merges) = (l.n_units, l.n_merges);
         let args = WcLaunch {
             src,
             src_len: *src_len,
@@ -689,8 +829,8 @@ impl Gpu {
             tables,
             maps,
             status,
-            n_ranges: shape.n_ranges,
-            n_units: l.n_units,
+            n_ranges,
+            n_units,
             warps_per_block: shape.config.warps_per_block,
             smem_entries: shape.smem_entries,
             variant: shape.kernel,
@@ -702,27 +842,23 @@ impl Gpu {
         }
         for _ in 0..count {
             // SAFETY: every address in `args` is a live allocation of this context, held by
-            // `l` and `shape` until the stream is done with it (they are freed on this stream,
-            // after the launches). `src` holds the staged bytes every unit's range was checked
-            // against; `units` has `n_units` entries whose destinations lie inside `outputs`
-            // (checked by `Plan::build` against each output's length, its allocation's
-            // length); `ranges` has `n_ranges` entries, runs of `units` starting in the group
-            // they name; `groups` has `n_groups` entries whose unit runs, tables (`tables`) and
-            // row maps (`maps`) are in bounds, and whose shared tables fit `smem_entries` (else
-            // they are flagged to stay in global memory), which `shape` prepared within the
-            // variant's limit; `status` has a word per unit;
-            // the launcher checks the block size against the variant. `cu_stream` is this
-            // context's stream, a valid cudaStream_t. Relaunching rewrites the same bytes.
-            let code = unsafe { ffi::wc_decode_launch(&args, s.cu_stream().cast()) };
+            // `l` and `shape` until the stream is done with it (they are freed on the decoder's
+            // stream, after the launches, which a streamed decode's stream is ordered back
+            // into). `src` holds the staged bytes every unit's range was checked against (a
+            // streamed launch's blocks only read bytes already copied: `Plan::streamed`);
+            // `units` has `n_units` entries whose destinations lie inside `outputs` (checked by
+            // `Plan::build` against each output's length, its allocation's length); `ranges`
+            // has `n_ranges` entries (a piece's lie within the shape's, checked above), runs of
+            // `units` starting in the group they name; `groups` has `n_groups` entries whose
+            // unit runs, tables (`tables`) and row maps (`maps`) are in bounds, and whose shared
+            // tables fit `smem_entries` (else they are flagged to stay in global memory), which
+            // `shape` prepared within the variant's limit; `status` has a word per unit; the
+            // launcher checks the block size against the variant. `stream` is a stream of this
+            // context, a valid cudaStream_t. Relaunching rewrites the same bytes.
+            let code = unsafe { ffi::wc_decode_launch(&args, stream.cast()) };
             runtime(code, "decode kernel launch")?;
-            if l.n_merges > 0 {
-                // SAFETY: `merges` holds `n_merges` pieces whose sources (scratch outputs) and
-                // destinations (tensor outputs) are live allocations of `l`, sized by the plan
-                // (a piece covers elements [offset, offset + n) of planes of `plane_len`
-                // elements); the merge runs after the decode on the same stream.
-                let code =
-                    unsafe { ffi::wc_merge_launch(merges, l.n_merges, s.cu_stream().cast()) };
-                runtime(code, "merge kernel launch")?;
+            if merge && n_merges > 0 {
+                enqueue_merges(merges, n_merges, stream)?;
             }
         }
         if let Some((_, end)) = timer {
@@ -747,12 +883,16 @@ impl Gpu {
         file: &[u8],
         dir: &Directory,
         config: LaunchConfig,
+        step: u64,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
         if phases.is_some() {
             // Step by step, each timed alone.
             let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
             return self.decode_over(&inputs, plan, dir, config, phases);
+        }
+        if step > 0 && config.units_per_block > 0 && plan.staging_len > step {
+            return self.decode_streamed(plan, file, dir, config, step);
         }
         // The tensors' device memory is allocated on another thread while this one uploads the
         // compressed bytes (the allocations are ordered on the stream with the copies; neither
@@ -767,6 +907,130 @@ impl Gpu {
         let mut l = self.prepare_over(plan, &inputs, outputs, None)?;
         self.launch_once(&mut l, plan, dir, config, None)?;
         Ok(self.tensor_buffers(l, plan))
+    }
+
+    /// `decode` launched while the compressed bytes go up (`PlanOptions::streamed_launch_bytes`
+    /// apart): the copies on the decoder's stream, each launch on the second stream, after an
+    /// event recorded behind the copy that completes its blocks' bytes (`Plan::streamed`), so
+    /// that the GPU decodes and checks the bytes already there while the rest cross the bus.
+    /// The tensors' memory is allocated on another thread meanwhile, and the first launch waits
+    /// for it (and for the units' records, uploaded then).
+    fn decode_streamed(
+        &self,
+        plan: &Plan,
+        file: &[u8],
+        dir: &Directory,
+        config: LaunchConfig,
+        step: u64,
+    ) -> Result<Vec<Buffer>, CudaError> {
+        let s = &self.stream;
+        let k = self.launch_stream()?.0;
+        let streamed = plan.streamed(config.units_per_block);
+        // The small arrays first: every launch needs them.
+        let len = plan.staging_len as usize + STAGING_PAD;
+        let tables = self.upload_array(&plan.tables)?;
+        let maps = self.upload_array(&plan.maps)?;
+        let crcs = self.crc_buffers(plan, len)?;
+        let shape = self.shape_with(plan, config, &streamed.ranges)?;
+        // SAFETY: the allocation is left uninitialised; the windows below cover every byte,
+        // each copied on the decoder's stream before any launch that reads it.
+        let src = unsafe { s.alloc::<u8>(len) }.map_err(driver)?;
+        let base = src.device_ptr(s).0;
+        let inputs = Inputs { src, tables, maps, src_len: len as u64, crcs };
+        let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
+        let (copied, decoded) = (event().map_err(driver)?, event().map_err(driver)?);
+        let fill = |start, out: &mut [u8]| plan.fill_staging_window(file, start, out);
+        std::thread::scope(|scope| {
+            let mut allocating = Some(scope.spawn(|| self.allocate_outputs(plan, &[])));
+            let mut loaded = None;
+            let mut stream_in = || -> Result<(), CudaError> {
+                let (mut blocks, mut checks, mut launched_at) = (0usize, 0usize, 0u64);
+                let bounce = || self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
+                let window = bounce().window_for(&self.ctx, len.min(step as usize))?;
+                let mut done = 0usize;
+                while done < len {
+                    let n = window.min(len - done);
+                    // Inside `src`: done + n <= len.
+                    bounce().copy_window(s, base + done as u64, (done, n), &fill)?;
+                    done += n;
+                    let (x, last) = (done as u64, done == len);
+                    if !last && x < launched_at + step {
+                        continue;
+                    }
+                    // The first launch waits for the tensors' memory (and uploads the units'
+                    // records), unless that would hold up the copies: then a later one does.
+                    if loaded.is_none() {
+                        let ready = allocating.as_ref().is_some_and(|a| a.is_finished());
+                        if !ready && !last {
+                            continue;
+                        }
+                        let outputs = allocating
+                            .take()
+                            .expect("the tensors are allocated once")
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                        loaded = Some(self.prepare_over(plan, &inputs, outputs, None)?);
+                    }
+                    let l = loaded.as_mut().expect("loaded above");
+                    let b = streamed.range_ends.partition_point(|&e| e <= x);
+                    let c = streamed.crc_ends.partition_point(|&e| e <= x);
+                    if (b, c) == (blocks, checks) {
+                        continue;
+                    }
+                    copied.record(s).map_err(driver)?;
+                    // SAFETY: `k` is a live stream of this context, `copied` an event of it.
+                    unsafe { result::stream::wait_event(k, copied.cu_event(), WAIT_DEFAULT) }
+                        .map_err(driver)?;
+                    if let Some(crcs) = &inputs.crcs {
+                        self.launch_crcs(crcs, checks..c, base, k)?;
+                    }
+                    if b > blocks {
+                        self.enqueue(l, &shape, Blocks::Piece(blocks..b), k)?;
+                    }
+                    (blocks, checks, launched_at) = (b, c, x);
+                }
+                let l = loaded.as_mut().expect("the last window launches");
+                if blocks != streamed.ranges.len() || checks != plan.crc_chunks.len() {
+                    return Err(CudaError::Driver("a streamed decode left blocks out".into()));
+                }
+                if l.n_merges > 0 {
+                    let (merges, _merges) = l.merges.device_ptr(s);
+                    enqueue_merges(merges, l.n_merges, k)?;
+                }
+                Ok(())
+            };
+            let streamed_in = stream_in();
+            // Everything after this on the decoder's stream (the checks, the tensors' users,
+            // the frees, also of a failed decode's buffers) comes after the launches.
+            // SAFETY: `k` is a live stream of this context, `decoded` an event of it.
+            let ordered = unsafe { result::event::record(decoded.cu_event(), k) }
+                .and_then(|()| s.wait(&decoded));
+            if let Err(e) = ordered {
+                // SAFETY: as above; the buffers are freed only once the launches are over.
+                let _ = unsafe { result::stream::synchronize(k) };
+                return Err(driver(e));
+            }
+            streamed_in?;
+            let mut l = loaded.expect("streamed in");
+            // The tensors' next users on other streams wait for the launches' writes.
+            for o in l.outputs.iter_mut().flatten() {
+                drop(o.device_ptr_mut(s));
+            }
+            self.check(plan, dir, &l)?;
+            Ok(self.tensor_buffers(l, plan))
+        })
+    }
+
+    /// The decoder's second stream (`LaunchStream`), made on first use.
+    fn launch_stream(&self) -> Result<&LaunchStream, CudaError> {
+        if let Some(k) = self.launches.get() {
+            return Ok(k);
+        }
+        self.ctx.bind_to_thread().map_err(driver)?;
+        let made = result::stream::create(result::stream::StreamKind::NonBlocking);
+        // Another thread may have made one meanwhile: this one is then destroyed.
+        let _ = self.launches.set(LaunchStream(made.map_err(driver)?));
+        Ok(self.launches.get().expect("set above"))
     }
 
     /// The tensors' buffers of a launch (scratch is freed on the stream, after the merge that

@@ -496,7 +496,8 @@ impl CudaDecoder {
             phases.push(("plan (checks, tables)", start.elapsed().as_secs_f64()));
         }
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
-        let buffers = self.gpu.decode(&plan, file, dir, config, phases)?;
+        let step = self.options.streamed_launch_bytes;
+        let buffers = self.gpu.decode(&plan, file, dir, config, step, phases)?;
         Ok(tensors_of(&plan, dir, buffers))
     }
 
@@ -549,6 +550,7 @@ impl CudaDecoder {
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
             compact_tables: options.compact_tables,
+            ..PlanOptions::default()
         };
         let mut plan =
             Plan::build(file, dir, which, &plan_options)?.replicate(options.copies.max(1));

@@ -55,7 +55,17 @@ pub struct PlanOptions {
     pub merge_while_decoding: bool,
     /// Which planes get compact tables (`compact_table`).
     pub compact_tables: CompactTables,
+    /// A decode into GPU memory starts while the compressed bytes are uploaded: a launch each
+    /// time this many more bytes are on the device, over the units and CRC checks whose bytes
+    /// are all there (`Plan::streamed`); 0 launches once, after the upload. Launch shapes of
+    /// one block a multiprocessor (`LaunchConfig::units_per_block` 0) always launch once.
+    pub streamed_launch_bytes: u64,
 }
+
+/// `PlanOptions::streamed_launch_bytes` by default: about 1.5 ms of upload at 45 GB/s, and
+/// some 4,000 units of 16 KiB, enough to fill an H100 for each launch; the decode of the
+/// last such piece is what the load waits for after its upload.
+pub const STREAMED_LAUNCH_BYTES: u64 = 64 << 20;
 
 /// Which planes of a launch get compact tables (`compact_table`): a second, dependent
 /// shared-memory load a step, for about a third of the space, so that planes of several
@@ -83,6 +93,7 @@ impl Default for PlanOptions {
             launch: None,
             merge_while_decoding: true,
             compact_tables: CompactTables::Auto,
+            streamed_launch_bytes: STREAMED_LAUNCH_BYTES,
         }
     }
 }
@@ -274,6 +285,26 @@ pub struct Plan {
     /// `CRC_COMPARE`; or 64 KiB of a raw plane), and the raw planes' checks over their chunks.
     pub crc_chunks: Vec<WcCrcChunk>,
     pub crc_planes: Vec<CrcPlane>,
+}
+
+/// The blocks of a decode launched piece by piece as its bytes reach the device, and where
+/// each block's and each CRC chunk's bytes end (`Plan::streamed`).
+#[derive(Clone, Debug, Default)]
+pub struct Streamed {
+    pub ranges: Vec<WcRange>,
+    pub range_ends: Vec<u64>,
+    pub crc_ends: Vec<u64>,
+}
+
+/// The staged bytes a unit may read up to (exclusive): its stream, then up to `STAGING_PAD`
+/// bytes past it (the kernel's fast path and stream rings read ahead), and a merged BF16 unit's
+/// sign-mantissa bytes (rows of `row_stride / 2` bytes from `mix`).
+pub fn unit_reads_to(u: &WcUnit) -> u64 {
+    let mut end = u.src + u64::from(u.len) + STAGING_PAD as u64;
+    if u.flags & FLAG_MIX_BF16 != 0 {
+        end = end.max(u.mix + u64::from(u.height) * (u.row_stride / 2));
+    }
+    end
 }
 
 /// A raw plane's CRC-32C check left to the GPU: the bytes of
@@ -1149,6 +1180,35 @@ impl Plan {
                 }
             })
             .sum()
+    }
+
+    /// How a decode launched while its compressed bytes are uploaded is cut (`Gpu::decode`):
+    /// blocks of up to `units_per_block` units of one plane, in plane order, and for each block,
+    /// as for each CRC chunk, the staged bytes it reads up to, as a running maximum. Once the
+    /// first `x` staged bytes are on the device, a launch can take the blocks and checks before
+    /// `partition_point(|&end| end <= x)` of `range_ends` and `crc_ends`; once they all are
+    /// (with the pad), every one.
+    pub fn streamed(&self, units_per_block: u32) -> Streamed {
+        let ranges = self.plane_chunks(units_per_block);
+        let mut reach = 0;
+        let range_ends = ranges
+            .iter()
+            .map(|r| {
+                let units = &self.units[r.first_unit as usize..(r.first_unit + r.n_units) as usize];
+                reach = units.iter().map(unit_reads_to).fold(reach, u64::max);
+                reach
+            })
+            .collect();
+        let mut reach = 0;
+        let crc_ends = self
+            .crc_chunks
+            .iter()
+            .map(|c| {
+                reach = reach.max(c.src + u64::from(c.len & !CRC_COMPARE));
+                reach
+            })
+            .collect();
+        Streamed { ranges, range_ends, crc_ends }
     }
 
     /// Each plane's units in runs of at most `n`, in plane order.

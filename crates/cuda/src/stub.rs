@@ -69,6 +69,7 @@ impl Gpu {
         _file: &[u8],
         _dir: &Directory,
         _config: LaunchConfig,
+        _step: u64,
         _phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
         Err(not_built())

@@ -276,6 +276,83 @@ fn plans_built_in_runs_are_one_plan() {
     assert!(errors > 0, "some damaged file fails its host checks");
 }
 
+/// A decode launched piece by piece while its bytes go up (`Plan::streamed`): each launch takes
+/// the blocks and CRC chunks whose bytes are all on the device, run here over a staging buffer
+/// whose bytes past the upload are garbage; every unit is launched once, every chunk checked
+/// once, and the tensors are the reference's, for any step and block size.
+#[test]
+fn streamed_launches_read_only_uploaded_bytes() {
+    let mut all_cases = cases();
+    all_cases.extend(bf16_cases());
+    let (_, raw) = raw_plane_file();
+    let coded = file_of(&all_cases);
+    for file in [coded, raw] {
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let expected = reference(&file, &dir);
+        let all: Vec<usize> = (0..dir.tensors.len()).collect();
+        let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+        let total = plan.staging_len as usize + abi::STAGING_PAD;
+        let mut staged = vec![0u8; total];
+        plan.fill_staging(&file, &mut staged);
+        for units_per_block in [1, 3, 16] {
+            let streamed = plan.streamed(units_per_block);
+            assert_eq!(streamed.ranges.len(), streamed.range_ends.len());
+            assert_eq!(streamed.crc_ends.len(), plan.crc_chunks.len());
+            for step in [4 << 10, 40 << 10, 1 << 20] {
+                let mut device = vec![0xa5u8; total];
+                let mut outputs: Vec<Vec<u8>> =
+                    plan.outputs.iter().map(|o| vec![0x5a; o.len as usize]).collect();
+                let mut status = vec![0u32; plan.units.len()];
+                let mut launched = vec![0u32; plan.units.len()];
+                let mut computed = vec![None; plan.crc_chunks.len()];
+                let (mut blocks, mut checks, mut launches) = (0, 0, 0);
+                for start in (0..total).step_by(step) {
+                    let x = (start + step).min(total);
+                    device[start..x].copy_from_slice(&staged[start..x]);
+                    let b = streamed.range_ends.partition_point(|&e| e <= x as u64);
+                    let c = streamed.crc_ends.partition_point(|&e| e <= x as u64);
+                    if b == blocks && c == checks {
+                        continue;
+                    }
+                    launches += 1;
+                    let crcs = wcodec_cuda::emulate::crcs(&plan, &device);
+                    for k in checks..c {
+                        computed[k] = Some(crcs[k]);
+                    }
+                    let ranges = &streamed.ranges[blocks..b];
+                    let got = execute(&plan, ranges, &device, &mut outputs);
+                    for (all, one) in status.iter_mut().zip(got) {
+                        *all |= one;
+                    }
+                    for r in ranges {
+                        for u in r.first_unit..r.first_unit + r.n_units {
+                            launched[u as usize] += 1;
+                        }
+                    }
+                    (blocks, checks) = (b, c);
+                }
+                let what = format!("{units_per_block} units a block, steps of {step}");
+                assert_eq!(blocks, streamed.ranges.len(), "{what}");
+                assert!(launched.iter().all(|&n| n == 1), "{what}: a unit launched twice");
+                let computed: Vec<u32> = computed.into_iter().map(Option::unwrap).collect();
+                plan.verify_crcs(&dir, &computed).unwrap();
+                plan.check_status(&dir, &status).unwrap();
+                merge(&plan, &mut outputs);
+                let tensors: Vec<Vec<u8>> = outputs
+                    .into_iter()
+                    .zip(&plan.outputs)
+                    .filter(|(_, o)| !o.scratch)
+                    .map(|(v, _)| v)
+                    .collect();
+                assert_eq!(tensors, expected, "{what}");
+                if step == 4 << 10 {
+                    assert!(launches > 2, "{what}: {launches} launches");
+                }
+            }
+        }
+    }
+}
+
 /// The file of `cases`, its directory and the plan of all its tensors.
 fn planned(cases: &[Case]) -> (Vec<u8>, Directory, Plan) {
     let file = file_of(cases);

@@ -232,6 +232,66 @@ fn real_slices_match_the_reference() {
     }
 }
 
+/// Decodes launched while the compressed bytes go up (`PlanOptions::streamed_launch_bytes`, at
+/// steps small enough that each file takes many launches): every case, merged and scratch
+/// BF16, a raw plane, real slices and chosen tensors against the reference, with each launch
+/// shape of small blocks; damaged files give the errors of one launch after the upload.
+#[test]
+fn streamed_decodes_match_the_reference() {
+    let Some(mut gpu) = gpu() else { return };
+    let streamed = |step| PlanOptions { streamed_launch_bytes: step, ..PlanOptions::default() };
+    let mut all_cases = cases();
+    all_cases.extend(bf16_cases());
+    let coded = file_of(if quick() { &all_cases[..16] } else { &all_cases });
+    let (_, raw) = raw_plane_file();
+    let mut files = vec![("every case".to_string(), coded.clone()), ("raw plane".into(), raw)];
+    let real_options = options((64, 256), &wcodec_format::Predictor::ALL, 8);
+    files.extend(real_files(&real_options));
+    let steps: &[u64] = if quick() { &[4096] } else { &[4096, 100_000, 1 << 20] };
+    for &step in steps {
+        gpu.set_plan_options(streamed(step));
+        for (name, file) in &files {
+            check_all(&gpu, file, &format!("{name}, a launch every {step} bytes"));
+        }
+    }
+    gpu.set_plan_options(PlanOptions { merge_while_decoding: false, ..streamed(4096) });
+    check_all(&gpu, &coded, "every case, BF16 through scratch, a launch every 4096 bytes");
+    for units_per_block in [1, 3, 16] {
+        let config =
+            LaunchConfig { variant: 6, warps_per_block: 8, blocks_per_sm: 1, units_per_block };
+        gpu.set_plan_options(PlanOptions { launch: Some(config), ..streamed(4096) });
+        check_all(&gpu, &coded, &format!("every case, {units_per_block} units a block"));
+    }
+    // Chosen tensors, repeated.
+    gpu.set_plan_options(streamed(4096));
+    let dir = Directory::from_file_bytes(&coded).unwrap();
+    let expected = reference(&coded, &dir);
+    let n = dir.tensors.len();
+    let which = [n - 1, 2, 2, n / 2, 0];
+    for (t, &i) in gpu.decode_tensors(&coded, &dir, &which).unwrap().iter().zip(&which) {
+        assert_eq!(t.to_host().unwrap(), expected[i], "tensor {i}");
+    }
+    // Damaged files: the same first error as one launch after the upload.
+    let file = file_of(&cases()[..if quick() { 8 } else { 20 }]);
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let mut errors = 0;
+    for (what, f, d) in damaged(&file, &dir) {
+        for verify_checksums in [true, false] {
+            let once =
+                PlanOptions { verify_checksums, streamed_launch_bytes: 0, ..Default::default() };
+            gpu.set_plan_options(once);
+            let expected = gpu.decode_all(&f, &d).map(|_| ()).map_err(|e| e.to_string());
+            gpu.set_plan_options(PlanOptions { verify_checksums, ..streamed(4096) });
+            let got = gpu.decode_all(&f, &d).map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(got, expected, "{what}");
+            errors += usize::from(got.is_err());
+        }
+    }
+    assert!(errors > 0, "no damaged file was an error");
+    gpu.set_plan_options(PlanOptions::default());
+    check_all(&gpu, &file, "after the damaged files");
+}
+
 #[test]
 fn chosen_tensors_and_repeats() {
     let Some(gpu) = gpu() else { return };
