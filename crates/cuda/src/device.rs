@@ -946,7 +946,8 @@ impl Gpu {
             let mut stream_in = || -> Result<(), CudaError> {
                 let (mut blocks, mut checks, mut launched_at) = (0usize, 0usize, 0u64);
                 let bounce = || self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
-                let window = bounce().window_for(&self.ctx, len.min(step as usize))?;
+                // Windows of at most `step` bytes, so that a launch can follow each.
+                let window = bounce().window_for(&self.ctx, len)?.min(step as usize);
                 let mut done = 0usize;
                 while done < len {
                     let n = window.min(len - done);
