@@ -446,8 +446,13 @@ fn load_bench(file: PathBuf, iters: usize, json: bool) -> Result<(), Error> {
         ms(r.load_s),
         r.load_gbps,
     );
+    println!(
+        "  launched while the compressed bytes upload; launched once after the upload: {:.1} ms",
+        ms(r.load_once_s)
+    );
+    println!("  the steps of a load launched once, each timed alone:");
     for (step, seconds) in &r.steps {
-        println!("  {step}: {:.2} ms", ms(*seconds));
+        println!("    {step}: {:.2} ms", ms(*seconds));
     }
     println!(
         "  uncompressed, the same tensors upload in {:.1} ms through pinned windows ({:.1} \

@@ -295,6 +295,29 @@ pub(crate) struct Shape {
     smem_entries: u32,
 }
 
+/// A plan's unit records and merge pieces with their outputs' device addresses (`bases`, one
+/// an output) made absolute, as the kernels read them.
+fn records(plan: &Plan, bases: &[u64]) -> (Vec<WcUnit>, Vec<WcMerge>) {
+    let mut units = Vec::new();
+    plan.units
+        .par_iter()
+        .zip(&plan.unit_output)
+        .map(|(u, &o)| WcUnit { dst: bases[o as usize] + u.dst, ..*u })
+        .collect_into_vec(&mut units);
+    let merges = plan
+        .merges
+        .iter()
+        .map(|m| WcMerge {
+            src: bases[m.scratch_output as usize] + m.offset,
+            dst: bases[m.tensor_output as usize] + m.offset * u64::from(m.elem_size),
+            n: m.n,
+            kind: m.kind,
+            plane_len: m.plane_len,
+        })
+        .collect();
+    (units, merges)
+}
+
 /// Enqueues the merge launch of a loaded plan over its `n` merge pieces at device address
 /// `merges` on `stream`, after its decode.
 fn enqueue_merges(
@@ -619,35 +642,30 @@ impl Gpu {
         mut phases: Option<&mut Phases>,
     ) -> Result<Loaded<'i>, CudaError> {
         let (s, mut since) = (&self.stream, std::time::Instant::now());
-        let Outputs { buffers: outputs, bases } = outputs;
-        let units: Vec<WcUnit> = plan
-            .units
-            .iter()
-            .zip(&plan.unit_output)
-            .map(|(u, &o)| WcUnit { dst: bases[o as usize] + u.dst, ..*u })
-            .collect();
-        let merges: Vec<WcMerge> = plan
-            .merges
-            .iter()
-            .map(|m| WcMerge {
-                src: bases[m.scratch_output as usize] + m.offset,
-                dst: bases[m.tensor_output as usize] + m.offset * u64::from(m.elem_size),
-                n: m.n,
-                kind: m.kind,
-                plane_len: m.plane_len,
-            })
-            .collect();
-        let loaded = Loaded {
-            inputs,
-            units: self.upload_array(&units)?,
-            status: s.alloc_zeros::<u32>(plan.units.len().max(1)).map_err(driver)?,
-            merges: self.upload_array(&merges)?,
-            n_merges: merges.len() as u32,
-            outputs,
-            n_units: plan.units.len() as u32,
-        };
+        let records = records(plan, &outputs.bases);
+        let loaded = self.load_records(plan, inputs, outputs.buffers, &records)?;
         mark(&mut phases, s, &mut since, "upload the units")?;
         Ok(loaded)
+    }
+
+    /// Uploads a plan's unit records and merge pieces (`records`, for the outputs `buffers`)
+    /// for a launch over `inputs`.
+    fn load_records<'i>(
+        &self,
+        plan: &Plan,
+        inputs: &'i Inputs,
+        buffers: Vec<Option<CudaSlice<u8>>>,
+        (units, merges): &(Vec<WcUnit>, Vec<WcMerge>),
+    ) -> Result<Loaded<'i>, CudaError> {
+        Ok(Loaded {
+            inputs,
+            units: self.upload_array(units)?,
+            status: self.stream.alloc_zeros::<u32>(units.len().max(1)).map_err(driver)?,
+            merges: self.upload_array(merges)?,
+            n_merges: merges.len() as u32,
+            outputs: buffers,
+            n_units: plan.units.len() as u32,
+        })
     }
 
     /// `items` as bytes on the device, through the pinned windows (at least one byte).
@@ -807,8 +825,15 @@ impl Gpu {
         let (maps, _maps) = maps.device_ptr(s);
         let (status, _status) = status.device_ptr_mut(s);
         let (merges, _merges) = merges.device_ptr(s);
-        let _outputs: Vec<_> =
-            outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect();
+        // A streamed decode's pieces leave the outputs' guards to the decode's end, after its
+        // stream is ordered back into the decoder's (one guard is three driver calls, and a
+        // model has hundreds of tensors: they cost a load of 192 tensors in 33 pieces 10 ms).
+        let _outputs: Vec<_> = match blocks {
+            Blocks::Shape { .. } => {
+                outputs.iter_mut().flatten().map(|o| o.device_ptr_mut(s).1).collect()
+            }
+            Blocks::Piece(_) => Vec::new(),
+        };
         let (ranges, n_ranges, count, merge, timer) = match blocks {
             Blocks::Shape { count, merge, timer } => (ranges, shape.n_ranges, count, merge, timer),
             Blocks::Piece(which) => {
@@ -910,11 +935,12 @@ impl Gpu {
     }
 
     /// `decode` launched while the compressed bytes go up (`PlanOptions::streamed_launch_bytes`
-    /// apart): the copies on the decoder's stream, each launch on the second stream, after an
-    /// event recorded behind the copy that completes its blocks' bytes (`Plan::streamed`), so
-    /// that the GPU decodes and checks the bytes already there while the rest cross the bus.
-    /// The tensors' memory is allocated on another thread meanwhile, and the first launch waits
-    /// for it (and for the units' records, uploaded then).
+    /// apart): the copies start right after the plan, on the decoder's stream; each launch goes
+    /// on the second stream, after an event recorded behind the copy that completes its
+    /// blocks' bytes (`Plan::streamed`), so that the GPU decodes and checks the bytes already
+    /// there while the rest cross the bus. What the launches need and the copies do not (the
+    /// tensors' memory, the units' records with their addresses, the blocks) is made on another
+    /// thread meanwhile, and uploaded between two windows once it is ready.
     fn decode_streamed(
         &self,
         plan: &Plan,
@@ -925,24 +951,22 @@ impl Gpu {
     ) -> Result<Vec<Buffer>, CudaError> {
         let s = &self.stream;
         let k = self.launch_stream()?.0;
-        let streamed = plan.streamed(config.units_per_block);
-        // The small arrays first: every launch needs them.
         let len = plan.staging_len as usize + STAGING_PAD;
-        let tables = self.upload_array(&plan.tables)?;
-        let maps = self.upload_array(&plan.maps)?;
-        let crcs = self.crc_buffers(plan, len)?;
-        let shape = self.shape_with(plan, config, &streamed.ranges)?;
         // SAFETY: the allocation is left uninitialised; the windows below cover every byte,
         // each copied on the decoder's stream before any launch that reads it.
-        let src = unsafe { s.alloc::<u8>(len) }.map_err(driver)?;
-        let base = src.device_ptr(s).0;
-        let inputs = Inputs { src, tables, maps, src_len: len as u64, crcs };
+        let mut src = Some(unsafe { s.alloc::<u8>(len) }.map_err(driver)?);
+        let base = src.as_ref().map_or(0, |src| src.device_ptr(s).0);
+        let inputs = std::cell::OnceCell::new();
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
         let (copied, decoded) = (event().map_err(driver)?, event().map_err(driver)?);
         let fill = |start, out: &mut [u8]| plan.fill_staging_window(file, start, out);
         std::thread::scope(|scope| {
-            let mut allocating = Some(scope.spawn(|| self.allocate_outputs(plan, &[])));
-            let mut loaded = None;
+            let mut preparing = Some(scope.spawn(|| {
+                let outputs = self.allocate_outputs(plan, &[])?;
+                let records = records(plan, &outputs.bases);
+                Ok::<_, CudaError>((outputs.buffers, records, plan.streamed(config.units_per_block)))
+            }));
+            let mut ready = None;
             let mut stream_in = || -> Result<(), CudaError> {
                 let (mut blocks, mut checks, mut launched_at) = (0usize, 0usize, 0u64);
                 let bounce = || self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
@@ -958,21 +982,31 @@ impl Gpu {
                     if !last && x < launched_at + step {
                         continue;
                     }
-                    // The first launch waits for the tensors' memory (and uploads the units'
-                    // records), unless that would hold up the copies: then a later one does.
-                    if loaded.is_none() {
-                        let ready = allocating.as_ref().is_some_and(|a| a.is_finished());
-                        if !ready && !last {
+                    // The first launch waits for what the other thread makes, unless that
+                    // would hold up the copies: then a later one does.
+                    if ready.is_none() {
+                        let prepared = preparing.as_ref().is_some_and(|p| p.is_finished());
+                        if !prepared && !last {
                             continue;
                         }
-                        let outputs = allocating
+                        let (buffers, records, streamed) = preparing
                             .take()
-                            .expect("the tensors are allocated once")
+                            .expect("prepared once")
                             .join()
                             .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-                        loaded = Some(self.prepare_over(plan, &inputs, outputs, None)?);
+                        let made = Inputs {
+                            src: src.take().expect("the staging is moved once"),
+                            tables: self.upload_array(&plan.tables)?,
+                            maps: self.upload_array(&plan.maps)?,
+                            src_len: len as u64,
+                            crcs: self.crc_buffers(plan, len)?,
+                        };
+                        let inputs = inputs.get_or_init(|| made);
+                        let shape = self.shape_with(plan, config, &streamed.ranges)?;
+                        let loaded = self.load_records(plan, inputs, buffers, &records)?;
+                        ready = Some((loaded, shape, streamed));
                     }
-                    let l = loaded.as_mut().expect("loaded above");
+                    let (l, shape, streamed) = ready.as_mut().expect("made above");
                     let b = streamed.range_ends.partition_point(|&e| e <= x);
                     let c = streamed.crc_ends.partition_point(|&e| e <= x);
                     if (b, c) == (blocks, checks) {
@@ -982,15 +1016,15 @@ impl Gpu {
                     // SAFETY: `k` is a live stream of this context, `copied` an event of it.
                     unsafe { result::stream::wait_event(k, copied.cu_event(), WAIT_DEFAULT) }
                         .map_err(driver)?;
-                    if let Some(crcs) = &inputs.crcs {
+                    if let Some(crcs) = &l.inputs.crcs {
                         self.launch_crcs(crcs, checks..c, base, k)?;
                     }
                     if b > blocks {
-                        self.enqueue(l, &shape, Blocks::Piece(blocks..b), k)?;
+                        self.enqueue(l, shape, Blocks::Piece(blocks..b), k)?;
                     }
                     (blocks, checks, launched_at) = (b, c, x);
                 }
-                let l = loaded.as_mut().expect("the last window launches");
+                let (l, _, streamed) = ready.as_mut().expect("the last window launches");
                 if blocks != streamed.ranges.len() || checks != plan.crc_chunks.len() {
                     return Err(CudaError::Driver("a streamed decode left blocks out".into()));
                 }
@@ -1012,7 +1046,7 @@ impl Gpu {
                 return Err(driver(e));
             }
             streamed_in?;
-            let mut l = loaded.expect("streamed in");
+            let (mut l, _, _) = ready.expect("streamed in");
             // The tensors' next users on other streams wait for the launches' writes.
             for o in l.outputs.iter_mut().flatten() {
                 drop(o.device_ptr_mut(s));

@@ -376,6 +376,9 @@ pub struct LoadReport {
     pub staged_bytes: u64,
     /// `decode_tensors` from call to return: plan, upload, launch and the kernel's checks.
     pub decode_s: f64,
+    /// The same with one launch after the whole upload (`PlanOptions::streamed_launch_bytes`
+    /// 0), timed in turn with `decode_s`; equal to it where the decoder's options launch once.
+    pub decode_once_s: f64,
     /// The steps of `decode_tensors`, each timed alone (the stream waited for after each):
     /// name and median seconds, in order.
     pub steps: Vec<(String, f64)>,
@@ -478,15 +481,17 @@ impl CudaDecoder {
         dir: &Directory,
         which: &[usize],
     ) -> Result<Vec<DeviceTensor>, CudaError> {
-        self.decode_tensors_timed(file, dir, which, None)
+        self.decode_tensors_timed(file, dir, which, self.options.streamed_launch_bytes, None)
     }
 
-    /// `decode_tensors`, each step timed into `phases` when given (`load_bench`).
+    /// `decode_tensors` launched every `step` bytes of the upload (`streamed_launch_bytes`),
+    /// each step timed into `phases` when given (`load_bench`; then launched once).
     fn decode_tensors_timed(
         &self,
         file: &[u8],
         dir: &Directory,
         which: &[usize],
+        step: u64,
         mut phases: Option<&mut device::Phases>,
     ) -> Result<Vec<DeviceTensor>, CudaError> {
         let start = std::time::Instant::now();
@@ -496,7 +501,6 @@ impl CudaDecoder {
             phases.push(("plan (checks, tables)", start.elapsed().as_secs_f64()));
         }
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
-        let step = self.options.streamed_launch_bytes;
         let buffers = self.gpu.decode(&plan, file, dir, config, step, phases)?;
         Ok(tensors_of(&plan, dir, buffers))
     }
@@ -614,16 +618,19 @@ impl CudaDecoder {
         self.settle_compact_tables(&mut plan, self.options.compact_tables);
         // Each load is freed, and the stream waited for, before the next: the loads see the
         // same device memory, free to reuse.
-        let (mut decode, mut raws, mut pageables) = (vec![], vec![], vec![]);
+        let (mut decode, mut once, mut raws, mut pageables) = (vec![], vec![], vec![], vec![]);
         let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
         for _ in 0..iters {
-            let start = std::time::Instant::now();
-            let tensors = self.decode_tensors(file, dir, which)?;
-            decode.push(start.elapsed().as_secs_f64());
-            drop(tensors);
-            self.gpu.synchronize()?;
+            for (step, times) in [(self.options.streamed_launch_bytes, &mut decode), (0, &mut once)]
+            {
+                let start = std::time::Instant::now();
+                let tensors = self.decode_tensors_timed(file, dir, which, step, None)?;
+                times.push(start.elapsed().as_secs_f64());
+                drop(tensors);
+                self.gpu.synchronize()?;
+            }
             let mut phases = device::Phases::new();
-            drop(self.decode_tensors_timed(file, dir, which, Some(&mut phases))?);
+            drop(self.decode_tensors_timed(file, dir, which, 0, Some(&mut phases))?);
             self.gpu.synchronize()?;
             for (k, (name, seconds)) in phases.into_iter().enumerate() {
                 if k == steps.len() {
@@ -725,6 +732,7 @@ impl CudaDecoder {
             tensor_bytes: raw.len() as u64,
             staged_bytes: plan.staging_len + abi::STAGING_PAD as u64,
             decode_s: median(decode),
+            decode_once_s: median(once),
             steps: steps.into_iter().map(|(name, times)| (name, median(times))).collect(),
             raw_upload_s: median(raws),
             raw_pageable_s: median(pageables),

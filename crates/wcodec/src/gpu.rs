@@ -146,6 +146,9 @@ pub struct GpuLoad {
     /// Plan, upload, launch and the kernel's checks, as `CudaDecoder::decode_all`.
     pub load_s: f64,
     pub load_gbps: f64,
+    /// The same load with one launch after the whole upload instead of launches while it goes
+    /// on (`PlanOptions::streamed_launch_bytes` 0), timed in turn with `load_s`.
+    pub load_once_s: f64,
     /// The steps of the load, each timed alone: name and seconds.
     pub steps: Vec<(String, f64)>,
     /// The same tensors uncompressed: through the decoder's pinned windows, and in one copy
@@ -182,6 +185,7 @@ pub fn load_gpu(path: &Path, iters: usize) -> Result<GpuLoad, Error> {
         raw_upload_gbps: gbps(r.raw_upload_s),
         raw_pageable_gbps: gbps(r.raw_pageable_s),
         load_s: r.decode_s,
+        load_once_s: r.decode_once_s,
         device: r.device,
         tensor_bytes: r.tensor_bytes,
         staged_bytes: r.staged_bytes,
