@@ -450,6 +450,12 @@ fn load_bench(file: PathBuf, iters: usize, json: bool) -> Result<(), Error> {
         "  launched while the compressed bytes upload; launched once after the upload: {:.1} ms",
         ms(r.load_once_s)
     );
+    if !r.streamed_marks.is_empty() {
+        println!("  a load launched while the bytes upload, as its host thread went:");
+        for (mark, seconds) in &r.streamed_marks {
+            println!("    {mark}: {:.2} ms", ms(*seconds));
+        }
+    }
     println!("  the steps of a load launched once, each timed alone:");
     for (step, seconds) in &r.steps {
         println!("    {step}: {:.2} ms", ms(*seconds));

@@ -288,8 +288,9 @@ pub(crate) struct Shape {
     config: LaunchConfig,
     /// The kernel launched: `config.variant`, or its twin that reads compact tables.
     kernel: u32,
-    groups: CudaSlice<WcGroup>,
-    ranges: CudaSlice<WcRange>,
+    /// `WcGroup`s and `WcRange`s, as bytes.
+    groups: CudaSlice<u8>,
+    ranges: CudaSlice<u8>,
     n_groups: u32,
     n_ranges: u32,
     smem_entries: u32,
@@ -362,11 +363,6 @@ pub(crate) struct Buffer {
     data: Option<CudaSlice<u8>>,
     stream: Arc<CudaStream>,
     bounce: Arc<Mutex<Bounce>>,
-}
-
-/// At least one element, so that no allocation is empty.
-fn non_empty<T: Copy + Default>(v: &[T]) -> Vec<T> {
-    if v.is_empty() { vec![T::default()] } else { v.to_vec() }
 }
 
 impl Gpu {
@@ -760,8 +756,9 @@ impl Gpu {
             kernel,
             n_groups: groups.len() as u32,
             n_ranges: if plan.units.is_empty() { 0 } else { ranges.len() as u32 },
-            groups: self.stream.clone_htod(&non_empty(&groups)).map_err(driver)?,
-            ranges: self.stream.clone_htod(&non_empty(ranges)).map_err(driver)?,
+            // Through the pinned windows: a copy from ordinary memory may wait for the stream.
+            groups: self.upload_array(&groups)?,
+            ranges: self.upload_array(ranges)?,
             smem_entries,
         })
     }
@@ -911,13 +908,13 @@ impl Gpu {
         step: u64,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
+        if step > 0 && config.units_per_block > 0 && plan.staging_len > step {
+            return self.decode_streamed(plan, file, dir, config, step, phases);
+        }
         if phases.is_some() {
             // Step by step, each timed alone.
             let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
             return self.decode_over(&inputs, plan, dir, config, phases);
-        }
-        if step > 0 && config.units_per_block > 0 && plan.staging_len > step {
-            return self.decode_streamed(plan, file, dir, config, step);
         }
         // The tensors' device memory is allocated on another thread while this one uploads the
         // compressed bytes (the allocations are ordered on the stream with the copies; neither
@@ -940,7 +937,8 @@ impl Gpu {
     /// blocks' bytes (`Plan::streamed`), so that the GPU decodes and checks the bytes already
     /// there while the rest cross the bus. What the launches need and the copies do not (the
     /// tensors' memory, the units' records with their addresses, the blocks) is made on another
-    /// thread meanwhile, and uploaded between two windows once it is ready.
+    /// thread meanwhile, and uploaded between two windows once it is ready. With `marks`, the
+    /// host's progress is noted there (seconds from the start, nothing waited for).
     fn decode_streamed(
         &self,
         plan: &Plan,
@@ -948,7 +946,14 @@ impl Gpu {
         dir: &Directory,
         config: LaunchConfig,
         step: u64,
+        mut marks: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
+        let start = std::time::Instant::now();
+        let mut mark = |what: &'static str| {
+            if let Some(m) = marks.as_deref_mut() {
+                m.push((what, start.elapsed().as_secs_f64()));
+            }
+        };
         let s = &self.stream;
         let k = self.launch_stream()?.0;
         let len = plan.staging_len as usize + STAGING_PAD;
@@ -964,7 +969,11 @@ impl Gpu {
             let mut preparing = Some(scope.spawn(|| {
                 let outputs = self.allocate_outputs(plan, &[])?;
                 let records = records(plan, &outputs.bases);
-                Ok::<_, CudaError>((outputs.buffers, records, plan.streamed(config.units_per_block)))
+                Ok::<_, CudaError>((
+                    outputs.buffers,
+                    records,
+                    plan.streamed(config.units_per_block),
+                ))
             }));
             let mut ready = None;
             let mut stream_in = || -> Result<(), CudaError> {
@@ -977,6 +986,9 @@ impl Gpu {
                     let n = window.min(len - done);
                     // Inside `src`: done + n <= len.
                     bounce().copy_window(s, base + done as u64, (done, n), &fill)?;
+                    if done == 0 {
+                        mark("first window enqueued");
+                    }
                     done += n;
                     let (x, last) = (done as u64, done == len);
                     if !last && x < launched_at + step {
@@ -989,6 +1001,7 @@ impl Gpu {
                         if !prepared && !last {
                             continue;
                         }
+                        mark("launches prepared on the other thread");
                         let (buffers, records, streamed) = preparing
                             .take()
                             .expect("prepared once")
@@ -1005,6 +1018,7 @@ impl Gpu {
                         let shape = self.shape_with(plan, config, &streamed.ranges)?;
                         let loaded = self.load_records(plan, inputs, buffers, &records)?;
                         ready = Some((loaded, shape, streamed));
+                        mark("their inputs enqueued, the first launch");
                     }
                     let (l, shape, streamed) = ready.as_mut().expect("made above");
                     let b = streamed.range_ends.partition_point(|&e| e <= x);
@@ -1024,6 +1038,7 @@ impl Gpu {
                     }
                     (blocks, checks, launched_at) = (b, c, x);
                 }
+                mark("the last window and launch enqueued");
                 let (l, _, streamed) = ready.as_mut().expect("the last window launches");
                 if blocks != streamed.ranges.len() || checks != plan.crc_chunks.len() {
                     return Err(CudaError::Driver("a streamed decode left blocks out".into()));
@@ -1052,6 +1067,7 @@ impl Gpu {
                 drop(o.device_ptr_mut(s));
             }
             self.check(plan, dir, &l)?;
+            mark("decoded and checked");
             Ok(self.tensor_buffers(l, plan))
         })
     }

@@ -379,9 +379,13 @@ pub struct LoadReport {
     /// The same with one launch after the whole upload (`PlanOptions::streamed_launch_bytes`
     /// 0), timed in turn with `decode_s`; equal to it where the decoder's options launch once.
     pub decode_once_s: f64,
-    /// The steps of `decode_tensors`, each timed alone (the stream waited for after each):
-    /// name and median seconds, in order.
+    /// The steps of `decode_tensors` launched once after the upload, each timed alone (the
+    /// stream waited for after each): name and median seconds, in order.
     pub steps: Vec<(String, f64)>,
+    /// A load launched while the bytes upload, as its host thread went (nothing waited for):
+    /// the plan's seconds, then when each stage was reached, in seconds from the plan's end;
+    /// medians. Empty where the load launches once.
+    pub streamed_marks: Vec<(String, f64)>,
     /// The tensors' own bytes, uncompressed, through the same pinned windows.
     pub raw_upload_s: f64,
     /// The tensors' own bytes, uncompressed, in one copy from ordinary (pageable) memory.
@@ -619,7 +623,7 @@ impl CudaDecoder {
         // Each load is freed, and the stream waited for, before the next: the loads see the
         // same device memory, free to reuse.
         let (mut decode, mut once, mut raws, mut pageables) = (vec![], vec![], vec![], vec![]);
-        let mut steps: Vec<(String, Vec<f64>)> = Vec::new();
+        let (mut steps, mut marks): (Vec<(String, Vec<f64>)>, Vec<_>) = (Vec::new(), Vec::new());
         for _ in 0..iters {
             for (step, times) in [(self.options.streamed_launch_bytes, &mut decode), (0, &mut once)]
             {
@@ -629,14 +633,17 @@ impl CudaDecoder {
                 drop(tensors);
                 self.gpu.synchronize()?;
             }
-            let mut phases = device::Phases::new();
-            drop(self.decode_tensors_timed(file, dir, which, 0, Some(&mut phases))?);
-            self.gpu.synchronize()?;
-            for (k, (name, seconds)) in phases.into_iter().enumerate() {
-                if k == steps.len() {
-                    steps.push((name.to_owned(), Vec::new()));
+            for (step, timed) in [(0, &mut steps), (self.options.streamed_launch_bytes, &mut marks)]
+            {
+                let mut phases = device::Phases::new();
+                drop(self.decode_tensors_timed(file, dir, which, step, Some(&mut phases))?);
+                self.gpu.synchronize()?;
+                for (k, (name, seconds)) in phases.into_iter().enumerate() {
+                    if k == timed.len() {
+                        timed.push((name.to_owned(), Vec::new()));
+                    }
+                    timed[k].1.push(seconds);
                 }
-                steps[k].1.push(seconds);
             }
         }
         for _ in 0..iters {
@@ -734,6 +741,14 @@ impl CudaDecoder {
             decode_s: median(decode),
             decode_once_s: median(once),
             steps: steps.into_iter().map(|(name, times)| (name, median(times))).collect(),
+            // A load that launched once timed its steps instead.
+            streamed_marks: if marks.len() > 1
+                && marks.iter().any(|(n, _)| n == "decoded and checked")
+            {
+                marks.into_iter().map(|(name, times)| (name, median(times))).collect()
+            } else {
+                Vec::new()
+            },
             raw_upload_s: median(raws),
             raw_pageable_s: median(pageables),
         })

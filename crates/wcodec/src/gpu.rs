@@ -149,8 +149,12 @@ pub struct GpuLoad {
     /// The same load with one launch after the whole upload instead of launches while it goes
     /// on (`PlanOptions::streamed_launch_bytes` 0), timed in turn with `load_s`.
     pub load_once_s: f64,
-    /// The steps of the load, each timed alone: name and seconds.
+    /// The steps of the load launched once, each timed alone: name and seconds.
     pub steps: Vec<(String, f64)>,
+    /// The load launched while the bytes upload, as its host thread went: the plan's seconds,
+    /// then the seconds from the plan's end at which each stage was reached (empty where the
+    /// load launches once).
+    pub streamed_marks: Vec<(String, f64)>,
     /// The same tensors uncompressed: through the decoder's pinned windows, and in one copy
     /// from ordinary memory.
     pub raw_upload_s: f64,
@@ -190,6 +194,7 @@ pub fn load_gpu(path: &Path, iters: usize) -> Result<GpuLoad, Error> {
         tensor_bytes: r.tensor_bytes,
         staged_bytes: r.staged_bytes,
         steps: r.steps,
+        streamed_marks: r.streamed_marks,
         raw_upload_s: r.raw_upload_s,
         raw_pageable_s: r.raw_pageable_s,
         keep_s: r.keep_s,
