@@ -24,7 +24,7 @@ use crate::abi::{
     ring_bytes,
 };
 use crate::plan::table_entries;
-use crate::plan::{LaunchConfig, Plan};
+use crate::plan::{LaunchConfig, Plan, Staging, Streamed};
 use crate::{CudaError, KernelInfo};
 
 mod ffi {
@@ -332,6 +332,32 @@ fn enqueue_merges(
     // the caller enqueues the merge after the decode that writes the sources, on its stream.
     let code = unsafe { ffi::wc_merge_launch(merges, n, stream.cast()) };
     runtime(code, "merge kernel launch")
+}
+
+/// What `Gpu::load` gives back: the plan and the tensors' buffers; or the plan made, whose
+/// staging is not the one uploaded (nothing decoded: the caller loads again with the plan's).
+pub(crate) enum Load {
+    Decoded(Plan, Vec<Buffer>),
+    StagingDiffers(Plan),
+}
+
+/// What a load's other thread makes (`Gpu::load`): the plan and its launch shape, the tensors'
+/// buffers, the units' records with their addresses, and the streamed blocks (`None`: one
+/// launch after the upload).
+struct Made {
+    plan: Plan,
+    config: LaunchConfig,
+    buffers: Vec<Option<CudaSlice<u8>>>,
+    records: (Vec<WcUnit>, Vec<WcMerge>),
+    streamed: Option<Streamed>,
+}
+
+/// A load's launches, laid out once `Made` has joined the main thread.
+struct Ready<'i> {
+    plan: Plan,
+    streamed: Option<Streamed>,
+    shape: Shape,
+    loaded: Loaded<'i>,
 }
 
 /// Which blocks a launch takes: `count` launches of all of a shape's, each followed by the
@@ -899,64 +925,50 @@ impl Gpu {
         plan.check_status(dir, &status[..plan.units.len()])
     }
 
-    pub(crate) fn decode(
+    /// Decodes `plan` step by step, each step timed alone into `phases` (the stream waited for
+    /// after each): the upload, the CRC kernel, the allocations, the launch, the checks.
+    pub(crate) fn decode_steps(
         &self,
         plan: &Plan,
         file: &[u8],
         dir: &Directory,
         config: LaunchConfig,
-        step: u64,
         mut phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
-        if step > 0 && config.units_per_block > 0 && plan.staging_len > step {
-            return self.decode_streamed(plan, file, dir, config, step, phases);
-        }
-        if phases.is_some() {
-            // Step by step, each timed alone.
-            let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
-            return self.decode_over(&inputs, plan, dir, config, phases);
-        }
-        // The tensors' device memory is allocated on another thread while this one uploads the
-        // compressed bytes (the allocations are ordered on the stream with the copies; neither
-        // reads the other's memory).
-        let (inputs, outputs) = std::thread::scope(|scope| {
-            let allocating = scope.spawn(|| self.allocate_outputs(plan, &[]));
-            let inputs = self.upload_inputs(plan, file, None);
-            let outputs = allocating.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (inputs, outputs)
-        });
-        let (inputs, outputs) = (inputs?, outputs?);
-        let mut l = self.prepare_over(plan, &inputs, outputs, None)?;
-        self.launch_once(&mut l, plan, dir, config, None)?;
-        Ok(self.tensor_buffers(l, plan))
+        let inputs = self.upload_inputs(plan, file, phases.as_deref_mut())?;
+        self.decode_over(&inputs, plan, dir, config, phases)
     }
 
-    /// `decode` launched while the compressed bytes go up (`PlanOptions::streamed_launch_bytes`
-    /// apart): the copies start right after the plan, on the decoder's stream; each launch goes
-    /// on the second stream, after an event recorded behind the copy that completes its
-    /// blocks' bytes (`Plan::streamed`), so that the GPU decodes and checks the bytes already
-    /// there while the rest cross the bus. What the launches need and the copies do not (the
-    /// tensors' memory, the units' records with their addresses, the blocks) is made on another
-    /// thread meanwhile, and uploaded between two windows once it is ready. With `marks`, the
-    /// host's progress is noted there (seconds from the start, nothing waited for).
-    fn decode_streamed(
+    /// Loads tensors of `file` into device memory: the compressed bytes go up from the start,
+    /// laid out as `staging` says (`Plan::staging_of`), while another thread makes the plan
+    /// (`make_plan`), allocates the tensors and makes the units' records with their addresses.
+    /// Once that is ready, the units and blocks go up between two windows, and from then on,
+    /// every `step` bytes (`PlanOptions::streamed_launch_bytes`), the blocks and CRC checks
+    /// whose bytes are all on the device are launched on the second stream, after an event
+    /// recorded behind the copy that completes them (`Plan::streamed`): the GPU decodes and
+    /// checks the bytes already there while the rest cross the bus. With `step` 0, or a launch
+    /// shape of one block a multiprocessor, one launch follows the upload. A plan whose staging
+    /// is not `staging` decodes nothing (`Load::StagingDiffers`). With `marks`, the host's
+    /// progress is noted there (seconds from the start, nothing waited for).
+    pub(crate) fn load(
         &self,
-        plan: &Plan,
         file: &[u8],
         dir: &Directory,
-        config: LaunchConfig,
+        staging: &Staging,
+        make_plan: impl FnOnce() -> Result<(Plan, LaunchConfig), CudaError> + Send,
         step: u64,
         mut marks: Option<&mut Phases>,
-    ) -> Result<Vec<Buffer>, CudaError> {
+    ) -> Result<Load, CudaError> {
         let start = std::time::Instant::now();
-        let mut mark = |what: &'static str| {
+        let since = move || start.elapsed().as_secs_f64();
+        let mut mark = |what: &'static str, at: f64| {
             if let Some(m) = marks.as_deref_mut() {
-                m.push((what, start.elapsed().as_secs_f64()));
+                m.push((what, at));
             }
         };
         let s = &self.stream;
         let k = self.launch_stream()?.0;
-        let len = plan.staging_len as usize + STAGING_PAD;
+        let len = staging.len as usize + STAGING_PAD;
         // SAFETY: the allocation is left uninitialised; the windows below cover every byte,
         // each copied on the decoder's stream before any launch that reads it.
         let mut src = Some(unsafe { s.alloc::<u8>(len) }.map_err(driver)?);
@@ -964,34 +976,40 @@ impl Gpu {
         let inputs = std::cell::OnceCell::new();
         let event = || self.ctx.new_event(Some(CUevent_flags::CU_EVENT_DISABLE_TIMING));
         let (copied, decoded) = (event().map_err(driver)?, event().map_err(driver)?);
-        let fill = |start, out: &mut [u8]| plan.fill_staging_window(file, start, out);
+        let fill = |start, out: &mut [u8]| staging.fill_window(file, start, out);
         std::thread::scope(|scope| {
-            let mut preparing = Some(scope.spawn(|| {
-                let outputs = self.allocate_outputs(plan, &[])?;
-                let records = records(plan, &outputs.bases);
-                Ok::<_, CudaError>((
-                    outputs.buffers,
-                    records,
-                    plan.streamed(config.units_per_block),
-                ))
+            let mut preparing = Some(scope.spawn(move || {
+                let (plan, config) = make_plan()?;
+                let planned = since();
+                if plan.segments != staging.segments || plan.staging_len != staging.len {
+                    return Ok(Err(plan));
+                }
+                let outputs = self.allocate_outputs(&plan, &[])?;
+                let records = records(&plan, &outputs.bases);
+                let streamed = (step > 0 && config.units_per_block > 0)
+                    .then(|| plan.streamed(config.units_per_block));
+                let made = Made { plan, config, buffers: outputs.buffers, records, streamed };
+                Ok::<_, CudaError>(Ok((made, planned, since())))
             }));
-            let mut ready = None;
+            let mut ready: Option<Ready> = None;
+            let mut differs = None;
             let mut stream_in = || -> Result<(), CudaError> {
                 let (mut blocks, mut checks, mut launched_at) = (0usize, 0usize, 0u64);
                 let bounce = || self.bounce.lock().unwrap_or_else(PoisonError::into_inner);
                 // Windows of at most `step` bytes, so that a launch can follow each.
-                let window = bounce().window_for(&self.ctx, len)?.min(step as usize);
+                let window = bounce().window_for(&self.ctx, len)?;
+                let window = if step > 0 { window.min(step as usize) } else { window };
                 let mut done = 0usize;
                 while done < len {
                     let n = window.min(len - done);
                     // Inside `src`: done + n <= len.
                     bounce().copy_window(s, base + done as u64, (done, n), &fill)?;
                     if done == 0 {
-                        mark("first window enqueued");
+                        mark("first window enqueued", since());
                     }
                     done += n;
                     let (x, last) = (done as u64, done == len);
-                    if !last && x < launched_at + step {
+                    if !last && (step == 0 || x < launched_at + step) {
                         continue;
                     }
                     // The first launch waits for what the other thread makes, unless that
@@ -1001,26 +1019,39 @@ impl Gpu {
                         if !prepared && !last {
                             continue;
                         }
-                        mark("launches prepared on the other thread");
-                        let (buffers, records, streamed) = preparing
+                        let joined = preparing
                             .take()
                             .expect("prepared once")
                             .join()
                             .unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                        let (made, planned, prepared) = match joined {
+                            Ok(made) => made,
+                            Err(plan) => {
+                                differs = Some(plan);
+                                return Ok(());
+                            }
+                        };
+                        mark("plan made (other thread)", planned);
+                        mark("tensors allocated, records made (other thread)", prepared);
+                        let Made { plan, config, buffers, records, streamed } = made;
                         let made = Inputs {
                             src: src.take().expect("the staging is moved once"),
                             tables: self.upload_array(&plan.tables)?,
                             maps: self.upload_array(&plan.maps)?,
                             src_len: len as u64,
-                            crcs: self.crc_buffers(plan, len)?,
+                            crcs: self.crc_buffers(&plan, len)?,
                         };
                         let inputs = inputs.get_or_init(|| made);
-                        let shape = self.shape_with(plan, config, &streamed.ranges)?;
-                        let loaded = self.load_records(plan, inputs, buffers, &records)?;
-                        ready = Some((loaded, shape, streamed));
-                        mark("their inputs enqueued, the first launch");
+                        let shape = match &streamed {
+                            Some(streamed) => self.shape_with(&plan, config, &streamed.ranges)?,
+                            None => self.shape(&plan, config)?,
+                        };
+                        let loaded = self.load_records(&plan, inputs, buffers, &records)?;
+                        ready = Some(Ready { plan, streamed, shape, loaded });
+                        mark("units and blocks enqueued", since());
                     }
-                    let (l, shape, streamed) = ready.as_mut().expect("made above");
+                    let r = ready.as_mut().expect("made above");
+                    let Some(streamed) = &r.streamed else { continue };
                     let b = streamed.range_ends.partition_point(|&e| e <= x);
                     let c = streamed.crc_ends.partition_point(|&e| e <= x);
                     if (b, c) == (blocks, checks) {
@@ -1030,28 +1061,42 @@ impl Gpu {
                     // SAFETY: `k` is a live stream of this context, `copied` an event of it.
                     unsafe { result::stream::wait_event(k, copied.cu_event(), WAIT_DEFAULT) }
                         .map_err(driver)?;
-                    if let Some(crcs) = &l.inputs.crcs {
+                    if let Some(crcs) = &r.loaded.inputs.crcs {
                         self.launch_crcs(crcs, checks..c, base, k)?;
                     }
                     if b > blocks {
-                        self.enqueue(l, shape, Blocks::Piece(blocks..b), k)?;
+                        self.enqueue(&mut r.loaded, &r.shape, Blocks::Piece(blocks..b), k)?;
                     }
                     (blocks, checks, launched_at) = (b, c, x);
                 }
-                mark("the last window and launch enqueued");
-                let (l, _, streamed) = ready.as_mut().expect("the last window launches");
-                if blocks != streamed.ranges.len() || checks != plan.crc_chunks.len() {
-                    return Err(CudaError::Driver("a streamed decode left blocks out".into()));
-                }
-                if l.n_merges > 0 {
-                    let (merges, _merges) = l.merges.device_ptr(s);
-                    enqueue_merges(merges, l.n_merges, k)?;
+                mark("last window enqueued", since());
+                let r = ready.as_mut().expect("the last window joins");
+                let l = &mut r.loaded;
+                match &r.streamed {
+                    Some(streamed) => {
+                        let all = (streamed.ranges.len(), r.plan.crc_chunks.len());
+                        if (blocks, checks) != all {
+                            return Err(CudaError::Driver("a load left blocks out".into()));
+                        }
+                        if l.n_merges > 0 {
+                            let (merges, _merges) = l.merges.device_ptr(s);
+                            enqueue_merges(merges, l.n_merges, k)?;
+                        }
+                    }
+                    None => {
+                        // One launch on the decoder's stream, after the copies.
+                        if let Some(crcs) = &l.inputs.crcs {
+                            let all = 0..r.plan.crc_chunks.len();
+                            self.launch_crcs(crcs, all, base, s.cu_stream())?;
+                        }
+                        self.launch(l, &r.shape, 1, None)?;
+                    }
                 }
                 Ok(())
             };
             let streamed_in = stream_in();
             // Everything after this on the decoder's stream (the checks, the tensors' users,
-            // the frees, also of a failed decode's buffers) comes after the launches.
+            // the frees, also of a failed load's buffers) comes after the launches.
             // SAFETY: `k` is a live stream of this context, `decoded` an event of it.
             let ordered = unsafe { result::event::record(decoded.cu_event(), k) }
                 .and_then(|()| s.wait(&decoded));
@@ -1061,14 +1106,18 @@ impl Gpu {
                 return Err(driver(e));
             }
             streamed_in?;
-            let (mut l, _, _) = ready.expect("streamed in");
+            if let Some(plan) = differs {
+                return Ok(Load::StagingDiffers(plan));
+            }
+            let Ready { plan, mut loaded, .. } = ready.expect("loaded");
             // The tensors' next users on other streams wait for the launches' writes.
-            for o in l.outputs.iter_mut().flatten() {
+            for o in loaded.outputs.iter_mut().flatten() {
                 drop(o.device_ptr_mut(s));
             }
-            self.check(plan, dir, &l)?;
-            mark("decoded and checked");
-            Ok(self.tensor_buffers(l, plan))
+            self.check(&plan, dir, &loaded)?;
+            mark("decoded and checked", since());
+            let buffers = self.tensor_buffers(loaded, &plan);
+            Ok(Load::Decoded(plan, buffers))
         })
     }
 

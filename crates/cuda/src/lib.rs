@@ -382,9 +382,9 @@ pub struct LoadReport {
     /// The steps of `decode_tensors` launched once after the upload, each timed alone (the
     /// stream waited for after each): name and median seconds, in order.
     pub steps: Vec<(String, f64)>,
-    /// A load launched while the bytes upload, as its host thread went (nothing waited for):
-    /// the plan's seconds, then when each stage was reached, in seconds from the plan's end;
-    /// medians. Empty where the load launches once.
+    /// A load launched while the bytes upload, as its threads went (nothing waited for): when
+    /// each stage was reached, in seconds from the start; medians. Empty where the load
+    /// launches once.
     pub streamed_marks: Vec<(String, f64)>,
     /// The tensors' own bytes, uncompressed, through the same pinned windows.
     pub raw_upload_s: f64,
@@ -488,8 +488,10 @@ impl CudaDecoder {
         self.decode_tensors_timed(file, dir, which, self.options.streamed_launch_bytes, None)
     }
 
-    /// `decode_tensors` launched every `step` bytes of the upload (`streamed_launch_bytes`),
-    /// each step timed into `phases` when given (`load_bench`; then launched once).
+    /// `decode_tensors` launched every `step` bytes of the upload (`streamed_launch_bytes`;
+    /// 0: once, after it). With `phases` and `step` 0 each step is timed alone there (the
+    /// stream waited for after each); with `phases` and a `step`, the load's progress is noted
+    /// there (`Gpu::load`).
     fn decode_tensors_timed(
         &self,
         file: &[u8],
@@ -498,15 +500,51 @@ impl CudaDecoder {
         step: u64,
         mut phases: Option<&mut device::Phases>,
     ) -> Result<Vec<DeviceTensor>, CudaError> {
-        let start = std::time::Instant::now();
-        let mut plan = Plan::build(file, dir, which, &self.options)?;
-        self.settle_compact_tables(&mut plan, self.options.compact_tables);
-        if let Some(phases) = phases.as_deref_mut() {
-            phases.push(("plan (checks, tables)", start.elapsed().as_secs_f64()));
+        let plan_and_launch = || {
+            let mut plan = Plan::build(file, dir, which, &self.options)?;
+            self.settle_compact_tables(&mut plan, self.options.compact_tables);
+            let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
+            Ok((plan, config))
+        };
+        if let (Some(steps), 0) = (phases.as_deref_mut(), step) {
+            let start = std::time::Instant::now();
+            let (plan, config) = plan_and_launch()?;
+            steps.push(("plan (checks, tables)", start.elapsed().as_secs_f64()));
+            let buffers = self.gpu.decode_steps(&plan, file, dir, config, Some(steps))?;
+            return Ok(tensors_of(&plan, dir, buffers));
         }
-        let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
-        let buffers = self.gpu.decode(&plan, file, dir, config, step, phases)?;
+        // The upload starts with the staging the directory gives while the plan is made.
+        let (plan, buffers) = match Plan::staging_of(file, dir, which, &self.options) {
+            Some(staging) => {
+                match self.gpu.load(file, dir, &staging, plan_and_launch, step, phases)? {
+                    device::Load::Decoded(plan, buffers) => (plan, buffers),
+                    device::Load::StagingDiffers(plan) => {
+                        self.load_planned(plan, file, dir, step)?
+                    }
+                }
+            }
+            // A directory `build` refuses (it says why) or whose staging it does not know.
+            None => self.load_planned(plan_and_launch()?.0, file, dir, step)?,
+        };
         Ok(tensors_of(&plan, dir, buffers))
+    }
+
+    /// `Gpu::load` with the staging of a plan already made.
+    fn load_planned(
+        &self,
+        plan: Plan,
+        file: &[u8],
+        dir: &Directory,
+        step: u64,
+    ) -> Result<(Plan, Vec<device::Buffer>), CudaError> {
+        let staging = plan::Staging { segments: plan.segments.clone(), len: plan.staging_len };
+        let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
+        match self.gpu.load(file, dir, &staging, move || Ok((plan, config)), step, None)? {
+            device::Load::Decoded(plan, buffers) => Ok((plan, buffers)),
+            device::Load::StagingDiffers(_) => {
+                Err(CudaError::Driver("a plan's staging differs from itself".into()))
+            }
+        }
     }
 
     /// Uploads the compressed tensors of `file` to the GPU once (every unit's CRC checked, as

@@ -287,6 +287,53 @@ pub struct Plan {
     pub crc_planes: Vec<CrcPlane>,
 }
 
+/// Where the staged bytes of a plan come from (`Plan::staging_of`): its `segments` and
+/// `staging_len`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Staging {
+    pub segments: Vec<Segment>,
+    pub len: u64,
+}
+
+impl Staging {
+    /// `Plan::fill_staging_window` of a plan with this staging.
+    pub fn fill_window(&self, file: &[u8], start: u64, out: &mut [u8]) {
+        fill_window(&self.segments, file, start, out);
+    }
+}
+
+/// Bytes `start..start + out.len()` of the staging of `segments` (see
+/// `Plan::fill_staging_window`).
+fn fill_window(segments: &[Segment], file: &[u8], start: u64, out: &mut [u8]) {
+    let end = start + out.len() as u64;
+    // Segments are in staging order and do not overlap: the first one that ends past `start`
+    // is the first in the window.
+    let first = segments.partition_point(|s| s.staging_offset + s.len <= start);
+    let mut at = start; // staging offset written up to
+    for s in segments[first..].iter().take_while(|s| s.staging_offset < end) {
+        let (from, to) = (s.staging_offset.max(start), (s.staging_offset + s.len).min(end));
+        out[(at - start) as usize..(from - start) as usize].fill(0);
+        let src = s.file_offset + (from - s.staging_offset);
+        out[(from - start) as usize..(to - start) as usize]
+            .copy_from_slice(&file[src as usize..(src + to - from) as usize]);
+        at = to;
+    }
+    out[(at - start) as usize..].fill(0);
+}
+
+/// Whether a tensor of `len` bytes is a bf16_split whose coded exponent units merge its raw
+/// sign-mantissa plane in as they decode (`PlanOptions::merge_while_decoding`): two non-empty
+/// planes of one shape, the first coded, the second stored raw.
+fn fuses_bf16(tensor: &TensorEntry, len: u64) -> bool {
+    if tensor.transform != Transform::Bf16Split || len == 0 || tensor.planes.len() != 2 {
+        return false;
+    }
+    let (exp, sm) = (&tensor.planes[0], &tensor.planes[1]);
+    matches!((&exp.encoding, &sm.encoding), (PlaneEncoding::Rans { .. }, PlaneEncoding::Raw { .. }))
+        && !exp.is_empty()
+        && (sm.rows, sm.cols) == (exp.rows, exp.cols)
+}
+
 /// The blocks of a decode launched piece by piece as its bytes reach the device, and where
 /// each block's and each CRC chunk's bytes end (`Plan::streamed`).
 #[derive(Clone, Debug, Default)]
@@ -914,18 +961,13 @@ impl Plan {
         len: u64,
         deferred: &mut Deferred<'f>,
     ) -> Result<Option<u64>, CudaError> {
-        if tensor.transform != Transform::Bf16Split || len == 0 || tensor.planes.len() != 2 {
+        if !fuses_bf16(tensor, len) {
             return Ok(None);
         }
-        let (exp, sm) = (&tensor.planes[0], &tensor.planes[1]);
-        let (PlaneEncoding::Rans { .. }, PlaneEncoding::Raw { crc32c }) =
-            (&exp.encoding, &sm.encoding)
-        else {
-            return Ok(None);
+        let sm = &tensor.planes[1];
+        let PlaneEncoding::Raw { crc32c } = &sm.encoding else {
+            unreachable!("fuses_bf16 checked the encoding")
         };
-        if exp.is_empty() || (sm.rows, sm.cols) != (exp.rows, exp.cols) {
-            return Ok(None);
-        }
         if sm.payload_len != sm.len() || sm.len().checked_mul(2) != Some(len) {
             return Err(invalid(tensor, "raw plane 1: wrong length"));
         }
@@ -1338,20 +1380,43 @@ impl Plan {
     /// and the pad). Windows laid end to end give `fill_staging` over a zeroed buffer, so the
     /// staging can go to the device in pieces, each filled while the one before is copied.
     pub fn fill_staging_window(&self, file: &[u8], start: u64, out: &mut [u8]) {
-        let end = start + out.len() as u64;
-        // Segments are in staging order and do not overlap: the first one that ends past
-        // `start` is the first in the window.
-        let first = self.segments.partition_point(|s| s.staging_offset + s.len <= start);
-        let mut at = start; // staging offset written up to
-        for s in self.segments[first..].iter().take_while(|s| s.staging_offset < end) {
-            let (from, to) = (s.staging_offset.max(start), (s.staging_offset + s.len).min(end));
-            out[(at - start) as usize..(from - start) as usize].fill(0);
-            let src = s.file_offset + (from - s.staging_offset);
-            out[(from - start) as usize..(to - start) as usize]
-                .copy_from_slice(&file[src as usize..(src + to - from) as usize]);
-            at = to;
+        fill_window(&self.segments, file, start, out);
+    }
+
+    /// The staging of a plan `build` makes for the tensors `which` with `options` (its
+    /// `segments` and `staging_len`), from the directory alone, no unit read: what a load can
+    /// start uploading while the rest of its plan is made. `None` where some plane's payload
+    /// does not lie in `file` or a tensor is missing (`build` says what is wrong). For every
+    /// plan `build` makes, the plan's own segments are these (tested); a load checks it too.
+    pub fn staging_of(
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &PlanOptions,
+    ) -> Option<Staging> {
+        let mut staging = Staging::default();
+        let mut stage = |p: &PlaneEntry| {
+            p.payload_offset.checked_add(p.payload_len).filter(|&end| end <= file.len() as u64)?;
+            let staging_offset = staging.len.next_multiple_of(STAGING_ALIGN);
+            let segment =
+                Segment { file_offset: p.payload_offset, len: p.payload_len, staging_offset };
+            staging.segments.push(segment);
+            staging.len = staging_offset + p.payload_len;
+            Some(())
+        };
+        for &index in which {
+            let tensor = dir.tensors.get(index)?;
+            if options.merge_while_decoding && fuses_bf16(tensor, tensor.source_len) {
+                // As `add_tensor`: the raw sign-mantissa plane, then the exponent plane.
+                stage(&tensor.planes[1])?;
+                stage(&tensor.planes[0])?;
+                continue;
+            }
+            for plane in tensor.planes.iter().filter(|p| !p.is_empty()) {
+                stage(plane)?;
+            }
         }
-        out[(at - start) as usize..].fill(0);
+        Some(staging)
     }
 
     /// Compressed bytes the launch reads (the staged payloads, without alignment padding).

@@ -4,7 +4,7 @@
 
 use wcodec_format::Directory;
 
-use crate::plan::{LaunchConfig, Plan};
+use crate::plan::{LaunchConfig, Plan, Staging};
 use crate::{CudaError, KernelInfo};
 
 fn not_built() -> CudaError {
@@ -27,6 +27,13 @@ pub(crate) struct Buffer(());
 
 #[derive(Debug)]
 pub(crate) struct Inputs(());
+
+/// As the kernels' backend's: never made here.
+#[allow(dead_code)]
+pub(crate) enum Load {
+    Decoded(Plan, Vec<Buffer>),
+    StagingDiffers(Plan),
+}
 
 impl Inputs {
     pub(crate) fn len(&self) -> u64 {
@@ -63,15 +70,26 @@ impl Gpu {
         )
     }
 
-    pub(crate) fn decode(
+    pub(crate) fn decode_steps(
         &self,
         _plan: &Plan,
         _file: &[u8],
         _dir: &Directory,
         _config: LaunchConfig,
-        _step: u64,
         _phases: Option<&mut Phases>,
     ) -> Result<Vec<Buffer>, CudaError> {
+        Err(not_built())
+    }
+
+    pub(crate) fn load(
+        &self,
+        _file: &[u8],
+        _dir: &Directory,
+        _staging: &Staging,
+        _make_plan: impl FnOnce() -> Result<(Plan, LaunchConfig), CudaError> + Send,
+        _step: u64,
+        _marks: Option<&mut Phases>,
+    ) -> Result<Load, CudaError> {
         Err(not_built())
     }
 

@@ -276,6 +276,44 @@ fn plans_built_in_runs_are_one_plan() {
     assert!(errors > 0, "some damaged file fails its host checks");
 }
 
+/// The staging a load uploads before its plan is made (`Plan::staging_of`, from the directory
+/// alone) is the plan's, for every tensor class, option and choice of tensors; a directory
+/// whose payloads leave the file has none.
+#[test]
+fn the_staging_known_before_the_plan_is_the_plans() {
+    let mut all_cases = cases();
+    all_cases.extend(bf16_cases());
+    all_cases.extend(field_run_cases());
+    all_cases.push(sixteen_tables());
+    let (_, raw) = raw_plane_file();
+    for file in [file_of(&all_cases), raw] {
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let n = dir.tensors.len();
+        let all: Vec<usize> = (0..n).collect();
+        let some = [n - 1, 0, 0, n / 2];
+        for merge_while_decoding in [true, false] {
+            let options = PlanOptions { merge_while_decoding, ..PlanOptions::default() };
+            for which in [&all[..], &some[..], &[]] {
+                let plan = Plan::build(&file, &dir, which, &options).unwrap();
+                let staging = Plan::staging_of(&file, &dir, which, &options).unwrap();
+                assert_eq!(staging.segments, plan.segments, "{which:?} {options:?}");
+                assert_eq!(staging.len, plan.staging_len);
+                let mut window = vec![0xeeu8; 1000];
+                let mut expected = vec![0x11u8; 1000];
+                for start in [0u64, 999, staging.len / 2] {
+                    staging.fill_window(&file, start, &mut window);
+                    plan.fill_staging_window(&file, start, &mut expected);
+                    assert_eq!(window, expected);
+                }
+            }
+        }
+        let mut bad = dir.clone();
+        bad.tensors[n - 1].planes[0].payload_offset = file.len() as u64;
+        assert!(Plan::staging_of(&file, &bad, &all, &PlanOptions::default()).is_none());
+        assert!(Plan::staging_of(&file, &dir, &[n], &PlanOptions::default()).is_none());
+    }
+}
+
 /// A decode launched piece by piece while its bytes go up (`Plan::streamed`): each launch takes
 /// the blocks and CRC chunks whose bytes are all on the device, run here over a staging buffer
 /// whose bytes past the upload are garbage; every unit is launched once, every chunk checked

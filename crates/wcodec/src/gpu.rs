@@ -151,9 +151,8 @@ pub struct GpuLoad {
     pub load_once_s: f64,
     /// The steps of the load launched once, each timed alone: name and seconds.
     pub steps: Vec<(String, f64)>,
-    /// The load launched while the bytes upload, as its host thread went: the plan's seconds,
-    /// then the seconds from the plan's end at which each stage was reached (empty where the
-    /// load launches once).
+    /// The load launched while the bytes upload, as its threads went: the seconds from the
+    /// start at which each stage was reached (empty where the load launches once).
     pub streamed_marks: Vec<(String, f64)>,
     /// The same tensors uncompressed: through the decoder's pinned windows, and in one copy
     /// from ordinary memory.
