@@ -1052,8 +1052,13 @@ impl Gpu {
                     }
                     let r = ready.as_mut().expect("made above");
                     let Some(streamed) = &r.streamed else { continue };
-                    let b = streamed.range_ends.partition_point(|&e| e <= x);
-                    let c = streamed.crc_ends.partition_point(|&e| e <= x);
+                    // Once every byte is up, every block and check (their ends lie within).
+                    let (b, c) = if last {
+                        (streamed.ranges.len(), streamed.crc_ends.len())
+                    } else {
+                        let b = streamed.range_ends.partition_point(|&e| e <= x);
+                        (b, streamed.crc_ends.partition_point(|&e| e <= x))
+                    };
                     if (b, c) == (blocks, checks) {
                         continue;
                     }

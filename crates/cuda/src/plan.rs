@@ -345,11 +345,12 @@ pub struct Streamed {
 
 /// The staged bytes a unit may read up to (exclusive): its stream, then up to `STAGING_PAD`
 /// bytes past it (the kernel's fast path and stream rings read ahead), and a merged BF16 unit's
-/// sign-mantissa bytes (rows of `row_stride / 2` bytes from `mix`).
+/// sign-mantissa bytes (`height` rows of `width` bytes, `row_stride / 2` apart, from `mix`).
 pub fn unit_reads_to(u: &WcUnit) -> u64 {
     let mut end = u.src + u64::from(u.len) + STAGING_PAD as u64;
-    if u.flags & FLAG_MIX_BF16 != 0 {
-        end = end.max(u.mix + u64::from(u.height) * (u.row_stride / 2));
+    if u.flags & FLAG_MIX_BF16 != 0 && u.height > 0 {
+        let rows = u64::from(u.height - 1) * (u.row_stride / 2);
+        end = end.max(u.mix + rows + u64::from(u.width));
     }
     end
 }
@@ -1229,7 +1230,7 @@ impl Plan {
     /// as for each CRC chunk, the staged bytes it reads up to, as a running maximum. Once the
     /// first `x` staged bytes are on the device, a launch can take the blocks and checks before
     /// `partition_point(|&end| end <= x)` of `range_ends` and `crc_ends`; once they all are
-    /// (with the pad), every one.
+    /// (with the pad), every one: no end passes `staging_len + STAGING_PAD`.
     pub fn streamed(&self, units_per_block: u32) -> Streamed {
         let ranges = self.plane_chunks(units_per_block);
         let mut reach = 0;
