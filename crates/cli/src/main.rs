@@ -73,7 +73,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         copies: usize,
         /// cuda: time loading the tensors into GPU memory end to end instead (the file in host
-        /// memory; plan, upload, decode, checks; wall clock), against uploading them
+        /// memory; plan, upload, decode, checks; wall clock; launched as the bytes arrive and
+        /// once after the upload, the load's timeline, each step alone), against uploading them
         /// uncompressed, and decoding them from the file kept compressed in GPU memory (all of
         /// them, and the largest alone: into new memory, into a buffer, prepared once).
         #[arg(long)]

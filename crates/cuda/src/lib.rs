@@ -475,10 +475,13 @@ impl CudaDecoder {
         }
     }
 
-    /// Decodes the tensors `which` (indices into `dir.tensors`) of `file` into device memory,
-    /// in one launch. Returns when they are decoded and verified: every unit's CRC-32C (computed
-    /// on the GPU after the upload, unless `PlanOptions::checksums_on_device` is off), and
-    /// every unit consumed exactly and ended in its final states (the decode kernel).
+    /// Decodes the tensors `which` (indices into `dir.tensors`) of `file` into device memory.
+    /// The compressed bytes go up from the start while another thread makes the plan, and the
+    /// decode runs as they arrive: a launch each `PlanOptions::streamed_launch_bytes` of them
+    /// (one after the upload for a smaller file). Returns when the tensors are decoded and
+    /// verified: every unit's CRC-32C (computed on the GPU as the bytes arrive, unless
+    /// `PlanOptions::checksums_on_device` is off), and every unit consumed exactly and ended in
+    /// its final states (the decode kernel).
     pub fn decode_tensors(
         &self,
         file: &[u8],

@@ -1225,7 +1225,7 @@ impl Plan {
             .sum()
     }
 
-    /// How a decode launched while its compressed bytes are uploaded is cut (`Gpu::decode`):
+    /// How a decode launched while its compressed bytes are uploaded is cut (`Gpu::load`):
     /// blocks of up to `units_per_block` units of one plane, in plane order, and for each block,
     /// as for each CRC chunk, the staged bytes it reads up to, as a running maximum. Once the
     /// first `x` staged bytes are on the device, a launch can take the blocks and checks before
