@@ -5,8 +5,9 @@
 //! unit ends in its final states and the reference decoder reads the tensor, the two agree, with
 //! full and with compact tables and with ranges of one and of several blocks, and a subset of the
 //! tensors decodes as the whole plan did. The CRC checks left to the GPU (computed as its CRC
-//! kernel does) agree with the host's. Each input runs as it is and with its unit, raw-plane
-//! and directory CRCs recomputed.
+//! kernel does) agree with the host's; the staging known before the plan (`Plan::staging_of`)
+//! is the plan's, and a plan made in runs of tensors is the same plan. Each input runs as it is
+//! and with its unit, raw-plane and directory CRCs recomputed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +26,16 @@ fn check(data: &[u8]) {
     let all: Vec<usize> = (0..dir.tensors.len()).collect();
     for verify_checksums in [true, false] {
         let options = PlanOptions { verify_checksums, ..PlanOptions::default() };
-        let Ok(plan) = Plan::build(data, &dir, &all, &options) else { continue };
+        // A plan made in runs of one tensor is the same plan, or the same error.
+        let built = Plan::build(data, &dir, &all, &options);
+        let in_runs = Plan::build_in_runs(data, &dir, &all, &options, 1);
+        assert_eq!(format!("{in_runs:?}"), format!("{built:?}"), "a plan in runs differs");
+        let Ok(plan) = built else { continue };
+        // The staging a load uploads before the plan is made is the plan's.
+        if let Some(early) = Plan::staging_of(data, &dir, &all, &options) {
+            assert_eq!(early.segments, plan.segments, "the staging known early differs");
+            assert_eq!(early.len, plan.staging_len);
+        }
         if plan.outputs.iter().map(|o| o.len).sum::<u64>() > MAX_OUTPUT {
             return;
         }

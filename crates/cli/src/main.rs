@@ -452,7 +452,7 @@ fn load_bench(file: PathBuf, iters: usize, json: bool) -> Result<(), Error> {
         ms(r.load_once_s)
     );
     if !r.streamed_marks.is_empty() {
-        println!("  a load launched while the bytes upload, as its threads went (from its start):");
+        println!("  a load as its threads went (from its start):");
         for (mark, seconds) in &r.streamed_marks {
             println!("    {mark}: {:.2} ms", ms(*seconds));
         }

@@ -94,16 +94,16 @@ pub(crate) struct Gpu {
     bounce: Arc<Mutex<Bounce>>,
     /// The CRC kernel's tables (`crc::device_tables`), uploaded on the first CRC check.
     crc_tables: std::sync::OnceLock<CudaSlice<u8>>,
-    /// The stream of a streamed decode's launches, made on the first.
+    /// The stream of a load's launches while it uploads, made on the first.
     launches: std::sync::OnceLock<LaunchStream>,
 }
 
 const WAIT_DEFAULT: cudarc::driver::sys::CUevent_wait_flags =
     cudarc::driver::sys::CUevent_wait_flags::CU_EVENT_WAIT_DEFAULT;
 
-/// A second stream of the decoder's context, on which a streamed decode (`decode_streamed`)
-/// launches its kernels while the copies go on in order on the decoder's stream; the two are
-/// ordered by events. Made with the driver's own calls: as a cudarc stream it would switch the
+/// A second stream of the decoder's context, on which a load (`Gpu::load`) launches its
+/// kernels while the copies go on in order on the decoder's stream; the two are ordered by
+/// events. Made with the driver's own calls: as a cudarc stream it would switch the
 /// whole context to ordering every buffer's uses with events of its own.
 #[derive(Debug)]
 struct LaunchStream(cudarc::driver::sys::CUstream);
@@ -552,6 +552,9 @@ impl Gpu {
         if n == 0 {
             return Ok(());
         }
+        if which.end > crcs.computed.len() {
+            return Err(CudaError::Driver("CRC chunks outside the plan's".into()));
+        }
         let s = &self.stream;
         let tables = self.crc_tables.get().ok_or_else(|| {
             CudaError::Driver("the CRC tables were not uploaded before a CRC launch".into())
@@ -563,9 +566,6 @@ impl Gpu {
         let (tables_ptr, _tables) = tables.device_ptr(s);
         let (out_ptr, _out) = crcs.computed.device_ptr(s);
         let (mismatch_ptr, _mismatch) = crcs.mismatch.device_ptr(s);
-        if which.end > crcs.computed.len() {
-            return Err(CudaError::Driver("CRC chunks outside the plan's".into()));
-        }
         self.ctx.bind_to_thread().map_err(driver)?;
         // SAFETY: `chunks` holds a WcCrcChunk per entry of `computed` (`crc_buffers`), each a
         // 4-aligned range inside the staged bytes at `src` (checked there against their

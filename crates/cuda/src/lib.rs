@@ -382,9 +382,9 @@ pub struct LoadReport {
     /// The steps of `decode_tensors` launched once after the upload, each timed alone (the
     /// stream waited for after each): name and median seconds, in order.
     pub steps: Vec<(String, f64)>,
-    /// A load launched while the bytes upload, as its threads went (nothing waited for): when
-    /// each stage was reached, in seconds from the start; medians. Empty where the load
-    /// launches once.
+    /// A load (launched while the bytes upload, for a file of several launch steps) as its
+    /// threads went, nothing waited for: when each stage was reached, in seconds from the
+    /// start; medians. Empty where `streamed_launch_bytes` is 0.
     pub streamed_marks: Vec<(String, f64)>,
     /// The tensors' own bytes, uncompressed, through the same pinned windows.
     pub raw_upload_s: f64,
@@ -782,10 +782,8 @@ impl CudaDecoder {
             decode_s: median(decode),
             decode_once_s: median(once),
             steps: steps.into_iter().map(|(name, times)| (name, median(times))).collect(),
-            // A load that launched once timed its steps instead.
-            streamed_marks: if marks.len() > 1
-                && marks.iter().any(|(n, _)| n == "decoded and checked")
-            {
+            // With `streamed_launch_bytes` 0 the second load timed its steps instead.
+            streamed_marks: if self.options.streamed_launch_bytes > 0 {
                 marks.into_iter().map(|(name, times)| (name, median(times))).collect()
             } else {
                 Vec::new()

@@ -1387,8 +1387,11 @@ impl Plan {
     /// The staging of a plan `build` makes for the tensors `which` with `options` (its
     /// `segments` and `staging_len`), from the directory alone, no unit read: what a load can
     /// start uploading while the rest of its plan is made. `None` where some plane's payload
-    /// does not lie in `file` or a tensor is missing (`build` says what is wrong). For every
-    /// plan `build` makes, the plan's own segments are these (tested); a load checks it too.
+    /// does not lie in `file` or a tensor is missing (`build` says what is wrong), and where
+    /// the staged bytes would outgrow the file (tensors asked for twice, or a directory whose
+    /// planes share bytes): device memory is taken before the plan has checked the directory
+    /// only up to the file's size. For every plan `build` makes, the plan's own segments are
+    /// these (tested); a load checks it too.
     pub fn staging_of(
         file: &[u8],
         dir: &Directory,
@@ -1417,7 +1420,7 @@ impl Plan {
                 stage(plane)?;
             }
         }
-        Some(staging)
+        (staging.len <= file.len() as u64).then_some(staging)
     }
 
     /// Compressed bytes the launch reads (the staged payloads, without alignment padding).

@@ -271,6 +271,12 @@ fn streamed_decodes_match_the_reference() {
     for (t, &i) in gpu.decode_tensors(&coded, &dir, &which).unwrap().iter().zip(&which) {
         assert_eq!(t.to_host().unwrap(), expected[i], "tensor {i}");
     }
+    // Every tensor twice: more staged bytes than the file, so the plan comes first.
+    let twice: Vec<usize> = (0..n).chain(0..n).collect();
+    assert!(wcodec_cuda::Plan::staging_of(&coded, &dir, &twice, &streamed(4096)).is_none());
+    for (t, &i) in gpu.decode_tensors(&coded, &dir, &twice).unwrap().iter().zip(&twice) {
+        assert_eq!(t.to_host().unwrap(), expected[i], "tensor {i}, asked for twice");
+    }
     // Damaged files: the same first error as one launch after the upload.
     let file = file_of(&cases()[..if quick() { 8 } else { 20 }]);
     let dir = Directory::from_file_bytes(&file).unwrap();

@@ -151,8 +151,8 @@ pub struct GpuLoad {
     pub load_once_s: f64,
     /// The steps of the load launched once, each timed alone: name and seconds.
     pub steps: Vec<(String, f64)>,
-    /// The load launched while the bytes upload, as its threads went: the seconds from the
-    /// start at which each stage was reached (empty where the load launches once).
+    /// A load (launched while the bytes upload, for a file of several launch steps) as its
+    /// threads went: the seconds from its start at which each stage was reached.
     pub streamed_marks: Vec<(String, f64)>,
     /// The same tensors uncompressed: through the decoder's pinned windows, and in one copy
     /// from ordinary memory.
