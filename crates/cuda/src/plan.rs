@@ -281,8 +281,9 @@ pub struct Plan {
     /// The merge launch that follows the decode launch (empty when no tensor needs one).
     pub merges: Vec<MergePiece>,
     /// The CRC checks left to the GPU (`PlanOptions::checksums_on_device`), in plan order: the
-    /// chunks of the staged bytes the CRC kernel computes (a unit, with its stored CRC and
-    /// `CRC_COMPARE`; or 64 KiB of a raw plane), and the raw planes' checks over their chunks.
+    /// chunks of the staged bytes the CRC kernel computes (a unit, or a raw plane of one chunk,
+    /// with its stored CRC and `CRC_COMPARE`; or 64 KiB of a longer raw plane), and the raw
+    /// planes' checks over their chunks.
     pub crc_chunks: Vec<WcCrcChunk>,
     pub crc_planes: Vec<CrcPlane>,
 }
@@ -517,6 +518,14 @@ impl<'f> Deferred<'f> {
             return;
         }
         let first_chunk = self.chunks.len() as u32;
+        if len <= crc::CHUNK {
+            // One chunk: its CRC is the plane's, compared on the GPU as a unit's is (a file of
+            // many small raw planes then reads one word back, not every chunk's CRC).
+            let compare = WcCrcChunk { src: staging, len: len as u32 | CRC_COMPARE, stored };
+            self.chunks.push(compare);
+            self.planes.push(CrcPlane { stored, first_chunk, chunks: 1, len, at });
+            return;
+        }
         for start in (0..len.max(1)).step_by(crc::CHUNK as usize) {
             let n = (len - start).min(crc::CHUNK) as u32;
             self.chunks.push(WcCrcChunk { src: staging + start, len: n, stored: 0 });
@@ -1551,6 +1560,12 @@ impl Plan {
         }
         out.staging_len = stride * copies as u64;
         out
+    }
+
+    /// Whether checking the GPU's CRCs needs every chunk's CRC read back even when no chunk
+    /// flagged a mismatch: a raw plane of several chunks is checked by combining them.
+    pub fn crc_planes_to_combine(&self) -> bool {
+        self.crc_planes.iter().any(|p| p.chunks > 1)
     }
 
     /// Checks the CRCs the GPU computed for `crc_chunks` (one a chunk): a unit's against its

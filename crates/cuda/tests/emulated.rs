@@ -634,6 +634,21 @@ fn raw_planes_are_checked_in_chunks() {
         assert!(matches!(err, CudaError::Checksum { .. }), "byte {at}: {err}");
         assert_eq!(device_checksum_error(&f, &dir), Some(err.to_string()), "byte {at}");
     }
+    // A raw plane of one chunk is compared on the GPU as a unit is: no chunk CRC to read back
+    // unless it fails, and then the plane's error.
+    let (_, small) = raw_plane_file_of(5_000);
+    let dir = Directory::from_file_bytes(&small).unwrap();
+    let plan = Plan::build(&small, &dir, &[0], &PlanOptions::default()).unwrap();
+    assert_eq!(plan.crc_chunks.len(), 1);
+    assert_ne!(plan.crc_chunks[0].len & abi::CRC_COMPARE, 0);
+    assert!(!plan.crc_planes_to_combine());
+    assert_eq!(device_checksum_error(&small, &dir), None);
+    let mut f = small.clone();
+    f[(dir.tensors[0].planes[0].payload_offset + 4_321) as usize] ^= 0x01;
+    let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+    let err = Plan::build(&f, &dir, &[0], &on_host).unwrap_err();
+    assert!(err.to_string().contains("raw plane 0"), "{err}");
+    assert_eq!(device_checksum_error(&f, &dir), Some(err.to_string()));
 }
 
 /// The plan refuses directories that would make the kernel read or write out of bounds, even

@@ -481,6 +481,16 @@ fn the_crc_kernel_checks_raw_planes_in_chunks() {
         let err = gpu.decode_all(&f, &dir).unwrap_err();
         assert!(matches!(err, CudaError::Checksum { .. }), "byte {at}: {err}");
     }
+    // A raw plane of one chunk, compared in the kernel: its error is the host's.
+    let (bytes, small) = raw_plane_file_of(5_000);
+    let dir = Directory::from_file_bytes(&small).unwrap();
+    assert_eq!(gpu.decode_all(&small, &dir).unwrap()[0].to_host().unwrap(), bytes);
+    let mut f = small.clone();
+    f[(dir.tensors[0].planes[0].payload_offset + 4_321) as usize] ^= 0x01;
+    let err = gpu.decode_all(&f, &dir).unwrap_err();
+    let on_host = PlanOptions { checksums_on_device: false, ..PlanOptions::default() };
+    let host = wcodec_cuda::Plan::build(&f, &dir, &[0], &on_host).unwrap_err();
+    assert_eq!(err.to_string(), host.to_string());
     let cases = cases();
     let file = file_of(&cases[..if quick() { 8 } else { cases.len() }]);
     let dir = Directory::from_file_bytes(&file).unwrap();

@@ -483,10 +483,14 @@ pub fn mixed_file() -> Vec<u8> {
 /// Random bytes (stored raw: coding them does not pay) as one u8 tensor of 200,001 bytes: a
 /// raw plane of 4 CRC chunks, the last one short. The bytes, and the file.
 pub fn raw_plane_file() -> (Vec<u8>, Vec<u8>) {
+    raw_plane_file_of(200_001)
+}
+
+/// `raw_plane_file` of `n` bytes.
+pub fn raw_plane_file_of(n: u64) -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng::new(0x0123_4567);
-    let bytes: Vec<u8> = (0..200_001).map(|_| (rng.next() >> 24) as u8).collect();
+    let bytes: Vec<u8> = (0..n).map(|_| (rng.next() >> 24) as u8).collect();
     let file =
-        wcodec_encode::compress_raw(&bytes, Dtype::U8, &[200_001], &EncodeOptions::default())
-            .unwrap();
+        wcodec_encode::compress_raw(&bytes, Dtype::U8, &[n], &EncodeOptions::default()).unwrap();
     (bytes, file)
 }
