@@ -7,7 +7,7 @@
 //! module allocates the staging buffer and the outputs at exactly those sizes.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::driver::sys::{CUdevice_attribute, CUevent_flags};
@@ -24,7 +24,7 @@ use crate::abi::{
     ring_bytes,
 };
 use crate::plan::table_entries;
-use crate::plan::{LaunchConfig, Plan, Staging, Streamed};
+use crate::plan::{LaunchConfig, Output, Plan, Staging, Streamed};
 use crate::{CudaError, KernelInfo};
 
 mod ffi {
@@ -631,10 +631,15 @@ impl Gpu {
     /// Allocates a plan's outputs (those `given` has no address for): the buffers, and every
     /// output's device address.
     fn allocate_outputs(&self, plan: &Plan, given: &[Option<u64>]) -> Result<Outputs, CudaError> {
+        self.allocate(&plan.outputs, given)
+    }
+
+    /// `allocate_outputs` for the outputs `outputs`.
+    fn allocate(&self, outputs: &[Output], given: &[Option<u64>]) -> Result<Outputs, CudaError> {
         let s = &self.stream;
-        let mut outputs = Vec::with_capacity(plan.outputs.len());
-        let mut bases = Vec::with_capacity(plan.outputs.len());
-        for (i, o) in plan.outputs.iter().enumerate() {
+        let (all, mut outputs) = (outputs, Vec::with_capacity(outputs.len()));
+        let mut bases = Vec::with_capacity(all.len());
+        for (i, o) in all.iter().enumerate() {
             if let Some(&Some(base)) = given.get(i) {
                 outputs.push(None);
                 bases.push(base);
@@ -941,7 +946,8 @@ impl Gpu {
 
     /// Loads tensors of `file` into device memory: the compressed bytes go up from the start,
     /// laid out as `staging` says (`Plan::staging_of`), while another thread makes the plan
-    /// (`make_plan`), allocates the tensors and makes the units' records with their addresses.
+    /// (`make_plan`), allocates the tensors (beside the plan where `early_outputs` says what
+    /// they are, `Plan::outputs_of`) and makes the units' records with their addresses.
     /// Once that is ready, the units and blocks go up between two windows, and from then on,
     /// every `step` bytes (`PlanOptions::streamed_launch_bytes`), the blocks and CRC checks
     /// whose bytes are all on the device are launched on the second stream, after an event
@@ -954,7 +960,7 @@ impl Gpu {
         &self,
         file: &[u8],
         dir: &Directory,
-        staging: &Staging,
+        (staging, early_outputs): (&Staging, Option<&[Output]>),
         make_plan: impl FnOnce() -> Result<(Plan, LaunchConfig), CudaError> + Send,
         step: u64,
         mut marks: Option<&mut Phases>,
@@ -979,12 +985,22 @@ impl Gpu {
         let fill = |start, out: &mut [u8]| staging.fill_window(file, start, out);
         std::thread::scope(|scope| {
             let mut preparing = Some(scope.spawn(move || {
+                // The tensors' memory, where the directory says what it is, beside the plan.
+                let allocating = early_outputs.map(|o| scope.spawn(move || self.allocate(o, &[])));
                 let (plan, config) = make_plan()?;
                 let planned = since();
                 if plan.segments != staging.segments || plan.staging_len != staging.len {
                     return Ok(Err(plan));
                 }
-                let outputs = self.allocate_outputs(&plan, &[])?;
+                let allocated = allocating.map(|a| a.join().unwrap_or_else(|p| resume_unwind(p)));
+                let outputs = match allocated {
+                    Some(outputs) if early_outputs == Some(plan.outputs.as_slice()) => outputs?,
+                    // Not the plan's outputs (freed first): the plan's.
+                    other => {
+                        drop(other);
+                        self.allocate_outputs(&plan, &[])?
+                    }
+                };
                 let records = records(&plan, &outputs.bases);
                 let streamed = (step > 0 && config.units_per_block > 0)
                     .then(|| plan.streamed(config.units_per_block));

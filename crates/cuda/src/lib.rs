@@ -519,7 +519,9 @@ impl CudaDecoder {
         // The upload starts with the staging the directory gives while the plan is made.
         let (plan, buffers) = match Plan::staging_of(file, dir, which, &self.options) {
             Some(staging) => {
-                match self.gpu.load(file, dir, &staging, plan_and_launch, step, phases)? {
+                let outputs = Plan::outputs_of(file, dir, which, &self.options);
+                let early = (&staging, outputs.as_deref());
+                match self.gpu.load(file, dir, early, plan_and_launch, step, phases)? {
                     device::Load::Decoded(plan, buffers) => (plan, buffers),
                     device::Load::StagingDiffers(plan) => {
                         self.load_planned(plan, file, dir, step)?
@@ -542,7 +544,8 @@ impl CudaDecoder {
     ) -> Result<(Plan, Vec<device::Buffer>), CudaError> {
         let staging = plan::Staging { segments: plan.segments.clone(), len: plan.staging_len };
         let config = self.options.launch.unwrap_or_else(|| self.gpu.default_config(&plan));
-        match self.gpu.load(file, dir, &staging, move || Ok((plan, config)), step, None)? {
+        let planned = move || Ok((plan, config));
+        match self.gpu.load(file, dir, (&staging, None), planned, step, None)? {
             device::Load::Decoded(plan, buffers) => Ok((plan, buffers)),
             device::Load::StagingDiffers(_) => {
                 Err(CudaError::Driver("a plan's staging differs from itself".into()))

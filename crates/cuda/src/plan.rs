@@ -288,6 +288,11 @@ pub struct Plan {
     pub crc_planes: Vec<CrcPlane>,
 }
 
+/// The most device memory for outputs, as a multiple of the file's bytes, that a load takes
+/// before its plan has checked the directory (`Plan::outputs_of`): model weights compress 1.1
+/// to 3 times; a file that claims more gets its outputs once its plan is made.
+pub const EARLY_OUTPUT_RATIO: u64 = 4;
+
 /// Where the staged bytes of a plan come from (`Plan::staging_of`): its `segments` and
 /// `staging_len`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1391,6 +1396,37 @@ impl Plan {
     /// staging can go to the device in pieces, each filled while the one before is copied.
     pub fn fill_staging_window(&self, file: &[u8], start: u64, out: &mut [u8]) {
         fill_window(&self.segments, file, start, out);
+    }
+
+    /// The outputs of a plan `build` makes for the tensors `which` of `file` with `options`
+    /// (its `outputs`: each tensor, and scratch for one whose planes are merged after the
+    /// decode), from the directory alone: what a load can allocate while its plan is made.
+    /// `None` where a tensor is missing, or where they would take more than
+    /// `EARLY_OUTPUT_RATIO` times the file's bytes: device memory is taken before the plan has
+    /// checked the directory only up to a few times the file's size. For every plan `build`
+    /// makes, the plan's own outputs are these (tested); a load checks it too.
+    pub fn outputs_of(
+        file: &[u8],
+        dir: &Directory,
+        which: &[usize],
+        options: &PlanOptions,
+    ) -> Option<Vec<Output>> {
+        let mut outputs = Vec::with_capacity(which.len());
+        let mut total = 0u64;
+        for &index in which {
+            let tensor = dir.tensors.get(index)?;
+            let len = tensor.source_len;
+            outputs.push(Output { tensor: index, len, scratch: false });
+            let merged_later =
+                matches!(tensor.transform, Transform::Bf16Split | Transform::F32Split)
+                    && !(options.merge_while_decoding && fuses_bf16(tensor, len));
+            let scratch = merged_later && len > 0;
+            if scratch {
+                outputs.push(Output { tensor: index, len, scratch: true });
+            }
+            total = total.checked_add(len)?.checked_add(if scratch { len } else { 0 })?;
+        }
+        (total <= EARLY_OUTPUT_RATIO * file.len() as u64).then_some(outputs)
     }
 
     /// The staging of a plan `build` makes for the tensors `which` with `options` (its

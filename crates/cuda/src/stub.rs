@@ -4,7 +4,7 @@
 
 use wcodec_format::Directory;
 
-use crate::plan::{LaunchConfig, Plan, Staging};
+use crate::plan::{LaunchConfig, Output, Plan, Staging};
 use crate::{CudaError, KernelInfo};
 
 fn not_built() -> CudaError {
@@ -85,7 +85,7 @@ impl Gpu {
         &self,
         _file: &[u8],
         _dir: &Directory,
-        _staging: &Staging,
+        _early: (&Staging, Option<&[Output]>),
         _make_plan: impl FnOnce() -> Result<(Plan, LaunchConfig), CudaError> + Send,
         _step: u64,
         _marks: Option<&mut Phases>,

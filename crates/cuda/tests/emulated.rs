@@ -276,9 +276,10 @@ fn plans_built_in_runs_are_one_plan() {
     assert!(errors > 0, "some damaged file fails its host checks");
 }
 
-/// The staging a load uploads before its plan is made (`Plan::staging_of`, from the directory
-/// alone) is the plan's, for every tensor class, option and choice of tensors; a directory
-/// whose payloads leave the file has none.
+/// The staging a load uploads and the outputs it allocates before its plan is made
+/// (`Plan::staging_of`, `Plan::outputs_of`, from the directory alone) are the plan's, for every
+/// tensor class, option and choice of tensors; a directory whose payloads leave the file has
+/// none, nor one whose outputs would take more than a few times the file.
 #[test]
 fn the_staging_known_before_the_plan_is_the_plans() {
     let mut all_cases = cases();
@@ -300,6 +301,8 @@ fn the_staging_known_before_the_plan_is_the_plans() {
                 let staging = Plan::staging_of(&file, &dir, which, &options).unwrap();
                 assert_eq!(staging.segments, plan.segments, "{which:?} {options:?}");
                 assert_eq!(staging.len, plan.staging_len);
+                let outputs = Plan::outputs_of(&file, &dir, which, &options).unwrap();
+                assert_eq!(outputs, plan.outputs, "{which:?} {options:?}");
                 let mut window = vec![0xeeu8; 1000];
                 let mut expected = vec![0x11u8; 1000];
                 for start in [0u64, 999, staging.len / 2] {
@@ -317,7 +320,17 @@ fn the_staging_known_before_the_plan_is_the_plans() {
         // More staged bytes than the file holds: none (the load makes its plan first).
         let twice: Vec<usize> = all.iter().chain(&all).copied().collect();
         assert!(Plan::staging_of(&file, &dir, &twice, &options).is_none());
+        assert!(Plan::outputs_of(&file, &dir, &[n], &options).is_none());
     }
+    // Outputs of more than EARLY_OUTPUT_RATIO times the file (zeros compress far better than
+    // weights): none, allocated once the plan is made.
+    let zeros = vec![0u8; 1 << 20];
+    let options = wcodec_encode::EncodeOptions::default();
+    let file = wcodec_encode::compress_raw(&zeros, wcodec_format::Dtype::U8, &[1 << 20], &options)
+        .unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    assert!(file.len() * 4 < zeros.len(), "zeros compress {} to {}", zeros.len(), file.len());
+    assert!(Plan::outputs_of(&file, &dir, &[0], &PlanOptions::default()).is_none());
 }
 
 /// A decode launched piece by piece while its bytes go up (`Plan::streamed`): each launch takes
