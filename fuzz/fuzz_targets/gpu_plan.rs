@@ -5,8 +5,8 @@
 //! unit ends in its final states and the reference decoder reads the tensor, the two agree, with
 //! full and with compact tables and with ranges of one and of several blocks, and a subset of the
 //! tensors decodes as the whole plan did. The CRC checks left to the GPU (computed as its CRC
-//! kernel does) agree with the host's; the staging known before the plan (`Plan::staging_of`)
-//! is the plan's, and a plan made in runs of tensors is the same plan. Each input runs as it is
+//! kernel does) agree with the host's; the staging and outputs known before the plan
+//! (`Plan::staging_of`, `outputs_of`) are the plan's, and a plan made in runs of tensors is the same plan. Each input runs as it is
 //! and with its unit, raw-plane and directory CRCs recomputed.
 #![no_main]
 
@@ -35,6 +35,9 @@ fn check(data: &[u8]) {
         if let Some(early) = Plan::staging_of(data, &dir, &all, &options) {
             assert_eq!(early.segments, plan.segments, "the staging known early differs");
             assert_eq!(early.len, plan.staging_len);
+        }
+        if let Some(outputs) = Plan::outputs_of(data, &dir, &all, &options) {
+            assert_eq!(outputs, plan.outputs, "the outputs known early differ");
         }
         if plan.outputs.iter().map(|o| o.len).sum::<u64>() > MAX_OUTPUT {
             return;
