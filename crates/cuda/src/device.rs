@@ -623,18 +623,13 @@ impl Gpu {
         mut phases: Option<&mut Phases>,
     ) -> Result<Loaded<'i>, CudaError> {
         let (s, mut since) = (&self.stream, std::time::Instant::now());
-        let outputs = self.allocate_outputs(plan, given)?;
+        let outputs = self.allocate(&plan.outputs, given)?;
         mark(&mut phases, s, &mut since, "allocate the tensors")?;
         self.prepare_over(plan, inputs, outputs, phases)
     }
 
-    /// Allocates a plan's outputs (those `given` has no address for): the buffers, and every
+    /// Allocates a plan's `outputs` (those `given` has no address for): the buffers, and every
     /// output's device address.
-    fn allocate_outputs(&self, plan: &Plan, given: &[Option<u64>]) -> Result<Outputs, CudaError> {
-        self.allocate(&plan.outputs, given)
-    }
-
-    /// `allocate_outputs` for the outputs `outputs`.
     fn allocate(&self, outputs: &[Output], given: &[Option<u64>]) -> Result<Outputs, CudaError> {
         let s = &self.stream;
         let (all, mut outputs) = (outputs, Vec::with_capacity(outputs.len()));
@@ -998,7 +993,7 @@ impl Gpu {
                     // Not the plan's outputs (freed first): the plan's.
                     other => {
                         drop(other);
-                        self.allocate_outputs(&plan, &[])?
+                        self.allocate(&plan.outputs, &[])?
                     }
                 };
                 let records = records(&plan, &outputs.bases);
