@@ -253,13 +253,21 @@ fn precision_report(dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench-decode`: decode speed alone (whole files in memory, `wcodec::decompress`)
-/// on the corpus, one and all threads, best and median of `--runs` (default 9) after a warm-up.
-/// `--only TEXT` keeps the classes whose name contains TEXT; `--save DIR` also writes each
-/// class's .wcz there (for the CLI), `--from DIR` reads them from there instead of compressing;
-/// `--loop N` decodes the first kept class N times on one thread and reports nothing else (for
+/// What `bench-decode` and `bench-encode` time.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Timed {
+    Decode,
+    Encode,
+}
+
+/// `cargo xtask bench-decode` / `bench-encode`: decode (`wcodec::decompress`) or encode
+/// (`wcodec::compress`, default options) speed alone, whole files in memory, on the corpus, one
+/// and all threads, best and median of `--runs` (default 9) after a warm-up. `--only TEXT` keeps
+/// the classes whose name contains TEXT; `--save DIR` also writes each class's .wcz there (for
+/// the CLI), `--from DIR` reads them from there instead of compressing (decode only); `--loop N`
+/// decodes or encodes the first kept class N times on one thread and reports nothing else (for
 /// a profiler).
-pub fn decode_report(args: &[String]) -> Result<()> {
+pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut runs = 9;
     let mut only = None;
     let mut save = None;
@@ -284,10 +292,15 @@ pub fn decode_report(args: &[String]) -> Result<()> {
     let options = EncodeOptions::default();
     let classes =
         CLASSES.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())));
+    let verb = if what == Timed::Decode { "dec" } else { "enc" };
     if looping.is_none() {
-        println!("\nDecode speed ({}), MB/s of original bytes, best / median of {runs}", machine());
+        let title = if what == Timed::Decode { "Decode" } else { "Encode" };
         println!(
-            "\n| data | MB | dec 1T best | dec 1T median | dec {threads}T best | dec {threads}T median |"
+            "\n{title} speed ({}), MB/s of original bytes, best / median of {runs}",
+            machine()
+        );
+        println!(
+            "\n| data | MB | {verb} 1T best | {verb} 1T median | {verb} {threads}T best | {verb} {threads}T median |"
         );
         println!("|---|---|---|---|---|---|");
     }
@@ -302,8 +315,12 @@ pub fn decode_report(args: &[String]) -> Result<()> {
             std::fs::create_dir_all(save)?;
             std::fs::write(save.join(format!("{}.wcz", class.file)), &wcz)?;
         }
+        let once = || match what {
+            Timed::Decode => drop(wcodec::decompress(&wcz)),
+            Timed::Encode => drop(compress(&source, class, &options)),
+        };
         if let Some(n) = looping {
-            one.install(|| (0..n).for_each(|_| drop(wcodec::decompress(&wcz))));
+            one.install(|| (0..n).for_each(|_| once()));
             return Ok(());
         }
         if wcodec::decompress(&wcz)? != source {
@@ -311,11 +328,11 @@ pub fn decode_report(args: &[String]) -> Result<()> {
         }
         let timed = |pool: &rayon::ThreadPool| -> (f64, f64) {
             pool.install(|| {
-                drop(wcodec::decompress(&wcz));
+                once();
                 let mut v: Vec<f64> = (0..runs)
                     .map(|_| {
                         let t = Instant::now();
-                        drop(wcodec::decompress(&wcz));
+                        once();
                         source.len() as f64 / t.elapsed().as_secs_f64() / 1e6
                     })
                     .collect();

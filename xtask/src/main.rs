@@ -39,6 +39,10 @@ const COMMANDS: &[(&str, &str)] = &[
         "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR)",
     ),
     (
+        "bench-encode",
+        "encode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --loop N)",
+    ),
+    (
         "bench-large",
         "the CLI's time and peak RSS on a generated GIB-GiB file (run by bench: --large-gib)",
     ),
@@ -72,7 +76,8 @@ fn main() -> ExitCode {
         "kernels" => kernels::run(rest),
         "bench-report" => bench::report(rest),
         "bench-large" => large_file::run(rest),
-        "bench-decode" => bench::decode_report(rest),
+        "bench-decode" => bench::speed_report(rest, bench::Timed::Decode),
+        "bench-encode" => bench::speed_report(rest, bench::Timed::Encode),
         "help" | "-h" | "--help" => {
             usage();
             Ok(())

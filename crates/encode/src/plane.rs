@@ -201,13 +201,38 @@ fn review_predictors(model: &mut Model, total: &[u64; 256]) -> Option<[u64; 256]
     reverted.contains(&true).then_some(total)
 }
 
+/// Inputs of at least this many bytes are counted into four arrays (`count`).
+const LONG_COUNT: usize = 1024;
+
+/// Adds the bytes of rows `a` and `b` (of equal length), XOR `bias`, to `ha` and `hb`, the two
+/// rows interleaved 8 bytes at a time: an increment then waits on a repeated symbol only every
+/// other step (MiniLM int8 rows of 384 bytes: 0.36 instead of 0.49 ns a byte counted alone).
+fn count_pair(a: &[u8], b: &[u8], bias: u8, ha: &mut [u32; 256], hb: &mut [u32; 256]) {
+    debug_assert_eq!(a.len(), b.len());
+    let bias8 = u64::from_ne_bytes([bias; 8]);
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    for (x, y) in wa.zip(wb) {
+        let va = u64::from_le_bytes(x.try_into().expect("8 bytes")) ^ bias8;
+        let vb = u64::from_le_bytes(y.try_into().expect("8 bytes")) ^ bias8;
+        for k in 0..8 {
+            ha[((va >> (8 * k)) & 0xff) as usize] += 1;
+            hb[((vb >> (8 * k)) & 0xff) as usize] += 1;
+        }
+    }
+    for (&x, &y) in ra.iter().zip(rb) {
+        ha[usize::from(x ^ bias)] += 1;
+        hb[usize::from(y ^ bias)] += 1;
+    }
+}
+
 /// Adds the bytes of `rows` (`len` bytes in all), XOR `bias`, to `h`, 8 bytes a load. Weights
 /// repeat a few symbols, so with one counter array each increment would often wait for the
 /// previous one of the same symbol: long inputs are counted into four arrays (unbiased, so
 /// the bias costs one index change when they are added up), short ones (rows) straight into
 /// `h`, where zeroing and adding up four arrays would cost more than the waits.
 fn count<'a>(rows: impl IntoIterator<Item = &'a [u8]>, len: usize, bias: u8, h: &mut [u32; 256]) {
-    if len < 1024 {
+    if len < LONG_COUNT {
         let bias8 = u64::from_ne_bytes([bias; 8]);
         for bytes in rows {
             let mut words = bytes.chunks_exact(8);
@@ -311,14 +336,29 @@ pub(crate) fn encode_plane_payload(
         if options.max_tables > 1 && rows > 1 && (GROUP..=u32::MAX as usize).contains(&cols) {
             let grid_cols = cols.div_ceil(tile_cols as usize);
             let tile_rows = tile_rows as usize;
-            let row_hist = |r: usize, h: &mut [u32; 256]| {
+            let none_band = |r: usize| {
                 let band = r / tile_rows;
-                let in_band = band * grid_cols..(band + 1) * grid_cols;
-                if in_band.clone().all(|i| model.models[i].residuals.is_none()) {
-                    count([&bytes[r * cols..][..cols]], cols, bias, h);
-                } else {
-                    for i in in_band {
-                        model.count_row(i, r - band * tile_rows, h);
+                model.models[band * grid_cols..(band + 1) * grid_cols]
+                    .iter()
+                    .all(|m| m.residuals.is_none())
+            };
+            let row = |r: usize| &bytes[r * cols..][..cols];
+            let row_hist = |rs: &[usize], hists: &mut [[u32; 256]]| {
+                if let ([a, b], [ha, hb]) = (rs, &mut *hists)
+                    && cols < LONG_COUNT
+                    && none_band(*a)
+                    && none_band(*b)
+                {
+                    return count_pair(row(*a), row(*b), bias, ha, hb);
+                }
+                for (&r, h) in rs.iter().zip(hists) {
+                    if none_band(r) {
+                        count([row(r)], cols, bias, h);
+                    } else {
+                        let band = r / tile_rows;
+                        for i in band * grid_cols..(band + 1) * grid_cols {
+                            model.count_row(i, r - band * tile_rows, h);
+                        }
                     }
                 }
             };
@@ -413,8 +453,8 @@ pub(crate) fn encode_plane_payload(
 #[cfg(test)]
 mod tests {
     use super::{
-        COUNT_CHUNK, EncodeOptions, EncodedPlane, Model, TileModel, count, encode_plane,
-        plane_histogram_of,
+        COUNT_CHUNK, EncodeOptions, EncodedPlane, Model, TileModel, count, count_pair,
+        encode_plane, plane_histogram_of,
     };
     use wcodec_format::{PlaneEncoding, Predictor};
     use wcodec_predict::TileConfig;
@@ -599,6 +639,16 @@ mod tests {
                 let mut h = [7u32; 256];
                 count(rows.iter().copied(), total, bias, &mut h);
                 assert_eq!(h, expected, "bias {bias:#x}, rows {lens:?}");
+            }
+            // Two rows at once, of every length up to a few words and one of a real plane.
+            for n in (0..40).chain([384, 1023]) {
+                let (a, b) = (&bytes[..n], &bytes[5000..5000 + n]);
+                let (mut ha, mut hb) = ([3u32; 256], [5u32; 256]);
+                count_pair(a, b, bias, &mut ha, &mut hb);
+                let (mut ea, mut eb) = ([3u32; 256], [5u32; 256]);
+                count([a], n, bias, &mut ea);
+                count([b], n, bias, &mut eb);
+                assert_eq!((ha, hb), (ea, eb), "bias {bias:#x}, rows of {n}");
             }
         }
     }

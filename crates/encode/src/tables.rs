@@ -177,9 +177,14 @@ const SAMPLE_STRIDE_MIN: usize = 4;
 /// Lloyd rounds per candidate number of classes.
 const ROUNDS: usize = 3;
 
-/// Chooses up to `max_tables` tables for a plane of `rows` rows whose row `r` has the
-/// histogram `row_hist(r, h)` adds to `h` (given all zeros; computed on demand: a plane's rows
-/// are never all held at once, so memory stays bounded by the plane itself). Returns the
+/// Counts rows of a plane: adds the histogram of each row of `rows` to the matching one of
+/// `hists` (given all zeros). Rows come in pairs where they can, which the counter may
+/// interleave: two rows into two histograms wait less on repeated symbols than one.
+pub type RowCounter<'a> = dyn Fn(&[usize], &mut [[u32; 256]]) + Sync + 'a;
+
+/// Chooses up to `max_tables` tables for a plane of `rows` rows counted by `row_hist`
+/// (histograms computed on demand: a plane's rows are never all held at once, so memory
+/// stays bounded by the plane itself). Returns the
 /// tables, each row's table when there are several (else an empty map), the bits the plane's
 /// residuals cost with them, and the plane's residual histogram.
 ///
@@ -194,7 +199,7 @@ const ROUNDS: usize = 3;
 /// table is returned.
 pub fn choose_tables(
     rows: usize,
-    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
+    row_hist: &RowCounter,
     plane_hist: &dyn Fn() -> [u64; 256],
     prob_bits: u8,
     max_tables: u8,
@@ -216,27 +221,46 @@ pub fn choose_tables(
     let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
         .into_par_iter()
         .map(|chunk| {
-            let mut classes = Vec::with_capacity(64);
-            let mut sums = vec![[0u64; 256]; k];
-            let mut h = [0u32; 256];
             let rows = chunk * 64..(chunk * 64 + 64).min(rows);
-            // The sampled rows among them were counted by the search already.
-            let mut sampled = sample.rows.partition_point(|&r| r < rows.start);
-            for r in rows {
-                if sample.rows.get(sampled) == Some(&r) {
-                    h = sample.counts[sampled];
-                    sampled += 1;
-                } else {
-                    row_hist(r, &mut h);
-                }
-                let row = Row::new(&h);
+            let mut classes = vec![0u8; rows.len()];
+            let mut sums = vec![[0u64; 256]; k];
+            // Row `r`'s class from its histogram `h`, which is left all zeros.
+            let mut classify = |r: usize, h: &mut [u32; 256]| {
+                let row = Row::new(h);
                 let c = costs.cheapest(&row);
                 for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
                     *s += u64::from(n);
                 }
                 let (lo, hi) = (row.lo, row.hi);
                 h[lo..hi].fill(0);
-                classes.push(c as u8);
+                classes[r - rows.start] = c as u8;
+            };
+            // The sampled rows among them were counted by the search already; the others
+            // are counted two at a time.
+            let first = sample.rows.partition_point(|&r| r < rows.start);
+            let last = sample.rows.partition_point(|&r| r < rows.end);
+            for (&r, h) in sample.rows[first..last].iter().zip(&sample.counts[first..last]) {
+                classify(r, &mut h.clone());
+            }
+            let mut sampled = sample.rows[first..last].iter().peekable();
+            let mut hists = [[0u32; 256]; 2];
+            let mut waiting = None;
+            for r in rows.clone() {
+                if sampled.next_if_eq(&&r).is_some() {
+                    continue;
+                }
+                let Some(a) = waiting.take() else {
+                    waiting = Some(r);
+                    continue;
+                };
+                row_hist(&[a, r], &mut hists);
+                let [ha, hb] = &mut hists;
+                classify(a, ha);
+                classify(r, hb);
+            }
+            if let Some(a) = waiting {
+                row_hist(&[a], &mut hists[..1]);
+                classify(a, &mut hists[0]);
             }
             (classes, sums)
         })
@@ -312,18 +336,18 @@ struct Sample {
 /// beat one table on the sample's estimate, and the sample.
 fn search(
     rows: usize,
-    row_hist: &(dyn Fn(usize, &mut [u32; 256]) + Sync),
+    row_hist: &RowCounter,
     prob_bits: u8,
     max_tables: u8,
 ) -> (Option<Vec<Frequencies>>, Sample) {
     let sampled: Vec<usize> = sample_rows(rows).collect();
     let sample_counts: Vec<[u32; 256]> = sampled
-        .par_iter()
-        .with_min_len(8)
-        .map(|&r| {
-            let mut h = [0u32; 256];
-            row_hist(r, &mut h);
-            h
+        .par_chunks(2)
+        .with_min_len(4)
+        .flat_map_iter(|pair| {
+            let mut hists = vec![[0u32; 256]; pair.len()];
+            row_hist(pair, &mut hists);
+            hists
         })
         .collect();
     let candidate = search_sample(&sample_counts, rows, prob_bits, max_tables);
@@ -399,8 +423,13 @@ mod tests {
                 *t += u64::from(c);
             }
         }
-        let (tables, classes, bits, total) =
-            choose_tables(rows.len(), &|r, h| *h = rows[r], &|| expected, 12, 8);
+        let (tables, classes, bits, total) = choose_tables(
+            rows.len(),
+            &|rs, hs| rs.iter().zip(hs).for_each(|(&r, h)| *h = rows[r]),
+            &|| expected,
+            12,
+            8,
+        );
         assert_eq!(total, expected, "the returned histogram is the plane's");
         (tables, classes, bits)
     }

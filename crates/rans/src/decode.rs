@@ -17,7 +17,8 @@ pub struct DecodeTable {
     /// `q = x >> prob_bits` whose decoded state `freq * q + slot - cum` is below `2^16`, so
     /// that a lane's renormalisation is known from `q` and one compare. (Two spare entries: a
     /// 32-bit gather of the last one reads past it.) Built on first use: most tables never
-    /// need it.
+    /// need it. (Read by the x86-64 kernels only.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     renorm: std::sync::OnceLock<Box<[u16; SLOTS + 2]>>,
 }
 
@@ -75,12 +76,14 @@ impl DecodeTable {
     }
 
     /// Whether the renormalisation thresholds are built already.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn has_renorm(&self) -> bool {
         self.renorm.get().is_some()
     }
 
     /// The renormalisation thresholds (see the field), from the entries: one division a
     /// symbol, at the slot where its run starts.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn renorm(&self) -> &[u16; SLOTS + 2] {
         self.renorm.get_or_init(|| {
             let mut thresholds = Box::new([0u16; SLOTS + 2]);
