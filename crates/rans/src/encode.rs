@@ -3,18 +3,46 @@
 use crate::simd::{ENCODE_HEADROOM, Kernel};
 use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, TableMap};
 
-/// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal.
+/// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal,
+/// and the coding step as one multiply-add: with `q = x / freq` and `M = 2^prob_bits`,
+/// `(q << prob_bits) + (x - q * freq) + cum == x + cum + q * (M - freq)` (as in Giesen's
+/// ryg_rans).
 #[derive(Clone, Copy, Debug, Default)]
 struct EncSymbol {
-    freq: u32,
-    cum: u32,
     /// `floor(2^64 / freq) + 1`: `mulhi(rcp, x) == x / freq` for every 32-bit `x`
-    /// (Lemire, Kaser, Kurz 2019), unused when `freq == 1`.
+    /// (Lemire, Kaser, Kurz 2019). For `freq == 1`, `2^64 - 1`, whose quotient `x - 1` the
+    /// bias makes up for.
     rcp: u64,
-    /// Renormalise (emit a word) before coding when `x >= x_max`.
+    /// Renormalise (emit a word) before coding when `x >= x_max`; 0 when `freq == 0`.
     x_max: u64,
-    /// `u32::MAX` when `freq == 1`, else 0.
-    identity_mask: u32,
+    /// `cum`, plus `M - 1` when `freq == 1` (`x + cum + M - 1 + (x - 1) (M - 1) == x M + cum`).
+    bias: u32,
+    /// `M - freq`.
+    cmpl_freq: u32,
+}
+
+impl EncSymbol {
+    fn new(freq: u32, cum: u32, prob_bits: u8) -> EncSymbol {
+        let m = 1u32 << prob_bits;
+        let (rcp, bias) = match freq {
+            0 => (0, 0),
+            1 => (u64::MAX, cum + m - 1),
+            _ => (u64::MAX / u64::from(freq) + 1, cum),
+        };
+        EncSymbol {
+            rcp,
+            x_max: u64::from(freq) << (32 - u32::from(prob_bits)),
+            bias,
+            cmpl_freq: m - freq,
+        }
+    }
+
+    /// The coding step on `v` (renormalised: below `x_max`).
+    #[inline(always)]
+    fn code(&self, v: u32) -> u32 {
+        let q = ((u128::from(self.rcp) * u128::from(v)) >> 64) as u32;
+        v.wrapping_add(self.bias).wrapping_add(q.wrapping_mul(self.cmpl_freq))
+    }
 }
 
 /// Encoder table for one frequency table.
@@ -80,13 +108,7 @@ impl EncodeTable {
         let mut symbols = [EncSymbol::default(); 256];
         let mut cum = 0u32;
         for (s, &freq) in freqs.iter().enumerate() {
-            symbols[s] = EncSymbol {
-                freq,
-                cum,
-                rcp: if freq > 1 { u64::MAX / u64::from(freq) + 1 } else { 0 },
-                x_max: u64::from(freq) << (32 - u32::from(prob_bits)),
-                identity_mask: if freq == 1 { u32::MAX } else { 0 },
-            };
+            symbols[s] = EncSymbol::new(freq, cum, prob_bits);
             cum += freq;
         }
         debug_assert_eq!(cum, 1 << prob_bits);
@@ -103,9 +125,7 @@ impl EncodeTable {
             *cur -= 1;
             buf[2 * *cur..2 * *cur + 2].copy_from_slice(&(v as u16).to_le_bytes());
         }
-        let v = if emit { v >> 16 } else { v };
-        let q = ((u128::from(s.rcp) * u128::from(v)) >> 64) as u32 + (v & s.identity_mask);
-        *x = (q << self.prob_bits) + (v - q * s.freq) + s.cum;
+        *x = s.code(if emit { v >> 16 } else { v });
     }
 
     /// Codes `symbol` into `x`, storing a word at `buf[*len]` (u16, in reverse order) when
@@ -113,16 +133,13 @@ impl EncodeTable {
     #[inline(always)]
     fn put(&self, x: &mut u32, symbol: u8, buf: &mut [u16], len: &mut usize) {
         let s = &self.symbols[symbol as usize];
-        debug_assert!(s.freq > 0, "symbol {symbol} has no frequency");
+        debug_assert!(s.x_max > 0, "symbol {symbol} has no frequency");
         let v = *x;
         // Branch-free renormalisation: always store, advance only when the word is needed.
         let emit = u64::from(v) >= s.x_max;
         buf[*len] = v as u16;
         *len += usize::from(emit);
-        let v = if emit { v >> 16 } else { v };
-        // freq == 1 has no 64-bit reciprocal: its quotient is v itself, added through a mask.
-        let q = ((u128::from(s.rcp) * u128::from(v)) >> 64) as u32 + (v & s.identity_mask);
-        *x = (q << self.prob_bits) + (v - q * s.freq) + s.cum;
+        *x = s.code(if emit { v >> 16 } else { v });
     }
 }
 
@@ -347,6 +364,28 @@ mod tests {
                 let q52 = ((u128::from(x) * u128::from(magic52)) >> 52) as u32;
                 assert_eq!(q32, x / d, "magic32, {x} / {d}");
                 assert_eq!(q52, x / d, "magic52, {x} / {d}");
+            }
+        }
+    }
+
+    /// The scalar step `x + bias + q (M - freq)` is the rANS step `(x / freq) M + x % freq +
+    /// cum` for every frequency at every precision (freq 1 and freq M included) and every
+    /// renormalised state class: around multiples of `freq` and at both ends of `[0, x_max)`.
+    #[test]
+    fn scalar_steps_are_the_rans_step() {
+        for prob_bits in 8..=12u8 {
+            let m = 1u32 << prob_bits;
+            for freq in 1..=m {
+                let cum = (m - freq) / 2;
+                let s = EncSymbol::new(freq, cum, prob_bits);
+                let x_max = u64::from(freq) << (32 - u32::from(prob_bits));
+                assert_eq!(s.x_max, x_max);
+                let top = (x_max - 1) as u32;
+                let states = numerators(freq).filter(|&x| x <= top).chain([top, 1 << 16]);
+                for x in states.filter(|&x| x > 0) {
+                    let expected = u64::from(x / freq) * u64::from(m) + u64::from(x % freq + cum);
+                    assert_eq!(u64::from(s.code(x)), expected, "{x} at {freq}/{m}");
+                }
             }
         }
     }
