@@ -265,13 +265,16 @@ pub enum Timed {
 /// and all threads, best and median of `--runs` (default 9) after a warm-up. `--only TEXT` keeps
 /// the classes whose name contains TEXT; `--save DIR` also writes each class's .wcz there (for
 /// the CLI), `--from DIR` reads them from there instead of compressing (decode only); `--loop N`
-/// decodes or encodes the first kept class N times on one thread and reports nothing else (for
-/// a profiler).
+/// decodes or encodes the first kept class N times on one thread (`--loop-threads T`: T) and
+/// reports nothing else (for a profiler). `--into`: decode into one buffer reused from run to
+/// run (`decompress_into`, as the corpus report times it) instead of a fresh `Vec`.
 pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut runs = 9;
     let mut only = None;
     let mut save = None;
     let mut looping = None;
+    let mut loop_threads = 1;
+    let mut into = false;
     let mut from = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -282,6 +285,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--save" => save = Some(std::path::PathBuf::from(value()?)),
             "--from" => from = Some(std::path::PathBuf::from(value()?)),
             "--loop" => looping = Some(value()?.parse::<usize>()?),
+            "--loop-threads" => loop_threads = value()?.parse::<usize>()?,
+            "--into" => into = true,
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -315,12 +320,18 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             std::fs::create_dir_all(save)?;
             std::fs::write(save.join(format!("{}.wcz", class.file)), &wcz)?;
         }
+        let reused = std::sync::Mutex::new(vec![0u8; if into { source.len() } else { 0 }]);
         let once = || match what {
+            Timed::Decode if into => {
+                let mut out = reused.lock().expect("not poisoned");
+                wcodec::decompress_into(&wcz, &mut out).expect("decompresses");
+            }
             Timed::Decode => drop(wcodec::decompress(&wcz)),
             Timed::Encode => drop(compress(&source, class, &options)),
         };
         if let Some(n) = looping {
-            one.install(|| (0..n).for_each(|_| once()));
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(loop_threads).build()?;
+            pool.install(|| (0..n).for_each(|_| once()));
             return Ok(());
         }
         if wcodec::decompress(&wcz)? != source {
