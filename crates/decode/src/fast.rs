@@ -50,7 +50,7 @@ impl Plan<'_> {
 }
 
 /// Checks what the planes of `tensor` need before any unit is decoded (payloads inside the
-/// file, raw planes' CRCs, valid tables) and cuts the tensor into bands.
+/// file, valid tables; raw planes' CRCs are taken band by band) and cuts the tensor into bands.
 fn plan<'a>(
     file: &[u8],
     tensor: &'a TensorEntry,
@@ -62,12 +62,16 @@ fn plan<'a>(
             .get(plane.payload_offset as usize..(plane.payload_offset + plane.payload_len) as usize)
             .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
         tables.push(match &plane.encoding {
+            // Checked band by band (`decode_band`), where the merge has the bytes in cache;
+            // here only when the tensor has no bands.
             PlaneEncoding::Raw { crc32c } => {
-                checked_crc(
-                    || format!("tensor {:?} raw plane {j}", tensor.name),
-                    payload,
-                    *crc32c,
-                )?;
+                if plane.rows == 0 || tensor.source_len == 0 {
+                    checked_crc(
+                        || format!("tensor {:?} raw plane {j}", tensor.name),
+                        payload,
+                        *crc32c,
+                    )?;
+                }
                 Vec::new()
             }
             PlaneEncoding::Rans { .. } if plane.is_empty() => Vec::new(),
@@ -129,20 +133,37 @@ pub(crate) fn decode_tensors(
             bands.extend(out.chunks_mut(band_len).enumerate().map(|(b, part)| (k, b, part)));
         }
     }
-    let crcs: Vec<u32> = bands
+    let crcs: Vec<BandCrcs> = bands
         .into_par_iter()
         .map(|(k, b, out)| decode_band(file, &plans[k], b, out))
         .collect::<Result<_, _>>()?;
-    // Fold each tensor's band CRCs in order.
+    // Fold each tensor's band CRCs in order: its raw planes', then its own.
     let mut first = 0;
     for plan in &plans {
         let t = plan.tensor;
         let mut crc = 0;
         if plan.rows > 0 && t.source_len > 0 {
-            let band_len = (plan.band_rows * plan.row_bytes) as u64;
             let parts = &crcs[first..first + plan.bands()];
             first += parts.len();
-            crc = combine_parts(parts, band_len, t.source_len);
+            let raw = t.planes.iter().enumerate().filter_map(|(j, p)| match p.encoding {
+                PlaneEncoding::Raw { crc32c } => Some((j, p, crc32c)),
+                PlaneEncoding::Rans { .. } => None,
+            });
+            for (k, (j, plane, stored)) in raw.enumerate() {
+                let band_crcs: Vec<u32> = parts.iter().map(|b| b.raw[k]).collect();
+                let band_len = (plan.band_rows as u64) * plane.cols;
+                let computed = combine_parts(&band_crcs, band_len, plane.payload_len);
+                if computed != stored {
+                    return Err(DecodeError::Checksum {
+                        what: format!("tensor {:?} raw plane {j}", t.name),
+                        stored,
+                        computed,
+                    });
+                }
+            }
+            let tensor_crcs: Vec<u32> = parts.iter().map(|b| b.tensor).collect();
+            let band_len = (plan.band_rows * plan.row_bytes) as u64;
+            crc = combine_parts(&tensor_crcs, band_len, t.source_len);
         }
         if crc != t.crc32c {
             return Err(DecodeError::Checksum {
@@ -192,12 +213,34 @@ fn decoded_apart(plane: &PlaneEntry, unit: &UnitEntry, i: usize) -> bool {
         && (unit.predictor != Predictor::None || !plane.tile_rect(i).3.is_multiple_of(GROUP as u64))
 }
 
-/// Decodes band `b` of a tensor into `out` and returns the CRC of its bytes.
-fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32, DecodeError> {
+/// The CRCs of a band: of its bytes of the tensor, and of its bytes of each raw plane (in
+/// plane order).
+struct BandCrcs {
+    tensor: u32,
+    raw: Vec<u32>,
+}
+
+/// The band's rows of a raw plane, in the file (inside it: checked by `plan`).
+fn raw_rows<'f>(file: &'f [u8], plane: &PlaneEntry, rows: &std::ops::Range<usize>) -> &'f [u8] {
+    let cols = plane.cols as usize;
+    let start = plane.payload_offset as usize + rows.start * cols;
+    &file[start..start + rows.len() * cols]
+}
+
+/// Decodes band `b` of a tensor into `out` and returns its CRCs. Its raw planes' bytes are
+/// checked here, after the merge (or copy) read them: a second pass over them from memory
+/// cost a tenth of a BF16 decode, and the plane's CRC comes from the bands' as the tensor's
+/// does.
+fn decode_band(
+    file: &[u8],
+    plan: &Plan,
+    b: usize,
+    out: &mut [u8],
+) -> Result<BandCrcs, DecodeError> {
     let t = plan.tensor;
     let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
     if t.planes.len() == 1 {
-        decode_rows(file, plan, rows, vec![out])?;
+        decode_rows(file, plan, rows.clone(), vec![out])?;
     } else {
         PLANES.with_borrow_mut(|bufs| -> Result<(), DecodeError> {
             bufs.resize_with(t.planes.len(), Vec::new);
@@ -220,23 +263,22 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: &mut [u8]) -> Result<u32
                 .planes
                 .iter()
                 .zip(bufs.iter())
-                .map(|(p, buf)| {
-                    let (cols, len) = (p.cols as usize, rows.len() * p.cols as usize);
-                    match p.encoding {
-                        // Inside the file: checked by `plan`.
-                        PlaneEncoding::Raw { .. } => {
-                            let start = p.payload_offset as usize + rows.start * cols;
-                            &file[start..start + len]
-                        }
-                        PlaneEncoding::Rans { .. } => &buf[..len],
-                    }
+                .map(|(p, buf)| match p.encoding {
+                    PlaneEncoding::Raw { .. } => raw_rows(file, p, &rows),
+                    PlaneEncoding::Rans { .. } => &buf[..rows.len() * p.cols as usize],
                 })
                 .collect();
             merge_planes(&refs, t.dtype, t.transform, out);
             Ok(())
         })?;
     }
-    Ok(crate::crc32c(out))
+    let raw = t
+        .planes
+        .iter()
+        .filter(|p| matches!(p.encoding, PlaneEncoding::Raw { .. }))
+        .map(|p| crate::crc32c(raw_rows(file, p, &rows)))
+        .collect();
+    Ok(BandCrcs { tensor: crate::crc32c(out), raw })
 }
 
 /// Decodes rows `rows` (whole rows of tiles) of every plane of a tensor, plane `j` into
@@ -259,9 +301,11 @@ fn decode_rows(
     for (j, (plane, out)) in tensor.planes.iter().zip(outs).enumerate() {
         let cols = plane.cols as usize;
         let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
-            // Raw: inside the file and checked by `plan`.
-            let start = plane.payload_offset as usize + rows.start * cols;
-            out.copy_from_slice(&file[start..start + out.len()]);
+            // Raw: inside the file (checked by `plan`); its CRC is taken by `decode_band`. A
+            // split tensor's raw planes are merged from the file (no output here).
+            if !out.is_empty() {
+                out.copy_from_slice(raw_rows(file, plane, &rows));
+            }
             continue;
         };
         if out.is_empty() {

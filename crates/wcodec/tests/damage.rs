@@ -109,3 +109,43 @@ fn garbage_is_an_error() {
         assert!(check(&junk, &source, "garbage"));
     }
 }
+
+/// A flipped bit anywhere in a raw plane (the BF16 tensors' sign-mantissa bytes, merged from
+/// the file band by band and checked there) is reported as that plane's checksum, by the
+/// in-memory decoders and by the streaming one the CLI uses.
+#[test]
+fn a_damaged_raw_plane_is_reported_as_such() {
+    let (_, wcz) = sample();
+    let dir = Directory::from_file_bytes(&wcz).unwrap();
+    let raw: Vec<(String, usize, std::ops::Range<usize>)> = dir
+        .tensors
+        .iter()
+        .flat_map(|t| t.planes.iter().enumerate().map(move |(j, p)| (t, j, p)))
+        .filter(|(_, _, p)| matches!(p.encoding, wcodec::format::PlaneEncoding::Raw { .. }))
+        .map(|(t, j, p)| {
+            let start = p.payload_offset as usize;
+            (t.name.clone(), j, start..start + p.payload_len as usize)
+        })
+        .collect();
+    assert!(!raw.is_empty(), "the sample has raw planes");
+    let len = wcodec::decompressed_len(&wcz).unwrap() as usize;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.wcz");
+    for (name, j, bytes) in raw {
+        for pos in [bytes.start, bytes.start + bytes.len() / 2, bytes.end - 1] {
+            let mut bad = wcz.clone();
+            bad[pos] ^= 0x10;
+            let expected = format!("tensor {name:?} raw plane {j}");
+            let err = wcodec::decompress(&bad).unwrap_err().to_string();
+            assert!(err.contains(&expected), "byte {pos}: {err}");
+            let mut out = vec![0u8; len];
+            let err = wcodec::decompress_into(&bad, &mut out).unwrap_err().to_string();
+            assert!(err.contains(&expected), "byte {pos}, into a buffer: {err}");
+            std::fs::write(&path, &bad).unwrap();
+            let archive = wcodec::Archive::open(&path).unwrap();
+            let err = archive.write_source(Vec::new(), &path, &mut |_, _| ()).unwrap_err();
+            let err = err.to_string();
+            assert!(err.contains(&expected), "byte {pos}, streamed: {err}");
+        }
+    }
+}
