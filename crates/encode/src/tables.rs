@@ -184,9 +184,9 @@ pub type RowCounter<'a> = dyn Fn(&[usize], &mut [[u32; 256]]) + Sync + 'a;
 
 /// Chooses up to `max_tables` tables for a plane of `rows` rows counted by `row_hist`
 /// (histograms computed on demand: a plane's rows are never all held at once, so memory
-/// stays bounded by the plane itself). Returns the
-/// tables, each row's table when there are several (else an empty map), the bits the plane's
-/// residuals cost with them, and the plane's residual histogram.
+/// stays bounded by the plane itself). Returns the tables, each row's table when there are
+/// several (else an empty map), the bits the plane's residuals cost with them, and the
+/// plane's residual histogram.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,

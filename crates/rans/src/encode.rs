@@ -37,7 +37,8 @@ impl EncSymbol {
         }
     }
 
-    /// The coding step on `v` (renormalised: below `x_max`).
+    /// The coding step on `v`, a renormalised state: in `[1, x_max)` (a state is at least
+    /// `2^16` before renormalisation, so at least 1 after; `x - 1` is then freq 1's quotient).
     #[inline(always)]
     fn code(&self, v: u32) -> u32 {
         let q = ((u128::from(self.rcp) * u128::from(v)) >> 64) as u32;
@@ -196,8 +197,7 @@ fn encode_into(
 ) {
     let mut states = [STATE_LOW; LANES];
     let n = symbols.len();
-    // The buffer and its length as locals, kept in registers (through `words` they were
-    // reloaded from memory at every step).
+    // The buffer and its length as locals, which the step updates through references.
     let buf = &mut words.buf[..];
     let mut len = words.len;
     // The steps run backwards: groups from the last to the first (the tail group, decoded
