@@ -267,7 +267,8 @@ pub enum Timed {
 /// the CLI), `--from DIR` reads them from there instead of compressing (decode only); `--loop N`
 /// decodes or encodes the first kept class N times on one thread (`--loop-threads T`: T) and
 /// reports nothing else (for a profiler). `--into`: decode into one buffer reused from run to
-/// run (`decompress_into`, as the corpus report times it) instead of a fresh `Vec`.
+/// run (`decompress_into`, as the corpus report times it) instead of a fresh `Vec`;
+/// `--for-gpu`: files made with the GPU preset instead of the defaults.
 pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut runs = 9;
     let mut only = None;
@@ -275,6 +276,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut looping = None;
     let mut loop_threads = 1;
     let mut into = false;
+    let mut for_gpu = false;
     let mut from = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -287,6 +289,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--loop" => looping = Some(value()?.parse::<usize>()?),
             "--loop-threads" => loop_threads = value()?.parse::<usize>()?,
             "--into" => into = true,
+            "--for-gpu" => for_gpu = true,
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -294,7 +297,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let options = EncodeOptions::default();
+    let options = if for_gpu { EncodeOptions::for_gpu() } else { EncodeOptions::default() };
     let classes =
         CLASSES.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())));
     let verb = if what == Timed::Decode { "dec" } else { "enc" };
