@@ -19,6 +19,11 @@ use wcodec_rans::{DecodeTable, GROUP, Out, TableMap, UnitJob, decode_units};
 use crate::{DecodeError, checked_crc};
 use wcodec_format::checksum::combine_parts;
 
+/// Bands a decoding task takes at most (see `decode_tensors`). One a task balanced the threads
+/// as well but made the bands 1.2x slower on one thread (MiniLM int8, measured in place, cause
+/// not found); 2 to 64 did not.
+const BANDS_A_TASK: usize = 4;
+
 /// Bytes of a band, about: enough tiles for the coder to keep its pairs of units full, few
 /// enough for the band to stay in L2 while its planes are merged and its CRC taken.
 pub(crate) const BAND_BYTES: usize = 512 << 10;
@@ -133,8 +138,12 @@ pub(crate) fn decode_tensors(
             bands.extend(out.chunks_mut(band_len).enumerate().map(|(b, part)| (k, b, part)));
         }
     }
+    // At most BANDS_A_TASK bands a task: rayon otherwise cuts the list into a few long runs,
+    // and a thread done with its run (a file's small tensors) cannot take bands from another's
+    // (a large tensor's): on MiniLM BF16 one of two threads was idle a third of the decode.
     let crcs: Vec<BandCrcs> = bands
         .into_par_iter()
+        .with_max_len(BANDS_A_TASK)
         .map(|(k, b, out)| decode_band(file, &plans[k], b, out))
         .collect::<Result<_, _>>()?;
     // Fold each tensor's band CRCs in order: its raw planes', then its own.
