@@ -281,13 +281,15 @@ fn decode_band(
             Ok(())
         })?;
     }
+    let tensor = crate::crc32c(out);
     let raw = t
         .planes
         .iter()
         .filter(|p| matches!(p.encoding, PlaneEncoding::Raw { .. }))
-        .map(|p| crate::crc32c(raw_rows(file, p, &rows)))
+        // A tensor's only plane, raw, was copied into `out` as it is: the same CRC.
+        .map(|p| if t.planes.len() == 1 { tensor } else { crate::crc32c(raw_rows(file, p, &rows)) })
         .collect();
-    Ok(BandCrcs { tensor: crate::crc32c(out), raw })
+    Ok(BandCrcs { tensor, raw })
 }
 
 /// Decodes rows `rows` (whole rows of tiles) of every plane of a tensor, plane `j` into
