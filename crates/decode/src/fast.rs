@@ -16,6 +16,7 @@ use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry, UnitEntry
 use wcodec_predict::{merge_planes, reconstruct_rows};
 use wcodec_rans::{DecodeTable, GROUP, Out, TableMap, UnitJob, decode_units};
 
+use crate::dest::Dest;
 use crate::{DecodeError, checked_crc};
 use wcodec_format::checksum::combine_parts;
 
@@ -116,11 +117,12 @@ fn plan<'a>(
 }
 
 /// Decodes tensors into their outputs (`outs[i]` is `tensors[i].source_len` bytes) and checks
-/// their CRCs, in bands of about `band_bytes`.
+/// their CRCs, in bands of about `band_bytes`. A band of fresh output is zeroed by the thread
+/// that decodes it, just before (in cache).
 pub(crate) fn decode_tensors(
     file: &[u8],
     tensors: &[&TensorEntry],
-    outs: Vec<&mut [u8]>,
+    outs: Vec<Dest>,
     band_bytes: usize,
 ) -> Result<(), DecodeError> {
     let plans: Vec<Plan> =
@@ -135,7 +137,8 @@ pub(crate) fn decode_tensors(
         if plan.band_rows >= plan.rows {
             bands.push((k, 0, out));
         } else {
-            bands.extend(out.chunks_mut(band_len).enumerate().map(|(b, part)| (k, b, part)));
+            bands
+                .extend(out.chunks(band_len).into_iter().enumerate().map(|(b, part)| (k, b, part)));
         }
     }
     // At most BANDS_A_TASK bands a task: rayon otherwise cuts the list into a few long runs,
@@ -240,12 +243,8 @@ fn raw_rows<'f>(file: &'f [u8], plane: &PlaneEntry, rows: &std::ops::Range<usize
 /// checked here, after the merge (or copy) read them: a second pass over them from memory
 /// cost a tenth of a BF16 decode, and the plane's CRC comes from the bands' as the tensor's
 /// does.
-fn decode_band(
-    file: &[u8],
-    plan: &Plan,
-    b: usize,
-    out: &mut [u8],
-) -> Result<BandCrcs, DecodeError> {
+fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs, DecodeError> {
+    let out = out.into_bytes();
     let t = plan.tensor;
     let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
     if t.planes.len() == 1 {

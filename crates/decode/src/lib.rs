@@ -6,9 +6,12 @@
 //! every tensor of a span in parallel straight into the output, bit-identical to the reference.
 //! Both verify every checksum and every unit's final states, so a damaged file is an error,
 //! never a wrong tensor.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod dest;
 mod fast;
+
+use dest::{Dest, fresh_vec};
 
 use wcodec_format::{Directory, FormatError, PlaneEncoding, PlaneEntry, TensorEntry};
 use wcodec_predict::{Tile, merge_planes_reference, reconstruct};
@@ -205,7 +208,7 @@ pub fn decode_tensor_into(
 ) -> Result<(), DecodeError> {
     assert_eq!(out.len() as u64, tensor.source_len, "output sized to the tensor");
     if parallelism == Parallelism::Rayon {
-        return fast::decode_tensors(file, &[tensor], vec![out], fast::BAND_BYTES);
+        return fast::decode_tensors(file, &[tensor], vec![Dest::of_bytes(out)], fast::BAND_BYTES);
     }
     if let [plane] = tensor.planes.as_slice() {
         // One plane holds the tensor's bytes as they are: decode in place.
@@ -246,7 +249,23 @@ pub fn decode_tensor_limited(
     limits: &Limits,
 ) -> Result<Vec<u8>, DecodeError> {
     check_tensor_within(file, tensor, limits)?;
-    let mut out = vec![0u8; tensor.source_len as usize];
+    decode_tensor_to_vec(file, tensor, parallelism)
+}
+
+/// A tensor decoded into a new vector: on the fast path, a fresh one that each band zeroes
+/// just before it is decoded, not all of it up front.
+fn decode_tensor_to_vec(
+    file: &[u8],
+    tensor: &TensorEntry,
+    parallelism: Parallelism,
+) -> Result<Vec<u8>, DecodeError> {
+    let len = tensor.source_len as usize;
+    if parallelism == Parallelism::Rayon {
+        return fresh_vec(len, |out| {
+            fast::decode_tensors(file, &[tensor], vec![out], fast::BAND_BYTES)
+        });
+    }
+    let mut out = vec![0u8; len];
     decode_tensor_into(file, tensor, parallelism, &mut out)?;
     Ok(out)
 }
@@ -254,9 +273,7 @@ pub fn decode_tensor_limited(
 /// Decodes a tensor's original bytes (parallel over units), within the default limits.
 pub fn decode_tensor(file: &[u8], tensor: &TensorEntry) -> Result<Vec<u8>, DecodeError> {
     check_tensor(file, tensor)?;
-    let mut out = vec![0u8; tensor.source_len as usize];
-    decode_tensor_into(file, tensor, Parallelism::Rayon, &mut out)?;
-    Ok(out)
+    decode_tensor_to_vec(file, tensor, Parallelism::Rayon)
 }
 
 /// The fast path with bands of about `band_bytes` (at least one row of tiles): for tests of the
@@ -268,9 +285,9 @@ pub fn decode_tensor_in_bands(
     band_bytes: usize,
 ) -> Result<Vec<u8>, DecodeError> {
     check_tensor(file, tensor)?;
-    let mut out = vec![0u8; tensor.source_len as usize];
-    fast::decode_tensors(file, &[tensor], vec![&mut out], band_bytes)?;
-    Ok(out)
+    fresh_vec(tensor.source_len as usize, |out| {
+        fast::decode_tensors(file, &[tensor], vec![out], band_bytes)
+    })
 }
 
 /// The reference decoder: one unit after another, no threads. The oracle for faster paths.
@@ -389,6 +406,17 @@ pub fn decode_source_span(
     start: u64,
     out: &mut [u8],
 ) -> Result<(), DecodeError> {
+    decode_span(file, tensors, gaps, start, Dest::of_bytes(out))
+}
+
+/// [`decode_source_span`] into a [`Dest`].
+fn decode_span(
+    file: &[u8],
+    tensors: &[TensorEntry],
+    gaps: &[u8],
+    start: u64,
+    out: Dest,
+) -> Result<(), DecodeError> {
     let mismatch = || FormatError::invalid("source span", "tensors and gaps do not fill it");
     let mut outs = Vec::with_capacity(tensors.len());
     let (mut rest, mut pos, mut gap_pos) = (out, start, 0usize);
@@ -398,10 +426,10 @@ pub fn decode_source_span(
         if gap.checked_add(len).is_none_or(|n| n > rest.len()) || gap > gaps.len() - gap_pos {
             return Err(mismatch().into());
         }
-        let (here, tail) = rest.split_at_mut(gap);
-        here.copy_from_slice(&gaps[gap_pos..gap_pos + gap]);
+        let (here, tail) = rest.split_at(gap);
+        here.into_bytes().copy_from_slice(&gaps[gap_pos..gap_pos + gap]);
         gap_pos += gap;
-        let (tensor_out, tail) = tail.split_at_mut(len);
+        let (tensor_out, tail) = tail.split_at(len);
         outs.push(tensor_out);
         rest = tail;
         pos = t.source_offset + t.source_len;
@@ -409,7 +437,7 @@ pub fn decode_source_span(
     if gaps.len() - gap_pos != rest.len() {
         return Err(mismatch().into());
     }
-    rest.copy_from_slice(&gaps[gap_pos..]);
+    rest.into_bytes().copy_from_slice(&gaps[gap_pos..]);
     let refs: Vec<&TensorEntry> = tensors.iter().collect();
     fast::decode_tensors(file, &refs, outs, fast::BAND_BYTES)
 }
@@ -421,13 +449,14 @@ pub fn decompress_to_vec(file: &[u8]) -> Result<Vec<u8>, DecodeError> {
 }
 
 /// `decompress_to_vec` within `limits`: the output is allocated once and every tensor decoded
-/// straight into its place.
+/// straight into its place, each band zeroed just before it is decoded, by the thread that
+/// decodes it (not the whole output up front on one thread).
 pub fn decompress_to_vec_limited(file: &[u8], limits: &Limits) -> Result<Vec<u8>, DecodeError> {
     let directory = Directory::from_file_bytes(file)?;
     limits.check(|| "the file".to_owned(), directory.source_len, file.len() as u64)?;
-    let mut out = vec![0u8; directory.source_len as usize];
-    decode_source_span(file, &directory.tensors, &directory.gaps, 0, &mut out)?;
-    Ok(out)
+    fresh_vec(directory.source_len as usize, |out| {
+        decode_span(file, &directory.tensors, &directory.gaps, 0, out)
+    })
 }
 
 /// The length of the original file a .wcz held in memory decodes to (from its directory).
@@ -437,8 +466,9 @@ pub fn decompressed_len(file: &[u8]) -> Result<u64, DecodeError> {
 
 /// Decodes a whole in-memory .wcz into `out`, which must be exactly [`decompressed_len`]
 /// bytes long. Every byte of `out` is written, so a buffer reused from one file to the next
-/// needs no clearing (a fresh `Vec` must be zeroed first, which costs about a tenth of a
-/// one-thread decode). The caller owns the memory, so no size limit applies.
+/// needs no clearing. The fastest way to decode: [`decompress_to_vec`]'s fresh memory is zeroed
+/// before it is decoded into (band by band, by the threads that decode it), a pass that costs
+/// 10-20% of a one-thread decode. The caller owns the memory, so no size limit applies.
 pub fn decompress_into(file: &[u8], out: &mut [u8]) -> Result<(), DecodeError> {
     let directory = Directory::from_file_bytes(file)?;
     if out.len() as u64 != directory.source_len {
