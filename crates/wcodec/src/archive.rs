@@ -26,6 +26,10 @@ pub struct Archive {
     bytes_read: std::sync::atomic::AtomicU64,
 }
 
+/// Output bytes [`Archive::write_source`] lets be in flight to its writer thread besides the
+/// span being decoded: two spans of up to 32 MiB, or two tensors of up to 128 MiB, overlap.
+pub const OVERLAP_BYTES: usize = 256 << 20;
+
 /// What `wcodec info` prints of a tensor.
 #[derive(Clone, Debug, Serialize)]
 pub struct TensorSummary {
@@ -200,63 +204,174 @@ impl Archive {
     ///
     /// Tensors are decoded in spans of up to [`wcodec_decode::SPAN_BYTES`] of source (or one
     /// larger tensor): one positioned read of the span's payloads into a reused buffer, every
-    /// band of the span decoded in parallel into a second reused buffer, one write.
-    pub fn write_source<W: Write>(
+    /// band of the span decoded in parallel into an output buffer, which a writer thread then
+    /// writes while the next span decodes (writing to a file is mostly the kernel copying into
+    /// the page cache, or waiting on the disk: the decode hides behind it). Two output buffers
+    /// take turns while the spans in flight are within [`OVERLAP_BYTES`]; a larger span waits
+    /// for the writer, so memory stays within the largest span plus that budget.
+    pub fn write_source<W: Write + Send>(
         &self,
-        mut sink: W,
+        sink: W,
         sink_path: &Path,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<W, Error> {
-        let dir = &self.directory;
+        let spans = wcodec_decode::SPAN_BYTES;
+        self.write_source_in_spans(sink, sink_path, progress, spans, OVERLAP_BYTES)
+    }
+
+    /// [`write_source`](Self::write_source) with spans of about `span_bytes` and `overlap_bytes`
+    /// in flight: for tests of the pipeline on small files.
+    #[doc(hidden)]
+    pub fn write_source_in_spans<W: Write + Send>(
+        &self,
+        sink: W,
+        sink_path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+        span_bytes: u64,
+        overlap_bytes: usize,
+    ) -> Result<W, Error> {
         let io = |source| Error::Io { path: sink_path.to_owned(), source };
-        let (mut window, mut out) = (Vec::new(), Vec::new());
-        for span in wcodec_decode::source_spans(dir, wcodec_decode::SPAN_BYTES) {
-            let tensors = &dir.tensors[span.tensors.clone()];
-            let planes = || tensors.iter().flat_map(|t| &t.planes);
-            let start = planes().map(|p| p.payload_offset).min().unwrap_or(0);
-            let end = planes().map(|p| p.payload_offset + p.payload_len).max().unwrap_or(0);
-            let stored: u64 = planes().map(|p| p.payload_len).sum();
+        std::thread::scope(|scope| {
+            let (to_writer, spans) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+            let (to_decoder, written) = std::sync::mpsc::channel::<Vec<u8>>();
+            let writer = scope.spawn(move || -> std::io::Result<W> {
+                let mut sink = sink;
+                for (buf, len) in spans {
+                    sink.write_all(&buf[..len])?;
+                    // The decoder stops taking buffers back only when it has failed.
+                    let _ = to_decoder.send(buf);
+                }
+                Ok(sink)
+            });
+            let budget = (span_bytes, overlap_bytes);
+            let decoded = self.decode_spans(&to_writer, &written, progress, budget);
+            // The writer ends once it has written what it was sent (or failed).
+            drop(to_writer);
+            let sink = match writer.join() {
+                Ok(result) => result.map_err(io),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            // A decode error comes first: the writer may only have stopped because of it.
+            decoded?;
+            let sink = sink?;
+            progress(self.directory.source_len, self.directory.source_len);
+            Ok(sink)
+        })
+    }
+
+    /// The decoding side of [`write_source`](Self::write_source): decodes the spans in order
+    /// into buffers sent to the writer (`to_writer`), which sends them back once written
+    /// (`written`). Stops early, without an error of its own, if the writer has stopped.
+    fn decode_spans(
+        &self,
+        to_writer: &std::sync::mpsc::SyncSender<(Vec<u8>, usize)>,
+        written: &std::sync::mpsc::Receiver<Vec<u8>>,
+        progress: &mut dyn FnMut(u64, u64),
+        (span_bytes, overlap_bytes): (u64, usize),
+    ) -> Result<(), Error> {
+        let dir = &self.directory;
+        let mut window = Vec::new();
+        // Buffers not in flight, and the spans in flight: (source end, bytes), oldest first.
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut in_flight = std::collections::VecDeque::new();
+        let mut buffers = 0;
+        for span in wcodec_decode::source_spans(dir, span_bytes) {
             let len = (span.end - span.start) as usize;
+            // Take back what the writer is done with; wait for it while the spans in flight
+            // and this one would exceed the budget, or while both buffers are in flight.
+            loop {
+                let busy: usize = in_flight.iter().map(|&(_, n)| n).sum();
+                let must_wait = !in_flight.is_empty()
+                    && (busy + len > overlap_bytes || (spare.is_empty() && buffers == 2));
+                let returned = if must_wait { written.recv().ok() } else { written.try_recv().ok() };
+                let Some(buf) = returned else {
+                    if must_wait {
+                        // The writer has stopped (its error is reported by the caller).
+                        return Ok(());
+                    }
+                    break;
+                };
+                spare.push(buf);
+                let (end, _) = in_flight.pop_front().expect("a span in flight");
+                progress(end, dir.source_len);
+            }
+            // The roomiest spare buffer; one that must grow first lets the others go.
+            spare.sort_by_key(Vec::capacity);
+            let mut out = match spare.pop() {
+                Some(buf) => buf,
+                None => {
+                    buffers += 1;
+                    Vec::new()
+                }
+            };
             if out.len() < len {
+                buffers -= spare.len();
+                spare.clear();
+                // Nothing in it is kept: no copy of the old bytes when it grows.
+                out.clear();
                 out.resize(len, 0);
             }
-            let out = &mut out[..len];
-            if end - start > 2 * stored + (1 << 20) {
-                // Payloads far apart (a file this crate did not write): tensor by tensor.
-                let mut at = 0usize;
-                let mut gap_pos = span.gaps.start;
-                let mut cursor = span.start;
-                for tensor in tensors {
-                    let gap = (tensor.source_offset - cursor) as usize;
-                    out[at..at + gap].copy_from_slice(&dir.gaps[gap_pos..gap_pos + gap]);
-                    (at, gap_pos) = (at + gap, gap_pos + gap);
-                    let bytes = self.decode(tensor)?;
-                    out[at..at + bytes.len()].copy_from_slice(&bytes);
-                    at += bytes.len();
-                    cursor = tensor.source_offset + tensor.source_len;
-                }
-                out[at..].copy_from_slice(&dir.gaps[gap_pos..span.gaps.end]);
-            } else {
-                window.resize((end - start) as usize, 0);
-                read_exact_at(&self.file, &mut window, start)
-                    .map_err(|source| Error::Io { path: self.path.clone(), source })?;
-                self.bytes_read
-                    .fetch_add(window.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let rebased: Vec<TensorEntry> = tensors
-                    .iter()
-                    .map(|t| {
-                        let mut t = t.clone();
-                        t.planes.iter_mut().for_each(|p| p.payload_offset -= start);
-                        t
-                    })
-                    .collect();
-                let gaps = &dir.gaps[span.gaps.clone()];
-                wcodec_decode::decode_source_span(&window, &rebased, gaps, span.start, out)?;
+            self.decode_span(&span, &mut window, &mut out[..len])?;
+            if to_writer.send((out, len)).is_err() {
+                return Ok(());
             }
-            sink.write_all(out).map_err(io)?;
-            progress(span.end, dir.source_len);
+            in_flight.push_back((span.end, len));
         }
-        Ok(sink)
+        Ok(())
+    }
+
+    /// Decodes one span of the source into `out` (its bytes), reading its payloads into
+    /// `window`.
+    fn decode_span(
+        &self,
+        span: &wcodec_decode::SourceSpan,
+        window: &mut Vec<u8>,
+        out: &mut [u8],
+    ) -> Result<(), Error> {
+        let dir = &self.directory;
+        let tensors = &dir.tensors[span.tensors.clone()];
+        let planes = || tensors.iter().flat_map(|t| &t.planes);
+        let start = planes().map(|p| p.payload_offset).min().unwrap_or(0);
+        let end = planes().map(|p| p.payload_offset + p.payload_len).max().unwrap_or(0);
+        let stored: u64 = planes().map(|p| p.payload_len).sum();
+        if end - start > 2 * stored + (1 << 20) {
+            // Payloads far apart (a file this crate did not write): tensor by tensor.
+            let mut at = 0usize;
+            let mut gap_pos = span.gaps.start;
+            let mut cursor = span.start;
+            for tensor in tensors {
+                let gap = (tensor.source_offset - cursor) as usize;
+                out[at..at + gap].copy_from_slice(&dir.gaps[gap_pos..gap_pos + gap]);
+                (at, gap_pos) = (at + gap, gap_pos + gap);
+                let bytes = self.decode(tensor)?;
+                out[at..at + bytes.len()].copy_from_slice(&bytes);
+                at += bytes.len();
+                cursor = tensor.source_offset + tensor.source_len;
+            }
+            out[at..].copy_from_slice(&dir.gaps[gap_pos..span.gaps.end]);
+            return Ok(());
+        }
+        // Every byte is read over: no zeroing when the window shrinks and grows again.
+        let window_len = (end - start) as usize;
+        if window.len() < window_len {
+            window.clear();
+            window.resize(window_len, 0);
+        }
+        let window = &mut window[..window_len];
+        read_exact_at(&self.file, window, start)
+            .map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.bytes_read.fetch_add(window_len as u64, std::sync::atomic::Ordering::Relaxed);
+        let rebased: Vec<TensorEntry> = tensors
+            .iter()
+            .map(|t| {
+                let mut t = t.clone();
+                t.planes.iter_mut().for_each(|p| p.payload_offset -= start);
+                t
+            })
+            .collect();
+        let gaps = &dir.gaps[span.gaps.clone()];
+        wcodec_decode::decode_source_span(window, &rebased, gaps, span.start, out)?;
+        Ok(())
     }
 
     /// Decodes every tensor (checking every unit, final state and checksum) without writing

@@ -22,7 +22,7 @@ mod process;
 pub mod quantize;
 pub mod shards;
 
-pub use archive::{Archive, LayerRow, TensorSummary};
+pub use archive::{Archive, LayerRow, OVERLAP_BYTES, TensorSummary};
 pub use error::Error;
 pub use files::{
     CompressReport, InputKind, compress_path, decompress_path, decompress_path_with_limits,
