@@ -46,42 +46,61 @@ fn split_u16(bytes: &[u8], first: &mut [u8], second: &mut [u8], f: impl Fn(u16) 
     }
 }
 
+/// How `transform` cuts a tensor of `dtype` into planes: the bytes of one *unit* of the source
+/// (an element, or a block of a block type) and the bytes a unit puts in each plane. Any run of
+/// whole units splits on its own ([`split_into`]), so a large tensor splits in parallel.
+pub fn plane_strides(dtype: Dtype, transform: Transform) -> (usize, Vec<usize>) {
+    match transform {
+        Transform::Identity => (1, vec![1]),
+        Transform::BytePlanes => (dtype.size(), vec![1; dtype.size()]),
+        Transform::Bf16Split => (2, vec![1, 1]),
+        Transform::F32Split => (4, vec![1; 4]),
+        Transform::BlockFields => {
+            let fields = block_fields(dtype).expect("a block type");
+            (dtype.size(), fields.iter().map(|f| usize::from(f.count)).collect())
+        }
+    }
+}
+
 /// Splits a tensor's bytes into the planes of `transform` (which must support `dtype`).
 pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u8>> {
-    match transform {
-        Transform::Identity => vec![bytes.to_vec()],
-        Transform::BytePlanes if dtype.size() == 2 => {
-            let n = bytes.len() / 2;
-            let (mut low, mut high) = (vec![0u8; n], vec![0u8; n]);
-            split_u16(bytes, &mut low, &mut high, |w| (w as u8, (w >> 8) as u8));
-            vec![low, high]
+    let (unit, per_unit) = plane_strides(dtype, transform);
+    let units = bytes.len() / unit;
+    let mut planes: Vec<Vec<u8>> = per_unit.iter().map(|&p| vec![0u8; units * p]).collect();
+    let mut outs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+    split_into(bytes, dtype, transform, &mut outs);
+    planes
+}
+
+/// Splits whole units of a tensor (`bytes`, see [`plane_strides`]) into `planes`, plane `j`
+/// sized to the units times its bytes a unit.
+pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut [&mut [u8]]) {
+    match (transform, planes) {
+        (Transform::Identity, [plane]) => plane.copy_from_slice(bytes),
+        (Transform::BytePlanes, [low, high]) if dtype.size() == 2 => {
+            split_u16(bytes, low, high, |w| (w as u8, (w >> 8) as u8));
         }
-        Transform::BytePlanes => {
+        (Transform::BytePlanes, planes) => {
             let size = dtype.size();
-            let n = bytes.len() / size;
-            let mut planes = vec![vec![0u8; n]; size];
             // Plane by plane, a strided gather the compiler can unroll.
             for (j, plane) in planes.iter_mut().enumerate() {
                 for (p, element) in plane.iter_mut().zip(bytes.chunks_exact(size)) {
                     *p = element[j];
                 }
             }
-            planes
         }
-        Transform::Bf16Split => {
-            let n = bytes.len() / 2;
-            let (mut exp, mut sign_mant) = (vec![0u8; n], vec![0u8; n]);
-            split_u16(bytes, &mut exp, &mut sign_mant, |v| {
+        (Transform::Bf16Split, [exp, sign_mant]) => {
+            split_u16(bytes, exp, sign_mant, |v| {
                 ((v >> 7) as u8, ((v >> 8) as u8 & 0x80) | (v as u8 & 0x7f))
             });
-            vec![exp, sign_mant]
         }
-        Transform::F32Split => {
-            let n = bytes.len() / 4;
-            let mut planes = vec![vec![0u8; n]; 4];
-            let [p0, p1, p2, p3] = planes.as_mut_slice() else { unreachable!("four planes") };
-            for ((((b, e), sm), mid), lo) in
-                bytes.chunks_exact(4).zip(p0.iter_mut()).zip(p1.iter_mut()).zip(p2).zip(p3)
+        (Transform::F32Split, [p0, p1, p2, p3]) => {
+            for ((((b, e), sm), mid), lo) in bytes
+                .chunks_exact(4)
+                .zip(p0.iter_mut())
+                .zip(p1.iter_mut())
+                .zip(p2.iter_mut())
+                .zip(p3.iter_mut())
             {
                 let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
                 *e = (v >> 23) as u8;
@@ -89,41 +108,37 @@ pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec
                 *mid = (v >> 8) as u8;
                 *lo = v as u8;
             }
-            planes
         }
-        Transform::BlockFields => {
+        (Transform::BlockFields, planes) => {
             let fields = block_fields(dtype).expect("a block type");
             let block = dtype.size();
-            let n = bytes.len() / block;
             // Field by field over all blocks, each a gather the compiler specialises for the
             // common widths (one byte of a scale, 16 or 32 bytes of quants).
-            fields
-                .iter()
-                .map(|f| {
-                    let (offset, count, step) =
-                        (usize::from(f.offset), usize::from(f.count), usize::from(f.step));
-                    let mut plane = vec![0u8; n * count];
-                    let blocks = bytes.chunks_exact(block);
-                    match (count, step) {
-                        (1, _) => gather::<1>(&mut plane, blocks, offset),
-                        (16, 1) => gather::<16>(&mut plane, blocks, offset),
-                        (32, 1) => gather::<32>(&mut plane, blocks, offset),
-                        (_, 1) => {
-                            for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
-                                dst.copy_from_slice(&b[offset..offset + count]);
-                            }
+            for (f, plane) in fields.iter().zip(planes.iter_mut()) {
+                let (offset, count, step) =
+                    (usize::from(f.offset), usize::from(f.count), usize::from(f.step));
+                let blocks = bytes.chunks_exact(block);
+                match (count, step) {
+                    (1, _) => gather::<1>(plane, blocks, offset),
+                    (16, 1) => gather::<16>(plane, blocks, offset),
+                    (32, 1) => gather::<32>(plane, blocks, offset),
+                    (_, 1) => {
+                        for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
+                            dst.copy_from_slice(&b[offset..offset + count]);
                         }
-                        _ => {
-                            for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
-                                for (k, d) in dst.iter_mut().enumerate() {
-                                    *d = b[offset + k * step];
-                                }
+                    }
+                    _ => {
+                        for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
+                            for (k, d) in dst.iter_mut().enumerate() {
+                                *d = b[offset + k * step];
                             }
                         }
                     }
-                    plane
-                })
-                .collect()
+                }
+            }
+        }
+        (transform, planes) => {
+            unreachable!("{transform:?} of {dtype} does not make {} planes", planes.len())
         }
     }
 }

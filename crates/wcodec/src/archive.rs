@@ -283,7 +283,8 @@ impl Archive {
                 let busy: usize = in_flight.iter().map(|&(_, n)| n).sum();
                 let must_wait = !in_flight.is_empty()
                     && (busy + len > overlap_bytes || (spare.is_empty() && buffers == 2));
-                let returned = if must_wait { written.recv().ok() } else { written.try_recv().ok() };
+                let returned =
+                    if must_wait { written.recv().ok() } else { written.try_recv().ok() };
                 let Some(buf) = returned else {
                     if must_wait {
                         // The writer has stopped (its error is reported by the caller).
