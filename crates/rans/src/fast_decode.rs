@@ -10,7 +10,7 @@
 //! unit's chain fills.
 
 use crate::decode::{DecodeTable, SLOTS, open};
-use crate::simd::{GroupsOut, Kernel, Run, RunsOut, WINDOW};
+use crate::simd::{GroupsOut, Kernel, Run, WINDOW};
 use crate::{GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
 
 /// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`], with
@@ -31,11 +31,6 @@ pub enum Out<'a> {
     /// A tile of a wider byte matrix: the unit's symbols are rows of `rows[0].len()` symbols
     /// (all of one length), row `r` into `rows[r]`, every byte XORed with `bias`.
     Rows { rows: Vec<&'a mut [u8]>, bias: u8 },
-    /// A tile of a block field of `run` bytes a block (GGUF quants): the unit's symbols are
-    /// rows of `width` symbols, and symbol `c` of row `r` goes to
-    /// `rows[r][(c / run) * stride + c % run]`, XORed with `bias`: runs of `run` bytes, one a
-    /// block of `stride` bytes, straight into the blocks.
-    Runs { rows: Vec<&'a mut [u8]>, width: usize, run: usize, stride: usize, bias: u8 },
 }
 
 impl<'b> Out<'b> {
@@ -50,11 +45,6 @@ impl<'b> Out<'b> {
                 assert!(rows.iter().all(|r| r.len() == width), "rows of one width");
                 rows.len() * width
             }
-            Out::Runs { rows, width, run, stride, .. } => {
-                let len = width.div_ceil(*run).saturating_sub(1) * *stride + *run.min(width);
-                assert!(rows.iter().all(|r| r.len() == len), "rows of the runs' span");
-                rows.len() * *width
-            }
         }
     }
 
@@ -63,9 +53,6 @@ impl<'b> Out<'b> {
         match self {
             Out::Flat(_) => true,
             Out::Rows { rows, .. } => rows.first().is_none_or(|r| r.len().is_multiple_of(GROUP)),
-            Out::Runs { width, run, .. } => {
-                width.is_multiple_of(GROUP) && *run > 0 && GROUP.is_multiple_of(*run)
-            }
         }
     }
 
@@ -84,12 +71,6 @@ impl<'b> Out<'b> {
                     (t, symbols) = (t + run, &symbols[run..]);
                 }
             }
-            Out::Runs { rows, width, run, stride, bias } => {
-                for (k, &x) in symbols.iter().enumerate() {
-                    let (r, c) = ((t + k) / *width, (t + k) % *width);
-                    rows[r][c / *run * *stride + c % *run] = x ^ *bias;
-                }
-            }
         }
     }
 
@@ -100,19 +81,6 @@ impl<'b> Out<'b> {
             Out::Rows { rows, bias } => {
                 let (t, width) = (g * GROUP, rows.first().map_or(1, |r| r.len()));
                 GroupsOut::Rows { rows, row: t / width, col: t % width, bias: *bias }
-            }
-            Out::Runs { rows, width, run, stride, bias } => {
-                let t = g * GROUP;
-                GroupsOut::Runs(RunsOut {
-                    rows,
-                    width: *width,
-                    run: *run,
-                    stride: *stride,
-                    bias: *bias,
-                    next: (t / *width, t % *width),
-                    pending: None,
-                    staged: [0; GROUP],
-                })
             }
         }
     }

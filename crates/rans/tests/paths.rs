@@ -149,23 +149,6 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// A case of 1 to 60 whole groups of symbols (rows of tables of 128 or 256 where it has
-/// several).
-fn grouped_case() -> impl Strategy<Value = Case> {
-    (
-        1usize..=60,
-        1usize..=4,
-        prop_oneof![Just(128usize), Just(256)],
-        8u8..=12,
-        proptest::collection::vec(alphabet(), 1..=4),
-        any::<u64>(),
-    )
-        .prop_map(|(groups, n_tables, width, prob_bits, alphabets, seed)| {
-            let width = if n_tables > 1 { width } else { 0 };
-            build_case(groups * 128, n_tables, width, prob_bits, &alphabets, seed)
-        })
-}
-
 fn encode(path: Path, case: &Case) -> Vec<u8> {
     let mut unit = vec![0xAA]; // encode_unit appends
     encode_unit_with(path, &case.data, &case.encoders(), case.map(), &mut unit);
@@ -485,74 +468,6 @@ proptest! {
                 .map(|((unit, (c, t)), (out, &(width, stride)))| {
                     let rows = out.chunks_mut(stride).map(|r| &mut r[..width]).collect();
                     UnitJob { unit, tables: t, map: c.map(), out: Out::Rows { rows, bias } }
-                })
-                .collect();
-            let results = decode_units_with(path, &mut jobs);
-            drop(jobs);
-            for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
-                prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
-                if result.is_ok() {
-                    prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
-                }
-            }
-        }
-    }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-    /// Units stored as runs of a block field (`Out::Runs`: `run` symbols a block of `stride`
-    /// bytes, as GGUF quants) get what a flat decode gives, spread into the runs; the bytes
-    /// between the runs stay as they were; results are those of the flat decode. Units of whole
-    /// groups in rows of whole groups go through the kernels; rows of 64 are staged.
-    #[test]
-    fn field_runs_get_what_flat_decoding_gives(
-        cases in proptest::collection::vec(grouped_case(), 1..=4),
-        damage in proptest::collection::vec(any::<u64>(), 4),
-        widths in proptest::collection::vec(0usize..4, 4),
-        runs in proptest::collection::vec(prop_oneof![Just(16usize), Just(32), Just(4), Just(64)], 4),
-        extra in proptest::collection::vec(1usize..20, 4),
-        bias in prop_oneof![Just(0u8), Just(0x80u8)],
-    ) {
-        let units: Vec<Vec<u8>> = cases.iter().zip(&damage).map(|(c, &d)| damaged(c, d)).collect();
-        let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();
-        let mut expected = Vec::new();
-        let mut shapes = Vec::new();
-        for (k, ((unit, c), t)) in units.iter().zip(&cases).zip(&tables).enumerate() {
-            let n = c.data.len();
-            let mut symbols = vec![0u8; n];
-            let result = decode_unit_with(Path::Scalar, unit, t, c.map(), &mut symbols);
-            let run = runs[k];
-            // Rows of whole groups where they divide the unit (of whole groups), else of 128;
-            // or of 64 (staged).
-            let width = [256usize, 384, 64, 128]
-                .into_iter()
-                .skip(widths[k])
-                .find(|&w| n.is_multiple_of(w))
-                .unwrap_or(128);
-            let stride = run + extra[k];
-            let span = (width / run - 1) * stride + run;
-            let pitch = span + 7;
-            let mut out = vec![0xC3u8; n / width * pitch];
-            for (r, row) in symbols.chunks(width).enumerate() {
-                for (col, &x) in row.iter().enumerate() {
-                    out[r * pitch + col / run * stride + col % run] = x ^ bias;
-                }
-            }
-            expected.push((result, out));
-            shapes.push((width, run, stride, span, pitch));
-        }
-        for path in Path::available() {
-            let mut outs: Vec<Vec<u8>> = expected.iter().map(|(_, o)| vec![0xC3u8; o.len()]).collect();
-            let mut jobs: Vec<UnitJob> = units
-                .iter()
-                .zip(cases.iter().zip(&tables))
-                .zip(outs.iter_mut().zip(&shapes))
-                .map(|((unit, (c, t)), (out, &(width, run, stride, span, pitch)))| {
-                    let rows = out.chunks_mut(pitch).map(|r| &mut r[..span]).collect();
-                    let out = Out::Runs { rows, width, run, stride, bias };
-                    UnitJob { unit, tables: t, map: c.map(), out }
                 })
                 .collect();
             let results = decode_units_with(path, &mut jobs);

@@ -42,52 +42,6 @@ pub(crate) struct Run<'a, 'b> {
 pub(crate) enum GroupsOut<'a, 'b> {
     Flat { out: &'a mut [u8], at: usize },
     Rows { rows: &'a mut [&'b mut [u8]], row: usize, col: usize, bias: u8 },
-    Runs(RunsOut<'a, 'b>),
-}
-
-/// Groups of a block field (`Out::Runs`): a kernel stores each group into `staged`, which is
-/// spread into its runs when the next group is asked for, or when the kernel is done with the
-/// run (on drop).
-#[derive(Debug)]
-pub(crate) struct RunsOut<'a, 'b> {
-    pub(crate) rows: &'a mut [&'b mut [u8]],
-    /// Symbols a row, a multiple of `GROUP`; `run` divides `GROUP`.
-    pub(crate) width: usize,
-    pub(crate) run: usize,
-    pub(crate) stride: usize,
-    pub(crate) bias: u8,
-    /// The row and column of the next group.
-    pub(crate) next: (usize, usize),
-    /// Where the group in `staged` goes, if one is there.
-    pub(crate) pending: Option<(usize, usize)>,
-    pub(crate) staged: [u8; GROUP],
-}
-
-impl RunsOut<'_, '_> {
-    /// Spreads the staged group, if any, into its runs.
-    fn flush(&mut self) {
-        if let Some((r, c)) = self.pending.take() {
-            let row = &mut *self.rows[r];
-            for (k, part) in self.staged.chunks_exact(self.run).enumerate() {
-                let at = (c / self.run + k) * self.stride;
-                row[at..at + self.run].copy_from_slice(part);
-            }
-        }
-    }
-
-    fn next_group(&mut self) -> &mut [u8; GROUP] {
-        self.flush();
-        let (r, c) = self.next;
-        self.pending = Some((r, c));
-        self.next = if c + GROUP >= self.width { (r + 1, 0) } else { (r, c + GROUP) };
-        &mut self.staged
-    }
-}
-
-impl Drop for RunsOut<'_, '_> {
-    fn drop(&mut self) {
-        self.flush();
-    }
 }
 
 impl GroupsOut<'_, '_> {
@@ -96,7 +50,6 @@ impl GroupsOut<'_, '_> {
         match self {
             GroupsOut::Flat { .. } => 0,
             GroupsOut::Rows { bias, .. } => *bias,
-            GroupsOut::Runs(runs) => runs.bias,
         }
     }
 
@@ -116,7 +69,6 @@ impl GroupsOut<'_, '_> {
                 }
                 &mut rows[r][c..c + GROUP]
             }
-            GroupsOut::Runs(runs) => return runs.next_group(),
         };
         group.try_into().expect("GROUP bytes")
     }
