@@ -4,7 +4,7 @@
 //! histogram; the tiles' histograms make the plane's frequency tables (one, or several with a
 //! per-tile choice when that pays). Pass 2 codes every tile as an independent rANS unit. Tiles
 //! are processed in parallel with rayon; the output does not depend on the thread count.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod payload;
 mod plane;
@@ -473,7 +473,7 @@ pub fn compress_raw(
     let len = encoded.payload.len();
     let out = Vec::with_capacity(len + len / 64 + (64 << 10));
     let mut writer = FileWriter::new(out, SourceKind::Raw, bytes.len() as u64)?;
-    writer.add_tensor(encoded)?;
+    writer.add_tensor_in_memory(encoded)?;
     Ok(writer.finish(Vec::new())?)
 }
 

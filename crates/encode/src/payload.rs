@@ -4,6 +4,12 @@
 
 use std::io::{self, Write};
 
+use rayon::prelude::*;
+
+/// Payloads shorter than this are appended on one thread (`Payload::append_to_vec`); under
+/// Miri, which checks the parallel path's unsafe line, a few KiB.
+const PARALLEL_APPEND: usize = if cfg!(miri) { 4 << 10 } else { 4 << 20 };
+
 /// Byte segments at increasing offsets; the bytes between them are zeros.
 #[derive(Clone, Debug, Default)]
 pub struct Payload {
@@ -64,6 +70,45 @@ impl Payload {
         pad(out, self.len - at)
     }
 
+    /// Appends the payload's bytes to `out`, copied on all threads (each segment, and each run
+    /// of zeros between them, written once into the new bytes; zeroing them first would cost
+    /// what the threads save). On one thread, `write_to`. Its `set_len` is the crate's only
+    /// unsafe code (checked under Miri in CI).
+    pub fn append_to_vec(&self, out: &mut Vec<u8>) {
+        if rayon::current_num_threads() < 2 || self.len < PARALLEL_APPEND {
+            self.write_to(out).expect("writing to a Vec");
+            return;
+        }
+        let start = out.len();
+        out.reserve(self.len);
+        let mut rest = &mut out.spare_capacity_mut()[..self.len];
+        // The pieces of the new bytes: (place, segment), a segment `None` for zeros.
+        let mut pieces = Vec::with_capacity(2 * self.segments.len() + 1);
+        let mut at = 0;
+        for (offset, bytes) in &self.segments {
+            let (zeros, tail) = std::mem::take(&mut rest).split_at_mut(offset - at);
+            let (place, tail) = tail.split_at_mut(bytes.len());
+            pieces.push((zeros, None));
+            pieces.push((place, Some(bytes.as_slice())));
+            (rest, at) = (tail, offset + bytes.len());
+        }
+        pieces.push((rest, None));
+        pieces.into_par_iter().for_each(|(place, bytes)| match bytes {
+            Some(bytes) => {
+                for (p, &b) in place.iter_mut().zip(bytes) {
+                    p.write(b);
+                }
+            }
+            None => place.fill(std::mem::MaybeUninit::new(0)),
+        });
+        // SAFETY: the pieces cover the `self.len` bytes after `start` (consecutive slices from
+        // its start to its end), and each was written in full above.
+        #[allow(unsafe_code)]
+        unsafe {
+            out.set_len(start + self.len);
+        }
+    }
+
     /// The payload's bytes in one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len);
@@ -108,5 +153,32 @@ mod tests {
         p.push(vec![9]);
         assert_eq!(p.len(), 12);
         assert_eq!(p.to_vec(), [1, 0, 0, 0, 0, 0, 0, 7, 8, 0, 0, 9]);
+    }
+
+    #[test]
+    fn a_payload_appended_on_threads_is_the_one_written() {
+        // Past the parallel threshold: segments of varied lengths, gaps, a padded end, after
+        // bytes already in the Vec.
+        let mut p = Payload::default();
+        let mut k = 0u8;
+        while p.len() < super::PARALLEL_APPEND + 1000 {
+            k = k.wrapping_add(1);
+            let n = if cfg!(miri) {
+                100 + usize::from(k % 7)
+            } else {
+                1000 + 337 * usize::from(k % 50)
+            };
+            p.push((0..n).map(|i| (i as u8) ^ k).collect());
+            p.pad_to(p.len().next_multiple_of(64));
+        }
+        p.pad_to(p.len() + 100);
+        let mut expected = vec![0xee; 5];
+        p.write_to(&mut expected).unwrap();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut out = vec![0xee; 5];
+            pool.install(|| p.append_to_vec(&mut out));
+            assert!(out == expected, "{threads} threads");
+        }
     }
 }

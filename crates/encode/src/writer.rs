@@ -18,6 +18,17 @@ pub struct FileWriter<W: Write> {
     tensors: Vec<TensorEntry>,
 }
 
+impl FileWriter<Vec<u8>> {
+    /// [`add_tensor`](Self::add_tensor) for a file built in memory: the payload is copied into
+    /// it on all threads ([`Payload::append_to_vec`](crate::Payload::append_to_vec)), not on
+    /// one while the others wait (a one-tensor file has nothing else to do at its end).
+    pub fn add_tensor_in_memory(&mut self, tensor: EncodedTensor) -> io::Result<()> {
+        let payload = self.place(tensor)?;
+        payload.append_to_vec(&mut self.out);
+        Ok(())
+    }
+}
+
 impl<W: Write> FileWriter<W> {
     pub fn new(mut out: W, source_kind: SourceKind, source_len: u64) -> io::Result<Self> {
         out.write_all(FileHeader::new().as_bytes())?;
@@ -40,6 +51,13 @@ impl<W: Write> FileWriter<W> {
 
     /// Appends an encoded tensor. Tensors must come in increasing source order.
     pub fn add_tensor(&mut self, tensor: EncodedTensor) -> io::Result<()> {
+        let payload = self.place(tensor)?;
+        payload.write_to(&mut self.out)
+    }
+
+    /// Pads to the payload's alignment and records the tensor's entry (its offsets made
+    /// absolute); the payload is then the caller's to write.
+    fn place(&mut self, tensor: EncodedTensor) -> io::Result<crate::Payload> {
         self.pad_to(PAYLOAD_ALIGN)?;
         let base = self.position;
         let mut entry = tensor.entry;
@@ -53,10 +71,9 @@ impl<W: Write> FileWriter<W> {
                 debug_assert_eq!(plane.payload_len, plane.len());
             }
         }
-        tensor.payload.write_to(&mut self.out)?;
         self.position += tensor.payload.len() as u64;
         self.tensors.push(entry);
-        Ok(())
+        Ok(tensor.payload)
     }
 
     /// Writes the directory (with `gaps`, the source bytes outside every tensor) and the
