@@ -259,15 +259,23 @@ fn decode_tensor_to_vec(
     tensor: &TensorEntry,
     parallelism: Parallelism,
 ) -> Result<Vec<u8>, DecodeError> {
-    let len = tensor.source_len as usize;
     if parallelism == Parallelism::Rayon {
-        return fresh_vec(len, |out| {
-            fast::decode_tensors(file, &[tensor], vec![out], fast::BAND_BYTES)
-        });
+        return fast_to_vec(file, tensor, fast::BAND_BYTES);
     }
-    let mut out = vec![0u8; len];
+    let mut out = vec![0u8; tensor.source_len as usize];
     decode_tensor_into(file, tensor, parallelism, &mut out)?;
     Ok(out)
+}
+
+/// The fast path into a fresh vector, in bands of about `band_bytes`.
+fn fast_to_vec(
+    file: &[u8],
+    tensor: &TensorEntry,
+    band_bytes: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    fresh_vec(tensor.source_len as usize, |out| {
+        fast::decode_tensors(file, &[tensor], vec![out], band_bytes)
+    })
 }
 
 /// Decodes a tensor's original bytes (parallel over units), within the default limits.
@@ -285,9 +293,7 @@ pub fn decode_tensor_in_bands(
     band_bytes: usize,
 ) -> Result<Vec<u8>, DecodeError> {
     check_tensor(file, tensor)?;
-    fresh_vec(tensor.source_len as usize, |out| {
-        fast::decode_tensors(file, &[tensor], vec![out], band_bytes)
-    })
+    fast_to_vec(file, tensor, band_bytes)
 }
 
 /// The reference decoder: one unit after another, no threads. The oracle for faster paths.
