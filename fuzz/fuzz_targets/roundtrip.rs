@@ -1,5 +1,5 @@
 //! Round trip: an arbitrary small tensor of any dtype, shape, tile size, precision, table
-//! count and predictor set compresses and decompresses to exactly its bytes.
+//! count, predictor set and tile fitting compresses and decompresses to exactly its bytes.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -16,6 +16,7 @@ struct Input {
     prob_bits: u8,
     max_tables: u8,
     predictors: u8,
+    fit_tiles: bool,
     data: Vec<u8>,
 }
 
@@ -48,6 +49,7 @@ fuzz_target!(|input: Input| {
         prob_bits: 8 + input.prob_bits % 5,
         max_tables: input.max_tables % 17 + 1,
         predictors,
+        fit_tiles: input.fit_tiles,
     };
     let wcz = wcodec::compress_raw(&bytes, dtype, &dims, &options).expect("compresses");
     assert_eq!(wcodec::decompress(&wcz).expect("decompresses"), bytes);

@@ -147,7 +147,7 @@ struct CompressArgs {
     /// Shape of a raw tensor, comma-separated (e.g. 4096,4096).
     #[arg(long)]
     shape: Option<String>,
-    /// Tile size as ROWSxCOLS [default: 256x256; 128x128 with --for-gpu].
+    /// Tile size as ROWSxCOLS [default: 256x256; 128x128 fitted per plane with --for-gpu].
     #[arg(long)]
     tile: Option<String>,
     /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu].
@@ -156,10 +156,12 @@ struct CompressArgs {
     /// Most frequency tables per plane [default: 8; 1 with --for-gpu].
     #[arg(long)]
     max_tables: Option<u8>,
-    /// Tune for decoding on a GPU: 128x128 tiles, 11-bit probabilities, one table per plane
-    /// and no prediction, for 1-3% less ratio (MiniLM int8 1.603 against 1.647, BF16 1.495
-    /// against 1.507). Layers decoded one at a time take less time with `--tile 64x128`
-    /// (more, shorter units: 34 us against 52 for a 4096 x 4096 int8 layer on an H100).
+    /// Tune for decoding on a GPU: 128x128 tiles fitted per plane, 11-bit probabilities, one
+    /// table per plane and no prediction, for 1-4% less ratio (MiniLM int8 1.584 against
+    /// 1.647, BF16 1.495 against 1.507). Tiles are 64 rows high in one-byte tensors small
+    /// enough for the GPU to decode all their units at once (a 4096 x 4096 int8 layer alone:
+    /// 35 us against 51 on an H100) and taller where coding saves little (quants); `--tile`
+    /// fixes them.
     #[arg(long)]
     for_gpu: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all
@@ -236,6 +238,8 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
     let preset = if args.for_gpu { EncodeOptions::for_gpu() } else { EncodeOptions::default() };
     let options = EncodeOptions {
         tile: args.tile.as_deref().map(parse_tile).transpose()?.unwrap_or(preset.tile),
+        // A tile given is the tile taken.
+        fit_tiles: preset.fit_tiles && args.tile.is_none(),
         prob_bits: args.prob_bits.unwrap_or(preset.prob_bits),
         max_tables: args.max_tables.unwrap_or(preset.max_tables),
         predictors: match &args.predictors {

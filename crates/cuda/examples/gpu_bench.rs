@@ -4,7 +4,7 @@
 //! bandwidth that bounds it all, from one process on one card.
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
-//!        [--settings TILE:BITS:TABLES,...] [--predictors all|none|none-left-top] [--no-layer]
+//!        [--settings TILE:BITS:TABLES[:fit],...] [--predictors all|none|none-left-top] [--no-layer]
 //!        [--compact auto|never|BYTES] [--layer-only]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
@@ -40,8 +40,9 @@ struct Args {
     /// With `--profile`: these launch shapes (variant,warps,blocks_per_sm,units_per_block;...)
     /// on the one-table 64x128 settings instead of the decoder's own shape.
     profile_configs: Vec<LaunchConfig>,
-    /// `--settings 64x128:11:1,...`: only these encoder settings (tile, prob bits, tables).
-    only: Vec<((u32, u32), u8, u8)>,
+    /// `--settings 64x128:11:1,128x128:11:1:fit,...`: only these encoder settings (tile, prob
+    /// bits, tables, tiles fitted per plane).
+    only: Vec<Setting>,
     /// `--no-layer`: skip the single-layer latency table.
     no_layer: bool,
     /// `--layer-only`: only the single-layer tables (no throughput table).
@@ -110,13 +111,24 @@ fn args() -> Result<Args> {
                     .collect::<std::result::Result<_, _>>()?;
             }
             "--settings" => {
-                for s in it.next().ok_or("--settings TILE:BITS:TABLES,...")?.split(',') {
+                for s in it.next().ok_or("--settings TILE:BITS:TABLES[:fit],...")?.split(',') {
                     let parts: Vec<&str> = s.split(':').collect();
-                    let [tile, bits, tables] = parts[..] else {
-                        return Err(format!("--settings: {s} is not RxC:BITS:TABLES").into());
+                    let (tile, bits, tables, fit) = match parts[..] {
+                        [tile, bits, tables] => (tile, bits, tables, false),
+                        [tile, bits, tables, "fit"] => (tile, bits, tables, true),
+                        _ => {
+                            return Err(
+                                format!("--settings: {s} is not RxC:BITS:TABLES[:fit]").into()
+                            );
+                        }
                     };
                     let (r, c) = tile.split_once('x').ok_or("--settings: tile RxC")?;
-                    a.only.push(((r.parse()?, c.parse()?), bits.parse()?, tables.parse()?));
+                    a.only.push(Setting {
+                        tile: (r.parse()?, c.parse()?),
+                        prob_bits: bits.parse()?,
+                        max_tables: tables.parse()?,
+                        fit_tiles: fit,
+                    });
                 }
             }
             "--configs" => {
@@ -193,17 +205,39 @@ fn sources(dir: &Path) -> Result<Vec<Source>> {
     Ok(out)
 }
 
-fn encode_options(
+/// Encoder settings of a benchmark row.
+#[derive(Clone, Copy, Debug)]
+struct Setting {
     tile: (u32, u32),
     prob_bits: u8,
     max_tables: u8,
-    predictors: &[Predictor],
-) -> EncodeOptions {
-    EncodeOptions {
-        tile: TileConfig { rows: tile.0, cols: tile.1 },
-        prob_bits,
-        max_tables,
-        predictors: predictors.to_vec(),
+    /// `EncodeOptions::fit_tiles` (`compress --for-gpu` without `--tile`).
+    fit_tiles: bool,
+}
+
+impl Setting {
+    const fn new(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> Setting {
+        Setting { tile, prob_bits, max_tables, fit_tiles: false }
+    }
+
+    /// The GPU preset's settings (`EncodeOptions::for_gpu`, prediction aside).
+    const FOR_GPU: Setting =
+        Setting { tile: (128, 128), prob_bits: 11, max_tables: 1, fit_tiles: true };
+
+    /// The tile column: `128x128`, or `128x128 fitted`.
+    fn tile_label(&self) -> String {
+        let fitted = if self.fit_tiles { " fitted" } else { "" };
+        format!("{}x{}{fitted}", self.tile.0, self.tile.1)
+    }
+
+    fn options(&self, predictors: &[Predictor]) -> EncodeOptions {
+        EncodeOptions {
+            tile: TileConfig { rows: self.tile.0, cols: self.tile.1 },
+            prob_bits: self.prob_bits,
+            max_tables: self.max_tables,
+            predictors: predictors.to_vec(),
+            fit_tiles: self.fit_tiles,
+        }
     }
 }
 
@@ -247,19 +281,28 @@ fn configs(quick: bool, variants: &[u32]) -> Vec<LaunchConfig> {
     out
 }
 
-/// Encoder settings: (tile, prob_bits, max_tables).
-fn settings(quick: bool) -> Vec<((u32, u32), u8, u8)> {
+/// Encoder settings of the throughput table.
+fn settings(quick: bool) -> Vec<Setting> {
     let tiles: &[(u32, u32)] = if quick {
         &[(256, 256), (128, 128)]
     } else {
         &[(256, 256), (128, 256), (128, 128), (64, 128), (64, 64)]
     };
-    let mut settings: Vec<((u32, u32), u8, u8)> = tiles.iter().map(|&t| (t, 12, 8)).collect();
-    settings.extend([((128, 128), 11, 8), ((128, 128), 12, 1), ((256, 256), 11, 8)]);
+    let mut settings: Vec<Setting> = tiles.iter().map(|&t| Setting::new(t, 12, 8)).collect();
+    settings.extend([
+        Setting::new((128, 128), 11, 8),
+        Setting::new((128, 128), 12, 1),
+        Setting::new((256, 256), 11, 8),
+    ]);
     // The tile of EncodeOptions::for_gpu() (`compress --for-gpu`) with up to 4 tables and with
-    // its one table (the preset itself also turns prediction off: `--predictors none`), and
-    // the same at 64x128.
-    settings.extend([((128, 128), 11, 4), ((128, 128), 11, 1), ((64, 128), 11, 1)]);
+    // its one table, fixed and fitted per plane (the preset itself also turns prediction off:
+    // `--predictors none`), and the same at 64x128.
+    settings.extend([
+        Setting::new((128, 128), 11, 4),
+        Setting::new((128, 128), 11, 1),
+        Setting::FOR_GPU,
+        Setting::new((64, 128), 11, 1),
+    ]);
     settings
 }
 
@@ -285,13 +328,15 @@ fn main() -> Result<()> {
     if args.dry {
         // Ratios only (no GPU): what each encoder setting gives on each source.
         for s in &sources {
-            for &(tile, prob_bits, max_tables) in &settings(false) {
-                let wcz =
-                    (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
+            for setting in &settings(false) {
+                let wcz = (s.compress)(&setting.options(&args.predictors))?;
                 let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
                 say!(
-                    "{} tile {tile:?} prob_bits {prob_bits} tables {max_tables}: ratio {ratio:.4}",
-                    s.name
+                    "{} tile {} prob_bits {} tables {}: ratio {ratio:.4}",
+                    s.name,
+                    setting.tile_label(),
+                    setting.prob_bits,
+                    setting.max_tables
                 );
             }
         }
@@ -321,7 +366,8 @@ fn main() -> Result<()> {
         };
         for &(si, tile, prob_bits, max_tables) in chosen {
             let s = &sources[si];
-            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
+            let setting = Setting::new(tile, prob_bits, max_tables);
+            let wcz = (s.compress)(&setting.options(&args.predictors))?;
             let dir = Directory::from_file_bytes(&wcz)?;
             let all: Vec<usize> = (0..dir.tensors.len()).collect();
             let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
@@ -359,8 +405,10 @@ fn main() -> Result<()> {
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in sources.iter().filter(|_| !args.layer_only) {
-        for &(tile, prob_bits, max_tables) in &settings {
-            let wcz = (s.compress)(&encode_options(tile, prob_bits, max_tables, &args.predictors))?;
+        for setting in &settings {
+            let Setting { prob_bits, max_tables, .. } = *setting;
+            let tile = setting.tile_label();
+            let wcz = (s.compress)(&setting.options(&args.predictors))?;
             let dir = Directory::from_file_bytes(&wcz)?;
             let all: Vec<usize> = (0..dir.tensors.len()).collect();
             let tensor_len: u64 = dir.tensors.iter().map(|t| t.source_len).sum();
@@ -393,8 +441,8 @@ fn main() -> Result<()> {
                 let r = gpu.bench(&wcz, &dir, &all, &options)?;
                 let b = best(&r);
                 json.push(format!(
-                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"path\":\"scratch+merge\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
-                    s.name, tile.0, tile.1, b.config.variant, b.config.warps_per_block, b.config.blocks_per_sm, b.config.units_per_block, b.median_s * 1e6, b.gbps
+                    "{{\"data\":\"{}\",\"tile\":\"{tile}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"path\":\"scratch+merge\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    s.name, b.config.variant, b.config.warps_per_block, b.config.blocks_per_sm, b.config.units_per_block, b.median_s * 1e6, b.gbps
                 ));
                 format!(
                     "{:.0} ({}, {}, {}, {})",
@@ -417,10 +465,8 @@ fn main() -> Result<()> {
             // Bandwidth floor: compressed bytes in + decompressed bytes out at the copy rate.
             let floor = copy * b.output_bytes as f64 / (b.output_bytes + b.compressed_bytes) as f64;
             say!(
-                "| {} | {}x{} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}, {}) | {:.0} | {:.0} | {base:.0} | {unfused} | {floor:.0} | {:.0}% |",
+                "| {} | {tile} | {prob_bits} | {max_tables} | {ratio:.4} | {} | ({}, {}, {}, {}) | {:.0} | {:.0} | {base:.0} | {unfused} | {floor:.0} | {:.0}% |",
                 s.name,
-                tile.0,
-                tile.1,
                 b.output_bytes >> 20,
                 b.config.variant,
                 b.config.warps_per_block,
@@ -432,8 +478,8 @@ fn main() -> Result<()> {
             );
             for r in &reports {
                 json.push(format!(
-                    "{{\"data\":\"{}\",\"tile\":\"{}x{}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
-                    s.name, tile.0, tile.1, tensor_len as f64 / stored as f64, r.output_bytes, r.compressed_bytes, r.units,
+                    "{{\"data\":\"{}\",\"tile\":\"{tile}\",\"prob_bits\":{prob_bits},\"max_tables\":{max_tables},\"ratio\":{ratio:.5},\"payload_ratio\":{:.5},\"out_bytes\":{},\"in_bytes\":{},\"units\":{},\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"units_per_block\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                    s.name, tensor_len as f64 / stored as f64, r.output_bytes, r.compressed_bytes, r.units,
                     r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.config.units_per_block, r.median_s * 1e6, r.gbps
                 ));
             }
@@ -456,24 +502,28 @@ fn main() -> Result<()> {
     say!("|---|---|---|---|---|---|---|---|---|");
     // Each tile with the CPU encoder's defaults (12-bit tables, up to 8 a plane, every
     // predictor) and with the GPU preset's (`--for-gpu`: one 11-bit table, no prediction).
-    type LayerSetting = ((u32, u32), u8, u8, &'static [Predictor], &'static str);
-    let layer_settings: &[LayerSetting] = &[
-        ((256, 256), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((128, 256), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((128, 128), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((64, 128), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((64, 64), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((32, 128), 12, 8, &Predictor::ALL, "12:8:all"),
-        ((128, 128), 11, 1, &[Predictor::None], "11:1:none"),
-        ((64, 128), 11, 1, &[Predictor::None], "11:1:none"),
-        ((32, 128), 11, 1, &[Predictor::None], "11:1:none"),
+    // And the preset itself, tiles fitted to the plane.
+    let all: &[Predictor] = &Predictor::ALL;
+    let none: &[Predictor] = &[Predictor::None];
+    let layer_settings: &[(Setting, &[Predictor], &str)] = &[
+        (Setting::new((256, 256), 12, 8), all, "12:8:all"),
+        (Setting::new((128, 256), 12, 8), all, "12:8:all"),
+        (Setting::new((128, 128), 12, 8), all, "12:8:all"),
+        (Setting::new((64, 128), 12, 8), all, "12:8:all"),
+        (Setting::new((64, 64), 12, 8), all, "12:8:all"),
+        (Setting::new((32, 128), 12, 8), all, "12:8:all"),
+        (Setting::new((128, 128), 11, 1), none, "11:1:none"),
+        (Setting::new((64, 128), 11, 1), none, "11:1:none"),
+        (Setting::new((32, 128), 11, 1), none, "11:1:none"),
+        (Setting::FOR_GPU, none, "11:1:none (--for-gpu)"),
     ];
-    for &(tile, bits, tables, predictors, label) in layer_settings {
+    for &(setting, predictors, label) in layer_settings {
+        let tile = setting.tile_label();
         let wcz = wcodec_encode::compress_raw(
             &layer,
             Dtype::I8,
             &[4096, 4096],
-            &encode_options(tile, bits, tables, predictors),
+            &setting.options(predictors),
         )?;
         let dir = Directory::from_file_bytes(&wcz)?;
         let mut plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;
@@ -514,9 +564,7 @@ fn main() -> Result<()> {
         };
         let batched = gpu.bench(&wcz, &dir, &[0], &batched)?;
         say!(
-            "| best | {}x{} | {} | {:.4} | {} | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
-            tile.0,
-            tile.1,
+            "| best | {tile} | {} | {:.4} | {} | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
             label,
             layer.len() as f64 / wcz.len() as f64,
             b.units,
@@ -528,9 +576,7 @@ fn main() -> Result<()> {
             batched[0].median_s * 1e6
         );
         say!(
-            "| default | {}x{} | {} | | | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
-            tile.0,
-            tile.1,
+            "| default | {tile} | {} | | | ({}, {}, {}) | {:.1} | {:.0} | {:.1} |",
             label,
             d.config.variant,
             d.config.warps_per_block,
@@ -541,8 +587,8 @@ fn main() -> Result<()> {
         );
         for r in &reports {
             json.push(format!(
-                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{}x{}\",\"settings\":\"{}\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
-                tile.0, tile.1, label, r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
+                "{{\"data\":\"layer-4096x4096\",\"tile\":\"{tile}\",\"settings\":\"{}\",\"variant\":{},\"warps\":{},\"blocks_per_sm\":{},\"median_us\":{:.2},\"GBps\":{:.1}}}",
+                label, r.config.variant, r.config.warps_per_block, r.config.blocks_per_sm, r.median_s * 1e6, r.gbps
             ));
         }
     }
@@ -577,7 +623,7 @@ fn unit_length_sweep(
     for (h, units) in shapes {
         let rows = u64::from(units / 32 * h);
         let bytes: Vec<u8> = int8.iter().copied().cycle().take(rows as usize * 4096).collect();
-        let options = encode_options((h, 128), 11, 1, &[Predictor::None]);
+        let options = Setting::new((h, 128), 11, 1).options(&[Predictor::None]);
         let wcz = wcodec_encode::compress_raw(&bytes, Dtype::I8, &[rows, 4096], &options)?;
         let dir = Directory::from_file_bytes(&wcz)?;
         let mut plan = Plan::build(&wcz, &dir, &[0], &PlanOptions::default())?;

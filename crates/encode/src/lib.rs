@@ -35,6 +35,11 @@ pub struct EncodeOptions {
     pub predictors: Vec<Predictor>,
     /// Most frequency tables per plane (1 disables the per-tile table choice).
     pub max_tables: u8,
+    /// Fit each plane's tile height to the plane (`for_gpu`): half of `tile.rows` for a plane
+    /// the GPU decodes in one wave of units, more where coding saves little
+    /// (`plane::fitted_tile_shape`). Planes that `tile_shape` makes narrow or short keep its
+    /// shape.
+    pub fit_tiles: bool,
 }
 
 impl Default for EncodeOptions {
@@ -44,6 +49,7 @@ impl Default for EncodeOptions {
             prob_bits: 12,
             predictors: Predictor::ALL.to_vec(),
             max_tables: 8,
+            fit_tiles: false,
         }
     }
 }
@@ -81,22 +87,25 @@ pub enum EncodeError {
 }
 
 impl EncodeOptions {
-    /// Settings for files decoded on a GPU: 128x128 tiles, 11-bit probabilities, one table per
-    /// plane (row classes make the kernel wait on table loads) and no prediction (a predicted
-    /// tile is rebuilt by a wavefront over its rows after it is decoded). On an H100
-    /// (docs/PERFORMANCE.md) MiniLM int8 decodes at 609 GB/s with one table against 483 with up
-    /// to 4, for 1% less ratio (1.661 against 1.677); without prediction at 898-911 GB/s
-    /// against 828-835 with it, for 0.3% of ratio (1.656 against 1.661). 128x128 tiles against
-    /// 64x128 (GPU run 60): 0.6-1.3% more ratio (a unit's 128 bytes of states over twice the
-    /// symbols), BF16 4-6% faster, SmolLM2 Q8_0 quants as fast or faster, MiniLM int8 within
-    /// 1-4% on launches of 256-512 MiB and as fast from 1 GiB on; but a single 4096 x 4096
-    /// layer is 1,024 units, too few for the GPU: 52 us alone against 34 (GPU run 65).
+    /// Settings for files decoded on a GPU: 128x128 tiles fitted per plane (`fit_tiles`),
+    /// 11-bit probabilities, one table per plane (row classes make the kernel wait on table
+    /// loads) and no prediction (a predicted tile is rebuilt by a wavefront over its rows after
+    /// it is decoded). On an H100 (docs/PERFORMANCE.md) MiniLM int8 decodes at 609 GB/s with one
+    /// table against 483 with up to 4, for 1% less ratio (1.661 against 1.677); without
+    /// prediction at 898-911 GB/s against 828-835 with it, for 0.3% of ratio (1.656 against
+    /// 1.661). A warp decodes a unit as a chain of dependent steps (512 for 128x128): a plane
+    /// of one-byte elements small enough for the GPU to run all its units at once (a 4096 x
+    /// 4096 int8 layer) decodes alone in one chain's time, which 64-row tiles halve (51 us
+    /// against 35, GPU run 94); a plane that coding shrinks little gets taller tiles, as a
+    /// unit's states and record would eat into its saving (SmolLM2's Q8_0 quants: ratio 1.0565
+    /// against 1.0517).
     pub fn for_gpu() -> Self {
         EncodeOptions {
             tile: TileConfig { rows: 128, cols: 128 },
             prob_bits: 11,
             max_tables: 1,
             predictors: vec![Predictor::None],
+            fit_tiles: true,
         }
     }
 
@@ -163,8 +172,15 @@ pub fn encode_tensor(
         .enumerate()
         .map(|(j, (bytes, &(prows, pcols)))| {
             let bias128 = plane_is_signed(input.dtype, transform, j);
-            let (entry, bits, payload) =
-                encode_plane_payload(bytes, prows as usize, pcols as usize, bias128, options);
+            let whole_elements = transform == Transform::Identity;
+            let (entry, bits, payload) = encode_plane_payload(
+                bytes,
+                prows as usize,
+                pcols as usize,
+                bias128,
+                whole_elements,
+                options,
+            );
             (payload, entry, bits)
         })
         .collect();

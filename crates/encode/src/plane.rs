@@ -10,7 +10,9 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
-use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, UnitEntry, rans::STATES_BYTES};
+use wcodec_format::{
+    MAX_TILE_SYMBOLS, PlaneEncoding, PlaneEntry, Predictor, UnitEntry, rans::STATES_BYTES,
+};
 use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
 use wcodec_rans::{
     EncodeTable, GROUP, TableMap, cost_bits, encode_unit, entropy_bits, histogram, normalize,
@@ -28,7 +30,7 @@ pub struct EncodedPlane {
     pub order0_bits: f64,
 }
 
-/// Encodes a row-major `rows x cols` byte plane.
+/// Encodes a row-major `rows x cols` byte plane (of one-byte elements, for `fit_tiles`).
 pub fn encode_plane(
     bytes: &[u8],
     rows: usize,
@@ -36,7 +38,8 @@ pub fn encode_plane(
     bias128: bool,
     options: &EncodeOptions,
 ) -> EncodedPlane {
-    let (entry, order0_bits, payload) = encode_plane_payload(bytes, rows, cols, bias128, options);
+    let (entry, order0_bits, payload) =
+        encode_plane_payload(bytes, rows, cols, bias128, true, options);
     EncodedPlane { entry, payload: payload.to_vec(), order0_bits }
 }
 
@@ -134,26 +137,90 @@ const COUNT_CHUNK: usize = 1 << 18;
 
 /// The histogram of all tiles' residuals.
 fn plane_histogram_of(model: &Model) -> [u64; 256] {
-    let hists: Vec<[u64; 256]> = if model.models.iter().all(|m| m.residuals.is_none()) {
-        // The residuals are the plane's bytes XOR the bias: counted as one long run, not tile
-        // row by tile row (rows of 128 bytes cost the counter a third of its speed).
-        model
-            .bytes
-            .par_chunks(COUNT_CHUNK)
-            .map(|chunk| {
-                let mut h = [0u32; 256];
-                count([chunk], chunk.len(), model.bias, &mut h);
-                h.map(u64::from)
-            })
-            .collect()
-    } else {
-        (0..model.tiles.len()).into_par_iter().map(|i| model.tile_histogram(i)).collect()
-    };
+    if model.models.iter().all(|m| m.residuals.is_none()) {
+        return none_histogram(model.bytes, model.bias);
+    }
+    let hists: Vec<[u64; 256]> =
+        (0..model.tiles.len()).into_par_iter().map(|i| model.tile_histogram(i)).collect();
+    sum_histograms(&hists)
+}
+
+/// The histogram of `bytes` XOR `bias`: a plane's residuals when every tile is NONE. Counted
+/// as one long run, not tile row by tile row (rows of 128 bytes cost the counter a third of
+/// its speed).
+fn none_histogram(bytes: &[u8], bias: u8) -> [u64; 256] {
+    let hists: Vec<[u64; 256]> = bytes
+        .par_chunks(COUNT_CHUNK)
+        .map(|chunk| {
+            let mut h = [0u32; 256];
+            count([chunk], chunk.len(), bias, &mut h);
+            h.map(u64::from)
+        })
+        .collect();
+    sum_histograms(&hists)
+}
+
+fn sum_histograms(hists: &[[u64; 256]]) -> [u64; 256] {
     let mut total = [0u64; 256];
-    for h in &hists {
+    for h in hists {
         total.iter_mut().zip(h).for_each(|(t, &c)| *t += c);
     }
     total
+}
+
+/// A unit's cost apart from its symbols' codes: its 32 states, its record in the directory
+/// and, on average, half its alignment.
+const UNIT_FIXED_BYTES: f64 = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALIGN as f64 / 2.0;
+
+/// Fitted units cost at most this share of what coding them saves.
+const UNIT_COST_SHARE: f64 = 1.0 / 8.0;
+
+/// Units a plane may have at most for its tiles to be halved: those a GPU runs all at once,
+/// one a warp (an H100 runs 132 multiprocessors of 8 of the kernel's warps each).
+const ONE_WAVE_UNITS: u64 = 1024;
+
+/// The tile shape of `EncodeOptions::fit_tiles` for a `rows x cols` plane whose residuals
+/// under NONE have the histogram `counts`: `tile_shape`'s, with the height fitted where that
+/// shape is the configured one (planes it made narrow or short keep theirs).
+///
+/// A GPU warp decodes a unit as a chain of dependent steps, one per 32 symbols, so a plane
+/// the GPU runs in one wave of units decodes alone in about one unit's chain: half-height
+/// tiles halve it (a 4096 x 4096 int8 layer, 1,024 units of 128 x 128, on an H100: 51 us
+/// against 35, GPU run 94), and MiniLM's int8 tensors also decode 2-3% faster in launches of
+/// 512 MiB. Only planes of `whole_elements` (one-byte dtypes) are halved: BF16's exponent
+/// planes, whose units write two bytes a symbol, decoded 5% slower at 64 rows. Each unit also
+/// costs `UNIT_FIXED_BYTES`, which weighs on planes that coding shrinks little (SmolLM2's Q8_0
+/// quants save 5%): tiles are halved only where their units stay within `UNIT_COST_SHARE` of
+/// their saving (estimated by the order-0 entropy), and doubled (up to 4 times the height)
+/// until they do.
+pub(crate) fn fitted_tile_shape(
+    rows: usize,
+    cols: usize,
+    whole_elements: bool,
+    config: wcodec_predict::TileConfig,
+    counts: &[u64; 256],
+) -> (u32, u32) {
+    let (rows, cols) = (rows as u64, cols as u64);
+    let (tile_rows, tile_cols) = tile_shape(rows, cols, config);
+    if (tile_rows, tile_cols) != (config.rows, config.cols) {
+        return (tile_rows, tile_cols);
+    }
+    let symbols = (rows * cols) as f64;
+    let saved_per_symbol = (symbols - entropy_bits(counts) / 8.0) / symbols;
+    let pays = |h: u64| {
+        UNIT_FIXED_BYTES
+            <= UNIT_COST_SHARE * saved_per_symbol * (h * cols.min(u64::from(tile_cols))) as f64
+    };
+    let units = |h: u64| rows.div_ceil(h) * cols.div_ceil(u64::from(tile_cols));
+    let mut h = u64::from(tile_rows);
+    if whole_elements && h >= 2 && units(h) <= ONE_WAVE_UNITS && pays(h / 2) {
+        h /= 2;
+    }
+    let tallest = (4 * u64::from(tile_rows)).min(MAX_TILE_SYMBOLS / u64::from(tile_cols));
+    while !pays(h) && h < rows && 2 * h <= tallest {
+        h *= 2;
+    }
+    (h.min(rows) as u32, tile_cols)
 }
 
 /// Turns predicted tiles back to NONE where that makes the plane cheaper to code with one
@@ -279,11 +346,13 @@ thread_local! {
 
 /// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
 /// order-0 entropy of its bytes in bits, and its payload (units or raw bytes).
+/// `whole_elements`: the plane is a tensor of one-byte elements (`fitted_tile_shape`).
 pub(crate) fn encode_plane_payload(
     bytes: &[u8],
     rows: usize,
     cols: usize,
     bias128: bool,
+    whole_elements: bool,
     options: &EncodeOptions,
 ) -> (PlaneEntry, f64, Payload) {
     debug_assert_eq!(bytes.len(), rows * cols);
@@ -306,7 +375,13 @@ pub(crate) fn encode_plane_payload(
         return raw_entry(0.0);
     }
     let bias = if bias128 { 0x80 } else { 0 };
-    let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, options.tile);
+    // Fitting tiles needs the plane's histogram first; it is also the plane's residual
+    // histogram if every tile turns out NONE (as with the GPU preset's predictors).
+    let none_counts = options.fit_tiles.then(|| none_histogram(bytes, bias));
+    let (tile_rows, tile_cols) = match &none_counts {
+        Some(counts) => fitted_tile_shape(rows, cols, whole_elements, options.tile, counts),
+        None => tile_shape(rows as u64, cols as u64, options.tile),
+    };
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
     // Pass 1: the predictor of every tile, and the residuals of predicted tiles.
@@ -324,7 +399,10 @@ pub(crate) fn encode_plane_payload(
         .collect();
     let mut model = Model { bytes, cols, bias, tiles, models };
     let all_none = model.models.iter().all(|m| m.residuals.is_none());
-    let plane_histogram = || plane_histogram_of(&model);
+    let plane_histogram = || match none_counts {
+        Some(counts) if all_none => counts,
+        _ => plane_histogram_of(&model),
+    };
     // Then the tables: row classes from per-row histograms (u32 counts: rows shorter than
     // 2^32) when asked for and rows are at least a decoder group (128 symbols) wide, or one
     // table from the plane's histogram. In narrower planes (GGUF's block scales, 18-48 bytes a
@@ -454,11 +532,13 @@ pub(crate) fn encode_plane_payload(
 mod tests {
     use super::{
         COUNT_CHUNK, EncodeOptions, EncodedPlane, Model, TileModel, count, count_pair,
-        encode_plane, plane_histogram_of,
+        encode_plane, fitted_tile_shape, none_histogram, plane_histogram_of,
     };
     use wcodec_format::{PlaneEncoding, Predictor};
     use wcodec_predict::TileConfig;
+    use wcodec_predict::tile_shape;
     use wcodec_predict::{residuals, tiles};
+    use wcodec_rans::normalize;
 
     /// Bytes of xorshift noise, one in `zero_every` of them 0: about 7.95 bits a byte for 40,
     /// 7.65 for 10.
@@ -651,5 +731,50 @@ mod tests {
                 assert_eq!((ha, hb), (ea, eb), "bias {bias:#x}, rows of {n}");
             }
         }
+    }
+
+    /// Counts of `n` symbols spread evenly over the first `k` byte values: log2(k) bits each.
+    fn even_counts(k: usize, n: u64) -> [u64; 256] {
+        std::array::from_fn(|s| if s < k { n / k as u64 } else { 0 })
+    }
+
+    #[test]
+    fn fitted_tiles_follow_the_planes_size_and_saving() {
+        let gpu = TileConfig { rows: 128, cols: 128 };
+        let fit = |rows: usize, cols: usize, k: usize| {
+            fitted_tile_shape(rows, cols, true, gpu, &even_counts(k, (rows * cols) as u64))
+        };
+        // 5 bits a byte (37.5% saved): a 4096 x 4096 layer is 1,024 units, one wave: halved.
+        assert_eq!(fit(4096, 4096, 32), (64, 128));
+        // Twice the rows: two waves, kept.
+        assert_eq!(fit(8192, 4096, 32), (128, 128));
+        // 7 bits (12.5% saved): 64-row units would cost 16% of their saving, 128-row ones 8%.
+        assert_eq!(fit(4096, 4096, 128), (128, 128));
+        // 7.5 bits (6.25%): 256 rows; near 8 bits, at most 4 times the height.
+        assert_eq!(fit(4096, 4096, 181), (256, 128));
+        assert_eq!(fit(4096, 4096, 256), (512, 128));
+        assert_eq!(fit(300, 4096, 256), (300, 128));
+        // Narrow (GGUF block scales) and short planes keep tile_shape's shape.
+        assert_eq!(fit(49_152, 18, 256), tile_shape(49_152, 18, gpu));
+        assert_eq!(fit(100, 4096, 32), tile_shape(100, 4096, gpu));
+        // Planes of wider elements' bytes are never halved, but still grow.
+        let counts = |k| even_counts(k, 4096 * 4096);
+        assert_eq!(fitted_tile_shape(4096, 4096, false, gpu, &counts(32)), (128, 128));
+        assert_eq!(fitted_tile_shape(4096, 4096, false, gpu, &counts(181)), (256, 128));
+    }
+
+    #[test]
+    fn fitted_planes_reuse_the_byte_histogram() {
+        // Every tile NONE: the histogram counted to fit the tiles is the plane's histogram.
+        let bytes = noise(700 * 384, 3);
+        let options = EncodeOptions::for_gpu();
+        let plane = encode_plane(&bytes, 700, 384, true, &options);
+        let PlaneEncoding::Rans { tables, .. } = &plane.entry.encoding else { panic!("coded") };
+        assert_eq!((plane.entry.tile_rows, plane.entry.tile_cols), (64, 128));
+        let table = normalize(&none_histogram(&bytes, 0x80), options.prob_bits);
+        assert_eq!(tables, &vec![table]);
+        let fixed = EncodeOptions { fit_tiles: false, ..options };
+        let tiles = encode_plane(&bytes, 700, 384, true, &fixed).entry;
+        assert_eq!((tiles.tile_rows, tiles.tile_cols), (128, 128));
     }
 }
