@@ -23,6 +23,9 @@
 // (WC_FLAG_MIX_BF16) read its bytes as they go and write whole BF16 elements (a lane's 4
 // symbols and 4 coalesced sign-mantissa bytes become 8 output bytes; a warp writes 256
 // contiguous bytes), so that plane is never copied on its own and no merge launch follows.
+// Planes that the host sends to scratch memory (other split planes, the head bytes of GGUF
+// blocks) are decoded there like any plane, and wc_merge_kernel, a second launch, puts them in
+// place.
 //
 // The kernel trusts only what the host checked (crates/cuda/src/plan.rs): every unit's source
 // range lies inside `src`, every output byte it can write lies inside its tensor, every table
@@ -1129,14 +1132,34 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
 }
 
 // The second launch, for tensors whose transform mixes bits of several planes into each
-// element (bf16_split, f32_split): their planes were decoded back to back into scratch memory;
-// each block merges one piece. Reads and writes are coalesced: thread t takes elements t,
+// element (bf16_split, f32_split), and for the head bytes of GGUF blocks: their planes were
+// decoded back to back into scratch memory; each block merges one piece. Reads are coalesced,
+// and so are writes but a GGUF block head's (a word every block): thread t takes elements t,
 // t + blockDim, ...
 __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
     const WcMerge m = pieces[blockIdx.x];
     const uint8_t *p0 = reinterpret_cast<const uint8_t *>(m.src);
     const uint8_t *p1 = p0 + m.plane_len;
-    if (m.kind == WC_MERGE_BF16_SPLIT) {
+    if (m.kind == WC_MERGE_BLOCK_HEAD) {
+        // 2 or 4 head bytes a block: one store where the block's address allows (always, for
+        // the block types' sizes and 4-aligned tensors), else byte by byte.
+        uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
+        for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
+            uint8_t *b = out + static_cast<uint64_t>(i) * m.elem_size;
+            uint32_t v = 0;
+            for (uint32_t j = 0; j < m.fields; ++j) {
+                v |= static_cast<uint32_t>(p0[j * m.plane_len + i]) << (8 * j);
+            }
+            const uintptr_t a = reinterpret_cast<uintptr_t>(b);
+            if (m.fields == 4 && (a & 3) == 0) {
+                *reinterpret_cast<uint32_t *>(b) = v;
+            } else if (m.fields == 2 && (a & 1) == 0) {
+                *reinterpret_cast<uint16_t *>(b) = static_cast<uint16_t>(v);
+            } else {
+                for (uint32_t j = 0; j < m.fields; ++j) b[j] = static_cast<uint8_t>(v >> (8 * j));
+            }
+        }
+    } else if (m.kind == WC_MERGE_BF16_SPLIT) {
         uint16_t *out = reinterpret_cast<uint16_t *>(m.dst);
         for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
             const uint32_t e = p0[i], sm = p1[i];

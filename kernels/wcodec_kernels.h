@@ -64,6 +64,9 @@
 /* WcMerge.kind: how planes merge into elements (docs/FORMAT.md, "Transforms"). */
 #define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
 #define WC_MERGE_F32_SPLIT 2u  /* exponent, sign+top mantissa, middle, low -> u32 */
+/* GGUF block heads: `fields` one-byte planes (1..=4) -> bytes 0..fields - 1 of each block of
+ * `elem_size` bytes (the scales' bytes, which decode as narrow planes into scratch first). */
+#define WC_MERGE_BLOCK_HEAD 3u
 
 /* WcGroup.flags */
 #define WC_GROUP_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
@@ -120,7 +123,7 @@ typedef struct WcUnit {
 } WcUnit;
 
 /* A piece of a merge (the second launch): `n` elements of a tensor whose planes were decoded
- * back to back at `src` (plane j at src + j * plane_len) merged into `dst` (32 bytes). */
+ * back to back at `src` (plane j at src + j * plane_len) merged into `dst` (40 bytes). */
 typedef struct WcMerge {
     uint64_t src;
     uint64_t dst;
@@ -128,6 +131,9 @@ typedef struct WcMerge {
     uint32_t n;
     uint32_t kind; /* WC_MERGE_* */
     uint64_t plane_len;
+    /* Bytes an element (a block for WC_MERGE_BLOCK_HEAD), and the planes merged. */
+    uint32_t elem_size;
+    uint32_t fields;
 } WcMerge;
 
 /* The units of one plane, `n_units` from `first_unit`, whose tables (all of the plane's,
@@ -209,7 +215,8 @@ static_assert(__builtin_offsetof(WcUnit, flags) == 46, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, row_map) == 48, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, col_stride) == 56, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, step) == 62, "WcUnit layout");
-static_assert(sizeof(WcMerge) == 32, "WcMerge layout");
+static_assert(sizeof(WcMerge) == 40, "WcMerge layout");
+static_assert(__builtin_offsetof(WcMerge, elem_size) == 32, "WcMerge layout");
 static_assert(sizeof(WcGroup) == 16, "WcGroup layout");
 static_assert(__builtin_offsetof(WcGroup, n_tables) == 13, "WcGroup layout");
 static_assert(sizeof(WcRange) == 16, "WcRange layout");

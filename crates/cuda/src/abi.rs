@@ -58,6 +58,8 @@ pub const GROUP_COMPACT_TABLES: u8 = 2;
 
 pub const MERGE_BF16_SPLIT: u32 = 1;
 pub const MERGE_F32_SPLIT: u32 = 2;
+/// GGUF block heads: `WC_MERGE_BLOCK_HEAD`.
+pub const MERGE_BLOCK_HEAD: u32 = 3;
 
 pub const ERR_BAD_INITIAL_STATE: u32 = 1;
 pub const ERR_OVERRUN: u32 = 2;
@@ -107,6 +109,10 @@ pub struct WcMerge {
     pub n: u32,
     pub kind: u32,
     pub plane_len: u64,
+    /// Bytes an element (a block for `MERGE_BLOCK_HEAD`).
+    pub elem_size: u32,
+    /// Planes merged.
+    pub fields: u32,
 }
 
 /// `WcGroup`: the units of one plane and its decode tables.
@@ -206,9 +212,11 @@ mod tests {
         assert_eq!(offset_of!(WcUnit, col_stride), 56);
         assert_eq!(offset_of!(WcUnit, group), 60);
         assert_eq!(offset_of!(WcUnit, step), 62);
-        assert_eq!(size_of::<WcMerge>(), 32);
+        assert_eq!(size_of::<WcMerge>(), 40);
         assert_eq!(offset_of!(WcMerge, n), 16);
         assert_eq!(offset_of!(WcMerge, plane_len), 24);
+        assert_eq!(offset_of!(WcMerge, elem_size), 32);
+        assert_eq!(offset_of!(WcMerge, fields), 36);
         assert_eq!(size_of::<WcGroup>(), 16);
         assert_eq!(offset_of!(WcGroup, prob_bits), 12);
         assert_eq!(offset_of!(WcGroup, n_tables), 13);
@@ -265,6 +273,7 @@ mod tests {
         assert_eq!(define("WC_GROUP_COMPACT_TABLES"), u64::from(GROUP_COMPACT_TABLES));
         assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
         assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
+        assert_eq!(define("WC_MERGE_BLOCK_HEAD"), u64::from(MERGE_BLOCK_HEAD));
         assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
         assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
         assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));

@@ -314,6 +314,8 @@ fn records(plan: &Plan, bases: &[u64]) -> (Vec<WcUnit>, Vec<WcMerge>) {
             n: m.n,
             kind: m.kind,
             plane_len: m.plane_len,
+            elem_size: m.elem_size,
+            fields: m.fields,
         })
         .collect();
     (units, merges)

@@ -88,6 +88,12 @@ pub fn merge(plan: &Plan, outputs: &mut [Vec<u8>]) {
         let plane = |j: u64, i: u64| u32::from(scratch[(j * m.plane_len + m.offset + i) as usize]);
         for i in 0..u64::from(m.n) {
             let at = ((m.offset + i) * u64::from(m.elem_size)) as usize;
+            if m.kind == MERGE_BLOCK_HEAD {
+                for j in 0..u64::from(m.fields) {
+                    out[at + j as usize] = plane(j, i) as u8;
+                }
+                continue;
+            }
             let (e, sm) = (plane(0, i), plane(1, i));
             if m.kind == MERGE_BF16_SPLIT {
                 let v = ((sm & 0x80) << 8) | (e << 7) | (sm & 0x7f);

@@ -235,8 +235,10 @@ pub struct MergePiece {
     /// `abi::MERGE_*`.
     pub kind: u32,
     pub plane_len: u64,
-    /// Bytes per element (2 or 4).
+    /// Bytes per element (2 or 4; a block's bytes for `MERGE_BLOCK_HEAD`).
     pub elem_size: u32,
+    /// Planes merged (`MERGE_BLOCK_HEAD`: the block's head bytes; else the transform's).
+    pub fields: u32,
 }
 
 /// Elements per merge piece (one thread block each).
@@ -450,6 +452,46 @@ fn geometry(tensor: &TensorEntry, plane: usize) -> Result<Option<Geometry>, Cuda
         }
         Transform::Bf16Split | Transform::F32Split => Ok(None),
     }
+}
+
+/// The head of a GGUF block type's blocks: its first `fields` block fields are one byte each
+/// at offsets 0, 1, ... (the fp16 scales of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K,
+/// the f32 scale of Q8_K), planes of a byte a block. In scratch memory plane j lies at
+/// `j * stride`.
+#[derive(Clone, Copy, Debug)]
+struct BlockHead {
+    fields: u64,
+    blocks: u64,
+    /// Bytes between the planes in scratch: `blocks`, rounded up to keep each plane 64-byte
+    /// aligned (its units' word stores need 4).
+    stride: u64,
+    block_bytes: u64,
+}
+
+impl BlockHead {
+    fn scratch_len(&self) -> u64 {
+        self.fields * self.stride
+    }
+}
+
+/// The block head of a non-empty block_fields tensor of `len` bytes whose head fields are
+/// decoded through scratch (2 or 4 of them: the merge stores them as one word a block).
+fn block_head(tensor: &TensorEntry, len: u64) -> Option<BlockHead> {
+    if tensor.transform != Transform::BlockFields || len == 0 {
+        return None;
+    }
+    let (_, block_bytes) = tensor.dtype.block()?;
+    let fields = wcodec_format::blocks::block_fields(tensor.dtype)?;
+    let head = fields
+        .iter()
+        .enumerate()
+        .take_while(|(j, f)| f.count == 1 && usize::from(f.offset) == *j)
+        .count() as u64;
+    if !matches!(head, 2 | 4) || tensor.planes.len() as u64 <= head {
+        return None;
+    }
+    let blocks = len / block_bytes;
+    Some(BlockHead { fields: head, blocks, stride: blocks.next_multiple_of(64), block_bytes })
 }
 
 /// Offset of the last byte a `h x w` rectangle at (r0, c0) writes, if it lies inside `len`
@@ -850,6 +892,7 @@ impl Plan {
             return Err(invalid(tensor, "planes do not match the tensor's transform"));
         }
         let output = self.outputs.len() as u32;
+        let out_tensor = output;
         self.outputs.push(Output { tensor: index, len, scratch: false });
         let n = rows * cols;
         // bf16_split with a coded exponent plane and a raw sign-mantissa plane (the usual
@@ -877,8 +920,17 @@ impl Plan {
             let payload = self.payload(file, tensor, 0)?;
             let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
             let at = Origin { tensor: index, plane: 0, unit: 0 };
-            let ctx =
-                RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
+            let ctx = RansPlane {
+                tensor,
+                plane,
+                g,
+                staging_offset,
+                output,
+                len,
+                at,
+                mix: Some(mix),
+                flat: false,
+            };
             return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
@@ -898,26 +950,59 @@ impl Plan {
                     kind,
                     plane_len: n,
                     elem_size: size,
+                    fields: tensor.planes.len() as u32,
                 });
             }
             Some(scratch)
         } else {
             None
         };
+        // GGUF blocks: the one-byte head fields (the fp16 scales' bytes, a byte every 18-34
+        // of the tensor) are narrow planes; they decode into scratch, where their bytes lie
+        // side by side, and the merge launch puts them into their blocks.
+        let head = block_head(tensor, len).map(|head| {
+            let scratch = self.outputs.len() as u32;
+            self.outputs.push(Output { tensor: index, len: head.scratch_len(), scratch: true });
+            for offset in (0..head.blocks).step_by(MERGE_PIECE as usize) {
+                self.merges.push(MergePiece {
+                    scratch_output: scratch,
+                    tensor_output: output,
+                    offset,
+                    n: (head.blocks - offset).min(MERGE_PIECE) as u32,
+                    kind: MERGE_BLOCK_HEAD,
+                    plane_len: head.stride,
+                    elem_size: head.block_bytes as u32,
+                    fields: head.fields as u32,
+                });
+            }
+            (head, scratch)
+        });
         for (j, plane) in tensor.planes.iter().enumerate() {
             if plane.is_empty() {
                 continue;
             }
-            let (g, output) = match (geometry(tensor, j)?, scratch) {
-                (Some(g), _) => (g, output),
-                (None, Some(scratch)) => {
+            let (g, output, len) = match (geometry(tensor, j)?, scratch, head) {
+                (Some(_), _, Some((head, scratch))) if (j as u64) < head.fields => {
+                    let origin = j as u64 * head.stride;
+                    let g = Geometry {
+                        origin,
+                        row_stride: plane.cols,
+                        col_stride: 1,
+                        group: 1,
+                        step: 0,
+                    };
+                    (g, scratch, head.scratch_len())
+                }
+                (Some(g), _, _) => (g, output, len),
+                (None, Some(scratch), _) => {
                     let origin = j as u64 * n;
                     (
                         Geometry { origin, row_stride: cols, col_stride: 1, group: 1, step: 0 },
                         scratch,
+                        len,
                     )
                 }
-                (None, None) => return Err(invalid(tensor, "planes of an empty tensor")),
+                (None, None, _) => return Err(invalid(tensor, "planes of an empty tensor")),
             };
             if last_byte(g, 0, 0, plane.rows, plane.cols, len).is_none() {
                 return Err(invalid(tensor, format!("plane {j} does not fit the tensor")));
@@ -941,8 +1026,19 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    let ctx =
-                        RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
+                    // A head plane in scratch: its rows back to back.
+                    let flat = g.contiguous() && g.row_stride == plane.cols && output != out_tensor;
+                    let ctx = RansPlane {
+                        tensor,
+                        plane,
+                        g,
+                        staging_offset,
+                        output,
+                        len,
+                        at,
+                        mix: None,
+                        flat,
+                    };
                     self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred)?;
                 }
             }
@@ -1196,6 +1292,27 @@ impl Plan {
                 step: p.g.step as u16,
                 mix,
             };
+            // A flat tile of whole groups, one table, no prediction: its symbols in order are
+            // its bytes in order, so it is decoded as rows of 128 (a group a row, a word a
+            // lane), which the ring loops take (narrow planes otherwise take the general loop,
+            // a byte store a symbol).
+            let unit = if p.flat
+                && w == plane.cols
+                && (h * w).is_multiple_of(128)
+                && row_map.is_none()
+                && u.predictor == wcodec_format::Predictor::None
+                && dst.is_multiple_of(4)
+            {
+                WcUnit {
+                    row_stride: 128,
+                    height: (h * w / 128) as u32,
+                    width: 128,
+                    flags: (flags & FLAG_BIAS128) | FLAG_WORD_STORES,
+                    ..unit
+                }
+            } else {
+                unit
+            };
             self.push_unit(unit, p.output, Origin { unit: i, ..p.at });
         }
         self.groups.push(group);
@@ -1425,6 +1542,10 @@ impl Plan {
                 outputs.push(Output { tensor: index, len, scratch: true });
             }
             total = total.checked_add(len)?.checked_add(if scratch { len } else { 0 })?;
+            if let Some(head) = block_head(tensor, len) {
+                outputs.push(Output { tensor: index, len: head.scratch_len(), scratch: true });
+                total = total.checked_add(head.scratch_len())?;
+            }
         }
         (total <= EARLY_OUTPUT_RATIO * file.len() as u64).then_some(outputs)
     }
@@ -1733,4 +1854,8 @@ struct RansPlane<'a> {
     at: Origin,
     /// bf16_split merged as decoded: the staging offset of the raw sign-mantissa plane.
     mix: Option<u64>,
+    /// The plane lies in scratch memory with its rows back to back (a GGUF block head), so a
+    /// tile as wide as the plane is one run of bytes (`add_rans` may present it as rows of
+    /// 128).
+    flat: bool,
 }

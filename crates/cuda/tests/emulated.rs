@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use wcodec_cuda::abi::{self, ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
 use wcodec_cuda::emulate::{crcs, execute, merge};
-use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, Plan, PlanOptions};
+use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, MergePiece, Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
-use wcodec_format::{Directory, PlaneEncoding};
+use wcodec_format::{Directory, Dtype, PlaneEncoding};
 
 /// Runs a plan's launches (decode, then merge) on the CPU over outputs filled with `poison`;
 /// returns the status words and the decoded tensors (scratch dropped).
@@ -465,6 +465,48 @@ fn field_runs() {
     assert!(runs.iter().any(|u| u.flags & abi::FLAG_ROW_TABLES == 0), "one table");
     assert!(rans.iter().any(|u| u.group > 1 && u.flags & abi::FLAG_FIELD_RUNS == 0));
     assert_eq!(emulate_all(&file, &dir, 64).unwrap(), reference(&file, &dir));
+}
+
+/// GGUF block heads (the fp16 scales' bytes) decode into scratch, a plane after the other, and
+/// the merge launch puts them into their blocks. Random blocks (heads of 2 and 4 bytes; Q6_K's
+/// scales come last in its blocks, so its planes stay in place), then the real SmolLM2 slice:
+/// its coded head tiles (512 x 18 and 64 x 18 bytes, whole groups) are decoded as rows of 128
+/// with word stores, with the GPU preset; all decode as the reference.
+#[test]
+fn block_heads_through_scratch() {
+    let (file, dir, plan) = planned(&field_run_cases());
+    let fields: std::collections::BTreeSet<u32> = plan
+        .merges
+        .iter()
+        .filter(|m| m.kind == abi::MERGE_BLOCK_HEAD)
+        .map(|m: &MergePiece| m.fields)
+        .collect();
+    assert_eq!(fields, [2, 4].into(), "Q8_0 and Q4_0 heads of 2 bytes, Q4_1 and Q4_K of 4");
+    let q6k = dir.tensors.iter().position(|t| t.dtype == Dtype::Q6K).unwrap();
+    assert!(plan.outputs.iter().all(|o| !(o.scratch && o.tensor == q6k)));
+    for blocks in [1, 64] {
+        assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), reference(&file, &dir));
+    }
+
+    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
+    let layout = wcodec_container::read_layout(&source).unwrap();
+    for options in [wcodec_encode::EncodeOptions::for_gpu(), Default::default()] {
+        let file =
+            wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {})
+                .unwrap();
+        let dir = Directory::from_file_bytes(&file).unwrap();
+        let all: Vec<usize> = (0..dir.tensors.len()).collect();
+        let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+        let flat = (0..plan.units.len()).filter(|&i| {
+            let u = &plan.units[i];
+            plan.outputs[plan.unit_output[i] as usize].scratch
+                && u.kind == abi::UNIT_RANS
+                && u.width == 128
+                && u.flags & abi::FLAG_WORD_STORES != 0
+        });
+        assert!(flat.count() > 0, "flat head tiles");
+        assert_eq!(emulate_all(&file, &dir, 8).unwrap(), reference(&file, &dir));
+    }
 }
 
 #[test]

@@ -49,9 +49,24 @@ pub fn tile_shape(rows: u64, cols: u64, config: TileConfig) -> (u32, u32) {
     let area = (u64::from(config.rows) * u64::from(config.cols)).clamp(1, MAX_TILE_SYMBOLS);
     let (config_rows, config_cols) = (u64::from(config.rows).max(1), u64::from(config.cols).max(1));
     let narrow = cols.clamp(1, config_cols);
-    let tile_rows = rows.clamp(1, config_rows.max((area / narrow).min(TALL * config_rows)));
+    // A narrow plane's tile height is cut to whole groups of 128 symbols where that keeps it
+    // at least the configured height: such a tile is one run of bytes in a GPU's scratch
+    // memory (GGUF block scales), decoded a group a row.
+    let group_rows = GROUP / gcd(narrow, GROUP);
+    let by_area = match area / narrow {
+        h if narrow < config_cols && h >= group_rows => h - h % group_rows,
+        h => h,
+    };
+    let tile_rows = rows.clamp(1, config_rows.max(by_area.min(TALL * config_rows)));
     let tile_cols = cols.clamp(1, config_cols.max(area / tile_rows));
     (tile_rows as u32, tile_cols as u32)
+}
+
+/// Symbols of a decoder group (the coder's 32 lanes times 4).
+const GROUP: u64 = 128;
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The tiles of a `rows x cols` plane in unit order (row-major over the tile grid).
@@ -79,13 +94,19 @@ mod tests {
         // GGUF block scales: one tile of 576 x 18; at most 4 x 256 rows.
         assert_eq!(tile_shape(576, 18, config), (576, 18));
         assert_eq!(tile_shape(49_152, 18, config), (1024, 18));
-        assert_eq!(tile_shape(100_000, 100, config), (655, 100));
+        assert_eq!(tile_shape(100_000, 100, config), (640, 100));
         // 1-D tensors: one row, as wide as the area allows.
         assert_eq!(tile_shape(1, 576, config), (1, 576));
         assert_eq!(tile_shape(1, 100_000, config), (1, 65_536));
         assert_eq!(tile_shape(3, 5, config), (3, 5));
         let gpu = TileConfig { rows: 64, cols: 128 };
         assert_eq!(tile_shape(576, 18, gpu), (256, 18));
+        // Narrow tiles of whole groups of 128 symbols where the area allows: 341 rows of 48
+        // would be 16,368 symbols, 336 are 126 groups.
+        let preset = TileConfig { rows: 128, cols: 128 };
+        assert_eq!(tile_shape(576, 48, preset), (336, 48));
+        assert_eq!(tile_shape(1000, 96, TileConfig::default()), (680, 96));
+        assert_eq!(tile_shape(576, 18, preset), (512, 18));
     }
 
     #[test]
