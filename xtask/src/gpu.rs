@@ -101,6 +101,8 @@ pub fn prepare(args: &[String]) -> Result<()> {
     }
 
     write_data(&corpus, &dir.join("data"))?;
+    // The checked-in SmolLM2 GGUF slice: a GGUF file's blocks as the benchmark's fourth source.
+    std::fs::copy(root.join("tests/data/smollm2-slice.gguf"), dir.join("data/smollm2-slice.gguf"))?;
     let test_data = dir.join("tests-data");
     std::fs::create_dir_all(&test_data)?;
     for entry in std::fs::read_dir(root.join("tests/data"))? {

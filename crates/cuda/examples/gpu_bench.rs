@@ -9,8 +9,9 @@
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
-//! rows of 576), optionally `minilm-bf16.bin`. Each is compressed here with the CPU encoder at
-//! several tile sizes, then decoded on the GPU `copies` times over in one launch (separate
+//! rows of 576), optionally `minilm-bf16.bin` and `smollm2-slice.gguf` (a GGUF file of Q8_0,
+//! Q4_1 and F32 tensors, whose blocks keep scales beside quants). Each is compressed here with
+//! the CPU encoder at several tile sizes, then decoded on the GPU `copies` times over in one launch (separate
 //! copies of the compressed bytes into separate outputs) so that at least `--mb` MiB are
 //! written. `--bins DIR` writes the tensors' bytes as .bin files for the nvCOMP/DFloat11
 //! anchors, so that they measure the same bytes.
@@ -190,6 +191,21 @@ fn sources(dir: &Path) -> Result<Vec<Source>> {
             Ok(wcodec_encode::compress_raw(&q2, Dtype::I8, &[rows, 576], o)?)
         }),
     });
+    if let Ok(gguf) = std::fs::read(dir.join("smollm2-slice.gguf")) {
+        let layout = wcodec_container::read_layout(&gguf)?;
+        let tensor_bytes: Vec<u8> = layout
+            .tensors
+            .iter()
+            .flat_map(|t| gguf[t.offset as usize..(t.offset + t.len) as usize].to_vec())
+            .collect();
+        out.push(Source {
+            name: "smollm2-gguf-slice",
+            tensor_bytes,
+            compress: Box::new(move |o| {
+                Ok(wcodec_encode::compress_file(&gguf, &layout, o, Vec::new(), &mut |_| {})?)
+            }),
+        });
+    }
     if let Ok(b) = std::fs::read(dir.join("minilm-bf16.bin")) {
         let rows = (b.len() / 768) as u64;
         let b = b[..rows as usize * 768].to_vec();
@@ -254,7 +270,7 @@ fn configs(quick: bool, variants: &[u32]) -> Vec<LaunchConfig> {
     let mut out = Vec::new();
     for &variant in variants {
         let max = wcodec_cuda::abi::VARIANT_WARPS[variant as usize];
-        for warps in [2u32, 4, 8, 16].into_iter().filter(|&w| w <= max) {
+        for warps in [1u32, 2, 4, 8, 16].into_iter().filter(|&w| w <= max) {
             for per_warp in [1u32, 2] {
                 out.push(LaunchConfig {
                     variant,
