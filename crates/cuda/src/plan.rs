@@ -892,7 +892,6 @@ impl Plan {
             return Err(invalid(tensor, "planes do not match the tensor's transform"));
         }
         let output = self.outputs.len() as u32;
-        let out_tensor = output;
         self.outputs.push(Output { tensor: index, len, scratch: false });
         let n = rows * cols;
         // bf16_split with a coded exponent plane and a raw sign-mantissa plane (the usual
@@ -1026,8 +1025,9 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    // A head plane in scratch: its rows back to back.
-                    let flat = g.contiguous() && g.row_stride == plane.cols && output != out_tensor;
+                    // Rows back to back (a GGUF block head or a split plane in scratch, a
+                    // tensor of one-byte elements in place).
+                    let flat = g.contiguous() && g.row_stride == plane.cols;
                     let ctx = RansPlane {
                         tensor,
                         plane,
@@ -1294,8 +1294,8 @@ impl Plan {
             };
             // A flat tile of whole groups, one table, no prediction: its symbols in order are
             // its bytes in order, so it is decoded as rows of 128 (a group a row, a word a
-            // lane), which the ring loops take (narrow planes otherwise take the general loop,
-            // a byte store a symbol).
+            // lane), which the ring loops take (tiles of narrow planes, 18-48 bytes of GGUF
+            // block scales a row, otherwise take the general loop, a byte store a symbol).
             let unit = if p.flat
                 && w == plane.cols
                 && (h * w).is_multiple_of(128)
@@ -1854,8 +1854,7 @@ struct RansPlane<'a> {
     at: Origin,
     /// bf16_split merged as decoded: the staging offset of the raw sign-mantissa plane.
     mix: Option<u64>,
-    /// The plane lies in scratch memory with its rows back to back (a GGUF block head), so a
-    /// tile as wide as the plane is one run of bytes (`add_rans` may present it as rows of
-    /// 128).
+    /// The plane's rows lie back to back, so a tile as wide as the plane is one run of bytes
+    /// (`add_rans` may present it as rows of 128).
     flat: bool,
 }

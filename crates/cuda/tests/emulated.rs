@@ -509,6 +509,31 @@ fn block_heads_through_scratch() {
     }
 }
 
+/// Tensors of one-byte elements narrower than a tile, rows back to back in place: a tile of
+/// whole groups (64 x 96, 48 groups) is decoded as rows of 128 with word stores, one of 37 x 96
+/// (27.75 groups) as it is; both as the reference.
+#[test]
+fn flat_tiles_of_narrow_tensors() {
+    let mut rng = Rng::new(96);
+    let cases: Vec<Case> = [64usize, 37]
+        .into_iter()
+        .map(|rows| Case {
+            name: format!("{rows}x96 i8"),
+            dtype: Dtype::I8,
+            dims: vec![rows as u64, 96],
+            bytes: weights(&mut rng, rows, 96),
+            options: wcodec_encode::EncodeOptions::for_gpu(),
+        })
+        .collect();
+    let (file, dir, plan) = planned(&cases);
+    let shapes: Vec<(u32, u32)> = (0..plan.units.len())
+        .filter(|&i| !plan.outputs[plan.unit_output[i] as usize].scratch)
+        .map(|i| (plan.units[i].height, plan.units[i].width))
+        .collect();
+    assert_eq!(shapes, [(48, 128), (37, 96)]);
+    assert_eq!(emulate_all(&file, &dir, 4).unwrap(), reference(&file, &dir));
+}
+
 #[test]
 fn sixteen_row_classes() {
     let file = file_of(&[sixteen_tables()]);
