@@ -164,22 +164,33 @@ struct Source {
     compress: Compress,
 }
 
+/// A container file as a source: compressed whole, its tensors that `timed` keeps as the bytes
+/// the anchors compress.
+fn file_source(
+    name: &'static str,
+    file: Vec<u8>,
+    timed: impl Fn(&wcodec_container::SourceTensor) -> bool,
+) -> Result<Source> {
+    let layout = wcodec_container::read_layout(&file)?;
+    let tensor_bytes: Vec<u8> = layout
+        .tensors
+        .iter()
+        .filter(|t| timed(t))
+        .flat_map(|t| file[t.offset as usize..(t.offset + t.len) as usize].to_vec())
+        .collect();
+    Ok(Source {
+        name,
+        tensor_bytes,
+        compress: Box::new(move |o| {
+            Ok(wcodec_encode::compress_file(&file, &layout, o, Vec::new(), &mut |_| {})?)
+        }),
+    })
+}
+
 fn sources(dir: &Path) -> Result<Vec<Source>> {
     let mut out = Vec::new();
     let st = std::fs::read(dir.join("minilm-int8.safetensors"))?;
-    let layout = wcodec_container::read_layout(&st)?;
-    let int8: Vec<_> = layout.tensors.iter().filter(|t| t.dtype == Dtype::I8).cloned().collect();
-    let tensor_bytes: Vec<u8> = int8
-        .iter()
-        .flat_map(|t| st[t.offset as usize..(t.offset + t.len) as usize].to_vec())
-        .collect();
-    out.push(Source {
-        name: "minilm-int8-per-tensor",
-        tensor_bytes,
-        compress: Box::new(move |o| {
-            Ok(wcodec_encode::compress_file(&st, &layout, o, Vec::new(), &mut |_| {})?)
-        }),
-    });
+    out.push(file_source("minilm-int8-per-tensor", st, |t| t.dtype == Dtype::I8)?);
     let q = std::fs::read(dir.join("smollm2-q8_0-quants.i8"))?;
     let rows = (q.len() / 576) as u64;
     let q = q[..rows as usize * 576].to_vec();
@@ -192,19 +203,7 @@ fn sources(dir: &Path) -> Result<Vec<Source>> {
         }),
     });
     if let Ok(gguf) = std::fs::read(dir.join("smollm2-slice.gguf")) {
-        let layout = wcodec_container::read_layout(&gguf)?;
-        let tensor_bytes: Vec<u8> = layout
-            .tensors
-            .iter()
-            .flat_map(|t| gguf[t.offset as usize..(t.offset + t.len) as usize].to_vec())
-            .collect();
-        out.push(Source {
-            name: "smollm2-gguf-slice",
-            tensor_bytes,
-            compress: Box::new(move |o| {
-                Ok(wcodec_encode::compress_file(&gguf, &layout, o, Vec::new(), &mut |_| {})?)
-            }),
-        });
+        out.push(file_source("smollm2-gguf-slice", gguf, |_| true)?);
     }
     if let Ok(b) = std::fs::read(dir.join("minilm-bf16.bin")) {
         let rows = (b.len() / 768) as u64;

@@ -919,17 +919,8 @@ impl Plan {
             let payload = self.payload(file, tensor, 0)?;
             let staging_offset = self.stage(plane.payload_offset, plane.payload_len);
             let at = Origin { tensor: index, plane: 0, unit: 0 };
-            let ctx = RansPlane {
-                tensor,
-                plane,
-                g,
-                staging_offset,
-                output,
-                len,
-                at,
-                mix: Some(mix),
-                flat: false,
-            };
+            let ctx =
+                RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
             return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
@@ -1025,20 +1016,8 @@ impl Plan {
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
                 PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
-                    // Rows back to back (a GGUF block head or a split plane in scratch, a
-                    // tensor of one-byte elements in place).
-                    let flat = g.contiguous() && g.row_stride == plane.cols;
-                    let ctx = RansPlane {
-                        tensor,
-                        plane,
-                        g,
-                        staging_offset,
-                        output,
-                        len,
-                        at,
-                        mix: None,
-                        flat,
-                    };
+                    let ctx =
+                        RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
                     self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred)?;
                 }
             }
@@ -1296,7 +1275,10 @@ impl Plan {
             // its bytes in order, so it is decoded as rows of 128 (a group a row, a word a
             // lane), which the ring loops take (tiles of narrow planes, 18-48 bytes of GGUF
             // block scales a row, otherwise take the general loop, a byte store a symbol).
-            let unit = if p.flat
+            // The plane's rows lie back to back (a GGUF block head or a split plane in scratch,
+            // a tensor of one-byte elements in place) and the tile is as wide as the plane.
+            let flat = p.mix.is_none() && p.g.contiguous() && p.g.row_stride == plane.cols;
+            let unit = if flat
                 && w == plane.cols
                 && (h * w).is_multiple_of(128)
                 && row_map.is_none()
@@ -1854,7 +1836,4 @@ struct RansPlane<'a> {
     at: Origin,
     /// bf16_split merged as decoded: the staging offset of the raw sign-mantissa plane.
     mix: Option<u64>,
-    /// The plane's rows lie back to back, so a tile as wide as the plane is one run of bytes
-    /// (`add_rans` may present it as rows of 128).
-    flat: bool,
 }
