@@ -1271,12 +1271,12 @@ impl Plan {
                 step: p.g.step as u16,
                 mix,
             };
-            // A flat tile of whole groups, one table, no prediction: its symbols in order are
-            // its bytes in order, so it is decoded as rows of 128 (a group a row, a word a
-            // lane), which the ring loops take (tiles of narrow planes, 18-48 bytes of GGUF
-            // block scales a row, otherwise take the general loop, a byte store a symbol).
-            // The plane's rows lie back to back (a GGUF block head or a split plane in scratch,
-            // a tensor of one-byte elements in place) and the tile is as wide as the plane.
+            // A tile as wide as a plane whose rows lie back to back (a GGUF block head or a
+            // split plane in scratch, a tensor of one-byte elements in place) is one run of
+            // bytes. With whole groups, one table and no prediction its symbols in order are its
+            // bytes in order, so it is decoded as rows of 128 (a group a row, a word a lane),
+            // which the ring loops take (tiles of narrow planes, 18-48 bytes of GGUF block
+            // scales a row, otherwise take the general loop, a byte store a symbol).
             let flat = p.mix.is_none() && p.g.contiguous() && p.g.row_stride == plane.cols;
             let unit = if flat
                 && w == plane.cols
