@@ -52,7 +52,10 @@ pub fn tile_shape(rows: u64, cols: u64, config: TileConfig) -> (u32, u32) {
     // A narrow plane's tile height is cut to whole groups of 128 symbols where that keeps it
     // at least the configured height: such a tile is one run of bytes in a GPU's scratch
     // memory (GGUF block scales), decoded a group a row.
-    let group_rows = GROUP / gcd(narrow, GROUP);
+    // Rows whose symbols make whole groups: the group (a power of two) over the largest power
+    // of two dividing the width.
+    let group = wcodec_format::rans::GROUP as u64;
+    let group_rows = group >> narrow.trailing_zeros().min(group.trailing_zeros());
     let by_area = match area / narrow {
         h if narrow < config_cols && h >= group_rows => h - h % group_rows,
         h => h,
@@ -60,13 +63,6 @@ pub fn tile_shape(rows: u64, cols: u64, config: TileConfig) -> (u32, u32) {
     let tile_rows = rows.clamp(1, config_rows.max(by_area.min(TALL * config_rows)));
     let tile_cols = cols.clamp(1, config_cols.max(area / tile_rows));
     (tile_rows as u32, tile_cols as u32)
-}
-
-/// Symbols of a decoder group (the coder's 32 lanes times 4).
-const GROUP: u64 = 128;
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// The tiles of a `rows x cols` plane in unit order (row-major over the tile grid).
