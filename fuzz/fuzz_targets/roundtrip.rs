@@ -17,6 +17,7 @@ struct Input {
     max_tables: u8,
     predictors: u8,
     fit_tiles: bool,
+    sampled_counts: bool,
     data: Vec<u8>,
 }
 
@@ -50,6 +51,7 @@ fuzz_target!(|input: Input| {
         max_tables: input.max_tables % 17 + 1,
         predictors,
         fit_tiles: input.fit_tiles,
+        sampled_counts: input.sampled_counts,
     };
     let wcz = wcodec::compress_raw(&bytes, dtype, &dims, &options).expect("compresses");
     assert_eq!(wcodec::decompress(&wcz).expect("decompresses"), bytes);

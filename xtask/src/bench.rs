@@ -2,7 +2,7 @@
 //! the real corpus: per tensor class the ratio, the order-0 bound, zstd -19 on the same bytes,
 //! and encode / decode MB/s on one thread and on all threads.
 
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use wcodec::{Directory, Dtype, EncodeOptions};
@@ -142,6 +142,24 @@ fn compress(source: &[u8], class: &Class, options: &EncodeOptions) -> Vec<u8> {
     }
 }
 
+/// Runs `cargo xtask ARGS` again with the release profile; its exit status.
+pub fn rerun_optimised(args: &[String]) -> ExitCode {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(crate::golden::project_root())
+        .args(["run", "--quiet", "--release", "-p", "xtask", "--"])
+        .args(args)
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: cargo run --release: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `cargo xtask bench-report` (run by `bench` in release mode).
 pub fn report(args: &[String]) -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
@@ -277,6 +295,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut loop_threads = 1;
     let mut into = false;
     let mut for_gpu = false;
+    let mut fast = false;
     let mut from = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -290,6 +309,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--loop-threads" => loop_threads = value()?.parse::<usize>()?,
             "--into" => into = true,
             "--for-gpu" => for_gpu = true,
+            "--fast" => fast = true,
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -297,7 +317,11 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let options = if for_gpu { EncodeOptions::for_gpu() } else { EncodeOptions::default() };
+    let options = match (for_gpu, fast) {
+        (true, _) => EncodeOptions::for_gpu(),
+        (false, true) => EncodeOptions::fast(),
+        (false, false) => EncodeOptions::default(),
+    };
     let classes =
         CLASSES.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())));
     let verb = if what == Timed::Decode { "dec" } else { "enc" };

@@ -252,6 +252,7 @@ impl Setting {
             max_tables: self.max_tables,
             predictors: predictors.to_vec(),
             fit_tiles: self.fit_tiles,
+            sampled_counts: false,
         }
     }
 }

@@ -38,7 +38,7 @@ pub use decode::{DecodeTable, decode_unit, decode_unit_with, write_table_entries
 pub use encode::{EncodeTable, encode_unit, encode_unit_with};
 pub use fast_decode::{Out, UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};
-pub use simd::weighted_cost_sums;
+pub use simd::{mark_present, weighted_cost_sums};
 pub use wcodec_format::Frequencies;
 pub use wcodec_format::rans::{GROUP, LANES, RUN, STATE_LOW, STATES_BYTES, WORD_BITS};
 

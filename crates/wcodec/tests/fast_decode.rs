@@ -67,7 +67,7 @@ proptest! {
         rows in 1u64..120, cols in 1u64..300,
         tile_rows in 1u32..50, tile_cols in 1u32..400,
         seed in any::<u64>(), bits in 8u8..=12, tables in 1u8..=8, predictor in 0usize..6,
-        dtype in 0usize..6, fit_tiles in any::<bool>(),
+        dtype in 0usize..6, fit_tiles in any::<bool>(), sampled_counts in any::<bool>(),
     ) {
         let dtype = [Dtype::I8, Dtype::U8, Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::Q8_0][dtype];
         let cols = match dtype.block() {
@@ -86,6 +86,7 @@ proptest! {
             max_tables: tables,
             predictors,
             fit_tiles,
+            sampled_counts,
         };
         let wcz = wcodec::compress_raw(&data, dtype, &[rows, cols], &options).unwrap();
         prop_assert_eq!(wcodec::decompress(&wcz).unwrap(), data);

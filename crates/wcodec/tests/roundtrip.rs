@@ -114,6 +114,27 @@ fn every_shape_and_content_class_round_trips() {
     }
 }
 
+/// The fast preset estimates its tables from a sample of each plane: planes large enough to
+/// be sampled, with values seen once (outside any sample), round trip in every class of dtype,
+/// at most a little larger than with exact counts.
+#[test]
+fn fast_preset_round_trips_sampled_planes() {
+    let exact = EncodeOptions { sampled_counts: false, ..EncodeOptions::fast() };
+    for (dtype, dims) in
+        [(Dtype::I8, [1024u64, 1024]), (Dtype::U8, [700, 1500]), (Dtype::BF16, [512, 1024])]
+    {
+        let n = dtype.storage_len(dims[0] * dims[1]).unwrap() as usize;
+        let mut data = content(Content::Gaussian, n, 5);
+        for k in 1..6 {
+            data[n / 6 * k + 11] = 0x7f ^ (k as u8);
+        }
+        let fast = check_round_trip(&data, dtype, &dims, &EncodeOptions::fast());
+        let counted = check_round_trip(&data, dtype, &dims, &exact);
+        assert!(fast != counted, "{dtype}: sampled tables");
+        assert!(fast.len() as f64 <= counted.len() as f64 * 1.002, "{dtype}");
+    }
+}
+
 #[test]
 fn each_predictor_alone_round_trips() {
     for p in Predictor::ALL {

@@ -474,3 +474,47 @@ pub(super) unsafe fn encode_run(
     }
     *cur = c;
 }
+
+/// See [`super::mark_present`]: 64 bytes a step, each looked up in a 256-byte table of the
+/// symbols not yet seen (0xff) by two two-register byte permutes; only a step that meets a new
+/// symbol (at most 256 in all) leaves the registers for scalar code.
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn mark_present(bytes: &[u8], present: &mut [bool; 256]) {
+    let mut unseen = [0u8; 256];
+    for (u, &p) in unseen.iter_mut().zip(present.iter()) {
+        *u = if p { 0 } else { 0xff };
+    }
+    // SAFETY (all loads of `unseen`): it is 256 bytes, four registers.
+    let load = |unseen: &[u8; 256]| unsafe {
+        std::array::from_fn::<__m512i, 4, _>(|k| {
+            _mm512_loadu_si512(unseen[64 * k..].as_ptr().cast())
+        })
+    };
+    let mut t = load(&unseen);
+    let mut chunks = bytes.chunks_exact(64);
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` is 64 bytes.
+        let v = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+        // Bit 6 of a byte picks the permute's second register, bit 7 the second permute.
+        let low = _mm512_permutex2var_epi8(t[0], v, t[1]);
+        let high = _mm512_permutex2var_epi8(t[2], v, t[3]);
+        let looked_up = _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), low, high);
+        let mut new = _mm512_test_epi8_mask(looked_up, looked_up);
+        if new != 0 {
+            while new != 0 {
+                unseen[usize::from(chunk[new.trailing_zeros() as usize])] = 0;
+                new &= new - 1;
+            }
+            t = load(&unseen);
+        }
+    }
+    for &b in chunks.remainder() {
+        unseen[usize::from(b)] = 0;
+    }
+    for (p, &u) in present.iter_mut().zip(&unseen) {
+        *p = u == 0;
+    }
+}

@@ -275,6 +275,25 @@ pub fn weighted_cost_sums<const N: usize>(costs: &[[f32; 16]], counts: &[u32]) -
     sums::<N>(costs, counts)
 }
 
+/// Sets `present[s]` for every byte value `s` in `bytes` (others are left as they are): what an
+/// encoder needs to know of the bytes it does not count, as every symbol a unit codes must
+/// have a frequency. With AVX-512 VBMI a 64-byte step is a few instructions (byte permutes
+/// over a table of the values not seen yet), a fraction of what counting them costs.
+pub fn mark_present(bytes: &[u8], present: &mut [bool; 256]) {
+    #[cfg(target_arch = "x86_64")]
+    if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+        // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
+        return unsafe { avx512::mark_present(bytes, present) };
+    }
+    mark_present_scalar(bytes, present);
+}
+
+fn mark_present_scalar(bytes: &[u8], present: &mut [bool; 256]) {
+    for &b in bytes {
+        present[usize::from(b)] = true;
+    }
+}
+
 #[inline(always)]
 fn sums<const N: usize>(costs: &[[f32; 16]], counts: &[u32]) -> [f32; N] {
     #[inline(always)]
@@ -319,6 +338,35 @@ fn sums_avx2<const N: usize>(costs: &[[f32; 16]], counts: &[u32]) -> [f32; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector scan finds the values the scalar one does, rare ones included, and keeps
+    /// what was marked before.
+    #[test]
+    fn mark_present_agrees_with_the_scalar_scan() {
+        let mut x = 7u64;
+        for len in [0usize, 1, 63, 64, 65, 1000, 100_000] {
+            for rare in [0u64, 1, 5] {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly a few values near 128, now and then any value.
+                        if x % 1000 < rare { (x >> 20) as u8 } else { 126 + (x >> 40) as u8 % 5 }
+                    })
+                    .collect();
+                let mut before = [false; 256];
+                before[3] = true;
+                before[127] = true;
+                let mut expected = before;
+                mark_present_scalar(&bytes, &mut expected);
+                let mut got = before;
+                mark_present(&bytes, &mut got);
+                assert_eq!(got, expected, "len {len}, rare {rare}");
+                assert!(bytes.iter().all(|&b| got[usize::from(b)]));
+            }
+        }
+    }
 
     /// Every path the CPU runs gives the baseline's sums bit for bit.
     #[test]
