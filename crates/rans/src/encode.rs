@@ -1,6 +1,6 @@
 //! The encoder: runs the decoder's steps backwards and reverses the words.
 
-use crate::simd::{ENCODE_HEADROOM, Kernel};
+use crate::simd::{ENCODE_HEADROOM, EncodeRun, Kernel};
 use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, TableMap};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal,
@@ -254,8 +254,9 @@ struct Words {
 const MAX_RUN: usize = 64;
 
 /// The encoder of the SIMD paths, equivalent to `encode_into` step for step: full groups with
-/// one table go to the kernel in runs, other groups take the scalar steps. The words are stored
-/// downward from the end of a buffer, so that they end up in stream order, with no reversal.
+/// one table a half go to the kernel in runs, other groups take the scalar steps. The words are
+/// stored downward from the end of a buffer, so that they end up in stream order, with no
+/// reversal.
 fn encode_fast(
     kernel: Kernel,
     symbols: &[u8],
@@ -263,72 +264,123 @@ fn encode_fast(
     map: TableMap,
     out: &mut Vec<u8>,
 ) {
-    let n = symbols.len();
-    let top = n + ENCODE_HEADROOM;
     DOWN.with_borrow_mut(|buf| {
+        let mut unit = Coding::new(symbols, map, buf);
+        while unit.g > 0 {
+            match unit.run_before(tables) {
+                Some((start, prob_bits)) => {
+                    let k = unit.g - start;
+                    kernel.encode_run(unit.run(tables, k), prob_bits);
+                    unit.g = start;
+                }
+                None => unit.scalar_group(tables),
+            }
+        }
+        unit.finish(out);
+    });
+}
+
+/// One unit being coded by [`encode_fast`]: groups `0..g` are still to code, the words so far
+/// lie in `buf[2 * cur..2 * top]`.
+struct Coding<'a> {
+    symbols: &'a [u8],
+    map: TableMap<'a>,
+    states: [u32; LANES],
+    g: usize,
+    buf: &'a mut Vec<u8>,
+    cur: usize,
+    top: usize,
+    /// The half tables of the run found by `run_before`, in the last entries.
+    classes: [[u8; 2]; MAX_RUN],
+}
+
+impl<'a> Coding<'a> {
+    fn new(symbols: &'a [u8], map: TableMap<'a>, buf: &'a mut Vec<u8>) -> Coding<'a> {
+        let top = symbols.len() + ENCODE_HEADROOM;
         if buf.len() < 2 * top {
             buf.resize(2 * top, 0);
         }
-        let mut cur = top;
-        let mut states = [STATE_LOW; LANES];
-        let full = n / GROUP;
-        let mut g = n.div_ceil(GROUP);
-        while g > 0 {
-            let base = (g - 1) * GROUP;
-            let len = n - base;
-            let halves = if len >= GROUP { map.half_tables(base) } else { None };
-            match halves {
-                Some(t) => {
-                    // The run of full groups whose halves (lanes 0..16, 16..32) each have one
-                    // table (all of t's precision) that ends with group g - 1: at most MAX_RUN
-                    // of them, their tables in group order. A group across rows of different
-                    // tables still has one table a half where the rows are 64 symbols wide.
-                    let prob_bits = tables[usize::from(t[0])].prob_bits;
-                    let same_bits = |h: [u8; 2]| {
-                        h.iter().all(|&c| tables[usize::from(c)].prob_bits == prob_bits)
-                    };
-                    let mut classes = [[0u8; 2]; MAX_RUN];
-                    let mut start = g - 1;
-                    classes[MAX_RUN - 1] = t;
-                    while start > 0 && g - start < MAX_RUN {
-                        match map.half_tables((start - 1) * GROUP) {
-                            Some(h) if same_bits(h) => {
-                                classes[MAX_RUN - 1 - (g - start)] = h;
-                                start -= 1;
-                            }
-                            _ => break,
-                        }
-                    }
-                    debug_assert!(g <= full);
-                    let run = &symbols[start * GROUP..g * GROUP];
-                    let classes = &classes[MAX_RUN - (g - start)..];
-                    kernel.encode_run(&mut states, run, tables, classes, prob_bits, buf, &mut cur);
-                    g = start;
+        Coding {
+            symbols,
+            map,
+            states: [STATE_LOW; LANES],
+            g: symbols.len().div_ceil(GROUP),
+            buf,
+            cur: top,
+            top,
+            classes: [[0; 2]; MAX_RUN],
+        }
+    }
+
+    /// The run of full groups that ends with group `g - 1` and whose halves (lanes 0..16,
+    /// 16..32) each have one table (all of one precision): at most `MAX_RUN` groups, their
+    /// tables in group order in the last entries of `classes`. Returns its first group and
+    /// precision, or `None` where group `g - 1` is partial or not one table a half. (A group
+    /// across rows of different tables still has one table a half where the rows are 64
+    /// symbols wide.)
+    fn run_before(&mut self, tables: &[EncodeTable]) -> Option<(usize, u32)> {
+        let (g, map) = (self.g, self.map);
+        let base = (g - 1) * GROUP;
+        if self.symbols.len() - base < GROUP {
+            return None;
+        }
+        let t = map.half_tables(base)?;
+        let prob_bits = tables[usize::from(t[0])].prob_bits;
+        let same_bits =
+            |h: [u8; 2]| h.iter().all(|&c| tables[usize::from(c)].prob_bits == prob_bits);
+        let mut start = g - 1;
+        self.classes[MAX_RUN - 1] = t;
+        while start > 0 && g - start < MAX_RUN {
+            match map.half_tables((start - 1) * GROUP) {
+                Some(h) if same_bits(h) => {
+                    self.classes[MAX_RUN - 1 - (g - start)] = h;
+                    start -= 1;
                 }
-                None => {
-                    for j in (0..RUN).rev() {
-                        for lane in (0..LANES).rev() {
-                            let t = base + lane * RUN + j;
-                            if t < n {
-                                tables[map.table_of(t)].put_down(
-                                    &mut states[lane],
-                                    symbols[t],
-                                    buf,
-                                    &mut cur,
-                                );
-                            }
-                        }
-                    }
-                    g -= 1;
+                _ => break,
+            }
+        }
+        Some((start, prob_bits))
+    }
+
+    /// The kernel's run of the last `k` groups of the run `run_before` found.
+    fn run<'r>(&'r mut self, tables: &'r [EncodeTable], k: usize) -> EncodeRun<'r> {
+        EncodeRun {
+            states: &mut self.states,
+            symbols: &self.symbols[(self.g - k) * GROUP..self.g * GROUP],
+            tables,
+            classes: &self.classes[MAX_RUN - k..],
+            buf: self.buf,
+            cur: &mut self.cur,
+        }
+    }
+
+    /// Group `g - 1` (full or not) on the scalar steps.
+    fn scalar_group(&mut self, tables: &[EncodeTable]) {
+        let (n, base) = (self.symbols.len(), (self.g - 1) * GROUP);
+        for j in (0..RUN).rev() {
+            for lane in (0..LANES).rev() {
+                let t = base + lane * RUN + j;
+                if t < n {
+                    tables[self.map.table_of(t)].put_down(
+                        &mut self.states[lane],
+                        self.symbols[t],
+                        self.buf,
+                        &mut self.cur,
+                    );
                 }
             }
         }
-        out.reserve(LANES * 4 + 2 * (top - cur));
-        for s in states {
+        self.g -= 1;
+    }
+
+    /// Appends the unit to `out`: the 32 states, then the words.
+    fn finish(self, out: &mut Vec<u8>) {
+        out.reserve(LANES * 4 + 2 * (self.top - self.cur));
+        for s in self.states {
             out.extend_from_slice(&s.to_le_bytes());
         }
-        out.extend_from_slice(&buf[2 * cur..2 * top]);
-    });
+        out.extend_from_slice(&self.buf[2 * self.cur..2 * self.top]);
+    }
 }
 
 thread_local! {

@@ -2,8 +2,9 @@
 
 use core::arch::x86_64::*;
 
-use super::{Run, WINDOW};
-use crate::{EncodeTable, GROUP, LANES, STATE_LOW, decode::DecodeTable, decode::SLOTS};
+use super::{EncodeRun, Run, WINDOW};
+use crate::encode::SimdEncTable;
+use crate::{GROUP, LANES, STATE_LOW, decode::DecodeTable, decode::SLOTS};
 
 /// The mask that takes a state's slot and the shift that takes its quotient, for the precision
 /// of `tables`. The slot is masked with `SLOTS - 1` whatever the precision; this keeps the
@@ -373,27 +374,23 @@ unsafe fn runs_step<const J: usize, const N: usize>(
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW, VL, VBMI2 and IFMA, POPCNT; `prob_bits` must be in
-/// `8..=12`; `symbols` is `classes.len()` groups; `*cur <= buf.len() / 2` and
-/// `*cur >= symbols.len() + ENCODE_HEADROOM`.
+/// `8..=12`; `run.symbols` is `run.classes.len()` groups; `*run.cur <= run.buf.len() / 2` and
+/// `*run.cur >= run.symbols.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
-pub(super) unsafe fn encode_run(
-    states: &mut [u32; LANES],
-    symbols: &[u8],
-    tables: &[EncodeTable],
-    classes: &[[u8; 2]],
-    prob_bits: u32,
-    buf: &mut [u8],
-    cur: &mut usize,
-) {
-    let renorm_shift = _mm512_set1_epi32(32 - prob_bits as i32);
-    let total = _mm512_set1_epi32(1 << prob_bits);
-    let byte = _mm512_set1_epi32(0xff);
-    let cum_mask = _mm512_set1_epi32(0xfff);
-    let freq_mask = _mm512_set1_epi32(0xffff);
-    let one = _mm512_set1_epi32(1);
-    let zero = _mm512_setzero_si512();
-    // The low u32 of each u64 of two registers: lanes 0..7 from the first, 8..15 the second.
-    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
+    let EncodeRun { states, symbols, tables, classes, buf, cur } = run;
+    let consts = EncodeConsts {
+        renorm_shift: _mm512_set1_epi32(32 - prob_bits as i32),
+        total: _mm512_set1_epi32(1 << prob_bits),
+        byte: _mm512_set1_epi32(0xff),
+        cum_mask: _mm512_set1_epi32(0xfff),
+        freq_mask: _mm512_set1_epi32(0xffff),
+        one: _mm512_set1_epi32(1),
+        // The low u32 of each u64 of two registers: lanes 0..7 from the first, 8..15 the
+        // second.
+        evens: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+    };
+    // Register r holds lanes 16r..16r+15.
     // SAFETY: `states` holds 2 x 16 u32.
     let mut x = unsafe {
         [
@@ -404,67 +401,25 @@ pub(super) unsafe fn encode_run(
     let mut c = *cur;
     let out = buf.as_mut_ptr();
     for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
-        // Register r holds lanes 16r..16r+15: half r of the group, coded with table class[r].
-        let table = class.map(|c| &tables[usize::from(c)].simd);
-        // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 16r..16r+15.
+        // Register r codes half r of the group, with table class[r].
+        let table = class.map(|t| &tables[usize::from(t)].simd);
+        // SAFETY: `group` is 128 bytes.
         let v = unsafe {
             [
                 _mm512_loadu_si512(group.as_ptr().cast()),
                 _mm512_loadu_si512(group.as_ptr().add(64).cast()),
             ]
         };
-        for j in (0..4).rev() {
-            for r in (0..2).rev() {
-                let xr = x[r];
-                let s = _mm512_and_si512(_mm512_srlv_epi32(v[r], _mm512_set1_epi32(8 * j)), byte);
-                let (s_low, s_high) =
-                    (_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
-                // SAFETY: symbols are below 256 and the tables have 256 entries.
-                let (info, magic_low, magic_high) = unsafe {
-                    (
-                        _mm512_i32gather_epi32::<4>(s, table[r].info.as_ptr().cast()),
-                        _mm512_i32gather_epi64::<8>(s_low, table[r].magic52.as_ptr().cast()),
-                        _mm512_i32gather_epi64::<8>(s_high, table[r].magic52.as_ptr().cast()),
-                    )
-                };
-                let freq = _mm512_and_si512(info, freq_mask);
-                // Emit a word when x >= freq << (32 - prob_bits).
-                let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, renorm_shift), freq);
-                let count = emit.count_ones() as usize;
-                let low_words = _mm512_cvtepi32_epi16(xr);
-                let packed = _mm256_maskz_compress_epi16(emit, low_words);
-                // SAFETY: `c >= ENCODE_HEADROOM + (symbols still to code)` >= count, and the
-                // masked store writes exactly the words [c - count, c) of `buf`.
-                unsafe {
-                    _mm256_mask_storeu_epi16(
-                        out.add(2 * (c - count)).cast(),
-                        _bzhi_u32(u32::MAX, count as u32) as u16,
-                        packed,
-                    )
-                };
-                c -= count;
-                let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
-                // q = x / freq = (x * ceil(2^52 / freq)) >> 52, exact for x < 2^32, freq <= 2^12.
-                let q_low = _mm512_madd52hi_epu64(
-                    zero,
-                    _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr)),
-                    magic_low,
-                );
-                let q_high = _mm512_madd52hi_epu64(
-                    zero,
-                    _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr)),
-                    magic_high,
-                );
-                let q = _mm512_permutex2var_epi32(q_low, evens, q_high);
-                // freq == 1 has no magic: its quotient is x.
-                let q = _mm512_mask_mov_epi32(q, _mm512_cmpeq_epi32_mask(freq, one), xr);
-                let cum = _mm512_and_si512(_mm512_srli_epi32::<16>(info), cum_mask);
-                // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
-                x[r] = _mm512_add_epi32(
-                    _mm512_add_epi32(xr, _mm512_mullo_epi32(q, _mm512_sub_epi32(total, freq))),
-                    cum,
-                );
-            }
+        // The group's 4 steps, last first, each a const generic: the compiler then sees every
+        // step's byte position (bit 8 j of the lanes' words) and keeps the states in
+        // registers (a loop over the steps stays rolled, its states in memory: 1.2x slower).
+        // SAFETY: `c` has room below it for every symbol still to code (as the caller
+        // guarantees), and `out` is the run's buffer.
+        unsafe {
+            encode_group_step::<24>(&mut x, &v, &table, &consts, out, &mut c);
+            encode_group_step::<16>(&mut x, &v, &table, &consts, out, &mut c);
+            encode_group_step::<8>(&mut x, &v, &table, &consts, out, &mut c);
+            encode_group_step::<0>(&mut x, &v, &table, &consts, out, &mut c);
         }
     }
     // SAFETY: as for the loads.
@@ -473,6 +428,101 @@ pub(super) unsafe fn encode_run(
         _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
     }
     *cur = c;
+}
+
+/// A step of a group of [`encode_run`] (the symbols of each lane's word of `v` at bit
+/// `SHIFT`): half 1 (register 1), then half 0.
+///
+/// # Safety
+/// As [`encode_step`], for both halves.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+unsafe fn encode_group_step<const SHIFT: u32>(
+    x: &mut [__m512i; 2],
+    v: &[__m512i; 2],
+    tables: &[&SimdEncTable; 2],
+    k: &EncodeConsts,
+    out: *mut u8,
+    c: &mut usize,
+) {
+    for r in [1, 0] {
+        let s = _mm512_and_si512(_mm512_srli_epi32::<SHIFT>(v[r]), k.byte);
+        // SAFETY: as the caller guarantees.
+        x[r] = unsafe { encode_step(x[r], s, tables[r], k, out, c) };
+    }
+}
+
+/// Constants of [`encode_run`].
+struct EncodeConsts {
+    renorm_shift: __m512i,
+    total: __m512i,
+    byte: __m512i,
+    cum_mask: __m512i,
+    freq_mask: __m512i,
+    one: __m512i,
+    evens: __m512i,
+}
+
+/// One step of 16 lanes of [`encode_run`]: codes symbols `s` (one a lane, below 256) into
+/// states `xr` with `table`, emitting the renormalisation words below `*c` in `out`; returns
+/// the new states.
+///
+/// # Safety
+/// As [`encode_run`]; `out` has room for 16 words below `*c` (`*c >= 16` words in).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+unsafe fn encode_step(
+    xr: __m512i,
+    s: __m512i,
+    table: &SimdEncTable,
+    k: &EncodeConsts,
+    out: *mut u8,
+    c: &mut usize,
+) -> __m512i {
+    let (s_low, s_high) = (_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
+    // SAFETY: symbols are below 256 and the tables have 256 entries.
+    let (info, magic_low, magic_high) = unsafe {
+        (
+            _mm512_i32gather_epi32::<4>(s, table.info.as_ptr().cast()),
+            _mm512_i32gather_epi64::<8>(s_low, table.magic52.as_ptr().cast()),
+            _mm512_i32gather_epi64::<8>(s_high, table.magic52.as_ptr().cast()),
+        )
+    };
+    let freq = _mm512_and_si512(info, k.freq_mask);
+    // Emit a word when x >= freq << (32 - prob_bits).
+    let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, k.renorm_shift), freq);
+    let count = emit.count_ones() as usize;
+    let low_words = _mm512_cvtepi32_epi16(xr);
+    let packed = _mm256_maskz_compress_epi16(emit, low_words);
+    // SAFETY: `*c >= count` words (the caller's room), and the masked store writes exactly
+    // the words [c - count, c) of `out`.
+    unsafe {
+        _mm256_mask_storeu_epi16(
+            out.add(2 * (*c - count)).cast(),
+            _bzhi_u32(u32::MAX, count as u32) as u16,
+            packed,
+        )
+    };
+    *c -= count;
+    let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
+    // q = x / freq = (x * ceil(2^52 / freq)) >> 52, exact for x < 2^32, freq <= 2^12.
+    let zero = _mm512_setzero_si512();
+    let q_low =
+        _mm512_madd52hi_epu64(zero, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr)), magic_low);
+    let q_high = _mm512_madd52hi_epu64(
+        zero,
+        _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr)),
+        magic_high,
+    );
+    let q = _mm512_permutex2var_epi32(q_low, k.evens, q_high);
+    // freq == 1 has no magic: its quotient is x.
+    let q = _mm512_mask_mov_epi32(q, _mm512_cmpeq_epi32_mask(freq, k.one), xr);
+    let cum = _mm512_and_si512(_mm512_srli_epi32::<16>(info), k.cum_mask);
+    // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
+    _mm512_add_epi32(
+        _mm512_add_epi32(xr, _mm512_mullo_epi32(q, _mm512_sub_epi32(k.total, freq))),
+        cum,
+    )
 }
 
 /// See [`super::mark_present`]: 64 bytes a step, each looked up in a 256-byte table of the

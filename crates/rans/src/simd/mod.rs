@@ -206,51 +206,53 @@ impl Kernel {
         }
     }
 
-    /// Encodes the full groups of `symbols`, the symbols of lanes 0..16 of group `k` with table
-    /// `classes[k][0]` and those of lanes 16..32 with `classes[k][1]` (all of precision
-    /// `prob_bits`), last group first, emitting words downward: the stream's next word
-    /// goes to `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]`
-    /// is always the stream so far.
+    /// Encodes the full groups of `run.symbols`, the symbols of lanes 0..16 of group `k` with
+    /// table `classes[k][0]` and those of lanes 16..32 with `classes[k][1]` (all of precision
+    /// `prob_bits`), last group first, emitting words downward: the stream's next word goes to
+    /// `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]` is
+    /// always the stream so far.
     ///
     /// Panics if `buf` has no room below `*cur` for one word per symbol plus the headroom.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn encode_run(
-        self,
-        states: &mut [u32; LANES],
-        symbols: &[u8],
-        tables: &[EncodeTable],
-        classes: &[[u8; 2]],
-        prob_bits: u32,
-        buf: &mut [u8],
-        cur: &mut usize,
-    ) {
+    pub(crate) fn encode_run(self, run: EncodeRun<'_>, prob_bits: u32) {
         let prob_bits = prob_bits.clamp(8, 12);
-        let groups = (symbols.len() / GROUP).min(classes.len());
+        let groups = (run.symbols.len() / GROUP).min(run.classes.len());
         assert!(
-            *cur <= buf.len() / 2 && *cur >= groups * GROUP + ENCODE_HEADROOM,
+            *run.cur <= run.buf.len() / 2 && *run.cur >= groups * GROUP + ENCODE_HEADROOM,
             "encoder word buffer too small"
         );
-        let (symbols, classes) = (&symbols[..groups * GROUP], &classes[..groups]);
+        let run = EncodeRun {
+            symbols: &run.symbols[..groups * GROUP],
+            classes: &run.classes[..groups],
+            ..run
+        };
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the token proves the CPU features; the buffer has room (asserted above).
-            Kernel::Avx2(_) => unsafe {
-                avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
-            },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above; `encoder` is set only where VBMI2 and IFMA were detected.
+            // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected; the buffer has
+            // room (asserted above).
             Kernel::Avx512(Avx512 { encoder: true }) => unsafe {
-                avx512::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
+                avx512::encode_run(run, prob_bits)
             },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: an `Avx512` token is built only where AVX2 was detected too.
-            Kernel::Avx512(Avx512 { encoder: false }) => unsafe {
-                avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur)
-            },
+            _ => {
+                let EncodeRun { states, symbols, tables, classes, buf, cur } = run;
+                // SAFETY: every token proves AVX2 (an `Avx512` one is built only where AVX2
+                // was detected too); the buffer has room (asserted above).
+                unsafe { avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur) }
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
         }
     }
+}
+
+/// A run of full groups of one unit for [`Kernel::encode_run`].
+pub(crate) struct EncodeRun<'a> {
+    pub(crate) states: &'a mut [u32; LANES],
+    pub(crate) symbols: &'a [u8],
+    pub(crate) tables: &'a [EncodeTable],
+    pub(crate) classes: &'a [[u8; 2]],
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) cur: &'a mut usize,
 }
 
 /// Up to 16 sums at once: `sums[j] = Σ_i counts[i] · costs[i][j]` for `j < N`. This is how an
