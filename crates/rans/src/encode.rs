@@ -65,21 +65,37 @@ pub(crate) struct SimdEncTable {
     /// `x` and `freq >= 2` (the 33-bit reciprocal of Granlund and Montgomery, its top bit
     /// implied); unused when `freq <= 1`.
     pub(crate) magic32: [u32; 256],
-    /// `ceil(2^52 / freq)`: `x / freq == (x * magic52) >> 52` for every 32-bit `x` and
-    /// `freq >= 2` (the error term `x * (magic52 * freq - 2^52) < 2^44` never reaches the next
-    /// integer); 0 when `freq <= 1`.
-    pub(crate) magic52: [u64; 256],
+    /// The AVX-512 encoder's: `freq | bias << 16`, with `bias` as in `EncSymbol` (`< 2^13`).
+    pub(crate) info512: [u32; 256],
+    /// The AVX-512 encoder's: `magic52 | (M - freq) << 52`. `magic52` is `ceil(2^52 / freq)`:
+    /// `x / freq == (x * magic52) >> 52` for every 32-bit `x` and `freq >= 2` (the error term
+    /// `x * (magic52 * freq - 2^52) < 2^44` never reaches the next integer); for `freq == 1`
+    /// `2^52 - 1`, whose quotient `x - 1` the bias makes up for; 0 when `freq == 0`. The
+    /// 52-bit multiplies read the low 52 bits of their operands only.
+    pub(crate) magic_cmpl: [u64; 256],
 }
 
 impl SimdEncTable {
     fn new(freqs: &Frequencies) -> SimdEncTable {
-        let mut t = SimdEncTable { info: [0; 256], magic32: [0; 256], magic52: [0; 256] };
+        let mut t = SimdEncTable {
+            info: [0; 256],
+            magic32: [0; 256],
+            info512: [0; 256],
+            magic_cmpl: [0; 256],
+        };
+        let m = freqs.iter().sum::<u32>();
         let mut cum = 0u32;
         for (s, &freq) in freqs.iter().enumerate() {
             let (magic32, shift) = div_magic32(freq);
             t.info[s] = (freq & 0xffff) | (cum & 0xfff) << 16 | shift << 28;
             t.magic32[s] = magic32;
-            t.magic52[s] = if freq >= 2 { (1u64 << 52).div_ceil(u64::from(freq)) } else { 0 };
+            let (magic52, bias) = match freq {
+                0 => (0, 0),
+                1 => ((1 << 52) - 1, cum + m - 1),
+                _ => ((1u64 << 52).div_ceil(u64::from(freq)), cum),
+            };
+            t.info512[s] = freq | bias << 16;
+            t.magic_cmpl[s] = magic52 | u64::from(m.wrapping_sub(freq) & 0xfff) << 52;
             cum += freq;
         }
         t

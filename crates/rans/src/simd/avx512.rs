@@ -381,11 +381,8 @@ pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
     let EncodeRun { states, symbols, tables, classes, buf, cur } = run;
     let consts = EncodeConsts {
         renorm_shift: _mm512_set1_epi32(32 - prob_bits as i32),
-        total: _mm512_set1_epi32(1 << prob_bits),
         byte: _mm512_set1_epi32(0xff),
-        cum_mask: _mm512_set1_epi32(0xfff),
         freq_mask: _mm512_set1_epi32(0xffff),
-        one: _mm512_set1_epi32(1),
         // The low u32 of each u64 of two registers: lanes 0..7 from the first, 8..15 the
         // second.
         evens: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
@@ -455,11 +452,8 @@ unsafe fn encode_group_step<const SHIFT: u32>(
 /// Constants of [`encode_run`].
 struct EncodeConsts {
     renorm_shift: __m512i,
-    total: __m512i,
     byte: __m512i,
-    cum_mask: __m512i,
     freq_mask: __m512i,
-    one: __m512i,
     evens: __m512i,
 }
 
@@ -483,9 +477,9 @@ unsafe fn encode_step(
     // SAFETY: symbols are below 256 and the tables have 256 entries.
     let (info, magic_low, magic_high) = unsafe {
         (
-            _mm512_i32gather_epi32::<4>(s, table.info.as_ptr().cast()),
-            _mm512_i32gather_epi64::<8>(s_low, table.magic52.as_ptr().cast()),
-            _mm512_i32gather_epi64::<8>(s_high, table.magic52.as_ptr().cast()),
+            _mm512_i32gather_epi32::<4>(s, table.info512.as_ptr().cast()),
+            _mm512_i32gather_epi64::<8>(s_low, table.magic_cmpl.as_ptr().cast()),
+            _mm512_i32gather_epi64::<8>(s_high, table.magic_cmpl.as_ptr().cast()),
         )
     };
     let freq = _mm512_and_si512(info, k.freq_mask);
@@ -505,24 +499,20 @@ unsafe fn encode_step(
     };
     *c -= count;
     let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
-    // q = x / freq = (x * ceil(2^52 / freq)) >> 52, exact for x < 2^32, freq <= 2^12.
+    // In 64-bit lanes, 8 a register: q = x / freq = (x * magic52) >> 52, then
+    // x + q * (M - freq), whose low 32 bits plus the bias are the new state:
+    // (q << prob_bits) + (x - q * freq) + cum == x + q * (M - freq) + cum. Both are 52-bit
+    // multiplies (4 cycles), which read the low 52 bits of `magic_cmpl` (the magic) and the
+    // shifted-down top 12 (M - freq).
     let zero = _mm512_setzero_si512();
-    let q_low =
-        _mm512_madd52hi_epu64(zero, _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr)), magic_low);
-    let q_high = _mm512_madd52hi_epu64(
-        zero,
-        _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr)),
-        magic_high,
-    );
-    let q = _mm512_permutex2var_epi32(q_low, k.evens, q_high);
-    // freq == 1 has no magic: its quotient is x.
-    let q = _mm512_mask_mov_epi32(q, _mm512_cmpeq_epi32_mask(freq, k.one), xr);
-    let cum = _mm512_and_si512(_mm512_srli_epi32::<16>(info), k.cum_mask);
-    // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
-    _mm512_add_epi32(
-        _mm512_add_epi32(xr, _mm512_mullo_epi32(q, _mm512_sub_epi32(k.total, freq))),
-        cum,
-    )
+    let x_low = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr));
+    let x_high = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr));
+    let q_low = _mm512_madd52hi_epu64(zero, x_low, magic_low);
+    let q_high = _mm512_madd52hi_epu64(zero, x_high, magic_high);
+    let y_low = _mm512_madd52lo_epu64(x_low, q_low, _mm512_srli_epi64::<52>(magic_low));
+    let y_high = _mm512_madd52lo_epu64(x_high, q_high, _mm512_srli_epi64::<52>(magic_high));
+    let y = _mm512_permutex2var_epi32(y_low, k.evens, y_high);
+    _mm512_add_epi32(y, _mm512_srli_epi32::<16>(info))
 }
 
 /// See [`super::mark_present`]: 64 bytes a step, each looked up in a 256-byte table of the
