@@ -296,6 +296,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut into = false;
     let mut for_gpu = false;
     let mut fast = false;
+    let mut max_tables = None;
+    let mut prob_bits = None;
     let mut from = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -310,6 +312,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--into" => into = true,
             "--for-gpu" => for_gpu = true,
             "--fast" => fast = true,
+            "--max-tables" => max_tables = Some(value()?.parse::<u8>()?),
+            "--prob-bits" => prob_bits = Some(value()?.parse::<u8>()?),
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -321,6 +325,11 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
         (true, _) => EncodeOptions::for_gpu(),
         (false, true) => EncodeOptions::fast(),
         (false, false) => EncodeOptions::default(),
+    };
+    let options = EncodeOptions {
+        max_tables: max_tables.unwrap_or(options.max_tables),
+        prob_bits: prob_bits.unwrap_or(options.prob_bits),
+        ..options
     };
     let classes =
         CLASSES.iter().filter(|c| only.as_ref().is_none_or(|o| c.name.contains(o.as_str())));

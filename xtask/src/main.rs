@@ -36,11 +36,13 @@ const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "bench-decode",
-        "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR)",
+        "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR,\
+         --into, --fast, --for-gpu, --max-tables N, --prob-bits B)",
     ),
     (
         "bench-encode",
-        "encode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --loop N)",
+        "encode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --loop N,\
+         --fast, --for-gpu, --max-tables N, --prob-bits B)",
     ),
     (
         "bench-large",
