@@ -177,16 +177,19 @@ pub fn encode_tensor(
     let transform = transform_for(input.dtype);
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
     // Identity needs no copy: its one plane is the tensor's bytes.
-    let split;
-    let planes: Vec<&[u8]> = if transform == Transform::Identity {
-        vec![input.bytes]
+    let split = if transform == Transform::Identity {
+        let crc = parallel_crc32c(input.bytes);
+        Split { planes: Vec::new(), plane_crcs: vec![crc], source_crc: crc }
     } else {
-        split = split_parallel(input.bytes, input.dtype, transform);
-        split.iter().map(Vec::as_slice).collect()
+        split_parallel(input.bytes, input.dtype, transform)
+    };
+    let planes: Vec<&[u8]> = match transform {
+        Transform::Identity => vec![input.bytes],
+        _ => split.planes.iter().map(Vec::as_slice).collect(),
     };
     // Planes are encoded in parallel (a tensor of several planes otherwise leaves threads idle
     // on its small ones), each into a payload of its own, then laid end to end.
-    let coded: Vec<(Payload, PlaneEntry, f64)> = planes
+    let coded: Vec<(Option<Payload>, PlaneEntry, f64)> = planes
         .par_iter()
         .zip(&shapes)
         .enumerate()
@@ -199,15 +202,27 @@ pub fn encode_tensor(
                 pcols as usize,
                 bias128,
                 whole_elements,
+                Some(split.plane_crcs[j]),
                 options,
             );
             (payload, entry, bits)
         })
         .collect();
+    drop(planes);
+    let Split { planes: mut owned, source_crc, .. } = split;
     let mut payload = Payload::default();
-    let mut entries: Vec<PlaneEntry> = Vec::with_capacity(planes.len());
+    let mut entries: Vec<PlaneEntry> = Vec::with_capacity(coded.len());
     let mut order0_bits = 0.0;
-    for (plane, mut entry, bits) in coded {
+    for (j, (plane, mut entry, bits)) in coded.into_iter().enumerate() {
+        // A raw plane is its bytes: a split plane moved (not copied) into the payload.
+        let plane = plane.unwrap_or_else(|| {
+            let mut raw = Payload::default();
+            raw.push(match owned.get_mut(j) {
+                Some(split_plane) => std::mem::take(split_plane),
+                None => input.bytes.to_vec(),
+            });
+            raw
+        });
         let start = payload.len().next_multiple_of(wcodec_format::records::PAYLOAD_ALIGN as usize);
         payload.pad_to(start);
         payload.append(plane);
@@ -223,7 +238,7 @@ pub fn encode_tensor(
             transform,
             source_offset: input.source_offset,
             source_len: input.bytes.len() as u64,
-            crc32c: parallel_crc32c(input.bytes),
+            crc32c: source_crc,
             order0_bytes: (order0_bits / 8.0).ceil() as u64,
             planes: entries,
         },
@@ -234,13 +249,24 @@ pub fn encode_tensor(
 /// Source bytes split into planes by one task (`split_parallel`).
 const SPLIT_CHUNK: usize = 1 << 20;
 
+/// A tensor's planes and the CRCs of the planes and of the tensor's bytes.
+struct Split {
+    planes: Vec<Vec<u8>>,
+    plane_crcs: Vec<u32>,
+    source_crc: u32,
+}
+
 /// The planes of a tensor, split in chunks of about `SPLIT_CHUNK` bytes spread over the
 /// threads, their memory zeroed in parallel too: a large tensor is a batch of its own, and a
 /// split on one thread (a pass over memory, 15% of a one-thread BF16 encode) left the others
-/// idle. The planes are those of `split_planes`, byte for byte.
-fn split_parallel(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u8>> {
+/// idle. The planes are those of `split_planes`, byte for byte. Each chunk's CRCs (of its
+/// source bytes and of its part of every plane) are taken as it is split, in cache: separate
+/// passes over a large tensor, from memory, cost a tenth of a fast BF16 encode.
+fn split_parallel(bytes: &[u8], dtype: Dtype, transform: Transform) -> Split {
     if bytes.len() < 2 * SPLIT_CHUNK {
-        return split_planes(bytes, dtype, transform);
+        let planes = split_planes(bytes, dtype, transform);
+        let plane_crcs = planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
+        return Split { planes, plane_crcs, source_crc: wcodec_format::crc32c(bytes) };
     }
     let (unit, per_unit) = plane_strides(dtype, transform);
     let units = bytes.len() / unit;
@@ -261,11 +287,26 @@ fn split_parallel(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u
             part.push(piece);
         }
     }
-    bytes
+    // Per chunk: the CRC of its source bytes, then of its part of each plane.
+    let crcs: Vec<(u32, Vec<u32>)> = bytes
         .par_chunks(chunk_units * unit)
         .zip(parts)
-        .for_each(|(source, mut part)| split_into(source, dtype, transform, &mut part));
-    planes
+        .map(|(source, mut part)| {
+            split_into(source, dtype, transform, &mut part);
+            let part_crcs = part.iter().map(|p| wcodec_format::crc32c(p)).collect();
+            (wcodec_format::crc32c(source), part_crcs)
+        })
+        .collect();
+    let combine = |part_crcs: Vec<u32>, part_len: usize, len: usize| {
+        wcodec_format::checksum::combine_parts(&part_crcs, part_len as u64, len as u64)
+    };
+    let source_crc = combine(crcs.iter().map(|c| c.0).collect(), chunk_units * unit, bytes.len());
+    let plane_crcs = per_unit
+        .iter()
+        .enumerate()
+        .map(|(j, &p)| combine(crcs.iter().map(|c| c.1[j]).collect(), chunk_units * p, units * p))
+        .collect();
+    Split { planes, plane_crcs, source_crc }
 }
 
 /// CRC-32C of `bytes`, in chunks spread over the threads for large tensors.
@@ -539,8 +580,18 @@ mod tests {
             let (unit, _) = plane_strides(dtype, transform);
             let whole = &bytes[..bytes.len() / unit * unit];
             assert!(whole.len() >= 2 * SPLIT_CHUNK, "{dtype}: the parallel path");
-            let planes = split_parallel(whole, dtype, transform);
-            assert!(planes == split_planes(whole, dtype, transform), "{dtype}");
+            let split = split_parallel(whole, dtype, transform);
+            assert!(split.planes == split_planes(whole, dtype, transform), "{dtype}");
+            // The CRCs combined from the chunks' are those of the whole.
+            assert_eq!(split.source_crc, wcodec_format::crc32c(whole), "{dtype}");
+            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
+            assert_eq!(split.plane_crcs, crcs, "{dtype}");
+            // Below the threshold, the same.
+            let small = &whole[..unit * 1000];
+            let split = split_parallel(small, dtype, transform);
+            assert_eq!(split.source_crc, wcodec_format::crc32c(small), "{dtype}");
+            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
+            assert_eq!(split.plane_crcs, crcs, "{dtype}");
         }
     }
 

@@ -40,8 +40,9 @@ pub fn encode_plane(
     options: &EncodeOptions,
 ) -> EncodedPlane {
     let (entry, order0_bits, payload) =
-        encode_plane_payload(bytes, rows, cols, bias128, true, options);
-    EncodedPlane { entry, payload: payload.to_vec(), order0_bits }
+        encode_plane_payload(bytes, rows, cols, bias128, true, None, options);
+    let payload = payload.map_or_else(|| bytes.to_vec(), |p| p.to_vec());
+    EncodedPlane { entry, payload, order0_bits }
 }
 
 /// Pass 1's result for one tile: its predictor, and its residuals unless the predictor is
@@ -402,20 +403,22 @@ thread_local! {
 }
 
 /// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
-/// order-0 entropy of its bytes in bits, and its payload (units or raw bytes).
-/// `whole_elements`: the plane is a tensor of one-byte elements (`fitted_tile_shape`).
+/// order-0 entropy of its bytes in bits, and its payload of units, or `None` where the plane is
+/// stored raw (its payload is then `bytes` as they are, which the caller may own and move).
+/// `whole_elements`: the plane is a tensor of one-byte elements (`fitted_tile_shape`); `crc32c`:
+/// the CRC of `bytes` if the caller has it (taken while the bytes were in cache).
 pub(crate) fn encode_plane_payload(
     bytes: &[u8],
     rows: usize,
     cols: usize,
     bias128: bool,
     whole_elements: bool,
+    crc32c: Option<u32>,
     options: &EncodeOptions,
-) -> (PlaneEntry, f64, Payload) {
+) -> (PlaneEntry, f64, Option<Payload>) {
     debug_assert_eq!(bytes.len(), rows * cols);
     let raw_entry = |order0_bits: f64| {
-        let mut payload = Payload::default();
-        payload.push(bytes.to_vec());
+        let crc32c = crc32c.unwrap_or_else(|| wcodec_format::crc32c(bytes));
         let entry = PlaneEntry {
             rows: rows as u64,
             cols: cols as u64,
@@ -424,9 +427,9 @@ pub(crate) fn encode_plane_payload(
             bias128: false,
             payload_offset: 0,
             payload_len: bytes.len() as u64,
-            encoding: PlaneEncoding::Raw { crc32c: wcodec_format::crc32c(bytes) },
+            encoding: PlaneEncoding::Raw { crc32c },
         };
-        (entry, order0_bits, payload)
+        (entry, order0_bits, None)
     };
     if bytes.is_empty() {
         return raw_entry(0.0);
@@ -583,7 +586,7 @@ pub(crate) fn encode_plane_payload(
         payload_len: payload.len() as u64,
         encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
     };
-    (entry, order0_bits, payload)
+    (entry, order0_bits, Some(payload))
 }
 
 #[cfg(test)]
