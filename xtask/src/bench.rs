@@ -9,13 +9,15 @@ use wcodec::{Directory, Dtype, EncodeOptions};
 
 use crate::Result;
 
-const USAGE: &str = "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd] [--large-gib N]
+const USAGE: &str =
+    "usage: cargo xtask bench [--report-only] [--quick] [--no-zstd] [--fast] [--large-gib N]
        cargo xtask bench --gpu [--dir DIR] [--anchors SCRIPT]
   --gpu          prepare a folder to run the GPU tests and benchmark on a GPU machine
                  (`cargo xtask bench --gpu --help`)
   --report-only  skip the criterion benches, run only the corpus report
   --quick        one timing run per figure instead of the median of five
   --no-zstd      skip the zstd reference (zstd -19 is slow)
+  --fast         report the fast preset (`wcodec compress --fast`) instead of the defaults
   --large-gib N  size of the generated file the CLI's time and peak memory are measured on
                  (default 2; 0 skips it; it needs about 2.2 N GiB of disk for a moment)";
 
@@ -34,7 +36,7 @@ pub fn run(args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--report-only" => report_only = true,
-            "--quick" | "--no-zstd" => passthrough.push(a.clone()),
+            "--quick" | "--no-zstd" | "--fast" => passthrough.push(a.clone()),
             "--large-gib" => {
                 let n = it.next().ok_or(format!("--large-gib N\n{USAGE}"))?;
                 large_gib = n.parse().map_err(|_| format!("--large-gib {n}: not a number"))?;
@@ -174,8 +176,12 @@ pub fn report(args: &[String]) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let all = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
-    let options = EncodeOptions::default();
-    println!("\nCorpus report ({}), {threads} threads, median of {runs}", machine());
+    let fast = args.iter().any(|a| a == "--fast");
+    let (options, preset) = match fast {
+        true => (EncodeOptions::fast(), ", the fast preset (`--fast`)"),
+        false => (EncodeOptions::default(), ""),
+    };
+    println!("\nCorpus report ({}){preset}, {threads} threads, median of {runs}", machine());
     println!(
         "\n| data | MB | ratio | tensors ratio | order-0 bound | zstd -19 | enc MB/s 1T | enc MB/s {threads}T | dec MB/s 1T | dec MB/s {threads}T | zstd -19 dec MB/s | zstd -3 dec MB/s |"
     );
@@ -298,6 +304,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut fast = false;
     let mut max_tables = None;
     let mut prob_bits = None;
+    let mut tile = None;
     let mut from = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -314,6 +321,11 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--fast" => fast = true,
             "--max-tables" => max_tables = Some(value()?.parse::<u8>()?),
             "--prob-bits" => prob_bits = Some(value()?.parse::<u8>()?),
+            "--tile" => {
+                let v = value()?;
+                let (r, c) = v.split_once('x').ok_or(format!("--tile ROWSxCOLS, not {v}"))?;
+                tile = Some(wcodec::predict::TileConfig { rows: r.parse()?, cols: c.parse()? });
+            }
             other => return Err(format!("unknown option {other}").into()),
         }
     }
@@ -329,6 +341,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let options = EncodeOptions {
         max_tables: max_tables.unwrap_or(options.max_tables),
         prob_bits: prob_bits.unwrap_or(options.prob_bits),
+        fit_tiles: options.fit_tiles && tile.is_none(),
+        tile: tile.unwrap_or(options.tile),
         ..options
     };
     let classes =
