@@ -1132,10 +1132,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
 }
 
 // The second launch, for tensors whose transform mixes bits of several planes into each
-// element (bf16_split, f32_split), and for the head bytes of GGUF blocks: their planes were
-// decoded back to back into scratch memory; each block merges one piece. Reads are coalesced,
-// and so are writes but a GGUF block head's (a word every block): thread t takes elements t,
-// t + blockDim, ...
+// element (bf16_split, f32_split), and for GGUF blocks (their heads, or whole blocks): their
+// planes were decoded back to back into scratch memory; each block merges one piece. Reads are
+// coalesced, and so are writes but a GGUF block head's (a word every block): thread t takes
+// elements t, t + blockDim, ...
 __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
     const WcMerge m = pieces[blockIdx.x];
     const uint8_t *p0 = reinterpret_cast<const uint8_t *>(m.src);
@@ -1157,6 +1157,48 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
                 *reinterpret_cast<uint16_t *>(b) = static_cast<uint16_t>(v);
             } else {
                 for (uint32_t j = 0; j < m.fields; ++j) b[j] = static_cast<uint8_t>(v >> (8 * j));
+            }
+        }
+    } else if (m.kind == WC_MERGE_BLOCKS) {
+        // Whole blocks, 16 bytes a store at 16-byte-aligned addresses (whole sectors, coalesced
+        // across the warp): thread t takes the aligned chunks t, t + blockDim, ... of the
+        // piece's bytes; a chunk's bytes come from the head planes (a byte of each a block)
+        // and the tail plane (the rest of each block, in order). The piece's first and last
+        // chunks may be partial: those bytes are stored one by one.
+        uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
+        const uint8_t *tail = reinterpret_cast<const uint8_t *>(m.tail);
+        const uint32_t block = m.elem_size, head = m.fields, rest = block - head;
+        const int64_t total = static_cast<int64_t>(m.n) * block;
+        const int64_t skew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) & 15u);
+        const int64_t chunks = (total + skew + 15) / 16;
+        for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+            const int64_t first = c * 16 - skew;
+            const int64_t lo = first < 0 ? 0 : first;
+            const int64_t hi = first + 16 < total ? first + 16 : total;
+            uint32_t i = static_cast<uint32_t>(lo / block);
+            uint32_t o = static_cast<uint32_t>(lo - static_cast<int64_t>(i) * block);
+            if (lo == first && hi == first + 16) {
+                uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+                for (int k = 0; k < 16; ++k) {
+                    const uint32_t b = o < head ? p0[o * m.plane_len + i]
+                                                : tail[static_cast<uint64_t>(i) * rest + (o - head)];
+                    w[k >> 2] |= b << (8 * (k & 3));
+                    if (++o == block) {
+                        o = 0;
+                        ++i;
+                    }
+                }
+                *reinterpret_cast<uint4 *>(out + first) = make_uint4(w[0], w[1], w[2], w[3]);
+            } else {
+                for (int64_t q = lo; q < hi; ++q) {
+                    out[q] = o < head ? p0[o * m.plane_len + i]
+                                      : tail[static_cast<uint64_t>(i) * rest + (o - head)];
+                    if (++o == block) {
+                        o = 0;
+                        ++i;
+                    }
+                }
             }
         }
     } else if (m.kind == WC_MERGE_BF16_SPLIT) {

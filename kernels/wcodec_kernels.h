@@ -67,6 +67,11 @@
 /* GGUF block heads: `fields` one-byte planes (1..=4) -> bytes 0..fields - 1 of each block of
  * `elem_size` bytes (the scales' bytes, which decode as narrow planes into scratch first). */
 #define WC_MERGE_BLOCK_HEAD 3u
+/* GGUF blocks of `fields` one-byte head fields then one tail field (Q4_0, Q4_1, Q8_0, Q8_1):
+ * whole blocks of `elem_size` bytes from the head planes and the tail plane at `tail` (the
+ * block's `elem_size - fields` bytes at `tail + i * (elem_size - fields)`), every plane
+ * decoded into scratch first, so that the output is written in whole 32-byte sectors. */
+#define WC_MERGE_BLOCKS 4u
 
 /* WcGroup.flags */
 #define WC_GROUP_GLOBAL_TABLES 1u /* the tables do not fit in shared memory: read them in place */
@@ -131,9 +136,12 @@ typedef struct WcMerge {
     uint32_t n;
     uint32_t kind; /* WC_MERGE_* */
     uint64_t plane_len;
-    /* Bytes an element (a block for WC_MERGE_BLOCK_HEAD), and the planes merged. */
+    /* Bytes an element (a block for WC_MERGE_BLOCK_HEAD and WC_MERGE_BLOCKS), and the planes
+     * merged (the head planes for those two). */
     uint32_t elem_size;
     uint32_t fields;
+    /* WC_MERGE_BLOCKS: the tail bytes of the piece's first block. */
+    uint64_t tail;
 } WcMerge;
 
 /* The units of one plane, `n_units` from `first_unit`, whose tables (all of the plane's,
@@ -215,7 +223,8 @@ static_assert(__builtin_offsetof(WcUnit, flags) == 46, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, row_map) == 48, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, col_stride) == 56, "WcUnit layout");
 static_assert(__builtin_offsetof(WcUnit, step) == 62, "WcUnit layout");
-static_assert(sizeof(WcMerge) == 40, "WcMerge layout");
+static_assert(sizeof(WcMerge) == 48, "WcMerge layout");
+static_assert(__builtin_offsetof(WcMerge, tail) == 40, "WcMerge layout");
 static_assert(__builtin_offsetof(WcMerge, elem_size) == 32, "WcMerge layout");
 static_assert(sizeof(WcGroup) == 16, "WcGroup layout");
 static_assert(__builtin_offsetof(WcGroup, n_tables) == 13, "WcGroup layout");

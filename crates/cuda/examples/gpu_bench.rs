@@ -417,7 +417,7 @@ fn main() -> Result<()> {
     }
     say!("");
     say!(
-        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, bf16 through scratch + merge launch | floor GB/s | of floor |"
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, BF16 through scratch + merge launch, or GGUF heads alone through scratch | floor GB/s | of floor |"
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in sources.iter().filter(|_| !args.layer_only) {
@@ -448,12 +448,20 @@ fn main() -> Result<()> {
                 configs: cs,
                 verify_checksums: true,
                 merge_while_decoding: true,
+                merge_whole_blocks: true,
                 compact_tables: args.compact,
             };
             let reports = gpu.bench(&wcz, &dir, &all, &options)?;
-            // BF16 also the old way (planes to scratch, then the merge launch), same shapes.
-            let unfused = if dir.tensors.iter().any(|t| t.dtype == Dtype::BF16) {
-                let options = BenchOptions { merge_while_decoding: false, ..options.clone() };
+            // BF16 also the old way (planes to scratch, then the merge launch), same shapes;
+            // GGUF blocks with only their heads through scratch (the quants in place).
+            let alternate = if dir.tensors.iter().any(|t| t.dtype == Dtype::BF16) {
+                Some(BenchOptions { merge_while_decoding: false, ..options.clone() })
+            } else if dir.tensors.iter().any(|t| t.dtype.block().is_some()) {
+                Some(BenchOptions { merge_whole_blocks: false, ..options.clone() })
+            } else {
+                None
+            };
+            let unfused = if let Some(options) = alternate {
                 let r = gpu.bench(&wcz, &dir, &all, &options)?;
                 let b = best(&r);
                 json.push(format!(
@@ -567,6 +575,7 @@ fn main() -> Result<()> {
             configs: cs,
             verify_checksums: true,
             merge_while_decoding: true,
+            merge_whole_blocks: true,
             compact_tables: args.compact,
         };
         let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
@@ -653,6 +662,7 @@ fn unit_length_sweep(
             configs: vec![default],
             verify_checksums: true,
             merge_while_decoding: true,
+            merge_whole_blocks: true,
             compact_tables: CompactTables::Auto,
         };
         let alone = gpu.bench(&wcz, &dir, &[0], &options)?;

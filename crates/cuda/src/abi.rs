@@ -60,6 +60,8 @@ pub const MERGE_BF16_SPLIT: u32 = 1;
 pub const MERGE_F32_SPLIT: u32 = 2;
 /// GGUF block heads: `WC_MERGE_BLOCK_HEAD`.
 pub const MERGE_BLOCK_HEAD: u32 = 3;
+/// GGUF whole blocks, head and tail planes from scratch: `WC_MERGE_BLOCKS`.
+pub const MERGE_BLOCKS: u32 = 4;
 
 pub const ERR_BAD_INITIAL_STATE: u32 = 1;
 pub const ERR_OVERRUN: u32 = 2;
@@ -109,10 +111,12 @@ pub struct WcMerge {
     pub n: u32,
     pub kind: u32,
     pub plane_len: u64,
-    /// Bytes an element (a block for `MERGE_BLOCK_HEAD`).
+    /// Bytes an element (a block for `MERGE_BLOCK_HEAD` and `MERGE_BLOCKS`).
     pub elem_size: u32,
-    /// Planes merged.
+    /// Planes merged (the head planes for those two).
     pub fields: u32,
+    /// `MERGE_BLOCKS`: the tail bytes of the piece's first block.
+    pub tail: u64,
 }
 
 /// `WcGroup`: the units of one plane and its decode tables.
@@ -212,7 +216,8 @@ mod tests {
         assert_eq!(offset_of!(WcUnit, col_stride), 56);
         assert_eq!(offset_of!(WcUnit, group), 60);
         assert_eq!(offset_of!(WcUnit, step), 62);
-        assert_eq!(size_of::<WcMerge>(), 40);
+        assert_eq!(size_of::<WcMerge>(), 48);
+        assert_eq!(offset_of!(WcMerge, tail), 40);
         assert_eq!(offset_of!(WcMerge, n), 16);
         assert_eq!(offset_of!(WcMerge, plane_len), 24);
         assert_eq!(offset_of!(WcMerge, elem_size), 32);
@@ -274,6 +279,7 @@ mod tests {
         assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
         assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
         assert_eq!(define("WC_MERGE_BLOCK_HEAD"), u64::from(MERGE_BLOCK_HEAD));
+        assert_eq!(define("WC_MERGE_BLOCKS"), u64::from(MERGE_BLOCKS));
         assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
         assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
         assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));

@@ -19,9 +19,9 @@ use rayon::prelude::*;
 use wcodec_format::Directory;
 
 use crate::abi::{
-    CRC_COMPARE, GROUP_COMPACT_TABLES, GROUP_GLOBAL_TABLES, STAGING_PAD, VARIANT_COMPACT,
-    VARIANT_WARPS, VARIANTS, WcCrcChunk, WcGroup, WcKernelInfo, WcLaunch, WcMerge, WcRange, WcUnit,
-    ring_bytes,
+    CRC_COMPARE, GROUP_COMPACT_TABLES, GROUP_GLOBAL_TABLES, MERGE_BLOCKS, STAGING_PAD,
+    VARIANT_COMPACT, VARIANT_WARPS, VARIANTS, WcCrcChunk, WcGroup, WcKernelInfo, WcLaunch, WcMerge,
+    WcRange, WcUnit, ring_bytes,
 };
 use crate::plan::table_entries;
 use crate::plan::{LaunchConfig, Output, Plan, Staging, Streamed};
@@ -316,6 +316,11 @@ fn records(plan: &Plan, bases: &[u64]) -> (Vec<WcUnit>, Vec<WcMerge>) {
             plane_len: m.plane_len,
             elem_size: m.elem_size,
             fields: m.fields,
+            tail: if m.kind == MERGE_BLOCKS {
+                bases[m.scratch_output as usize] + m.tail
+            } else {
+                0
+            },
         })
         .collect();
     (units, merges)

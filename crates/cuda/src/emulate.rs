@@ -88,9 +88,15 @@ pub fn merge(plan: &Plan, outputs: &mut [Vec<u8>]) {
         let plane = |j: u64, i: u64| u32::from(scratch[(j * m.plane_len + m.offset + i) as usize]);
         for i in 0..u64::from(m.n) {
             let at = ((m.offset + i) * u64::from(m.elem_size)) as usize;
-            if m.kind == MERGE_BLOCK_HEAD {
+            if m.kind == MERGE_BLOCK_HEAD || m.kind == MERGE_BLOCKS {
                 for j in 0..u64::from(m.fields) {
                     out[at + j as usize] = plane(j, i) as u8;
+                }
+                if m.kind == MERGE_BLOCKS {
+                    let tail = (m.elem_size - m.fields) as usize;
+                    let from = m.tail as usize + i as usize * tail;
+                    let block = &mut out[at..at + m.elem_size as usize];
+                    block[m.fields as usize..].copy_from_slice(&scratch[from..from + tail]);
                 }
                 continue;
             }

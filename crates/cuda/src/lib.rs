@@ -328,6 +328,8 @@ pub struct BenchOptions {
     pub verify_checksums: bool,
     /// `PlanOptions::merge_while_decoding`.
     pub merge_while_decoding: bool,
+    /// `PlanOptions::merge_whole_blocks`.
+    pub merge_whole_blocks: bool,
     /// `PlanOptions::compact_tables`.
     pub compact_tables: CompactTables,
 }
@@ -342,6 +344,7 @@ impl Default for BenchOptions {
             configs: Vec::new(),
             verify_checksums: true,
             merge_while_decoding: true,
+            merge_whole_blocks: true,
             compact_tables: CompactTables::Auto,
         }
     }
@@ -601,6 +604,7 @@ impl CudaDecoder {
             checksums_on_device: false,
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
+            merge_whole_blocks: options.merge_whole_blocks,
             compact_tables: options.compact_tables,
             ..PlanOptions::default()
         };

@@ -53,6 +53,13 @@ pub struct PlanOptions {
     /// default), or every plane goes to scratch memory and a second launch merges them (false;
     /// for comparisons).
     pub merge_while_decoding: bool,
+    /// GGUF blocks of one-byte head fields and one tail field (Q4_0, Q4_1, Q8_0, Q8_1): the
+    /// tail plane (the quants) decodes into scratch too, beside the heads, and the merge
+    /// launch writes whole blocks (true, the default); false: the quants decode in place and
+    /// the merge writes the heads into their blocks (for comparisons). Written in place, the
+    /// quants and then the heads each fill parts of the same 32-byte sectors, which the GPU's
+    /// L2 reads back from memory to complete.
+    pub merge_whole_blocks: bool,
     /// Which planes get compact tables (`compact_table`).
     pub compact_tables: CompactTables,
     /// A decode into GPU memory starts while the compressed bytes are uploaded: a launch each
@@ -92,6 +99,7 @@ impl Default for PlanOptions {
             checksums_on_device: true,
             launch: None,
             merge_while_decoding: true,
+            merge_whole_blocks: true,
             compact_tables: CompactTables::Auto,
             streamed_launch_bytes: STREAMED_LAUNCH_BYTES,
         }
@@ -237,12 +245,19 @@ pub struct MergePiece {
     pub plane_len: u64,
     /// Bytes per element (2 or 4; a block's bytes for `MERGE_BLOCK_HEAD`).
     pub elem_size: u32,
-    /// Planes merged (`MERGE_BLOCK_HEAD`: the block's head bytes; else the transform's).
+    /// Planes merged (`MERGE_BLOCK_HEAD`, `MERGE_BLOCKS`: the block's head bytes; else the
+    /// transform's).
     pub fields: u32,
+    /// `MERGE_BLOCKS`: where in the scratch output the tail bytes of block `offset` lie.
+    pub tail: u64,
 }
 
 /// Elements per merge piece (one thread block each).
 const MERGE_PIECE: u64 = 1 << 16;
+
+/// Blocks per merge piece of whole GGUF blocks (18-34 bytes each): pieces of 150-280 KB, enough
+/// of them for every multiprocessor to hold several.
+const MERGE_PIECE_BLOCKS: u64 = 1 << 13;
 
 /// Where a `WcUnit` comes from, for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Zeroable)]
@@ -457,7 +472,7 @@ fn geometry(tensor: &TensorEntry, plane: usize) -> Result<Option<Geometry>, Cuda
 /// The head of a GGUF block type's blocks: its first `fields` block fields are one byte each
 /// at offsets 0, 1, ... (the fp16 scales of Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4_K, Q5_K,
 /// the f32 scale of Q8_K), planes of a byte a block. In scratch memory plane j lies at
-/// `j * stride`.
+/// `j * stride`, and, for whole blocks, the tail plane after them.
 #[derive(Clone, Copy, Debug)]
 struct BlockHead {
     fields: u64,
@@ -466,17 +481,27 @@ struct BlockHead {
     /// aligned (its units' word stores need 4).
     stride: u64,
     block_bytes: u64,
+    /// Whole blocks (`PlanOptions::merge_whole_blocks`): the one field after the head, of
+    /// `block_bytes - fields` bytes a block, decodes into scratch too.
+    whole: bool,
 }
 
 impl BlockHead {
-    fn scratch_len(&self) -> u64 {
+    /// Where the tail plane lies in scratch.
+    fn tail(&self) -> u64 {
         self.fields * self.stride
+    }
+
+    fn scratch_len(&self) -> u64 {
+        let tail = if self.whole { self.blocks * (self.block_bytes - self.fields) } else { 0 };
+        self.tail() + tail
     }
 }
 
 /// The block head of a non-empty block_fields tensor of `len` bytes whose head fields are
-/// decoded through scratch (2 or 4 of them: the merge stores them as one word a block).
-fn block_head(tensor: &TensorEntry, len: u64) -> Option<BlockHead> {
+/// decoded through scratch (2 or 4 of them: the merge stores them as one word a block), with
+/// its tail field too where `options` asks for whole blocks and the block has one.
+fn block_head(tensor: &TensorEntry, len: u64, options: &PlanOptions) -> Option<BlockHead> {
     if tensor.transform != Transform::BlockFields || len == 0 {
         return None;
     }
@@ -491,7 +516,14 @@ fn block_head(tensor: &TensorEntry, len: u64) -> Option<BlockHead> {
         return None;
     }
     let blocks = len / block_bytes;
-    Some(BlockHead { fields: head, blocks, stride: blocks.next_multiple_of(64), block_bytes })
+    // One field after the head, its bytes the rest of the block in order.
+    let whole = options.merge_whole_blocks
+        && fields.len() as u64 == head + 1
+        && fields[head as usize].step == 1
+        && u64::from(fields[head as usize].offset) == head
+        && u64::from(fields[head as usize].count) + head == block_bytes;
+    let stride = blocks.next_multiple_of(64);
+    Some(BlockHead { fields: head, blocks, stride, block_bytes, whole })
 }
 
 /// Offset of the last byte a `h x w` rectangle at (r0, c0) writes, if it lies inside `len`
@@ -941,6 +973,7 @@ impl Plan {
                     plane_len: n,
                     elem_size: size,
                     fields: tensor.planes.len() as u32,
+                    tail: 0,
                 });
             }
             Some(scratch)
@@ -950,19 +983,24 @@ impl Plan {
         // GGUF blocks: the one-byte head fields (the fp16 scales' bytes, a byte every 18-34
         // of the tensor) are narrow planes; they decode into scratch, where their bytes lie
         // side by side, and the merge launch puts them into their blocks.
-        let head = block_head(tensor, len).map(|head| {
+        // With their tail field too, where the block has one, and the merge writes whole
+        // blocks (`PlanOptions::merge_whole_blocks`).
+        let head = block_head(tensor, len, options).map(|head| {
             let scratch = self.outputs.len() as u32;
             self.outputs.push(Output { tensor: index, len: head.scratch_len(), scratch: true });
-            for offset in (0..head.blocks).step_by(MERGE_PIECE as usize) {
+            let tail_bytes = head.block_bytes - head.fields;
+            let piece = if head.whole { MERGE_PIECE_BLOCKS } else { MERGE_PIECE };
+            for offset in (0..head.blocks).step_by(piece as usize) {
                 self.merges.push(MergePiece {
                     scratch_output: scratch,
                     tensor_output: output,
                     offset,
-                    n: (head.blocks - offset).min(MERGE_PIECE) as u32,
-                    kind: MERGE_BLOCK_HEAD,
+                    n: (head.blocks - offset).min(piece) as u32,
+                    kind: if head.whole { MERGE_BLOCKS } else { MERGE_BLOCK_HEAD },
                     plane_len: head.stride,
                     elem_size: head.block_bytes as u32,
                     fields: head.fields as u32,
+                    tail: if head.whole { head.tail() + offset * tail_bytes } else { 0 },
                 });
             }
             (head, scratch)
@@ -972,7 +1010,10 @@ impl Plan {
                 continue;
             }
             let (g, output, len) = match (geometry(tensor, j)?, scratch, head) {
-                (Some(_), _, Some((head, scratch))) if (j as u64) < head.fields => {
+                (Some(_), _, Some((head, scratch)))
+                    if (j as u64) < head.fields || (head.whole && j as u64 == head.fields) =>
+                {
+                    // Head plane j at j * stride, the tail plane after them: rows back to back.
                     let origin = j as u64 * head.stride;
                     let g = Geometry {
                         origin,
@@ -1524,7 +1565,7 @@ impl Plan {
                 outputs.push(Output { tensor: index, len, scratch: true });
             }
             total = total.checked_add(len)?.checked_add(if scratch { len } else { 0 })?;
-            if let Some(head) = block_head(tensor, len) {
+            if let Some(head) = block_head(tensor, len, options) {
                 outputs.push(Output { tensor: index, len: head.scratch_len(), scratch: true });
                 total = total.checked_add(head.scratch_len())?;
             }

@@ -451,9 +451,15 @@ fn narrow_edge_tiles() {
 
 /// GGUF block fields in runs of 4 columns: the plan flags units of 2-aligned and of 4-aligned
 /// blocks, one table and several, and leaves narrow fields alone; all decode as the reference.
+/// (Fields decoded in place: the quants of Q4_0, Q4_1 and Q8_0 go to scratch with
+/// `merge_whole_blocks`, so it is off here; K-quants' fields always decode in place.)
 #[test]
 fn field_runs() {
-    let (file, dir, plan) = planned(&field_run_cases());
+    let options = PlanOptions { merge_whole_blocks: false, ..PlanOptions::default() };
+    let file = file_of(&field_run_cases());
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &options).unwrap();
     let rans: Vec<&abi::WcUnit> = plan.units.iter().filter(|u| u.kind == abi::UNIT_RANS).collect();
     let runs: Vec<&&abi::WcUnit> =
         rans.iter().filter(|u| u.flags & abi::FLAG_FIELD_RUNS != 0).collect();
@@ -464,6 +470,7 @@ fn field_runs() {
     assert!(runs.iter().any(|u| u.flags & abi::FLAG_ROW_TABLES != 0), "several tables");
     assert!(runs.iter().any(|u| u.flags & abi::FLAG_ROW_TABLES == 0), "one table");
     assert!(rans.iter().any(|u| u.group > 1 && u.flags & abi::FLAG_FIELD_RUNS == 0));
+    assert_eq!(emulate_with(&file, &dir, 64, &options).unwrap(), reference(&file, &dir));
     assert_eq!(emulate_all(&file, &dir, 64).unwrap(), reference(&file, &dir));
 }
 
@@ -475,17 +482,24 @@ fn field_runs() {
 #[test]
 fn block_heads_through_scratch() {
     let (file, dir, plan) = planned(&field_run_cases());
-    let fields: std::collections::BTreeSet<u32> = plan
-        .merges
-        .iter()
-        .filter(|m| m.kind == abi::MERGE_BLOCK_HEAD)
-        .map(|m: &MergePiece| m.fields)
-        .collect();
-    assert_eq!(fields, [2, 4].into(), "Q8_0 and Q4_0 heads of 2 bytes, Q4_1 and Q4_K of 4");
+    let fields = |plan: &Plan, kind: u32| -> std::collections::BTreeSet<u32> {
+        plan.merges.iter().filter(|m| m.kind == kind).map(|m: &MergePiece| m.fields).collect()
+    };
+    // Whole blocks where the head is followed by one field (Q8_0, Q4_0: 2 head bytes; Q4_1: 4),
+    // heads alone where more fields follow (Q4_K).
+    assert_eq!(fields(&plan, abi::MERGE_BLOCKS), [2, 4].into());
+    assert_eq!(fields(&plan, abi::MERGE_BLOCK_HEAD), [4].into());
+    let heads_only = PlanOptions { merge_whole_blocks: false, ..PlanOptions::default() };
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan_heads = Plan::build(&file, &dir, &all, &heads_only).unwrap();
+    assert!(fields(&plan_heads, abi::MERGE_BLOCKS).is_empty());
+    assert_eq!(fields(&plan_heads, abi::MERGE_BLOCK_HEAD), [2, 4].into());
     let q6k = dir.tensors.iter().position(|t| t.dtype == Dtype::Q6K).unwrap();
     assert!(plan.outputs.iter().all(|o| !(o.scratch && o.tensor == q6k)));
     for blocks in [1, 64] {
         assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), reference(&file, &dir));
+        let emulated = emulate_with(&file, &dir, blocks, &heads_only).unwrap();
+        assert_eq!(emulated, reference(&file, &dir));
     }
 
     let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
@@ -506,6 +520,7 @@ fn block_heads_through_scratch() {
         });
         assert!(flat.count() > 0, "flat head tiles");
         assert_eq!(emulate_all(&file, &dir, 8).unwrap(), reference(&file, &dir));
+        assert_eq!(emulate_with(&file, &dir, 8, &heads_only).unwrap(), reference(&file, &dir));
     }
 }
 

@@ -534,6 +534,16 @@ fn bench_reports_a_verified_speed() {
 /// Each of `cases` alone, then all of them in one file with every kernel variant at 1, 4 and 8
 /// warps a block: the reference's bytes.
 fn check_cases_at_every_shape(gpu: &mut CudaDecoder, cases: &[Case], what: &str) {
+    check_cases_at_every_shape_with(gpu, cases, what, PlanOptions::default());
+}
+
+fn check_cases_at_every_shape_with(
+    gpu: &mut CudaDecoder,
+    cases: &[Case],
+    what: &str,
+    base: PlanOptions,
+) {
+    gpu.set_plan_options(base);
     for case in cases {
         check_all(gpu, &file_of(std::slice::from_ref(case)), &case.name);
     }
@@ -547,7 +557,7 @@ fn check_cases_at_every_shape(gpu: &mut CudaDecoder, cases: &[Case], what: &str)
                 blocks_per_sm: 1,
                 units_per_block: 0,
             };
-            gpu.set_plan_options(PlanOptions { launch: Some(launch), ..PlanOptions::default() });
+            gpu.set_plan_options(PlanOptions { launch: Some(launch), ..base });
             check_all(gpu, &file, &format!("{what} {launch:?}"));
         }
     }
@@ -555,11 +565,14 @@ fn check_cases_at_every_shape(gpu: &mut CudaDecoder, cases: &[Case], what: &str)
 }
 
 /// GGUF block fields in runs of 4 columns decoded by the ring loops (2- and 4-aligned blocks,
-/// one table and several), and fields left to the general loop, at every launch shape.
+/// one table and several), and fields left to the general loop, at every launch shape: with
+/// whole blocks merged from scratch (Q4_0, Q4_1, Q8_0) and with those blocks' quants in place.
 #[test]
 fn field_runs_match_the_reference() {
     let Some(mut gpu) = gpu() else { return };
     check_cases_at_every_shape(&mut gpu, &field_run_cases(), "field runs");
+    let in_place = PlanOptions { merge_whole_blocks: false, ..PlanOptions::default() };
+    check_cases_at_every_shape_with(&mut gpu, &field_run_cases(), "field runs in place", in_place);
 }
 
 /// Edge tiles narrower than a group (64 and 32 columns) decoded by the ring loop, and the
