@@ -1131,6 +1131,80 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
     }
 }
 
+// Blocks a round of `merge_blocks` stages in shared memory: their planes' bytes, at most 36 a
+// block (Q8_1), 18 KiB.
+constexpr uint32_t kMergeRound = 512;
+
+// WC_MERGE_BLOCKS: whole GGUF blocks from their head planes and tail plane in scratch. A round
+// of `kMergeRound` blocks is first loaded into shared memory (heads a word, the tail 16 bytes a
+// load: all coalesced), then written out 16 bytes a store at 16-byte-aligned addresses, each
+// thread assembling its chunks from shared memory: whole 32-byte sectors, coalesced across the
+// warp. An output that is not 16-byte aligned takes bytes one by one (never, for GGUF tensors,
+// whose data is 32-byte aligned).
+__device__ void merge_blocks(const WcMerge &m, const uint8_t *p0) {
+    __shared__ __align__(16) uint8_t heads[4 * kMergeRound];
+    __shared__ __align__(16) uint8_t tails[32 * kMergeRound];
+    uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
+    const uint8_t *tail = reinterpret_cast<const uint8_t *>(m.tail);
+    const uint32_t block = m.elem_size, head = m.fields, rest = block - head;
+    const bool aligned = (reinterpret_cast<uintptr_t>(out) & 15u) == 0 &&
+                         (reinterpret_cast<uintptr_t>(tail) & 15u) == 0 && rest % 16 == 0 &&
+                         (reinterpret_cast<uintptr_t>(p0) & 3u) == 0 && m.plane_len % 4 == 0 &&
+                         head <= 4 && rest <= 32;
+    if (!aligned) {
+        for (uint64_t q = threadIdx.x; q < static_cast<uint64_t>(m.n) * block; q += blockDim.x) {
+            const uint32_t i = static_cast<uint32_t>(q / block), o = static_cast<uint32_t>(q % block);
+            out[q] = o < head ? p0[o * m.plane_len + i] : tail[static_cast<uint64_t>(i) * rest + (o - head)];
+        }
+        return;
+    }
+    for (uint32_t first = 0; first < m.n; first += kMergeRound) {
+        const uint32_t n = min(kMergeRound, m.n - first);
+        // Heads a word at a time (the planes are 4-aligned, rounds start at multiples of 4),
+        // a plane's last bytes one by one.
+        const uint32_t words = n / 4;
+        for (uint32_t w = threadIdx.x; w < head * words; w += blockDim.x) {
+            const uint32_t j = w / words, k = w % words;
+            reinterpret_cast<uint32_t *>(heads + j * kMergeRound)[k] =
+                reinterpret_cast<const uint32_t *>(p0 + j * m.plane_len + first)[k];
+        }
+        for (uint32_t b = threadIdx.x; b < head * (n % 4); b += blockDim.x) {
+            const uint32_t j = b / (n % 4), i = 4 * words + b % (n % 4);
+            heads[j * kMergeRound + i] = p0[j * m.plane_len + first + i];
+        }
+        const uint32_t vecs = n * rest / 16;
+        const uint4 *src = reinterpret_cast<const uint4 *>(tail + static_cast<uint64_t>(first) * rest);
+        for (uint32_t v = threadIdx.x; v < vecs; v += blockDim.x) {
+            reinterpret_cast<uint4 *>(tails)[v] = src[v];
+        }
+        __syncthreads();
+        const uint32_t bytes = n * block;
+        uint8_t *dst = out + static_cast<uint64_t>(first) * block;
+        for (uint32_t c = threadIdx.x; c * 16 < bytes; c += blockDim.x) {
+            uint32_t i = c * 16 / block, o = c * 16 - i * block;
+            uint32_t w[4] = {0u, 0u, 0u, 0u};
+            const uint32_t len = min(16u, bytes - c * 16);
+#pragma unroll
+            for (uint32_t k = 0; k < 16; ++k) {
+                if (k < len) {
+                    const uint32_t b = o < head ? heads[o * kMergeRound + i] : tails[i * rest + (o - head)];
+                    w[k >> 2] |= b << (8 * (k & 3));
+                    if (++o == block) {
+                        o = 0;
+                        ++i;
+                    }
+                }
+            }
+            if (len == 16) {
+                *reinterpret_cast<uint4 *>(dst + c * 16) = make_uint4(w[0], w[1], w[2], w[3]);
+            } else {
+                for (uint32_t k = 0; k < len; ++k) dst[c * 16 + k] = static_cast<uint8_t>(w[k >> 2] >> (8 * (k & 3)));
+            }
+        }
+        __syncthreads();
+    }
+}
+
 // The second launch, for tensors whose transform mixes bits of several planes into each
 // element (bf16_split, f32_split), and for GGUF blocks (their heads, or whole blocks): their
 // planes were decoded back to back into scratch memory; each block merges one piece. Reads are
@@ -1160,47 +1234,7 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
             }
         }
     } else if (m.kind == WC_MERGE_BLOCKS) {
-        // Whole blocks, 16 bytes a store at 16-byte-aligned addresses (whole sectors, coalesced
-        // across the warp): thread t takes the aligned chunks t, t + blockDim, ... of the
-        // piece's bytes; a chunk's bytes come from the head planes (a byte of each a block)
-        // and the tail plane (the rest of each block, in order). The piece's first and last
-        // chunks may be partial: those bytes are stored one by one.
-        uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
-        const uint8_t *tail = reinterpret_cast<const uint8_t *>(m.tail);
-        const uint32_t block = m.elem_size, head = m.fields, rest = block - head;
-        const int64_t total = static_cast<int64_t>(m.n) * block;
-        const int64_t skew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) & 15u);
-        const int64_t chunks = (total + skew + 15) / 16;
-        for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
-            const int64_t first = c * 16 - skew;
-            const int64_t lo = first < 0 ? 0 : first;
-            const int64_t hi = first + 16 < total ? first + 16 : total;
-            uint32_t i = static_cast<uint32_t>(lo / block);
-            uint32_t o = static_cast<uint32_t>(lo - static_cast<int64_t>(i) * block);
-            if (lo == first && hi == first + 16) {
-                uint32_t w[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-                for (int k = 0; k < 16; ++k) {
-                    const uint32_t b = o < head ? p0[o * m.plane_len + i]
-                                                : tail[static_cast<uint64_t>(i) * rest + (o - head)];
-                    w[k >> 2] |= b << (8 * (k & 3));
-                    if (++o == block) {
-                        o = 0;
-                        ++i;
-                    }
-                }
-                *reinterpret_cast<uint4 *>(out + first) = make_uint4(w[0], w[1], w[2], w[3]);
-            } else {
-                for (int64_t q = lo; q < hi; ++q) {
-                    out[q] = o < head ? p0[o * m.plane_len + i]
-                                      : tail[static_cast<uint64_t>(i) * rest + (o - head)];
-                    if (++o == block) {
-                        o = 0;
-                        ++i;
-                    }
-                }
-            }
-        }
+        merge_blocks(m, p0);
     } else if (m.kind == WC_MERGE_BF16_SPLIT) {
         uint16_t *out = reinterpret_cast<uint16_t *>(m.dst);
         for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
