@@ -1131,77 +1131,95 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
     }
 }
 
-// Blocks a round of `merge_blocks` stages in shared memory: their planes' bytes, at most 36 a
-// block (Q8_1), 18 KiB.
-constexpr uint32_t kMergeRound = 512;
+// WC_MERGE_BLOCKS for blocks of K head bytes and T tail bytes, G blocks a thread at a time (G
+// blocks are a whole number of 16-byte words): the tail bytes 16 at a load, the head bytes of
+// the G blocks a word at a load from each head plane, the blocks assembled in registers (every
+// index a constant once unrolled) and stored 16 bytes at a time. Needs the output and the tail
+// 16-byte aligned and the head planes 4-byte aligned; the piece's last blocks (fewer than G)
+// are written byte by byte.
+template <uint32_t K, uint32_t T, uint32_t G>
+__device__ void merge_block_groups(const WcMerge &m, const uint8_t *p0) {
+    constexpr uint32_t B = K + T, WORDS = G * B / 4, TAIL_WORDS = G * T / 4;
+    static_assert(G * B % 16 == 0 && G % 4 == 0 && T % 16 == 0, "whole words");
+    uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
+    const uint8_t *tail = reinterpret_cast<const uint8_t *>(m.tail);
+    const uint32_t groups = m.n / G;
+    for (uint32_t g = threadIdx.x; g < groups; g += blockDim.x) {
+        uint32_t t[TAIL_WORDS];
+        const uint4 *ts = reinterpret_cast<const uint4 *>(tail + static_cast<uint64_t>(g) * G * T);
+#pragma unroll
+        for (uint32_t k = 0; k < TAIL_WORDS / 4; ++k) {
+            const uint4 v = ts[k];
+            t[4 * k] = v.x;
+            t[4 * k + 1] = v.y;
+            t[4 * k + 2] = v.z;
+            t[4 * k + 3] = v.w;
+        }
+        uint32_t h[K][G / 4];
+#pragma unroll
+        for (uint32_t j = 0; j < K; ++j) {
+            const uint32_t *hs = reinterpret_cast<const uint32_t *>(p0 + j * m.plane_len + g * G);
+#pragma unroll
+            for (uint32_t q = 0; q < G / 4; ++q) h[j][q] = hs[q];
+        }
+        uint32_t w[WORDS];
+#pragma unroll
+        for (uint32_t x = 0; x < WORDS; ++x) {
+            uint32_t v = 0;
+#pragma unroll
+            for (uint32_t k = 0; k < 4; ++k) {
+                const uint32_t p = 4 * x + k, b = p / B, o = p % B;
+                const uint32_t byte =
+                    o < K ? (h[o][b / 4] >> (8 * (b % 4))) & 0xffu
+                          : (t[(b * T + o - K) / 4] >> (8 * ((b * T + o - K) % 4))) & 0xffu;
+                v |= byte << (8 * k);
+            }
+            w[x] = v;
+        }
+        uint4 *dst = reinterpret_cast<uint4 *>(out + static_cast<uint64_t>(g) * G * B);
+#pragma unroll
+        for (uint32_t q = 0; q < WORDS / 4; ++q) {
+            dst[q] = make_uint4(w[4 * q], w[4 * q + 1], w[4 * q + 2], w[4 * q + 3]);
+        }
+    }
+    for (uint32_t q = groups * G * B + threadIdx.x; q < m.n * B; q += blockDim.x) {
+        const uint32_t i = q / B, o = q % B;
+        out[q] = o < K ? p0[o * m.plane_len + i] : tail[static_cast<uint64_t>(i) * T + (o - K)];
+    }
+}
 
-// WC_MERGE_BLOCKS: whole GGUF blocks from their head planes and tail plane in scratch. A round
-// of `kMergeRound` blocks is first loaded into shared memory (heads a word, the tail 16 bytes a
-// load: all coalesced), then written out 16 bytes a store at 16-byte-aligned addresses, each
-// thread assembling its chunks from shared memory: whole 32-byte sectors, coalesced across the
-// warp. An output that is not 16-byte aligned takes bytes one by one (never, for GGUF tensors,
-// whose data is 32-byte aligned).
+// WC_MERGE_BLOCKS: whole GGUF blocks from their head planes and tail plane in scratch. The
+// common layouts (2 or 4 head bytes, 16 or 32 tail bytes) in groups of blocks a thread
+// (`merge_block_groups`); otherwise, or where the addresses do not allow 16-byte words, 16
+// output bytes a thread at a time, a byte a load.
 __device__ void merge_blocks(const WcMerge &m, const uint8_t *p0) {
-    __shared__ __align__(16) uint8_t heads[4 * kMergeRound];
-    __shared__ __align__(16) uint8_t tails[32 * kMergeRound];
     uint8_t *out = reinterpret_cast<uint8_t *>(m.dst);
     const uint8_t *tail = reinterpret_cast<const uint8_t *>(m.tail);
     const uint32_t block = m.elem_size, head = m.fields, rest = block - head;
-    const bool aligned = (reinterpret_cast<uintptr_t>(out) & 15u) == 0 &&
-                         (reinterpret_cast<uintptr_t>(tail) & 15u) == 0 && rest % 16 == 0 &&
-                         (reinterpret_cast<uintptr_t>(p0) & 3u) == 0 && m.plane_len % 4 == 0 &&
-                         head <= 4 && rest <= 32;
-    if (!aligned) {
-        for (uint64_t q = threadIdx.x; q < static_cast<uint64_t>(m.n) * block; q += blockDim.x) {
-            const uint32_t i = static_cast<uint32_t>(q / block), o = static_cast<uint32_t>(q % block);
-            out[q] = o < head ? p0[o * m.plane_len + i] : tail[static_cast<uint64_t>(i) * rest + (o - head)];
-        }
-        return;
-    }
-    for (uint32_t first = 0; first < m.n; first += kMergeRound) {
-        const uint32_t n = min(kMergeRound, m.n - first);
-        // Heads a word at a time (the planes are 4-aligned, rounds start at multiples of 4),
-        // a plane's last bytes one by one.
-        const uint32_t words = n / 4;
-        for (uint32_t w = threadIdx.x; w < head * words; w += blockDim.x) {
-            const uint32_t j = w / words, k = w % words;
-            reinterpret_cast<uint32_t *>(heads + j * kMergeRound)[k] =
-                reinterpret_cast<const uint32_t *>(p0 + j * m.plane_len + first)[k];
-        }
-        for (uint32_t b = threadIdx.x; b < head * (n % 4); b += blockDim.x) {
-            const uint32_t j = b / (n % 4), i = 4 * words + b % (n % 4);
-            heads[j * kMergeRound + i] = p0[j * m.plane_len + first + i];
-        }
-        const uint32_t vecs = n * rest / 16;
-        const uint4 *src = reinterpret_cast<const uint4 *>(tail + static_cast<uint64_t>(first) * rest);
-        for (uint32_t v = threadIdx.x; v < vecs; v += blockDim.x) {
-            reinterpret_cast<uint4 *>(tails)[v] = src[v];
-        }
-        __syncthreads();
-        const uint32_t bytes = n * block;
-        uint8_t *dst = out + static_cast<uint64_t>(first) * block;
-        for (uint32_t c = threadIdx.x; c * 16 < bytes; c += blockDim.x) {
-            uint32_t i = c * 16 / block, o = c * 16 - i * block;
-            uint32_t w[4] = {0u, 0u, 0u, 0u};
-            const uint32_t len = min(16u, bytes - c * 16);
-#pragma unroll
-            for (uint32_t k = 0; k < 16; ++k) {
-                if (k < len) {
-                    const uint32_t b = o < head ? heads[o * kMergeRound + i] : tails[i * rest + (o - head)];
-                    w[k >> 2] |= b << (8 * (k & 3));
-                    if (++o == block) {
-                        o = 0;
-                        ++i;
-                    }
-                }
-            }
-            if (len == 16) {
-                *reinterpret_cast<uint4 *>(dst + c * 16) = make_uint4(w[0], w[1], w[2], w[3]);
-            } else {
-                for (uint32_t k = 0; k < len; ++k) dst[c * 16 + k] = static_cast<uint8_t>(w[k >> 2] >> (8 * (k & 3)));
+    const bool words = (reinterpret_cast<uintptr_t>(out) & 15u) == 0 &&
+                       (reinterpret_cast<uintptr_t>(tail) & 15u) == 0 &&
+                       (reinterpret_cast<uintptr_t>(p0) & 3u) == 0 && m.plane_len % 4 == 0;
+    if (words && head == 2 && rest == 16) return merge_block_groups<2, 16, 8>(m, p0);
+    if (words && head == 4 && rest == 16) return merge_block_groups<4, 16, 4>(m, p0);
+    if (words && head == 2 && rest == 32) return merge_block_groups<2, 32, 8>(m, p0);
+    if (words && head == 4 && rest == 32) return merge_block_groups<4, 32, 4>(m, p0);
+    const int64_t total = static_cast<int64_t>(m.n) * block;
+    const int64_t skew = static_cast<int64_t>(reinterpret_cast<uintptr_t>(out) & 15u);
+    const int64_t chunks = (total + skew + 15) / 16;
+    for (int64_t c = threadIdx.x; c < chunks; c += blockDim.x) {
+        const int64_t first = c * 16 - skew;
+        const int64_t lo = first < 0 ? 0 : first;
+        const int64_t hi = first + 16 < total ? first + 16 : total;
+        uint32_t i = static_cast<uint32_t>(lo / block);
+        uint32_t o = static_cast<uint32_t>(lo - static_cast<int64_t>(i) * block);
+        for (int64_t q = lo; q < hi; ++q) {
+            out[q] = o < head ? p0[o * m.plane_len + i]
+                              : tail[static_cast<uint64_t>(i) * rest + (o - head)];
+            if (++o == block) {
+                o = 0;
+                ++i;
             }
         }
-        __syncthreads();
     }
 }
 
