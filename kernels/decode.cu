@@ -1224,8 +1224,9 @@ __device__ void merge_blocks(const WcMerge &m, const uint8_t *p0) {
 }
 
 // The second launch, for tensors whose transform mixes bits of several planes into each
-// element (bf16_split, f32_split), and for GGUF blocks (their heads, or whole blocks): their
-// planes were decoded back to back into scratch memory; each block merges one piece. Reads are
+// element (bf16_split, f32_split), and for the heads of GGUF blocks (whole blocks: see
+// `wc_merge_blocks_kernel`): their planes were decoded back to back into scratch memory; each
+// block merges one piece. Reads are
 // coalesced, and so are writes but a GGUF block head's (a word every block): thread t takes
 // elements t, t + blockDim, ...
 __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
@@ -1251,8 +1252,6 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
                 for (uint32_t j = 0; j < m.fields; ++j) b[j] = static_cast<uint8_t>(v >> (8 * j));
             }
         }
-    } else if (m.kind == WC_MERGE_BLOCKS) {
-        merge_blocks(m, p0);
     } else if (m.kind == WC_MERGE_BF16_SPLIT) {
         uint16_t *out = reinterpret_cast<uint16_t *>(m.dst);
         for (uint32_t i = threadIdx.x; i < m.n; i += blockDim.x) {
@@ -1269,6 +1268,14 @@ __global__ void __launch_bounds__(256) wc_merge_kernel(const WcMerge *pieces) {
                      (static_cast<uint32_t>(p2[i]) << 8) | p3[i];
         }
     }
+}
+
+// The merge launch's whole GGUF blocks (WC_MERGE_BLOCKS pieces; the others return at once), in
+// a kernel of its own: their code takes 97 registers a thread, which in `wc_merge_kernel` would
+// cut the occupancy of every other merge (the heads of K-quants, bf16_split, f32_split).
+__global__ void __launch_bounds__(256) wc_merge_blocks_kernel(const WcMerge *pieces) {
+    const WcMerge m = pieces[blockIdx.x];
+    if (m.kind == WC_MERGE_BLOCKS) merge_blocks(m, reinterpret_cast<const uint8_t *>(m.src));
 }
 
 using KernelFn = void (*)(const WcLaunch);
@@ -1346,8 +1353,9 @@ extern "C" int wc_decode_launch(const WcLaunch *launch, void *stream) {
 
 extern "C" int wc_merge_launch(uint64_t pieces, uint32_t n, void *stream) {
     if (n == 0) return static_cast<int>(cudaSuccess);
-    wc_merge_kernel<<<n, 256, 0, static_cast<cudaStream_t>(stream)>>>(
-        reinterpret_cast<const WcMerge *>(pieces));
+    const WcMerge *p = reinterpret_cast<const WcMerge *>(pieces);
+    wc_merge_kernel<<<n, 256, 0, static_cast<cudaStream_t>(stream)>>>(p);
+    wc_merge_blocks_kernel<<<n, 256, 0, static_cast<cudaStream_t>(stream)>>>(p);
     return static_cast<int>(cudaGetLastError());
 }
 
