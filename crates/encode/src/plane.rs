@@ -171,8 +171,9 @@ fn none_histogram(bytes: &[u8], bias: u8, sampled: bool) -> [u64; 256] {
 /// sample over the plane.
 const SAMPLE_BLOCK: usize = 4096;
 
-/// Bytes a sampled histogram counts at least: its table then costs about 0.1% more bits than
-/// the exact one (about `255 / (2 ln 2)` bits lost over the symbols counted).
+/// Bytes a sampled histogram counts at least. A table from `n` counted symbols costs about
+/// `(values - 1) / (2 n ln 2)` bits a symbol more than the exact one: at most 0.003 bits here,
+/// with all 256 values present (on MiniLM int8, 0.006% of the file).
 const SAMPLE_COUNTED: usize = 1 << 16;
 
 /// Sampled blocks are one in this many at most.

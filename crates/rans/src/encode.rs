@@ -436,6 +436,37 @@ mod tests {
         }
     }
 
+    /// The AVX-512 step's table (`info512`, `magic_cmpl`), done as the kernel does it in 64-bit
+    /// lanes (`q = (x * magic) >> 52` on the low 52 bits, `x + q * (M - freq)` on the low 52
+    /// bits, its low 32 bits plus the bias), is the rANS step for every frequency at every
+    /// precision, freq 1 and freq M included, at both ends of the renormalised states.
+    #[test]
+    fn avx512_table_steps_are_the_rans_step() {
+        for prob_bits in 8..=12u8 {
+            let m = 1u32 << prob_bits;
+            for freq in 1..=m {
+                let cum = (m - freq) / 2;
+                let mut freqs = [0u32; 256];
+                freqs[0] = cum;
+                freqs[1] = freq;
+                freqs[2] = m - freq - cum;
+                let t = SimdEncTable::new(&freqs);
+                let (info, magic_cmpl) = (t.info512[1], t.magic_cmpl[1]);
+                assert_eq!(info & 0xffff, freq);
+                let low52 = |v: u64| v & ((1 << 52) - 1);
+                let top = ((u64::from(freq) << (32 - u32::from(prob_bits))) - 1) as u32;
+                let states = numerators(freq).filter(|&x| x <= top).chain([top, 1 << 16]);
+                for x in states.filter(|&x| x > 0) {
+                    let q = ((u128::from(x) * u128::from(low52(magic_cmpl))) >> 52) as u64;
+                    let y = low52(u64::from(x) + low52(q) * (magic_cmpl >> 52)) as u32;
+                    let got = y.wrapping_add(info >> 16);
+                    let expected = u64::from(x / freq) * u64::from(m) + u64::from(x % freq + cum);
+                    assert_eq!(u64::from(got), expected, "{x} at {freq}/{m}");
+                }
+            }
+        }
+    }
+
     /// The scalar step `x + bias + q (M - freq)` is the rANS step `(x / freq) M + x % freq +
     /// cum` for every frequency at every precision (freq 1 and freq M included) and every
     /// renormalised state class: around multiples of `freq` and at both ends of `[0, x_max)`.
