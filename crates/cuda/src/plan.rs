@@ -243,7 +243,7 @@ pub struct MergePiece {
     /// `abi::MERGE_*`.
     pub kind: u32,
     pub plane_len: u64,
-    /// Bytes per element (2 or 4; a block's bytes for `MERGE_BLOCK_HEAD`).
+    /// Bytes per element (2 or 4; a block's bytes for `MERGE_BLOCK_HEAD` and `MERGE_BLOCKS`).
     pub elem_size: u32,
     /// Planes merged (`MERGE_BLOCK_HEAD`, `MERGE_BLOCKS`: the block's head bytes; else the
     /// transform's).
