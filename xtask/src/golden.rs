@@ -1,7 +1,7 @@
 //! `cargo xtask golden [--check]`: format regression checks.
 //!
 //! Fixed inputs (the checked-in real slices and a few generated tensors) are compressed with
-//! default options; each file's header dump and hash is compared with a committed insta
+//! default options (and one slice with the `--fast` and `--for-gpu` presets); each file's header dump and hash is compared with a committed insta
 //! snapshot under xtask/src/snapshots/. Any change of the bytes shows up as a snapshot diff:
 //! intended changes are accepted by running `cargo xtask golden` and committing the result.
 
@@ -61,6 +61,16 @@ mod tests {
         ] {
             let source = std::fs::read(data.join(name)).expect("checked-in slice");
             out.push((name.to_owned(), wcodec::compress(&source, &options).expect("compresses")));
+        }
+        // The presets: `--fast` (tables from sampled histograms) and `--for-gpu` (fitted tiles).
+        let int8 = std::fs::read(data.join("minilm-int8-per-tensor.safetensors")).expect("slice");
+        for (preset, options) in
+            [("fast", EncodeOptions::fast()), ("for-gpu", EncodeOptions::for_gpu())]
+        {
+            out.push((
+                format!("minilm-int8-per-tensor.safetensors.{preset}"),
+                wcodec::compress(&int8, &options).expect("compresses"),
+            ));
         }
         let quants = std::fs::read(data.join("smollm2-q8_0-quants-256x1024.i8")).expect("slice");
         out.push((
