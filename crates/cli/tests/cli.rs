@@ -360,3 +360,33 @@ fn the_gpu_preset_leaves_tiles_unpredicted_unless_asked() {
     assert!(asked["predictors"]["left"].as_u64().unwrap() > 0, "{asked}");
     assert!(asked["ratio"].as_f64().unwrap() > 10.0, "{asked}");
 }
+
+#[test]
+fn the_fast_preset_round_trips_with_one_table_a_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wcz, back) = (dir.path().join("f.wcz"), dir.path().join("f.safetensors"));
+    let out = wcodec(&["compress", "-q", "--fast", s(&sample()), "-o", s(&wcz)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = wcodec(&["decompress", "-q", s(&wcz), "-o", s(&back)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(sample()).unwrap());
+    // One table a plane, no predictor but NONE (the preset), on every coded plane.
+    let dir_of = wcodec::Directory::from_file_bytes(&std::fs::read(&wcz).unwrap()).unwrap();
+    let coded: Vec<_> = dir_of
+        .tensors
+        .iter()
+        .flat_map(|t| &t.planes)
+        .filter_map(|p| match &p.encoding {
+            wcodec::format::PlaneEncoding::Rans { tables, units, .. } => Some((tables, units)),
+            _ => None,
+        })
+        .collect();
+    assert!(!coded.is_empty());
+    for (tables, units) in coded {
+        assert_eq!(tables.len(), 1);
+        assert!(units.iter().all(|u| u.predictor == wcodec::format::Predictor::None));
+    }
+    // The presets exclude each other.
+    let out = wcodec(&["compress", "-q", "--fast", "--for-gpu", s(&sample()), "-o", s(&wcz)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
