@@ -436,6 +436,13 @@ mod tests {
         }
     }
 
+    /// Renormalised states to code a symbol of `freq` from, in `[1, x_max)`: around multiples
+    /// of `freq` and at both ends.
+    fn renormalised_states(freq: u32, prob_bits: u8) -> impl Iterator<Item = u32> {
+        let top = ((u64::from(freq) << (32 - u32::from(prob_bits))) - 1) as u32;
+        numerators(freq).filter(move |&x| x <= top).chain([top, 1 << 16]).filter(|&x| x > 0)
+    }
+
     /// The AVX-512 step's table (`info512`, `magic_cmpl`), done as the kernel does it in 64-bit
     /// lanes (`q = (x * magic) >> 52` on the low 52 bits, `x + q * (M - freq)` on the low 52
     /// bits, its low 32 bits plus the bias), is the rANS step for every frequency at every
@@ -454,9 +461,7 @@ mod tests {
                 let (info, magic_cmpl) = (t.info512[1], t.magic_cmpl[1]);
                 assert_eq!(info & 0xffff, freq);
                 let low52 = |v: u64| v & ((1 << 52) - 1);
-                let top = ((u64::from(freq) << (32 - u32::from(prob_bits))) - 1) as u32;
-                let states = numerators(freq).filter(|&x| x <= top).chain([top, 1 << 16]);
-                for x in states.filter(|&x| x > 0) {
+                for x in renormalised_states(freq, prob_bits) {
                     let q = ((u128::from(x) * u128::from(low52(magic_cmpl))) >> 52) as u64;
                     let y = low52(u64::from(x) + low52(q) * (magic_cmpl >> 52)) as u32;
                     let got = y.wrapping_add(info >> 16);
@@ -479,9 +484,7 @@ mod tests {
                 let s = EncSymbol::new(freq, cum, prob_bits);
                 let x_max = u64::from(freq) << (32 - u32::from(prob_bits));
                 assert_eq!(s.x_max, x_max);
-                let top = (x_max - 1) as u32;
-                let states = numerators(freq).filter(|&x| x <= top).chain([top, 1 << 16]);
-                for x in states.filter(|&x| x > 0) {
+                for x in renormalised_states(freq, prob_bits) {
                     let expected = u64::from(x / freq) * u64::from(m) + u64::from(x % freq + cum);
                     assert_eq!(u64::from(s.code(x)), expected, "{x} at {freq}/{m}");
                 }
