@@ -8,12 +8,14 @@
 
 mod payload;
 mod plane;
+mod split;
 mod tables;
 mod writer;
 
 pub use payload::Payload;
-use plane::encode_plane_payload;
 pub use plane::{EncodedPlane, encode_plane};
+use plane::{PlaneSums, encode_plane_payload};
+use split::{Split, split_parallel};
 pub use tables::choose_tables;
 pub use writer::FileWriter;
 
@@ -21,7 +23,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
-use wcodec_predict::{TileConfig, plane_is_signed, plane_strides, split_into, split_planes};
+use wcodec_predict::{TileConfig, plane_is_signed};
 
 /// Encoder settings. `Default` is what the CLI uses.
 #[derive(Clone, Debug)]
@@ -41,7 +43,7 @@ pub struct EncodeOptions {
     /// shape.
     pub fit_tiles: bool,
     /// Estimate the histogram of a plane whose tiles are all NONE from a sample (one block of
-    /// 4 KiB in up to 8, at least 256 KiB counted) plus a scan of the rest for the values the
+    /// 4 KiB in up to 16, at least 64 KiB counted) plus a scan of the rest for the values the
     /// sample missed, which is much faster than counting it all (`fast`). The tables are then
     /// estimates (every value present keeps a frequency, so the file decodes exactly; it may
     /// be a little larger), and so are the order-0 figures recorded for such planes.
@@ -179,9 +181,13 @@ pub fn encode_tensor(
     // Identity needs no copy: its one plane is the tensor's bytes.
     let split = if transform == Transform::Identity {
         let crc = parallel_crc32c(input.bytes);
-        Split { planes: Vec::new(), plane_crcs: vec![crc], source_crc: crc }
+        Split { planes: Vec::new(), plane_crcs: vec![crc], source_crc: crc, histograms: None }
     } else {
-        split_parallel(input.bytes, input.dtype, transform)
+        // Without prediction every tile is NONE, and a plane's histogram is that of its bytes:
+        // counted as the tensor is split, while each chunk's planes are in cache.
+        let none_only = options.predictors == [Predictor::None];
+        let counting = none_only.then_some(options.sampled_counts);
+        split_parallel(input.bytes, input.dtype, transform, counting)
     };
     let planes: Vec<&[u8]> = match transform {
         Transform::Identity => vec![input.bytes],
@@ -202,7 +208,10 @@ pub fn encode_tensor(
                 pcols as usize,
                 bias128,
                 whole_elements,
-                Some(split.plane_crcs[j]),
+                PlaneSums {
+                    crc32c: Some(split.plane_crcs[j]),
+                    none_counts: split.histograms.as_ref().map(|h| h[j]),
+                },
                 options,
             );
             (payload, entry, bits)
@@ -244,69 +253,6 @@ pub fn encode_tensor(
         },
         payload,
     })
-}
-
-/// Source bytes split into planes by one task (`split_parallel`).
-const SPLIT_CHUNK: usize = 1 << 20;
-
-/// A tensor's planes and the CRCs of the planes and of the tensor's bytes.
-struct Split {
-    planes: Vec<Vec<u8>>,
-    plane_crcs: Vec<u32>,
-    source_crc: u32,
-}
-
-/// The planes of a tensor, split in chunks of about `SPLIT_CHUNK` bytes spread over the
-/// threads, their memory zeroed in parallel too: a large tensor is a batch of its own, and a
-/// split on one thread (a pass over memory, 15% of a one-thread BF16 encode) left the others
-/// idle. The planes are those of `split_planes`, byte for byte. Each chunk's CRCs (of its
-/// source bytes and of its part of every plane) are taken as it is split, in cache: separate
-/// passes over a large tensor, from memory, cost a tenth of a fast BF16 encode.
-fn split_parallel(bytes: &[u8], dtype: Dtype, transform: Transform) -> Split {
-    if bytes.len() < 2 * SPLIT_CHUNK {
-        let planes = split_planes(bytes, dtype, transform);
-        let plane_crcs = planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
-        return Split { planes, plane_crcs, source_crc: wcodec_format::crc32c(bytes) };
-    }
-    let (unit, per_unit) = plane_strides(dtype, transform);
-    let units = bytes.len() / unit;
-    let mut planes: Vec<Vec<u8>> = per_unit
-        .iter()
-        .map(|&p| {
-            let mut plane = Vec::with_capacity(units * p);
-            plane.par_extend(rayon::iter::repeat_n(0u8, units * p));
-            plane
-        })
-        .collect();
-    let chunk_units = (SPLIT_CHUNK / unit).max(1);
-    // Each chunk of source units with its part of every plane.
-    let mut parts: Vec<Vec<&mut [u8]>> =
-        (0..units.div_ceil(chunk_units)).map(|_| Vec::new()).collect();
-    for (plane, &p) in planes.iter_mut().zip(&per_unit) {
-        for (part, piece) in parts.iter_mut().zip(plane.chunks_mut(chunk_units * p)) {
-            part.push(piece);
-        }
-    }
-    // Per chunk: the CRC of its source bytes, then of its part of each plane.
-    let crcs: Vec<(u32, Vec<u32>)> = bytes
-        .par_chunks(chunk_units * unit)
-        .zip(parts)
-        .map(|(source, mut part)| {
-            split_into(source, dtype, transform, &mut part);
-            let part_crcs = part.iter().map(|p| wcodec_format::crc32c(p)).collect();
-            (wcodec_format::crc32c(source), part_crcs)
-        })
-        .collect();
-    let combine = |part_crcs: Vec<u32>, part_len: usize, len: usize| {
-        wcodec_format::checksum::combine_parts(&part_crcs, part_len as u64, len as u64)
-    };
-    let source_crc = combine(crcs.iter().map(|c| c.0).collect(), chunk_units * unit, bytes.len());
-    let plane_crcs = per_unit
-        .iter()
-        .enumerate()
-        .map(|(j, &p)| combine(crcs.iter().map(|c| c.1[j]).collect(), chunk_units * p, units * p))
-        .collect();
-    Split { planes, plane_crcs, source_crc }
 }
 
 /// CRC-32C of `bytes`, in chunks spread over the threads for large tensors.
@@ -561,38 +507,6 @@ mod tests {
 
     fn tensor(len: u64) -> SourceTensor {
         SourceTensor { name: String::new(), dtype: Dtype::U8, dims: vec![len], offset: 0, len }
-    }
-
-    #[test]
-    fn planes_split_in_parallel_are_the_planes_split_in_one_pass() {
-        // Past the parallel threshold, not a whole number of chunks, for every transform.
-        let mut x = 0x9e37_79b9_u32;
-        let bytes: Vec<u8> = (0..5 * SPLIT_CHUNK / 2 + 4 * 34 * 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
-        for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::I32, Dtype::Q4_1, Dtype::Q8_0] {
-            let transform = transform_for(dtype);
-            let (unit, _) = plane_strides(dtype, transform);
-            let whole = &bytes[..bytes.len() / unit * unit];
-            assert!(whole.len() >= 2 * SPLIT_CHUNK, "{dtype}: the parallel path");
-            let split = split_parallel(whole, dtype, transform);
-            assert!(split.planes == split_planes(whole, dtype, transform), "{dtype}");
-            // The CRCs combined from the chunks' are those of the whole.
-            assert_eq!(split.source_crc, wcodec_format::crc32c(whole), "{dtype}");
-            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
-            assert_eq!(split.plane_crcs, crcs, "{dtype}");
-            // Below the threshold, the same.
-            let small = &whole[..unit * 1000];
-            let split = split_parallel(small, dtype, transform);
-            assert_eq!(split.source_crc, wcodec_format::crc32c(small), "{dtype}");
-            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
-            assert_eq!(split.plane_crcs, crcs, "{dtype}");
-        }
     }
 
     #[test]

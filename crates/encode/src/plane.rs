@@ -40,9 +40,18 @@ pub fn encode_plane(
     options: &EncodeOptions,
 ) -> EncodedPlane {
     let (entry, order0_bits, payload) =
-        encode_plane_payload(bytes, rows, cols, bias128, true, None, options);
+        encode_plane_payload(bytes, rows, cols, bias128, true, PlaneSums::default(), options);
     let payload = payload.map_or_else(|| bytes.to_vec(), |p| p.to_vec());
     EncodedPlane { entry, payload, order0_bits }
+}
+
+/// What a caller already has of a plane's bytes (`encode_plane_payload`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PlaneSums {
+    /// Their CRC-32C.
+    pub crc32c: Option<u32>,
+    /// Their histogram XOR the plane's bias, `none_histogram(bytes, bias, sampled_counts)`.
+    pub none_counts: Option<[u64; 256]>,
 }
 
 /// Pass 1's result for one tile: its predictor, and its residuals unless the predictor is
@@ -149,22 +158,18 @@ fn plane_histogram_of(model: &Model, sampled: bool) -> [u64; 256] {
 }
 
 /// The histogram of `bytes` XOR `bias`: a plane's residuals when every tile is NONE, counted,
-/// or estimated from a sample if `sampled` (`sampled_histogram`).
-fn none_histogram(bytes: &[u8], bias: u8, sampled: bool) -> [u64; 256] {
-    if sampled && bytes.len() >= 2 * SAMPLE_COUNTED {
-        return sampled_histogram(bytes, bias);
-    }
-    // One long run, not tile row by tile row (rows of 128 bytes cost the counter a third of
-    // its speed).
-    let hists: Vec<[u64; 256]> = bytes
+/// or estimated from a sample if `sampled` (`PlaneCounts`), in chunks spread over the threads.
+pub(crate) fn none_histogram(bytes: &[u8], bias: u8, sampled: bool) -> [u64; 256] {
+    let parts: Vec<PlaneCounts> = bytes
         .par_chunks(COUNT_CHUNK)
-        .map(|chunk| {
-            let mut h = [0u32; 256];
-            count([chunk], chunk.len(), bias, &mut h);
-            h.map(u64::from)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let mut counts = PlaneCounts::default();
+            counts.add(chunk, k * COUNT_CHUNK, bytes.len(), sampled);
+            counts
         })
         .collect();
-    sum_histograms(&hists)
+    PlaneCounts::histogram(&parts, bytes.len(), bias)
 }
 
 /// Bytes of a sample's blocks: long enough for the counter's loop, short enough to spread the
@@ -179,44 +184,80 @@ const SAMPLE_COUNTED: usize = 1 << 16;
 /// Sampled blocks are one in this many at most.
 const MAX_SAMPLE_STRIDE: usize = 16;
 
-/// An estimate of the histogram of `bytes` XOR `bias` (`EncodeOptions::sampled_counts`): one
-/// block of `SAMPLE_BLOCK` bytes in every `stride` is counted, the counts scaled to the whole,
-/// and the other blocks are only scanned for values the sample missed (`mark_present`, a
-/// fraction of a count's time), which get a count of 1: every byte of the plane must have a
-/// frequency. The same result on every CPU and thread count.
-fn sampled_histogram(bytes: &[u8], bias: u8) -> [u64; 256] {
-    let stride = (bytes.len() / SAMPLE_COUNTED).clamp(1, MAX_SAMPLE_STRIDE);
-    let period = SAMPLE_BLOCK * stride;
-    let parts: Vec<([u32; 256], [bool; 256], usize)> = bytes
-        .par_chunks(COUNT_CHUNK.next_multiple_of(period))
-        .map(|chunk| {
-            let mut h = [0u32; 256];
-            let mut present = [false; 256];
-            let counted: usize = chunk.chunks(period).map(|p| p.len().min(SAMPLE_BLOCK)).sum();
-            count(
-                chunk.chunks(period).map(|p| &p[..p.len().min(SAMPLE_BLOCK)]),
-                counted,
-                0,
-                &mut h,
-            );
-            for p in chunk.chunks(period).filter(|p| p.len() > SAMPLE_BLOCK) {
-                mark_present(&p[SAMPLE_BLOCK..], &mut present);
-            }
-            (h, present, counted)
-        })
-        .collect();
-    let counted: usize = parts.iter().map(|p| p.2).sum();
-    let scale = bytes.len() as f64 / counted as f64;
-    let mut total = [0u64; 256];
-    for s in 0..256 {
-        let n: u64 = parts.iter().map(|p| u64::from(p.0[s])).sum();
-        let seen = parts.iter().any(|p| p.1[s]);
-        total[s ^ usize::from(bias)] = match n {
-            0 => u64::from(seen),
-            n => (n as f64 * scale).round() as u64,
-        };
+/// What a part of a plane adds to the plane's NONE histogram, parts of a plane being counted
+/// apart (on different threads, or as a tensor is split) and then put together by
+/// [`PlaneCounts::histogram`]: the same histogram however the plane is cut.
+///
+/// Sampled (`EncodeOptions::sampled_counts`, planes of at least twice `SAMPLE_COUNTED` bytes):
+/// one block of `SAMPLE_BLOCK` bytes in every `stride` is counted, the counts are scaled to the
+/// whole plane, and the other blocks are only scanned for values the sample missed
+/// (`mark_present`, a fraction of a count's time), which get a count of 1: every byte of the
+/// plane must have a frequency. The same result on every CPU and thread count. Otherwise every
+/// byte is counted.
+#[derive(Clone)]
+pub(crate) struct PlaneCounts {
+    counts: [u32; 256],
+    present: [bool; 256],
+    counted: usize,
+}
+
+impl Default for PlaneCounts {
+    fn default() -> Self {
+        PlaneCounts { counts: [0; 256], present: [false; 256], counted: 0 }
     }
-    total
+}
+
+impl PlaneCounts {
+    /// Adds `part`, the bytes from `offset` of a plane of `plane_len` bytes (a part below
+    /// 4 GiB: counts are u32).
+    pub(crate) fn add(&mut self, part: &[u8], offset: usize, plane_len: usize, sampled: bool) {
+        if !sampled || plane_len < 2 * SAMPLE_COUNTED {
+            count([part], part.len(), 0, &mut self.counts);
+            self.counted += part.len();
+            return;
+        }
+        let stride = (plane_len / SAMPLE_COUNTED).clamp(1, MAX_SAMPLE_STRIDE);
+        let period = SAMPLE_BLOCK * stride;
+        // The part cut where its plane offsets cross a block's bounds: the first
+        // `SAMPLE_BLOCK` bytes of every period are counted (in one call), the rest scanned.
+        let mut sample: Vec<&[u8]> = Vec::with_capacity(part.len() / period + 2);
+        let (mut at, mut rest) = (offset, part);
+        while !rest.is_empty() {
+            let in_period = at % period;
+            let (piece, tail) = if in_period < SAMPLE_BLOCK {
+                let (piece, tail) = rest.split_at(rest.len().min(SAMPLE_BLOCK - in_period));
+                sample.push(piece);
+                (piece, tail)
+            } else {
+                let (piece, tail) = rest.split_at(rest.len().min(period - in_period));
+                mark_present(piece, &mut self.present);
+                (piece, tail)
+            };
+            at += piece.len();
+            rest = tail;
+        }
+        let counted = sample.iter().map(|p| p.len()).sum();
+        count(sample, counted, 0, &mut self.counts);
+        self.counted += counted;
+    }
+
+    /// The histogram of a plane of `plane_len` bytes, XOR `bias`, from the counts of all its
+    /// parts.
+    pub(crate) fn histogram(parts: &[PlaneCounts], plane_len: usize, bias: u8) -> [u64; 256] {
+        let counted: usize = parts.iter().map(|p| p.counted).sum();
+        // 1 where every byte was counted: the counts as they are.
+        let scale = plane_len as f64 / counted.max(1) as f64;
+        let mut total = [0u64; 256];
+        for s in 0..256 {
+            let n: u64 = parts.iter().map(|p| u64::from(p.counts[s])).sum();
+            let seen = parts.iter().any(|p| p.present[s]);
+            total[s ^ usize::from(bias)] = match n {
+                0 => u64::from(seen),
+                n => (n as f64 * scale).round() as u64,
+            };
+        }
+        total
+    }
 }
 
 fn sum_histograms(hists: &[[u64; 256]]) -> [u64; 256] {
@@ -406,17 +447,18 @@ thread_local! {
 /// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
 /// order-0 entropy of its bytes in bits, and its payload of units, or `None` where the plane is
 /// stored raw (its payload is then `bytes` as they are, which the caller may own and move).
-/// `whole_elements`: the plane is a tensor of one-byte elements (`fitted_tile_shape`); `crc32c`:
-/// the CRC of `bytes` if the caller has it (taken while the bytes were in cache).
+/// `whole_elements`: the plane is a tensor of one-byte elements (`fitted_tile_shape`); `known`:
+/// what the caller took of `bytes` while they were in cache.
 pub(crate) fn encode_plane_payload(
     bytes: &[u8],
     rows: usize,
     cols: usize,
     bias128: bool,
     whole_elements: bool,
-    crc32c: Option<u32>,
+    known: PlaneSums,
     options: &EncodeOptions,
 ) -> (PlaneEntry, f64, Option<Payload>) {
+    let PlaneSums { crc32c, none_counts } = known;
     debug_assert_eq!(bytes.len(), rows * cols);
     let raw_entry = |order0_bits: f64| {
         let crc32c = crc32c.unwrap_or_else(|| wcodec_format::crc32c(bytes));
@@ -438,11 +480,13 @@ pub(crate) fn encode_plane_payload(
     let bias = if bias128 { 0x80 } else { 0 };
     // Fitting tiles needs the plane's histogram first; it is also the plane's residual
     // histogram if every tile turns out NONE (as with the GPU preset's predictors).
-    let none_counts =
-        options.fit_tiles.then(|| none_histogram(bytes, bias, options.sampled_counts));
+    let none_counts = none_counts
+        .or_else(|| options.fit_tiles.then(|| none_histogram(bytes, bias, options.sampled_counts)));
     let (tile_rows, tile_cols) = match &none_counts {
-        Some(counts) => fitted_tile_shape(rows, cols, whole_elements, options.tile, counts),
-        None => tile_shape(rows as u64, cols as u64, options.tile),
+        Some(counts) if options.fit_tiles => {
+            fitted_tile_shape(rows, cols, whole_elements, options.tile, counts)
+        }
+        _ => tile_shape(rows as u64, cols as u64, options.tile),
     };
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 

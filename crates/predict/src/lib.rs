@@ -11,7 +11,8 @@ pub mod predictor;
 pub mod tile;
 
 pub use planes::{
-    merge_planes, merge_planes_reference, plane_is_signed, plane_strides, split_into, split_planes,
+    PlaneByte, merge_planes, merge_planes_reference, plane_is_signed, plane_strides, split_into,
+    split_planes,
 };
 pub use predictor::{choose_predictor, log2_approx, reconstruct, reconstruct_rows, residuals};
 pub use tile::{Tile, TileConfig, tile_shape, tiles};

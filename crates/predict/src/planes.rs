@@ -1,6 +1,8 @@
 //! Byte planes: how a transform splits a tensor's bytes and merges them back
 //! (docs/FORMAT.md, "Transforms").
 
+use std::mem::MaybeUninit;
+
 use wcodec_format::blocks::block_fields;
 use wcodec_format::{Dtype, Transform};
 
@@ -15,34 +17,91 @@ pub fn plane_is_signed(dtype: Dtype, transform: Transform, j: usize) -> bool {
     }
 }
 
+/// A byte of a plane that [`split_into`] writes: one already initialised (`u8`), or one of
+/// memory not yet written (`MaybeUninit<u8>`), so that a caller can split into a fresh
+/// allocation without zeroing it first (a pass over memory as long as the split's own).
+pub trait PlaneByte: Sized {
+    fn set(&mut self, value: u8);
+
+    /// Sets `dst` to `src` (a copy, of one length).
+    fn set_all(dst: &mut [Self], src: &[u8]);
+
+    /// Sets `dst` to `src`: a move of `N` bytes, not a loop (which stays a byte at a time).
+    fn set_array<const N: usize>(dst: &mut [Self; N], src: &[u8; N]);
+}
+
+impl PlaneByte for u8 {
+    #[inline(always)]
+    fn set(&mut self, value: u8) {
+        *self = value;
+    }
+
+    #[inline(always)]
+    fn set_all(dst: &mut [u8], src: &[u8]) {
+        dst.copy_from_slice(src);
+    }
+
+    #[inline(always)]
+    fn set_array<const N: usize>(dst: &mut [u8; N], src: &[u8; N]) {
+        *dst = *src;
+    }
+}
+
+impl PlaneByte for MaybeUninit<u8> {
+    #[inline(always)]
+    fn set(&mut self, value: u8) {
+        self.write(value);
+    }
+
+    #[inline(always)]
+    fn set_all(dst: &mut [Self], src: &[u8]) {
+        assert_eq!(dst.len(), src.len(), "a copy between slices of one length");
+        for (d, &s) in dst.iter_mut().zip(src) {
+            d.write(s);
+        }
+    }
+
+    #[inline(always)]
+    fn set_array<const N: usize>(dst: &mut [Self; N], src: &[u8; N]) {
+        *dst = src.map(MaybeUninit::new);
+    }
+}
+
 /// Splits the little-endian u16 elements of `bytes` into two byte planes, element `i` giving
 /// `(first[i], second[i]) = f(element)`. Sixteen elements at a time through a u16 array, so
 /// that the compiler vectorises the loop (shifts and masks on u16 lanes, then a pack to bytes)
 /// where a loop over byte pairs stays scalar.
 #[inline(always)]
-fn split_u16(bytes: &[u8], first: &mut [u8], second: &mut [u8], f: impl Fn(u16) -> (u8, u8)) {
+fn split_u16<B: PlaneByte>(
+    bytes: &[u8],
+    first: &mut [B],
+    second: &mut [B],
+    f: impl Fn(u16) -> (u8, u8),
+) {
     const K: usize = 16;
     let blocks =
         bytes.chunks_exact(2 * K).zip(first.chunks_exact_mut(K)).zip(second.chunks_exact_mut(K));
     for ((b, p), q) in blocks {
         // Fixed-size arrays and index loops: what the vectoriser recognises.
-        let (b, p, q): (&[u8; 2 * K], &mut [u8; K], &mut [u8; K]) =
+        let (b, p, q): (&[u8; 2 * K], &mut [B; K], &mut [B; K]) =
             (b.try_into().expect("2K"), p.try_into().expect("K"), q.try_into().expect("K"));
         let mut words = [0u16; K];
         for k in 0..K {
             words[k] = u16::from_le_bytes([b[2 * k], b[2 * k + 1]]);
         }
         for k in 0..K {
-            p[k] = f(words[k]).0;
+            p[k].set(f(words[k]).0);
         }
         for k in 0..K {
-            q[k] = f(words[k]).1;
+            q[k].set(f(words[k]).1);
         }
     }
     let done = first.len() / K * K;
     let rest = bytes[2 * done..].chunks_exact(2).zip(&mut first[done..]).zip(&mut second[done..]);
     for ((pair, p), q) in rest {
-        (*p, *q) = f(u16::from_le_bytes([pair[0], pair[1]]));
+        let (a, b) = f(u16::from_le_bytes([pair[0], pair[1]]));
+        p.set(a);
+        q.set(b);
     }
 }
 
@@ -73,10 +132,27 @@ pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec
 }
 
 /// Splits whole units of a tensor (`bytes`, see [`plane_strides`]) into `planes`, plane `j`
-/// sized to the units times its bytes a unit.
-pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut [&mut [u8]]) {
+/// sized to the units times its bytes a unit. Every byte of every plane is written (so planes
+/// of fresh memory, `MaybeUninit<u8>`, are then initialised).
+///
+/// Panics if a plane's length is not the units times its bytes a unit.
+pub fn split_into<B: PlaneByte>(
+    bytes: &[u8],
+    dtype: Dtype,
+    transform: Transform,
+    planes: &mut [&mut [B]],
+) {
+    let (unit, per_unit) = plane_strides(dtype, transform);
+    let units = bytes.len() / unit;
+    assert_eq!(bytes.len(), units * unit, "whole units of {dtype}");
+    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
+    for (plane, p) in planes.iter().zip(per_unit) {
+        assert_eq!(plane.len(), units * p, "a plane of {units} units of {p} bytes");
+    }
+    // With the lengths checked, each loop below zips a plane with the units and writes every
+    // byte of it.
     match (transform, planes) {
-        (Transform::Identity, [plane]) => plane.copy_from_slice(bytes),
+        (Transform::Identity, [plane]) => B::set_all(plane, bytes),
         (Transform::BytePlanes, [low, high]) if dtype.size() == 2 => {
             split_u16(bytes, low, high, |w| (w as u8, (w >> 8) as u8));
         }
@@ -85,7 +161,7 @@ pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut
             // Plane by plane, a strided gather the compiler can unroll.
             for (j, plane) in planes.iter_mut().enumerate() {
                 for (p, element) in plane.iter_mut().zip(bytes.chunks_exact(size)) {
-                    *p = element[j];
+                    p.set(element[j]);
                 }
             }
         }
@@ -103,10 +179,10 @@ pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut
                 .zip(p3.iter_mut())
             {
                 let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                *e = (v >> 23) as u8;
-                *sm = ((v >> 24) as u8 & 0x80) | ((v >> 16) as u8 & 0x7f);
-                *mid = (v >> 8) as u8;
-                *lo = v as u8;
+                e.set((v >> 23) as u8);
+                sm.set(((v >> 24) as u8 & 0x80) | ((v >> 16) as u8 & 0x7f));
+                mid.set((v >> 8) as u8);
+                lo.set(v as u8);
             }
         }
         (Transform::BlockFields, planes) => {
@@ -117,16 +193,16 @@ pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut
             // field spends a loop iteration per block on each (GGUF encode 1.1x).
             match (&mut *planes, fields.last().map(|f| (f.offset, f.count, f.step))) {
                 ([d0, d1, q], Some((2, 16, 1))) => {
-                    return split_blocks::<2, 16>(bytes, [d0, d1], q);
+                    return split_blocks::<B, 2, 16>(bytes, [d0, d1], q);
                 }
                 ([d0, d1, q], Some((2, 32, 1))) => {
-                    return split_blocks::<2, 32>(bytes, [d0, d1], q);
+                    return split_blocks::<B, 2, 32>(bytes, [d0, d1], q);
                 }
                 ([d0, d1, m0, m1, q], Some((4, 16, 1))) => {
-                    return split_blocks::<4, 16>(bytes, [d0, d1, m0, m1], q);
+                    return split_blocks::<B, 4, 16>(bytes, [d0, d1, m0, m1], q);
                 }
                 ([d0, d1, m0, m1, q], Some((4, 32, 1))) => {
-                    return split_blocks::<4, 32>(bytes, [d0, d1, m0, m1], q);
+                    return split_blocks::<B, 4, 32>(bytes, [d0, d1, m0, m1], q);
                 }
                 _ => {}
             }
@@ -137,18 +213,18 @@ pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut
                     (usize::from(f.offset), usize::from(f.count), usize::from(f.step));
                 let blocks = bytes.chunks_exact(block);
                 match (count, step) {
-                    (1, _) => gather::<1>(plane, blocks, offset),
-                    (16, 1) => gather::<16>(plane, blocks, offset),
-                    (32, 1) => gather::<32>(plane, blocks, offset),
+                    (1, _) => gather::<B, 1>(plane, blocks, offset),
+                    (16, 1) => gather::<B, 16>(plane, blocks, offset),
+                    (32, 1) => gather::<B, 32>(plane, blocks, offset),
                     (_, 1) => {
                         for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
-                            dst.copy_from_slice(&b[offset..offset + count]);
+                            B::set_all(dst, &b[offset..offset + count]);
                         }
                     }
                     _ => {
                         for (dst, b) in plane.chunks_exact_mut(count).zip(blocks) {
                             for (k, d) in dst.iter_mut().enumerate() {
-                                *d = b[offset + k * step];
+                                d.set(b[offset + k * step]);
                             }
                         }
                     }
@@ -164,29 +240,33 @@ pub fn split_into(bytes: &[u8], dtype: Dtype, transform: Transform, planes: &mut
 /// Blocks of `K` one-byte fields (field `j` at byte `j`, to `bytes[j]`) followed by `N` bytes
 /// (to `tail`), read a whole block at a time: `merge_blocks` backwards.
 #[inline(always)]
-fn split_blocks<const K: usize, const N: usize>(
+fn split_blocks<B: PlaneByte, const K: usize, const N: usize>(
     blocks: &[u8],
-    bytes: [&mut &mut [u8]; K],
-    tail: &mut [u8],
+    bytes: [&mut &mut [B]; K],
+    tail: &mut [B],
 ) {
     let n = blocks.len() / (K + N);
-    let bytes: [&mut [u8]; K] = bytes.map(|b| &mut b[..n]);
+    let bytes: [&mut [B]; K] = bytes.map(|b| &mut b[..n]);
     for (i, (b, t)) in blocks.chunks_exact(K + N).zip(tail.chunks_exact_mut(N)).enumerate() {
         let (head, quants) = b.split_at(K);
         for (j, &h) in head.iter().enumerate() {
-            bytes[j][i] = h;
+            bytes[j][i].set(h);
         }
         // Fixed sizes, so that the copy is a move of N bytes, not a call.
-        let t: &mut [u8; N] = t.try_into().expect("N bytes");
-        *t = *<&[u8; N]>::try_from(quants).expect("N bytes");
+        let t: &mut [B; N] = t.try_into().expect("N bytes");
+        B::set_array(t, <&[u8; N]>::try_from(quants).expect("N bytes"));
     }
 }
 
 /// Copies bytes `offset..offset + C` of every block into consecutive `C`-byte slots of `plane`.
-fn gather<const C: usize>(plane: &mut [u8], blocks: std::slice::ChunksExact<u8>, offset: usize) {
+fn gather<B: PlaneByte, const C: usize>(
+    plane: &mut [B],
+    blocks: std::slice::ChunksExact<u8>,
+    offset: usize,
+) {
     for (dst, b) in plane.chunks_exact_mut(C).zip(blocks) {
-        let src: &[u8; C] = b[offset..offset + C].try_into().expect("C bytes");
-        dst.copy_from_slice(src);
+        let dst: &mut [B; C] = dst.try_into().expect("C bytes");
+        B::set_array(dst, b[offset..offset + C].try_into().expect("C bytes"));
     }
 }
 
