@@ -244,13 +244,14 @@ fn raw_rows<'f>(file: &'f [u8], plane: &PlaneEntry, rows: &std::ops::Range<usize
 /// cost a tenth of a BF16 decode, and the plane's CRC comes from the bands' as the tensor's
 /// does.
 fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs, DecodeError> {
-    let out = out.into_bytes();
     let t = plan.tensor;
     let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
-    if t.planes.len() == 1 {
+    let out = if t.planes.len() == 1 {
+        let out = out.into_bytes();
         decode_rows(file, plan, rows.clone(), vec![out])?;
+        out
     } else {
-        PLANES.with_borrow_mut(|bufs| -> Result<(), DecodeError> {
+        PLANES.with_borrow_mut(|bufs| -> Result<&mut [u8], DecodeError> {
             bufs.resize_with(t.planes.len(), Vec::new);
             let mut outs = Vec::with_capacity(t.planes.len());
             for (plane, buf) in t.planes.iter().zip(bufs.iter_mut()) {
@@ -276,10 +277,10 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs
                     PlaneEncoding::Rans { .. } => &buf[..rows.len() * p.cols as usize],
                 })
                 .collect();
-            merge_planes(&refs, t.dtype, t.transform, out);
-            Ok(())
-        })?;
-    }
+            // The merge writes every byte of the band: fresh memory is not zeroed first.
+            Ok(out.written_by(|out| merge_planes(&refs, t.dtype, t.transform, out)))
+        })?
+    };
     let tensor = crate::crc32c(out);
     let raw = t
         .planes

@@ -271,27 +271,52 @@ fn gather<B: PlaneByte, const C: usize>(
 }
 
 /// Merges planes back into the tensor's bytes. `out.len()` must be the tensor's byte length.
+/// Every byte of `out` is written (so fresh memory, `MaybeUninit<u8>`, is then initialised).
 ///
 /// The loops are written so that the compiler vectorises them (elements assembled as integers
 /// from zipped planes, block fields moved in constant sizes); `merge_planes_reference` is the
 /// plain per-byte form they are tested against.
-pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &mut [u8]) {
+///
+/// Panics if the planes are not those of `transform` for `out`'s units.
+pub fn merge_planes<B: PlaneByte>(
+    planes: &[&[u8]],
+    dtype: Dtype,
+    transform: Transform,
+    out: &mut [B],
+) {
+    let (unit, per_unit) = plane_strides(dtype, transform);
+    let units = out.len() / unit;
+    assert_eq!(out.len(), units * unit, "whole units of {dtype}");
+    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
+    for (plane, p) in planes.iter().zip(per_unit) {
+        assert_eq!(plane.len(), units * p, "a plane of {units} units of {p} bytes");
+    }
+    // With the lengths checked, each loop below zips `out`'s units with the planes and writes
+    // every byte of it.
     match (transform, planes) {
-        (Transform::Identity, _) => out.copy_from_slice(planes[0]),
+        (Transform::Identity, [plane]) => B::set_all(out, plane),
         (Transform::BytePlanes, [a, b]) => {
             for ((o, &a), &b) in out.chunks_exact_mut(2).zip(*a).zip(*b) {
-                o.copy_from_slice(&(u16::from(a) | (u16::from(b) << 8)).to_le_bytes());
+                set_le(o, (u16::from(a) | (u16::from(b) << 8)).to_le_bytes());
             }
         }
         (Transform::BytePlanes, [a, b, c, d]) => {
             for ((((o, &a), &b), &c), &d) in out.chunks_exact_mut(4).zip(*a).zip(*b).zip(*c).zip(*d)
             {
-                o.copy_from_slice(&u32::from_le_bytes([a, b, c, d]).to_le_bytes());
+                set_le(o, [a, b, c, d]);
+            }
+        }
+        (Transform::BytePlanes, planes) => {
+            let size = dtype.size();
+            for (j, plane) in planes.iter().enumerate() {
+                for (element, &b) in out.chunks_exact_mut(size).zip(plane.iter()) {
+                    element[j].set(b);
+                }
             }
         }
         (Transform::Bf16Split, [e, sm]) => {
             for ((o, &e), &sm) in out.chunks_exact_mut(2).zip(*e).zip(*sm) {
-                o.copy_from_slice(&bf16_bits(e, sm).to_le_bytes());
+                set_le(o, bf16_bits(e, sm).to_le_bytes());
             }
         }
         (Transform::F32Split, [e, sm, mid, lo]) => {
@@ -299,7 +324,7 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
                 out.chunks_exact_mut(4).zip(*e).zip(*sm).zip(*mid).zip(*lo)
             {
                 let v = (u32::from(bf16_bits(e, sm)) << 16) | (u32::from(mid) << 8) | u32::from(lo);
-                o.copy_from_slice(&v.to_le_bytes());
+                set_le(o, v.to_le_bytes());
             }
         }
         (Transform::BlockFields, _) => {
@@ -309,13 +334,17 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
             // in one pass, a block at a time; a pass per field would spend a loop iteration
             // per block on each one-byte field.
             match (planes, fields.last().map(|f| (f.offset, f.count, f.step))) {
-                ([d0, d1, q], Some((2, 16, 1))) => return merge_blocks::<2, 16>(out, [d0, d1], q),
-                ([d0, d1, q], Some((2, 32, 1))) => return merge_blocks::<2, 32>(out, [d0, d1], q),
+                ([d0, d1, q], Some((2, 16, 1))) => {
+                    return merge_blocks::<B, 2, 16>(out, [d0, d1], q);
+                }
+                ([d0, d1, q], Some((2, 32, 1))) => {
+                    return merge_blocks::<B, 2, 32>(out, [d0, d1], q);
+                }
                 ([d0, d1, m0, m1, q], Some((4, 16, 1))) => {
-                    return merge_blocks::<4, 16>(out, [d0, d1, m0, m1], q);
+                    return merge_blocks::<B, 4, 16>(out, [d0, d1, m0, m1], q);
                 }
                 ([d0, d1, m0, m1, q], Some((4, 32, 1))) => {
-                    return merge_blocks::<4, 32>(out, [d0, d1, m0, m1], q);
+                    return merge_blocks::<B, 4, 32>(out, [d0, d1, m0, m1], q);
                 }
                 _ => {}
             }
@@ -324,26 +353,34 @@ pub fn merge_planes(planes: &[&[u8]], dtype: Dtype, transform: Transform, out: &
                     (usize::from(f.offset), usize::from(f.step), usize::from(f.count));
                 let blocks = out.chunks_exact_mut(block);
                 match (step, count) {
-                    (1, 1) => place_field::<1>(blocks, plane, offset),
-                    (1, 4) => place_field::<4>(blocks, plane, offset),
-                    (1, 12) => place_field::<12>(blocks, plane, offset),
-                    (1, 16) => place_field::<16>(blocks, plane, offset),
-                    (1, 32) => place_field::<32>(blocks, plane, offset),
-                    (1, 64) => place_field::<64>(blocks, plane, offset),
-                    (1, 128) => place_field::<128>(blocks, plane, offset),
-                    (1, 256) => place_field::<256>(blocks, plane, offset),
+                    (1, 1) => place_field::<B, 1>(blocks, plane, offset),
+                    (1, 4) => place_field::<B, 4>(blocks, plane, offset),
+                    (1, 12) => place_field::<B, 12>(blocks, plane, offset),
+                    (1, 16) => place_field::<B, 16>(blocks, plane, offset),
+                    (1, 32) => place_field::<B, 32>(blocks, plane, offset),
+                    (1, 64) => place_field::<B, 64>(blocks, plane, offset),
+                    (1, 128) => place_field::<B, 128>(blocks, plane, offset),
+                    (1, 256) => place_field::<B, 256>(blocks, plane, offset),
                     _ => {
                         for (b, src) in blocks.zip(plane.chunks_exact(count)) {
                             for (k, &x) in src.iter().enumerate() {
-                                b[offset + k * step] = x;
+                                b[offset + k * step].set(x);
                             }
                         }
                     }
                 }
             }
         }
-        _ => merge_planes_reference(planes, dtype, transform, out),
+        (transform, planes) => {
+            unreachable!("{transform:?} of {dtype} has no {} planes", planes.len())
+        }
     }
+}
+
+/// Sets an element's `N` bytes (`o`, a chunk of exactly `N`) to `bytes`.
+#[inline(always)]
+fn set_le<B: PlaneByte, const N: usize>(o: &mut [B], bytes: [u8; N]) {
+    B::set_array(o.try_into().expect("N bytes"), &bytes);
 }
 
 /// A bf16 from its exponent and sign-mantissa bytes.
@@ -355,30 +392,34 @@ fn bf16_bits(e: u8, sm: u8) -> u16 {
 /// Blocks of `K` one-byte fields (field `j` at byte `j`, from `bytes[j]`) followed by `N`
 /// bytes from `tail`, written a whole block at a time.
 #[inline(always)]
-fn merge_blocks<const K: usize, const N: usize>(out: &mut [u8], bytes: [&[u8]; K], tail: &[u8]) {
+fn merge_blocks<B: PlaneByte, const K: usize, const N: usize>(
+    out: &mut [B],
+    bytes: [&[u8]; K],
+    tail: &[u8],
+) {
     let blocks = out.len() / (K + N);
     let bytes: [&[u8]; K] = bytes.map(|b| &b[..blocks]);
     for (i, (b, t)) in out.chunks_exact_mut(K + N).zip(tail.chunks_exact(N)).enumerate() {
         let (head, quants) = b.split_at_mut(K);
         for (j, h) in head.iter_mut().enumerate() {
-            *h = bytes[j][i];
+            h.set(bytes[j][i]);
         }
         // Fixed sizes, so that the copy is a move of N bytes, not a call.
-        let quants: &mut [u8; N] = quants.try_into().expect("N bytes");
-        *quants = *<&[u8; N]>::try_from(t).expect("N bytes");
+        let quants: &mut [B; N] = quants.try_into().expect("N bytes");
+        B::set_array(quants, <&[u8; N]>::try_from(t).expect("N bytes"));
     }
 }
 
 /// Copies the `N` bytes of each block's field from `plane` to `offset` in its block.
 #[inline(always)]
-fn place_field<const N: usize>(
-    blocks: std::slice::ChunksExactMut<u8>,
+fn place_field<B: PlaneByte, const N: usize>(
+    blocks: std::slice::ChunksExactMut<B>,
     plane: &[u8],
     offset: usize,
 ) {
     for (b, src) in blocks.zip(plane.chunks_exact(N)) {
-        let src: &[u8; N] = src.try_into().expect("N bytes");
-        b[offset..offset + N].copy_from_slice(src);
+        let dst: &mut [B; N] = (&mut b[offset..offset + N]).try_into().expect("N bytes");
+        B::set_array(dst, src.try_into().expect("N bytes"));
     }
 }
 
@@ -436,6 +477,47 @@ pub fn merge_planes_reference(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `split_into` and `merge_planes` write every byte of what they are given, whatever it
+    /// held: outputs filled with two different bytes come out the same (what the callers that
+    /// hand them fresh memory rely on).
+    #[test]
+    fn split_and_merge_write_every_byte() {
+        let bytes: Vec<u8> =
+            (0..64 * 34 * 20 + 4 * 18 * 34).map(|i| (i * 37 % 251) as u8).collect();
+        let cases = [
+            (Dtype::F16, Transform::BytePlanes),
+            (Dtype::F32, Transform::BytePlanes),
+            (Dtype::I64, Transform::BytePlanes),
+            (Dtype::BF16, Transform::Bf16Split),
+            (Dtype::F32, Transform::F32Split),
+            (Dtype::I8, Transform::Identity),
+        ];
+        let blocks = Dtype::ALL.into_iter().filter(|d| d.block().is_some());
+        let cases = cases.into_iter().chain(blocks.map(|d| (d, Transform::BlockFields)));
+        for (dtype, transform) in cases {
+            let (unit, per_unit) = plane_strides(dtype, transform);
+            let whole = &bytes[..bytes.len() / unit * unit];
+            let units = whole.len() / unit;
+            let split = |fill: u8| {
+                let mut planes: Vec<Vec<u8>> =
+                    per_unit.iter().map(|&p| vec![fill; units * p]).collect();
+                let mut outs: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+                split_into(whole, dtype, transform, &mut outs);
+                planes
+            };
+            let planes = split(0x00);
+            assert!(planes == split(0xff), "{dtype}: split");
+            let refs: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+            let merged = |fill: u8| {
+                let mut out = vec![fill; whole.len()];
+                merge_planes(&refs, dtype, transform, &mut out);
+                out
+            };
+            assert_eq!(merged(0x00), whole, "{dtype}: merge");
+            assert_eq!(merged(0xff), whole, "{dtype}: merge");
+        }
+    }
 
     fn round_trip(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec<u8>> {
         let planes = split_planes(bytes, dtype, transform);
