@@ -15,9 +15,9 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 use wcodec_format::{Dtype, Transform};
-use wcodec_predict::{plane_is_signed, plane_strides, split_into, split_planes};
+use wcodec_predict::{plane_is_signed, plane_strides, split_into};
 
-use crate::plane::{PlaneCounts, none_histogram};
+use crate::plane::PlaneCounts;
 
 /// Source bytes split into planes by one task (`split_parallel`); under Miri a few KiB, so
 /// that its tests reach the parallel path.
@@ -33,7 +33,7 @@ pub(crate) struct Split {
 }
 
 /// The planes of a tensor, split in chunks of about `SPLIT_CHUNK` bytes spread over the
-/// threads: a large tensor is a batch of its own, and a split on one thread (a pass over
+/// threads (one chunk below two): a large tensor is a batch of its own, and a split on one thread (a pass over
 /// memory, 15% of a one-thread BF16 encode) left the others idle. The planes are those of
 /// `split_planes`, byte for byte. Each chunk's CRCs (of its source bytes and of its part of
 /// every plane) are taken as it is split, in cache: separate passes over a large tensor, from
@@ -47,22 +47,16 @@ pub(crate) fn split_parallel(
     counting: Option<bool>,
 ) -> Split {
     let bias = |j: usize| if plane_is_signed(dtype, transform, j) { 0x80 } else { 0 };
-    if bytes.len() < 2 * SPLIT_CHUNK {
-        let planes = split_planes(bytes, dtype, transform);
-        let plane_crcs = planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
-        let histograms = counting.map(|sampled| {
-            let of = |(j, p): (usize, &Vec<u8>)| none_histogram(p, bias(j), sampled);
-            planes.iter().enumerate().map(of).collect()
-        });
-        let source_crc = wcodec_format::crc32c(bytes);
-        return Split { planes, plane_crcs, source_crc, histograms };
-    }
     let (unit, per_unit) = plane_strides(dtype, transform);
     let units = bytes.len() / unit;
     let bytes = &bytes[..units * unit];
     let mut planes: Vec<Vec<u8>> =
         per_unit.iter().map(|&p| Vec::with_capacity(units * p)).collect();
-    let chunk_units = (SPLIT_CHUNK / unit).max(1);
+    // A tensor below two chunks is one chunk (split on the calling thread).
+    let chunk_units = match bytes.len() < 2 * SPLIT_CHUNK {
+        true => units.max(1),
+        false => (SPLIT_CHUNK / unit).max(1),
+    };
     // Each chunk of source units with its part of every plane, not yet written.
     let mut parts: Vec<Vec<&mut [MaybeUninit<u8>]>> =
         (0..units.div_ceil(chunk_units)).map(|_| Vec::new()).collect();
@@ -138,7 +132,9 @@ fn split_fresh<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plane::none_histogram;
     use crate::transform_for;
+    use wcodec_predict::split_planes;
 
     /// Bytes of weights-like noise.
     fn noise(n: usize) -> Vec<u8> {
@@ -207,7 +203,7 @@ mod tests {
             // Histograms counted chunk by chunk (sampled where the plane is large enough) are
             // those of the whole planes, XOR each plane's bias.
             for sampled in [false, true] {
-                for bytes in [whole, small] {
+                for bytes in [whole, small, &whole[..0]] {
                     let split = split_parallel(bytes, dtype, transform, Some(sampled));
                     let expected: Vec<[u64; 256]> = (split.planes.iter().enumerate())
                         .map(|(j, p)| {
