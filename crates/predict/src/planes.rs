@@ -131,6 +131,24 @@ pub fn split_planes(bytes: &[u8], dtype: Dtype, transform: Transform) -> Vec<Vec
     planes
 }
 
+/// Panics unless `len` bytes are whole units of `dtype` and the planes (their lengths) are
+/// those of `transform` for these units: what `split_into` and `merge_planes` check before
+/// their loops, which then write every byte of what they are given.
+fn check_lengths(
+    dtype: Dtype,
+    transform: Transform,
+    len: usize,
+    planes: impl ExactSizeIterator<Item = usize>,
+) {
+    let (unit, per_unit) = plane_strides(dtype, transform);
+    let units = len / unit;
+    assert_eq!(len, units * unit, "whole units of {dtype}");
+    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
+    for (plane, p) in planes.zip(per_unit) {
+        assert_eq!(plane, units * p, "a plane of {units} units of {p} bytes");
+    }
+}
+
 /// Splits whole units of a tensor (`bytes`, see [`plane_strides`]) into `planes`, plane `j`
 /// sized to the units times its bytes a unit. Every byte of every plane is written (so planes
 /// of fresh memory, `MaybeUninit<u8>`, are then initialised).
@@ -142,13 +160,7 @@ pub fn split_into<B: PlaneByte>(
     transform: Transform,
     planes: &mut [&mut [B]],
 ) {
-    let (unit, per_unit) = plane_strides(dtype, transform);
-    let units = bytes.len() / unit;
-    assert_eq!(bytes.len(), units * unit, "whole units of {dtype}");
-    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
-    for (plane, p) in planes.iter().zip(per_unit) {
-        assert_eq!(plane.len(), units * p, "a plane of {units} units of {p} bytes");
-    }
+    check_lengths(dtype, transform, bytes.len(), planes.iter().map(|p| p.len()));
     // With the lengths checked, each loop below zips a plane with the units and writes every
     // byte of it.
     match (transform, planes) {
@@ -284,13 +296,7 @@ pub fn merge_planes<B: PlaneByte>(
     transform: Transform,
     out: &mut [B],
 ) {
-    let (unit, per_unit) = plane_strides(dtype, transform);
-    let units = out.len() / unit;
-    assert_eq!(out.len(), units * unit, "whole units of {dtype}");
-    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
-    for (plane, p) in planes.iter().zip(per_unit) {
-        assert_eq!(plane.len(), units * p, "a plane of {units} units of {p} bytes");
-    }
+    check_lengths(dtype, transform, out.len(), planes.iter().map(|p| p.len()));
     // With the lengths checked, each loop below zips `out`'s units with the planes and writes
     // every byte of it.
     match (transform, planes) {
