@@ -1,10 +1,12 @@
 //! A tensor's payload as the encoder makes it: the coded units and raw planes as they came out
-//! of the coder, each at its offset, with zeros between them (alignment). Written to the output
-//! once, by the file writer; never assembled into one buffer first.
+//! of the coder (each unit still in the buffer it was coded into), each at its offset, with
+//! zeros between them (alignment). Written to the output once, by the file writer; never
+//! assembled into one buffer first.
 
 use std::io::{self, Write};
 
 use rayon::prelude::*;
+use wcodec_rans::CodedUnit;
 
 /// Payloads shorter than this are appended on one thread (`Payload::append_to_vec`); under
 /// Miri, which checks the parallel path's unsafe line, a few KiB.
@@ -13,8 +15,43 @@ const PARALLEL_APPEND: usize = if cfg!(miri) { 4 << 10 } else { 4 << 20 };
 /// Byte segments at increasing offsets; the bytes between them are zeros.
 #[derive(Clone, Debug, Default)]
 pub struct Payload {
-    segments: Vec<(usize, Vec<u8>)>,
+    segments: Vec<(usize, Segment)>,
     len: usize,
+}
+
+/// A payload's piece: bytes, or a coded unit in the buffer the coder wrote it into.
+#[derive(Debug)]
+pub(crate) enum Segment {
+    Bytes(Vec<u8>),
+    Unit(CodedUnit),
+}
+
+impl Segment {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Bytes(bytes) => bytes,
+            Segment::Unit(unit) => unit.bytes(),
+        }
+    }
+}
+
+impl Clone for Segment {
+    /// A unit's clone is its bytes alone.
+    fn clone(&self) -> Segment {
+        Segment::Bytes(self.bytes().to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Segment {
+    fn from(bytes: Vec<u8>) -> Segment {
+        Segment::Bytes(bytes)
+    }
+}
+
+impl From<CodedUnit> for Segment {
+    fn from(unit: CodedUnit) -> Segment {
+        Segment::Unit(unit)
+    }
 }
 
 impl Payload {
@@ -33,11 +70,12 @@ impl Payload {
         self.len = self.len.max(offset);
     }
 
-    /// Appends `bytes` at the end.
-    pub(crate) fn push(&mut self, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            let n = bytes.len();
-            self.segments.push((self.len, bytes));
+    /// Appends `bytes` (a `Vec<u8>` or a `CodedUnit`) at the end.
+    pub(crate) fn push(&mut self, bytes: impl Into<Segment>) {
+        let segment = bytes.into();
+        let n = segment.bytes().len();
+        if n > 0 {
+            self.segments.push((self.len, segment));
             self.len += n;
         }
     }
@@ -62,7 +100,8 @@ impl Payload {
             }
             Ok(())
         };
-        for (offset, bytes) in &self.segments {
+        for (offset, segment) in &self.segments {
+            let bytes = segment.bytes();
             pad(out, offset - at)?;
             out.write_all(bytes)?;
             at = offset + bytes.len();
@@ -85,11 +124,12 @@ impl Payload {
         // The pieces of the new bytes: (place, segment), a segment `None` for zeros.
         let mut pieces = Vec::with_capacity(2 * self.segments.len() + 1);
         let mut at = 0;
-        for (offset, bytes) in &self.segments {
+        for (offset, segment) in &self.segments {
+            let bytes = segment.bytes();
             let (zeros, tail) = std::mem::take(&mut rest).split_at_mut(offset - at);
             let (place, tail) = tail.split_at_mut(bytes.len());
             pieces.push((zeros, None));
-            pieces.push((place, Some(bytes.as_slice())));
+            pieces.push((place, Some(bytes)));
             (rest, at) = (tail, offset + bytes.len());
         }
         pieces.push((rest, None));
@@ -168,7 +208,7 @@ mod tests {
             } else {
                 1000 + 337 * usize::from(k % 50)
             };
-            p.push((0..n).map(|i| (i as u8) ^ k).collect());
+            p.push((0..n).map(|i| (i as u8) ^ k).collect::<Vec<u8>>());
             p.pad_to(p.len().next_multiple_of(64));
         }
         p.pad_to(p.len() + 100);

@@ -3,7 +3,8 @@
 //!
 //! Memory: a tile coded with NONE (nearly every tile of real weights) has the plane's bytes,
 //! XOR the bias, as residuals, so they are never stored: histograms read the plane itself and
-//! pass 2 gathers each such tile into a per-thread buffer. Only predicted tiles keep their
+//! pass 2 codes the plane's bytes with tables relabeled by the bias, in place where a tile spans
+//! the plane's width, else gathered into a per-thread buffer. Only predicted tiles keep their
 //! residuals between the passes. Units go into the caller's payload as they are, uncopied.
 
 use std::cell::RefCell;
@@ -15,8 +16,8 @@ use wcodec_format::{
 };
 use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
 use wcodec_rans::{
-    EncodeTable, GROUP, TableMap, cost_bits, encode_unit, entropy_bits, histogram, mark_present,
-    normalize,
+    CodedUnit, EncodeTable, GROUP, TableMap, cost_bits, encode_unit_owned, entropy_bits, histogram,
+    mark_present, normalize,
 };
 
 use crate::tables::choose_tables;
@@ -124,22 +125,23 @@ impl Model<'_> {
         plain
     }
 
-    /// Tile `i`'s residuals: stored, the plane's bytes themselves (a full-width tile with no
-    /// bias), or gathered into `scratch`.
-    fn tile_residuals<'s>(&'s self, i: usize, scratch: &'s mut Vec<u8>) -> &'s [u8] {
+    /// Tile `i`'s symbols for the coder, and whether they are the plane's bytes: a predicted
+    /// tile's stored residuals (`false`), or a NONE tile's bytes, in place where the tile spans
+    /// the plane's width, else gathered into `scratch` (`true`; tables relabeled by the bias
+    /// code them as their residuals, `EncodeTable::relabeled`).
+    fn tile_symbols<'s>(&'s self, i: usize, scratch: &'s mut Vec<u8>) -> (&'s [u8], bool) {
         let tile = self.tiles[i];
         if let Some(res) = &self.models[i].residuals {
-            return res;
+            return (res, false);
         }
-        if tile.w == self.cols && self.bias == 0 {
-            return &self.bytes[tile.r0 * self.cols..][..tile.len()];
+        if tile.w == self.cols {
+            return (&self.bytes[tile.r0 * self.cols..][..tile.len()], true);
         }
         scratch.clear();
         for r in tile.r0..tile.r0 + tile.h {
-            let row = &self.bytes[r * self.cols + tile.c0..][..tile.w];
-            scratch.extend(row.iter().map(|&x| x ^ self.bias));
+            scratch.extend_from_slice(&self.bytes[r * self.cols + tile.c0..][..tile.w]);
         }
-        scratch
+        (scratch, true)
     }
 }
 
@@ -440,7 +442,8 @@ fn count<'a>(rows: impl IntoIterator<Item = &'a [u8]>, len: usize, bias: u8, h: 
 const MIN_PLANE_SAVING: f64 = 0.005;
 
 thread_local! {
-    /// Residuals of a NONE tile gathered for the coder, reused per thread.
+    /// The bytes of a NONE tile narrower than its plane, gathered for the coder, reused per
+    /// thread.
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -584,7 +587,15 @@ pub(crate) fn encode_plane_payload(
     // Pass 2: one unit per tile.
     let encoders: Vec<EncodeTable> =
         tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
-    let coded: Vec<(Vec<u8>, u32)> = (0..n_tiles)
+    // NONE tiles are coded from the plane's bytes, the bias folded into their tables.
+    let byte_encoders: Vec<EncodeTable> = match bias {
+        0 => Vec::new(),
+        _ => tables.iter().map(|t| EncodeTable::relabeled(t, prob_bits, bias)).collect(),
+    };
+    // A unit is coded into a buffer of its own, sized by the plane's estimate with a margin
+    // (tiles differ; a unit that needs more grows its buffer).
+    let bits_per_symbol = coded_bits / bytes.len() as f64;
+    let coded: Vec<(CodedUnit, u32)> = (0..n_tiles)
         .into_par_iter()
         .map(|i| {
             let tile = model.tiles[i];
@@ -593,17 +604,20 @@ pub(crate) fn encode_plane_payload(
             } else {
                 TableMap::Rows { row_tables: &row_tables[tile.r0..tile.r0 + tile.h], width: tile.w }
             };
-            let mut unit = Vec::new();
-            GATHER.with_borrow_mut(|scratch| {
-                encode_unit(model.tile_residuals(i, scratch), &encoders, map, &mut unit);
+            let expected =
+                (bits_per_symbol * tile.len() as f64 / 8.0 * 1.0625) as usize + STATES_BYTES + 256;
+            let unit = GATHER.with_borrow_mut(|scratch| {
+                let (symbols, are_bytes) = model.tile_symbols(i, scratch);
+                let tables = if are_bytes && bias != 0 { &byte_encoders } else { &encoders };
+                encode_unit_owned(symbols, tables, map, expected)
             });
-            let crc = wcodec_format::crc32c(&unit);
+            let crc = wcodec_format::crc32c(unit.bytes());
             (unit, crc)
         })
         .collect();
     let coded_len = coded
         .iter()
-        .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.len());
+        .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.bytes().len());
     let directory_cost = n_tiles * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
     if (coded_len + directory_cost) as f64 >= worth {
         return raw_entry(order0_bits);
@@ -615,7 +629,7 @@ pub(crate) fn encode_plane_payload(
         payload.pad_to(offset);
         units.push(UnitEntry {
             offset: offset as u64,
-            len: unit.len() as u32,
+            len: unit.bytes().len() as u32,
             crc32c: crc,
             predictor: m.predictor,
         });

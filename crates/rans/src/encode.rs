@@ -1,5 +1,6 @@
 //! The encoder: runs the decoder's steps backwards and reverses the words.
 
+use crate::down::{CodedUnit, Down};
 use crate::simd::{ENCODE_HEADROOM, EncodeRun, Kernel};
 use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, TableMap};
 
@@ -76,7 +77,8 @@ pub(crate) struct SimdEncTable {
 }
 
 impl SimdEncTable {
-    fn new(freqs: &Frequencies) -> SimdEncTable {
+    /// The constants of `freqs`, stored at each symbol XOR `relabel` (`EncodeTable::relabeled`).
+    fn new(freqs: &Frequencies, relabel: u8) -> SimdEncTable {
         let mut t = SimdEncTable {
             info: [0; 256],
             magic32: [0; 256],
@@ -85,7 +87,8 @@ impl SimdEncTable {
         };
         let m = freqs.iter().sum::<u32>();
         let mut cum = 0u32;
-        for (s, &freq) in freqs.iter().enumerate() {
+        for (symbol, &freq) in freqs.iter().enumerate() {
+            let s = symbol ^ usize::from(relabel);
             let (magic32, shift) = div_magic32(freq);
             t.info[s] = (freq & 0xffff) | (cum & 0xfff) << 16 | shift << 28;
             t.magic32[s] = magic32;
@@ -122,25 +125,35 @@ fn div_magic32(d: u32) -> (u32, u32) {
 impl EncodeTable {
     /// `freqs` must sum to `2^prob_bits` (as `normalize` guarantees).
     pub fn new(freqs: &Frequencies, prob_bits: u8) -> EncodeTable {
+        EncodeTable::relabeled(freqs, prob_bits, 0)
+    }
+
+    /// The table of `freqs` that codes byte `b` as symbol `b ^ relabel`: coding a plane's bytes
+    /// with it is coding their residuals `b ^ relabel` with `freqs` (the same words), without
+    /// the residuals ever being written out.
+    pub fn relabeled(freqs: &Frequencies, prob_bits: u8, relabel: u8) -> EncodeTable {
         let mut symbols = [EncSymbol::default(); 256];
         let mut cum = 0u32;
         for (s, &freq) in freqs.iter().enumerate() {
-            symbols[s] = EncSymbol::new(freq, cum, prob_bits);
+            symbols[s ^ usize::from(relabel)] = EncSymbol::new(freq, cum, prob_bits);
             cum += freq;
         }
         debug_assert_eq!(cum, 1 << prob_bits);
-        EncodeTable { prob_bits: u32::from(prob_bits), symbols, simd: SimdEncTable::new(freqs) }
+        EncodeTable {
+            prob_bits: u32::from(prob_bits),
+            symbols,
+            simd: SimdEncTable::new(freqs, relabel),
+        }
     }
 
-    /// `put`, with the word stored below `*cur` in `buf` (u16 little-endian) instead.
+    /// `put`, with the word stored below the others in `down` instead.
     #[inline(always)]
-    fn put_down(&self, x: &mut u32, symbol: u8, buf: &mut [u8], cur: &mut usize) {
+    fn put_down(&self, x: &mut u32, symbol: u8, down: &mut Down) {
         let s = &self.symbols[symbol as usize];
         let v = *x;
         let emit = u64::from(v) >= s.x_max;
         if emit {
-            *cur -= 1;
-            buf[2 * *cur..2 * *cur + 2].copy_from_slice(&(v as u16).to_le_bytes());
+            down.put(v as u16);
         }
         *x = s.code(if emit { v >> 16 } else { v });
     }
@@ -280,50 +293,94 @@ fn encode_fast(
     map: TableMap,
     out: &mut Vec<u8>,
 ) {
-    DOWN.with_borrow_mut(|buf| {
-        let mut unit = Coding::new(symbols, map, buf);
-        while unit.g > 0 {
-            match unit.run_before(tables) {
-                Some((start, prob_bits)) => {
-                    let k = unit.g - start;
-                    kernel.encode_run(unit.run(tables, k), prob_bits);
-                    unit.g = start;
-                }
-                None => unit.scalar_group(tables),
-            }
-        }
-        unit.finish(out);
+    DOWN.with_borrow_mut(|down| {
+        // Room for every symbol's word: the buffer, reused, never grows while coding.
+        down.reset(symbols.len() + ENCODE_HEADROOM);
+        code_down(Some(kernel), symbols, tables, map, down);
+        out.extend_from_slice(down.bytes());
     });
 }
 
-/// One unit being coded by [`encode_fast`]: groups `0..g` are still to code, the words so far
-/// lie in `buf[2 * cur..2 * top]`.
+/// Encodes `symbols` as [`encode_unit`] does, into a buffer of its own sized for about
+/// `expected_len` bytes of unit (grown if it needs more): the unit is then where the coder
+/// wrote it, never copied. For an encoder that keeps its units.
+pub fn encode_unit_owned(
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    expected_len: usize,
+) -> CodedUnit {
+    encode_unit_owned_with(Path::detected(), symbols, tables, map, expected_len)
+}
+
+/// [`encode_unit_owned`] on the given path, or on the scalar one where this CPU lacks it. For
+/// tests and benchmarks.
+#[doc(hidden)]
+pub fn encode_unit_owned_with(
+    path: Path,
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    expected_len: usize,
+) -> CodedUnit {
+    map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
+    let mut down = Down::with_room(expected_len.div_ceil(2) + ENCODE_HEADROOM);
+    code_down(path.kernel(), symbols, tables, map, &mut down);
+    CodedUnit(down)
+}
+
+/// Codes a unit into `down`, growing it where it lacks room: runs of full groups on `kernel`,
+/// the other groups (every group without one) on the scalar steps.
+fn code_down(
+    kernel: Option<Kernel>,
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    down: &mut Down,
+) {
+    let mut unit = Coding::new(symbols, map, down);
+    while unit.g > 0 {
+        let run = kernel.and_then(|kernel| Some((kernel, unit.run_before(tables)?)));
+        match run {
+            Some((kernel, (start, prob_bits))) => {
+                // At most one word a symbol: a run as long as the room allows.
+                if unit.down.room() < GROUP + ENCODE_HEADROOM {
+                    unit.down.reserve(GROUP * (unit.g - start) + ENCODE_HEADROOM);
+                }
+                let k = (unit.g - start).min((unit.down.room() - ENCODE_HEADROOM) / GROUP);
+                kernel.encode_run(unit.run(tables, k), prob_bits);
+                unit.g -= k;
+            }
+            None => {
+                unit.down.reserve(GROUP);
+                unit.scalar_group(tables);
+            }
+        }
+    }
+    let states = unit.states;
+    down.finish(&states);
+}
+
+/// One unit being coded by [`code_down`]: groups `0..g` are still to code, the words so far
+/// are in `down`.
 struct Coding<'a> {
     symbols: &'a [u8],
     map: TableMap<'a>,
     states: [u32; LANES],
     g: usize,
-    buf: &'a mut Vec<u8>,
-    cur: usize,
-    top: usize,
+    down: &'a mut Down,
     /// The half tables of the run found by `run_before`, in the last entries.
     classes: [[u8; 2]; MAX_RUN],
 }
 
 impl<'a> Coding<'a> {
-    fn new(symbols: &'a [u8], map: TableMap<'a>, buf: &'a mut Vec<u8>) -> Coding<'a> {
-        let top = symbols.len() + ENCODE_HEADROOM;
-        if buf.len() < 2 * top {
-            buf.resize(2 * top, 0);
-        }
+    fn new(symbols: &'a [u8], map: TableMap<'a>, down: &'a mut Down) -> Coding<'a> {
         Coding {
             symbols,
             map,
             states: [STATE_LOW; LANES],
             g: symbols.len().div_ceil(GROUP),
-            buf,
-            cur: top,
-            top,
+            down,
             classes: [[0; 2]; MAX_RUN],
         }
     }
@@ -360,53 +417,71 @@ impl<'a> Coding<'a> {
 
     /// The kernel's run of the last `k` groups of the run `run_before` found.
     fn run<'r>(&'r mut self, tables: &'r [EncodeTable], k: usize) -> EncodeRun<'r> {
+        let (buf, cur) = self.down.parts();
         EncodeRun {
             states: &mut self.states,
             symbols: &self.symbols[(self.g - k) * GROUP..self.g * GROUP],
             tables,
             classes: &self.classes[MAX_RUN - k..],
-            buf: self.buf,
-            cur: &mut self.cur,
+            buf,
+            cur,
         }
     }
 
-    /// Group `g - 1` (full or not) on the scalar steps.
+    /// Group `g - 1` (full or not) on the scalar steps; needs room for a word a symbol.
     fn scalar_group(&mut self, tables: &[EncodeTable]) {
         let (n, base) = (self.symbols.len(), (self.g - 1) * GROUP);
+        let size = (n - base).min(GROUP);
+        let group_table = self.map.group_table(base, size);
         for j in (0..RUN).rev() {
             for lane in (0..LANES).rev() {
                 let t = base + lane * RUN + j;
                 if t < n {
-                    tables[self.map.table_of(t)].put_down(
-                        &mut self.states[lane],
-                        self.symbols[t],
-                        self.buf,
-                        &mut self.cur,
-                    );
+                    let table = group_table.unwrap_or_else(|| self.map.table_of(t));
+                    tables[table].put_down(&mut self.states[lane], self.symbols[t], self.down);
                 }
             }
         }
         self.g -= 1;
     }
-
-    /// Appends the unit to `out`: the 32 states, then the words.
-    fn finish(self, out: &mut Vec<u8>) {
-        out.reserve(LANES * 4 + 2 * (self.top - self.cur));
-        for s in self.states {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
-        out.extend_from_slice(&self.buf[2 * self.cur..2 * self.top]);
-    }
 }
 
 thread_local! {
-    /// The SIMD encoder's word buffer, filled downward from the end, reused per thread.
-    static DOWN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// `encode_fast`'s word buffer, reused per thread.
+    static DOWN: std::cell::RefCell<Down> = std::cell::RefCell::new(Down::empty());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A unit coded into a buffer of its own is the unit `encode_unit` appends, on the scalar
+    /// path (the one Miri runs) and the detected one, from no room at all (grown group by
+    /// group) to more than it needs.
+    #[test]
+    fn owned_units_are_the_appended_units() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let symbols: Vec<u8> = (0..GROUP * 3 + 37)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Skewed: mostly small values, some of every byte.
+                if x.is_multiple_of(4) { (x >> 8) as u8 } else { (x >> 8) as u8 % 6 }
+            })
+            .collect();
+        let freqs = crate::normalize(&crate::histogram(&symbols), 10);
+        let tables = [EncodeTable::new(&freqs, 10)];
+        for path in [Path::Scalar, Path::detected()] {
+            let mut appended = vec![7];
+            encode_unit_with(path, &symbols, &tables, TableMap::Single, &mut appended);
+            for expected in [0, 64, appended.len(), 4 * appended.len()] {
+                let unit =
+                    encode_unit_owned_with(path, &symbols, &tables, TableMap::Single, expected);
+                assert!(unit.bytes() == &appended[1..], "{path:?}, room for {expected} bytes");
+            }
+        }
+    }
 
     /// Numerators where a reciprocal is most likely off: around multiples of `d`, and the ends.
     fn numerators(d: u32) -> impl Iterator<Item = u32> {
@@ -457,7 +532,7 @@ mod tests {
                 freqs[0] = cum;
                 freqs[1] = freq;
                 freqs[2] = m - freq - cum;
-                let t = SimdEncTable::new(&freqs);
+                let t = SimdEncTable::new(&freqs, 0);
                 let (info, magic_cmpl) = (t.info512[1], t.magic_cmpl[1]);
                 assert_eq!(info & 0xffff, freq);
                 let low52 = |v: u64| v & ((1 << 52) - 1);

@@ -18,16 +18,20 @@
 //!
 //! Modules: `decode` (tables, the reference decoder, the checks every path shares),
 //! `fast_decode` (the SIMD paths' driver: kernel runs, mixed and tail groups, pairs), `encode`
-//! (tables, the reference encoder, the SIMD paths' driver), `freq` (histograms, normalisation),
-//! `simd` (the kernels).
+//! (tables, the reference encoder, the SIMD paths' driver), `down` (the encoder's word buffer,
+//! filled downward, and [`CodedUnit`]), `freq` (histograms, normalisation), `simd` (the
+//! kernels).
 //!
-//! Unsafe code: the crate denies it everywhere but in one module, `simd`, which holds the
-//! intrinsics and `#[target_feature]` kernels, each `unsafe` block with a `SAFETY` note; a kernel
-//! is reachable only through a token built by run-time feature detection. The drivers that split
-//! units into the kernels' runs and validate them are safe code.
+//! Unsafe code: the crate denies it everywhere but in the `simd` module, which holds the
+//! intrinsics and `#[target_feature]` kernels, each `unsafe` block with a `SAFETY` note (a kernel
+//! is reachable only through a token built by run-time feature detection), and one line of
+//! `down` (a coded unit's bytes, written into memory never zeroed, viewed as bytes; its tests run
+//! under Miri). The drivers that split units into the kernels' runs and validate them are safe
+//! code.
 #![deny(unsafe_code)]
 
 mod decode;
+mod down;
 mod encode;
 mod fast_decode;
 mod freq;
@@ -35,7 +39,10 @@ mod freq;
 mod simd;
 
 pub use decode::{DecodeTable, decode_unit, decode_unit_with, write_table_entries};
-pub use encode::{EncodeTable, encode_unit, encode_unit_with};
+pub use down::CodedUnit;
+pub use encode::{
+    EncodeTable, encode_unit, encode_unit_owned, encode_unit_owned_with, encode_unit_with,
+};
 pub use fast_decode::{Out, UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};
 pub use simd::{mark_present, weighted_cost_sums};

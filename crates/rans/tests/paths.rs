@@ -2,7 +2,8 @@
 //! bytes from the encoder, the same output and the same error from the decoder, on random units
 //! (every length class, 1 to 4 tables with row maps, precisions 8 to 12, skewed, flat, small and
 //! one-symbol alphabets) and on damaged ones (bit flips, truncations, garbage, wrong lengths and
-//! maps). Each path is forced explicitly, so one process tests them all.
+//! maps). Each path is forced explicitly, so one process tests them all. Every unit is also coded
+//! into buffers of its own (`encode_unit_owned`), which must give the same bytes.
 
 use proptest::prelude::*;
 use wcodec_rans::*;
@@ -152,7 +153,16 @@ fn case() -> impl Strategy<Value = Case> {
 fn encode(path: Path, case: &Case) -> Vec<u8> {
     let mut unit = vec![0xAA]; // encode_unit appends
     encode_unit_with(path, &case.data, &case.encoders(), case.map(), &mut unit);
-    unit.split_off(1)
+    let unit = unit.split_off(1);
+    // A unit coded into a buffer of its own is the same, whatever room it starts with: none
+    // (grown at every run), a little, about its size, more than it needs.
+    for expected in [0, 100, unit.len(), 3 * unit.len() + 1000] {
+        let owned =
+            encode_unit_owned_with(path, &case.data, &case.encoders(), case.map(), expected);
+        assert!(owned.bytes() == unit, "{path:?}: unit coded with room for {expected} bytes");
+        assert!(owned.capacity() >= unit.len());
+    }
+    unit
 }
 
 /// Decodes with every path into buffers pre-filled alike; returns the scalar result and output,
@@ -356,6 +366,29 @@ fn real_weights_agree() {
             let (result, out) = decode_all(&unit, &case.decoders(), TableMap::Single, data.len());
             assert_eq!(result, Ok(()));
             assert!(out == data, "{name}");
+        }
+    }
+}
+
+/// Tables relabeled by a byte code every byte `b` as the plain tables code `b ^ relabel`, on
+/// every path: an encoder may hand the coder a plane's bytes and fold their bias into its
+/// tables.
+#[test]
+fn relabeled_tables_code_bytes_as_their_residuals() {
+    let dir = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(format!("{dir}/minilm-int8-per-tensor.safetensors")).unwrap();
+    let data = &bytes[bytes.len() / 2..bytes.len() / 2 + (1 << 14) + 77];
+    for relabel in [0x80u8, 0x01, 0xff] {
+        let residuals: Vec<u8> = data.iter().map(|&b| b ^ relabel).collect();
+        let freqs = normalize(&histogram(&residuals), 12);
+        let plain = [EncodeTable::new(&freqs, 12)];
+        let relabeled = [EncodeTable::relabeled(&freqs, 12, relabel)];
+        for path in Path::available() {
+            let mut expected = Vec::new();
+            encode_unit_with(path, &residuals, &plain, TableMap::Single, &mut expected);
+            let mut got = Vec::new();
+            encode_unit_with(path, data, &relabeled, TableMap::Single, &mut got);
+            assert!(got == expected, "{path:?}, relabeled by {relabel:#x}");
         }
     }
 }

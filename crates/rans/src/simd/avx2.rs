@@ -155,7 +155,7 @@ pub(super) unsafe fn encode_run(
     tables: &[EncodeTable],
     classes: &[[u8; 2]],
     prob_bits: u32,
-    buf: &mut [u8],
+    buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
 ) {
     let renorm_shift = _mm256_set1_epi32(32 - prob_bits as i32);
@@ -176,7 +176,7 @@ pub(super) unsafe fn encode_run(
         *x = unsafe { _mm256_loadu_si256(states.as_ptr().add(8 * r).cast()) };
     }
     let mut c = *cur;
-    let out = buf.as_mut_ptr();
+    let out = buf.as_mut_ptr().cast::<u8>();
     for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
         // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second.
         let table = class.map(|c| &tables[usize::from(c)].simd);

@@ -396,7 +396,7 @@ pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
         ]
     };
     let mut c = *cur;
-    let out = buf.as_mut_ptr();
+    let out = buf.as_mut_ptr().cast::<u8>();
     for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
         // Register r codes half r of the group, with table class[r].
         let table = class.map(|t| &tables[usize::from(t)].simd);

@@ -251,7 +251,7 @@ pub(crate) struct EncodeRun<'a> {
     pub(crate) symbols: &'a [u8],
     pub(crate) tables: &'a [EncodeTable],
     pub(crate) classes: &'a [[u8; 2]],
-    pub(crate) buf: &'a mut [u8],
+    pub(crate) buf: &'a mut [std::mem::MaybeUninit<u8>],
     pub(crate) cur: &'a mut usize,
 }
 
