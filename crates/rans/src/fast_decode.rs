@@ -109,9 +109,9 @@ fn decode_staged(path: Path, job: &mut UnitJob) -> Result<(), RansError> {
 
 /// Decodes several units, each exactly as [`crate::decode_unit`] would (the same output and the
 /// same result, in order; for [`Out::Rows`] the output of a unit that fails is unspecified).
-/// Where the CPU has AVX-512 the units are decoded two at a time (three where their tables do
-/// not stay in L1), interleaved on one core, which is about 1.6 times the throughput of one at a
-/// time: as soon as one ends, the next unit takes its place, so that units of different lengths
+/// Where the CPU has AVX-512 the units are decoded two at a time (three where their steps wait
+/// long: tables out of L1, or 6 bits a symbol and more), interleaved on one core, which is about
+/// 1.6 times the throughput of one at a time: as soon as one ends, the next unit takes its place, so that units of different lengths
 /// keep the kernel's lanes full.
 pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
     decode_units_with(Path::detected(), jobs)
@@ -196,11 +196,15 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
         }
         let ready = runs.iter().filter(|&&r| r > 0).count();
         if ready >= 2 {
-            // Three units at once where their tables do not stay in L1 (their gathers wait on
-            // L2 and a third chain hides more of it); two where they do (a third only spills
-            // registers).
-            let big = |u: &FastUnit| u.tables.len() << u.tables[0].prob_bits() > 1 << 12;
-            let three = ready == 3 && slots.iter().flatten().all(|(_, u)| big(u));
+            // Three units at once where their steps wait long: tables out of L1 (gathers from
+            // L2), or units of at least 6 bits a symbol (a word read at most steps); a third
+            // chain then hides more of the wait (MiniLM int8 per-row, 7.3 bits with one 12-bit
+            // table: 1.09x). Two elsewhere, where a third costs more in spilled registers than
+            // it hides (MiniLM BF16 and FP16, 0.96-0.97x).
+            let slow = |u: &FastUnit| {
+                u.tables.len() << u.tables[0].prob_bits() > 1 << 12 || 8 * u.stream.len() >= 6 * u.n
+            };
+            let three = ready == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
             let mut chosen = [false; INTERLEAVED];
             for k in (0..INTERLEAVED).filter(|&k| runs[k] > 0).take(if three { 3 } else { 2 }) {
                 chosen[k] = true;

@@ -12,7 +12,7 @@
 //!
 //! Decoding one unit is bound by the latency of its lanes' chains (a table gather of about 30
 //! cycles a step), not by the core's throughput: [`decode_units`] decodes units two (or, where
-//! their tables leave L1, three) at a time, interleaved, for about 1.6 times the throughput of
+//! their steps wait longest, three) at a time, interleaved, for about 1.6 times the throughput of
 //! one core on one unit at a time, and stores them where [`Out`] says (flat, or the rows of a
 //! tile in a wider plane).
 //!
