@@ -2,7 +2,7 @@
 
 use crate::down::{CodedUnit, Down};
 use crate::simd::{ENCODE_HEADROOM, EncodeRun, Kernel};
-use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, TableMap};
+use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, STATES_BYTES, TableMap};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal,
 /// and the coding step as one multiply-add: with `q = x / freq` and `M = 2^prob_bits`,
@@ -324,7 +324,9 @@ pub fn encode_unit_owned_with(
     expected_len: usize,
 ) -> CodedUnit {
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
-    let mut down = Down::with_room(expected_len.div_ceil(2) + ENCODE_HEADROOM);
+    // Room for the words (the states have theirs).
+    let words = expected_len.saturating_sub(STATES_BYTES).div_ceil(2);
+    let mut down = Down::with_room(words + ENCODE_HEADROOM);
     code_down(path.kernel(), symbols, tables, map, &mut down);
     CodedUnit(down)
 }
