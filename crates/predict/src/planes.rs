@@ -491,17 +491,7 @@ mod tests {
     fn split_and_merge_write_every_byte() {
         let bytes: Vec<u8> =
             (0..64 * 34 * 20 + 4 * 18 * 34).map(|i| (i * 37 % 251) as u8).collect();
-        let cases = [
-            (Dtype::F16, Transform::BytePlanes),
-            (Dtype::F32, Transform::BytePlanes),
-            (Dtype::I64, Transform::BytePlanes),
-            (Dtype::BF16, Transform::Bf16Split),
-            (Dtype::F32, Transform::F32Split),
-            (Dtype::I8, Transform::Identity),
-        ];
-        let blocks = Dtype::ALL.into_iter().filter(|d| d.block().is_some());
-        let cases = cases.into_iter().chain(blocks.map(|d| (d, Transform::BlockFields)));
-        for (dtype, transform) in cases {
+        for (dtype, transform) in every_transform() {
             let (unit, per_unit) = plane_strides(dtype, transform);
             let whole = &bytes[..bytes.len() / unit * unit];
             let units = whole.len() / unit;
@@ -548,8 +538,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn merge_planes_matches_its_reference_on_every_length() {
+    /// A dtype of every transform, every GGUF block type among them.
+    fn every_transform() -> impl Iterator<Item = (Dtype, Transform)> {
         let cases = [
             (Dtype::F16, Transform::BytePlanes),
             (Dtype::I16, Transform::BytePlanes),
@@ -560,8 +550,12 @@ mod tests {
             (Dtype::I8, Transform::Identity),
         ];
         let blocks = Dtype::ALL.into_iter().filter(|d| d.block().is_some());
-        let cases = cases.into_iter().chain(blocks.map(|d| (d, Transform::BlockFields)));
-        for (dtype, transform) in cases {
+        cases.into_iter().chain(blocks.map(|d| (d, Transform::BlockFields)))
+    }
+
+    #[test]
+    fn merge_planes_matches_its_reference_on_every_length() {
+        for (dtype, transform) in every_transform() {
             for elements in [0usize, 1, 15, 16, 17, 33, 100] {
                 let len = elements * dtype.size();
                 let bytes: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
