@@ -15,7 +15,7 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 const POLY: u32 = 0x82F6_3B78;
 
 /// `a · b` modulo the polynomial, both bit-reflected (bit 31 is x^0).
-fn mul(a: u32, mut b: u32) -> u32 {
+const fn mul(a: u32, mut b: u32) -> u32 {
     let mut product = 0;
     let mut m = 1u32 << 31;
     while m != 0 && a & (m | (m - 1)) != 0 {
@@ -28,18 +28,28 @@ fn mul(a: u32, mut b: u32) -> u32 {
     product
 }
 
+/// `x^(8 · 2^k)` modulo the polynomial for k = 0..64 (appending 2^k bytes), by squaring, at
+/// compile time: `shift_of` then multiplies only the powers of its length's set bits.
+const BYTE_POWERS: [u32; 64] = {
+    let mut powers = [0u32; 64];
+    let mut power = 1u32 << (31 - 8); // x^8
+    let mut k = 0;
+    while k < 64 {
+        powers[k] = power;
+        power = mul(power, power);
+        k += 1;
+    }
+    powers
+};
+
 /// `x^(8 n)` modulo the polynomial: the factor that appends `n` bytes to a CRC.
 pub fn shift_of(n: u64) -> Shift {
-    // x^(2^k) for k = 3 (one byte) upwards, by squaring.
-    let mut power = 1u32 << (31 - 8); // x^8
     let mut result = 1u32 << 31; // x^0
-    let mut n = n;
-    while n != 0 {
-        if n & 1 != 0 {
-            result = mul(result, power);
-        }
-        power = mul(power, power);
-        n >>= 1;
+    let mut bits = n;
+    while bits != 0 {
+        let k = bits.trailing_zeros() as usize;
+        result = mul(result, BYTE_POWERS[k]);
+        bits &= bits - 1;
     }
     Shift(result)
 }
