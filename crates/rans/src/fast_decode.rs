@@ -111,8 +111,8 @@ fn decode_staged(path: Path, job: &mut UnitJob) -> Result<(), RansError> {
 /// same result, in order; for [`Out::Rows`] the output of a unit that fails is unspecified).
 /// Where the CPU has AVX-512 the units are decoded two at a time (three where their steps wait
 /// long: tables out of L1, or 6 bits a symbol and more), interleaved on one core, which is about
-/// 1.6 times the throughput of one at a time: as soon as one ends, the next unit takes its place, so that units of different lengths
-/// keep the kernel's lanes full.
+/// 1.6 times the throughput of one at a time: as soon as one ends, the next unit takes its
+/// place, so that units of different lengths keep the kernel's lanes full.
 pub fn decode_units(jobs: &mut [UnitJob<'_>]) -> Vec<Result<(), RansError>> {
     decode_units_with(Path::detected(), jobs)
 }
