@@ -585,13 +585,14 @@ pub(crate) fn encode_plane_payload(
     }
 
     // Pass 2: one unit per tile.
-    let encoders: Vec<EncodeTable> =
-        tables.iter().map(|t| EncodeTable::new(t, prob_bits)).collect();
-    // NONE tiles are coded from the plane's bytes, the bias folded into their tables.
-    let byte_encoders: Vec<EncodeTable> = match bias {
-        0 => Vec::new(),
-        _ => tables.iter().map(|t| EncodeTable::relabeled(t, prob_bits, bias)).collect(),
+    // NONE tiles are coded from the plane's bytes, the bias folded into their tables; predicted
+    // tiles from their residuals, with the plain tables (the same ones without a bias, and
+    // built only where some tile is predicted).
+    let encoders_by = |relabel: u8| -> Vec<EncodeTable> {
+        tables.iter().map(|t| EncodeTable::relabeled(t, prob_bits, relabel)).collect()
     };
+    let byte_encoders = encoders_by(bias);
+    let residual_encoders = (bias != 0 && !all_none).then(|| encoders_by(0));
     // A unit is coded into a buffer of its own, sized by the plane's estimate with a margin
     // (tiles differ; a unit that needs more grows its buffer).
     let bits_per_symbol = coded_bits / bytes.len() as f64;
@@ -608,7 +609,10 @@ pub(crate) fn encode_plane_payload(
                 (bits_per_symbol * tile.len() as f64 / 8.0 * 1.0625) as usize + STATES_BYTES + 256;
             let unit = GATHER.with_borrow_mut(|scratch| {
                 let (symbols, are_bytes) = model.tile_symbols(i, scratch);
-                let tables = if are_bytes && bias != 0 { &byte_encoders } else { &encoders };
+                let tables = match &residual_encoders {
+                    Some(plain) if !are_bytes => plain,
+                    _ => &byte_encoders,
+                };
                 encode_unit_owned(symbols, tables, map, expected)
             });
             let crc = wcodec_format::crc32c(unit.bytes());
