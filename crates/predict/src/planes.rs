@@ -63,7 +63,15 @@ impl PlaneByte for MaybeUninit<u8> {
 
     #[inline(always)]
     fn set_array<const N: usize>(dst: &mut [Self; N], src: &[u8; N]) {
-        *dst = src.map(MaybeUninit::new);
+        // 16 bytes at a time: the map of a longer array compiles to a call, not a move.
+        let (dst16, dst_rest) = dst.as_chunks_mut::<16>();
+        let (src16, src_rest) = src.as_chunks::<16>();
+        for (d, s) in dst16.iter_mut().zip(src16) {
+            *d = s.map(MaybeUninit::new);
+        }
+        for (d, &s) in dst_rest.iter_mut().zip(src_rest) {
+            d.write(s);
+        }
     }
 }
 
