@@ -65,13 +65,13 @@ if [ -z "${SKIP_SANITIZERS:-}" ]; then
         "$BIN/gpu_tests" --test-threads=1 > "$OUT/memcheck.log" 2>&1
     grep -E "ERROR SUMMARY|test result" "$OUT/memcheck.log"
     step racecheck env WCODEC_GPU_QUICK=1 compute-sanitizer --tool racecheck --error-exitcode 9 \
-        "$BIN/gpu_tests" --test-threads=1 many_tensors damaged tables_too_big bf16 compact \
+        "$BIN/gpu_tests" --test-threads=1 many_tensors damaged tables_too_big bf16 compact field \
         > "$OUT/racecheck.log" 2>&1
     grep -E "RACECHECK SUMMARY|test result" "$OUT/racecheck.log"
     # No read of device memory nothing wrote: the compressed bytes go up window by window, the
     # outputs are never cleared.
     step initcheck env WCODEC_GPU_QUICK=1 compute-sanitizer --tool initcheck --error-exitcode 9 \
-        "$BIN/gpu_tests" --test-threads=1 many_tensors bf16 > "$OUT/initcheck.log" 2>&1
+        "$BIN/gpu_tests" --test-threads=1 many_tensors bf16 field > "$OUT/initcheck.log" 2>&1
     grep -E "ERROR SUMMARY|test result" "$OUT/initcheck.log"
 fi
 cat "$S"

@@ -341,6 +341,8 @@ fn the_staging_known_before_the_plan_is_the_plans() {
 fn streamed_launches_read_only_uploaded_bytes() {
     let mut all_cases = cases();
     all_cases.extend(bf16_cases());
+    // GGUF blocks: whole blocks merged from scratch after the last piece.
+    all_cases.extend(field_run_cases());
     let (_, raw) = raw_plane_file();
     // Each BF16 case alone too: a merged tensor's last tile reads its sign-mantissa plane up to
     // the plane's end, with no other tensor staged after it.
@@ -606,7 +608,7 @@ fn subsets_of_a_kept_plan_decode_alike() {
         let full = Plan::build(&file, &dir, &all, &options).unwrap();
         let mut staging = vec![0u8; full.staging_len as usize];
         full.fill_staging(&file, &mut staging);
-        for which in [vec![3], vec![11, 0, 5], vec![n - 1, n - 3, 2, 2], all.clone()] {
+        for which in [vec![3], vec![11, 0, 5], vec![n - 1, n - 2, n - 3, 2, 2], all.clone()] {
             let mut sub = full.subset(&which).unwrap();
             assert!(sub.tables.is_empty() && sub.maps.is_empty() && sub.segments.is_empty());
             sub.tables.clone_from(&full.tables);

@@ -242,6 +242,8 @@ fn streamed_decodes_match_the_reference() {
     let streamed = |step| PlanOptions { streamed_launch_bytes: step, ..PlanOptions::default() };
     let mut all_cases = cases();
     all_cases.extend(bf16_cases());
+    // GGUF blocks, merged after the last piece.
+    all_cases.extend(field_run_cases());
     let coded = file_of(if quick() { &all_cases[..16] } else { &all_cases });
     let (_, raw) = raw_plane_file();
     let mut files = vec![("every case".to_string(), coded.clone()), ("raw plane".into(), raw)];
@@ -331,7 +333,7 @@ fn kept_files_decode_any_subset_again() {
         let kept = gpu.keep(&file, &dir).unwrap();
         assert!(kept.device_bytes() > 0);
         let all: Vec<usize> = (0..n).collect();
-        for which in [vec![3], vec![n - 1, 0, 5], vec![3], all] {
+        for which in [vec![3], vec![n - 1, n - 2, 0, 5], vec![3], all] {
             let mut tensors = which.clone();
             tensors.sort_unstable();
             let got = kept.decode_tensors(&which).unwrap();

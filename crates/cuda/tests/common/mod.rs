@@ -472,11 +472,14 @@ pub fn mixed_with_reference() -> (Vec<u8>, Directory, Vec<Vec<u8>>) {
     (file, dir, expected)
 }
 
-/// Twelve of the cases and four BF16 ones in one file: every unit kind, merged BF16 tensors and
-/// (with `merge_while_decoding` off) tensors through scratch and the merge launch.
+/// Twelve of the cases, four BF16 ones and four GGUF ones in one file: every unit kind, merged
+/// BF16 tensors and (with `merge_while_decoding` off) tensors through scratch and the merge
+/// launch, GGUF blocks merged whole from scratch (Q8_0, Q4_1) and Q4_K's heads merged.
 pub fn mixed_file() -> Vec<u8> {
     let mut cases = cases()[..12].to_vec();
     cases.extend(bf16_cases().into_iter().take(4));
+    let blocks = field_run_cases();
+    cases.extend([1, 2, 12, 6].map(|i| blocks[i].clone()));
     file_of(&cases)
 }
 
