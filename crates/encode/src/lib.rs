@@ -375,7 +375,7 @@ fn write_batch<W: std::io::Write>(
 /// Source bytes of small tensors encoded together (see `compress_source`).
 const BATCH_BYTES: u64 = 16 << 20;
 /// ... on one thread, where no write overlaps the encoding: the batch's coded units are still
-/// in cache when they are written right after (one core: int8 per-row `--fast` encodes 1.04-1.06x
+/// in cache when they are written right after (one core: int8 per-row `--fast` encodes 1.05-1.07x
 /// faster than with `BATCH_BYTES`, which two threads need to keep both busy).
 const BATCH_BYTES_ONE_THREAD: u64 = 1 << 20;
 /// The largest next batch read while the current one is encoded (larger ones, single large
