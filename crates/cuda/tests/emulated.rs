@@ -341,8 +341,9 @@ fn the_staging_known_before_the_plan_is_the_plans() {
 fn streamed_launches_read_only_uploaded_bytes() {
     let mut all_cases = cases();
     all_cases.extend(bf16_cases());
-    // GGUF blocks: whole blocks merged from scratch after the last piece.
-    all_cases.extend(field_run_cases());
+    // GGUF blocks (Q8_0, Q4_1, Q4_K), merged from scratch after the last piece.
+    let blocks = field_run_cases();
+    all_cases.extend([1, 2, 12, 6].map(|i| blocks[i].clone()));
     let (_, raw) = raw_plane_file();
     // Each BF16 case alone too: a merged tensor's last tile reads its sign-mantissa plane up to
     // the plane's end, with no other tensor staged after it.
