@@ -897,6 +897,128 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     return status;
 }
 
+// Two units a warp, a half-warp each (variant 7): the ring loop of one-byte units one group wide
+// (128 columns), one table in shared memory, no prediction, where thread t of a half holds the
+// unit's states t and t + 16. Each thread runs two independent chains of steps (a lookup, a
+// multiply-add, the word after the vote), so the scheduler finds twice the work a warp between
+// the waits. The words go to the 32 states in the order of the format: at each step the mask of
+// the states that need one is the half's bits of the two votes side by side. Each half stages its
+// unit's stream in its own ring (`ring`: kRing bytes, a chunk of kQ bytes copied 32 bytes a
+// thread). The two units have the same number of groups (the caller pairs such units only); a
+// half whose stream overran stops copying and runs on to the end, its status already an error.
+// With 56 registers a thread a multiprocessor keeps 36 warps (72 units) where variant 6 keeps 48
+// (48 units): on an H200 (GPU runs 125-131) MiniLM int8 and SmolLM2 Q8_0 quants made with
+// --for-gpu decode 1.00-1.03x as fast as with variant 6, to 997 GB/s at 2 GiB a launch.
+template <uint32_t kRing>
+__device__ uint32_t decode_rans_ring_pair(const uint8_t *__restrict__ src, const WcUnit &u,
+                                           const uint32_t *table, uint32_t prob_bits,
+                                           uint32_t lane, uint32_t ring) {
+    static_assert(kRing == 2048, "a ring of 2 KiB");
+    constexpr uint32_t kIter = 2;
+    constexpr uint32_t kQ = kRing / 4;  // bytes a chunk
+    constexpr uint32_t kCopy = kQ / 16; // bytes a thread of a half copies of a chunk
+    constexpr uint32_t kCopies = kCopy / 16;
+    const uint32_t half = lane >> 4, t = lane & 15u;
+    const uint8_t *unit = src + u.src;
+    uint32_t xa = __ldg(reinterpret_cast<const uint32_t *>(unit) + t);
+    uint32_t xb = __ldg(reinterpret_cast<const uint32_t *>(unit) + t + 16);
+    const uint32_t sel = half ? 0x7632u : 0x5410u; // this half's bits of two votes
+    const uint32_t low_a = __ballot_sync(kFull, xa < WC_STATE_LOW);
+    const uint32_t low_b = __ballot_sync(kFull, xb < WC_STATE_LOW);
+    uint32_t status = __byte_perm(low_a, low_b, sel) ? WC_ERR_BAD_INITIAL_STATE : 0u;
+    const uint8_t *const stream = unit + WC_STATES_BYTES;
+    const uint32_t n_words = (u.len - WC_STATES_BYTES) / 2;
+    uint32_t o = 0;
+    const uint32_t limit = 2 * n_words;
+    bool live = true; // false once the stream overran: no more copies from it
+    uint32_t fl = kRing + kCopy * t;
+    uint32_t refill = kQ;
+#pragma unroll
+    for (uint32_t k = 0; k < kCopies; ++k) {
+        cp_async16(ring | (kCopy * t + 16 * k), stream + kCopy * t + 16 * k, true);
+    }
+    cp_async_commit();
+#pragma unroll
+    for (uint32_t c = 1; c < 4; ++c) {
+#pragma unroll
+        for (uint32_t k = 0; k < kCopies; ++k) {
+            cp_async16(ring | (c * kQ + kCopy * t + 16 * k), stream + c * kQ + kCopy * t + 16 * k,
+                       true);
+        }
+    }
+    cp_async_commit();
+    const uint32_t mask = (1u << prob_bits) - 1u;
+    const uint32_t lta = (1u << t) - 1u;         // the states before state t
+    const uint32_t ltb = 0xffffu | (lta << 16); // the states before state t + 16
+    const uint32_t groups = u.height;
+    const uint32_t stride = static_cast<uint32_t>(u.row_stride);
+    uint8_t *out = reinterpret_cast<uint8_t *>(u.dst) + u.first + 4 * t;
+    const uint32_t bias = (u.flags & WC_FLAG_BIAS128) ? 0x80u : 0u;
+    const uint32_t xor4 = bias * 0x01010101u;
+    const TableSmem tab = TableSmem::of(table);
+    auto group = [&]() {
+        uint32_t ea[4], eb[4];
+#pragma unroll
+        for (uint32_t j = 0; j < 4; ++j) {
+            ea[j] = tab[xa & mask];
+            eb[j] = tab[xb & mask];
+            const uint32_t xsa = xa >> prob_bits, xsb = xb >> prob_bits;
+            const uint32_t xna = ((ea[j] >> 8) & 0xfffu) * xsa + (xsa + (ea[j] >> 20));
+            const uint32_t xnb = ((eb[j] >> 8) & 0xfffu) * xsb + (xsb + (eb[j] >> 20));
+            const bool needa = xna < WC_STATE_LOW, needb = xnb < WC_STATE_LOW;
+            const uint32_t m =
+                __byte_perm(__ballot_sync(kFull, needa), __ballot_sync(kFull, needb), sel);
+            const uint32_t wa = lds_u16(ring | ((o + 2 * __popc(m & lta)) & (kRing - 1)));
+            const uint32_t wb = lds_u16(ring | ((o + 2 * __popc(m & ltb)) & (kRing - 1)));
+            xa = needa ? __byte_perm(wa, xna, 0x5410u) : xna;
+            xb = needb ? __byte_perm(wb, xnb, 0x5410u) : xnb;
+            o += 2 * __popc(m);
+        }
+        const uint32_t worda = __byte_perm(__byte_perm(ea[0], ea[1], 0x40u),
+                                           __byte_perm(ea[2], ea[3], 0x40u), 0x5410u);
+        const uint32_t wordb = __byte_perm(__byte_perm(eb[0], eb[1], 0x40u),
+                                           __byte_perm(eb[2], eb[3], 0x40u), 0x5410u);
+        *reinterpret_cast<uint32_t *>(out) = worda ^ xor4;
+        *reinterpret_cast<uint32_t *>(out + 64) = wordb ^ xor4;
+        out += stride;
+    };
+    for (uint32_t g = 0; g < groups; g += kIter) {
+        if (static_cast<int32_t>(o - limit) > 0) {
+            status |= WC_ERR_OVERRUN;
+            live = false;
+        }
+        cp_async_wait<1>();
+        __syncwarp();
+        const bool more = live && o >= refill;
+#pragma unroll
+        for (uint32_t k = 0; k < kCopies; ++k) {
+            cp_async16(ring | ((fl + 16 * k) & (kRing - 1)), stream + fl + 16 * k, more);
+        }
+        fl += more ? kQ : 0u;
+        refill += more ? kQ : 0u;
+        cp_async_commit();
+        group();
+        if (g + 1 < groups) group();
+    }
+    cp_async_wait<0>();
+    __syncwarp();
+    const uint32_t pos = o / 2;
+    if (pos > n_words) status |= WC_ERR_OVERRUN;
+    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+    const uint32_t left_a = __ballot_sync(kFull, xa != WC_STATE_LOW);
+    const uint32_t left_b = __ballot_sync(kFull, xb != WC_STATE_LOW);
+    if (__byte_perm(left_a, left_b, sel)) status |= WC_ERR_NOT_FINAL;
+    return status;
+}
+
+// Whether a unit can take a half-warp's paired ring loop (see decode_rans_ring_pair).
+__device__ __forceinline__ bool pairs(const WcUnit &u, bool fast, bool shared) {
+    return fast && shared && u.kind != WC_UNIT_RAW && u.predictor == 0 && u.width == kGroup &&
+           (u.flags & (WC_FLAG_WORD_STORES | WC_FLAG_ROW_TABLES | WC_FLAG_MIX_BF16 |
+                       WC_FLAG_FIELD_RUNS)) == WC_FLAG_WORD_STORES &&
+           u.row_stride * (u.height - 1) + u.width < (1ull << 32);
+}
+
 // A unit of a plane with compact tables (in shared memory): the ring loop (kRing), the fast
 // loop, or the general one, as for full tables.
 template <uint32_t kRing, class S>
@@ -962,7 +1084,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
 template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false, uint32_t kRing = 0,
-          bool kCompact = false>
+          bool kCompact = false, bool kPair = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -980,7 +1102,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
     if (kRing) {
         const uint32_t base =
             static_cast<uint32_t>(__cvta_generic_to_shared(smem_tables + p.smem_entries));
-        ring = ((base + kRing - 1) & ~(kRing - 1)) + (threadIdx.x / WC_LANES) * kRing;
+        // kPair: two rings a warp, one a half (a unit decoded by the whole warp takes the first).
+        const uint32_t rings = kPair ? 2u : 1u;
+        ring = ((base + kRing - 1) & ~(kRing - 1)) + (threadIdx.x / WC_LANES) * rings * kRing;
     }
     for (uint32_t gi = range.first_group; start < end && gi < p.n_groups; ++gi) {
         const WcGroup g = groups[gi];
@@ -1003,11 +1127,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
         }
         if (threadIdx.x == 0) next_unit = start;
         __syncthreads();
-        for (;;) {
-            uint32_t index = 0;
-            if (lane == 0) index = atomicAdd(&next_unit, 1u);
-            index = __shfl_sync(kFull, index, 0);
-            if (index >= seg_end) break;
+        // One unit, by the whole warp.
+        auto one = [&](uint32_t index) {
             const WcUnit u = units[index];
             uint32_t st = 0;
             if (u.kind == WC_UNIT_RAW) {
@@ -1126,6 +1247,31 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 }
             }
             if (lane == 0) status[index] = st;
+        };
+        for (;;) {
+            uint32_t index = 0;
+            if (lane == 0) index = atomicAdd(&next_unit, kPair ? 2u : 1u);
+            index = __shfl_sync(kFull, index, 0);
+            if (index >= seg_end) break;
+            if constexpr (kPair) {
+                // Two units of one height that both take the paired loop: a half-warp each.
+                if (index + 1 < seg_end && !compact) {
+                    const WcUnit mine = units[index + (lane >> 4)];
+                    const bool ok = pairs(mine, kFast, shared);
+                    const uint32_t h0 = __shfl_sync(kFull, mine.height, 0);
+                    const uint32_t h1 = __shfl_sync(kFull, mine.height, 16);
+                    if (__all_sync(kFull, ok) && h0 == h1) {
+                        const uint32_t st = decode_rans_ring_pair<kRing>(
+                            src, mine, smem_tables, g.prob_bits, lane, ring + (lane >> 4) * kRing);
+                        if ((lane & 15u) == 0) status[index + (lane >> 4)] = st;
+                        continue;
+                    }
+                }
+                one(index);
+                if (index + 1 < seg_end) one(index + 1);
+                continue;
+            }
+            one(index);
         }
         start = seg_end;
     }
@@ -1291,6 +1437,7 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<384, 4, StreamLoad, true>,
     wc_decode_kernel<256, 8, StreamLoad, true>,
     wc_decode_kernel<384, 4, StreamLoad, true, 2048>,
+    wc_decode_kernel<384, 3, StreamLoad, true, 2048, false, true>,
 };
 // Their twins that also read compact tables (WC_VARIANT_COMPACT): the compact paths in kernels
 // of their own, so that the loops of full tables compile as they did without them (sharing a
@@ -1303,6 +1450,7 @@ constexpr KernelFn kVariantsCompact[WC_VARIANTS] = {
     wc_decode_kernel<384, 4, StreamLoad, true, 0, true>,
     wc_decode_kernel<256, 8, StreamLoad, true, 0, true>,
     wc_decode_kernel<384, 4, StreamLoad, true, 2048, true>,
+    wc_decode_kernel<384, 3, StreamLoad, true, 2048, true, true>,
 };
 
 // The compiled kernel of a WcLaunch.variant (WC_VARIANT_COMPACT picks the twin); null if none.
@@ -1311,9 +1459,11 @@ KernelFn kernel_of(uint32_t variant) {
     if (base >= WC_VARIANTS) return nullptr;
     return (variant & WC_VARIANT_COMPACT) ? kVariantsCompact[base] : kVariants[base];
 }
-constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12};
-// The ring a warp of each variant stages its stream in (bytes; 0: none), after the tables.
-constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12, 12};
+// The ring a warp of each variant stages its stream in (bytes; 0: none), after the tables, and
+// how many a warp has (two where its halves decode a unit each).
+constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048, 2048};
+constexpr uint32_t kVariantRings[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 1, 2};
 
 // Dynamic shared memory of a launch: the tables, then (ring variants) a ring per warp and the
 // slack that aligns the first. The tables end 16-byte aligned (smem_tables is, and every table
@@ -1321,8 +1471,9 @@ constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048};
 // 12 blocks of 4 warps with 11-bit tables share a multiprocessor's 228 KiB instead of 11.
 size_t smem_bytes(uint32_t variant, uint32_t smem_entries, uint32_t warps) {
     const size_t ring = kVariantRing[variant & ~WC_VARIANT_COMPACT];
+    const size_t rings = kVariantRings[variant & ~WC_VARIANT_COMPACT];
     size_t bytes = static_cast<size_t>(smem_entries) * sizeof(uint32_t);
-    if (ring > 0) bytes += static_cast<size_t>(warps) * ring + (ring - 16);
+    if (ring > 0) bytes += static_cast<size_t>(warps) * rings * ring + (ring - 16);
     return bytes;
 }
 

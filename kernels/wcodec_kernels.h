@@ -32,7 +32,7 @@
  * width % 128 == 0): no per-step bound check and no per-lane row arithmetic. 6 (up to 12
  * warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring (2 KiB a
  * warp, after the tables) by cp.async. */
-#define WC_VARIANTS 7
+#define WC_VARIANTS 8
 /* WcLaunch.variant | WC_VARIANT_COMPACT: the variant's twin, which also reads compact tables
  * (WC_GROUP_COMPACT_TABLES); the host picks it when a launch has any. */
 #define WC_VARIANT_COMPACT 256u

@@ -12,24 +12,28 @@ pub const MAX_WARPS: u32 = 32;
 /// to 8 warps, 32 registers) are
 /// 1 with a fast path for units whose groups are whole row spans (no per-step bound check).
 /// 6 (up to 12 warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring
-/// (cp.async).
-pub const VARIANTS: u32 = 7;
+/// (cp.async). 7 (up to 12 warps, 56 registers) is 6 with two units a warp where both are one
+/// group wide with one table and no prediction, a half-warp each, two rings a warp.
+pub const VARIANTS: u32 = 8;
 /// `WcLaunch::variant | VARIANT_COMPACT`: the variant's twin that also reads compact tables
 /// (`GROUP_COMPACT_TABLES`), launched when any group has them.
 pub const VARIANT_COMPACT: u32 = 256;
 
 /// The largest block (in warps) of each variant.
-pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12];
+pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12, 12];
 /// The shared-memory ring each warp of a variant stages its stream in (bytes; 0: none), after
 /// the block's tables (`kVariantRing`; with the alignment slack, [`ring_bytes`]).
-pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048];
+pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048, 2048];
+/// The rings a warp of a variant has (`kVariantRings`): two where its halves decode a unit each.
+pub const VARIANT_RINGS: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 1, 2];
 
 /// Dynamic shared memory a block of `variant` with `warps` warps needs besides its tables: a
 /// ring a warp, and the slack that aligns the first to its size after tables that end 16-byte
 /// aligned (as `smem_bytes` in kernels/decode.cu).
 pub const fn ring_bytes(variant: u32, warps: u32) -> usize {
     let ring = VARIANT_RING[variant as usize];
-    if ring == 0 { 0 } else { warps as usize * ring + ring - 16 }
+    let rings = VARIANT_RINGS[variant as usize];
+    if ring == 0 { 0 } else { warps as usize * rings * ring + ring - 16 }
 }
 /// Bytes of padding after the staged payloads (`WC_STAGING_PAD`): the fast path reads up to
 /// ~1 KiB past a unit's end without a bound check, the copies into a warp's stream ring up to

@@ -814,6 +814,7 @@ impl Gpu {
             self.multiprocessors,
             resident(LaunchConfig::DEFAULT_VARIANT),
             plan.has_compact_tables(),
+            plan.mostly_paired(),
         )
     }
 

@@ -139,6 +139,14 @@ impl LaunchConfig {
     /// variant 4 on one 11- or 12-bit table; slower with 32 KiB of tables, where the rings cost
     /// blocks a multiprocessor).
     pub const RING_VARIANT: u32 = 6;
+    /// The variant `choose` picks instead of the ring variant where most units are one-byte
+    /// units one group (128 columns) wide with one table and no prediction: 6 with two units a
+    /// warp, a half-warp each (two chains of steps a thread), in 56 registers. Measured on an
+    /// H200 (GPU runs 125 and 128-130, best launch against variant 6's in the same calls):
+    /// MiniLM int8 `--for-gpu` 1.01-1.03x at 512 MiB a launch and 1.02-1.03x at 2 GiB (984-997
+    /// GB/s), SmolLM2 Q8_0 quants 1.00-1.03x; MiniLM BF16, whose units it does not pair,
+    /// 0.89-0.92x, and the GGUF slice 0.93-0.98x: they keep variant 6.
+    pub const PAIRED_VARIANT: u32 = 7;
 
     /// The launch shape for `units` units in `planes` planes whose tables need up to
     /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
@@ -162,7 +170,10 @@ impl LaunchConfig {
     /// take a warp each with one table (measured on H100, GPU run 59, 128x128 tiles at 512 MiB
     /// a launch: MiniLM BF16 1,038-1,044 GB/s with 2 units a warp, 1,148-1,180 with one;
     /// SmolLM2 Q8_0 quants 770-773 and 787-788; MiniLM int8 913-949 and 949; 2 GB of BF16 in
-    /// one launch 1,246-1,256 and 1,290-1,292).
+    /// one launch 1,246-1,256 and 1,290-1,292). `paired`: most units take the paired loop
+    /// (`Plan::mostly_paired`), so the paired variant replaces the ring variant, its warps
+    /// taking units two at a time.
+    #[allow(clippy::too_many_arguments)]
     pub fn choose(
         units: usize,
         planes: usize,
@@ -171,6 +182,7 @@ impl LaunchConfig {
         multiprocessors: u32,
         resident_warps: u32,
         compact: bool,
+        paired: bool,
     ) -> LaunchConfig {
         let sms = multiprocessors.max(1) as usize;
         let resident = resident_warps.clamp(1, 32) as usize;
@@ -195,7 +207,21 @@ impl LaunchConfig {
             // 938 GB/s at (4 warps, 8 units) against 900 at (8, 8) and 902 at (8, 16);
             // SmolLM2 Q8_0 quants (one plane) 772 at (8, 16) against 742 at (4, 8); MiniLM
             // BF16 1,140 at (4, 8) against 1,136 at (8, 8).
-            let warps = if units / planes.max(1) >= 256 { 8 } else { 4 };
+            let large = units / planes.max(1) >= 256;
+            if paired {
+                // Two units a warp whatever their size, in blocks of 2 warps on small planes and
+                // of 8 on large ones: the paired variant's best shapes in GPU runs 125 and
+                // 128-130 (MiniLM int8 (2 warps, 4 units) in 13 of 18 sweeps, (4, 8) in the
+                // others; SmolLM2 Q8_0 quants (8, 16) in 15 of 18, (4, 8) in the others).
+                let warps = if large { 8 } else { 2 };
+                return LaunchConfig {
+                    variant: Self::PAIRED_VARIANT,
+                    warps_per_block: warps,
+                    blocks_per_sm: 1,
+                    units_per_block: 2 * warps,
+                };
+            }
+            let warps = if large { 8 } else { 4 };
             let per_warp = if unit_symbols <= 8192 { 2 } else { 1 };
             return LaunchConfig {
                 variant: Self::RING_VARIANT,
@@ -1514,6 +1540,39 @@ impl Plan {
         let (n, symbols) = coded
             .fold((0usize, 0usize), |(n, s), u| (n + 1, s + u.height as usize * u.width as usize));
         symbols.checked_div(n).unwrap_or(0)
+    }
+
+    /// Whether units that take the paired ring loop of the paired variant
+    /// (`LaunchConfig::PAIRED_VARIANT`: one byte a symbol, one group (128 columns) wide, one
+    /// table in shared memory, no prediction, as `pairs` in kernels/decode.cu) and write their
+    /// tensor itself hold at least half the coded symbols. Units decoded into scratch memory for
+    /// a merge launch are not counted: the GGUF slice, whose planes all go there, decoded at
+    /// 0.86-0.98x with the paired variant (GPU run 130).
+    pub fn mostly_paired(&self) -> bool {
+        let (mut coded, mut paired) = (0u64, 0u64);
+        for g in &self.groups {
+            let tables_shared = g.flags & (GROUP_COMPACT_TABLES | GROUP_GLOBAL_TABLES) == 0;
+            let units = g.first_unit as usize..(g.first_unit + g.n_units) as usize;
+            for i in units.filter(|&i| self.units.get(i).is_some_and(|u| u.kind == UNIT_RANS)) {
+                let u = &self.units[i];
+                let in_place = self
+                    .unit_output
+                    .get(i)
+                    .and_then(|&o| self.outputs.get(o as usize))
+                    .is_some_and(|o| !o.scratch);
+                let symbols = u64::from(u.height) * u64::from(u.width);
+                coded += symbols;
+                let layout = u.flags
+                    & (FLAG_WORD_STORES | FLAG_ROW_TABLES | FLAG_MIX_BF16 | FLAG_FIELD_RUNS);
+                let pairs = tables_shared
+                    && in_place
+                    && u.predictor == 0
+                    && u.width == 128
+                    && layout == FLAG_WORD_STORES;
+                paired += if pairs { symbols } else { 0 };
+            }
+        }
+        coded > 0 && 2 * paired >= coded
     }
 
     /// Shared memory a block of the widest plane needs for its tables, in bytes.

@@ -67,6 +67,7 @@ impl Gpu {
             1,
             32,
             false,
+            plan.mostly_paired(),
         )
     }
 

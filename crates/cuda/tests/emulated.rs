@@ -431,6 +431,39 @@ fn planned(cases: &[Case]) -> (Vec<u8>, Directory, Plan) {
     (file, dir, plan)
 }
 
+/// The paired variant is for plans whose units are mostly one group wide with one table and no
+/// prediction, decoded in place: one-byte tensors made for the GPU, not the CPU defaults (256
+/// columns a tile, row classes), nor MiniLM BF16 (its exponents merged as they decode) or GGUF
+/// blocks (decoded into scratch, then merged) made for the GPU.
+#[test]
+fn plans_of_one_group_wide_units_pair() {
+    let mut rng = Rng::new(7);
+    let bytes = weights(&mut rng, 256, 512);
+    let plan_of = |options: wcodec_encode::EncodeOptions| {
+        let dims = vec![256, 512];
+        let case =
+            Case { name: "i8".into(), dtype: Dtype::I8, dims, bytes: bytes.clone(), options };
+        planned(&[case]).2
+    };
+    assert!(plan_of(wcodec_encode::EncodeOptions::for_gpu()).mostly_paired());
+    assert!(!plan_of(Default::default()).mostly_paired());
+    let source = std::fs::read(data_dir().join("minilm-bf16-slice.safetensors")).unwrap();
+    let layout = wcodec_container::read_layout(&source).unwrap();
+    let options = wcodec_encode::EncodeOptions::for_gpu();
+    let file =
+        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    assert!(!Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().mostly_paired());
+    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
+    let layout = wcodec_container::read_layout(&source).unwrap();
+    let file =
+        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    assert!(!Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().mostly_paired());
+}
+
 /// The GPU preset's edge tiles narrower than a group: the plan has one-table units of 64 and 32
 /// columns in whole groups of whole rows (what the kernel's ring loop takes as one-span tiles)
 /// and units that miss one condition each; all decode as the reference.
@@ -822,37 +855,47 @@ fn hostile_directories_are_refused() {
 #[test]
 fn launch_shapes_follow_the_work() {
     // Small tables: blocks of one plane each, a warp a unit, many blocks a multiprocessor.
-    let c = LaunchConfig::choose(256, 4, 8192, 16 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(256, 4, 8192, 16 << 10, 132, 36, false, false);
     assert_eq!((c.warps_per_block, c.units_per_block), (2, 2));
     // Up to 16 KiB of tables: the ring variant, 8 warps; variant 4 for more.
-    let c = LaunchConfig::choose(100_000, 500, 8192, 16 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 16 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
     // One 11-bit table and units enough: 2 units a warp, 4 warps a block on small planes, 8
     // on large ones; a unit a warp where the units do not fill the GPU twice.
-    let c = LaunchConfig::choose(100_000, 500, 8192, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 8 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 4, 8));
-    let c = LaunchConfig::choose(100_000, 50, 8192, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 50, 8192, 8 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 16));
-    let c = LaunchConfig::choose(2048, 1, 8192, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(2048, 1, 8192, 8 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
     // Units of more than 64x128 symbols: a unit a warp.
-    let c = LaunchConfig::choose(100_000, 500, 16384, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 16384, 8 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 4, 4));
-    let c = LaunchConfig::choose(100_000, 50, 16384, 8 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 50, 16384, 8 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (6, 8, 8));
-    let c = LaunchConfig::choose(100_000, 500, 8192, 32 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 32 << 10, 132, 36, false, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
+    // Most units one group wide (files made for the GPU): the paired variant, two units a warp
+    // whatever their size; not where the tables are larger or the units few.
+    let c = LaunchConfig::choose(100_000, 500, 16384, 8 << 10, 132, 36, false, true);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (7, 2, 4));
+    let c = LaunchConfig::choose(100_000, 50, 8192, 8 << 10, 132, 36, false, true);
+    assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (7, 8, 16));
+    let c = LaunchConfig::choose(100_000, 500, 8192, 16 << 10, 132, 36, false, true);
+    assert_eq!(c.variant, 6);
+    let c = LaunchConfig::choose(2048, 1, 8192, 8 << 10, 132, 36, false, true);
+    assert_eq!(c.variant, 6);
     // Compact tables (40 KiB for 8 tables) and units enough: 2 units a warp; a unit a warp
     // where the units fill the GPU once.
-    let c = LaunchConfig::choose(100_000, 500, 8192, 40 << 10, 132, 36, true);
+    let c = LaunchConfig::choose(100_000, 500, 8192, 40 << 10, 132, 36, true, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 16));
-    let c = LaunchConfig::choose(4000, 500, 8192, 40 << 10, 132, 36, true);
+    let c = LaunchConfig::choose(4000, 500, 8192, 40 << 10, 132, 36, true, false);
     assert_eq!((c.variant, c.warps_per_block, c.units_per_block), (4, 8, 8));
     // Tables so large that one block fills a multiprocessor, and planes of many units: one
     // block per multiprocessor with all its warps, over ranges of equal work.
-    let c = LaunchConfig::choose(100_000, 50, 8192, 128 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(100_000, 50, 8192, 128 << 10, 132, 36, false, false);
     assert_eq!((c.warps_per_block, c.blocks_per_sm, c.units_per_block), (32, 1, 0));
-    let c = LaunchConfig::choose(1000, 900, 8192, 128 << 10, 132, 36, false);
+    let c = LaunchConfig::choose(1000, 900, 8192, 128 << 10, 132, 36, false, false);
     assert_eq!((c.warps_per_block, c.units_per_block), (32, 0));
 }
 

@@ -440,20 +440,31 @@ fn damaged_files_are_errors() {
             let err = gpu.keep(f, d).unwrap_err();
             assert_eq!(err.to_string(), host.to_string(), "{what}");
         }
-        gpu.set_plan_options(PlanOptions {
-            verify_checksums: false,
-            launch: None,
-            ..PlanOptions::default()
-        });
-        match gpu.decode_all(f, d) {
-            Err(CudaError::Corrupt { .. }) => kernel_errors += 1,
-            Err(other) => panic!("{what}: {other}"),
-            Ok(tensors) => {
-                for (t, want) in tensors.iter().zip(&expected) {
-                    match t.to_host() {
-                        Ok(bytes) => assert!(bytes == *want, "{what}: a wrong tensor, no error"),
-                        Err(CudaError::Checksum { .. }) => {}
-                        Err(other) => panic!("{what}: {other}"),
+        // The default launch, and the paired variant (a half-warp a unit) over every unit.
+        let paired = LaunchConfig {
+            variant: LaunchConfig::PAIRED_VARIANT,
+            warps_per_block: 4,
+            blocks_per_sm: 1,
+            units_per_block: 8,
+        };
+        for launch in [None, Some(paired)] {
+            gpu.set_plan_options(PlanOptions {
+                verify_checksums: false,
+                launch,
+                ..PlanOptions::default()
+            });
+            match gpu.decode_all(f, d) {
+                Err(CudaError::Corrupt { .. }) => kernel_errors += usize::from(launch.is_none()),
+                Err(other) => panic!("{what}: {other}"),
+                Ok(tensors) => {
+                    for (t, want) in tensors.iter().zip(&expected) {
+                        match t.to_host() {
+                            Ok(bytes) => {
+                                assert!(bytes == *want, "{what}: a wrong tensor, no error")
+                            }
+                            Err(CudaError::Checksum { .. }) => {}
+                            Err(other) => panic!("{what}: {other}"),
+                        }
                     }
                 }
             }
