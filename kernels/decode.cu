@@ -907,7 +907,7 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
 // thread). The two units have the same number of groups (the caller pairs such units only); a
 // half whose stream overran stops copying and runs on to the end, its status already an error.
 // With 56 registers a thread a multiprocessor keeps 36 warps (72 units) where variant 6 keeps 48
-// (48 units): on an H200 (GPU runs 125-131) MiniLM int8 and SmolLM2 Q8_0 quants made with
+// (48 units): on an H200 (GPU runs 125-132) MiniLM int8 and SmolLM2 Q8_0 quants made with
 // --for-gpu decode 1.00-1.03x as fast as with variant 6, to 997 GB/s at 2 GiB a launch.
 template <uint32_t kRing>
 __device__ uint32_t decode_rans_ring_pair(const uint8_t *__restrict__ src, const WcUnit &u,
