@@ -5,7 +5,7 @@
 //!
 //! usage: gpu_bench DATA_DIR [--mb 512] [--bins DIR] [--json FILE] [--quick]
 //!        [--settings TILE:BITS:TABLES[:fit],...] [--predictors all|none|none-left-top] [--no-layer]
-//!        [--compact auto|never|BYTES] [--layer-only] [--merge-stages N]
+//!        [--compact auto|never|BYTES] [--layer-only]
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
@@ -54,9 +54,6 @@ struct Args {
     predictors: Vec<Predictor>,
     /// `--compact auto|never|BYTES`: `PlanOptions::compact_tables` (BYTES: `Above`).
     compact: CompactTables,
-    /// `--merge-stages N`: `PlanOptions::merge_stages` of the throughput table (0: the
-    /// decoder's choice).
-    merge_stages: u32,
 }
 
 fn args() -> Result<Args> {
@@ -79,7 +76,6 @@ fn args() -> Result<Args> {
         variants: SWEPT.to_vec(),
         predictors: Predictor::ALL.to_vec(),
         compact: CompactTables::Auto,
-        merge_stages: 0,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -87,7 +83,6 @@ fn args() -> Result<Args> {
             "--bins" => a.bins = Some(PathBuf::from(it.next().ok_or("--bins DIR")?)),
             "--json" => a.json = Some(PathBuf::from(it.next().ok_or("--json FILE")?)),
             "--quick" => a.quick = true,
-            "--merge-stages" => a.merge_stages = it.next().ok_or("--merge-stages N")?.parse()?,
             "--dry" => a.dry = true,
             "--profile" => a.profile = true,
             "--no-layer" => a.no_layer = true,
@@ -422,7 +417,7 @@ fn main() -> Result<()> {
     }
     say!("");
     say!(
-        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, BF16 through scratch + merge launch, or GGUF blocks merged after the whole decode (one stage) | floor GB/s | of floor |"
+        "| data | tile | prob bits | tables | ratio | MiB out | launch (variant, warps/block, blocks/SM, units/block) | GB/s best | GB/s default | GB/s best of variant {BASELINE} | GB/s best, BF16 through scratch + merge launch, or GGUF heads alone through scratch | floor GB/s | of floor |"
     );
     say!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in sources.iter().filter(|_| !args.layer_only) {
@@ -454,16 +449,15 @@ fn main() -> Result<()> {
                 verify_checksums: true,
                 merge_while_decoding: true,
                 merge_whole_blocks: true,
-                merge_stages: args.merge_stages,
                 compact_tables: args.compact,
             };
             let reports = gpu.bench(&wcz, &dir, &all, &options)?;
             // BF16 also the old way (planes to scratch, then the merge launch), same shapes;
-            // GGUF blocks merged after the whole decode (one stage).
+            // GGUF blocks with only their heads through scratch (the quants in place).
             let alternate = if dir.tensors.iter().any(|t| t.dtype == Dtype::BF16) {
                 Some(BenchOptions { merge_while_decoding: false, ..options.clone() })
             } else if dir.tensors.iter().any(|t| t.dtype.block().is_some()) {
-                Some(BenchOptions { merge_stages: 1, ..options.clone() })
+                Some(BenchOptions { merge_whole_blocks: false, ..options.clone() })
             } else {
                 None
             };
@@ -582,7 +576,6 @@ fn main() -> Result<()> {
             verify_checksums: true,
             merge_while_decoding: true,
             merge_whole_blocks: true,
-            merge_stages: 0,
             compact_tables: args.compact,
         };
         let reports = gpu.bench(&wcz, &dir, &[0], &options)?;
@@ -670,7 +663,6 @@ fn unit_length_sweep(
             verify_checksums: true,
             merge_while_decoding: true,
             merge_whole_blocks: true,
-            merge_stages: 0,
             compact_tables: CompactTables::Auto,
         };
         let alone = gpu.bench(&wcz, &dir, &[0], &options)?;

@@ -24,7 +24,7 @@ use crate::abi::{
     WcRange, WcUnit, ring_bytes,
 };
 use crate::plan::table_entries;
-use crate::plan::{LaunchConfig, Output, Plan, Stage, Staging, Streamed};
+use crate::plan::{LaunchConfig, Output, Plan, Staging, Streamed};
 use crate::{CudaError, KernelInfo};
 
 mod ffi {
@@ -96,17 +96,6 @@ pub(crate) struct Gpu {
     crc_tables: std::sync::OnceLock<CudaSlice<u8>>,
     /// The stream of a load's launches while it uploads, made on the first.
     launches: std::sync::OnceLock<LaunchStream>,
-    /// The streams of launches cut into stages (`Plan::staged`), made on the first.
-    stage_streams: std::sync::OnceLock<StageStreams>,
-}
-
-/// The streams a launch cut into stages uses beside the decoder's (`Gpu::enqueue_staged`):
-/// `side`, which decodes every other stage, and `merge`, of the highest priority, on which each
-/// stage's merge pieces follow its decode.
-#[derive(Debug)]
-struct StageStreams {
-    side: LaunchStream,
-    merge: LaunchStream,
 }
 
 const WAIT_DEFAULT: cudarc::driver::sys::CUevent_wait_flags =
@@ -305,10 +294,6 @@ pub(crate) struct Shape {
     n_groups: u32,
     n_ranges: u32,
     smem_entries: u32,
-    /// The launch's stages (`Plan::staged`; one when it is not cut), and with several, the
-    /// events that order them across the streams (`Gpu::enqueue_staged`).
-    stages: Vec<Stage>,
-    events: Vec<CudaEvent>,
 }
 
 /// A plan's unit records and merge pieces with their outputs' device addresses (`bases`, one
@@ -449,7 +434,6 @@ impl Gpu {
             bounce: Arc::new(Mutex::new(Bounce::default())),
             crc_tables: std::sync::OnceLock::new(),
             launches: std::sync::OnceLock::new(),
-            stage_streams: std::sync::OnceLock::new(),
         };
         for variant in 0..VARIANTS {
             let info = gpu.query_kernel(variant)?;
@@ -747,18 +731,15 @@ impl Gpu {
     /// Cuts the plan into the blocks of `config` and sizes their shared memory: a plane whose
     /// tables do not fit reads them from global memory.
     pub(crate) fn shape(&self, plan: &Plan, config: LaunchConfig) -> Result<Shape, CudaError> {
-        let (ranges, stages) = plan.ranges_for(&config, self.multiprocessors);
-        self.shape_with(plan, config, &ranges, stages)
+        self.shape_with(plan, config, &plan.ranges_for(&config, self.multiprocessors))
     }
 
-    /// `shape` with the blocks `ranges` (runs of the plan's units, each in the group it names)
-    /// in `stages`.
+    /// `shape` with the blocks `ranges` (runs of the plan's units, each in the group it names).
     fn shape_with(
         &self,
         plan: &Plan,
         config: LaunchConfig,
         ranges: &[WcRange],
-        stages: Vec<Stage>,
     ) -> Result<Shape, CudaError> {
         let kernel = self
             .kernel_info(config.variant)
@@ -803,15 +784,6 @@ impl Gpu {
         // SAFETY: sets a launch attribute of one of the library's own kernels; `smem_entries`
         // is within the limit the runtime reported for this variant on this GPU.
         runtime(unsafe { ffi::wc_decode_prepare(kernel, smem_entries) }, "shared memory")?;
-        // A start, one a stage, the side stream's end and the merges' end.
-        let events = if stages.len() > 1 {
-            let flags = Some(CUevent_flags::CU_EVENT_DISABLE_TIMING);
-            (0..stages.len() + 3)
-                .map(|_| self.ctx.new_event(flags).map_err(driver))
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
         Ok(Shape {
             config,
             kernel,
@@ -821,8 +793,6 @@ impl Gpu {
             groups: self.upload_array(&groups)?,
             ranges: self.upload_array(ranges)?,
             smem_entries,
-            stages,
-            events,
         })
     }
 
@@ -926,13 +896,7 @@ impl Gpu {
         if let Some((start, _)) = timer {
             start.record(s).map_err(driver)?;
         }
-        let staged = merge && n_merges > 0 && shape.stages.len() > 1;
         for _ in 0..count {
-            if staged {
-                // SAFETY: as below, each stage a launch over some of the shape's blocks.
-                unsafe { self.enqueue_staged(&args, shape, merges, stream) }?;
-                continue;
-            }
             // SAFETY: every address in `args` is a live allocation of this context, held by
             // `l` and `shape` until the stream is done with it (they are freed on the decoder's
             // stream, after the launches, which a streamed decode's stream is ordered back
@@ -957,72 +921,6 @@ impl Gpu {
             end.record(s).map_err(driver)?;
         }
         Ok(())
-    }
-
-    /// Enqueues one launch cut into stages (`Plan::staged`): the stages' decodes alternate
-    /// between `stream` and the side stream, each after the one before it on its stream, so
-    /// that a stage's blocks start while the stage before finishes; once a stage and those
-    /// before it have decoded, its merge pieces run on the merge stream, of the highest
-    /// priority, so that their blocks take a multiprocessor's room as soon as it has some, beside
-    /// the decode of the next stages. `stream` then waits for both streams (the next launch
-    /// rewrites the scratch the merges read).
-    ///
-    /// # Safety
-    /// `args` is a launch of all of `shape`'s blocks over live allocations (as in `enqueue`),
-    /// and `merges` the device address of its plan's merge pieces, which `shape.stages` orders
-    /// (a stage's pieces read only scratch written by the blocks of the stages up to it).
-    unsafe fn enqueue_staged(
-        &self,
-        args: &WcLaunch,
-        shape: &Shape,
-        merges: u64,
-        stream: cudarc::driver::sys::CUstream,
-    ) -> Result<(), CudaError> {
-        let StageStreams { side, merge } = self.stage_streams()?;
-        let (side, merge, ev) = (side.0, merge.0, &shape.events);
-        let (n, last) = (shape.stages.len(), shape.stages.len() + 1);
-        // SAFETY (the records and waits): the streams and events are live and of this context.
-        let record = |e: &CudaEvent, on| unsafe { result::event::record(e.cu_event(), on) };
-        let wait = |on, e: &CudaEvent| unsafe {
-            result::stream::wait_event(on, e.cu_event(), WAIT_DEFAULT)
-        };
-        // The side stream starts after what came before on `stream`.
-        record(&ev[0], stream).and_then(|()| wait(side, &ev[0])).map_err(driver)?;
-        let (mut r0, mut m0) = (0u32, 0u32);
-        for (i, st) in shape.stages.iter().enumerate() {
-            let on = if i % 2 == 0 { stream } else { side };
-            let at = args.ranges + u64::from(r0) * std::mem::size_of::<WcRange>() as u64;
-            let part = WcLaunch { ranges: at, n_ranges: st.ranges_end - r0, ..*args };
-            // SAFETY: the blocks [r0, ranges_end) of the shape's, a run of its `ranges`
-            // (`Plan::staged` ends the last stage at the last block), over the allocations of
-            // `args`, which the caller guarantees.
-            let code = unsafe { ffi::wc_decode_launch(&part, on.cast()) };
-            runtime(code, "decode kernel launch")?;
-            record(&ev[i + 1], on).and_then(|()| wait(merge, &ev[i + 1])).map_err(driver)?;
-            if st.merges_end > m0 {
-                let at = merges + u64::from(m0) * std::mem::size_of::<WcMerge>() as u64;
-                enqueue_merges(at, st.merges_end - m0, merge)?;
-            }
-            (r0, m0) = (st.ranges_end, st.merges_end);
-        }
-        record(&ev[last], side).and_then(|()| wait(stream, &ev[last])).map_err(driver)?;
-        record(&ev[n + 2], merge).and_then(|()| wait(stream, &ev[n + 2])).map_err(driver)
-    }
-
-    /// The streams of staged launches (`StageStreams`), made on first use.
-    fn stage_streams(&self) -> Result<&StageStreams, CudaError> {
-        if let Some(s) = self.stage_streams.get() {
-            return Ok(s);
-        }
-        self.ctx.bind_to_thread().map_err(driver)?;
-        use result::stream::StreamKind::NonBlocking;
-        let (_, greatest) = result::stream::get_priority_range().map_err(driver)?;
-        let side = LaunchStream(result::stream::create(NonBlocking).map_err(driver)?);
-        let merge = result::stream::create_with_priority(NonBlocking, greatest);
-        let merge = LaunchStream(merge.map_err(driver)?);
-        // Another thread may have made them meanwhile: these are then destroyed.
-        let _ = self.stage_streams.set(StageStreams { side, merge });
-        Ok(self.stage_streams.get().expect("set above"))
     }
 
     fn check(&self, plan: &Plan, dir: &Directory, l: &Loaded) -> Result<(), CudaError> {
@@ -1164,13 +1062,7 @@ impl Gpu {
                         };
                         let inputs = inputs.get_or_init(|| made);
                         let shape = match &streamed {
-                            Some(streamed) => {
-                                let stage = Stage {
-                                    ranges_end: streamed.ranges.len() as u32,
-                                    merges_end: plan.merges.len() as u32,
-                                };
-                                self.shape_with(&plan, config, &streamed.ranges, vec![stage])?
-                            }
+                            Some(streamed) => self.shape_with(&plan, config, &streamed.ranges)?,
                             None => self.shape(&plan, config)?,
                         };
                         let loaded = self.load_records(&plan, inputs, buffers, &records)?;

@@ -7,7 +7,7 @@
 //! make impossible, panic here instead of corrupting memory.
 
 use crate::abi::*;
-use crate::plan::{MergePiece, Plan, table_entries};
+use crate::plan::{Plan, table_entries};
 
 const LANES: usize = 32;
 const STATE_LOW: u32 = wcodec_format::rans::STATE_LOW;
@@ -82,12 +82,7 @@ pub fn execute(
 
 /// The merge launch (`wc_merge_kernel`): tensors whose planes were decoded into scratch.
 pub fn merge(plan: &Plan, outputs: &mut [Vec<u8>]) {
-    merge_pieces(&plan.merges, outputs);
-}
-
-/// A merge launch over some of a plan's pieces (a stage's, `Plan::staged`).
-pub fn merge_pieces(pieces: &[MergePiece], outputs: &mut [Vec<u8>]) {
-    for m in pieces {
+    for m in &plan.merges {
         let scratch = std::mem::take(&mut outputs[m.scratch_output as usize]);
         let out = &mut outputs[m.tensor_output as usize];
         let plane = |j: u64, i: u64| u32::from(scratch[(j * m.plane_len + m.offset + i) as usize]);

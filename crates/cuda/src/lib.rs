@@ -330,8 +330,6 @@ pub struct BenchOptions {
     pub merge_while_decoding: bool,
     /// `PlanOptions::merge_whole_blocks`.
     pub merge_whole_blocks: bool,
-    /// `PlanOptions::merge_stages`.
-    pub merge_stages: u32,
     /// `PlanOptions::compact_tables`.
     pub compact_tables: CompactTables,
 }
@@ -347,7 +345,6 @@ impl Default for BenchOptions {
             verify_checksums: true,
             merge_while_decoding: true,
             merge_whole_blocks: true,
-            merge_stages: 0,
             compact_tables: CompactTables::Auto,
         }
     }
@@ -608,7 +605,6 @@ impl CudaDecoder {
             launch: None,
             merge_while_decoding: options.merge_while_decoding,
             merge_whole_blocks: options.merge_whole_blocks,
-            merge_stages: options.merge_stages,
             compact_tables: options.compact_tables,
             ..PlanOptions::default()
         };
@@ -645,7 +641,7 @@ impl CudaDecoder {
                     output_bytes: plan.output_bytes(),
                     compressed_bytes: plan.compressed_bytes(),
                     units: plan.units.len(),
-                    blocks: plan.ranges_for(&config, self.multiprocessors()).0.len(),
+                    blocks: plan.ranges_for(&config, self.multiprocessors()).len(),
                     gbps: plan.output_bytes() as f64 / median_s / 1e9,
                     median_s,
                     times,

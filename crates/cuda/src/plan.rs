@@ -67,18 +67,7 @@ pub struct PlanOptions {
     /// are all there (`Plan::streamed`); 0 launches once, after the upload. Launch shapes of
     /// one block a multiprocessor (`LaunchConfig::units_per_block` 0) always launch once.
     pub streamed_launch_bytes: u64,
-    /// A launch with a merge launch after it is cut into this many stages (`Plan::staged`),
-    /// each stage's merges running while the next stages decode; 0: by the bytes merged
-    /// (`MERGE_STAGE_BYTES` a stage, at most `MAX_MERGE_STAGES`); 1: one decode launch, then
-    /// the merges (for comparisons).
-    pub merge_stages: u32,
 }
-
-/// Bytes merged a stage of a launch cut into stages (`PlanOptions::merge_stages` 0): a stage's
-/// decode still fills the GPU many times over.
-pub const MERGE_STAGE_BYTES: u64 = 32 << 20;
-/// The most stages `PlanOptions::merge_stages` 0 cuts a launch into.
-pub const MAX_MERGE_STAGES: u32 = 8;
 
 /// `PlanOptions::streamed_launch_bytes` by default: about 1.5 ms of upload at 45 GB/s, and
 /// some 4,000 units of 16 KiB, enough to fill an H100 for each launch; the decode of the
@@ -113,7 +102,6 @@ impl Default for PlanOptions {
             merge_whole_blocks: true,
             compact_tables: CompactTables::Auto,
             streamed_launch_bytes: STREAMED_LAUNCH_BYTES,
-            merge_stages: 0,
         }
     }
 }
@@ -341,17 +329,6 @@ pub struct Plan {
     /// planes' checks over their chunks.
     pub crc_chunks: Vec<WcCrcChunk>,
     pub crc_planes: Vec<CrcPlane>,
-    /// `PlanOptions::merge_stages`.
-    pub merge_stages: u32,
-}
-
-/// A stage of a launch cut into stages (`Plan::staged`): its blocks end at `ranges_end` in the
-/// launch's blocks, and the merge pieces before `merges_end` read only planes decoded by the
-/// blocks of this stage and those before it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stage {
-    pub ranges_end: u32,
-    pub merges_end: u32,
 }
 
 /// The most device memory for outputs, as a multiple of the file's bytes, that a load takes
@@ -812,7 +789,6 @@ impl<'f> Part<'f> {
                 |c, b| WcCrcChunk { src: c.src + b.stage, ..*c },
             ),
             crc_planes: Vec::new(),
-            merge_stages: 0,
         };
         let mut deferred = Deferred::default();
         for (p, b) in parts.into_iter().zip(bases) {
@@ -911,7 +887,6 @@ impl Plan {
         // The first error in `which` order, as if the tensors were planned one by one.
         let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
         let (mut plan, deferred) = Part::join(parts)?;
-        plan.merge_stages = options.merge_stages;
         deferred.finish(dir, &mut plan.tables)?;
         if let CompactTables::Above(bytes) = options.compact_tables {
             plan.compact_tables(bytes);
@@ -1393,22 +1368,12 @@ impl Plan {
         Ok(())
     }
 
-    /// The blocks of a launch of shape `config` on `multiprocessors`, and its stages
-    /// (`staged`; one stage for shapes of one block a multiprocessor, whose blocks are all
-    /// resident at once).
-    pub fn ranges_for(
-        &self,
-        config: &LaunchConfig,
-        multiprocessors: u32,
-    ) -> (Vec<WcRange>, Vec<Stage>) {
+    /// The blocks of a launch of shape `config` on `multiprocessors`.
+    pub fn ranges_for(&self, config: &LaunchConfig, multiprocessors: u32) -> Vec<WcRange> {
         if config.units_per_block > 0 {
-            self.staged(config.units_per_block)
+            self.chunks(config.units_per_block)
         } else {
-            let n = multiprocessors.max(1) as usize * config.blocks_per_sm.max(1) as usize;
-            let ranges = self.ranges(n);
-            let stage =
-                Stage { ranges_end: ranges.len() as u32, merges_end: self.merges.len() as u32 };
-            (ranges, vec![stage])
+            self.ranges(multiprocessors.max(1) as usize * config.blocks_per_sm.max(1) as usize)
         }
     }
 
@@ -1469,88 +1434,11 @@ impl Plan {
         Streamed { ranges, range_ends, crc_ends }
     }
 
-    /// The blocks of `chunks(n)` cut into stages, so that the merge launch can follow each
-    /// stage while the next ones decode: planes in order, about equal merged bytes a stage,
-    /// each stage's blocks the costliest first. One stage (the blocks as `chunks` orders them)
-    /// without merge pieces or where `merge_stages` (else the bytes merged) asks for one. The
-    /// GGUF slice's blocks decode into scratch and the merge launch writes whole blocks after
-    /// them; alone, that merge is a third of the slice's decode (GPU run 110).
-    pub fn staged(&self, n: u32) -> (Vec<WcRange>, Vec<Stage>) {
-        let stages = self.stage_count() as usize;
-        let merges_end = self.merges.len() as u32;
-        if stages <= 1 {
-            let ranges = self.chunks(n);
-            let ranges_end = ranges.len() as u32;
-            return (ranges, vec![Stage { ranges_end, merges_end }]);
-        }
-        // The group after the last one that writes each output: a merge piece is ready once
-        // the groups before that of its scratch output have decoded.
-        let mut ready_after = vec![0usize; self.outputs.len()];
-        for (gi, g) in self.groups.iter().enumerate() {
-            if let Some(&o) = self.unit_output.get(g.first_unit as usize) {
-                ready_after[o as usize] = gi + 1;
-            }
-        }
-        let piece_ready = |m: &MergePiece| ready_after[m.scratch_output as usize];
-        // Cut after the group that completes each stage's share of the merged bytes.
-        let merged = |m: &MergePiece| u64::from(m.n) * u64::from(m.elem_size);
-        let total: u64 = self.merges.iter().map(merged).sum();
-        let mut cuts = Vec::with_capacity(stages);
-        let mut done = 0u64;
-        for m in &self.merges {
-            done += merged(m);
-            let k = cuts.len() as u64 + 1;
-            if done * stages as u64 >= total * k && cuts.len() + 1 < stages {
-                cuts.push(piece_ready(m));
-            }
-        }
-        cuts.push(self.groups.len());
-        let (mut ranges, mut out) = (Vec::new(), Vec::new());
-        let (mut first_group, mut first_merge) = (0usize, 0usize);
-        for end in cuts {
-            let end = end.max(first_group);
-            let mut blocks = self.plane_chunks_of(first_group..end, n);
-            blocks.sort_by_cached_key(|r| std::cmp::Reverse(self.block_cost(r)));
-            ranges.extend(blocks);
-            // The pieces, in order, whose planes are all decoded by now.
-            let ready = self.merges[first_merge..].iter().take_while(|&m| piece_ready(m) <= end);
-            first_merge += ready.count();
-            first_group = end;
-            let stage = Stage { ranges_end: ranges.len() as u32, merges_end: first_merge as u32 };
-            if out.last() != Some(&stage) {
-                out.push(stage);
-            }
-        }
-        // Every piece is ready after the last group; a piece out of order waits for the end.
-        if let Some(last) = out.last_mut() {
-            last.merges_end = merges_end;
-        }
-        (ranges, out)
-    }
-
-    /// How many stages `staged` cuts a launch into.
-    pub fn stage_count(&self) -> u32 {
-        if self.merges.is_empty() {
-            return 1;
-        }
-        if self.merge_stages > 0 {
-            return self.merge_stages;
-        }
-        let merged: u64 = self.merges.iter().map(|m| u64::from(m.n) * u64::from(m.elem_size)).sum();
-        (merged / MERGE_STAGE_BYTES).clamp(1, u64::from(MAX_MERGE_STAGES)) as u32
-    }
-
     /// Each plane's units in runs of at most `n`, in plane order.
     fn plane_chunks(&self, n: u32) -> Vec<WcRange> {
-        self.plane_chunks_of(0..self.groups.len(), n)
-    }
-
-    /// `plane_chunks` of the planes (groups) `groups`.
-    fn plane_chunks_of(&self, groups: std::ops::Range<usize>, n: u32) -> Vec<WcRange> {
         let n = n.max(1);
         let mut out = Vec::new();
-        for gi in groups {
-            let g = &self.groups[gi];
+        for (gi, g) in self.groups.iter().enumerate() {
             let mut first = g.first_unit;
             let end = g.first_unit + g.n_units;
             while first < end {
@@ -1611,11 +1499,7 @@ impl Plan {
         wanted.sort_unstable();
         wanted.dedup();
         let is_wanted = |t: usize| wanted.binary_search(&t).is_ok();
-        let mut sub = Plan {
-            staging_len: self.staging_len,
-            merge_stages: self.merge_stages,
-            ..Plan::default()
-        };
+        let mut sub = Plan { staging_len: self.staging_len, ..Plan::default() };
         let mut remap = vec![u32::MAX; self.outputs.len()];
         for (i, o) in self.outputs.iter().enumerate().filter(|(_, o)| is_wanted(o.tensor)) {
             remap[i] = sub.outputs.len() as u32;
@@ -1885,12 +1769,8 @@ impl Plan {
     pub fn replicate(&self, copies: usize) -> Plan {
         let stride = self.staging_len.next_multiple_of(STAGING_ALIGN);
         let (n_out, n_units) = (self.outputs.len() as u32, self.units.len() as u32);
-        let mut out = Plan {
-            tables: self.tables.clone(),
-            maps: self.maps.clone(),
-            merge_stages: self.merge_stages,
-            ..Plan::default()
-        };
+        let mut out =
+            Plan { tables: self.tables.clone(), maps: self.maps.clone(), ..Plan::default() };
         for k in 0..copies as u64 {
             let k32 = k as u32;
             out.outputs.extend_from_slice(&self.outputs);

@@ -8,10 +8,8 @@ mod common;
 
 use common::*;
 use wcodec_cuda::abi::{self, ERR_NOT_FINAL, GROUP_COMPACT_TABLES, WcRange};
-use wcodec_cuda::emulate::{crcs, execute, merge, merge_pieces};
-use wcodec_cuda::plan::{
-    COMPACT_TABLES_ABOVE, CompactTables, MergePiece, Plan, PlanOptions, Stage,
-};
+use wcodec_cuda::emulate::{crcs, execute, merge};
+use wcodec_cuda::plan::{COMPACT_TABLES_ABOVE, CompactTables, MergePiece, Plan, PlanOptions};
 use wcodec_cuda::{CudaError, LaunchConfig};
 use wcodec_format::{Directory, Dtype, PlaneEncoding};
 
@@ -925,109 +923,6 @@ fn chunks_stay_in_their_plane() {
     let (status, outputs) = run(&plan, &plan.chunks(3), &staging, 0);
     plan.check_status(&dir, &status).unwrap();
     assert_eq!(outputs, reference(&file, &dir));
-}
-
-/// Runs a launch cut into stages in the order the GPU may: each stage's blocks, then the merge
-/// pieces it makes ready, before any block of a later stage (a piece that read planes of a
-/// later stage would merge the poison); returns the status words and the tensors.
-fn run_staged(
-    plan: &Plan,
-    (ranges, stages): (&[WcRange], &[Stage]),
-    staging: &[u8],
-    poison: u8,
-) -> (Vec<u32>, Vec<Vec<u8>>) {
-    let mut outputs: Vec<Vec<u8>> =
-        plan.outputs.iter().map(|o| vec![poison; o.len as usize]).collect();
-    let mut status = vec![0u32; plan.units.len()];
-    let (mut r0, mut m0) = (0usize, 0usize);
-    for st in stages {
-        let (r1, m1) = (st.ranges_end as usize, st.merges_end as usize);
-        let part = execute(plan, &ranges[r0..r1], staging, &mut outputs);
-        for (s, p) in status.iter_mut().zip(part) {
-            *s |= p;
-        }
-        merge_pieces(&plan.merges[m0..m1], &mut outputs);
-        (r0, m0) = (r1, m1);
-    }
-    let tensors =
-        outputs.into_iter().zip(&plan.outputs).filter(|(_, o)| !o.scratch).map(|(v, _)| v);
-    (status, tensors.collect())
-}
-
-/// A launch whose merges follow its decode is cut into stages so that each stage's merge
-/// pieces run while later stages decode: every block in one stage, stages in plane order, and
-/// each piece in a stage no earlier than the blocks that write its planes; decoded stage by
-/// stage, the tensors are the reference's. GGUF blocks of every head size (random, and the
-/// real slice made with `--for-gpu`), several copies a launch as a benchmark has them.
-#[test]
-fn staged_merges_follow_their_planes() {
-    let (file, dir, _) = planned(&field_run_cases());
-    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
-    let layout = wcodec_container::read_layout(&source).unwrap();
-    let options = wcodec_encode::EncodeOptions::for_gpu();
-    let real =
-        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
-    let real_dir = Directory::from_file_bytes(&real).unwrap();
-    for (file, dir, copies) in [(&file, &dir, 5), (&real, &real_dir, 3)] {
-        let expected = reference(file, dir);
-        let all: Vec<usize> = (0..dir.tensors.len()).collect();
-        let one = Plan::build(file, dir, &all, &PlanOptions::default()).unwrap();
-        // Small plans merge in one stage, the blocks as `chunks` orders them.
-        assert_eq!(one.stage_count(), 1);
-        let (ranges, stages) = one.staged(4);
-        assert_eq!(ranges, one.chunks(4));
-        let all_merges = one.merges.len() as u32;
-        assert_eq!(stages, [Stage { ranges_end: ranges.len() as u32, merges_end: all_merges }]);
-        let mut plan = one.replicate(copies);
-        let mut staging = vec![0u8; plan.staging_len as usize];
-        plan.fill_staging(file, &mut staging);
-        for asked in [2, 3, 8] {
-            plan.merge_stages = asked;
-            let (ranges, stages) = plan.staged(4);
-            assert!(stages.len() >= 2 && stages.len() <= asked as usize, "{asked}: {stages:?}");
-            assert!(
-                stages
-                    .windows(2)
-                    .all(|w| w[0].ranges_end <= w[1].ranges_end
-                        && w[0].merges_end <= w[1].merges_end)
-            );
-            let last = stages.last().unwrap();
-            assert_eq!(last.ranges_end as usize, ranges.len());
-            assert_eq!(last.merges_end as usize, plan.merges.len());
-            // The stage of every unit's block.
-            let mut stage_of = vec![usize::MAX; plan.units.len()];
-            let mut r0 = 0;
-            for (k, st) in stages.iter().enumerate() {
-                for r in &ranges[r0..st.ranges_end as usize] {
-                    let g = plan.groups[r.first_group as usize];
-                    assert!(r.first_unit >= g.first_unit);
-                    assert!(r.first_unit + r.n_units <= g.first_unit + g.n_units);
-                    for s in &mut stage_of[r.first_unit as usize..][..r.n_units as usize] {
-                        assert_eq!(*s, usize::MAX, "a unit in two blocks");
-                        *s = k;
-                    }
-                }
-                r0 = st.ranges_end as usize;
-            }
-            assert!(stage_of.iter().all(|&k| k != usize::MAX), "a unit in no block");
-            let mut m0 = 0;
-            for (k, st) in stages.iter().enumerate() {
-                for m in &plan.merges[m0..st.merges_end as usize] {
-                    let writers =
-                        (0..plan.units.len()).filter(|&i| plan.unit_output[i] == m.scratch_output);
-                    assert!(writers.into_iter().all(|i| stage_of[i] <= k));
-                }
-                m0 = st.merges_end as usize;
-            }
-            for poison in [0x00, 0xff] {
-                let (status, outputs) = run_staged(&plan, (&ranges, &stages), &staging, poison);
-                plan.check_status(dir, &status).unwrap();
-                for (k, o) in outputs.iter().enumerate() {
-                    assert_eq!(o, &expected[k % expected.len()], "{asked} stages, output {k}");
-                }
-            }
-        }
-    }
 }
 
 /// The cases above reach every path of the kernel: word and byte stores, raw chunks (strided

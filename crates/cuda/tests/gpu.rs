@@ -588,52 +588,6 @@ fn field_runs_match_the_reference() {
     check_cases_at_every_shape_with(&mut gpu, &field_run_cases(), "field runs in place", in_place);
 }
 
-/// Launches cut into stages (`PlanOptions::merge_stages`), each stage's merges on a stream of
-/// their own while the later stages decode on two others: GGUF blocks of every head size at
-/// shapes of small blocks (whose launches are cut), and the benchmark's repeated launches of
-/// the real GGUF slice made with `--for-gpu`, whose every output it checks against its CRC.
-#[test]
-fn staged_merges_match_the_reference() {
-    let Some(mut gpu) = gpu() else { return };
-    let file = file_of(&field_run_cases());
-    for merge_stages in [2, 3, 8] {
-        for (variant, warps, units) in [(6, 4, 8), (4, 8, 8), (7, 2, 4)] {
-            let launch = LaunchConfig {
-                variant,
-                warps_per_block: warps,
-                blocks_per_sm: 1,
-                units_per_block: units,
-            };
-            gpu.set_plan_options(PlanOptions {
-                launch: Some(launch),
-                merge_stages,
-                ..PlanOptions::default()
-            });
-            check_all(&gpu, &file, &format!("{merge_stages} stages, {launch:?}"));
-        }
-    }
-    gpu.set_plan_options(PlanOptions::default());
-    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
-    let layout = wcodec_container::read_layout(&source).unwrap();
-    let options = wcodec_encode::EncodeOptions::for_gpu();
-    let file =
-        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
-    let dir = Directory::from_file_bytes(&file).unwrap();
-    let all: Vec<usize> = (0..dir.tensors.len()).collect();
-    for merge_stages in [1, 3, 0] {
-        let options = wcodec_cuda::BenchOptions {
-            warmup: 1,
-            iters: 3,
-            batch: 2,
-            copies: 6,
-            merge_stages,
-            ..Default::default()
-        };
-        let reports = gpu.bench(&file, &dir, &all, &options).unwrap();
-        println!("{merge_stages} stages: {:?}", reports[0]);
-    }
-}
-
 /// Edge tiles narrower than a group (64 and 32 columns) decoded by the ring loop, and the
 /// edges it leaves to the general loop, alone and in one file, at every launch shape.
 #[test]
