@@ -759,6 +759,27 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 // (GPU runs 23-26) one-table loops sped up merged BF16 units by up to 5% and one-byte units of
 // one span by 2-4%, and slowed one-byte units of several spans by 2-3%: those keep the general
 // loop.
+// The ring loops' bookkeeping. A chunk's copy was just issued when `more` (or not): the next
+// chunk's source offset `fl` and the stream offset `refill` that requests the one after move on
+// a chunk, and the copy joins its group.
+template <uint32_t kQ>
+__device__ __forceinline__ void next_chunk(bool more, uint32_t &fl, uint32_t &refill) {
+    fl += more ? kQ : 0u;
+    refill += more ? kQ : 0u;
+    cp_async_commit();
+}
+
+// The end of a ring loop: no copy may still land in the ring when the warp's next unit fills
+// it, and the stream was read to its last word exactly (`o`: bytes read, two a word), else
+// `status` says how it was not.
+__device__ __forceinline__ void ring_end(uint32_t o, uint32_t n_words, uint32_t &status) {
+    cp_async_wait<0>();
+    __syncwarp();
+    const uint32_t pos = o / 2;
+    if (pos > n_words) status |= WC_ERR_OVERRUN;
+    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+}
+
 template <uint32_t kRing, class T, bool kMix, bool kOneSpan = false, bool kRowTables = true,
           bool kRuns = false>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
@@ -881,18 +902,11 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         __syncwarp();
         const bool more = o >= refill; // warp-uniform
         cp_async16(ring | (fl & (kRing - 1)), stream + fl, more);
-        fl += more ? kQ : 0u;
-        refill += more ? kQ : 0u;
-        cp_async_commit();
+        next_chunk<kQ>(more, fl, refill);
         group();
         if (g + 1 < groups) group();
     }
-    // No copy may still land in the ring when the warp's next unit fills it.
-    cp_async_wait<0>();
-    __syncwarp();
-    const uint32_t pos = o / 2;
-    if (pos > n_words) status |= WC_ERR_OVERRUN;
-    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+    ring_end(o, n_words, status);
     if (__ballot_sync(kFull, x != WC_STATE_LOW)) status |= WC_ERR_NOT_FINAL;
     return status;
 }
@@ -994,17 +1008,11 @@ __device__ uint32_t decode_rans_ring_pair(const uint8_t *__restrict__ src, const
         for (uint32_t k = 0; k < kCopies; ++k) {
             cp_async16(ring | ((fl + 16 * k) & (kRing - 1)), stream + fl + 16 * k, more);
         }
-        fl += more ? kQ : 0u;
-        refill += more ? kQ : 0u;
-        cp_async_commit();
+        next_chunk<kQ>(more, fl, refill);
         group();
         if (g + 1 < groups) group();
     }
-    cp_async_wait<0>();
-    __syncwarp();
-    const uint32_t pos = o / 2;
-    if (pos > n_words) status |= WC_ERR_OVERRUN;
-    if (pos < n_words) status |= WC_ERR_WORDS_LEFT;
+    ring_end(o, n_words, status);
     const uint32_t left_a = __ballot_sync(kFull, xa != WC_STATE_LOW);
     const uint32_t left_b = __ballot_sync(kFull, xb != WC_STATE_LOW);
     if (__byte_perm(left_a, left_b, sel)) status |= WC_ERR_NOT_FINAL;
