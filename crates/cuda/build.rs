@@ -5,14 +5,23 @@
 //! nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, the toolchain that
 //! `cargo xtask cuda-toolchain` installs (`$WCODEC_CACHE_DIR/cuda` or `~/.cache/wcodec/cuda`),
 //! `/usr/local/cuda/bin` and `PATH`. The GPU targets come from kernels/gencode.txt.
+//!
+//! With the feature on, bindgen also turns kernels/wcodec_kernels.h into Rust (`header.rs` in
+//! `OUT_DIR`) and sets `cfg(wcodec_header)`, under which src/abi.rs checks, as it compiles, that
+//! its mirrors have the header's sizes, field offsets and constants. bindgen loads libclang
+//! from `$LIBCLANG_PATH` (`cargo xtask cuda-toolchain` installs one and prints the path) or the
+//! system's; without one a cargo warning says the check was skipped (abi.rs's tests still pin
+//! the layouts that the header's static_asserts pin).
 
 #[cfg(feature = "cuda")]
 use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(wcodec_kernels)");
+    println!("cargo::rustc-check-cfg=cfg(wcodec_header)");
     println!("cargo::rerun-if-changed=build.rs");
-    for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "WCODEC_CACHE_DIR", "HOME", "PATH"] {
+    let vars = ["NVCC", "CUDA_HOME", "CUDA_PATH", "WCODEC_CACHE_DIR", "HOME", "PATH"];
+    for var in vars.into_iter().chain(["LIBCLANG_PATH"]) {
         println!("cargo::rerun-if-env-changed={var}");
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
@@ -37,6 +46,7 @@ fn build_kernels() {
         }
     }
     sources.sort();
+    header_bindings(&kernels.join("wcodec_kernels.h"));
     if let Some(marker) = cache_marker() {
         println!("cargo::rerun-if-changed={}", marker.display());
     }
@@ -80,6 +90,55 @@ fn build_kernels() {
     println!("cargo::rustc-cfg=wcodec_kernels");
 }
 
+/// The header as Rust (bindgen), for src/abi.rs to check its mirrors against, and
+/// `cfg(wcodec_header)`; a cargo warning instead where libclang cannot be loaded.
+#[cfg(feature = "cuda")]
+fn header_bindings(header: &Path) {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("header.rs");
+    // The libclang `cargo xtask cuda-toolchain` installed, where LIBCLANG_PATH names none.
+    let marker = cache_file("LIBCLANG_PATH");
+    if let Some(marker) = &marker {
+        println!("cargo::rerun-if-changed={}", marker.display());
+    }
+    let cached = marker.and_then(|m| std::fs::read_to_string(m).ok());
+    if std::env::var_os("LIBCLANG_PATH").is_none_or(|v| v.is_empty())
+        && let Some(dir) = cached.map(|d| PathBuf::from(d.trim())).filter(|d| d.is_dir())
+    {
+        // SAFETY: the build script is one thread here; clang-sys reads the variable when
+        // bindgen loads libclang, just below.
+        unsafe { std::env::set_var("LIBCLANG_PATH", dir) };
+    }
+    // The header is C++ as nvcc reads it (its static_asserts are C++11's).
+    let generate = || {
+        bindgen::Builder::default()
+            .header(header.to_string_lossy())
+            .clang_args(["-x", "c++", "-std=c++17"])
+            .allowlist_type("Wc.*")
+            .allowlist_var("WC_.*")
+            .layout_tests(false)
+            .derive_debug(false)
+            .generate()
+            .map_err(|e| e.to_string())
+    };
+    // bindgen panics where it finds no libclang: caught, quietly, to become the warning below.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let bindings = std::panic::catch_unwind(generate)
+        .unwrap_or_else(|_| Err("libclang was not found".to_owned()));
+    std::panic::set_hook(hook);
+    match bindings {
+        Ok(bindings) => {
+            bindings.write_to_file(&out).expect("OUT_DIR is writable");
+            println!("cargo::rustc-cfg=wcodec_header");
+        }
+        Err(e) => println!(
+            "cargo::warning=wcodec-cuda: bindgen could not read kernels/wcodec_kernels.h \
+             ({e}; set LIBCLANG_PATH, or run `cargo xtask cuda-toolchain`): src/abi.rs is not \
+             checked against the header in this build"
+        ),
+    }
+}
+
 /// The -gencode values, one a line; `#` starts a comment.
 #[cfg(feature = "cuda")]
 fn gencode_list(path: &Path) -> Vec<String> {
@@ -95,11 +154,17 @@ fn gencode_list(path: &Path) -> Vec<String> {
 /// (`$WCODEC_CACHE_DIR`, else `~/.cache/wcodec/cuda`).
 #[cfg(feature = "cuda")]
 fn cache_marker() -> Option<PathBuf> {
+    cache_file("CUDA_HOME")
+}
+
+/// A file of `cargo xtask cuda-toolchain`'s cache.
+#[cfg(feature = "cuda")]
+fn cache_file(name: &str) -> Option<PathBuf> {
     let dir = match std::env::var_os("WCODEC_CACHE_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/wcodec/cuda"),
     };
-    Some(dir.join("CUDA_HOME"))
+    Some(dir.join(name))
 }
 
 #[cfg(feature = "cuda")]

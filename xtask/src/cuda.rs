@@ -4,7 +4,9 @@
 //! The compiler comes from NVIDIA's wheels on PyPI, pinned to the GPU machine's CUDA (13.0);
 //! nvidia-nvvm is pinned too, or pip brings a newer one that nvcc 13.0 rejects. The cache is
 //! `$WCODEC_CACHE_DIR`, else `~/.cache/wcodec/cuda`; the file `CUDA_HOME` in it names the
-//! toolkit for crates/cuda/build.rs.
+//! toolkit for crates/cuda/build.rs. Beside it goes libclang (the `libclang` wheel, pinned),
+//! with which the build's bindgen reads kernels/wcodec_kernels.h; the file `LIBCLANG_PATH`
+//! names its folder.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +23,9 @@ const PACKAGES: &[&str] = &[
     "nvidia-cuda-crt==13.0.*",
     "nvidia-nvvm==13.0.*",
 ];
+
+/// The `libclang` wheel: libclang for bindgen (crates/cuda/build.rs), pinned.
+const LIBCLANG_PACKAGE: &str = "libclang==18.1.1";
 
 /// Where the toolchain is installed.
 pub fn cache_dir() -> Result<PathBuf> {
@@ -74,6 +79,7 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     if let Some(home) = installed_home().filter(|_| !force) {
+        ensure_libclang()?;
         return report(&home);
     }
     let cache = cache_dir()?;
@@ -107,7 +113,55 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     .ok_or("the wheels installed, but no nvidia/cu13/bin/nvcc among them")?;
     std::fs::write(cache.join("CUDA_HOME"), home.to_string_lossy().as_bytes())?;
+    ensure_libclang()?;
     report(&home)
+}
+
+/// libclang in the cache (installed beside the toolkit if it is not there yet), its folder
+/// written to the file `LIBCLANG_PATH` of the cache and printed as `LIBCLANG_PATH=...`. A
+/// failed download is a warning: the build then skips only its check of the header.
+fn ensure_libclang() -> Result<()> {
+    let cache = cache_dir()?;
+    let find = || {
+        let roots = [cache.join(format!("venv-{CUDA_VERSION}/lib")), cache.clone()];
+        // <venv>/lib/python3.*/site-packages/clang/native, or <site>/clang/native.
+        let dirs = roots.iter().filter_map(|r| std::fs::read_dir(r).ok()).flatten().flatten();
+        dirs.flat_map(|e| ["site-packages/clang/native", "clang/native"].map(|d| e.path().join(d)))
+            .find(|d| d.join("libclang.so").is_file())
+    };
+    if find().is_none() {
+        eprintln!("installing {LIBCLANG_PACKAGE} (for bindgen) into {}", cache.display());
+        let pip = cache.join(format!("venv-{CUDA_VERSION}/bin/pip"));
+        let installed = if pip.is_file() {
+            // Forced: a wheel recorded as installed whose files are gone is installed again.
+            let args = ["install", "--quiet", "--force-reinstall", "--no-deps", LIBCLANG_PACKAGE];
+            check(Command::new(&pip).args(args), "pip")
+        } else {
+            let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+            check(
+                Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                    .args(["--force-reinstall", "--no-deps", "--target"])
+                    .arg(cache.join(format!("site-{CUDA_VERSION}")))
+                    .arg(LIBCLANG_PACKAGE),
+                "pip",
+            )
+        };
+        if let Err(e) = installed {
+            eprintln!(
+                "warning: {LIBCLANG_PACKAGE} could not be installed ({e}): builds skip the \
+                       check of kernels/wcodec_kernels.h against src/abi.rs"
+            );
+            return Ok(());
+        }
+    }
+    let Some(dir) = find() else {
+        eprintln!("warning: {LIBCLANG_PACKAGE} installed, but no clang/native/libclang.so in it");
+        return Ok(());
+    };
+    std::fs::write(cache.join("LIBCLANG_PATH"), dir.to_string_lossy().as_bytes())?;
+    println!("LIBCLANG_PATH={}", dir.display());
+    Ok(())
 }
 
 fn check(cmd: &mut Command, what: &str) -> Result<()> {

@@ -2,7 +2,9 @@
 //!
 //! The header pins sizes and offsets with static_asserts; the tests below pin the same numbers
 //! here, so a change on one side that is not made on the other fails a build or a test. The
-//! constants are the header's `#define`s.
+//! constants are the header's `#define`s. With the `cuda` feature, where libclang is found,
+//! the build also reads the header with bindgen and checks every structure and constant here
+//! against it as the crate compiles (`cfg(wcodec_header)`).
 
 /// Most warps in a thread block (`WC_MAX_WARPS`).
 pub const MAX_WARPS: u32 = 32;
@@ -197,6 +199,74 @@ pub struct WcKernelInfo {
     pub max_dynamic_shared: i32,
     pub multiprocessors: i32,
 }
+
+/// kernels/wcodec_kernels.h as bindgen reads it (crates/cuda/build.rs, with the `cuda` feature
+/// where libclang is found).
+#[cfg(wcodec_header)]
+#[allow(non_camel_case_types, non_upper_case_globals, dead_code, missing_debug_implementations)]
+mod header {
+    include!(concat!(env!("OUT_DIR"), "/header.rs"));
+}
+
+/// Every structure above against the header's: the same size and every field at the same
+/// offset; and every constant the header's `#define`. Checked as the crate compiles, so a field
+/// or a constant changed on one side alone does not build.
+#[cfg(wcodec_header)]
+const _: () = {
+    use std::mem::{offset_of, size_of};
+    macro_rules! same_layout {
+        ($t:ident: $($f:ident),+) => {
+            assert!(size_of::<$t>() == size_of::<header::$t>());
+            $(assert!(offset_of!($t, $f) == offset_of!(header::$t, $f));)+
+        };
+    }
+    same_layout!(WcUnit: src, dst, row_stride, first, len, height, width, kind, predictor, flags,
+        reserved, row_map, col_stride, group, step, mix);
+    same_layout!(WcMerge: src, dst, n, kind, plane_len, elem_size, fields, tail);
+    same_layout!(WcGroup: first_unit, n_units, table, prob_bits, n_tables, flags, reserved);
+    same_layout!(WcRange: first_unit, n_units, first_group, reserved);
+    same_layout!(WcLaunch: src, src_len, units, groups, ranges, tables, maps, status, n_ranges,
+        n_units, warps_per_block, smem_entries, variant, n_groups);
+    same_layout!(WcCrcChunk: src, len, stored);
+    same_layout!(WcKernelInfo: num_regs, shared_bytes, local_bytes, max_threads_per_block,
+        ptx_version, binary_version, max_dynamic_shared, multiprocessors);
+    macro_rules! same_value {
+        ($($ours:expr => $theirs:ident),+ $(,)?) => {
+            $(assert!($ours as u64 == header::$theirs as u64);)+
+        };
+    }
+    same_value!(
+        MAX_WARPS => WC_MAX_WARPS,
+        VARIANTS => WC_VARIANTS,
+        VARIANT_COMPACT => WC_VARIANT_COMPACT,
+        STAGING_PAD => WC_STAGING_PAD,
+        wcodec_format::rans::LANES => WC_LANES,
+        wcodec_format::rans::STATES_BYTES => WC_STATES_BYTES,
+        wcodec_format::rans::STATE_LOW => WC_STATE_LOW,
+        UNIT_RANS => WC_UNIT_RANS,
+        UNIT_RAW => WC_UNIT_RAW,
+        FLAG_BIAS128 => WC_FLAG_BIAS128,
+        FLAG_WORD_STORES => WC_FLAG_WORD_STORES,
+        FLAG_CONTIGUOUS => WC_FLAG_CONTIGUOUS,
+        FLAG_ROW_TABLES => WC_FLAG_ROW_TABLES,
+        FLAG_MIX_BF16 => WC_FLAG_MIX_BF16,
+        FLAG_FIELD_RUNS => WC_FLAG_FIELD_RUNS,
+        GROUP_GLOBAL_TABLES => WC_GROUP_GLOBAL_TABLES,
+        GROUP_COMPACT_TABLES => WC_GROUP_COMPACT_TABLES,
+        MERGE_BF16_SPLIT => WC_MERGE_BF16_SPLIT,
+        MERGE_F32_SPLIT => WC_MERGE_F32_SPLIT,
+        MERGE_BLOCK_HEAD => WC_MERGE_BLOCK_HEAD,
+        MERGE_BLOCKS => WC_MERGE_BLOCKS,
+        ERR_BAD_INITIAL_STATE => WC_ERR_BAD_INITIAL_STATE,
+        ERR_OVERRUN => WC_ERR_OVERRUN,
+        ERR_WORDS_LEFT => WC_ERR_WORDS_LEFT,
+        ERR_NOT_FINAL => WC_ERR_NOT_FINAL,
+        ERR_TABLES => WC_ERR_TABLES,
+        CRC_COMPARE => WC_CRC_COMPARE,
+        crate::crc::TABLE_WORDS => WC_CRC_TABLE_WORDS,
+    );
+    assert!(MAX_TABLE_ENTRIES == 1 << header::WC_MAX_PROB_BITS);
+};
 
 #[cfg(test)]
 mod tests {
