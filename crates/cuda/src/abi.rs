@@ -200,6 +200,45 @@ pub struct WcKernelInfo {
     pub multiprocessors: i32,
 }
 
+/// The constants here and the header's `#define`s they are (`ours => WC_NAME`), handed to
+/// `$check`: the build's check against bindgen's reading of the header and the test that reads
+/// the header's text check the same list.
+#[cfg(any(test, wcodec_header))]
+macro_rules! header_constants {
+    ($check:ident) => {
+        $check!(
+            MAX_WARPS => WC_MAX_WARPS,
+            VARIANTS => WC_VARIANTS,
+            VARIANT_COMPACT => WC_VARIANT_COMPACT,
+            STAGING_PAD => WC_STAGING_PAD,
+            wcodec_format::rans::LANES => WC_LANES,
+            wcodec_format::rans::STATES_BYTES => WC_STATES_BYTES,
+            wcodec_format::rans::STATE_LOW => WC_STATE_LOW,
+            UNIT_RANS => WC_UNIT_RANS,
+            UNIT_RAW => WC_UNIT_RAW,
+            FLAG_BIAS128 => WC_FLAG_BIAS128,
+            FLAG_WORD_STORES => WC_FLAG_WORD_STORES,
+            FLAG_CONTIGUOUS => WC_FLAG_CONTIGUOUS,
+            FLAG_ROW_TABLES => WC_FLAG_ROW_TABLES,
+            FLAG_MIX_BF16 => WC_FLAG_MIX_BF16,
+            FLAG_FIELD_RUNS => WC_FLAG_FIELD_RUNS,
+            GROUP_GLOBAL_TABLES => WC_GROUP_GLOBAL_TABLES,
+            GROUP_COMPACT_TABLES => WC_GROUP_COMPACT_TABLES,
+            MERGE_BF16_SPLIT => WC_MERGE_BF16_SPLIT,
+            MERGE_F32_SPLIT => WC_MERGE_F32_SPLIT,
+            MERGE_BLOCK_HEAD => WC_MERGE_BLOCK_HEAD,
+            MERGE_BLOCKS => WC_MERGE_BLOCKS,
+            ERR_BAD_INITIAL_STATE => WC_ERR_BAD_INITIAL_STATE,
+            ERR_OVERRUN => WC_ERR_OVERRUN,
+            ERR_WORDS_LEFT => WC_ERR_WORDS_LEFT,
+            ERR_NOT_FINAL => WC_ERR_NOT_FINAL,
+            ERR_TABLES => WC_ERR_TABLES,
+            CRC_COMPARE => WC_CRC_COMPARE,
+            crate::crc::TABLE_WORDS => WC_CRC_TABLE_WORDS,
+        )
+    };
+}
+
 /// kernels/wcodec_kernels.h as bindgen reads it (crates/cuda/build.rs, with the `cuda` feature
 /// where libclang is found).
 #[cfg(wcodec_header)]
@@ -235,36 +274,7 @@ const _: () = {
             $(assert!($ours as u64 == header::$theirs as u64);)+
         };
     }
-    same_value!(
-        MAX_WARPS => WC_MAX_WARPS,
-        VARIANTS => WC_VARIANTS,
-        VARIANT_COMPACT => WC_VARIANT_COMPACT,
-        STAGING_PAD => WC_STAGING_PAD,
-        wcodec_format::rans::LANES => WC_LANES,
-        wcodec_format::rans::STATES_BYTES => WC_STATES_BYTES,
-        wcodec_format::rans::STATE_LOW => WC_STATE_LOW,
-        UNIT_RANS => WC_UNIT_RANS,
-        UNIT_RAW => WC_UNIT_RAW,
-        FLAG_BIAS128 => WC_FLAG_BIAS128,
-        FLAG_WORD_STORES => WC_FLAG_WORD_STORES,
-        FLAG_CONTIGUOUS => WC_FLAG_CONTIGUOUS,
-        FLAG_ROW_TABLES => WC_FLAG_ROW_TABLES,
-        FLAG_MIX_BF16 => WC_FLAG_MIX_BF16,
-        FLAG_FIELD_RUNS => WC_FLAG_FIELD_RUNS,
-        GROUP_GLOBAL_TABLES => WC_GROUP_GLOBAL_TABLES,
-        GROUP_COMPACT_TABLES => WC_GROUP_COMPACT_TABLES,
-        MERGE_BF16_SPLIT => WC_MERGE_BF16_SPLIT,
-        MERGE_F32_SPLIT => WC_MERGE_F32_SPLIT,
-        MERGE_BLOCK_HEAD => WC_MERGE_BLOCK_HEAD,
-        MERGE_BLOCKS => WC_MERGE_BLOCKS,
-        ERR_BAD_INITIAL_STATE => WC_ERR_BAD_INITIAL_STATE,
-        ERR_OVERRUN => WC_ERR_OVERRUN,
-        ERR_WORDS_LEFT => WC_ERR_WORDS_LEFT,
-        ERR_NOT_FINAL => WC_ERR_NOT_FINAL,
-        ERR_TABLES => WC_ERR_TABLES,
-        CRC_COMPARE => WC_CRC_COMPARE,
-        crate::crc::TABLE_WORDS => WC_CRC_TABLE_WORDS,
-    );
+    header_constants!(same_value);
     assert!(MAX_TABLE_ENTRIES == 1 << header::WC_MAX_PROB_BITS);
 };
 
@@ -330,34 +340,12 @@ mod tests {
                 None => value.parse().expect("a number"),
             }
         };
-        assert_eq!(define("WC_MAX_WARPS"), u64::from(MAX_WARPS));
-        assert_eq!(define("WC_CRC_TABLE_WORDS"), crate::crc::TABLE_WORDS as u64);
-        assert_eq!(define("WC_CRC_COMPARE"), u64::from(CRC_COMPARE));
-        assert_eq!(define("WC_VARIANTS"), u64::from(VARIANTS));
-        assert_eq!(define("WC_VARIANT_COMPACT"), u64::from(VARIANT_COMPACT));
-        assert_eq!(define("WC_STAGING_PAD"), STAGING_PAD as u64);
+        macro_rules! same_define {
+            ($($ours:expr => $theirs:ident),+ $(,)?) => {
+                $(assert_eq!(define(stringify!($theirs)), $ours as u64, stringify!($theirs));)+
+            };
+        }
+        header_constants!(same_define);
         assert_eq!(1 << define("WC_MAX_PROB_BITS"), MAX_TABLE_ENTRIES as u64);
-        assert_eq!(define("WC_LANES"), wcodec_format::rans::LANES as u64);
-        assert_eq!(define("WC_STATES_BYTES"), wcodec_format::rans::STATES_BYTES as u64);
-        assert_eq!(define("WC_STATE_LOW"), u64::from(wcodec_format::rans::STATE_LOW));
-        assert_eq!(define("WC_UNIT_RANS"), u64::from(UNIT_RANS));
-        assert_eq!(define("WC_UNIT_RAW"), u64::from(UNIT_RAW));
-        assert_eq!(define("WC_FLAG_BIAS128"), u64::from(FLAG_BIAS128));
-        assert_eq!(define("WC_FLAG_WORD_STORES"), u64::from(FLAG_WORD_STORES));
-        assert_eq!(define("WC_FLAG_FIELD_RUNS"), u64::from(FLAG_FIELD_RUNS));
-        assert_eq!(define("WC_FLAG_CONTIGUOUS"), u64::from(FLAG_CONTIGUOUS));
-        assert_eq!(define("WC_FLAG_ROW_TABLES"), u64::from(FLAG_ROW_TABLES));
-        assert_eq!(define("WC_FLAG_MIX_BF16"), u64::from(FLAG_MIX_BF16));
-        assert_eq!(define("WC_GROUP_GLOBAL_TABLES"), u64::from(GROUP_GLOBAL_TABLES));
-        assert_eq!(define("WC_GROUP_COMPACT_TABLES"), u64::from(GROUP_COMPACT_TABLES));
-        assert_eq!(define("WC_MERGE_BF16_SPLIT"), u64::from(MERGE_BF16_SPLIT));
-        assert_eq!(define("WC_MERGE_F32_SPLIT"), u64::from(MERGE_F32_SPLIT));
-        assert_eq!(define("WC_MERGE_BLOCK_HEAD"), u64::from(MERGE_BLOCK_HEAD));
-        assert_eq!(define("WC_MERGE_BLOCKS"), u64::from(MERGE_BLOCKS));
-        assert_eq!(define("WC_ERR_BAD_INITIAL_STATE"), u64::from(ERR_BAD_INITIAL_STATE));
-        assert_eq!(define("WC_ERR_OVERRUN"), u64::from(ERR_OVERRUN));
-        assert_eq!(define("WC_ERR_WORDS_LEFT"), u64::from(ERR_WORDS_LEFT));
-        assert_eq!(define("WC_ERR_NOT_FINAL"), u64::from(ERR_NOT_FINAL));
-        assert_eq!(define("WC_ERR_TABLES"), u64::from(ERR_TABLES));
     }
 }
