@@ -277,14 +277,8 @@ fn crc_and_counts(bytes: &[u8], counting: Option<bool>, bias: u8) -> (u32, Optio
             (crc, counts)
         })
         .collect();
-    let crc = match parts.len() {
-        0 => wcodec_format::crc32c(bytes),
-        1 => parts[0].0,
-        _ => {
-            let crcs: Vec<u32> = parts.iter().map(|p| p.0).collect();
-            wcodec_format::checksum::combine_parts(&crcs, chunk as u64, bytes.len() as u64)
-        }
-    };
+    let crcs: Vec<u32> = parts.iter().map(|p| p.0).collect();
+    let crc = wcodec_format::checksum::combine_parts(&crcs, chunk as u64, bytes.len() as u64);
     let histogram = counting.map(|_| {
         let counts: Vec<PlaneCounts> = parts.into_iter().filter_map(|p| p.1).collect();
         PlaneCounts::histogram(&counts, bytes.len(), bias)
