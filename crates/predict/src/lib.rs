@@ -4,7 +4,8 @@
 //! byte matrix cut into tiles (`tile`), and each tile is turned into residuals by one of five
 //! predictors (`predictor`). Everything here is exact integer arithmetic on bytes, specified in
 //! docs/FORMAT.md; encoders and decoders on every device must agree with it bit for bit.
-#![forbid(unsafe_code)]
+// Safe code throughout, but for the AVX-512 kernels of `planes` (allowed there alone).
+#![deny(unsafe_code)]
 
 pub mod planes;
 pub mod predictor;

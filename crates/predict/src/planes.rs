@@ -3,6 +3,9 @@
 
 use std::mem::MaybeUninit;
 
+#[cfg(target_arch = "x86_64")]
+mod blocks_avx512;
+
 use wcodec_format::blocks::block_fields;
 use wcodec_format::{Dtype, Transform};
 
@@ -266,7 +269,14 @@ fn split_blocks<B: PlaneByte, const K: usize, const N: usize>(
     tail: &mut [B],
 ) {
     let n = blocks.len() / (K + N);
-    let bytes: [&mut [B]; K] = bytes.map(|b| &mut b[..n]);
+    let mut bytes: [&mut [B]; K] = bytes.map(|b| &mut b[..n]);
+    // Whole groups of blocks a few registers at a time where the CPU can, the rest here.
+    #[cfg(target_arch = "x86_64")]
+    let done = blocks_avx512::split::<B, K, N>(blocks, bytes.each_mut().map(|b| &mut **b), tail);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let (blocks, tail) = (&blocks[done * (K + N)..], &mut tail[done * N..]);
+    let bytes: [&mut [B]; K] = bytes.map(|b| &mut b[done..]);
     for (i, (b, t)) in blocks.chunks_exact(K + N).zip(tail.chunks_exact_mut(N)).enumerate() {
         let (head, quants) = b.split_at(K);
         for (j, &h) in head.iter().enumerate() {
@@ -413,6 +423,13 @@ fn merge_blocks<B: PlaneByte, const K: usize, const N: usize>(
 ) {
     let blocks = out.len() / (K + N);
     let bytes: [&[u8]; K] = bytes.map(|b| &b[..blocks]);
+    // Whole groups of blocks a few registers at a time where the CPU can, the rest here.
+    #[cfg(target_arch = "x86_64")]
+    let done = blocks_avx512::merge::<B, K, N>(out, bytes, tail);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let (out, tail) = (&mut out[done * (K + N)..], &tail[done * N..]);
+    let bytes: [&[u8]; K] = bytes.map(|b| &b[done..]);
     for (i, (b, t)) in out.chunks_exact_mut(K + N).zip(tail.chunks_exact(N)).enumerate() {
         let (head, quants) = b.split_at_mut(K);
         for (j, h) in head.iter_mut().enumerate() {
@@ -564,7 +581,7 @@ mod tests {
     #[test]
     fn merge_planes_matches_its_reference_on_every_length() {
         for (dtype, transform) in every_transform() {
-            for elements in [0usize, 1, 15, 16, 17, 33, 100] {
+            for elements in [0usize, 1, 15, 16, 17, 33, 100, 1000] {
                 let len = elements * dtype.size();
                 let bytes: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
                 let planes = split_planes(&bytes, dtype, transform);
