@@ -304,6 +304,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     let mut fast = false;
     let mut max_tables = None;
     let mut prob_bits = None;
+    let mut predictors = None;
     let mut tile = None;
     let mut from = None;
     let mut it = args.iter();
@@ -321,6 +322,14 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             "--fast" => fast = true,
             "--max-tables" => max_tables = Some(value()?.parse::<u8>()?),
             "--prob-bits" => prob_bits = Some(value()?.parse::<u8>()?),
+            "--predictors" => {
+                let names = value()?;
+                let find = |name: &str| {
+                    let p = wcodec::Predictor::ALL.into_iter().find(|p| p.name() == name);
+                    p.ok_or(format!("unknown predictor {name:?}"))
+                };
+                predictors = Some(names.split(',').map(find).collect::<Result<Vec<_>, _>>()?);
+            }
             "--tile" => {
                 let v = value()?;
                 let (r, c) = v.split_once('x').ok_or(format!("--tile ROWSxCOLS, not {v}"))?;
@@ -343,6 +352,7 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
         prob_bits: prob_bits.unwrap_or(options.prob_bits),
         fit_tiles: options.fit_tiles && tile.is_none(),
         tile: tile.unwrap_or(options.tile),
+        predictors: predictors.unwrap_or(options.predictors),
         ..options
     };
     let classes =

@@ -37,12 +37,12 @@ const COMMANDS: &[(&str, &str)] = &[
     (
         "bench-decode",
         "decode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --save DIR,\
-         --into, --fast, --for-gpu, --max-tables N, --prob-bits B, --tile RxC)",
+         --into, --fast, --for-gpu, --max-tables N, --prob-bits B, --predictors LIST, --tile RxC)",
     ),
     (
         "bench-encode",
         "encode speed alone on the corpus, 1 and all threads (--runs N, --only TEXT, --loop N,\
-         --fast, --for-gpu, --max-tables N, --prob-bits B, --tile RxC)",
+         --fast, --for-gpu, --max-tables N, --prob-bits B, --predictors LIST, --tile RxC)",
     ),
     (
         "bench-large",

@@ -269,6 +269,7 @@ fn split_blocks<B: PlaneByte, const K: usize, const N: usize>(
     tail: &mut [B],
 ) {
     let n = blocks.len() / (K + N);
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut bytes: [&mut [B]; K] = bytes.map(|b| &mut b[..n]);
     // Whole groups of blocks a few registers at a time where the CPU can, the rest here.
     #[cfg(target_arch = "x86_64")]

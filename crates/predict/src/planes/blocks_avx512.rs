@@ -278,13 +278,9 @@ unsafe fn split_groups<const K: usize>(
         for g in 0..groups {
             let b = blocks.add(g * group * block);
             let mut h = _mm512_setzero_si512();
-            for v in 0..map.vectors {
-                h = _mm512_mask_permutexvar_epi8(
-                    h,
-                    map.holds_heads[v],
-                    to_heads[v],
-                    load(b.add(64 * v)),
-                );
+            let held = map.holds_heads.iter().zip(&to_heads).take(map.vectors);
+            for (v, (&holds, &to_heads)) in held.enumerate() {
+                h = _mm512_mask_permutexvar_epi8(h, holds, to_heads, load(b.add(64 * v)));
             }
             store_heads::<K>(&heads, g * group, h);
             let q = quants.add(g * group * n);
