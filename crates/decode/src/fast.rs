@@ -13,10 +13,11 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry, UnitEntry};
-use wcodec_predict::{merge_planes, reconstruct_rows};
+use wcodec_predict::reconstruct_rows;
 use wcodec_rans::{DecodeTable, GROUP, Out, TableMap, UnitJob, decode_units};
 
 use crate::dest::Dest;
+use crate::merge::merge_band;
 use crate::{DecodeError, checked_crc};
 use wcodec_format::checksum::combine_parts;
 
@@ -246,12 +247,12 @@ fn raw_rows<'f>(file: &'f [u8], plane: &PlaneEntry, rows: &std::ops::Range<usize
 fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs, DecodeError> {
     let t = plan.tensor;
     let rows = b * plan.band_rows..((b + 1) * plan.band_rows).min(plan.rows);
-    let out = if t.planes.len() == 1 {
+    let tensor = if t.planes.len() == 1 {
         let out = out.into_bytes();
-        decode_rows(file, plan, rows.clone(), vec![out])?;
-        out
+        decode_rows(file, plan, rows.clone(), vec![&mut *out])?;
+        crate::crc32c(out)
     } else {
-        PLANES.with_borrow_mut(|bufs| -> Result<&mut [u8], DecodeError> {
+        PLANES.with_borrow_mut(|bufs| -> Result<u32, DecodeError> {
             bufs.resize_with(t.planes.len(), Vec::new);
             let mut outs = Vec::with_capacity(t.planes.len());
             for (plane, buf) in t.planes.iter().zip(bufs.iter_mut()) {
@@ -277,11 +278,9 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs
                     PlaneEncoding::Rans { .. } => &buf[..rows.len() * p.cols as usize],
                 })
                 .collect();
-            // The merge writes every byte of the band: fresh memory is not zeroed first.
-            Ok(out.written_by(|out| merge_planes(&refs, t.dtype, t.transform, out)))
+            Ok(merge_band(&refs, t.dtype, t.transform, out))
         })?
     };
-    let tensor = crate::crc32c(out);
     let raw = t
         .planes
         .iter()

@@ -10,6 +10,7 @@
 
 mod dest;
 mod fast;
+mod merge;
 
 use dest::{Dest, fresh_vec};
 

@@ -16,8 +16,8 @@ use std::arch::x86_64::{
     __m512i, _mm_loadu_si128, _mm_storeu_si128, _mm256_loadu_si256, _mm256_storeu_si256,
     _mm512_castsi128_si512, _mm512_castsi256_si512, _mm512_extracti32x4_epi32,
     _mm512_extracti64x4_epi64, _mm512_inserti32x4, _mm512_inserti64x4, _mm512_loadu_si512,
-    _mm512_mask_blend_epi8, _mm512_mask_permutexvar_epi8, _mm512_permutex2var_epi8,
-    _mm512_permutexvar_epi8, _mm512_setzero_si512, _mm512_storeu_si512,
+    _mm512_mask_blend_epi8, _mm512_mask_permutexvar_epi8, _mm512_maskz_loadu_epi8,
+    _mm512_permutex2var_epi8, _mm512_permutexvar_epi8, _mm512_setzero_si512, _mm512_storeu_si512,
 };
 
 use super::PlaneByte;
@@ -45,12 +45,14 @@ struct GroupMap {
 
 impl GroupMap {
     /// The map of blocks of `k` head bytes and `n` quants; `None` unless `k` and `n` divide 64
-    /// and a group of `64 / k` blocks is whole registers.
-    fn new(k: usize, n: usize) -> Option<GroupMap> {
-        let (block, group) = (k + n, 64 / k.max(1));
-        let vectors = block / k.max(1);
-        if k == 0 || n == 0 || 64 % k != 0 || 64 % n != 0 || block % k != 0 || vectors > MAX_VECTORS
-        {
+    /// and a group of `64 / k` blocks is whole registers. Built at compile time
+    /// ([`Layout::MAP`]).
+    const fn new(k: usize, n: usize) -> Option<GroupMap> {
+        if k == 0 || n == 0 || 64 % k != 0 || 64 % n != 0 || !(k + n).is_multiple_of(k) {
+            return None;
+        }
+        let (block, group, vectors) = (k + n, 64 / k, (k + n) / k);
+        if vectors > MAX_VECTORS {
             return None;
         }
         let mut map = GroupMap {
@@ -62,9 +64,12 @@ impl GroupMap {
             to_heads: [[0; 64]; MAX_VECTORS],
             holds_heads: [0; MAX_VECTORS],
         };
-        for v in 0..vectors {
-            let mut first_quant = None;
-            for p in 0..64 {
+        let mut v = 0;
+        while v < vectors {
+            // The register's first quant: its window starts there.
+            let mut first = usize::MAX;
+            let mut p = 0;
+            while p < 64 {
                 let (b, within) = ((64 * v + p) / block, (64 * v + p) % block);
                 if within < k {
                     let h = within * group + b;
@@ -74,21 +79,26 @@ impl GroupMap {
                     map.holds_heads[v] |= 1 << h;
                 } else {
                     let t = b * n + within - k;
-                    let first = *first_quant.get_or_insert(t);
+                    if first == usize::MAX {
+                        first = t;
+                    }
                     // The quants of 64 bytes of blocks are consecutive: fewer than 64 apart.
                     map.from_quants[v][p] = (t - first) as u8;
                 }
+                p += 1;
             }
-            map.quant_from[v] = first_quant.unwrap_or(0);
+            map.quant_from[v] = if first == usize::MAX { 0 } else { first };
+            v += 1;
         }
         Some(map)
     }
+}
 
-    /// Quants a group's block registers read, from the group's first (windows of 64 reach
-    /// past the group's own).
-    fn quants_read(&self) -> usize {
-        self.quant_from[..self.vectors].iter().max().map_or(0, |&q| q + 64)
-    }
+/// The layout of blocks of `K` heads and `N` quants, its map built at compile time.
+struct Layout<const K: usize, const N: usize>;
+
+impl<const K: usize, const N: usize> Layout<K, N> {
+    const MAP: Option<GroupMap> = GroupMap::new(K, N);
 }
 
 /// Whether this CPU runs the kernels below (AVX-512 F, BW and VBMI), unless the scalar paths
@@ -109,32 +119,31 @@ pub(super) fn available() -> bool {
 }
 
 /// Merges the first blocks of `out` (`K` head bytes from `heads[j]`, then `N` from `quants`)
-/// in whole groups, as many as the loads allow; returns how many blocks it wrote (0 without
-/// AVX-512 VBMI). The caller has checked the lengths: `heads[j]` one byte a block, `quants`
-/// `N` a block.
+/// in whole groups; returns how many blocks it wrote (0 without AVX-512 VBMI). The caller has
+/// checked the lengths: `heads[j]` one byte a block, `quants` `N` a block.
 pub(super) fn merge<B: PlaneByte, const K: usize, const N: usize>(
     out: &mut [B],
     heads: [&[u8]; K],
     quants: &[u8],
 ) -> usize {
-    let Some(map) = GroupMap::new(K, N).filter(|_| available()) else { return 0 };
+    let Some(map) = &Layout::<K, N>::MAP else { return 0 };
+    if !available() {
+        return 0;
+    }
     let (block, group) = (K + N, 64 / K);
     let blocks = (out.len() / block).min(quants.len() / N);
-    let blocks = heads.iter().fold(blocks, |b, h| b.min(h.len()));
-    // Whole groups whose quant windows stay inside `quants`.
-    let groups = (blocks / group)
-        .min((quants.len() + group * N).saturating_sub(map.quants_read()) / (group * N));
-    // SAFETY: AVX-512 F, BW and VBMI were detected; every load and store below stays inside
-    // the first `groups` groups of each slice (and `quants_read` of quants from each group's
-    // first), which the bounds above keep inside the slices.
+    let groups = heads.iter().fold(blocks, |b, h| b.min(h.len())) / group;
+    // SAFETY: AVX-512 F, BW and VBMI were detected; the stores and the heads' loads stay
+    // inside the first `groups` groups of each slice, and the quants' loads inside `quants`
+    // (masked where a window reaches past it).
     unsafe {
         merge_groups::<K>(
             out.as_mut_ptr().cast(),
             heads.map(<[u8]>::as_ptr),
-            quants.as_ptr(),
+            quants,
             N,
             groups,
-            &map,
+            map,
         )
     };
     groups * group
@@ -147,23 +156,34 @@ pub(super) fn split<B: PlaneByte, const K: usize, const N: usize>(
     heads: [&mut [B]; K],
     quants: &mut [B],
 ) -> usize {
-    let Some(map) = GroupMap::new(K, N).filter(|_| available()) else { return 0 };
+    let Some(map) = &Layout::<K, N>::MAP else { return 0 };
+    if !available() {
+        return 0;
+    }
     let (block, group) = (K + N, 64 / K);
     let n_blocks = (blocks.len() / block).min(quants.len() / N);
-    let n_blocks = heads.iter().fold(n_blocks, |b, h| b.min(h.len()));
-    // The quant windows: two registers from the first quant of each run of `64 / N` blocks,
-    // the last at the group's last run.
-    let runs = group * N / 64;
-    let last_window = (runs - 1) * 64 / N * block + K;
-    let reach = (last_window + 128).max(group * block);
-    let groups = (n_blocks / group)
-        .min((blocks.len() + group * block).saturating_sub(reach) / (group * block));
+    let groups = heads.iter().fold(n_blocks, |b, h| b.min(h.len())) / group;
     let heads = heads.map(|h| h.as_mut_ptr().cast::<u8>());
-    // SAFETY: as in `merge`, with `reach` bytes read from each group's first.
-    unsafe {
-        split_groups::<K>(blocks.as_ptr(), heads, quants.as_mut_ptr().cast(), N, groups, &map)
-    };
+    // SAFETY: as in `merge`, the blocks' loads masked where a window reaches past them.
+    unsafe { split_groups::<K>(blocks, heads, quants.as_mut_ptr().cast(), N, groups, map) };
     groups * group
+}
+
+/// The 64 bytes from `p`, of which the first `available` (if fewer) are read and the rest
+/// zeros: a window at the end of a slice reads nothing past it.
+///
+/// # Safety
+/// AVX-512 F and BW; `p` readable for `available.min(64)` bytes.
+#[inline(always)]
+unsafe fn load_window(p: *const u8, available: usize) -> __m512i {
+    // SAFETY: per the contract; a masked load touches only its unmasked bytes.
+    unsafe {
+        if available >= 64 {
+            _mm512_loadu_si512(p.cast())
+        } else {
+            _mm512_maskz_loadu_epi8((1u64 << available) - 1, p.cast())
+        }
+    }
 }
 
 /// The heads register of the group whose first block is `at`: `G = 64 / K` bytes of each
@@ -216,13 +236,13 @@ unsafe fn store_heads<const K: usize>(heads: &[*mut u8; K], at: usize, h: __m512
 }
 
 /// # Safety
-/// AVX-512 F, BW and VBMI; the slices behind the pointers hold `groups` whole groups, and
-/// `quants` `map.quants_read()` bytes from each group's first quant.
+/// AVX-512 F, BW and VBMI; `out` and `heads` hold `groups` whole groups, `quants` at least
+/// their quants.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn merge_groups<const K: usize>(
     out: *mut u8,
     heads: [*const u8; K],
-    quants: *const u8,
+    quants: &[u8],
     n: usize,
     groups: usize,
     map: &GroupMap,
@@ -237,9 +257,10 @@ unsafe fn merge_groups<const K: usize>(
             std::array::from_fn(|v| load(map.from_heads[v].as_ptr()));
         for g in 0..groups {
             let h = load_heads::<K>(&heads, g * group);
-            let (q, o) = (quants.add(g * group * n), out.add(g * group * block));
+            let o = out.add(g * group * block);
             for v in 0..map.vectors {
-                let window = load(q.add(map.quant_from[v]));
+                let first = g * group * n + map.quant_from[v];
+                let window = load_window(quants.as_ptr().add(first), quants.len() - first);
                 let from_q = _mm512_permutexvar_epi8(from_quants[v], window);
                 let from_h = _mm512_permutexvar_epi8(from_heads[v], h);
                 let bytes = _mm512_mask_blend_epi8(map.heads[v], from_q, from_h);
@@ -250,11 +271,10 @@ unsafe fn merge_groups<const K: usize>(
 }
 
 /// # Safety
-/// As [`merge_groups`], with `blocks` readable for the reach `split` computes from each
-/// group's first byte.
+/// AVX-512 F, BW and VBMI; `blocks`, `heads` and `quants` hold `groups` whole groups.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 unsafe fn split_groups<const K: usize>(
-    blocks: *const u8,
+    blocks: &[u8],
     heads: [*mut u8; K],
     quants: *mut u8,
     n: usize,
@@ -276,7 +296,8 @@ unsafe fn split_groups<const K: usize>(
         let to_heads: [__m512i; MAX_VECTORS] =
             std::array::from_fn(|v| load(map.to_heads[v].as_ptr()));
         for g in 0..groups {
-            let b = blocks.add(g * group * block);
+            let at = g * group * block;
+            let b = blocks.as_ptr().add(at);
             let mut h = _mm512_setzero_si512();
             let held = map.holds_heads.iter().zip(&to_heads).take(map.vectors);
             for (v, (&holds, &to_heads)) in held.enumerate() {
@@ -285,9 +306,17 @@ unsafe fn split_groups<const K: usize>(
             store_heads::<K>(&heads, g * group, h);
             let q = quants.add(g * group * n);
             for r in 0..runs {
-                // Run r starts with the first quant of the group's block 64r / N.
-                let w = b.add(64 * r / n * block + K);
-                let run = _mm512_permutex2var_epi8(load(w), window_index, load(w.add(64)));
+                // Run r starts with the first quant of the group's block 64r / N; its window
+                // of two registers may reach past the blocks (by at most 64 - N bytes).
+                let w = at + 64 * r / n * block + K;
+                let (first, second) = (
+                    load_window(blocks.as_ptr().add(w), blocks.len() - w),
+                    load_window(
+                        blocks.as_ptr().wrapping_add(w + 64),
+                        blocks.len().saturating_sub(w + 64),
+                    ),
+                );
+                let run = _mm512_permutex2var_epi8(first, window_index, second);
                 _mm512_storeu_si512(q.add(64 * r).cast(), run);
             }
         }
@@ -354,14 +383,9 @@ mod tests {
                 "K={K} N={N}: past the part"
             );
 
-            if available() && n_blocks >= 40 * group {
-                // All but the last groups, whose windows reach past the slices.
-                assert!(done >= n_blocks - 3 * group, "K={K} N={N} {n_blocks}: split {done}");
-                assert!(
-                    merged_blocks >= n_blocks - 3 * group,
-                    "K={K} N={N}: merge {merged_blocks}"
-                );
-            }
+            // Every whole group, the last ones' windows reaching past the slices included.
+            assert_eq!(done, n_blocks / group * group, "K={K} N={N} {n_blocks}: split");
+            assert_eq!(merged_blocks, n_blocks / group * group, "K={K} N={N} {n_blocks}: merge");
         }
     }
 
