@@ -5,7 +5,7 @@
 //! time into a buffer that stays in L1, their CRC taken there, and each piece copied out with
 //! streaming stores, which write whole lines without reading them (SmolLM2's GGUF file decodes
 //! 1.08-1.10x faster). Other split types (BF16, FP16, FP32), whose merge reads a raw plane
-//! from the file as it goes, gained nothing that way, and merge straight into the output
+//! from the file as it goes, were slower that way, and merge straight into the output
 //! (docs/PERFORMANCE.md, CPU "Whole-pipeline decode").
 
 use std::cell::RefCell;
