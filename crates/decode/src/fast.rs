@@ -10,11 +10,12 @@
 //! first error is found may differ.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry, UnitEntry};
 use wcodec_predict::reconstruct_rows;
-use wcodec_rans::{DecodeTable, GROUP, Out, TableMap, UnitJob, decode_units};
+use wcodec_rans::{DecodeTable, GROUP, Out, RansError, TableMap, UnitJob, decode_units};
 
 use crate::dest::Dest;
 use crate::merge::merge_band;
@@ -41,8 +42,9 @@ thread_local! {
 /// How a tensor is cut into bands.
 struct Plan<'a> {
     tensor: &'a TensorEntry,
-    /// The decode tables of each plane (empty for raw planes).
-    tables: Vec<Vec<DecodeTable>>,
+    /// The decode tables of each plane (empty for raw planes), built when the tensor's first
+    /// band is decoded (by the thread that decodes it, while it is in cache).
+    tables: Vec<OnceLock<Result<Vec<DecodeTable>, RansError>>>,
     rows: usize,
     /// Rows per band (a multiple of every coded plane's tile height), at least 1.
     band_rows: usize,
@@ -54,10 +56,29 @@ impl Plan<'_> {
     fn bands(&self) -> usize {
         self.rows.div_ceil(self.band_rows)
     }
+
+    /// Plane `j`'s decode tables.
+    fn tables(&self, j: usize) -> Result<&[DecodeTable], DecodeError> {
+        let plane = &self.tensor.planes[j];
+        let tables = self.tables[j].get_or_init(|| match &plane.encoding {
+            PlaneEncoding::Raw { .. } => Ok(Vec::new()),
+            PlaneEncoding::Rans { .. } if plane.is_empty() => Ok(Vec::new()),
+            PlaneEncoding::Rans { prob_bits, tables, .. } => {
+                tables.iter().map(|t| DecodeTable::new(t, *prob_bits)).collect()
+            }
+        });
+        tables.as_deref().map_err(|source| DecodeError::Unit {
+            tensor: self.tensor.name.clone(),
+            plane: j,
+            unit: 0,
+            source: source.clone(),
+        })
+    }
 }
 
-/// Checks what the planes of `tensor` need before any unit is decoded (payloads inside the
-/// file, valid tables; raw planes' CRCs are taken band by band) and cuts the tensor into bands.
+/// Checks that the planes' payloads lie inside the file (their tables are built and checked
+/// when the tensor's first band is decoded, raw planes' CRCs taken band by band) and cuts the
+/// tensor into bands.
 fn plan<'a>(
     file: &[u8],
     tensor: &'a TensorEntry,
@@ -68,31 +89,14 @@ fn plan<'a>(
         let payload = file
             .get(plane.payload_offset as usize..(plane.payload_offset + plane.payload_len) as usize)
             .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-        tables.push(match &plane.encoding {
-            // Checked band by band (`decode_band`), where the merge has the bytes in cache;
-            // here only when the tensor has no bands.
-            PlaneEncoding::Raw { crc32c } => {
-                if plane.rows == 0 || tensor.source_len == 0 {
-                    checked_crc(
-                        || format!("tensor {:?} raw plane {j}", tensor.name),
-                        payload,
-                        *crc32c,
-                    )?;
-                }
-                Vec::new()
-            }
-            PlaneEncoding::Rans { .. } if plane.is_empty() => Vec::new(),
-            PlaneEncoding::Rans { prob_bits, tables, .. } => tables
-                .iter()
-                .map(|t| DecodeTable::new(t, *prob_bits))
-                .collect::<Result<_, _>>()
-                .map_err(|source| DecodeError::Unit {
-                    tensor: tensor.name.clone(),
-                    plane: j,
-                    unit: 0,
-                    source,
-                })?,
-        });
+        // Checked band by band (`decode_band`), where the merge has the bytes in cache;
+        // here only when the tensor has no bands.
+        if let PlaneEncoding::Raw { crc32c } = &plane.encoding
+            && (plane.rows == 0 || tensor.source_len == 0)
+        {
+            checked_crc(|| format!("tensor {:?} raw plane {j}", tensor.name), payload, *crc32c)?;
+        }
+        tables.push(OnceLock::new());
     }
     // Every plane has the tensor's rows (checked when the directory was parsed).
     let rows = tensor.planes.first().map_or(0, |p| p.rows as usize);
@@ -391,7 +395,7 @@ fn decode_rows(
                         }
                     }
                 };
-                jobs.push(UnitJob { unit: bytes, tables: &plan.tables[j], map, out });
+                jobs.push(UnitJob { unit: bytes, tables: plan.tables(j)?, map, out });
                 meta.push((j, i, rebuild));
             }
         }
