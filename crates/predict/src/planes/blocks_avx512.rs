@@ -7,8 +7,9 @@
 //! Here blocks go in groups of `G = 64 / K`: a group's heads are then exactly one register
 //! (`K` plane runs of `G` bytes) and its blocks exactly `(K + N) / K` registers (for every
 //! layout above), each built from a window of quants and the heads register by two permutes
-//! and a blend. Only whole groups whose loads stay inside the slices are done here; the caller
-//! finishes the rest with its byte loops, which produce the same bytes.
+//! and a blend. Whole groups are done here (a window that reaches past its slice is a masked
+//! load); the caller finishes the last blocks, fewer than a group, with its byte loops, which
+//! produce the same bytes.
 
 #![allow(unsafe_code)]
 
