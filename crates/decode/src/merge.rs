@@ -155,8 +155,8 @@ mod tests {
     use super::*;
 
     /// The band's merge (through pieces for GGUF blocks) writes what `merge_planes` writes and
-    /// returns its CRC, for every transform, on lengths around whole pieces and lines, into outputs at every
-    /// alignment in a line.
+    /// returns its CRC, for each kind of transform, on lengths around whole pieces and lines,
+    /// into outputs at several alignments in a line.
     #[test]
     fn merged_pieces_match_the_merge_and_its_crc() {
         let cases = [
