@@ -15,7 +15,7 @@ const USAGE: &str =
   --gpu          prepare a folder to run the GPU tests and benchmark on a GPU machine
                  (`cargo xtask bench --gpu --help`)
   --report-only  skip the criterion benches, run only the corpus report
-  --quick        one timing run per figure instead of the median of five
+  --quick        one timing run per figure instead of the median of five or more
   --no-zstd      skip the zstd reference (zstd -19 is slow)
   --fast         report the fast preset (`wcodec compress --fast`) instead of the defaults
   --large-gib N  size of the generated file the CLI's time and peak memory are measured on
@@ -115,23 +115,32 @@ const CLASSES: &[Class] = &[
     },
 ];
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Least time a figure of more than one run is timed over: a file of the corpus codes in 5-50
+/// ms, and five such runs let a few milliseconds of another job on this shared host move the
+/// median (two threads' encode of MiniLM int8 read 1.2-1.5x one thread's in some report runs,
+/// 1.9-2.0x in `bench-encode` runs minutes apart).
+const MIN_TIMED_SECS: f64 = 0.3;
+
+/// MB/s of `bytes` processed by `f`, one timing a run after one warm-up, sorted: `runs` runs,
+/// more while they add up to less than `MIN_TIMED_SECS` (at most 200).
+fn timings(bytes: usize, runs: usize, mut f: impl FnMut()) -> Vec<f64> {
+    f();
+    let (mut speeds, mut total) = (Vec::new(), 0.0);
+    while speeds.len() < runs || (runs > 1 && total < MIN_TIMED_SECS && speeds.len() < 200) {
+        let t = Instant::now();
+        f();
+        let secs = t.elapsed().as_secs_f64();
+        total += secs;
+        speeds.push(bytes as f64 / secs / 1e6);
+    }
+    speeds.sort_by(f64::total_cmp);
+    speeds
 }
 
-/// MB/s of `bytes` processed by `f`, median over `runs` after one warm-up.
-fn speed(bytes: usize, runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    median(
-        (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                bytes as f64 / t.elapsed().as_secs_f64() / 1e6
-            })
-            .collect(),
-    )
+/// The median of [`timings`].
+fn speed(bytes: usize, runs: usize, f: impl FnMut()) -> f64 {
+    let speeds = timings(bytes, runs, f);
+    speeds[speeds.len() / 2]
 }
 
 fn compress(source: &[u8], class: &Class, options: &EncodeOptions) -> Vec<u8> {
@@ -181,7 +190,11 @@ pub fn report(args: &[String]) -> Result<()> {
         true => (EncodeOptions::fast(), ", the fast preset (`--fast`)"),
         false => (EncodeOptions::default(), ""),
     };
-    println!("\nCorpus report ({}){preset}, {threads} threads, median of {runs}", machine());
+    println!(
+        "\nCorpus report ({}){preset}, {threads} threads, median of {runs} runs or more (at \
+         least {MIN_TIMED_SECS} s a figure)",
+        machine()
+    );
     println!(
         "\n| data | MB | ratio | tensors ratio | order-0 bound | zstd -19 | enc MB/s 1T | enc MB/s {threads}T | dec MB/s 1T | dec MB/s {threads}T | zstd -19 dec MB/s | zstd -3 dec MB/s |"
     );
@@ -286,9 +299,10 @@ pub enum Timed {
 
 /// `cargo xtask bench-decode` / `bench-encode`: decode (`wcodec::decompress`) or encode
 /// (`wcodec::compress`, default options) speed alone, whole files in memory, on the corpus, one
-/// and all threads, best and median of `--runs` (default 9) after a warm-up. `--only TEXT` keeps
-/// the classes whose name contains TEXT; `--save DIR` also writes each class's .wcz there (for
-/// the CLI), `--from DIR` reads them from there instead of compressing (decode only); `--loop N`
+/// and all threads, best and median of `--runs` (default 9; more while they add up to less
+/// than `MIN_TIMED_SECS`) after a warm-up. `--only TEXT` keeps the classes whose name contains
+/// TEXT; `--save DIR` also writes each class's .wcz there (for the CLI), `--from DIR` reads
+/// them from there instead of compressing (decode only); `--loop N`
 /// decodes or encodes the first kept class N times on one thread (`--loop-threads T`: T) and
 /// reports nothing else (for a profiler). `--into`: decode into one buffer reused from run to
 /// run (`decompress_into`, as the corpus report times it) instead of a fresh `Vec`;
@@ -361,7 +375,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
     if looping.is_none() {
         let title = if what == Timed::Decode { "Decode" } else { "Encode" };
         println!(
-            "\n{title} speed ({}), MB/s of original bytes, best / median of {runs}",
+            "\n{title} speed ({}), MB/s of original bytes, best / median of {runs} runs or more \
+             (at least {MIN_TIMED_SECS} s a figure)",
             machine()
         );
         println!(
@@ -398,18 +413,8 @@ pub fn speed_report(args: &[String], what: Timed) -> Result<()> {
             return Err(format!("{}: round trip differs", class.name).into());
         }
         let timed = |pool: &rayon::ThreadPool| -> (f64, f64) {
-            pool.install(|| {
-                once();
-                let mut v: Vec<f64> = (0..runs)
-                    .map(|_| {
-                        let t = Instant::now();
-                        once();
-                        source.len() as f64 / t.elapsed().as_secs_f64() / 1e6
-                    })
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                (v[v.len() - 1], v[v.len() / 2])
-            })
+            let v = pool.install(|| timings(source.len(), runs, once));
+            (v[v.len() - 1], v[v.len() / 2])
         };
         let (b1, m1) = timed(&one);
         let (bn, mn) = timed(&all);
