@@ -119,6 +119,22 @@ pub(super) fn available() -> bool {
     })
 }
 
+/// The map of blocks of `K` heads and `N` quants and how many whole groups of them fit in
+/// `blocks_len` bytes of blocks, `quants_len` of quants and head planes of at least `heads_len`
+/// bytes; `None` where the layout has no kernel or the CPU lacks AVX-512 VBMI.
+fn whole_groups<const K: usize, const N: usize>(
+    blocks_len: usize,
+    quants_len: usize,
+    heads_len: Option<usize>,
+) -> Option<(&'static GroupMap, usize)> {
+    let map: &'static GroupMap = Layout::<K, N>::MAP.as_ref()?;
+    if !available() {
+        return None;
+    }
+    let blocks = (blocks_len / (K + N)).min(quants_len / N).min(heads_len.unwrap_or(0));
+    Some((map, blocks / (64 / K)))
+}
+
 /// Merges the first blocks of `out` (`K` head bytes from `heads[j]`, then `N` from `quants`)
 /// in whole groups; returns how many blocks it wrote (0 without AVX-512 VBMI). The caller has
 /// checked the lengths: `heads[j]` one byte a block, `quants` `N` a block.
@@ -127,13 +143,10 @@ pub(super) fn merge<B: PlaneByte, const K: usize, const N: usize>(
     heads: [&[u8]; K],
     quants: &[u8],
 ) -> usize {
-    let Some(map) = &Layout::<K, N>::MAP else { return 0 };
-    if !available() {
+    let heads_len = heads.iter().map(|h| h.len()).min();
+    let Some((map, groups)) = whole_groups::<K, N>(out.len(), quants.len(), heads_len) else {
         return 0;
-    }
-    let (block, group) = (K + N, 64 / K);
-    let blocks = (out.len() / block).min(quants.len() / N);
-    let groups = heads.iter().fold(blocks, |b, h| b.min(h.len())) / group;
+    };
     // SAFETY: AVX-512 F, BW and VBMI were detected; the stores and the heads' loads stay
     // inside the first `groups` groups of each slice, and the quants' loads inside `quants`
     // (masked where a window reaches past it).
@@ -147,7 +160,7 @@ pub(super) fn merge<B: PlaneByte, const K: usize, const N: usize>(
             map,
         )
     };
-    groups * group
+    groups * (64 / K)
 }
 
 /// Splits the first blocks of `blocks` into `heads` and `quants` as [`merge`] merges them;
@@ -157,17 +170,14 @@ pub(super) fn split<B: PlaneByte, const K: usize, const N: usize>(
     heads: [&mut [B]; K],
     quants: &mut [B],
 ) -> usize {
-    let Some(map) = &Layout::<K, N>::MAP else { return 0 };
-    if !available() {
+    let heads_len = heads.iter().map(|h| h.len()).min();
+    let Some((map, groups)) = whole_groups::<K, N>(blocks.len(), quants.len(), heads_len) else {
         return 0;
-    }
-    let (block, group) = (K + N, 64 / K);
-    let n_blocks = (blocks.len() / block).min(quants.len() / N);
-    let groups = heads.iter().fold(n_blocks, |b, h| b.min(h.len())) / group;
+    };
     let heads = heads.map(|h| h.as_mut_ptr().cast::<u8>());
     // SAFETY: as in `merge`, the blocks' loads masked where a window reaches past them.
     unsafe { split_groups::<K>(blocks, heads, quants.as_mut_ptr().cast(), N, groups, map) };
-    groups * group
+    groups * (64 / K)
 }
 
 /// The 64 bytes from `p`, of which the first `available` (if fewer) are read and the rest
