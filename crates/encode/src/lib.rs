@@ -16,7 +16,6 @@ pub use payload::Payload;
 pub use plane::{EncodedPlane, encode_plane};
 use plane::{PlaneCounts, PlaneSums, encode_plane_payload};
 use split::{Split, split_parallel};
-pub use tables::choose_tables;
 pub use writer::FileWriter;
 
 use std::borrow::Cow;
@@ -42,11 +41,13 @@ pub struct EncodeOptions {
     /// (`plane::fitted_tile_shape`). Planes that `tile_shape` makes narrow or short keep its
     /// shape.
     pub fit_tiles: bool,
-    /// Estimate the histogram of a plane whose tiles are all NONE from a sample (one block of
-    /// 4 KiB in up to 16, at least 64 KiB counted) plus a scan of the rest for the values the
-    /// sample missed, which is much faster than counting it all (`fast`). The tables are then
-    /// estimates (every value present keeps a frequency, so the file decodes exactly; it may
-    /// be a little larger), and so are the order-0 figures recorded for such planes.
+    /// Estimate histograms from samples, much faster than counting every byte (the defaults
+    /// and `fast`): a plane whose tiles are all NONE from one block of 4 KiB in up to 16 (at
+    /// least 64 KiB counted) plus a scan of the rest for the values the sample missed; row
+    /// classes from the rows the table search counted and one row in 8, the other rows only
+    /// scanned for their values (`tables::choose_tables`). The tables are then estimates
+    /// (every value present keeps a frequency, so the file decodes exactly; it may be a little
+    /// larger), and so are the order-0 figures recorded for such planes.
     pub sampled_counts: bool,
 }
 
@@ -58,7 +59,7 @@ impl Default for EncodeOptions {
             predictors: Predictor::ALL.to_vec(),
             max_tables: 8,
             fit_tiles: false,
-            sampled_counts: false,
+            sampled_counts: true,
         }
     }
 }
@@ -119,14 +120,12 @@ impl EncodeOptions {
         }
     }
 
-    /// Settings for encoding fast: one table per plane, no prediction and tables from a sample
-    /// of each plane (`sampled_counts`), the default tiles and precision. Encodes 2.1-2.6x as
-    /// fast as the defaults on the corpus, for files 0.04-1.4% larger (docs/PERFORMANCE.md).
+    /// Settings for encoding fast: one table per plane and no prediction, with the default
+    /// tiles, precision and sampled counts (docs/PERFORMANCE.md compares it with the defaults).
     pub fn fast() -> Self {
         EncodeOptions {
             max_tables: 1,
             predictors: vec![Predictor::None],
-            sampled_counts: true,
             ..EncodeOptions::default()
         }
     }

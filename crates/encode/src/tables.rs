@@ -4,7 +4,9 @@
 
 use rayon::prelude::*;
 use wcodec_predict::log2_approx;
-use wcodec_rans::{Frequencies, cost_bits, normalize, weighted_cost_sums};
+use wcodec_rans::{
+    Frequencies, SeenBytes, byte_cost_sums, cost_bits, normalize, weighted_cost_sums,
+};
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
 /// of the 256 symbols, so sums and costs run over the band only.
@@ -60,15 +62,6 @@ impl Costs {
             }
         }
         Costs { tables: per_table.len(), by_symbol }
-    }
-
-    /// Costs under normalised tables.
-    fn of_tables(tables: &[Frequencies], prob_bits: u8) -> Costs {
-        let per_table: Vec<[Option<f64>; 256]> = tables
-            .iter()
-            .map(|t| t.map(|f| (f > 0).then(|| f64::from(prob_bits) - f64::from(f).log2())))
-            .collect();
-        Costs::new(&per_table)
     }
 
     /// Costs at the entropy of each class's histogram.
@@ -180,32 +173,136 @@ const ROUNDS: usize = 3;
 /// Counts rows of a plane: adds the histogram of each row of `rows` to the matching one of
 /// `hists` (given all zeros). Rows come in pairs where they can, which the counter may
 /// interleave: two rows into two histograms wait less on repeated symbols than one.
-pub type RowCounter<'a> = dyn Fn(&[usize], &mut [[u32; 256]]) + Sync + 'a;
+pub(crate) type RowCounter<'a> = dyn Fn(&[usize], &mut [[u32; 256]]) + Sync + 'a;
 
-/// Chooses up to `max_tables` tables for a plane of `rows` rows counted by `row_hist`
-/// (histograms computed on demand: a plane's rows are never all held at once, so memory
-/// stays bounded by the plane itself). Returns the tables, each row's table when there are
-/// several (else an empty map), the bits the plane's residuals cost with them, and the
-/// plane's residual histogram.
+/// See [`PlaneRows::pieces`].
+pub(crate) type RowPieces<'a> = dyn Fn(usize, &mut dyn FnMut(&[u8], bool)) + Sync + 'a;
+
+/// A plane's rows as [`choose_tables`] reads them.
+pub(crate) struct PlaneRows<'a> {
+    /// The plane's bytes, row-major, `cols` a row.
+    pub bytes: &'a [u8],
+    pub cols: usize,
+    /// The byte whose XOR turns a byte into its residual under NONE.
+    pub bias: u8,
+    /// Whether row `r`'s residuals are its bytes XOR `bias` (every tile across it is NONE).
+    pub none_row: &'a (dyn Fn(usize) -> bool + Sync),
+    /// Hands row `r` of a row that is not `none_row` to `f` piece by piece, with whether the
+    /// piece is the plane's bytes (`true`: a NONE tile's) or residuals (a predicted tile's).
+    pub pieces: &'a RowPieces<'a>,
+    /// Counts the histograms of the residuals of any rows, predicted ones included.
+    pub counter: &'a RowCounter<'a>,
+}
+
+impl PlaneRows<'_> {
+    fn rows(&self) -> usize {
+        self.bytes.len().checked_div(self.cols).unwrap_or(0)
+    }
+
+    fn row(&self, r: usize) -> &[u8] {
+        &self.bytes[r * self.cols..][..self.cols]
+    }
+}
+
+/// Where the rows of `sampled` planes are counted once the tables are chosen: one row in
+/// this many, besides the search's sample and the rows of predicted tiles; the others are
+/// only scanned for the values their class's table must have (`SeenBytes`). A class's table
+/// from `n` counted symbols costs about `(values - 1) / (2 n ln 2)` bits a symbol more than
+/// the exact one: on MiniLM int8's word embedding (8 classes) under 0.001 bits.
+const COUNT_STRIDE: usize = 8;
+
+/// Rows a task classifies.
+const CLASSIFY_ROWS: usize = 128;
+
+/// The cost of every symbol under each table, in sixteenths of a bit, in a byte (255 for a
+/// symbol a table lacks: about 16 bits, more than any present symbol costs at 12-bit
+/// precision; a row may still join such a table when that saves more, and the refit then
+/// gives the symbol a frequency).
+fn quantised_costs(tables: &[Frequencies], prob_bits: u8) -> Vec<[u8; 256]> {
+    tables
+        .iter()
+        .map(|t| {
+            t.map(|f| match f {
+                0 => u8::MAX,
+                f => ((f64::from(prob_bits) - f64::from(f).log2()) * 16.0).round().min(254.0) as u8,
+            })
+        })
+        .collect()
+}
+
+/// What a task learns of its rows: each row's class and, per class, the counted rows' sum,
+/// the symbols counted, the rows and the values met in rows not counted.
+struct Classified {
+    classes: Vec<u8>,
+    sums: Vec<[u64; 256]>,
+    counted: Vec<u64>,
+    rows: Vec<u64>,
+    seen: Vec<SeenBytes>,
+}
+
+impl Classified {
+    fn new(k: usize, rows: usize) -> Classified {
+        Classified {
+            classes: Vec::with_capacity(rows),
+            sums: vec![[0; 256]; k],
+            counted: vec![0; k],
+            rows: vec![0; k],
+            seen: vec![SeenBytes::default(); k],
+        }
+    }
+
+    fn merge(mut self, other: Classified) -> Classified {
+        self.classes.extend(other.classes);
+        for c in 0..self.sums.len() {
+            for (t, &n) in self.sums[c].iter_mut().zip(&other.sums[c]) {
+                *t += n;
+            }
+            self.counted[c] += other.counted[c];
+            self.rows[c] += other.rows[c];
+            self.seen[c].union(&other.seen[c]);
+        }
+        self
+    }
+}
+
+/// The index of the least of `costs`; the first on ties.
+fn least(costs: &[u64]) -> usize {
+    let mut best = 0;
+    for (j, &c) in costs.iter().enumerate() {
+        if c < costs[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+/// Chooses up to `max_tables` tables for `plane` (row histograms counted on demand: a plane's
+/// rows are never all held at once, so memory stays bounded by the plane itself). Returns the
+/// tables, each row's table when there are several (else an empty map), the bits the plane's
+/// residuals cost with them, and the plane's residual histogram.
 ///
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
 /// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
 /// falling below the best so far, one table included (on most planes classes do not pay and
 /// the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest
-/// table and the class sums (whose total is the plane's histogram) refit the tables; the
-/// result is kept only if it beats one table for the whole plane. When the sample finds no
-/// candidate, the plane's histogram comes from `plane_hist` (cheaper than row by row) and one
-/// table is returned.
-pub fn choose_tables(
-    rows: usize,
-    row_hist: &RowCounter,
+/// table, priced from its bytes with costs quantised to bytes (`byte_cost_sums`: no histogram),
+/// and the classes' histograms refit the tables; the result is kept only if it beats one
+/// table for the whole plane. The classes' histograms are counted row by row, or, if
+/// `sampled`, estimated from the rows counted (the search's sample, one row in
+/// `COUNT_STRIDE`, rows of predicted tiles) scaled to the class, every value met in the other
+/// rows keeping a count. When the sample finds no candidate, the plane's histogram comes from
+/// `plane_hist` and one table is returned.
+pub(crate) fn choose_tables(
+    plane: &PlaneRows,
     plane_hist: &dyn Fn() -> [u64; 256],
     prob_bits: u8,
     max_tables: u8,
+    sampled: bool,
 ) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
+    let rows = plane.rows();
     let (candidate, sample) = if rows >= 2 && max_tables >= 2 {
-        search(rows, row_hist, prob_bits, max_tables)
+        search(rows, plane.counter, prob_bits, max_tables)
     } else {
         (None, Sample::default())
     };
@@ -215,66 +312,84 @@ pub fn choose_tables(
         let bits = cost_bits(&total, &table, prob_bits);
         return (vec![table], Vec::new(), bits, total);
     };
-    // Every row to its cheapest table, in chunks of rows (in parallel), with the class sums.
-    let costs = Costs::of_tables(&tables, prob_bits);
-    let k = tables.len().max(1);
-    let chunks: Vec<(Vec<u8>, Vec<[u64; 256]>)> = (0..rows.div_ceil(64))
+    let k = tables.len();
+    // Costs by residual (for counted rows) and by stored byte (the bias folded in).
+    let residual_costs = quantised_costs(&tables, prob_bits);
+    let byte_costs: Vec<[u8; 256]> = residual_costs
+        .iter()
+        .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
+        .collect();
+    let counted_row = |r: usize| !sampled || r % COUNT_STRIDE == 0 || !(plane.none_row)(r);
+    let classified = (0..rows.div_ceil(CLASSIFY_ROWS))
         .into_par_iter()
-        .map(|chunk| {
-            let rows = chunk * 64..(chunk * 64 + 64).min(rows);
-            let mut classes = vec![0u8; rows.len()];
-            let mut sums = vec![[0u64; 256]; k];
-            // Row `r`'s class from its histogram `h`, which is left all zeros.
-            let mut classify = |r: usize, h: &mut [u32; 256]| {
-                let row = Row::new(h);
-                let c = costs.cheapest(&row);
-                for (s, &n) in sums[c][row.lo..row.hi].iter_mut().zip(&h[row.lo..row.hi]) {
-                    *s += u64::from(n);
-                }
-                let (lo, hi) = (row.lo, row.hi);
-                h[lo..hi].fill(0);
-                classes[r - rows.start] = c as u8;
-            };
-            // The sampled rows among them were counted by the search already; the others
-            // are counted two at a time.
+        .map(|task| {
+            let rows = task * CLASSIFY_ROWS..(task * CLASSIFY_ROWS + CLASSIFY_ROWS).min(rows);
+            let mut out = Classified::new(k, rows.len());
+            // The rows to count that the search did not, counted two at a time.
             let first = sample.rows.partition_point(|&r| r < rows.start);
             let last = sample.rows.partition_point(|&r| r < rows.end);
-            for (&r, h) in sample.rows[first..last].iter().zip(&sample.counts[first..last]) {
-                classify(r, &mut h.clone());
+            let in_sample = &sample.rows[first..last];
+            let to_count: Vec<usize> = rows
+                .clone()
+                .filter(|&r| counted_row(r) && in_sample.binary_search(&r).is_err())
+                .collect();
+            let mut counts = vec![[0u32; 256]; to_count.len()];
+            for (pair, hists) in to_count.chunks(2).zip(counts.chunks_mut(2)) {
+                (plane.counter)(pair, hists);
             }
-            let mut sampled = sample.rows[first..last].iter().peekable();
-            let mut hists = [[0u32; 256]; 2];
-            let mut waiting = None;
-            for r in rows.clone() {
-                if sampled.next_if_eq(&&r).is_some() {
-                    continue;
-                }
-                let Some(a) = waiting.take() else {
-                    waiting = Some(r);
-                    continue;
+            let (mut costs, mut piece_costs) = (vec![0u64; k], vec![0u64; k]);
+            for r in rows {
+                let hist = match in_sample.binary_search(&r) {
+                    Ok(i) => Some(&sample.counts[first + i]),
+                    Err(_) => to_count.binary_search(&r).ok().map(|i| &counts[i]),
                 };
-                row_hist(&[a, r], &mut hists);
-                let [ha, hb] = &mut hists;
-                classify(a, ha);
-                classify(r, hb);
+                if (plane.none_row)(r) {
+                    byte_cost_sums(plane.row(r), &byte_costs, &mut costs);
+                } else {
+                    costs.fill(0);
+                    (plane.pieces)(r, &mut |piece, are_bytes| {
+                        let by = if are_bytes { &byte_costs } else { &residual_costs };
+                        byte_cost_sums(piece, by, &mut piece_costs);
+                        costs.iter_mut().zip(&piece_costs).for_each(|(c, p)| *c += p);
+                    });
+                }
+                let c = least(&costs);
+                out.classes.push(c as u8);
+                out.rows[c] += 1;
+                match hist {
+                    Some(hist) => {
+                        for (t, &n) in out.sums[c].iter_mut().zip(hist) {
+                            *t += u64::from(n);
+                        }
+                        out.counted[c] += plane.cols as u64;
+                    }
+                    None => out.seen[c].add(plane.row(r)),
+                }
             }
-            if let Some(a) = waiting {
-                row_hist(&[a], &mut hists[..1]);
-                classify(a, &mut hists[0]);
-            }
-            (classes, sums)
+            out
+        })
+        .reduce_with(Classified::merge)
+        .expect("a plane of two rows or more");
+    // Each class's histogram: its counted rows' sum scaled to all its rows (exact where all
+    // were counted), and a count of 1 for every value met only in the others; a class whose
+    // rows were none of them counted takes its candidate table's shape.
+    let bias = usize::from(plane.bias);
+    let sums: Vec<[u64; 256]> = (0..k)
+        .map(|c| {
+            let symbols = classified.rows[c] * plane.cols as u64;
+            let seen = |s: usize| classified.seen[c].contains((s ^ bias) as u8);
+            let (base, scale) = match classified.counted[c] {
+                0 => (tables[c].map(u64::from), symbols as f64 / f64::from(1u32 << prob_bits)),
+                n => (classified.sums[c], symbols as f64 / n as f64),
+            };
+            std::array::from_fn(|s| match base[s] {
+                0 => u64::from(symbols > 0 && seen(s)),
+                n if scale == 1.0 => n,
+                n => ((n as f64 * scale).round() as u64).max(1),
+            })
         })
         .collect();
-    let mut classes = Vec::with_capacity(rows);
-    let mut sums = vec![[0u64; 256]; k];
-    for (c, s) in chunks {
-        classes.extend(c);
-        for (total, part) in sums.iter_mut().zip(&s) {
-            for (t, &p) in total.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
-    }
+    let mut classes = classified.classes;
     let mut total = [0u64; 256];
     for sum in &sums {
         for (t, &c) in total.iter_mut().zip(sum) {
@@ -284,9 +399,6 @@ pub fn choose_tables(
     let one_table = normalize(&total, prob_bits);
     let one_bits = cost_bits(&total, &one_table, prob_bits);
     let one_total = one_bits + side_bits(std::iter::once(present(&total)), rows);
-    if tables.len() < 2 {
-        return (vec![one_table], Vec::new(), one_bits, total);
-    }
     // Refit the tables to all rows; drop classes no row chose.
     let mut remap = vec![u8::MAX; k];
     let mut fitted = Vec::new();
@@ -416,22 +528,96 @@ fn search_sample(
 mod tests {
     use super::*;
 
-    fn choose(rows: &[[u32; 256]]) -> (Vec<Frequencies>, Vec<u8>, f64) {
+    /// A plane whose rows have the histograms `rows` (all of one length), each row's bytes
+    /// its symbols in order.
+    fn plane_of(rows: &[[u32; 256]]) -> (Vec<u8>, usize) {
+        let cols = rows[0].iter().sum::<u32>() as usize;
+        let bytes: Vec<u8> = rows
+            .iter()
+            .flat_map(|h| (0..256).flat_map(|s| std::iter::repeat_n(s as u8, h[s] as usize)))
+            .collect();
+        assert_eq!(bytes.len(), rows.len() * cols, "rows of one length");
+        (bytes, cols)
+    }
+
+    /// The tables for the plane of `rows` (bias `bias`: the rows are residuals, the plane's
+    /// bytes them XOR `bias`), histograms exact or `sampled`.
+    fn choose_with(
+        rows: &[[u32; 256]],
+        bias: u8,
+        sampled: bool,
+    ) -> (Vec<Frequencies>, Vec<u8>, f64, [u64; 256]) {
         let mut expected = [0u64; 256];
         for h in rows {
             for (t, &c) in expected.iter_mut().zip(h) {
                 *t += u64::from(c);
             }
         }
-        let (tables, classes, bits, total) = choose_tables(
-            rows.len(),
-            &|rs, hs| rs.iter().zip(hs).for_each(|(&r, h)| *h = rows[r]),
-            &|| expected,
-            12,
-            8,
-        );
-        assert_eq!(total, expected, "the returned histogram is the plane's");
+        let (mut bytes, cols) = plane_of(rows);
+        bytes.iter_mut().for_each(|b| *b ^= bias);
+        let counter = |rs: &[usize], hs: &mut [[u32; 256]]| {
+            rs.iter().zip(hs).for_each(|(&r, h)| *h = rows[r]);
+        };
+        let plane = PlaneRows {
+            bytes: &bytes,
+            cols,
+            bias,
+            none_row: &|_| true,
+            pieces: &|_, _| unreachable!("every row NONE"),
+            counter: &counter,
+        };
+        let chosen = choose_tables(&plane, &|| expected, 12, 8, sampled);
+        if !sampled {
+            assert_eq!(chosen.3, expected, "the returned histogram is the plane's");
+        }
+        chosen
+    }
+
+    fn choose(rows: &[[u32; 256]]) -> (Vec<Frequencies>, Vec<u8>, f64) {
+        let (tables, classes, bits, _) = choose_with(rows, 0, false);
         (tables, classes, bits)
+    }
+
+    /// Every symbol of every row has a frequency in its row's table, with histograms exact or
+    /// estimated, where some rows' rare symbols are in rows no count sees.
+    #[test]
+    fn every_row_can_code_its_symbols() {
+        let mut x = 0x1234_5678_u32;
+        let uncounted = (1..300)
+            .find(|r| r % COUNT_STRIDE != 0 && !sample_rows(300).any(|s| s == *r))
+            .expect("a row outside the sample and the stride");
+        let rows: Vec<[u32; 256]> = (0..300)
+            .map(|r| {
+                let mut h = [0u32; 256];
+                // Narrow rows and wide ones, the wide ones of two spreads.
+                let spread = [6u32, 20, 40][r % 3];
+                for _ in 0..512 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    h[(128 + x % spread - spread / 2) as usize] += 1;
+                }
+                // One rare symbol in a row no sample or stride counts.
+                if r == uncounted {
+                    h[128] -= 1;
+                    h[250] += 1;
+                }
+                h
+            })
+            .collect();
+        for sampled in [false, true] {
+            for bias in [0u8, 0x80] {
+                let (tables, classes, _, total) = choose_with(&rows, bias, sampled);
+                assert!(tables.len() >= 2, "sampled {sampled}: {} tables", tables.len());
+                for (r, h) in rows.iter().enumerate() {
+                    let table = &tables[usize::from(classes[r])];
+                    for s in (0..256).filter(|&s| h[s] > 0) {
+                        assert!(table[s] > 0, "sampled {sampled}, bias {bias}: row {r}, {s}");
+                        assert!(total[s] > 0);
+                    }
+                }
+            }
+        }
     }
 
     /// `Row::new` finds the first and last present symbol (an empty range for an empty row).

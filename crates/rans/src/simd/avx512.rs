@@ -515,25 +515,21 @@ unsafe fn encode_step(
     _mm512_add_epi32(y, _mm512_srli_epi32::<16>(info))
 }
 
-/// See [`super::mark_present`]: 64 bytes a step, each looked up in a 256-byte table of the
-/// symbols not yet seen (0xff) by two two-register byte permutes; only a step that meets a new
-/// symbol (at most 256 in all) leaves the registers for scalar code.
+/// See [`super::SeenBytes::add`]: 64 bytes a step, each looked up in `unseen` (0xff for a value
+/// not seen yet) by two two-register byte permutes; only a step that meets a new value (at
+/// most 256 in all) leaves the registers for scalar code.
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VBMI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
-pub(super) unsafe fn mark_present(bytes: &[u8], present: &mut [bool; 256]) {
-    let mut unseen = [0u8; 256];
-    for (u, &p) in unseen.iter_mut().zip(present.iter()) {
-        *u = if p { 0 } else { 0xff };
-    }
+pub(super) unsafe fn mark_seen(bytes: &[u8], unseen: &mut [u8; 256]) {
     // SAFETY (all loads of `unseen`): it is 256 bytes, four registers.
     let load = |unseen: &[u8; 256]| unsafe {
         std::array::from_fn::<__m512i, 4, _>(|k| {
             _mm512_loadu_si512(unseen[64 * k..].as_ptr().cast())
         })
     };
-    let mut t = load(&unseen);
+    let mut t = load(unseen);
     let mut chunks = bytes.chunks_exact(64);
     for chunk in &mut chunks {
         // SAFETY: `chunk` is 64 bytes.
@@ -548,13 +544,47 @@ pub(super) unsafe fn mark_present(bytes: &[u8], present: &mut [bool; 256]) {
                 unseen[usize::from(chunk[new.trailing_zeros() as usize])] = 0;
                 new &= new - 1;
             }
-            t = load(&unseen);
+            t = load(unseen);
         }
     }
     for &b in chunks.remainder() {
         unseen[usize::from(b)] = 0;
     }
-    for (p, &u) in present.iter_mut().zip(&unseen) {
-        *p = u == 0;
+}
+
+/// See [`super::byte_cost_sums`]: per table, its 256 costs in four registers and each 64-byte
+/// step looked up as in [`mark_present`], the costs added eight at a time by `vpsadbw` into
+/// 64-bit lanes; the last partial step read with a masked load.
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn byte_cost_sums(bytes: &[u8], costs: &[[u8; 256]], sums: &mut [u64]) {
+    let chunks = bytes.chunks_exact(64);
+    let rest = chunks.remainder();
+    let tail_mask: __mmask64 = if rest.is_empty() { 0 } else { u64::MAX >> (64 - rest.len()) };
+    // SAFETY: the mask selects the `rest.len()` bytes `rest` has; masked-off bytes are not read.
+    let tail = unsafe { _mm512_maskz_loadu_epi8(tail_mask, rest.as_ptr().cast()) };
+    let zero = _mm512_setzero_si512();
+    for (table, sum) in costs.iter().zip(sums) {
+        // SAFETY: `table` is 256 bytes, four registers.
+        let t: [__m512i; 4] =
+            std::array::from_fn(|k| unsafe { _mm512_loadu_si512(table[64 * k..].as_ptr().cast()) });
+        let look_up = |v: __m512i| {
+            let low = _mm512_permutex2var_epi8(t[0], v, t[1]);
+            let high = _mm512_permutex2var_epi8(t[2], v, t[3]);
+            _mm512_mask_blend_epi8(_mm512_movepi8_mask(v), low, high)
+        };
+        let mut acc = zero;
+        for chunk in chunks.clone() {
+            // SAFETY: `chunk` is 64 bytes.
+            let v = unsafe { _mm512_loadu_si512(chunk.as_ptr().cast()) };
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(look_up(v), zero));
+        }
+        if tail_mask != 0 {
+            let costs = _mm512_maskz_mov_epi8(tail_mask, look_up(tail));
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(costs, zero));
+        }
+        *sum = _mm512_reduce_add_epi64(acc) as u64;
     }
 }
