@@ -235,6 +235,52 @@ fn skewed_data_codes_within_one_percent_of_its_bound() {
     assert!(stored <= bound * 1.01, "stored {stored}, bound {bound}");
 }
 
+/// Row classes and predicted tiles in one plane: rows of three spreads (classes pay), a band
+/// of tiles whose rows repeat the row above (TOP pays there), and rare values in a few rows
+/// only. The rows of predicted tiles are priced and counted from their residuals, the others
+/// from their bytes; with counts exact and sampled, every row's table codes it.
+#[test]
+fn row_classes_meet_predicted_tiles() {
+    let (rows, cols) = (768usize, 256usize);
+    let mut rng = xorshift(41);
+    let mut data = vec![0u8; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            let spread = [3u64, 15, 60][r % 3];
+            let v = (rng() % (2 * spread + 1)) as i64 - spread as i64;
+            data[r * cols + c] = v as i8 as u8;
+        }
+        // Rows 256..320 repeat the row above but for a byte in eight.
+        if (257..320).contains(&r) {
+            for c in 0..cols {
+                if rng() % 8 != 0 {
+                    data[r * cols + c] = data[(r - 1) * cols + c];
+                }
+            }
+        }
+        if r % 97 == 5 {
+            data[r * cols + 17] = 127;
+            data[r * cols + 18] = 0x80;
+        }
+    }
+    for sampled_counts in [false, true] {
+        let options = EncodeOptions {
+            tile: TileConfig { rows: 64, cols: 128 },
+            sampled_counts,
+            ..EncodeOptions::default()
+        };
+        let wcz = check_round_trip(&data, Dtype::I8, &[rows as u64, cols as u64], &options);
+        let dir = Directory::from_file_bytes(&wcz).unwrap();
+        let wcodec::format::PlaneEncoding::Rans { tables, units, .. } =
+            &dir.tensors[0].planes[0].encoding
+        else {
+            panic!("a coded plane");
+        };
+        assert!(tables.len() >= 2, "sampled {sampled_counts}: {} tables", tables.len());
+        assert!(units.iter().any(|u| u.predictor != Predictor::None), "sampled {sampled_counts}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
