@@ -158,15 +158,14 @@ struct CompressArgs {
     max_tables: Option<u8>,
     /// Tune for decoding on a GPU: 128x128 tiles fitted per plane, 11-bit probabilities, one
     /// table per plane and no prediction, for 1-4% less ratio (MiniLM int8 1.584 against
-    /// 1.647, BF16 1.495 against 1.507). Tiles are 64 rows high in one-byte tensors small
+    /// 1.646, BF16 1.495 against 1.507). Tiles are 64 rows high in one-byte tensors small
     /// enough for the GPU to decode all their units at once (a 4096 x 4096 int8 layer alone:
     /// 35 us against 51 on an H100) and taller where coding saves little (quants); `--tile`
     /// fixes them.
     #[arg(long, conflicts_with = "fast")]
     for_gpu: bool,
-    /// Encode 2-2.5x as fast for a file up to 1.4% larger (MiniLM int8 1.624 against 1.647,
-    /// BF16 1.501 against 1.507, GGUF 0.04%): one table per plane, no prediction, tables
-    /// estimated from a sample of each plane.
+    /// Encode 1.4-2.2x as fast for a file up to 1.4% larger (MiniLM int8 1.624 against 1.646,
+    /// BF16 1.501 against 1.507, GGUF 0.03%): one table per plane and no prediction.
     #[arg(long)]
     fast: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all
