@@ -320,7 +320,7 @@ pub(crate) fn choose_tables(
         .iter()
         .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
         .collect();
-    let counted_row = |r: usize| !sampled || r % COUNT_STRIDE == 0 || !(plane.none_row)(r);
+    let counted_row = |r: usize| !sampled || r.is_multiple_of(COUNT_STRIDE) || !(plane.none_row)(r);
     let classified = (0..rows.div_ceil(CLASSIFY_ROWS))
         .into_par_iter()
         .map(|task| {

@@ -253,7 +253,7 @@ fn row_classes_meet_predicted_tiles() {
         // Rows 256..320 repeat the row above but for a byte in eight.
         if (257..320).contains(&r) {
             for c in 0..cols {
-                if rng() % 8 != 0 {
+                if !rng().is_multiple_of(8) {
                     data[r * cols + c] = data[(r - 1) * cols + c];
                 }
             }
