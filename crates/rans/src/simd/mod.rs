@@ -432,6 +432,42 @@ mod tests {
         }
     }
 
+    /// A set fed slice by slice, and the union of two, hold the values a plain scan finds.
+    #[test]
+    fn seen_bytes_hold_the_values_of_their_slices() {
+        let mut x = 0x5555_1234_u64;
+        let slices: Vec<Vec<u8>> = (0..40)
+            .map(|k| {
+                (0..(k * 13) % 200)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x.is_multiple_of(97) {
+                            (x >> 32) as u8
+                        } else {
+                            100 + (x >> 40) as u8 % 20
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let (mut even, mut odd) = (SeenBytes::default(), SeenBytes::default());
+        let mut expected = [false; 256];
+        for (k, slice) in slices.iter().enumerate() {
+            if k % 2 == 0 {
+                even.add(slice)
+            } else {
+                odd.add(slice)
+            }
+            slice.iter().for_each(|&b| expected[usize::from(b)] = true);
+        }
+        even.union(&odd);
+        for v in 0..=255u8 {
+            assert_eq!(even.contains(v), expected[usize::from(v)], "value {v}");
+        }
+    }
+
     /// The vector sums equal the scalar ones, at lengths around whole 64-byte steps and for
     /// every number of tables up to 16.
     #[test]
