@@ -377,18 +377,24 @@ fn table_entropy_bits(table: &wcodec_rans::Frequencies, prob_bits: u8) -> f64 {
     table.iter().filter(|&&f| f > 0).map(|&f| bits(f)).sum()
 }
 
-/// Planes of at least this many tiles have their predictors scouted: one tile in this many
-/// is priced first, and the others only if a scout is predicted. On weights NONE wins nearly
-/// every tile, and pricing the five predictors on a tile's sample was 15% of an int8 encode;
-/// a plane's predictable tiles come in runs (MiniLM's position embedding, the unused tokens of
-/// its word embedding), which scouts meet.
+/// Planes of at least twice this many tiles have their predictors scouted: one tile in each
+/// window of this many is priced first, and the others only in a window next to (or of) a
+/// predicted scout. On weights NONE wins nearly every tile, and pricing the five predictors on
+/// every tile's sample was about 14% of an int8 encode; a plane's predictable tiles come in
+/// runs (MiniLM's position embedding, the unused tokens of its word embedding), which scouts
+/// meet.
 const SCOUT_STRIDE: usize = 4;
 
-/// The scouts of a plane of `tiles` tiles (`SCOUT_STRIDE`): one in each window of the stride, at
-/// an offset drawn from a fixed hash of the window, so that tiles repeating with the stride
-/// are not all missed; every tile where the plane has fewer than `2 * SCOUT_STRIDE`.
+/// The windows of `scout_tiles` for a plane of `tiles` tiles.
+fn scout_stride(tiles: usize) -> usize {
+    if tiles < 2 * SCOUT_STRIDE { 1 } else { SCOUT_STRIDE }
+}
+
+/// The scouts of a plane of `tiles` tiles: one in each window of `scout_stride` tiles, at an
+/// offset drawn from a fixed hash of the window, so that tiles repeating with the stride are
+/// not all missed (every tile in a plane of fewer than `2 * SCOUT_STRIDE`).
 fn scout_tiles(tiles: usize) -> impl Iterator<Item = usize> {
-    let stride = if tiles < 2 * SCOUT_STRIDE { 1 } else { SCOUT_STRIDE };
+    let stride = scout_stride(tiles);
     (0..tiles.div_ceil(stride)).map(move |w| {
         let start = w * stride;
         let window = stride.min(tiles - start);
@@ -521,9 +527,9 @@ pub(crate) fn encode_plane_payload(
     };
     let tiles: Vec<Tile> = tiles(rows, cols, tile_rows, tile_cols);
 
-    // Pass 1: the predictor of every tile, and the residuals of predicted tiles. Tiles are
-    // tried a scout in `SCOUT_STRIDE` first: a plane where NONE wins them all is NONE
-    // everywhere, without pricing the other tiles.
+    // Pass 1: the predictor of every tile, and the residuals of predicted tiles. The scouts
+    // (`scout_tiles`) are priced first, then the tiles in or next to the window of a predicted
+    // scout; the others are NONE without being priced.
     let model_of = |tile: Tile, predictor: Predictor| {
         let residuals = (predictor != Predictor::None).then(|| {
             let mut res = vec![0u8; tile.len()];
@@ -539,10 +545,10 @@ pub(crate) fn encode_plane_payload(
         scout_tiles(tiles.len()).collect()
     };
     let scouted: Vec<Predictor> = scouts.par_iter().map(|&i| choose(tiles[i])).collect();
-    // Tile `i` is priced where a scout within a stride of it was predicted.
-    let stride = tiles.len().div_ceil(scouts.len().max(1));
+    // Whether tile `i`'s window or one next to it has a predicted scout.
+    let stride = scout_stride(tiles.len());
     let near_predicted = |i: usize| {
-        let w = i / stride.max(1);
+        let w = i / stride;
         (w.saturating_sub(1)..=w + 1).any(|v| scouted.get(v).is_some_and(|&p| p != Predictor::None))
     };
     let models: Vec<TileModel> = (0..tiles.len())
