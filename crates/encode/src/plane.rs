@@ -741,8 +741,9 @@ pub(crate) fn encode_plane_payload(
 #[cfg(test)]
 mod tests {
     use super::{
-        COUNT_CHUNK, EncodeOptions, EncodedPlane, Model, SAMPLE_COUNTED, TileModel, count,
-        count_pair, encode_plane, fitted_tile_shape, none_histogram, plane_histogram_of,
+        COUNT_CHUNK, EncodeOptions, EncodedPlane, Model, SAMPLE_COUNTED, SCOUT_STRIDE, TileModel,
+        count, count_pair, encode_plane, fitted_tile_shape, none_histogram, plane_histogram_of,
+        scout_stride, scout_tiles,
     };
     use wcodec_format::{PlaneEncoding, Predictor};
     use wcodec_predict::TileConfig;
@@ -762,6 +763,25 @@ mod tests {
                 if x.is_multiple_of(zero_every) { 0 } else { (x >> 24) as u8 }
             })
             .collect()
+    }
+
+    /// One scout in each window of the stride, the last window partial; every tile of a
+    /// small plane.
+    #[test]
+    fn scouts_take_one_tile_a_window() {
+        for tiles in [0usize, 1, 7, 8, 9, 10, 11, 12, 13, 240, 241] {
+            let stride = scout_stride(tiles);
+            assert_eq!(stride, if tiles < 2 * SCOUT_STRIDE { 1 } else { SCOUT_STRIDE });
+            let scouts: Vec<usize> = scout_tiles(tiles).collect();
+            assert_eq!(scouts.len(), tiles.div_ceil(stride), "{tiles} tiles");
+            for (w, &i) in scouts.iter().enumerate() {
+                assert_eq!(i / stride, w, "{tiles} tiles: scout {i} in window {w}");
+                assert!(i < tiles);
+            }
+        }
+        // The offsets differ from window to window.
+        let offsets: std::collections::BTreeSet<usize> = scout_tiles(400).map(|i| i % 4).collect();
+        assert!(offsets.len() > 1);
     }
 
     #[test]
