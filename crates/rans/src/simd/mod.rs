@@ -277,6 +277,19 @@ pub fn weighted_cost_sums<const N: usize>(costs: &[[f32; 16]], counts: &[u32]) -
     sums::<N>(costs, counts)
 }
 
+/// Whether the CPU runs AVX-512 F, BW and VBMI, the byte permutes of `SeenBytes::add` and
+/// `byte_cost_sums`; detected once (they are called a row at a time).
+fn byte_permutes() -> bool {
+    static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+            return true;
+        }
+        false
+    })
+}
+
 /// Sets `present[s]` for every byte value `s` in `bytes` (others are left as they are): what an
 /// encoder needs to know of the bytes it does not count, as every symbol a unit codes must
 /// have a frequency. With AVX-512 VBMI a 64-byte step is a few instructions (byte permutes
@@ -309,7 +322,7 @@ impl SeenBytes {
     /// Adds the values of `bytes`.
     pub fn add(&mut self, bytes: &[u8]) {
         #[cfg(target_arch = "x86_64")]
-        if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+        if byte_permutes() {
             // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
             return unsafe { avx512::mark_seen(bytes, &mut self.unseen) };
         }
@@ -341,10 +354,8 @@ impl SeenBytes {
 pub fn byte_cost_sums(bytes: &[u8], costs: &[[u8; 256]], sums: &mut [u64]) {
     assert_eq!(costs.len(), sums.len(), "one sum a table");
     #[cfg(target_arch = "x86_64")]
-    if crate::Path::detected() == crate::Path::Avx512
-        && std::arch::is_x86_feature_detected!("avx512vbmi")
-    {
-        // SAFETY: AVX-512 F and BW (the path) and VBMI were detected on this CPU.
+    if crate::Path::detected() == crate::Path::Avx512 && byte_permutes() {
+        // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
         return unsafe { avx512::byte_cost_sums(bytes, costs, sums) };
     }
     byte_cost_sums_scalar(bytes, costs, sums);
