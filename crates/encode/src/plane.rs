@@ -72,18 +72,6 @@ struct Model<'a> {
 }
 
 impl Model<'_> {
-    /// Adds row `r` (of the tile) of tile `i` to the residual histogram `h`.
-    fn count_row(&self, i: usize, r: usize, h: &mut [u32; 256]) {
-        let tile = self.tiles[i];
-        match &self.models[i].residuals {
-            Some(res) => count([&res[r * tile.w..][..tile.w]], tile.w, 0, h),
-            None => {
-                let row = &self.bytes[(tile.r0 + r) * self.cols + tile.c0..][..tile.w];
-                count([row], tile.w, self.bias, h)
-            }
-        }
-    }
-
     /// The histogram of tile `i`'s residuals.
     fn tile_histogram(&self, i: usize) -> [u64; 256] {
         match &self.models[i].residuals {
@@ -585,6 +573,18 @@ pub(crate) fn encode_plane_payload(
                     .iter()
                     .all(|m| m.residuals.is_none())
             };
+            // Row `r` piece by piece: a NONE tile's bytes (`true`) or a predicted tile's
+            // residuals.
+            let pieces = |r: usize, f: &mut dyn FnMut(&[u8], bool)| {
+                let band = r / tile_rows;
+                for i in band * grid_cols..(band + 1) * grid_cols {
+                    let (tile, at) = (model.tiles[i], r - band * tile_rows);
+                    match &model.models[i].residuals {
+                        Some(res) => f(&res[at * tile.w..][..tile.w], false),
+                        None => f(&bytes[r * cols + tile.c0..][..tile.w], true),
+                    }
+                }
+            };
             let row = |r: usize| &bytes[r * cols..][..cols];
             let row_hist = |rs: &[usize], hists: &mut [[u32; 256]]| {
                 if let ([a, b], [ha, hb]) = (rs, &mut *hists)
@@ -598,20 +598,9 @@ pub(crate) fn encode_plane_payload(
                     if none_band(r) {
                         count([row(r)], cols, bias, h);
                     } else {
-                        let band = r / tile_rows;
-                        for i in band * grid_cols..(band + 1) * grid_cols {
-                            model.count_row(i, r - band * tile_rows, h);
-                        }
-                    }
-                }
-            };
-            let pieces = |r: usize, f: &mut dyn FnMut(&[u8], bool)| {
-                let band = r / tile_rows;
-                for i in band * grid_cols..(band + 1) * grid_cols {
-                    let (tile, at) = (model.tiles[i], r - band * tile_rows);
-                    match &model.models[i].residuals {
-                        Some(res) => f(&res[at * tile.w..][..tile.w], false),
-                        None => f(&bytes[r * cols + tile.c0..][..tile.w], true),
+                        pieces(r, &mut |piece, are_bytes| {
+                            count([piece], piece.len(), if are_bytes { bias } else { 0 }, h);
+                        });
                     }
                 }
             };
