@@ -16,8 +16,8 @@ use wcodec_format::{
 };
 use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
 use wcodec_rans::{
-    CodedUnit, EncodeTable, GROUP, TableMap, cost_bits, encode_unit_owned, entropy_bits, histogram,
-    mark_present, normalize,
+    CodedUnit, EncodeTable, GROUP, RansError, TableMap, cost_bits, encode_unit_owned, entropy_bits,
+    histogram, mark_present, normalize,
 };
 
 use crate::tables::{PlaneRows, choose_tables};
@@ -666,7 +666,7 @@ pub(crate) fn encode_plane_payload(
     } else {
         tables.iter().map(|t| table_entropy_bits(t, prob_bits)).collect()
     };
-    let coded: Vec<(CodedUnit, u32)> = (0..n_tiles)
+    let coded: Result<Vec<(CodedUnit, u32)>, RansError> = (0..n_tiles)
         .into_par_iter()
         .map(|i| {
             let tile = model.tiles[i];
@@ -689,11 +689,18 @@ pub(crate) fn encode_plane_payload(
                     _ => &byte_encoders,
                 };
                 encode_unit_owned(symbols, tables, map, expected)
-            });
+            })?;
             let crc = wcodec_format::crc32c(unit.bytes());
-            (unit, crc)
+            Ok((unit, crc))
         })
         .collect();
+    // A symbol without a frequency in its table would be an encoder bug (the tables give one
+    // to every value their rows hold): the coder refuses it rather than write a unit that does
+    // not decode, and the plane is then stored as it is, so the file stays exact.
+    let Ok(coded) = coded else {
+        debug_assert!(false, "a symbol without frequency in a plane of {rows} x {cols}");
+        return raw_entry(order0_bits);
+    };
     let coded_len = coded
         .iter()
         .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.bytes().len());

@@ -115,7 +115,8 @@ fn coder(c: &mut Criterion) {
         let enc: Vec<_> = freqs.iter().map(|f| EncodeTable::new(f, 12)).collect();
         let dec: Vec<_> = freqs.iter().map(|f| DecodeTable::new(f, 12).unwrap()).collect();
         let mut unit = Vec::new();
-        encode_unit_with(Path::Scalar, &data, &enc, map, &mut unit);
+        encode_unit_with(Path::Scalar, &data, &enc, map, &mut unit)
+            .expect("every symbol has a frequency");
         let entropy: f64 = sources.iter().map(|s| entropy_bits(&histogram(s))).sum::<f64>()
             / sources.iter().map(Vec::len).sum::<usize>() as f64;
         eprintln!(
@@ -126,13 +127,15 @@ fn coder(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(data.len() as u64));
         for path in Path::available() {
             let mut check = Vec::new();
-            encode_unit_with(path, &data, &enc, map, &mut check);
+            encode_unit_with(path, &data, &enc, map, &mut check)
+                .expect("every symbol has a frequency");
             assert_eq!(check, unit, "{path:?} encoder differs from the scalar one");
             group.bench_function(format!("encode/{path:?}"), |b| {
                 let mut out = Vec::with_capacity(unit.len());
                 b.iter(|| {
                     out.clear();
-                    encode_unit_with(path, black_box(&data), &enc, map, &mut out);
+                    encode_unit_with(path, black_box(&data), &enc, map, &mut out)
+                        .expect("every symbol has a frequency");
                 })
             });
             group.bench_function(format!("decode/{path:?}"), |b| {

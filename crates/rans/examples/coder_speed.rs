@@ -34,7 +34,8 @@ fn main() {
         let enc = [EncodeTable::new(&freqs, 12)];
         let dec = [DecodeTable::new(&freqs, 12).unwrap()];
         let mut unit = Vec::new();
-        encode_unit_with(Path::Scalar, &data, &enc, TableMap::Single, &mut unit);
+        encode_unit_with(Path::Scalar, &data, &enc, TableMap::Single, &mut unit)
+            .expect("every symbol has a frequency");
         let gbs = |seconds: f64| data.len() as f64 / seconds / 1e9;
         for path in Path::available() {
             let mut out = vec![0u8; data.len()];
@@ -54,7 +55,8 @@ fn main() {
             let mut coded = Vec::with_capacity(unit.len());
             let encode = best_of(reps, || {
                 coded.clear();
-                encode_unit_with(path, &data, &enc, TableMap::Single, &mut coded);
+                encode_unit_with(path, &data, &enc, TableMap::Single, &mut coded)
+                    .expect("every symbol has a frequency");
             });
             assert_eq!(coded, unit);
             println!(

@@ -2,7 +2,7 @@
 
 use crate::down::{CodedUnit, Down};
 use crate::simd::{ENCODE_HEADROOM, EncodeRun, Kernel};
-use crate::{Frequencies, GROUP, LANES, Path, RUN, STATE_LOW, STATES_BYTES, TableMap};
+use crate::{Frequencies, GROUP, LANES, Path, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal,
 /// and the coding step as one multiply-add: with `q = x / freq` and `M = 2^prob_bits`,
@@ -148,7 +148,7 @@ impl EncodeTable {
 
     /// `put`, with the word stored below the others in `down` instead.
     #[inline(always)]
-    fn put_down(&self, x: &mut u32, symbol: u8, down: &mut Down) {
+    fn put_down(&self, x: &mut u32, symbol: u8, down: &mut Down) -> bool {
         let s = &self.symbols[symbol as usize];
         let v = *x;
         let emit = u64::from(v) >= s.x_max;
@@ -156,34 +156,39 @@ impl EncodeTable {
             down.put(v as u16);
         }
         *x = s.code(if emit { v >> 16 } else { v });
+        s.x_max != 0
     }
 
     /// Codes `symbol` into `x`, storing a word at `buf[*len]` (u16, in reverse order) when
-    /// `x` renormalises.
+    /// `x` renormalises. Returns whether the symbol has a frequency (else `x` is garbage).
     #[inline(always)]
-    fn put(&self, x: &mut u32, symbol: u8, buf: &mut [u16], len: &mut usize) {
+    fn put(&self, x: &mut u32, symbol: u8, buf: &mut [u16], len: &mut usize) -> bool {
         let s = &self.symbols[symbol as usize];
-        debug_assert!(s.x_max > 0, "symbol {symbol} has no frequency");
         let v = *x;
         // Branch-free renormalisation: always store, advance only when the word is needed.
         let emit = u64::from(v) >= s.x_max;
         buf[*len] = v as u16;
         *len += usize::from(emit);
         *x = s.code(if emit { v >> 16 } else { v });
+        s.x_max != 0
     }
 }
 
 /// Encodes `symbols` as one unit and appends it to `out`: 32 little-endian u32 initial states,
 /// then the u16 words. `map` says which of `tables` codes each symbol; every symbol must have
-/// a non-zero frequency in its table.
+/// a non-zero frequency in its table, else the result is [`RansError::NoFrequency`] and `out`
+/// is left as it was (no path ever writes a unit that does not decode to `symbols`).
 ///
 /// Panics if `map` does not cover the symbols with tables of `tables` (a caller bug: the
 /// encoder builds the map itself).
 ///
 /// Runs the fastest path of this CPU ([`Path::detected`]); every path writes the same bytes.
-/// (A symbol without frequency in its table gives an undecodable unit, which may then differ
-/// between paths.)
-pub fn encode_unit(symbols: &[u8], tables: &[EncodeTable], map: TableMap, out: &mut Vec<u8>) {
+pub fn encode_unit(
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    map: TableMap,
+    out: &mut Vec<u8>,
+) -> Result<(), RansError> {
     encode_unit_with(Path::detected(), symbols, tables, map, out)
 }
 
@@ -196,35 +201,41 @@ pub fn encode_unit_with(
     tables: &[EncodeTable],
     map: TableMap,
     out: &mut Vec<u8>,
-) {
+) -> Result<(), RansError> {
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
-    if let Some(kernel) = path.kernel() {
-        return encode_fast(kernel, symbols, tables, map, out);
-    }
-    // At most one word per symbol, plus the slot the branch-free store writes past the end.
-    // The buffer is reused per thread: a fresh one per unit costs page faults.
-    WORDS.with_borrow_mut(|buf| {
-        if buf.len() < symbols.len() + 1 {
-            buf.resize(symbols.len() + 1, 0);
-        }
-        let mut words = Words { buf: std::mem::take(buf), len: 0 };
-        encode_into(symbols, tables, map, &mut words, out);
-        *buf = words.buf;
-    });
+    let coded = if let Some(kernel) = path.kernel() {
+        encode_fast(kernel, symbols, tables, map, out)
+    } else {
+        // At most one word per symbol, plus the slot the branch-free store writes past the
+        // end. The buffer is reused per thread: a fresh one per unit costs page faults.
+        WORDS.with_borrow_mut(|buf| {
+            if buf.len() < symbols.len() + 1 {
+                buf.resize(symbols.len() + 1, 0);
+            }
+            let mut words = Words { buf: std::mem::take(buf), len: 0 };
+            let coded = encode_into(symbols, tables, map, &mut words, out);
+            *buf = words.buf;
+            coded
+        })
+    };
+    if coded { Ok(()) } else { Err(RansError::NoFrequency) }
 }
 
 thread_local! {
     static WORDS: std::cell::RefCell<Vec<u16>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Codes `symbols` on the scalar steps and appends the unit to `out`; returns whether every
+/// symbol had a frequency (else appends nothing).
 fn encode_into(
     symbols: &[u8],
     tables: &[EncodeTable],
     map: TableMap,
     words: &mut Words,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     let mut states = [STATE_LOW; LANES];
+    let mut coded = true;
     let n = symbols.len();
     // The buffer and its length as locals, which the step updates through references.
     let buf = &mut words.buf[..];
@@ -242,7 +253,7 @@ fn encode_into(
                     symbols[base..base + GROUP].try_into().expect("a full group");
                 for j in (0..RUN).rev() {
                     for lane in (0..LANES).rev() {
-                        table.put(&mut states[lane], group[lane * RUN + j], buf, &mut len);
+                        coded &= table.put(&mut states[lane], group[lane * RUN + j], buf, &mut len);
                     }
                 }
             }
@@ -252,7 +263,7 @@ fn encode_into(
                         let t = base + lane * RUN + j;
                         if t < n {
                             let table = &tables[map.table_of(t)];
-                            table.put(&mut states[lane], symbols[t], buf, &mut len);
+                            coded &= table.put(&mut states[lane], symbols[t], buf, &mut len);
                         }
                     }
                 }
@@ -260,6 +271,9 @@ fn encode_into(
         }
     }
     words.len = len;
+    if !coded {
+        return false;
+    }
     out.reserve(LANES * 4 + words.len * 2);
     for s in states {
         out.extend_from_slice(&s.to_le_bytes());
@@ -271,6 +285,7 @@ fn encode_into(
     for (dst, w) in out[start..].chunks_exact_mut(2).zip(words.buf[..words.len].iter().rev()) {
         dst.copy_from_slice(&w.to_le_bytes());
     }
+    true
 }
 
 /// Words emitted so far, in encoding (reverse) order.
@@ -292,13 +307,16 @@ fn encode_fast(
     tables: &[EncodeTable],
     map: TableMap,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     DOWN.with_borrow_mut(|down| {
         // Room for every symbol's word: the buffer, reused, never grows while coding.
         down.reset(symbols.len() + ENCODE_HEADROOM);
-        code_down(Some(kernel), symbols, tables, map, down);
-        out.extend_from_slice(down.bytes());
-    });
+        let coded = code_down(Some(kernel), symbols, tables, map, down);
+        if coded {
+            out.extend_from_slice(down.bytes());
+        }
+        coded
+    })
 }
 
 /// Encodes `symbols` as [`encode_unit`] does, into a buffer of its own sized for about
@@ -309,7 +327,7 @@ pub fn encode_unit_owned(
     tables: &[EncodeTable],
     map: TableMap,
     expected_len: usize,
-) -> CodedUnit {
+) -> Result<CodedUnit, RansError> {
     encode_unit_owned_with(Path::detected(), symbols, tables, map, expected_len)
 }
 
@@ -322,24 +340,29 @@ pub fn encode_unit_owned_with(
     tables: &[EncodeTable],
     map: TableMap,
     expected_len: usize,
-) -> CodedUnit {
+) -> Result<CodedUnit, RansError> {
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
     // Room for the words (the states have theirs).
     let words = expected_len.saturating_sub(STATES_BYTES).div_ceil(2);
     let mut down = Down::with_room(words + ENCODE_HEADROOM);
-    code_down(path.kernel(), symbols, tables, map, &mut down);
-    CodedUnit(down)
+    if code_down(path.kernel(), symbols, tables, map, &mut down) {
+        Ok(CodedUnit(down))
+    } else {
+        Err(RansError::NoFrequency)
+    }
 }
 
 /// Codes a unit into `down`, growing it where it lacks room: runs of full groups on `kernel`,
-/// the other groups (every group without one) on the scalar steps.
+/// the other groups (every group without one) on the scalar steps. Returns whether every
+/// symbol had a frequency in its table.
 fn code_down(
     kernel: Option<Kernel>,
     symbols: &[u8],
     tables: &[EncodeTable],
     map: TableMap,
     down: &mut Down,
-) {
+) -> bool {
+    let mut coded = true;
     let mut unit = Coding::new(symbols, map, down);
     while unit.g > 0 {
         let run = kernel.and_then(|kernel| Some((kernel, unit.run_before(tables)?)));
@@ -350,17 +373,18 @@ fn code_down(
                     unit.down.reserve(GROUP * (unit.g - start) + ENCODE_HEADROOM);
                 }
                 let k = (unit.g - start).min((unit.down.room() - ENCODE_HEADROOM) / GROUP);
-                kernel.encode_run(unit.run(tables, k), prob_bits);
+                coded &= kernel.encode_run(unit.run(tables, k), prob_bits);
                 unit.g -= k;
             }
             None => {
                 unit.down.reserve(GROUP);
-                unit.scalar_group(tables);
+                coded &= unit.scalar_group(tables);
             }
         }
     }
     let states = unit.states;
     down.finish(&states);
+    coded
 }
 
 /// One unit being coded by [`code_down`]: groups `0..g` are still to code, the words so far
@@ -431,7 +455,9 @@ impl<'a> Coding<'a> {
     }
 
     /// Group `g - 1` (full or not) on the scalar steps; needs room for a word a symbol.
-    fn scalar_group(&mut self, tables: &[EncodeTable]) {
+    /// Returns whether every symbol had a frequency.
+    fn scalar_group(&mut self, tables: &[EncodeTable]) -> bool {
+        let mut coded = true;
         let (n, base) = (self.symbols.len(), (self.g - 1) * GROUP);
         let size = (n - base).min(GROUP);
         let group_table = self.map.group_table(base, size);
@@ -440,11 +466,13 @@ impl<'a> Coding<'a> {
                 let t = base + lane * RUN + j;
                 if t < n {
                     let table = group_table.unwrap_or_else(|| self.map.table_of(t));
-                    tables[table].put_down(&mut self.states[lane], self.symbols[t], self.down);
+                    let (state, symbol) = (&mut self.states[lane], self.symbols[t]);
+                    coded &= tables[table].put_down(state, symbol, self.down);
                 }
             }
         }
         self.g -= 1;
+        coded
     }
 }
 
@@ -476,10 +504,12 @@ mod tests {
         let tables = [EncodeTable::new(&freqs, 10)];
         for path in [Path::Scalar, Path::detected()] {
             let mut appended = vec![7];
-            encode_unit_with(path, &symbols, &tables, TableMap::Single, &mut appended);
+            encode_unit_with(path, &symbols, &tables, TableMap::Single, &mut appended)
+                .expect("every symbol has a frequency");
             for expected in [0, 64, appended.len(), 4 * appended.len()] {
                 let unit =
-                    encode_unit_owned_with(path, &symbols, &tables, TableMap::Single, expected);
+                    encode_unit_owned_with(path, &symbols, &tables, TableMap::Single, expected)
+                        .expect("every symbol has a frequency");
                 assert!(unit.bytes() == &appended[1..], "{path:?}, room for {expected} bytes");
             }
         }

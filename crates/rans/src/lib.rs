@@ -51,7 +51,8 @@ pub use wcodec_format::rans::{GROUP, LANES, RUN, STATE_LOW, STATES_BYTES, WORD_B
 
 use thiserror::Error;
 
-/// Why a unit could not be decoded. Any of these means the unit is damaged.
+/// Why a unit could not be decoded (any of these but `NoFrequency` means the unit is damaged),
+/// or encoded (`NoFrequency`).
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
 #[non_exhaustive]
 pub enum RansError {
@@ -65,6 +66,9 @@ pub enum RansError {
     NotFinal { words_left: usize },
     #[error("invalid frequency table: {0}")]
     BadTable(&'static str),
+    /// A symbol to encode has no frequency in its table: no unit can code it.
+    #[error("a symbol to encode has no frequency in its table")]
+    NoFrequency,
 }
 
 /// Which table codes which symbol of a unit.

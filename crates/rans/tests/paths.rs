@@ -152,13 +152,15 @@ fn case() -> impl Strategy<Value = Case> {
 
 fn encode(path: Path, case: &Case) -> Vec<u8> {
     let mut unit = vec![0xAA]; // encode_unit appends
-    encode_unit_with(path, &case.data, &case.encoders(), case.map(), &mut unit);
+    encode_unit_with(path, &case.data, &case.encoders(), case.map(), &mut unit)
+        .expect("every symbol has a frequency");
     let unit = unit.split_off(1);
     // A unit coded into a buffer of its own is the same, whatever room it starts with: none
     // (grown at every run), a little, about its size, more than it needs.
     for expected in [0, 100, unit.len(), 3 * unit.len() + 1000] {
         let owned =
-            encode_unit_owned_with(path, &case.data, &case.encoders(), case.map(), expected);
+            encode_unit_owned_with(path, &case.data, &case.encoders(), case.map(), expected)
+                .expect("every symbol has a frequency");
         assert!(owned.bytes() == unit, "{path:?}: unit coded with room for {expected} bytes");
         assert!(owned.capacity() >= unit.len());
     }
@@ -237,7 +239,8 @@ proptest! {
         prop_assert!(out == case.data);
         // The default entry points agree too.
         let mut default_unit = Vec::new();
-        encode_unit(&case.data, &case.encoders(), case.map(), &mut default_unit);
+        encode_unit(&case.data, &case.encoders(), case.map(), &mut default_unit)
+            .expect("every symbol has a frequency");
         prop_assert!(default_unit == unit);
     }
 
@@ -373,6 +376,50 @@ fn real_weights_agree() {
 /// Tables relabeled by a byte code every byte `b` as the plain tables code `b ^ relabel`, on
 /// every path: an encoder may hand the coder a plane's bytes and fold their bias into its
 /// tables.
+/// A symbol its table lacks, anywhere in a unit (first, last, in a full group the kernels code
+/// or in the tail group the scalar steps code, under one table or a row's), is refused by every
+/// path, appending nothing, and the same symbols under tables that have it code as ever.
+#[test]
+fn symbols_without_frequency_are_refused() {
+    let mut rng = Rng(0x5eed);
+    for n in [1, 127, GROUP, 5 * GROUP, 70 * GROUP + 37] {
+        let mut data: Vec<u8> = (0..n).map(|_| rng.below(10) as u8).collect();
+        data.iter_mut().filter(|s| **s == 5).for_each(|s| *s = 4);
+        // Table 0 has every value 0..10; table 1 all but 5.
+        let mut counts = [0u64; 256];
+        counts[..10].fill(100);
+        let with = normalize(&counts, 11);
+        counts[5] = 0;
+        let without = normalize(&counts, 11);
+        let tables = [EncodeTable::new(&with, 11), EncodeTable::new(&without, 11)];
+        let width = 64;
+        let row_tables = vec![1u8; n.div_ceil(width)];
+        for at in [0, n / 2, n - 1] {
+            let mut symbols = data.clone();
+            symbols[at] = 5;
+            let rows = TableMap::Rows { row_tables: &row_tables, width };
+            let lacking = [(&tables[1..], TableMap::Single), (&tables[..], rows)];
+            for path in Path::available() {
+                for (tables, map) in lacking {
+                    let mut out = vec![7];
+                    let result = encode_unit_with(path, &symbols, tables, map, &mut out);
+                    assert_eq!(result, Err(RansError::NoFrequency), "{path:?}, {n} at {at}");
+                    assert_eq!(out, [7], "{path:?}: nothing appended");
+                    let owned = encode_unit_owned_with(path, &symbols, tables, map, n);
+                    assert!(owned.is_err(), "{path:?}, owned, {n} at {at}");
+                }
+                let mut unit = Vec::new();
+                encode_unit_with(path, &symbols, &tables[..1], TableMap::Single, &mut unit)
+                    .expect("table 0 has every symbol");
+                let mut back = vec![0; n];
+                let decoders = [DecodeTable::new(&with, 11).expect("a table")];
+                decode_unit(&unit, &decoders, TableMap::Single, &mut back).expect("decodes");
+                assert_eq!(back, symbols);
+            }
+        }
+    }
+}
+
 #[test]
 fn relabeled_tables_code_bytes_as_their_residuals() {
     let dir = format!("{}/../../tests/data", env!("CARGO_MANIFEST_DIR"));
@@ -385,9 +432,11 @@ fn relabeled_tables_code_bytes_as_their_residuals() {
         let relabeled = [EncodeTable::relabeled(&freqs, 12, relabel)];
         for path in Path::available() {
             let mut expected = Vec::new();
-            encode_unit_with(path, &residuals, &plain, TableMap::Single, &mut expected);
+            encode_unit_with(path, &residuals, &plain, TableMap::Single, &mut expected)
+                .expect("every symbol has a frequency");
             let mut got = Vec::new();
-            encode_unit_with(path, data, &relabeled, TableMap::Single, &mut got);
+            encode_unit_with(path, data, &relabeled, TableMap::Single, &mut got)
+                .expect("every symbol has a frequency");
             assert!(got == expected, "{path:?}, relabeled by {relabel:#x}");
         }
     }

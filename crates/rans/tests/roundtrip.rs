@@ -7,7 +7,8 @@ use wcodec_rans::*;
 fn round_trip(data: &[u8], prob_bits: u8) -> Vec<u8> {
     let freqs = normalize(&histogram(data), prob_bits);
     let mut unit = Vec::new();
-    encode_unit(data, &[EncodeTable::new(&freqs, prob_bits)], TableMap::Single, &mut unit);
+    encode_unit(data, &[EncodeTable::new(&freqs, prob_bits)], TableMap::Single, &mut unit)
+        .expect("every symbol has a frequency");
     let table = DecodeTable::new(&freqs, prob_bits).unwrap();
     let mut out = vec![0u8; data.len()];
     decode_unit(&unit, std::slice::from_ref(&table), TableMap::Single, &mut out).unwrap();
@@ -30,7 +31,8 @@ fn one_symbol_alphabet_costs_only_the_states() {
     let data = vec![9u8; 10_000];
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit)
+        .expect("every symbol has a frequency");
     assert_eq!(unit.len(), STATES_BYTES, "a certain symbol needs no words");
     assert_eq!(round_trip(&data, 12), data);
 }
@@ -40,7 +42,8 @@ fn flat_histogram_costs_eight_bits() {
     let data: Vec<u8> = noise(1 << 16, 7).map(|x| x as u8).collect();
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit)
+        .expect("every symbol has a frequency");
     let bits_per_symbol = (unit.len() - STATES_BYTES) as f64 * 8.0 / data.len() as f64;
     assert!(bits_per_symbol < 8.02 && bits_per_symbol > 7.9, "{bits_per_symbol}");
     assert_eq!(round_trip(&data, 12), data);
@@ -53,7 +56,8 @@ fn skewed_histogram_codes_near_its_entropy() {
     let counts = histogram(&data);
     let freqs = normalize(&counts, 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit)
+        .expect("every symbol has a frequency");
     let coded = (unit.len() - STATES_BYTES) as f64 * 8.0;
     let bound = cost_bits(&counts, &freqs, 12);
     assert!(coded < bound * 1.005 + 1024.0, "coded {coded} bits, table cost {bound}");
@@ -82,7 +86,8 @@ fn damaged_units_fail_without_panicking() {
     let data: Vec<u8> = noise(5000, 5).map(|x| (x % 40) as u8).collect();
     let freqs = normalize(&histogram(&data), 12);
     let mut unit = Vec::new();
-    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit);
+    encode_unit(&data, &[EncodeTable::new(&freqs, 12)], TableMap::Single, &mut unit)
+        .expect("every symbol has a frequency");
     let table = DecodeTable::new(&freqs, 12).unwrap();
     let mut out = vec![0u8; data.len()];
     let mut detected = 0;
@@ -171,7 +176,7 @@ fn row_tables_round_trip() {
             freqs.iter().map(|f| DecodeTable::new(f, 11).unwrap()).collect();
         let map = TableMap::Rows { row_tables: &row_tables, width };
         let mut unit = Vec::new();
-        encode_unit(&data, &enc, map, &mut unit);
+        encode_unit(&data, &enc, map, &mut unit).expect("every symbol has a frequency");
         let mut out = vec![0u8; data.len()];
         decode_unit(&unit, &dec, map, &mut out).unwrap();
         assert_eq!(out, data, "width {width}");

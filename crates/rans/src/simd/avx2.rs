@@ -157,7 +157,7 @@ pub(super) unsafe fn encode_run(
     prob_bits: u32,
     buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
-) {
+) -> bool {
     let renorm_shift = _mm256_set1_epi32(32 - prob_bits as i32);
     let total = _mm256_set1_epi32(1 << prob_bits);
     let byte = _mm256_set1_epi32(0xff);
@@ -177,6 +177,8 @@ pub(super) unsafe fn encode_run(
     }
     let mut c = *cur;
     let out = buf.as_mut_ptr().cast::<u8>();
+    // The least frequency met in each lane: 0 where a symbol had none.
+    let mut least = _mm256_set1_epi32(-1);
     for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
         // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second.
         let table = class.map(|c| &tables[usize::from(c)].simd);
@@ -197,6 +199,7 @@ pub(super) unsafe fn encode_run(
                     )
                 };
                 let freq = _mm256_and_si256(info, freq_mask);
+                least = _mm256_min_epu32(least, freq);
                 // Emit a word when x >= freq << (32 - prob_bits); both sides are below 2^13.
                 let keep = _mm256_cmpgt_epi32(freq, _mm256_srlv_epi32(xr, renorm_shift));
                 let m = !_mm256_movemask_ps(_mm256_castsi256_ps(keep)) as usize & 0xff;
@@ -235,4 +238,6 @@ pub(super) unsafe fn encode_run(
         unsafe { _mm256_storeu_si256(states.as_mut_ptr().add(8 * r).cast(), *x) };
     }
     *cur = c;
+    _mm256_testz_si256(_mm256_cmpeq_epi32(least, _mm256_setzero_si256()), _mm256_set1_epi32(-1))
+        == 1
 }

@@ -377,7 +377,7 @@ unsafe fn runs_step<const J: usize, const N: usize>(
 /// `8..=12`; `run.symbols` is `run.classes.len()` groups; `*run.cur <= run.buf.len() / 2` and
 /// `*run.cur >= run.symbols.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
-pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
+pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) -> bool {
     let EncodeRun { states, symbols, tables, classes, buf, cur } = run;
     let consts = EncodeConsts {
         renorm_shift: _mm512_set1_epi32(32 - prob_bits as i32),
@@ -397,6 +397,8 @@ pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
     };
     let mut c = *cur;
     let out = buf.as_mut_ptr().cast::<u8>();
+    // The least frequency met in each lane: 0 where a symbol had none.
+    let mut least = _mm512_set1_epi32(-1);
     for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
         // Register r codes half r of the group, with table class[r].
         let table = class.map(|t| &tables[usize::from(t)].simd);
@@ -413,10 +415,10 @@ pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
         // SAFETY: `c` has room below it for every symbol still to code (as the caller
         // guarantees), and `out` is the run's buffer.
         unsafe {
-            encode_group_step::<24>(&mut x, &v, &table, &consts, out, &mut c);
-            encode_group_step::<16>(&mut x, &v, &table, &consts, out, &mut c);
-            encode_group_step::<8>(&mut x, &v, &table, &consts, out, &mut c);
-            encode_group_step::<0>(&mut x, &v, &table, &consts, out, &mut c);
+            encode_group_step::<24>(&mut x, &v, &table, &consts, out, &mut c, &mut least);
+            encode_group_step::<16>(&mut x, &v, &table, &consts, out, &mut c, &mut least);
+            encode_group_step::<8>(&mut x, &v, &table, &consts, out, &mut c, &mut least);
+            encode_group_step::<0>(&mut x, &v, &table, &consts, out, &mut c, &mut least);
         }
     }
     // SAFETY: as for the loads.
@@ -425,6 +427,7 @@ pub(super) unsafe fn encode_run(run: EncodeRun<'_>, prob_bits: u32) {
         _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
     }
     *cur = c;
+    _mm512_cmpeq_epi32_mask(least, _mm512_setzero_si512()) == 0
 }
 
 /// A step of a group of [`encode_run`] (the symbols of each lane's word of `v` at bit
@@ -441,11 +444,12 @@ unsafe fn encode_group_step<const SHIFT: u32>(
     k: &EncodeConsts,
     out: *mut u8,
     c: &mut usize,
+    least: &mut __m512i,
 ) {
     for r in [1, 0] {
         let s = _mm512_and_si512(_mm512_srli_epi32::<SHIFT>(v[r]), k.byte);
         // SAFETY: as the caller guarantees.
-        x[r] = unsafe { encode_step(x[r], s, tables[r], k, out, c) };
+        x[r] = unsafe { encode_step(x[r], s, tables[r], k, out, c, least) };
     }
 }
 
@@ -459,7 +463,7 @@ struct EncodeConsts {
 
 /// One step of 16 lanes of [`encode_run`]: codes symbols `s` (one a lane, below 256) into
 /// states `xr` with `table`, emitting the renormalisation words below `*c` in `out`; returns
-/// the new states.
+/// the new states, and lowers `least` to the symbols' frequencies.
 ///
 /// # Safety
 /// As [`encode_run`]; `out` has room for 16 words below `*c` (`*c >= 16` words in).
@@ -472,6 +476,7 @@ unsafe fn encode_step(
     k: &EncodeConsts,
     out: *mut u8,
     c: &mut usize,
+    least: &mut __m512i,
 ) -> __m512i {
     let (s_low, s_high) = (_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
     // SAFETY: symbols are below 256 and the tables have 256 entries.
@@ -483,6 +488,7 @@ unsafe fn encode_step(
         )
     };
     let freq = _mm512_and_si512(info, k.freq_mask);
+    *least = _mm512_min_epu32(*least, freq);
     // Emit a word when x >= freq << (32 - prob_bits).
     let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, k.renorm_shift), freq);
     let count = emit.count_ones() as usize;

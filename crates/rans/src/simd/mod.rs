@@ -210,10 +210,12 @@ impl Kernel {
     /// table `classes[k][0]` and those of lanes 16..32 with `classes[k][1]` (all of precision
     /// `prob_bits`), last group first, emitting words downward: the stream's next word goes to
     /// `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]` is
-    /// always the stream so far.
+    /// always the stream so far. Returns whether every symbol had a frequency in its table
+    /// (else the run's words and states are not a valid coding).
     ///
     /// Panics if `buf` has no room below `*cur` for one word per symbol plus the headroom.
-    pub(crate) fn encode_run(self, run: EncodeRun<'_>, prob_bits: u32) {
+    #[must_use]
+    pub(crate) fn encode_run(self, run: EncodeRun<'_>, prob_bits: u32) -> bool {
         let prob_bits = prob_bits.clamp(8, 12);
         let groups = (run.symbols.len() / GROUP).min(run.classes.len());
         assert!(
