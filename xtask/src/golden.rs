@@ -102,8 +102,14 @@ mod tests {
     /// A readable dump of a .wcz's header and directory, ending with its hash.
     pub fn dump(wcz: &[u8]) -> String {
         let dir = Directory::from_file_bytes(wcz).expect("valid file");
+        // The gaps section as stored: its codec (directory header byte 41) and length (48..56).
+        let tail = &wcz[wcz.len() - 32..];
+        let d = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes")) as usize;
+        let (codec, stored) = (wcz[d + 41], &wcz[d + 48..d + 56]);
+        let stored = u64::from_le_bytes(stored.try_into().expect("8 bytes"));
         let mut s = format!(
-            "file: {} bytes, crc32c {:08x}\nsource: {} {} bytes, gaps {} bytes\n",
+            "file: {} bytes, crc32c {:08x}\nsource: {} {} bytes, gaps {} bytes (codec {codec}, \
+             {stored} stored)\n",
             wcz.len(),
             crc32c::crc32c(wcz),
             dir.source_kind.name(),

@@ -7,6 +7,7 @@
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::{FormatError, Result};
+use crate::gaps::{self, GapsCodec, MAX_GAPS_EXPANSION};
 use crate::records::*;
 use crate::table::{Frequencies, read_table, write_table};
 use crate::{Dtype, MAX_TILE_SYMBOLS, Predictor, SourceKind, Transform, rans};
@@ -275,16 +276,34 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
     let source_kind = SourceKind::from_code(header.source_kind).ok_or_else(|| {
         FormatError::invalid("directory header", format!("source kind {}", header.source_kind))
     })?;
-    if header.gaps_codec != 0 || header.reserved != [0; 22] {
-        return Err(FormatError::invalid("directory header", "unknown gaps codec or flags"));
+    if header.reserved_a != [0; 6] || header.reserved_b != [0; 8] {
+        return Err(FormatError::invalid("directory header", "reserved bytes are not zero"));
     }
+    let gaps_codec = GapsCodec::from_code(header.gaps_codec).ok_or_else(|| {
+        FormatError::invalid("directory header", format!("gaps codec {}", header.gaps_codec))
+    })?;
+    let (gaps_len, gaps_stored_len) = (header.gaps_len.get(), header.gaps_stored_len.get());
+    let gaps_section_len = match gaps_codec {
+        GapsCodec::Stored if gaps_stored_len == 0 => gaps_len,
+        GapsCodec::Zstd
+            if gaps_stored_len > 0 && gaps_len / gaps_stored_len < MAX_GAPS_EXPANSION =>
+        {
+            gaps_stored_len
+        }
+        _ => {
+            return Err(FormatError::invalid(
+                "directory header",
+                format!("{gaps_len} bytes of gaps stored in {gaps_stored_len} with {gaps_codec:?}"),
+            ));
+        }
+    };
     let tensors: &[TensorRecord] = s.records("tensor records", header.n_tensors.get(), 64)?;
     let planes: &[PlaneRecord] = s.records("plane records", header.n_planes.get(), 64)?;
     let units: &[UnitRecord] = s.records("unit records", header.n_units.get(), 24)?;
     let dims_bytes = s.take("dims", u64::from(header.n_dims.get()) * 8)?;
     let names = s.take("names", u64::from(header.names_len.get()))?;
     let tables = s.take("tables", u64::from(header.tables_len.get()))?;
-    let gaps = s.take("gaps", header.gaps_len.get())?;
+    let gaps = s.take("gaps", gaps_section_len)?;
     if !s.bytes.is_empty() {
         return Err(FormatError::invalid("directory", format!("{} trailing bytes", s.bytes.len())));
     }
@@ -297,7 +316,7 @@ pub fn parse_directory(dir: &[u8], loc: DirectoryLocation) -> Result<Directory> 
         source_kind,
         source_len: header.source_len.get(),
         tensors: Vec::with_capacity(tensors.len()),
-        gaps: gaps.to_vec(),
+        gaps: gaps::unpack(gaps_codec, gaps, gaps_len)?,
     };
     let mut next_plane = 0u64;
     let mut next_unit = 0u64;
@@ -692,6 +711,7 @@ impl Directory {
                 planes.push(record);
             }
         }
+        let (gaps_codec, packed_gaps) = gaps::pack(&self.gaps);
         let header = DirectoryHeader {
             n_tensors: (tensors.len() as u32).into(),
             n_planes: (planes.len() as u32).into(),
@@ -702,8 +722,14 @@ impl Directory {
             gaps_len: (self.gaps.len() as u64).into(),
             source_len: self.source_len.into(),
             source_kind: self.source_kind as u8,
-            gaps_codec: 0,
-            reserved: [0; 22],
+            gaps_codec: gaps_codec as u8,
+            reserved_a: [0; 6],
+            gaps_stored_len: match gaps_codec {
+                GapsCodec::Stored => 0,
+                GapsCodec::Zstd => packed_gaps.len() as u64,
+            }
+            .into(),
+            reserved_b: [0; 8],
         };
         let mut out = Vec::new();
         out.extend_from_slice(header.as_bytes());
@@ -713,7 +739,7 @@ impl Directory {
         out.extend_from_slice(&dims);
         out.extend_from_slice(&names);
         out.extend_from_slice(&tables);
-        out.extend_from_slice(&self.gaps);
+        out.extend_from_slice(&packed_gaps);
         out
     }
 }

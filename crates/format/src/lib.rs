@@ -11,6 +11,7 @@ pub mod checksum;
 mod directory;
 mod dtype;
 mod error;
+pub mod gaps;
 pub mod records;
 pub mod table;
 

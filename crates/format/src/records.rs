@@ -87,7 +87,10 @@ pub struct DirectoryHeader {
     pub source_len: U64,
     pub source_kind: u8,
     pub gaps_codec: u8,
-    pub reserved: [u8; 22],
+    pub reserved_a: [u8; 6],
+    /// Bytes of the gaps section when `gaps_codec` compresses it; 0 when stored.
+    pub gaps_stored_len: U64,
+    pub reserved_b: [u8; 8],
 }
 
 impl DirectoryHeader {

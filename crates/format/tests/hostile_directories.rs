@@ -227,3 +227,40 @@ fn counts_beyond_the_directory_are_truncated_before_allocation() {
     let huge = edit(&f, at(&f, &dir).tensors + 32, &(1u64 << 60).to_le_bytes());
     assert!(matches!(invalid(&huge), FormatError::Invalid { .. }));
 }
+
+/// The gaps section's header fields: an unknown codec, a stored length that does not go with
+/// the codec, gaps claiming 1024 times their stored bytes or more, non-zero reserved bytes, or a
+/// stream of another length than `gaps_len` are invalid, not allocated from.
+#[test]
+fn gaps_headers_that_do_not_fit_are_invalid() {
+    let mut dir = directory();
+    dir.gaps = b"{\"__metadata__\":{\"format\":\"pt\"},\"token\":\"\\u0120the\"}".repeat(40);
+    dir.source_len += dir.gaps.len() as u64;
+    let f = file(&dir);
+    assert_eq!(Directory::from_file_bytes(&f).unwrap(), dir);
+    let d = dir_offset(&f);
+    let (codec, stored) = (f[d + 41], u64::from_le_bytes(f[d + 48..d + 56].try_into().unwrap()));
+    assert_eq!(codec, u8::from(cfg!(feature = "zstd")), "text gaps are compressed");
+    let gaps_len = dir.gaps.len() as u64;
+    let mut cases = vec![
+        ("codec 2", edit(&f, d + 41, &[2])),
+        ("reserved after the codec", edit(&f, d + 45, &[1])),
+        ("reserved at the end", edit(&f, d + 60, &[1])),
+    ];
+    if codec == 1 {
+        cases.extend([
+            ("codec 0 with a stored length", edit(&f, d + 41, &[0])),
+            ("codec 1 without a stored length", edit(&f, d + 48, &0u64.to_le_bytes())),
+            ("1024 times the stored bytes", edit(&f, d + 24, &(stored * 1024).to_le_bytes())),
+            ("one byte more than the stream", edit(&f, d + 24, &(gaps_len + 1).to_le_bytes())),
+            ("one byte less than the stream", edit(&f, d + 24, &(gaps_len - 1).to_le_bytes())),
+        ]);
+    } else {
+        // A build without zstd refuses a file whose gaps claim to be compressed.
+        let claimed = edit(&f, d + 48, &gaps_len.to_le_bytes());
+        cases.push(("zstd gaps in a build without zstd", edit(&claimed, d + 41, &[1])));
+    }
+    for (what, bad) in cases {
+        assert!(Directory::from_file_bytes(&bad).is_err(), "{what}");
+    }
+}

@@ -99,6 +99,9 @@ fn map(wcz: &[u8]) -> Map {
     let (n_tensors, n_planes, n_units, n_dims) =
         (u32_at(wcz, d), u32_at(wcz, d + 4), u32_at(wcz, d + 8), u32_at(wcz, d + 12));
     let (names_len, tables_len) = (u32_at(wcz, d + 16), u32_at(wcz, d + 20));
+    // The gaps section: `gaps_stored_len` bytes where zstd compressed them, else the gaps.
+    let gaps_stored = u64::from_le_bytes(wcz[d + 48..d + 56].try_into().unwrap()) as usize;
+    let gaps_section = if gaps_stored > 0 { gaps_stored } else { dir.gaps.len() };
     let sections: [(&str, usize, usize); 8] = [
         ("directory header", DirectoryHeader::LEN, DirectoryHeader::LEN),
         ("tensor records", n_tensors * TensorRecord::LEN, TensorRecord::LEN),
@@ -107,7 +110,7 @@ fn map(wcz: &[u8]) -> Map {
         ("dims", n_dims * 8, 8),
         ("names", names_len, usize::MAX),
         ("tables", tables_len, 34),
-        ("gaps", dir.gaps.len(), usize::MAX),
+        ("gaps", gaps_section, usize::MAX),
     ];
     let mut at = d;
     for (what, len, record) in sections {
@@ -160,6 +163,8 @@ fn the_sample_has_every_kind_of_part() {
     assert!(row_maps >= 1, "no plane with several tables");
     assert!(raw >= 1, "no raw plane");
     assert!(!dir.gaps.is_empty());
+    let d = parse_trailer(&wcz[wcz.len() - Trailer::LEN..], wcz.len() as u64).unwrap().offset;
+    assert_eq!(wcz[d as usize + 41], u8::from(cfg!(feature = "zstd")), "gaps codec");
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! The gaps section: the source bytes no tensor covers (a safetensors JSON header, GGUF
+//! metadata, alignment padding), stored as they are or as a zstd stream.
+//!
+//! A GGUF file's metadata is mostly its tokenizer (token strings, merges, scores): 1.79 MB of
+//! the SmolLM2-135M Q4_1 file, which zstd at its default level stores in 0.52 MB (3.4x) in about
+//! 7 ms on one core, where the tensors take 160 ms; the file's ratio goes from 1.1155 to 1.13.
+//! Small gaps (a safetensors header of a few tensors) are stored as they are when zstd would not
+//! save `MIN_SAVING` bytes.
+
+use crate::error::{FormatError, Result};
+
+/// How the gaps section holds the gaps (`DirectoryHeader::gaps_codec`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum GapsCodec {
+    /// The bytes as they are.
+    Stored = 0,
+    /// One or more zstd frames (RFC 8878) that decompress to exactly the gaps.
+    Zstd = 1,
+}
+
+impl GapsCodec {
+    pub fn from_code(code: u8) -> Option<GapsCodec> {
+        match code {
+            0 => Some(GapsCodec::Stored),
+            1 => Some(GapsCodec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Compressed gaps may stand for fewer than this many times their stored bytes, so that a
+/// hostile directory cannot make a reader allocate far more than the file holds (the same bound
+/// as the decoders' default on the whole output, `wcodec_decode::Limits`).
+pub const MAX_GAPS_EXPANSION: u64 = 1024;
+
+/// zstd's level for the gaps: its default, the knee of its speed and ratio on tokenizer text
+/// (level 9 saves 7% more of the metadata at a fifth of the speed).
+#[cfg(feature = "zstd")]
+const LEVEL: i32 = 3;
+
+/// Gaps are compressed only when that saves at least this many bytes.
+#[cfg(feature = "zstd")]
+const MIN_SAVING: usize = 64;
+
+/// The codec and bytes of the gaps section for `gaps`: zstd where it saves `MIN_SAVING` bytes
+/// and stays within `MAX_GAPS_EXPANSION`, else the bytes as they are (always, in a build
+/// without the `zstd` feature).
+pub fn pack(gaps: &[u8]) -> (GapsCodec, std::borrow::Cow<'_, [u8]>) {
+    #[cfg(feature = "zstd")]
+    if gaps.len() > MIN_SAVING
+        && let Ok(packed) = zstd::bulk::compress(gaps, LEVEL)
+        && packed.len() + MIN_SAVING <= gaps.len()
+        && (gaps.len() as u64) / (packed.len() as u64) < MAX_GAPS_EXPANSION
+    {
+        return (GapsCodec::Zstd, packed.into());
+    }
+    (GapsCodec::Stored, gaps.into())
+}
+
+/// The gaps from their section (`stored`), `gaps_len` bytes: any other length, or a damaged or
+/// truncated stream, is an error. The caller has checked `MAX_GAPS_EXPANSION`.
+pub fn unpack(codec: GapsCodec, stored: &[u8], gaps_len: u64) -> Result<Vec<u8>> {
+    let invalid = |detail: String| FormatError::invalid("gaps", detail);
+    match codec {
+        GapsCodec::Stored => Ok(stored.to_vec()),
+        #[cfg(feature = "zstd")]
+        GapsCodec::Zstd => {
+            let len = usize::try_from(gaps_len).map_err(|_| invalid("too long".into()))?;
+            // At most `len` bytes are allocated and written; a stream that holds more fails.
+            let gaps = zstd::bulk::decompress(stored, len)
+                .map_err(|e| invalid(format!("zstd stream: {e}")))?;
+            if gaps.len() != len {
+                return Err(invalid(format!("{} bytes, the directory says {len}", gaps.len())));
+            }
+            Ok(gaps)
+        }
+        #[cfg(not(feature = "zstd"))]
+        GapsCodec::Zstd => Err(invalid(format!(
+            "{gaps_len} bytes compressed with zstd, which this build lacks (feature `zstd`)"
+        ))),
+    }
+}
+
+#[cfg(all(test, feature = "zstd"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_packed_and_comes_back() {
+        let text: Vec<u8> =
+            (0..4000).flat_map(|i| format!("token_{}\u{0120}", i % 700).into_bytes()).collect();
+        let (codec, packed) = pack(&text);
+        assert_eq!(codec, GapsCodec::Zstd);
+        assert!(packed.len() * 3 < text.len(), "{} of {}", packed.len(), text.len());
+        assert_eq!(unpack(codec, &packed, text.len() as u64).unwrap(), text);
+    }
+
+    #[test]
+    fn small_or_random_gaps_are_stored() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..5000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for gaps in [&b""[..], b"{\"a\":1}", &noise] {
+            let (codec, packed) = pack(gaps);
+            assert_eq!(codec, GapsCodec::Stored);
+            assert_eq!(&*packed, gaps);
+        }
+    }
+
+    #[test]
+    fn a_stream_of_another_length_or_damaged_is_refused() {
+        let text = b"general.architecture llama general.name SmolLM2 ".repeat(50);
+        let (codec, packed) = pack(&text);
+        assert_eq!(codec, GapsCodec::Zstd);
+        let n = text.len() as u64;
+        assert!(unpack(codec, &packed, n - 1).is_err(), "longer than said");
+        assert!(unpack(codec, &packed, n + 1).is_err(), "shorter than said");
+        assert!(unpack(codec, &packed[..packed.len() - 1], n).is_err(), "truncated");
+        let mut garbage = packed.to_vec();
+        garbage.extend_from_slice(b"trailing");
+        assert!(unpack(codec, &garbage, n).is_err(), "trailing bytes");
+        let mut flipped = packed.to_vec();
+        flipped[packed.len() / 2] ^= 0x10;
+        assert!(unpack(codec, &flipped, n).map_or(true, |g| g != text), "a flipped bit");
+    }
+}
