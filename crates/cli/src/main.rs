@@ -153,7 +153,8 @@ struct CompressArgs {
     /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu].
     #[arg(long)]
     prob_bits: Option<u8>,
-    /// Most frequency tables per plane [default: 8; 1 with --for-gpu or --fast].
+    /// Most frequency tables per plane [default: 8; 1 with --for-gpu or --fast, and for GGUF
+    /// block types, whose values are scaled block by block].
     #[arg(long)]
     max_tables: Option<u8>,
     /// Tune for decoding on a GPU: 128x128 tiles fitted per plane, 11-bit probabilities, one

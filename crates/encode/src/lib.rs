@@ -34,7 +34,8 @@ pub struct EncodeOptions {
     pub prob_bits: u8,
     /// Predictors the encoder may choose per tile.
     pub predictors: Vec<Predictor>,
-    /// Most frequency tables per plane (1 disables the per-tile table choice).
+    /// Most frequency tables per plane (1 disables the per-tile table choice); planes of GGUF
+    /// block types take one whatever this says.
     pub max_tables: u8,
     /// Fit each plane's tile height to the plane (`for_gpu`): half of `tile.rows` for a plane
     /// the GPU decodes in one wave of units, more where coding saves little
@@ -194,6 +195,16 @@ pub fn encode_tensor(
     let planes: Vec<&[u8]> = match transform {
         Transform::Identity => vec![input.bytes],
         _ => split.planes.iter().map(Vec::as_slice).collect(),
+    };
+    // A block type's values are scaled block by block (32 or 256 values), so the rows of its
+    // planes share one distribution and row classes do not pay: on the SmolLM2 Q4_1 GGUF file
+    // they saved 0.0035% of the file for 1.25-1.3x the encode time. One table a plane.
+    let one_table;
+    let options = if transform == Transform::BlockFields && options.max_tables > 1 {
+        one_table = EncodeOptions { max_tables: 1, ..options.clone() };
+        &one_table
+    } else {
+        options
     };
     // Planes are encoded in parallel (a tensor of several planes otherwise leaves threads idle
     // on its small ones), each into a payload of its own, then laid end to end.
@@ -549,5 +560,42 @@ mod tests {
         assert!(plan_batches(&[], BATCH_BYTES).is_empty());
         let batches = plan_batches(&tensors, BATCH_BYTES_ONE_THREAD);
         assert_eq!(batches, vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9]);
+    }
+    /// The most tables any plane of a tensor took.
+    fn most_tables(encoded: &EncodedTensor) -> usize {
+        let tables = |p: &PlaneEntry| match &p.encoding {
+            wcodec_format::PlaneEncoding::Rans { tables, .. } => tables.len(),
+            wcodec_format::PlaneEncoding::Raw { .. } => 0,
+        };
+        encoded.entry.planes.iter().map(tables).max().unwrap_or(0)
+    }
+
+    /// Rows of quants that differ in spread take row classes as an int8 tensor, and one table
+    /// a plane as the quants of a block type (Q8_0: an fp16 scale, then 32 int8 a block).
+    #[test]
+    fn block_types_take_one_table_a_plane() {
+        let (rows, cols) = (256usize, 1024usize);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let quants: Vec<u8> = (0..rows * cols)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let spread = if (i / cols) % 2 == 0 { 7 } else { 255 };
+                ((x >> 24) % spread) as u8
+            })
+            .collect();
+        let blocks: Vec<u8> = quants
+            .chunks_exact(32)
+            .flat_map(|q| [0x00, 0x3c].iter().chain(q).copied().collect::<Vec<u8>>())
+            .collect();
+        let options = EncodeOptions::default();
+        let encode = |dtype: Dtype, bytes: &[u8]| {
+            let dims = [rows as u64, cols as u64];
+            let input = TensorInput { name: "t", dtype, dims: &dims, bytes, source_offset: 0 };
+            encode_tensor(&input, &options).expect("encodes")
+        };
+        assert!(most_tables(&encode(Dtype::I8, &quants)) > 1, "the rows differ enough");
+        assert_eq!(most_tables(&encode(Dtype::Q8_0, &blocks)), 1);
     }
 }
