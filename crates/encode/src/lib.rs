@@ -179,10 +179,27 @@ pub fn encode_tensor(
     }
     let transform = transform_for(input.dtype);
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
+    // A block type's values are scaled block by block (32 or 256 values), so the rows of its
+    // planes share one distribution and row classes do not pay (on the SmolLM2 Q4_1 GGUF file
+    // they saved 0.0035% of the file for 1.25-1.3x the encode time): one table a plane. Its
+    // fields of several bytes a block (packed quants, high bits, sub-block scales) hold no level
+    // that neighbours share, so they are not predicted either (no tile of that file's was, and
+    // pricing them was 8% of its encode); its fp16 scales are.
+    let block = transform == Transform::BlockFields;
+    let block_options = EncodeOptions { max_tables: 1, ..options.clone() };
+    let quant_options =
+        EncodeOptions { predictors: vec![Predictor::None], ..block_options.clone() };
+    let fields = wcodec_format::blocks::block_fields(input.dtype).unwrap_or_default();
+    let plane_options = |j: usize| match fields.get(j) {
+        Some(field) if block && field.count > 1 => &quant_options,
+        Some(_) if block => &block_options,
+        _ => options,
+    };
     // Without prediction every tile is NONE, and a plane's histogram is that of its bytes:
-    // counted in the pass that takes the CRCs, while each chunk is in cache.
+    // counted in the pass that takes the CRCs, while each chunk is in cache (for a block type,
+    // all its planes; only those of its quants use them).
     let none_only = options.predictors == [Predictor::None];
-    let counting = none_only.then_some(options.sampled_counts);
+    let counting = (none_only || block).then_some(options.sampled_counts);
     // Identity needs no copy: its one plane is the tensor's bytes.
     let split = if transform == Transform::Identity {
         let bias = if plane_is_signed(input.dtype, transform, 0) { 0x80 } else { 0 };
@@ -195,16 +212,6 @@ pub fn encode_tensor(
     let planes: Vec<&[u8]> = match transform {
         Transform::Identity => vec![input.bytes],
         _ => split.planes.iter().map(Vec::as_slice).collect(),
-    };
-    // A block type's values are scaled block by block (32 or 256 values), so the rows of its
-    // planes share one distribution and row classes do not pay: on the SmolLM2 Q4_1 GGUF file
-    // they saved 0.0035% of the file for 1.25-1.3x the encode time. One table a plane.
-    let one_table;
-    let options = if transform == Transform::BlockFields && options.max_tables > 1 {
-        one_table = EncodeOptions { max_tables: 1, ..options.clone() };
-        &one_table
-    } else {
-        options
     };
     // Planes are encoded in parallel (a tensor of several planes otherwise leaves threads idle
     // on its small ones), each into a payload of its own, then laid end to end.
@@ -225,7 +232,7 @@ pub fn encode_tensor(
                     crc32c: Some(split.plane_crcs[j]),
                     none_counts: split.histograms.as_ref().map(|h| h[j]),
                 },
-                options,
+                plane_options(j),
             );
             (payload, entry, bits)
         })
@@ -597,5 +604,46 @@ mod tests {
         };
         assert!(most_tables(&encode(Dtype::I8, &quants)) > 1, "the rows differ enough");
         assert_eq!(most_tables(&encode(Dtype::Q8_0, &blocks)), 1);
+    }
+
+    /// Predictors of a tensor's last plane, one a unit.
+    fn last_plane_predictors(encoded: &EncodedTensor) -> Vec<Predictor> {
+        match &encoded.entry.planes.last().expect("a plane").encoding {
+            wcodec_format::PlaneEncoding::Rans { units, .. } => {
+                units.iter().map(|u| u.predictor).collect()
+            }
+            wcodec_format::PlaneEncoding::Raw { .. } => Vec::new(),
+        }
+    }
+
+    /// Quants whose every row repeats the one above are predicted (TOP) as an int8 tensor,
+    /// not as the quants of a block type.
+    #[test]
+    fn quants_of_block_types_are_not_predicted() {
+        let (rows, cols) = (256usize, 1024usize);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let row: Vec<u8> = (0..cols)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let quants = row.repeat(rows);
+        let blocks: Vec<u8> = quants
+            .chunks_exact(32)
+            .flat_map(|q| [0x00, 0x3c].iter().chain(q).copied().collect::<Vec<u8>>())
+            .collect();
+        let options = EncodeOptions::default();
+        let encode = |dtype: Dtype, bytes: &[u8]| {
+            let dims = [rows as u64, cols as u64];
+            let input = TensorInput { name: "t", dtype, dims: &dims, bytes, source_offset: 0 };
+            encode_tensor(&input, &options).expect("encodes")
+        };
+        let int8 = last_plane_predictors(&encode(Dtype::I8, &quants));
+        assert!(int8.contains(&Predictor::Top), "{int8:?}");
+        let q8_0 = last_plane_predictors(&encode(Dtype::Q8_0, &blocks));
+        assert!(!q8_0.is_empty() && q8_0.iter().all(|&p| p == Predictor::None), "{q8_0:?}");
     }
 }
