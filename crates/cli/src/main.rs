@@ -532,6 +532,8 @@ fn info(file: PathBuf, json: bool) -> Result<(), Error> {
             "tensor_stored_bytes": stored,
             "tensor_ratio": ratio(original, stored),
             "order0_bound_ratio": ratio(original, bound),
+            "gaps_bytes": dir.gaps.len(),
+            "gaps_stored_bytes": archive.gaps_stored_len(),
             "predictors": Archive::predictor_names().iter().zip(mix).map(|(n, c)| (n.to_string(), c)).collect::<std::collections::BTreeMap<_, _>>(),
             "tensors": summaries,
         });
@@ -583,6 +585,11 @@ fn info(file: PathBuf, json: bool) -> Result<(), Error> {
         .map(|(n, c)| format!("{n} {c} ({:.1}%)", 100.0 * ratio(c, units)))
         .collect();
     println!("predictor wins over {units} tiles: {}", parts.join(", "));
+    println!(
+        "other bytes of the source (header, metadata, padding): {} -> {} bytes",
+        dir.gaps.len(),
+        archive.gaps_stored_len()
+    );
     Ok(())
 }
 

@@ -44,6 +44,14 @@ fn compress_decompress_info_verify() {
     let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["tensors"].as_array().unwrap().len(), 12);
     assert!(doc["ratio"].as_f64().unwrap() > 1.4);
+    // The safetensors header is the file's gaps: stored compressed, and the file's length adds
+    // up from the tensors, the gaps and the rest.
+    let (gaps, gaps_stored) =
+        (doc["gaps_bytes"].as_u64().unwrap(), doc["gaps_stored_bytes"].as_u64().unwrap());
+    let header = u64::from_le_bytes(before[..8].try_into().unwrap()) + 8;
+    assert_eq!(gaps, header);
+    assert!(gaps_stored > 0 && gaps_stored < gaps, "{gaps} -> {gaps_stored}");
+    assert!(text.contains(&format!("padding): {gaps} -> {gaps_stored} bytes")), "{text}");
 
     let verify = wcodec(&["verify", s(&wcz)]);
     assert!(verify.status.success(), "{}", stderr(&verify));

@@ -58,6 +58,17 @@ pub fn pack(gaps: &[u8]) -> (GapsCodec, std::borrow::Cow<'_, [u8]>) {
     (GapsCodec::Stored, gaps.into())
 }
 
+/// The length of the gaps section of a directory's bytes (`parse_directory` validated them):
+/// what the gaps take in the file.
+pub fn section_len(directory: &[u8]) -> u64 {
+    use zerocopy::FromBytes;
+    match crate::records::DirectoryHeader::read_from_prefix(directory) {
+        Ok((h, _)) if h.gaps_codec == GapsCodec::Zstd as u8 => h.gaps_stored_len.get(),
+        Ok((h, _)) => h.gaps_len.get(),
+        Err(_) => 0,
+    }
+}
+
 /// The gaps from their section (`stored`), `gaps_len` bytes: any other length, or a damaged or
 /// truncated stream, is an error. The caller has checked `MAX_GAPS_EXPANSION`.
 pub fn unpack(codec: GapsCodec, stored: &[u8], gaps_len: u64) -> Result<Vec<u8>> {

@@ -22,6 +22,8 @@ pub struct Archive {
     path: std::path::PathBuf,
     len: u64,
     directory: Directory,
+    /// Bytes of the file's gaps section (compressed or not).
+    gaps_stored: u64,
     /// Bytes read from the file so far (header, trailer, directory, tensor windows).
     bytes_read: std::sync::atomic::AtomicU64,
 }
@@ -138,10 +140,19 @@ impl Archive {
             &read(len - Trailer::LEN as u64, Trailer::LEN as u64)?,
             len,
         )?;
-        let directory = wcodec_format::parse_directory(&read(loc.offset, loc.len)?, loc)?;
+        let directory_bytes = read(loc.offset, loc.len)?;
+        let directory = wcodec_format::parse_directory(&directory_bytes, loc)?;
         limits.check(|| path.display().to_string(), directory.source_len, len)?;
+        let gaps_stored = wcodec_format::gaps::section_len(&directory_bytes);
         let bytes_read = (FileHeader::LEN + Trailer::LEN) as u64 + loc.len;
-        Ok(Archive { file, path: path.to_owned(), len, directory, bytes_read: bytes_read.into() })
+        Ok(Archive {
+            file,
+            path: path.to_owned(),
+            len,
+            directory,
+            gaps_stored,
+            bytes_read: bytes_read.into(),
+        })
     }
 
     /// Bytes read from the file so far: random access reads only what it decodes.
@@ -155,6 +166,12 @@ impl Archive {
 
     pub fn file_len(&self) -> u64 {
         self.len
+    }
+
+    /// Bytes the source's gaps (header, metadata, padding) take in the file, compressed with
+    /// zstd where that paid (`directory().gaps` holds them as they were).
+    pub fn gaps_stored_len(&self) -> u64 {
+        self.gaps_stored
     }
 
     pub fn summaries(&self) -> Vec<TensorSummary> {
