@@ -70,19 +70,26 @@ pub fn section_len(directory: &[u8]) -> u64 {
 }
 
 /// The gaps from their section (`stored`), `gaps_len` bytes: any other length, or a damaged or
-/// truncated stream, is an error. The caller has checked `MAX_GAPS_EXPANSION`.
+/// truncated stream, is an error. The caller has checked `MAX_GAPS_EXPANSION`; memory is only
+/// taken as the stream yields bytes.
 pub fn unpack(codec: GapsCodec, stored: &[u8], gaps_len: u64) -> Result<Vec<u8>> {
     let invalid = |detail: String| FormatError::invalid("gaps", detail);
     match codec {
         GapsCodec::Stored => Ok(stored.to_vec()),
         #[cfg(feature = "zstd")]
         GapsCodec::Zstd => {
-            let len = usize::try_from(gaps_len).map_err(|_| invalid("too long".into()))?;
-            // At most `len` bytes are allocated and written; a stream that holds more fails.
-            let gaps = zstd::bulk::decompress(stored, len)
+            use std::io::Read;
+            // Memory grows with what the stream really holds (up to one byte past `gaps_len`,
+            // which is an error), not with what the directory claims.
+            let mut gaps = Vec::with_capacity(gaps_len.min(16 << 20) as usize);
+            zstd::stream::read::Decoder::with_buffer(stored)
+                .and_then(|decoder| decoder.take(gaps_len.saturating_add(1)).read_to_end(&mut gaps))
                 .map_err(|e| invalid(format!("zstd stream: {e}")))?;
-            if gaps.len() != len {
-                return Err(invalid(format!("{} bytes, the directory says {len}", gaps.len())));
+            if gaps.len() as u64 != gaps_len {
+                return Err(invalid(format!(
+                    "{} bytes, the directory says {gaps_len}",
+                    gaps.len()
+                )));
             }
             Ok(gaps)
         }
@@ -133,6 +140,8 @@ mod tests {
         let n = text.len() as u64;
         assert!(unpack(codec, &packed, n - 1).is_err(), "longer than said");
         assert!(unpack(codec, &packed, n + 1).is_err(), "shorter than said");
+        // A claim of 1 TiB is refused when the stream ends, not allocated up front.
+        assert!(unpack(codec, &packed, 1 << 40).is_err(), "far shorter than said");
         assert!(unpack(codec, &packed[..packed.len() - 1], n).is_err(), "truncated");
         let mut garbage = packed.to_vec();
         garbage.extend_from_slice(b"trailing");
