@@ -251,6 +251,7 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
         fit_tiles: preset.fit_tiles && args.tile.is_none(),
         prob_bits: args.prob_bits.unwrap_or(preset.prob_bits),
         max_tables: args.max_tables.unwrap_or(preset.max_tables),
+        block_tables: preset.block_tables,
         predictors: match &args.predictors {
             Some(names) => parse_predictors(names)?,
             None => preset.predictors,

@@ -250,6 +250,7 @@ impl Setting {
             tile: TileConfig { rows: self.tile.0, cols: self.tile.1 },
             prob_bits: self.prob_bits,
             max_tables: self.max_tables,
+            block_tables: self.max_tables,
             predictors: predictors.to_vec(),
             fit_tiles: self.fit_tiles,
             sampled_counts: false,

@@ -35,8 +35,12 @@ pub struct EncodeOptions {
     /// Predictors the encoder may choose per tile.
     pub predictors: Vec<Predictor>,
     /// Most frequency tables per plane (1 disables the per-tile table choice); planes of GGUF
-    /// block types take one whatever this says.
+    /// block types take at most `block_tables`.
     pub max_tables: u8,
+    /// Most frequency tables per plane of a GGUF block type: 1 in every preset, as their values
+    /// are scaled block by block (row classes saved 0.0035% of the SmolLM2 Q4_1 file for
+    /// 1.25-1.3x its encode time); more only where asked for.
+    pub block_tables: u8,
     /// Fit each plane's tile height to the plane (`for_gpu`): half of `tile.rows` for a plane
     /// the GPU decodes in one wave of units, more where coding saves little
     /// (`plane::fitted_tile_shape`). Planes that `tile_shape` makes narrow or short keep its
@@ -59,6 +63,7 @@ impl Default for EncodeOptions {
             prob_bits: 12,
             predictors: Predictor::ALL.to_vec(),
             max_tables: 8,
+            block_tables: 1,
             fit_tiles: false,
             sampled_counts: true,
         }
@@ -115,6 +120,7 @@ impl EncodeOptions {
             tile: TileConfig { rows: 128, cols: 128 },
             prob_bits: 11,
             max_tables: 1,
+            block_tables: 1,
             predictors: vec![Predictor::None],
             fit_tiles: true,
             sampled_counts: false,
@@ -143,7 +149,7 @@ impl EncodeOptions {
         if u64::from(self.tile.rows) * u64::from(self.tile.cols) > wcodec_format::MAX_TILE_SYMBOLS {
             return Err(EncodeError::Options("tile larger than 2^22 symbols".into()));
         }
-        if self.max_tables == 0 {
+        if self.max_tables == 0 || self.block_tables == 0 {
             return Err(EncodeError::Options("at least one table per plane".into()));
         }
         Ok(())
@@ -181,12 +187,13 @@ pub fn encode_tensor(
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
     // A block type's values are scaled block by block (32 or 256 values), so the rows of its
     // planes share one distribution and row classes do not pay (on the SmolLM2 Q4_1 GGUF file
-    // they saved 0.0035% of the file for 1.25-1.3x the encode time): one table a plane. Its
-    // fields of several bytes a block (packed quants, high bits, sub-block scales) hold no level
-    // that neighbours share, so they are not predicted either (no tile of that file's was, and
-    // pricing them was 8% of its encode); its fp16 scales are.
+    // they saved 0.0035% of the file for 1.25-1.3x the encode time): `block_tables`, one in
+    // every preset. Its fields of several bytes a block (packed quants, high bits, sub-block
+    // scales) hold no level that neighbours share, so they are not predicted either (no tile of
+    // that file's was, and pricing them was 8% of its encode); its fp16 scales are.
     let block = transform == Transform::BlockFields;
-    let block_options = EncodeOptions { max_tables: 1, ..options.clone() };
+    let max_tables = options.max_tables.min(options.block_tables);
+    let block_options = EncodeOptions { max_tables, ..options.clone() };
     let quant_options =
         EncodeOptions { predictors: vec![Predictor::None], ..block_options.clone() };
     let fields = wcodec_format::blocks::block_fields(input.dtype).unwrap_or_default();
@@ -597,13 +604,16 @@ mod tests {
             .flat_map(|q| [0x00, 0x3c].iter().chain(q).copied().collect::<Vec<u8>>())
             .collect();
         let options = EncodeOptions::default();
-        let encode = |dtype: Dtype, bytes: &[u8]| {
+        let encode = |dtype: Dtype, bytes: &[u8], options: &EncodeOptions| {
             let dims = [rows as u64, cols as u64];
             let input = TensorInput { name: "t", dtype, dims: &dims, bytes, source_offset: 0 };
-            encode_tensor(&input, &options).expect("encodes")
+            encode_tensor(&input, options).expect("encodes")
         };
-        assert!(most_tables(&encode(Dtype::I8, &quants)) > 1, "the rows differ enough");
-        assert_eq!(most_tables(&encode(Dtype::Q8_0, &blocks)), 1);
+        assert!(most_tables(&encode(Dtype::I8, &quants, &options)) > 1, "the rows differ enough");
+        assert_eq!(most_tables(&encode(Dtype::Q8_0, &blocks, &options)), 1);
+        // Where asked for, block types take row classes too.
+        let asked = EncodeOptions { block_tables: 8, ..options.clone() };
+        assert!(most_tables(&encode(Dtype::Q8_0, &blocks, &asked)) > 1);
     }
 
     /// Predictors of a tensor's last plane, one a unit.

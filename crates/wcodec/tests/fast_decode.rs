@@ -84,6 +84,7 @@ proptest! {
             tile: TileConfig { rows: tile_rows, cols: tile_cols },
             prob_bits: bits,
             max_tables: tables,
+            block_tables: tables,
             predictors,
             fit_tiles,
             sampled_counts,

@@ -422,7 +422,11 @@ pub fn narrow_edge_cases() -> Vec<Case> {
                 dtype,
                 dims: vec![rows, cols],
                 bytes,
-                options: EncodeOptions { max_tables, ..EncodeOptions::for_gpu() },
+                options: EncodeOptions {
+                    max_tables,
+                    block_tables: max_tables,
+                    ..EncodeOptions::for_gpu()
+                },
             });
         }
     }
@@ -457,7 +461,11 @@ pub fn field_run_cases() -> Vec<Case> {
                 dtype,
                 dims: dims.to_vec(),
                 bytes: weights(&mut rng, rows as usize, row_len),
-                options: EncodeOptions { max_tables, ..EncodeOptions::for_gpu() },
+                options: EncodeOptions {
+                    max_tables,
+                    block_tables: max_tables,
+                    ..EncodeOptions::for_gpu()
+                },
             });
         }
     }
