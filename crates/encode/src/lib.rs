@@ -21,6 +21,7 @@ pub use writer::FileWriter;
 use std::borrow::Cow;
 
 use rayon::prelude::*;
+use wcodec_format::gaps::PackedGaps;
 use wcodec_format::{Dtype, PlaneEntry, Predictor, SourceKind, TensorEntry, Transform};
 use wcodec_predict::{TileConfig, plane_is_signed};
 
@@ -377,16 +378,27 @@ fn compress_with<W: std::io::Write + Send>(
     // The batch before, encoded, waiting to be written while this one is encoded.
     let mut pending: Vec<Result<EncodedTensor, EncodeError>> = Vec::new();
     let mut written = 0u64;
+    // The gaps and their packed section, once every tensor is read.
+    let mut gaps: Option<(Vec<u8>, PackedGaps)> = None;
     for (i, range) in batches.iter().enumerate() {
         let tensors = &layout.tensors[range.clone()];
         let data = current.take().expect("each batch is loaded before its turn");
         let next = batches.get(i + 1).map(|r| &layout.tensors[r.clone()]);
         let read_ahead = next.filter(|n| batch_len(n) <= READ_AHEAD_BYTES);
-        let (encoded, (loaded, wrote)) = rayon::join(
+        let (encoded, (loaded, wrote, packed)) = rayon::join(
             || encode_batch(tensors, &data, options),
             || {
                 let wrote = write_batch(&mut writer, std::mem::take(&mut pending));
-                (read_ahead.map(|n| loader.load(n)).transpose(), wrote)
+                let loaded = read_ahead.map(|n| loader.load(n)).transpose();
+                // Beside the last batch's coding, every tensor read: the gaps are whole, and
+                // packed here (zstd on a GGUF file's metadata, milliseconds) rather than after.
+                let packed = next.is_none().then(|| {
+                    loader.take_gaps(source_len).map(|g| {
+                        let packed = PackedGaps::new(&g);
+                        (g, packed)
+                    })
+                });
+                (loaded, wrote, packed)
             },
         );
         drop(data);
@@ -394,14 +406,20 @@ fn compress_with<W: std::io::Write + Send>(
         progress(written);
         current = loaded?;
         pending = encoded;
+        if let Some(packed) = packed {
+            gaps = Some(packed?);
+        }
         if current.is_none() {
             current = next.map(|n| loader.load(n)).transpose()?;
         }
     }
     written += write_batch(&mut writer, pending)?;
     progress(written);
-    let gaps = loader.finish(source_len)?;
-    Ok(writer.finish(gaps)?)
+    let (gaps, packed) = match gaps {
+        Some((gaps, packed)) => (gaps, Some(packed)),
+        None => (loader.take_gaps(source_len)?, None),
+    };
+    Ok(writer.finish_with(gaps, packed.as_ref())?)
 }
 
 /// Writes a batch's encoded tensors in order; returns their source bytes.
@@ -530,10 +548,12 @@ impl<'s> Loader<'s, '_> {
     }
 
     /// All the gaps, once every tensor is loaded: with the bytes after the last tensor.
-    fn finish(mut self, source_len: u64) -> std::io::Result<Vec<u8>> {
+    /// The gaps, once every tensor is loaded: those collected, then the source's tail.
+    fn take_gaps(&mut self, source_len: u64) -> std::io::Result<Vec<u8>> {
         let tail = self.fill(self.cursor, source_len - self.cursor)?;
         self.gaps.extend_from_slice(&tail);
-        Ok(self.gaps)
+        self.cursor = source_len;
+        Ok(std::mem::take(&mut self.gaps))
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use wcodec_format::gaps::PackedGaps;
 use wcodec_format::records::{FileHeader, PAYLOAD_ALIGN, Trailer};
 use wcodec_format::{Directory, PlaneEncoding, SourceKind, TensorEntry};
 use zerocopy::IntoBytes;
@@ -78,14 +79,19 @@ impl<W: Write> FileWriter<W> {
 
     /// Writes the directory (with `gaps`, the source bytes outside every tensor) and the
     /// trailer, and hands back the writer.
-    pub fn finish(mut self, gaps: Vec<u8>) -> io::Result<W> {
+    pub fn finish(self, gaps: Vec<u8>) -> io::Result<W> {
+        self.finish_with(gaps, None)
+    }
+
+    /// [`FileWriter::finish`] with the gaps already packed (`PackedGaps::new(&gaps)`).
+    pub fn finish_with(mut self, gaps: Vec<u8>, packed: Option<&PackedGaps>) -> io::Result<W> {
         let directory = Directory {
             source_kind: self.source_kind,
             source_len: self.source_len,
             tensors: std::mem::take(&mut self.tensors),
             gaps,
         };
-        let bytes = directory.to_bytes();
+        let bytes = directory.to_bytes_with(packed);
         self.out.write_all(&bytes)?;
         self.out.write_all(Trailer::new(self.position, &bytes).as_bytes())?;
         self.out.flush()?;

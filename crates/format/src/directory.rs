@@ -7,7 +7,7 @@
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::error::{FormatError, Result};
-use crate::gaps::{self, GapsCodec, MAX_GAPS_EXPANSION};
+use crate::gaps::{self, GapsCodec, MAX_GAPS_EXPANSION, PackedGaps};
 use crate::records::*;
 use crate::table::{Frequencies, read_table, write_table};
 use crate::{Dtype, MAX_TILE_SYMBOLS, Predictor, SourceKind, Transform, rans};
@@ -635,6 +635,12 @@ impl Directory {
 
     /// Serialises the directory (without header or trailer).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_with(None)
+    }
+
+    /// [`Directory::to_bytes`], with the gaps already packed where `packed` holds them (gaps
+    /// other than `self.gaps` are packed again): the same bytes.
+    pub fn to_bytes_with(&self, packed: Option<&PackedGaps>) -> Vec<u8> {
         let mut tensors = Vec::new();
         let mut planes = Vec::new();
         let mut units = Vec::new();
@@ -711,7 +717,15 @@ impl Directory {
                 planes.push(record);
             }
         }
-        let (gaps_codec, packed_gaps) = gaps::pack(&self.gaps);
+        let packed_here;
+        let packed = match packed {
+            Some(p) if p.is_of(&self.gaps) => p,
+            _ => {
+                packed_here = PackedGaps::new(&self.gaps);
+                &packed_here
+            }
+        };
+        let (gaps_codec, packed_gaps) = (packed.codec(), packed.bytes());
         let header = DirectoryHeader {
             n_tensors: (tensors.len() as u32).into(),
             n_planes: (planes.len() as u32).into(),
@@ -739,7 +753,7 @@ impl Directory {
         out.extend_from_slice(&dims);
         out.extend_from_slice(&names);
         out.extend_from_slice(&tables);
-        out.extend_from_slice(&packed_gaps);
+        out.extend_from_slice(packed_gaps);
         out
     }
 }

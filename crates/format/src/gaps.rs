@@ -58,6 +58,43 @@ pub fn pack(gaps: &[u8]) -> (GapsCodec, std::borrow::Cow<'_, [u8]>) {
     (GapsCodec::Stored, gaps.into())
 }
 
+/// Gaps packed ahead of the directory that holds them ([`crate::Directory::to_bytes_with`]):
+/// compressing a GGUF file's metadata takes milliseconds, which an encoder can spend while its
+/// last tensors are coded instead of after them.
+#[derive(Clone, Debug)]
+pub struct PackedGaps {
+    codec: GapsCodec,
+    bytes: Vec<u8>,
+    /// Length and CRC-32C of the gaps packed, to tell them from others.
+    len: usize,
+    crc32c: u32,
+}
+
+impl PackedGaps {
+    pub fn new(gaps: &[u8]) -> PackedGaps {
+        let (codec, bytes) = pack(gaps);
+        PackedGaps {
+            codec,
+            bytes: bytes.into_owned(),
+            len: gaps.len(),
+            crc32c: crate::crc32c(gaps),
+        }
+    }
+
+    /// Whether these are `gaps` packed.
+    pub(crate) fn is_of(&self, gaps: &[u8]) -> bool {
+        self.len == gaps.len() && self.crc32c == crate::crc32c(gaps)
+    }
+
+    pub(crate) fn codec(&self) -> GapsCodec {
+        self.codec
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// The length of the gaps section of a directory's bytes (`parse_directory` validated them):
 /// what the gaps take in the file.
 pub fn section_len(directory: &[u8]) -> u64 {

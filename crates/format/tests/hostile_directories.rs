@@ -264,3 +264,21 @@ fn gaps_headers_that_do_not_fit_are_invalid() {
         assert!(Directory::from_file_bytes(&bad).is_err(), "{what}");
     }
 }
+
+/// A directory serialised with its gaps packed ahead is the same bytes, and gaps packed for
+/// other gaps are not taken (packed again).
+#[test]
+fn gaps_packed_ahead_give_the_same_bytes() {
+    let mut dir = directory();
+    dir.gaps = b"tokenizer.ggml.tokens <|im_start|> <|im_end|> ".repeat(30);
+    dir.source_len += dir.gaps.len() as u64;
+    let plain = dir.to_bytes();
+    let packed = wcodec_format::gaps::PackedGaps::new(&dir.gaps);
+    assert_eq!(dir.to_bytes_with(Some(&packed)), plain);
+    let other = wcodec_format::gaps::PackedGaps::new(&b"other gaps of another length".repeat(9));
+    assert_eq!(dir.to_bytes_with(Some(&other)), plain);
+    let mut same_len = dir.gaps.clone();
+    same_len[0] ^= 1;
+    let other = wcodec_format::gaps::PackedGaps::new(&same_len);
+    assert_eq!(dir.to_bytes_with(Some(&other)), plain);
+}
