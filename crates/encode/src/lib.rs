@@ -385,14 +385,17 @@ fn compress_with<W: std::io::Write + Send>(
         let data = current.take().expect("each batch is loaded before its turn");
         let next = batches.get(i + 1).map(|r| &layout.tensors[r.clone()]);
         let read_ahead = next.filter(|n| batch_len(n) <= READ_AHEAD_BYTES);
+        // Once every tensor is read (here, or by this turn's read-ahead of the last batch) the
+        // gaps are whole: packed beside a batch's coding (zstd on a GGUF file's metadata takes
+        // milliseconds) rather than after all of it.
+        let last_read = next.is_none() || (read_ahead.is_some() && i + 2 == batches.len());
+        let pack_now = gaps.is_none() && last_read;
         let (encoded, (loaded, wrote, packed)) = rayon::join(
             || encode_batch(tensors, &data, options),
             || {
                 let wrote = write_batch(&mut writer, std::mem::take(&mut pending));
                 let loaded = read_ahead.map(|n| loader.load(n)).transpose();
-                // Beside the last batch's coding, every tensor read: the gaps are whole, and
-                // packed here (zstd on a GGUF file's metadata, milliseconds) rather than after.
-                let packed = next.is_none().then(|| {
+                let packed = (pack_now && loaded.is_ok()).then(|| {
                     loader.take_gaps(source_len).map(|g| {
                         let packed = PackedGaps::new(&g);
                         (g, packed)
