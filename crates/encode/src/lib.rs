@@ -193,14 +193,16 @@ pub fn encode_tensor(
     // scales) hold no level that neighbours share, so they are not predicted either (no tile of
     // that file's was, and pricing them was 8% of its encode); its fp16 scales are.
     let block = transform == Transform::BlockFields;
-    let max_tables = options.max_tables.min(options.block_tables);
-    let block_options = EncodeOptions { max_tables, ..options.clone() };
-    let quant_options =
-        EncodeOptions { predictors: vec![Predictor::None], ..block_options.clone() };
+    let block_options = block.then(|| {
+        let max_tables = options.max_tables.min(options.block_tables);
+        let scales = EncodeOptions { max_tables, ..options.clone() };
+        let quants = EncodeOptions { predictors: vec![Predictor::None], ..scales.clone() };
+        (scales, quants)
+    });
     let fields = wcodec_format::blocks::block_fields(input.dtype).unwrap_or_default();
-    let plane_options = |j: usize| match fields.get(j) {
-        Some(field) if block && field.count > 1 => &quant_options,
-        Some(_) if block => &block_options,
+    let plane_options = |j: usize| match (&block_options, fields.get(j)) {
+        (Some((_, quants)), Some(field)) if field.count > 1 => quants,
+        (Some((scales, _)), Some(_)) => scales,
         _ => options,
     };
     // Without prediction every tile is NONE, and a plane's histogram is that of its bytes:
@@ -550,7 +552,6 @@ impl<'s> Loader<'s, '_> {
         Ok(data)
     }
 
-    /// All the gaps, once every tensor is loaded: with the bytes after the last tensor.
     /// The gaps, once every tensor is loaded: those collected, then the source's tail.
     fn take_gaps(&mut self, source_len: u64) -> std::io::Result<Vec<u8>> {
         let tail = self.fill(self.cursor, source_len - self.cursor)?;
@@ -598,6 +599,7 @@ mod tests {
         let batches = plan_batches(&tensors, BATCH_BYTES_ONE_THREAD);
         assert_eq!(batches, vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9]);
     }
+
     /// The most tables any plane of a tensor took.
     fn most_tables(encoded: &EncodedTensor) -> usize {
         let tables = |p: &PlaneEntry| match &p.encoding {
