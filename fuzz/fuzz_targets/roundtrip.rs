@@ -49,6 +49,8 @@ fuzz_target!(|input: Input| {
         },
         prob_bits: 8 + input.prob_bits % 5,
         max_tables: input.max_tables % 17 + 1,
+        // Block types with row classes too, as other encoders may write them.
+        block_tables: input.max_tables % 17 + 1,
         predictors,
         fit_tiles: input.fit_tiles,
         sampled_counts: input.sampled_counts,
