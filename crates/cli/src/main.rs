@@ -151,7 +151,7 @@ struct CompressArgs {
     #[arg(long)]
     tile: Option<String>,
     /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu]; planes under
-    /// 1 MiB with one table may take less where that stores them smaller.
+    /// 64 KiB with one table may take less where that stores them smaller.
     #[arg(long)]
     prob_bits: Option<u8>,
     /// Most frequency tables per plane [default: 8; 1 with --for-gpu or --fast, and for GGUF

@@ -89,7 +89,7 @@ fn split_u16<B: PlaneByte>(
     second: &mut [B],
     f: impl Fn(u16) -> (u8, u8),
 ) {
-    const K: usize = 16;
+    const K: usize = 32;
     let blocks =
         bytes.chunks_exact(2 * K).zip(first.chunks_exact_mut(K)).zip(second.chunks_exact_mut(K));
     for ((b, p), q) in blocks {
@@ -114,6 +114,42 @@ fn split_u16<B: PlaneByte>(
         p.set(a);
         q.set(b);
     }
+}
+
+/// [`split_u16`] compiled for AVX-512 where the CPU has it (`blocks_avx512::available`): the
+/// same loop, vectorised 64 bytes at a time instead of 16 (x86-64's baseline), the same bytes.
+/// The split of a BF16 or FP16 tensor took 14-18% of its one-thread encode.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn split_u16_fastest<B: PlaneByte>(
+    bytes: &[u8],
+    first: &mut [B],
+    second: &mut [B],
+    f: impl Fn(u16) -> (u8, u8),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if blocks_avx512::available() {
+        // SAFETY: `available` checked that this CPU runs AVX-512 F and BW.
+        unsafe { split_u16_avx512(bytes, first, second, f) };
+        return;
+    }
+    split_u16(bytes, first, second, f);
+}
+
+/// See [`split_u16_fastest`].
+///
+/// # Safety
+/// The CPU must run AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn split_u16_avx512<B: PlaneByte>(
+    bytes: &[u8],
+    first: &mut [B],
+    second: &mut [B],
+    f: impl Fn(u16) -> (u8, u8),
+) {
+    split_u16(bytes, first, second, f);
 }
 
 /// How `transform` cuts a tensor of `dtype` into planes: the bytes of one *unit* of the source
@@ -177,7 +213,7 @@ pub fn split_into<B: PlaneByte>(
     match (transform, planes) {
         (Transform::Identity, [plane]) => B::set_all(plane, bytes),
         (Transform::BytePlanes, [low, high]) if dtype.size() == 2 => {
-            split_u16(bytes, low, high, |w| (w as u8, (w >> 8) as u8));
+            split_u16_fastest(bytes, low, high, |w| (w as u8, (w >> 8) as u8));
         }
         (Transform::BytePlanes, planes) => {
             let size = dtype.size();
@@ -189,7 +225,7 @@ pub fn split_into<B: PlaneByte>(
             }
         }
         (Transform::Bf16Split, [exp, sign_mant]) => {
-            split_u16(bytes, exp, sign_mant, |v| {
+            split_u16_fastest(bytes, exp, sign_mant, |v| {
                 ((v >> 7) as u8, ((v >> 8) as u8 & 0x80) | (v as u8 & 0x7f))
             });
         }

@@ -41,9 +41,31 @@ pub fn entropy_bits(counts: &[u64; 256]) -> f64 {
     counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * (t / c as f64).log2()).sum()
 }
 
+/// Logarithms of frequencies (`1..=2^12`) and of their ratios to the next, computed once:
+/// the normalisation and pricing of tables take thousands of them a plane, and a table
+/// lookup gives the very values `f64::log2` does (the same tables whichever is used).
+struct Log2Tables {
+    /// `log2(f)`.
+    of: Vec<f64>,
+    /// `log2((f + 1) / f)`, for `f >= 1`.
+    step_up: Vec<f64>,
+}
+
+fn log2_tables() -> &'static Log2Tables {
+    static TABLES: std::sync::OnceLock<Log2Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let max = 1usize << wcodec_format::rans::MAX_PROB_BITS;
+        Log2Tables {
+            of: (0..=max).map(|f| (f as f64).log2()).collect(),
+            step_up: (0..=max).map(|f| (f as f64 + 1.0) / f as f64).map(f64::log2).collect(),
+        }
+    })
+}
+
 /// Bits to code a histogram with `freqs` (precision `prob_bits`); infinite if a present symbol
 /// has no frequency.
 pub fn cost_bits(counts: &[u64; 256], freqs: &Frequencies, prob_bits: u8) -> f64 {
+    let log2 = &log2_tables().of;
     let mut bits = 0.0;
     for (&c, &f) in counts.iter().zip(freqs.iter()) {
         if c == 0 {
@@ -52,7 +74,8 @@ pub fn cost_bits(counts: &[u64; 256], freqs: &Frequencies, prob_bits: u8) -> f64
         if f == 0 {
             return f64::INFINITY;
         }
-        bits += c as f64 * (f64::from(prob_bits) - f64::from(f).log2());
+        let log2_f = log2.get(f as usize).copied().unwrap_or_else(|| f64::from(f).log2());
+        bits += c as f64 * (f64::from(prob_bits) - log2_f);
     }
     bits
 }
@@ -103,8 +126,10 @@ pub fn normalize(counts: &[u64; 256], prob_bits: u8) -> Frequencies {
             sum += u64::from(*f);
         }
     }
-    let gain_up = |c: u64, f: u32| c as f64 * (f64::from(f + 1) / f64::from(f)).log2();
-    let loss_down = |c: u64, f: u32| c as f64 * (f64::from(f) / f64::from(f - 1)).log2();
+    // Frequencies stay within `1..=total_freq` (at most 2^12) here.
+    let step_up = &log2_tables().step_up;
+    let gain_up = |c: u64, f: u32| c as f64 * step_up[f as usize];
+    let loss_down = |c: u64, f: u32| c as f64 * step_up[f as usize - 1];
     if sum < total_freq {
         let mut heap: BinaryHeap<Step> = (0..256)
             .filter(|&s| counts[s] > 0)
