@@ -126,10 +126,14 @@ pub fn normalize(counts: &[u64; 256], prob_bits: u8) -> Frequencies {
             sum += u64::from(*f);
         }
     }
-    // Frequencies stay within `1..=total_freq` (at most 2^12) here.
+    // From the table up to the format's precision (callers may ask for more, to compare).
     let step_up = &log2_tables().step_up;
-    let gain_up = |c: u64, f: u32| c as f64 * step_up[f as usize];
-    let loss_down = |c: u64, f: u32| c as f64 * step_up[f as usize - 1];
+    let log2_step = |f: u32| match step_up.get(f as usize) {
+        Some(&l) => l,
+        None => (f64::from(f + 1) / f64::from(f)).log2(),
+    };
+    let gain_up = |c: u64, f: u32| c as f64 * log2_step(f);
+    let loss_down = |c: u64, f: u32| c as f64 * log2_step(f - 1);
     if sum < total_freq {
         let mut heap: BinaryHeap<Step> = (0..256)
             .filter(|&s| counts[s] > 0)
@@ -191,7 +195,7 @@ mod tests {
         #[test]
         fn normalized_tables_are_valid_and_near_entropy(
             counts in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..5, 1u64..100_000], 256),
-            bits in 8u8..=12,
+            bits in 8u8..=16,
         ) {
             let counts: [u64; 256] = counts.try_into().unwrap();
             let f = normalize(&counts, bits);
