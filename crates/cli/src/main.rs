@@ -150,8 +150,7 @@ struct CompressArgs {
     /// Tile size as ROWSxCOLS [default: 256x256; 128x128 fitted per plane with --for-gpu].
     #[arg(long)]
     tile: Option<String>,
-    /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu]; planes under
-    /// 64 KiB with one table may take less where that stores them smaller.
+    /// Probability precision in bits, 8..=12 [default: 12; 11 with --for-gpu].
     #[arg(long)]
     prob_bits: Option<u8>,
     /// Most frequency tables per plane [default: 8; 1 with --for-gpu or --fast, and for GGUF

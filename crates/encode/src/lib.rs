@@ -31,9 +31,7 @@ pub struct EncodeOptions {
     /// Requested tile shape (planes with few rows get wider tiles of the same area, narrow
     /// planes taller ones: `wcodec_predict::tile_shape`).
     pub tile: TileConfig,
-    /// Probability precision of the frequency tables, 8..=12: that of every plane of 64 KiB or
-    /// more; a smaller plane of one table takes the precision up to this one that stores it in
-    /// the fewest bytes, table included (`tables::fit_precision`).
+    /// Probability precision of the frequency tables, 8..=12.
     pub prob_bits: u8,
     /// Predictors the encoder may choose per tile.
     pub predictors: Vec<Predictor>,

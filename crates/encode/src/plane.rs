@@ -20,7 +20,7 @@ use wcodec_rans::{
     histogram, mark_present, normalize,
 };
 
-use crate::tables::{FIT_PRECISION_BELOW, PlaneRows, choose_tables, fit_precision};
+use crate::tables::{PlaneRows, choose_tables};
 use crate::{EncodeOptions, Payload};
 
 /// One encoded plane: its entry (payload offset 0) and its payload.
@@ -632,14 +632,6 @@ pub(crate) fn encode_plane_payload(
             (vec![table], bits, total)
         }
         None => (tables, coded_bits, total),
-    };
-    // A small plane of one table: the precision that stores it smallest.
-    let (prob_bits, tables, coded_bits) = match tables.len() {
-        1 if bytes.len() < FIT_PRECISION_BELOW => {
-            let (bits, table, coded) = fit_precision(&total, prob_bits);
-            (bits, vec![table], coded)
-        }
-        _ => (prob_bits, tables, coded_bits),
     };
     let all_none = model.models.iter().all(|m| m.residuals.is_none());
     // With NONE everywhere the residuals are the bytes XOR a constant: same entropy.

@@ -162,49 +162,6 @@ fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
     rows.par_iter().with_min_len(32).map(|row| costs.cheapest(row) as u8).collect()
 }
 
-/// Bytes a table takes stored (`wcodec_format::table`): the 32-byte presence bitmap, then
-/// each present frequency in LEB128.
-fn stored_table_bytes(freqs: &Frequencies) -> usize {
-    let leb128 = |f: u32| {
-        if f < 1 << 7 {
-            1
-        } else if f < 1 << 14 {
-            2
-        } else {
-            3
-        }
-    };
-    32 + freqs.iter().filter(|&&f| f > 0).map(|&f| leb128(f)).sum::<usize>()
-}
-
-/// Planes of fewer bytes than this try every precision below the one asked for
-/// ([`fit_precision`]); in larger ones a table's few hundred bytes hardly ever pay for a
-/// coarser one (on the corpus, one plane of 64 KiB or more in 340 took one, saving 13 bytes),
-/// and trying them cost 8% of a MiniLM FP16 encode.
-pub(crate) const FIT_PRECISION_BELOW: usize = 1 << 16;
-
-/// The precision, at most `max_bits`, that stores a plane of histogram `total` under one table
-/// in the fewest bytes, its table included (the lowest on a tie), with that table and the bits
-/// the plane costs under it. A small plane saves more on its table (frequencies below 128 take
-/// one byte) than a coarser table costs it, and decodes faster: its decoder builds `2^bits`
-/// slots (GGUF block scales and norms, planes of a few thousand bytes, each had a
-/// 4096-slot table).
-pub(crate) fn fit_precision(total: &[u64; 256], max_bits: u8) -> (u8, Frequencies, f64) {
-    let min_bits = wcodec_format::rans::MIN_PROB_BITS.min(max_bits);
-    (min_bits..=max_bits)
-        .map(|bits| {
-            let table = normalize(total, bits);
-            let coded = cost_bits(total, &table, bits);
-            (bits, table, coded, coded / 8.0 + stored_table_bytes(&table) as f64)
-        })
-        .fold(None, |best: Option<(u8, Frequencies, f64, f64)>, c| match best {
-            Some(b) if b.3 <= c.3 => Some(b),
-            _ => Some(c),
-        })
-        .map(|(bits, table, coded, _)| (bits, table, coded))
-        .expect("at least one precision")
-}
-
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
 const SAMPLE_ROWS: usize = 256;
 /// ... and at most one row in `SAMPLE_STRIDE_MIN` (of planes of 256 rows or more): the sample
@@ -777,35 +734,5 @@ mod tests {
         let (tables, classes, _) = choose(&[h; 6]);
         assert_eq!(tables.len(), 1);
         assert!(classes.is_empty());
-    }
-
-    /// The stored size (coded bits and table) of a plane of histogram `total` at `bits`.
-    fn stored_bytes(total: &[u64; 256], bits: u8) -> f64 {
-        let table = normalize(total, bits);
-        cost_bits(total, &table, bits) / 8.0 + stored_table_bytes(&table) as f64
-    }
-
-    /// A plane of a few hundred symbols takes a coarser table, one that stores it smallest of
-    /// all precisions up to the one asked for; a large plane keeps the precision asked for;
-    /// none goes above it.
-    #[test]
-    fn small_planes_take_the_precision_that_stores_them_smallest() {
-        // A norm's byte plane: 576 symbols over 40 values of uneven counts.
-        let mut small = [0u64; 256];
-        for s in 0..40 {
-            small[100 + s] = 1 + (s as u64 * 37) % 29;
-        }
-        let (bits, table, coded) = fit_precision(&small, 12);
-        assert!(bits < 12, "a table of {bits} bits");
-        assert_eq!(table, normalize(&small, bits));
-        assert_eq!(coded, cost_bits(&small, &table, bits));
-        for other in 8..=12 {
-            assert!(stored_bytes(&small, bits) <= stored_bytes(&small, other), "{other} bits");
-        }
-        assert!(stored_bytes(&small, bits) < stored_bytes(&small, 12));
-        let large = small.map(|c| c * 100_000);
-        assert_eq!(fit_precision(&large, 12).0, 12);
-        assert_eq!(fit_precision(&large, 10).0, 10);
-        assert!(fit_precision(&small, 9).0 <= 9);
     }
 }
