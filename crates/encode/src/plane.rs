@@ -365,30 +365,38 @@ fn table_entropy_bits(table: &wcodec_rans::Frequencies, prob_bits: u8) -> f64 {
     table.iter().filter(|&&f| f > 0).map(|&f| bits(f)).sum()
 }
 
-/// Planes of at least twice this many tiles have their predictors scouted: one tile in each
-/// window of this many is priced first, and the others only in a window next to (or of) a
-/// predicted scout. On weights NONE wins nearly every tile, and pricing the five predictors on
-/// every tile's sample was about 14% of an int8 encode; a plane's predictable tiles come in
-/// runs (MiniLM's position embedding, the unused tokens of its word embedding), which scouts
-/// meet.
+/// Planes of at least this many tiles have their predictors scouted: one tile in each window
+/// of this many is priced first, and the others only in a window next to (or of) a predicted
+/// scout. On weights NONE wins nearly every tile, and pricing the five predictors on every
+/// tile's sample was about 14% of an int8 encode; a plane's predictable tiles come in runs
+/// (MiniLM's position embedding, the unused tokens of its word embedding), which scouts meet.
+/// Planes of 4 to 7 tiles (a 384 x 384 layer) were priced whole before: scouting them too
+/// left every file of the corpus byte-identical and took 1-5% off the one-thread encodes of
+/// MiniLM's BF16, FP16, FP8 and int8 per-row files.
 const SCOUT_STRIDE: usize = 4;
 
 /// The windows of `scout_tiles` for a plane of `tiles` tiles.
 fn scout_stride(tiles: usize) -> usize {
-    if tiles < 2 * SCOUT_STRIDE { 1 } else { SCOUT_STRIDE }
+    if tiles < SCOUT_STRIDE { 1 } else { SCOUT_STRIDE }
 }
 
-/// The scouts of a plane of `tiles` tiles: one in each window of `scout_stride` tiles, at an
-/// offset drawn from a fixed hash of the window, so that tiles repeating with the stride are
-/// not all missed (every tile in a plane of fewer than `2 * SCOUT_STRIDE`).
-fn scout_tiles(tiles: usize) -> impl Iterator<Item = usize> {
-    let stride = scout_stride(tiles);
-    (0..tiles.div_ceil(stride)).map(move |w| {
+/// The scouts of a plane of `tiles`: one in each window of `scout_stride` tiles, the largest
+/// tile of the window (a plane's narrow edge tiles, a column or a few rows, are poor judges of
+/// its predictors: a 300 x 257 ramp scouted by its 256 x 1 tile was stored raw), and among
+/// tiles of one size the first from an offset drawn from a fixed hash of the window, so that
+/// tiles repeating with the stride are not all missed (every tile in a plane of fewer than
+/// `SCOUT_STRIDE`).
+fn scout_tiles(tiles: &[Tile]) -> impl Iterator<Item = usize> + '_ {
+    let stride = scout_stride(tiles.len());
+    (0..tiles.len().div_ceil(stride)).map(move |w| {
         let start = w * stride;
-        let window = stride.min(tiles - start);
+        let window = stride.min(tiles.len() - start);
         // A multiplicative hash of the window's index (Fibonacci hashing).
         let h = (w as u64).wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        start + (h % window as u64) as usize
+        let offset = (h % window as u64) as usize;
+        let in_order = (0..window).map(|k| start + (offset + k) % window);
+        // `max_by_key` keeps the last of equals: the reversed order makes it the first.
+        in_order.rev().max_by_key(|&i| tiles[i].len()).expect("a window of one tile or more")
     })
 }
 
@@ -530,7 +538,7 @@ pub(crate) fn encode_plane_payload(
     let scouts: Vec<usize> = if options.predictors == [Predictor::None] {
         Vec::new()
     } else {
-        scout_tiles(tiles.len()).collect()
+        scout_tiles(&tiles).collect()
     };
     let scouted: Vec<Predictor> = scouts.par_iter().map(|&i| choose(tiles[i])).collect();
     // Whether tile `i`'s window or one next to it has a predicted scout.
@@ -744,7 +752,7 @@ mod tests {
     use wcodec_format::{PlaneEncoding, Predictor};
     use wcodec_predict::TileConfig;
     use wcodec_predict::tile_shape;
-    use wcodec_predict::{residuals, tiles};
+    use wcodec_predict::{Tile, residuals, tiles};
     use wcodec_rans::normalize;
 
     /// Bytes of xorshift noise, one in `zero_every` of them 0: about 7.95 bits a byte for 40,
@@ -762,22 +770,53 @@ mod tests {
     }
 
     /// One scout in each window of the stride, the last window partial; every tile of a
-    /// small plane.
+    /// plane of fewer tiles than the stride.
     #[test]
     fn scouts_take_one_tile_a_window() {
-        for tiles in [0usize, 1, 7, 8, 9, 10, 11, 12, 13, 240, 241] {
-            let stride = scout_stride(tiles);
-            assert_eq!(stride, if tiles < 2 * SCOUT_STRIDE { 1 } else { SCOUT_STRIDE });
-            let scouts: Vec<usize> = scout_tiles(tiles).collect();
-            assert_eq!(scouts.len(), tiles.div_ceil(stride), "{tiles} tiles");
+        let square = Tile { r0: 0, c0: 0, h: 256, w: 256 };
+        for n in [0usize, 1, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 240, 241] {
+            let stride = scout_stride(n);
+            assert_eq!(stride, if n < SCOUT_STRIDE { 1 } else { SCOUT_STRIDE });
+            let scouts: Vec<usize> = scout_tiles(&vec![square; n]).collect();
+            assert_eq!(scouts.len(), n.div_ceil(stride), "{n} tiles");
             for (w, &i) in scouts.iter().enumerate() {
-                assert_eq!(i / stride, w, "{tiles} tiles: scout {i} in window {w}");
-                assert!(i < tiles);
+                assert_eq!(i / stride, w, "{n} tiles: scout {i} in window {w}");
+                assert!(i < n);
             }
         }
         // The offsets differ from window to window.
-        let offsets: std::collections::BTreeSet<usize> = scout_tiles(400).map(|i| i % 4).collect();
+        let offsets: std::collections::BTreeSet<usize> =
+            scout_tiles(&[square; 400]).map(|i| i % 4).collect();
         assert!(offsets.len() > 1);
+        // A window's scout is its largest tile: not an edge tile of one column or few rows.
+        let grid = tiles(300, 257, 256, 256);
+        assert_eq!(grid.len(), 4);
+        assert_eq!(scout_tiles(&grid).collect::<Vec<_>>(), [0]);
+        let grid = tiles(1100, 257, 256, 256);
+        for (w, s) in scout_tiles(&grid).enumerate() {
+            let window = &grid[w * SCOUT_STRIDE..(w * SCOUT_STRIDE + SCOUT_STRIDE).min(grid.len())];
+            assert_eq!(grid[s].len(), window.iter().map(Tile::len).max().unwrap(), "scout {s}");
+        }
+    }
+
+    /// A smooth plane but for its last column, noise, an edge tile of its own that no
+    /// predictor helps: its large tiles are still predicted, and the plane is coded, not
+    /// stored.
+    #[test]
+    fn planes_are_scouted_by_their_large_tiles() {
+        let (rows, cols) = (300, 257);
+        let noise = noise(rows, 1_000_000);
+        let bytes: Vec<u8> = (0..rows * cols)
+            .map(|i| match (i / cols, i % cols) {
+                (r, 256) => noise[r],
+                (r, c) => (c + r) as u8,
+            })
+            .collect();
+        let plane = encode_plane(&bytes, rows, cols, false, &EncodeOptions::default());
+        let PlaneEncoding::Rans { units, .. } = &plane.entry.encoding else {
+            panic!("a smooth plane stored raw")
+        };
+        assert!(units.iter().any(|u| u.predictor != Predictor::None));
     }
 
     #[test]
