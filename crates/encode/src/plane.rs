@@ -16,8 +16,8 @@ use wcodec_format::{
 };
 use wcodec_predict::{Tile, choose_predictor, residuals, tile_shape, tiles};
 use wcodec_rans::{
-    CodedUnit, EncodeTable, GROUP, RansError, TableMap, cost_bits, encode_unit_owned, entropy_bits,
-    histogram, mark_present, normalize,
+    CodedUnit, EncodeTable, GROUP, RansError, SeenBytes, TableMap, cost_bits, encode_unit_owned,
+    entropy_bits, histogram, normalize,
 };
 
 use crate::tables::{PlaneRows, choose_tables};
@@ -181,19 +181,19 @@ const MAX_SAMPLE_STRIDE: usize = 16;
 /// Sampled (`EncodeOptions::sampled_counts`, planes of at least twice `SAMPLE_COUNTED` bytes):
 /// one block of `SAMPLE_BLOCK` bytes in every `stride` is counted, the counts are scaled to the
 /// whole plane, and the other blocks are only scanned for values the sample missed
-/// (`mark_present`, a fraction of a count's time), which get a count of 1: every byte of the
+/// (`SeenBytes`, a fraction of a count's time), which get a count of 1: every byte of the
 /// plane must have a frequency. The same result on every CPU and thread count. Otherwise every
 /// byte is counted.
 #[derive(Clone)]
 pub(crate) struct PlaneCounts {
     counts: [u32; 256],
-    present: [bool; 256],
+    present: SeenBytes,
     counted: usize,
 }
 
 impl Default for PlaneCounts {
     fn default() -> Self {
-        PlaneCounts { counts: [0; 256], present: [false; 256], counted: 0 }
+        PlaneCounts { counts: [0; 256], present: SeenBytes::default(), counted: 0 }
     }
 }
 
@@ -220,7 +220,7 @@ impl PlaneCounts {
                 (piece, tail)
             } else {
                 let (piece, tail) = rest.split_at(rest.len().min(period - in_period));
-                mark_present(piece, &mut self.present);
+                self.present.add(piece);
                 (piece, tail)
             };
             at += piece.len();
@@ -240,7 +240,7 @@ impl PlaneCounts {
         let mut total = [0u64; 256];
         for s in 0..256 {
             let n: u64 = parts.iter().map(|p| u64::from(p.counts[s])).sum();
-            let seen = parts.iter().any(|p| p.present[s]);
+            let seen = parts.iter().any(|p| p.present.contains(s as u8));
             total[s ^ usize::from(bias)] = match n {
                 0 => u64::from(seen),
                 n => (n as f64 * scale).round() as u64,

@@ -242,9 +242,9 @@ struct Classified {
 }
 
 impl Classified {
-    fn new(k: usize, rows: usize) -> Classified {
+    fn new(k: usize) -> Classified {
         Classified {
-            classes: Vec::with_capacity(rows),
+            classes: Vec::new(),
             sums: vec![[0; 256]; k],
             counted: vec![0; k],
             rows: vec![0; k],
@@ -321,54 +321,59 @@ pub(crate) fn choose_tables(
         .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
         .collect();
     let counted_row = |r: usize| !sampled || r.is_multiple_of(COUNT_STRIDE) || !(plane.none_row)(r);
+    // Tasks are folded in order into one `Classified` a thread's run of them, not one each: a
+    // class's `SeenBytes` then meets its values once, not again in every task (each new value
+    // leaves its fast loop).
     let classified = (0..rows.div_ceil(CLASSIFY_ROWS))
         .into_par_iter()
-        .map(|task| {
-            let rows = task * CLASSIFY_ROWS..(task * CLASSIFY_ROWS + CLASSIFY_ROWS).min(rows);
-            let mut out = Classified::new(k, rows.len());
-            // The rows to count that the search did not, counted two at a time.
-            let first = sample.rows.partition_point(|&r| r < rows.start);
-            let last = sample.rows.partition_point(|&r| r < rows.end);
-            let in_sample = &sample.rows[first..last];
-            let to_count: Vec<usize> = rows
-                .clone()
-                .filter(|&r| counted_row(r) && in_sample.binary_search(&r).is_err())
-                .collect();
-            let mut counts = vec![[0u32; 256]; to_count.len()];
-            for (pair, hists) in to_count.chunks(2).zip(counts.chunks_mut(2)) {
-                (plane.counter)(pair, hists);
-            }
-            let (mut costs, mut piece_costs) = (vec![0u64; k], vec![0u64; k]);
-            for r in rows {
-                let hist = match in_sample.binary_search(&r) {
-                    Ok(i) => Some(&sample.counts[first + i]),
-                    Err(_) => to_count.binary_search(&r).ok().map(|i| &counts[i]),
-                };
-                if (plane.none_row)(r) {
-                    byte_cost_sums(plane.row(r), &byte_costs, &mut costs);
-                } else {
-                    costs.fill(0);
-                    (plane.pieces)(r, &mut |piece, are_bytes| {
-                        let by = if are_bytes { &byte_costs } else { &residual_costs };
-                        byte_cost_sums(piece, by, &mut piece_costs);
-                        costs.iter_mut().zip(&piece_costs).for_each(|(c, p)| *c += p);
-                    });
+        .fold(
+            || Classified::new(k),
+            |mut out, task| {
+                let rows = task * CLASSIFY_ROWS..(task * CLASSIFY_ROWS + CLASSIFY_ROWS).min(rows);
+                // The rows to count that the search did not, counted two at a time.
+                let first = sample.rows.partition_point(|&r| r < rows.start);
+                let last = sample.rows.partition_point(|&r| r < rows.end);
+                let in_sample = &sample.rows[first..last];
+                let to_count: Vec<usize> = rows
+                    .clone()
+                    .filter(|&r| counted_row(r) && in_sample.binary_search(&r).is_err())
+                    .collect();
+                let mut counts = vec![[0u32; 256]; to_count.len()];
+                for (pair, hists) in to_count.chunks(2).zip(counts.chunks_mut(2)) {
+                    (plane.counter)(pair, hists);
                 }
-                let c = least(&costs);
-                out.classes.push(c as u8);
-                out.rows[c] += 1;
-                match hist {
-                    Some(hist) => {
-                        for (t, &n) in out.sums[c].iter_mut().zip(hist) {
-                            *t += u64::from(n);
-                        }
-                        out.counted[c] += plane.cols as u64;
+                let (mut costs, mut piece_costs) = (vec![0u64; k], vec![0u64; k]);
+                for r in rows {
+                    let hist = match in_sample.binary_search(&r) {
+                        Ok(i) => Some(&sample.counts[first + i]),
+                        Err(_) => to_count.binary_search(&r).ok().map(|i| &counts[i]),
+                    };
+                    if (plane.none_row)(r) {
+                        byte_cost_sums(plane.row(r), &byte_costs, &mut costs);
+                    } else {
+                        costs.fill(0);
+                        (plane.pieces)(r, &mut |piece, are_bytes| {
+                            let by = if are_bytes { &byte_costs } else { &residual_costs };
+                            byte_cost_sums(piece, by, &mut piece_costs);
+                            costs.iter_mut().zip(&piece_costs).for_each(|(c, p)| *c += p);
+                        });
                     }
-                    None => out.seen[c].add(plane.row(r)),
+                    let c = least(&costs);
+                    out.classes.push(c as u8);
+                    out.rows[c] += 1;
+                    match hist {
+                        Some(hist) => {
+                            for (t, &n) in out.sums[c].iter_mut().zip(hist) {
+                                *t += u64::from(n);
+                            }
+                            out.counted[c] += plane.cols as u64;
+                        }
+                        None => out.seen[c].add(plane.row(r)),
+                    }
                 }
-            }
-            out
-        })
+                out
+            },
+        )
         .reduce_with(Classified::merge)
         .expect("a plane of two rows or more");
     // Each class's histogram: its counted rows' sum scaled to all its rows (exact where all
