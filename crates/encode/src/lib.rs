@@ -333,9 +333,33 @@ pub fn compress_file<W: std::io::Write + Send>(
     out: W,
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
+    compress_file_hinted(source, layout, options, out, progress, &mut |_| {})
+}
+
+/// What [`compress_file_hinted`] tells the owner of its source as it goes: the owner of a
+/// memory-mapped file can have the kernel read ahead what comes next and drop from memory
+/// what is done (a model larger than RAM then never holds more than a batch or two).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceHint {
+    /// These bytes are read next, once the batch being encoded is done.
+    WillNeed(std::ops::Range<u64>),
+    /// These bytes are not read again.
+    DoneWith(std::ops::Range<u64>),
+}
+
+/// [`compress_file`], telling `hint` which bytes of `source` come next and which are done
+/// with, batch by batch (see [`compress_source`] for the batches).
+pub fn compress_file_hinted<W: std::io::Write + Send>(
+    source: &[u8],
+    layout: &wcodec_container::SourceLayout,
+    options: &EncodeOptions,
+    out: W,
+    progress: &mut dyn FnMut(u64),
+    hint: &mut dyn FnMut(SourceHint),
+) -> Result<W, EncodeError> {
     // The tensors are encoded straight from `source`: no copies.
     let loader = Loader { origin: Origin::Memory(source), cursor: 0, gaps: Vec::new() };
-    compress_with(source.len() as u64, layout, loader, options, out, progress)
+    compress_with(source.len() as u64, layout, loader, options, out, progress, hint)
 }
 
 /// Compresses a source of `source_len` bytes read through `read(offset, buf)` (which fills
@@ -356,10 +380,11 @@ pub fn compress_source<W: std::io::Write + Send>(
     progress: &mut dyn FnMut(u64),
 ) -> Result<W, EncodeError> {
     let loader = Loader { origin: Origin::Read(read), cursor: 0, gaps: Vec::new() };
-    compress_with(source_len, layout, loader, options, out, progress)
+    compress_with(source_len, layout, loader, options, out, progress, &mut |_| {})
 }
 
-/// `compress_source` and `compress_file`, for either origin of the bytes.
+/// `compress_source` and `compress_file`, for either origin of the bytes; `hint` hears of the
+/// batches' source ranges (`SourceHint`).
 fn compress_with<W: std::io::Write + Send>(
     source_len: u64,
     layout: &wcodec_container::SourceLayout,
@@ -367,6 +392,7 @@ fn compress_with<W: std::io::Write + Send>(
     options: &EncodeOptions,
     out: W,
     progress: &mut dyn FnMut(u64),
+    hint: &mut dyn FnMut(SourceHint),
 ) -> Result<W, EncodeError> {
     options.validate()?;
     let mut writer = FileWriter::new(out, layout.kind, source_len)?;
@@ -382,6 +408,11 @@ fn compress_with<W: std::io::Write + Send>(
     let mut written = 0u64;
     // The gaps and their packed section, once every tensor is read.
     let mut gaps: Option<(Vec<u8>, PackedGaps)> = None;
+    // The source bytes before this offset are done with (`SourceHint::DoneWith`).
+    let mut done_to = 0;
+    if let Some(first) = batches.first() {
+        hint(SourceHint::WillNeed(batch_span(&layout.tensors[first.clone()])));
+    }
     for (i, range) in batches.iter().enumerate() {
         let tensors = &layout.tensors[range.clone()];
         let data = current.take().expect("each batch is loaded before its turn");
@@ -392,6 +423,9 @@ fn compress_with<W: std::io::Write + Send>(
         // milliseconds) rather than after all of it.
         let last_read = next.is_none() || (read_ahead.is_some() && i + 2 == batches.len());
         let pack_now = gaps.is_none() && last_read;
+        if let Some(next) = next {
+            hint(SourceHint::WillNeed(batch_span(next)));
+        }
         let (encoded, (loaded, wrote, packed)) = rayon::join(
             || encode_batch(tensors, &data, options),
             || {
@@ -407,6 +441,10 @@ fn compress_with<W: std::io::Write + Send>(
             },
         );
         drop(data);
+        // From the end of the batch before: the gap in between was read with this batch.
+        let span = batch_span(tensors);
+        hint(SourceHint::DoneWith(done_to..span.end));
+        done_to = span.end;
         written += wrote?;
         progress(written);
         current = loaded?;
@@ -425,6 +463,13 @@ fn compress_with<W: std::io::Write + Send>(
         None => (loader.take_gaps(source_len)?, None),
     };
     Ok(writer.finish_with(gaps, packed.as_ref())?)
+}
+
+/// The source bytes from a batch's first tensor to the end of its last.
+fn batch_span(tensors: &[wcodec_container::SourceTensor]) -> std::ops::Range<u64> {
+    let start = tensors.first().map_or(0, |t| t.offset);
+    let end = tensors.last().map_or(start, |t| t.offset + t.len);
+    start..end
 }
 
 /// Writes a batch's encoded tensors in order; returns their source bytes.
@@ -598,6 +643,68 @@ mod tests {
         assert!(plan_batches(&[], BATCH_BYTES).is_empty());
         let batches = plan_batches(&tensors, BATCH_BYTES_ONE_THREAD);
         assert_eq!(batches, vec![0..1, 1..2, 2..3, 3..4, 4..5, 5..6, 6..7, 7..8, 8..9]);
+    }
+
+    /// Hints cover the source in order: each batch is announced (`WillNeed`) before the
+    /// bytes up to its end are done with (`DoneWith`, contiguous from the start of the file to
+    /// the last tensor's end), and the file is the one `compress_file` writes.
+    #[test]
+    fn hints_announce_each_batch_and_release_the_source_in_order() {
+        // A header, then five tensors of 600 KB with gaps between: on one thread, batches of
+        // about `BATCH_BYTES_ONE_THREAD` bytes (1 MiB): two tensors, two, one.
+        let header = 4096u64;
+        let mut tensors = Vec::new();
+        let mut end = header;
+        for i in 0..5u64 {
+            let offset = end + 64 * i;
+            tensors.push(SourceTensor { offset, ..tensor(600_000) });
+            end = offset + 600_000;
+        }
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let source: Vec<u8> = (0..end + 100)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 59) as u8
+            })
+            .collect();
+        let layout = wcodec_container::SourceLayout { kind: SourceKind::Raw, tensors };
+        let options = EncodeOptions::fast();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a pool");
+        let (hinted, hints) = pool.install(|| {
+            let mut hints = Vec::new();
+            let out = compress_file_hinted(
+                &source,
+                &layout,
+                &options,
+                Vec::new(),
+                &mut |_| {},
+                &mut |h| hints.push(h),
+            );
+            (out.expect("compresses"), hints)
+        });
+        let plain = compress_file(&source, &layout, &options, Vec::new(), &mut |_| {});
+        assert!(hinted == plain.expect("compresses"), "the hints change nothing in the file");
+        let mut announced = Vec::new();
+        let mut done_to = 0;
+        for hint in &hints {
+            match hint {
+                SourceHint::WillNeed(range) => announced.push(range.clone()),
+                SourceHint::DoneWith(range) => {
+                    assert_eq!(range.start, done_to, "released in order, without holes");
+                    assert!(
+                        announced.iter().any(|a| a.end == range.end),
+                        "{range:?} was announced before it was released"
+                    );
+                    done_to = range.end;
+                }
+            }
+        }
+        let batches = plan_batches(&layout.tensors, BATCH_BYTES_ONE_THREAD);
+        assert_eq!(batches.len(), 3);
+        assert_eq!(announced.len(), batches.len(), "each batch announced once: {hints:?}");
+        assert_eq!(done_to, end, "released up to the last tensor's end");
     }
 
     /// The most tables any plane of a tensor took.

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::Error;
+use wcodec_encode::SourceHint;
 use wcodec_format::Dtype;
 
 /// A read-only view of an input file.
@@ -22,6 +23,37 @@ impl std::ops::Deref for Input {
             Input::Mapped(m) => m,
             Input::Empty => &[],
         }
+    }
+}
+
+impl Input {
+    /// Passes an encoder's [`SourceHint`] on to the kernel: read ahead the bytes that come
+    /// next, and drop from this process's memory those done with (they stay in the page cache,
+    /// and are read from it again if touched), so that compressing a model larger than RAM
+    /// keeps a batch or two of it mapped in, not all it has read. Advice only: a refusal
+    /// changes nothing.
+    fn advise(&self, hint: &SourceHint) {
+        #[cfg(unix)]
+        if let Input::Mapped(map) = self {
+            let (SourceHint::WillNeed(range) | SourceHint::DoneWith(range)) = hint;
+            let start = (range.start as usize).min(map.len());
+            let len = (range.end as usize).min(map.len()).saturating_sub(start);
+            if len == 0 {
+                return;
+            }
+            let _ = match hint {
+                SourceHint::WillNeed(_) => map.advise_range(memmap2::Advice::WillNeed, start, len),
+                // SAFETY: the map is private and read-only, so no page of it holds changes
+                // that dropping it would lose: a dropped page is read again from the file, the
+                // same bytes under the CLI's contract that inputs do not change while it runs
+                // (the contract the map itself rests on, see `read_input`).
+                SourceHint::DoneWith(_) => unsafe {
+                    map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+                },
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = (self, hint);
     }
 }
 
@@ -139,9 +171,10 @@ pub enum InputKind {
     Raw { dtype: Dtype, dims: Vec<u64> },
 }
 
-/// Compresses `input` into `output`. The input's header is read through a memory map; its
-/// tensors are read one at a time with positioned reads, so memory stays bounded by the
-/// tensor in flight whatever the file's size.
+/// Compresses `input` into `output`, encoding straight from a memory map of it: no copy of
+/// its bytes, and memory bounded by the batch in flight whatever the file's size, as the
+/// encoder's hints have the kernel read ahead the next batch and drop the mapped pages of the
+/// batches done (`Input::advise`).
 pub fn compress_path(
     input: &Path,
     output: &Path,
@@ -165,19 +198,16 @@ pub fn compress_path(
         },
     };
     let total = source.len() as u64;
-    drop(source);
-    let file = File::open(input).map_err(io_error(input))?;
-    let mut read = |offset: u64, buf: &mut Vec<u8>| read_exact_at(&file, buf, offset);
     let tensors = layout.tensors.len();
     let compressed_len = write_atomically(output, force, |w| {
         let mut counter = CountingWriter { inner: w, count: 0 };
-        wcodec_encode::compress_source(
-            total,
+        wcodec_encode::compress_file_hinted(
+            &source,
             &layout,
-            &mut read,
             options,
             &mut counter,
             &mut |done| progress(done, total),
+            &mut |hint| source.advise(&hint),
         )
         .map_err(|e| match e {
             wcodec_encode::EncodeError::Io(source) => Error::Io { path: output.to_owned(), source },
