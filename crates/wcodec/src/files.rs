@@ -47,6 +47,7 @@ impl Input {
                 // that dropping it would lose: a dropped page is read again from the file, the
                 // same bytes under the CLI's contract that inputs do not change while it runs
                 // (the contract the map itself rests on, see `read_input`).
+                #[allow(unsafe_code)]
                 SourceHint::DoneWith(_) => unsafe {
                     map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
                 },
