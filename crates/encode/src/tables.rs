@@ -459,15 +459,13 @@ fn search(
     max_tables: u8,
 ) -> (Option<Vec<Frequencies>>, Sample) {
     let sampled: Vec<usize> = sample_rows(rows).collect();
-    let sample_counts: Vec<[u32; 256]> = sampled
-        .par_chunks(2)
+    // Counted in place, two rows a call (no buffer a pair to gather afterwards).
+    let mut sample_counts = vec![[0u32; 256]; sampled.len()];
+    sample_counts
+        .par_chunks_mut(2)
+        .zip(sampled.par_chunks(2))
         .with_min_len(4)
-        .flat_map_iter(|pair| {
-            let mut hists = vec![[0u32; 256]; pair.len()];
-            row_hist(pair, &mut hists);
-            hists
-        })
-        .collect();
+        .for_each(|(hists, pair)| row_hist(pair, hists));
     let candidate = search_sample(&sample_counts, rows, prob_bits, max_tables);
     (candidate, Sample { rows: sampled, counts: sample_counts })
 }
