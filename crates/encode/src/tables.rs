@@ -131,7 +131,39 @@ fn class_sums(rows: &[Row], classes: &[u8], k: usize) -> Vec<[u64; 256]> {
 /// which 12-bit tables come within a fraction of a percent of, and leaves the normalisation of
 /// tables (a heap walk per table) to the winner.
 fn fit(rows: &[Row], classes: &mut [u8], k: usize) -> (f64, Vec<[u64; 256]>) {
-    let sums = class_sums(rows, classes, k);
+    fit_sums(class_sums(rows, classes, k), classes)
+}
+
+/// `fit` for `next`, classes reached from `classes` (whose histograms are `sums`) by moving
+/// rows: only the moved rows' counts move between histograms, which gives the sums counting
+/// every row again would (a Lloyd round moves few rows, and a row of near-random bytes is 256
+/// counts to add).
+fn refit(
+    rows: &[Row],
+    classes: &[u8],
+    sums: &[[u64; 256]],
+    next: &mut [u8],
+) -> (f64, Vec<[u64; 256]>) {
+    let mut moved = sums.to_vec();
+    for ((row, &from), &to) in rows.iter().zip(classes).zip(next.iter()) {
+        if from == to {
+            continue;
+        }
+        let band = row.lo..row.hi;
+        let counts = &row.counts[band.clone()];
+        for (s, &n) in moved[usize::from(from)][band.clone()].iter_mut().zip(counts) {
+            *s -= u64::from(n);
+        }
+        for (s, &n) in moved[usize::from(to)][band].iter_mut().zip(counts) {
+            *s += u64::from(n);
+        }
+    }
+    fit_sums(moved, next)
+}
+
+/// The end of `fit`: empty classes dropped (`classes` renumbered), the others priced.
+fn fit_sums(sums: Vec<[u64; 256]>, classes: &mut [u8]) -> (f64, Vec<[u64; 256]>) {
+    let k = sums.len();
     let mut remap = vec![u8::MAX; k];
     let mut kept = Vec::new();
     let mut coded = 0.0;
@@ -510,7 +542,7 @@ fn search_sample(
             if next == classes {
                 break; // converged: the same classes give the same sums
             }
-            let (next_bits, next_sums) = fit(&sample, &mut next, sums.len());
+            let (next_bits, next_sums) = refit(&sample, &classes, &sums, &mut next);
             if next_bits >= bits {
                 break;
             }
