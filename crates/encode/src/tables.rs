@@ -656,6 +656,46 @@ mod tests {
         }
     }
 
+    /// Moving rows' counts between classes (`refit`) gives what counting every row again
+    /// (`fit`) does: the same histograms, renumbering and bits, empty classes dropped.
+    #[test]
+    fn refit_equals_fit() {
+        let mut x = 0x0bad_5eed_u32;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let counts: Vec<[u32; 256]> = (0..60)
+            .map(|r| {
+                let mut h = [0u32; 256];
+                let (centre, spread) = (40 + (r % 7) * 20, 1 + r as u32 % 30);
+                for _ in 0..200 {
+                    h[centre + (next() % spread) as usize] += 1;
+                }
+                h
+            })
+            .collect();
+        let rows: Vec<Row> = counts.iter().map(Row::new).collect();
+        for k in [2usize, 4, 8] {
+            let mut before: Vec<u8> = (0..rows.len()).map(|_| (next() % k as u32) as u8).collect();
+            let (_, sums) = fit(&rows, &mut before, k);
+            // Some rows move, and one class may empty.
+            let mut after: Vec<u8> = before
+                .iter()
+                .map(|&c| if next() % 3 == 0 { (next() % sums.len() as u32) as u8 } else { c })
+                .map(|c| if c == 1 { 0 } else { c })
+                .collect();
+            let mut counted = after.clone();
+            let (bits, fitted) = fit(&rows, &mut counted, sums.len());
+            let (rebits, refitted) = refit(&rows, &before, &sums, &mut after);
+            assert_eq!(refitted, fitted, "k = {k}");
+            assert_eq!(after, counted, "k = {k}");
+            assert_eq!(rebits.to_bits(), bits.to_bits(), "k = {k}");
+        }
+    }
+
     /// `Row::new` finds the first and last present symbol (an empty range for an empty row).
     #[test]
     fn row_range_is_that_of_the_present_symbols() {
