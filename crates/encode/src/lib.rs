@@ -707,6 +707,51 @@ mod tests {
         assert_eq!(done_to, end, "released up to the last tensor's end");
     }
 
+    /// A source read through `compress_source`'s reader (copied a batch at a time, the next
+    /// batch read ahead while one is encoded) gives the file `compress_file` gives from memory,
+    /// on one thread and on two. The CLI encodes from a memory map; this is the path of
+    /// callers that can only read.
+    #[test]
+    fn a_read_source_compresses_as_one_in_memory() {
+        let mut tensors = Vec::new();
+        let mut end = 1000u64;
+        for (i, len) in [300_000u64, 2_000_000, 50_000, 700_000].into_iter().enumerate() {
+            let offset = end + 32 * i as u64;
+            tensors.push(SourceTensor { offset, ..tensor(len) });
+            end = offset + len;
+        }
+        let mut x = 0x0dd_ba11_u64;
+        let source: Vec<u8> = (0..end + 77)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 60) as u8 + 120
+            })
+            .collect();
+        let layout = wcodec_container::SourceLayout { kind: SourceKind::Raw, tensors };
+        let options = EncodeOptions::default();
+        for threads in [1, 2] {
+            let pool =
+                rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a pool");
+            let (read, in_memory) = pool.install(|| {
+                let mut reader = |offset: u64, buf: &mut Vec<u8>| {
+                    let n = buf.len();
+                    buf.copy_from_slice(&source[offset as usize..][..n]);
+                    Ok(())
+                };
+                let len = source.len() as u64;
+                let read =
+                    compress_source(len, &layout, &mut reader, &options, Vec::new(), &mut |_| {});
+                (read, compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}))
+            });
+            assert!(
+                read.expect("compresses") == in_memory.expect("compresses"),
+                "{threads} threads"
+            );
+        }
+    }
+
     /// The most tables any plane of a tensor took.
     fn most_tables(encoded: &EncodedTensor) -> usize {
         let tables = |p: &PlaneEntry| match &p.encoding {
