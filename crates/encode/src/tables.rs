@@ -200,6 +200,11 @@ const SAMPLE_ROWS: usize = 256;
 /// is counted and the search's rounds cost several passes over it. One row in 4 made MiniLM
 /// int8's encode take 6% more time than one in 8, for the same ratio within 0.01%.
 const SAMPLE_STRIDE_MIN: usize = 8;
+/// The least share of a plane's estimated bits that row classes must save over one table, and
+/// twice the classes over the best so far, to be chosen: pricing every row under k tables
+/// costs about as much encode time as coding the plane does at k = 8, and on the corpus the
+/// classes this passes over saved 0.01-0.04% of a file (docs/PERFORMANCE.md, "Encoder").
+const MIN_CLASS_GAIN: f64 = 0.002;
 /// Lloyd rounds per candidate number of classes.
 const ROUNDS: usize = 3;
 
@@ -524,12 +529,13 @@ fn search_sample(
         .collect();
     let mut order: Vec<usize> = (0..sample.len()).collect();
     order.sort_by(|&a, &b| concentration[b].total_cmp(&concentration[a]));
-    // One table for the whole sample is the estimate to beat: more classes are tried only
-    // while each number of classes beats the best so far (most planes stop at two).
+    // One table for the whole sample, less `MIN_CLASS_GAIN`, is the estimate to beat: twice
+    // the classes are tried only while each number of classes beats the best so far by as
+    // much (most planes stop at two).
     let (one_bits, one_sum) = fit(&sample, &mut vec![0u8; sample.len()], 1);
     let one_estimate = one_bits * scale + side_bits(one_sum.iter().map(present), rows);
     let mut best: Option<(f64, Vec<[u64; 256]>)> = None;
-    let mut best_estimate = one_estimate;
+    let mut best_estimate = one_estimate * (1.0 - MIN_CLASS_GAIN);
     let mut k = 2;
     while k <= usize::from(max_tables).min(sample.len()) {
         let mut classes = vec![0u8; sample.len()];
@@ -552,7 +558,7 @@ fn search_sample(
         if estimate >= best_estimate {
             break;
         }
-        best_estimate = estimate;
+        best_estimate = estimate * (1.0 - MIN_CLASS_GAIN);
         best = Some((estimate, sums));
         k *= 2;
     }
