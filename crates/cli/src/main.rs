@@ -165,8 +165,8 @@ struct CompressArgs {
     /// fixes them.
     #[arg(long, conflicts_with = "fast")]
     for_gpu: bool,
-    /// Encode 1.4-2.2x as fast for a file up to 1.4% larger (MiniLM int8 1.624 against 1.646,
-    /// BF16 1.501 against 1.507, GGUF 0.03%): one table per plane and no prediction.
+    /// Encode 1.1-1.8x as fast for a file up to 1.3% larger (MiniLM int8 1.625 against 1.646,
+    /// BF16 1.502 against 1.507, GGUF 0.03%): one table per plane and no prediction.
     #[arg(long)]
     fast: bool,
     /// Predictors to choose from, comma-separated (none,left,top,avg,paeth) [default: all

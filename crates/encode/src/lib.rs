@@ -129,8 +129,8 @@ impl EncodeOptions {
     }
 
     /// Settings for encoding fast: one table per plane and no prediction, with the default
-    /// tiles, precision and sampled counts. Encodes 1.4-2.2x as fast as the defaults on the
-    /// corpus, for files 0.01-1.4% larger (docs/PERFORMANCE.md).
+    /// tiles, precision and sampled counts. Encodes 1.1-1.8x as fast as the defaults on the
+    /// corpus, for files 0.0-1.3% larger (docs/PERFORMANCE.md).
     pub fn fast() -> Self {
         EncodeOptions {
             max_tables: 1,
