@@ -322,8 +322,8 @@ fn least(costs: &[u64]) -> usize {
 /// On a sample of rows, for k = 2, 4, 8, 16: rows are split into k classes by their own
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
 /// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
-/// falling below the best so far, one table included (on most planes classes do not pay and
-/// the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest
+/// falling below the best so far, one table included, by `MIN_CLASS_GAIN` (on most planes
+/// classes do not pay and the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest
 /// table, priced from its bytes with costs quantised to bytes (`byte_cost_sums`: no histogram),
 /// and the classes' histograms refit the tables; the result is kept only if it beats one
 /// table for the whole plane. The classes' histograms are counted row by row, or, if
