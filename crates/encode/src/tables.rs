@@ -323,10 +323,10 @@ fn least(costs: &[u64]) -> usize {
 /// entropy, then refined by Lloyd rounds (each row moves to the table that codes it cheapest,
 /// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
 /// falling below the best so far, one table included, by `MIN_CLASS_GAIN` (on most planes
-/// classes do not pay and the search stops at k = 2). Then, in one pass over all rows, every row takes its cheapest
-/// table, priced from its bytes with costs quantised to bytes (`byte_cost_sums`: no histogram),
-/// and the classes' histograms refit the tables; the result is kept only if it beats one
-/// table for the whole plane. The classes' histograms are counted row by row, or, if
+/// classes do not pay and the search stops at k = 2). Then, in one pass over all rows, every
+/// row takes its cheapest table, priced from its bytes with costs quantised to bytes
+/// (`byte_cost_sums`: no histogram), and the classes' histograms refit the tables; the result
+/// is kept only if it beats one table for the whole plane. The classes' histograms are counted row by row, or, if
 /// `sampled`, estimated from the rows counted (the search's sample, one row in
 /// `COUNT_STRIDE`, rows of predicted tiles) scaled to the class, every value met in the other
 /// rows keeping a count. When the sample finds no candidate, the plane's histogram comes from
@@ -660,6 +660,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Two kinds of rows, alternating: each row holds 8 of each of 64 consecutive values, the
+    /// second kind's values `shift` higher.
+    fn two_kinds(shift: usize) -> Vec<[u32; 256]> {
+        (0..2000)
+            .map(|r| {
+                let first = 100 + if r % 2 == 1 { shift } else { 0 };
+                std::array::from_fn(|s| if (first..first + 64).contains(&s) { 8 } else { 0 })
+            })
+            .collect()
+    }
+
+    /// Classes are taken where they save far more than `MIN_CLASS_GAIN`, and not where they
+    /// save less, even though they beat one table (a split by kind, its tables and map
+    /// counted).
+    #[test]
+    fn classes_must_save_the_margin() {
+        let bits_of = |rows: &[[u32; 256]], k: usize| {
+            let counts: Vec<Row> = rows.iter().map(Row::new).collect();
+            let mut classes: Vec<u8> = (0..rows.len()).map(|r| (r % k) as u8).collect();
+            let (bits, sums) = fit(&counts, &mut classes, k);
+            bits + side_bits(sums.iter().map(present), rows.len())
+        };
+        // Shifted by one value: the two kinds share 63 of their 64 values.
+        let close = two_kinds(1);
+        let (one, two) = (bits_of(&close, 1), bits_of(&close, 2));
+        assert!(two < one, "the split beats one table: {two} against {one}");
+        assert!(two > one * (1.0 - MIN_CLASS_GAIN), "by less than the margin");
+        assert_eq!(choose(&close).0.len(), 1, "close kinds keep one table");
+        // Shifted by 32: half their values differ.
+        let apart = two_kinds(32);
+        assert!(bits_of(&apart, 2) < bits_of(&apart, 1) * (1.0 - 10.0 * MIN_CLASS_GAIN));
+        let (tables, classes, _) = choose(&apart);
+        assert!(tables.len() >= 2, "distinct kinds take classes");
+        assert_ne!(classes[0], classes[1], "the two kinds in different classes");
     }
 
     /// Moving rows' counts between classes (`refit`) gives what counting every row again
