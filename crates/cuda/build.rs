@@ -4,7 +4,9 @@
 //!
 //! nvcc is looked for in `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, the toolchain that
 //! `cargo xtask cuda-toolchain` installs (`$WCODEC_CACHE_DIR/cuda` or `~/.cache/wcodec/cuda`),
-//! `/usr/local/cuda/bin` and `PATH`. The GPU targets come from kernels/gencode.txt.
+//! `/usr/local/cuda/bin` and `PATH`. The GPU targets come from kernels/gencode.txt, and how
+//! each file is compiled (whole, or as relocatable device code) from kernels/builds.txt: one
+//! static library for the files compiled whole, one for the relocatable ones.
 //!
 //! With the feature on, bindgen also turns kernels/wcodec_kernels.h into Rust (`header.rs` in
 //! `OUT_DIR`) and sets `cfg(wcodec_header)`, under which src/abi.rs checks, as it compiles, that
@@ -46,6 +48,14 @@ fn build_kernels() {
         }
     }
     sources.sort();
+    let builds = kernel_builds(&kernels.join("builds.txt"));
+    for source in &sources {
+        let name = source.file_name().expect("a file").to_string_lossy();
+        assert!(
+            builds.iter().any(|(file, _)| *file == name),
+            "kernels/{name} is not listed in kernels/builds.txt"
+        );
+    }
     header_bindings(&kernels.join("wcodec_kernels.h"));
     if let Some(marker) = cache_marker() {
         println!("cargo::rerun-if-changed={}", marker.display());
@@ -59,22 +69,36 @@ fn build_kernels() {
         return;
     };
     let cuda_home = nvcc.parent().and_then(Path::parent).expect("nvcc lives in <CUDA_HOME>/bin");
-    let mut build = cc::Build::new();
-    // Device code is always optimised (no -G in debug builds); -lineinfo keeps profiles readable.
     // cc finds nvcc (and probes its family) through NVCC and PATH: point both at the one found.
     let mut path = vec![cuda_home.join("bin")];
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     let path = std::env::join_paths(path).expect("PATH entries without separators");
-    build.cuda(true).cudart("static").env("NVCC", &nvcc).env("PATH", path).include(&kernels);
-    build.debug(false).opt_level(3);
-    for gencode in gencode_list(&kernels.join("gencode.txt")) {
-        build.flag("-gencode").flag(&gencode);
+    let gencodes = gencode_list(&kernels.join("gencode.txt"));
+    for relocatable in [false, true] {
+        let files: Vec<&str> =
+            builds.iter().filter(|(_, r)| *r == relocatable).map(|(f, _)| f.as_str()).collect();
+        if files.is_empty() {
+            continue;
+        }
+        let mut build = cc::Build::new();
+        build.cuda(true).cudart("static").env("NVCC", &nvcc).env("PATH", &path).include(&kernels);
+        // Device code is always optimised (no -G in debug builds); -lineinfo keeps profiles
+        // readable.
+        build.debug(false).opt_level(3);
+        for gencode in &gencodes {
+            build.flag("-gencode").flag(gencode);
+        }
+        build.flag("-std=c++17").flag("-lineinfo").warnings(true);
+        // cc compiles the files of a build as relocatable code (and device-links them) only
+        // when there are two or more: said here, so that one file alone is compiled so too.
+        if relocatable {
+            build.flag("-rdc=true");
+        }
+        for file in files {
+            build.file(kernels.join(file));
+        }
+        build.compile(if relocatable { "wcodec_kernels_relocatable" } else { "wcodec_kernels" });
     }
-    build.flag("-std=c++17").flag("-lineinfo").warnings(true);
-    for source in &sources {
-        build.file(source);
-    }
-    build.compile("wcodec_kernels");
     for lib in ["lib", "lib64", "targets/x86_64-linux/lib"] {
         let dir = cuda_home.join(lib);
         if dir.is_dir() {
@@ -137,6 +161,22 @@ fn header_bindings(header: &Path) {
              checked against the header in this build"
         ),
     }
+}
+
+/// The kernel files and whether each is compiled as relocatable device code, one a line
+/// (`whole FILE` or `relocatable FILE`); `#` starts a comment.
+#[cfg(feature = "cuda")]
+fn kernel_builds(path: &Path) -> Vec<(String, bool)> {
+    let text = std::fs::read_to_string(path).expect("kernels/builds.txt exists");
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            ["whole", file] => (file.to_owned(), false),
+            ["relocatable", file] => (file.to_owned(), true),
+            _ => panic!("kernels/builds.txt: `{l}` is not `whole FILE` or `relocatable FILE`"),
+        })
+        .collect()
 }
 
 /// The -gencode values, one a line; `#` starts a comment.

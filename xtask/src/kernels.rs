@@ -1,6 +1,8 @@
-//! `cargo xtask kernels`: compiles kernels/*.cu for every target of kernels/gencode.txt with
-//! ptxas's resource report and prints, per kernel and target, its registers, shared memory,
-//! stack and spills. A kernel that does not compile fails the command.
+//! `cargo xtask kernels`: compiles kernels/*.cu for every target of kernels/gencode.txt, each
+//! file as kernels/builds.txt says the crate's build compiles it (whole, or as relocatable
+//! device code: its registers can differ), with ptxas's resource report, and prints, per kernel
+//! and target, its registers, shared memory, stack and spills. A kernel that does not compile
+//! fails the command.
 
 use std::path::Path;
 use std::process::Command;
@@ -26,7 +28,7 @@ pub fn run(args: &[String]) -> Result<()> {
             return Err(format!("unknown argument {a}; usage: cargo xtask kernels").into());
         }
         println!(
-            "usage: cargo xtask kernels\n\nCompiles kernels/*.cu (nvcc -Xptxas -v) and prints registers, shared memory and spills per kernel."
+            "usage: cargo xtask kernels\n\nCompiles kernels/*.cu as the crate's build does (kernels/builds.txt; nvcc -Xptxas -v) and prints registers, shared memory and spills per kernel."
         );
         return Ok(());
     }
@@ -42,10 +44,20 @@ pub fn run(args: &[String]) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "cu"))
         .collect();
     sources.sort();
+    let builds = kernel_builds(&kernels.join("builds.txt"))?;
     let mut rows = Vec::new();
     for source in &sources {
+        let name = source.file_name().unwrap_or_default().to_string_lossy();
+        let relocatable = builds
+            .iter()
+            .find(|(file, _)| *file == name)
+            .map(|&(_, r)| r)
+            .ok_or_else(|| format!("kernels/{name} is not listed in kernels/builds.txt"))?;
         let mut cmd = Command::new(&nvcc);
         cmd.args(["-c", "-O3", "-std=c++17", "-lineinfo", "-Xptxas", "-v", "-I"]).arg(&kernels);
+        if relocatable {
+            cmd.arg("-rdc=true");
+        }
         for g in &gencode {
             cmd.arg("-gencode").arg(g);
         }
@@ -70,6 +82,28 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// kernels/builds.txt: each kernel file and whether the crate's build compiles it as
+/// relocatable device code (`whole FILE` or `relocatable FILE` a line; `#` starts a comment).
+fn kernel_builds(path: &Path) -> Result<Vec<(String, bool)>> {
+    let mut builds = Vec::new();
+    for line in std::fs::read_to_string(path)?.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        builds.push(match line.split_whitespace().collect::<Vec<_>>()[..] {
+            ["whole", file] => (file.to_owned(), false),
+            ["relocatable", file] => (file.to_owned(), true),
+            _ => {
+                return Err(format!(
+                    "kernels/builds.txt: `{line}` is not `whole FILE` or `relocatable FILE`"
+                )
+                .into());
+            }
+        });
+    }
+    Ok(builds)
 }
 
 /// The -gencode values, one a line; `#` starts a comment.
@@ -125,9 +159,12 @@ fn demangle(mangled: &str) -> String {
     let Some(start) = mangled.find("wc_") else { return mangled.into() };
     let rest = &mangled[start..];
     let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
-    let name = rest[..end].trim_end_matches("EPK7WcMerge").trim_end_matches("ILj");
-    let (base, args) = match name.find("ILj") {
-        Some(i) => (&name[..i], &name[i..]),
+    // Kernel names are snake case: the first capital starts the template arguments (`I...`)
+    // or the end of the name and the parameters (`E...`).
+    let name = &rest[..end];
+    let (base, args) = match name.find(|c: char| c.is_ascii_uppercase()) {
+        Some(i) if name[i..].starts_with('I') => (&name[..i], &name[i..]),
+        Some(i) => (&name[..i], ""),
         None => (name, ""),
     };
     let mut out = vec![];
@@ -176,5 +213,8 @@ ptxas info    : Used 22 registers, used 0 barriers";
         // The compact twin of the ring variant: bools and numbers after the type.
         let twin = "_ZN41_GLOBAL__N__acd6d9da_9_decode_cu_e649625916wc_decode_kernelILj384ELj4ENS_10StreamLoadELb1ELj2048ELb1EEEv8WcLaunch";
         assert_eq!(demangle(twin), "wc_decode_kernel<384, 4, StreamLoad, true, 2048, true>");
+        // Relocatable code's names, and a kernel of other parameters.
+        let crc = "__nv_static_27__b50b2021_6_crc_cu_9e091035__ZN38_GLOBAL__N__b50b2021_6_crc_cu_9e09103516wc_crc32c_kernelEPK10WcCrcChunkjPKhPKjPjS7_";
+        assert_eq!(demangle(crc), "wc_crc32c_kernel");
     }
 }

@@ -1,5 +1,5 @@
 //! The backend with kernels: memory, streams and events through cudarc, launches through the
-//! `extern "C"` launchers of kernels/decode.cu (linked statically with the CUDA runtime).
+//! `extern "C"` launchers of kernels/*.cu (linked statically with the CUDA runtime).
 //!
 //! Every `unsafe` block of the crate is in this module, each with its SAFETY note. The kernel
 //! itself can only touch what the plan allows: `Plan::build` checked every unit's source range
@@ -35,7 +35,7 @@ mod ffi {
         pub fn wc_decode_prepare(variant: u32, smem_entries: u32) -> c_int;
         /// Enqueues the decode kernel; returns a cudaError_t.
         pub fn wc_decode_launch(launch: *const WcLaunch, stream: *mut c_void) -> c_int;
-        /// Enqueues the merge kernel over `n` pieces; returns a cudaError_t.
+        /// kernels/merge.cu: enqueues the merge kernels over `n` pieces; returns a cudaError_t.
         pub fn wc_merge_launch(pieces: u64, n: u32, stream: *mut c_void) -> c_int;
         /// kernels/crc.cu
         pub fn wc_crc32c_launch(
