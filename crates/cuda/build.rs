@@ -56,6 +56,9 @@ fn build_kernels() {
             "kernels/{name} is not listed in kernels/builds.txt"
         );
     }
+    for (file, _) in &builds {
+        assert!(kernels.join(file).is_file(), "kernels/builds.txt lists {file}, not in kernels/");
+    }
     header_bindings(&kernels.join("wcodec_kernels.h"));
     if let Some(marker) = cache_marker() {
         println!("cargo::rerun-if-changed={}", marker.display());
@@ -74,12 +77,13 @@ fn build_kernels() {
     path.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
     let path = std::env::join_paths(path).expect("PATH entries without separators");
     let gencodes = gencode_list(&kernels.join("gencode.txt"));
-    for relocatable in [false, true] {
-        let files: Vec<&str> =
-            builds.iter().filter(|(_, r)| *r == relocatable).map(|(f, _)| f.as_str()).collect();
-        if files.is_empty() {
-            continue;
-        }
+    // A library for each file compiled whole (`cc` would compile two files of one library as
+    // relocatable code), and one for the relocatable files, device-linked together.
+    let whole = builds.iter().filter(|(_, r)| !r).map(|(f, _)| (vec![f.as_str()], false));
+    let relocatable: Vec<&str> =
+        builds.iter().filter(|(_, r)| *r).map(|(f, _)| f.as_str()).collect();
+    let libraries = whole.chain((!relocatable.is_empty()).then_some((relocatable, true)));
+    for (files, relocatable) in libraries {
         let mut build = cc::Build::new();
         build.cuda(true).cudart("static").env("NVCC", &nvcc).env("PATH", &path).include(&kernels);
         // Device code is always optimised (no -G in debug builds); -lineinfo keeps profiles
@@ -94,10 +98,14 @@ fn build_kernels() {
         if relocatable {
             build.flag("-rdc=true");
         }
-        for file in files {
+        for file in &files {
             build.file(kernels.join(file));
         }
-        build.compile(if relocatable { "wcodec_kernels_relocatable" } else { "wcodec_kernels" });
+        let name = match files[..] {
+            [file] if !relocatable => format!("wcodec_kernels_{}", file.trim_end_matches(".cu")),
+            _ => "wcodec_kernels_relocatable".to_owned(),
+        };
+        build.compile(&name);
     }
     for lib in ["lib", "lib64", "targets/x86_64-linux/lib"] {
         let dir = cuda_home.join(lib);
