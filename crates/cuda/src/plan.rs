@@ -1243,6 +1243,7 @@ impl Plan {
         // Room for the tables, written on all cores when the plan is laid out.
         deferred.table_len += tables.len() << prob_bits;
         deferred.tables.push(PendingTables { freqs: tables, prob_bits, at: p.at });
+        let mut pending: Vec<(WcUnit, Origin)> = Vec::with_capacity(units.len());
         for (i, u) in units.iter().enumerate() {
             let (tr, tc) = (i as u64 / grid_cols, i as u64 % grid_cols);
             let (r0, c0) = (tr * th, tc * tw);
@@ -1362,7 +1363,18 @@ impl Plan {
             } else {
                 unit
             };
-            self.push_unit(unit, p.output, Origin { unit: i, ..p.at });
+            pending.push((unit, Origin { unit: i, ..p.at }));
+        }
+        // Units the paired loop can take two at a time (variant 7: one group wide, the same
+        // height) side by side: a warp takes a block's units in pairs of consecutive ones, and in
+        // tile order a plane whose width is not a multiple of 256 puts an edge tile between
+        // pairs (576 columns: 4 tiles of 128, then 64). The 128-wide units first, the tallest
+        // first (each tile row's in tile order), then the others: SmolLM2's Q8_0 quants decoded
+        // 3-5% faster on an H200 (GPU run 156). Units are independent, and each keeps its
+        // origin for errors.
+        pending.sort_by_key(|(u, _)| (u.width != 128, std::cmp::Reverse(u.height)));
+        for (unit, origin) in pending {
+            self.push_unit(unit, p.output, origin);
         }
         self.groups.push(group);
         Ok(())

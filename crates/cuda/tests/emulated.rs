@@ -464,6 +464,38 @@ fn plans_of_one_group_wide_units_pair() {
     assert!(!Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap().mostly_paired());
 }
 
+/// A plane 576 columns wide in tiles of 128 has an edge tile of 64 in every tile row, and a
+/// last tile row shorter than the others: the plan puts the units the paired loop takes (128
+/// wide) first, tallest first, so that consecutive units pair, each unit keeping its tile as its
+/// origin; the file decodes as the reference.
+#[test]
+fn pairable_units_come_side_by_side() {
+    let mut rng = Rng::new(11);
+    let (rows, cols) = (200u64, 576u64);
+    let bytes = weights(&mut rng, rows as usize, cols as usize);
+    let options = options((64, 128), &[wcodec_format::Predictor::None], 1);
+    let case = Case { name: "i8".into(), dtype: Dtype::I8, dims: vec![rows, cols], bytes, options };
+    let (file, dir, plan) = planned(std::slice::from_ref(&case));
+    let units: Vec<(&abi::WcUnit, usize)> = plan
+        .units
+        .iter()
+        .zip(&plan.origins)
+        .filter(|(u, _)| u.kind == abi::UNIT_RANS)
+        .map(|(u, o)| (u, o.unit))
+        .collect();
+    // 4 tile rows (64, 64, 64, 8 rows) of 5 tiles (4 of 128 columns, one of 64).
+    assert_eq!(units.len(), 20);
+    let shapes: Vec<(u32, u32)> = units.iter().map(|(u, _)| (u.width, u.height)).collect();
+    let mut expected = vec![(128, 64); 12];
+    expected.extend([(128, 8); 4]);
+    expected.extend([(64, 64), (64, 64), (64, 64), (64, 8)]);
+    assert_eq!(shapes, expected);
+    let tiles: Vec<usize> = units.iter().map(|&(_, tile)| tile).collect();
+    assert_eq!(tiles, [0, 1, 2, 3, 5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, 4, 9, 14, 19]);
+    let decoded = emulate_all(&file, &dir, 7).unwrap();
+    assert_eq!(decoded[0], case.bytes);
+}
+
 /// The GPU preset's edge tiles narrower than a group: the plan has one-table units of 64 and 32
 /// columns in whole groups of whole rows (what the kernel's ring loop takes as one-span tiles)
 /// and units that miss one condition each; all decode as the reference.
