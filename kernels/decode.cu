@@ -468,6 +468,11 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     auto table_of_row = [&](uint32_t r) -> uint32_t {
         return row_tables ? tables.row(__ldg(map + min(r, height - 1))) : 0u;
     };
+    // Column classes (GGUF blocks coded whole): the table of tile column c is map[c].
+    const bool col_tables = (u.flags & WC_FLAG_COL_TABLES) != 0;
+    auto table_of = [&](uint32_t r, uint32_t c) -> uint32_t {
+        return col_tables ? tables.row(__ldg(map + min(c, width - 1))) : table_of_row(r);
+    };
 
     // WC_FLAG_MIX_BF16: elements of 2 bytes, each merged with its sign-mantissa byte from `sm`
     // (row r of the tile at sm + r * sm_stride).
@@ -511,7 +516,8 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             uint32_t word = 0;
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
-                word |= rans_step<TS, true, S>(x, true, tables, tb, s, lane, lt) << (8 * j);
+                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
+                word |= rans_step<TS, true, S>(x, true, tables, tj, s, lane, lt) << (8 * j);
             }
             store(word ^ xor4);
             col += kGroup;
@@ -535,7 +541,8 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
                 const bool active = 4 * lane + j < rest;
-                word |= rans_step<TS, false, S>(x, active, tables, tb, s, lane, lt) << (8 * j);
+                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
+                word |= rans_step<TS, false, S>(x, active, tables, tj, s, lane, lt) << (8 * j);
             }
             if (4 * lane < rest) store(word ^ xor4);
         }
@@ -549,8 +556,8 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
                 const bool active = t < n;
                 const uint32_t r = t / width;
                 const uint32_t c = t - r * width;
-                const uint32_t sym = rans_step<TS, false, S>(x, active, tables, table_of_row(r),
-                                                               s, lane, lt);
+                const uint32_t sym =
+                    rans_step<TS, false, S>(x, active, tables, table_of(r, c), s, lane, lt);
                 if (active) {
                     uint8_t *at = dst + static_cast<uint64_t>(r) * row_stride + cols.at(c);
                     if (!mix) {
@@ -780,7 +787,7 @@ __device__ __forceinline__ void ring_end(uint32_t o, uint32_t n_words, uint32_t 
 }
 
 template <uint32_t kRing, class T, bool kMix, bool kOneSpan = false, bool kRowTables = true,
-          bool kRuns = false>
+          bool kRuns = false, bool kColTables = false>
 __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
                                       const uint8_t *__restrict__ maps, const WcUnit &u,
                                       const uint32_t *table, uint32_t prob_bits, uint32_t lane,
@@ -845,6 +852,19 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     const uint8_t *map = maps + u.row_map;
     const T first = T::of(table);
     T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
+    // kColTables (column classes, tiles of whole groups a row): the tables of the lane's 4
+    // columns of the group, map[128 k + 4 lane + j] for the group's span k; fixed for the unit
+    // where it is one group wide.
+    static_assert(!kColTables || (!kRowTables && !kMix && !kRuns),
+                  "column tables with one-byte symbols in whole groups");
+    T col_tab[4] = {first, first, first, first};
+    auto load_col_tables = [&](uint32_t span) {
+#pragma unroll
+        for (uint32_t j = 0; j < 4; ++j) {
+            col_tab[j] = first.at(__ldg(map + kGroup * span + 4 * lane + j), prob_bits);
+        }
+    };
+    if constexpr (kColTables) load_col_tables(0);
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
     uint32_t off = kOneSpan
                        ? (4 * lane >> width_log2) * stride + kEs * col(4 * lane & (u.width - 1))
@@ -856,7 +876,7 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         uint32_t e[4];
 #pragma unroll
         for (uint32_t j = 0; j < 4; ++j) {
-            e[j] = tab[x & mask];
+            e[j] = kColTables ? col_tab[j][x & mask] : tab[x & mask];
             const uint32_t xs = x >> prob_bits;
             const uint32_t xn = ((e[j] >> 8) & 0xfffu) * xs + (xs + (e[j] >> 20));
             const bool need = xn < WC_STATE_LOW;
@@ -883,6 +903,11 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         }
         if (kOneSpan || ++k == spans) {
             k = 0;
+            if constexpr (kColTables && !kOneSpan) load_col_tables(0);
+        } else if constexpr (kColTables) {
+            load_col_tables(k);
+        }
+        if (kOneSpan || k == 0) {
             if (!kOneSpan) off += wrap;
             if (row_tables) {
                 // (one row a group where the tile has several tables)
@@ -1021,8 +1046,8 @@ __device__ uint32_t decode_rans_ring_pair(const uint8_t *__restrict__ src, const
 // Whether a unit can take a half-warp's paired ring loop (see decode_rans_ring_pair).
 __device__ __forceinline__ bool pairs(const WcUnit &u, bool fast, bool shared) {
     return fast && shared && u.kind != WC_UNIT_RAW && u.predictor == 0 && u.width == kGroup &&
-           (u.flags & (WC_FLAG_WORD_STORES | WC_FLAG_ROW_TABLES | WC_FLAG_MIX_BF16 |
-                       WC_FLAG_FIELD_RUNS)) == WC_FLAG_WORD_STORES &&
+           (u.flags & (WC_FLAG_WORD_STORES | WC_FLAG_ROW_TABLES | WC_FLAG_COL_TABLES |
+                       WC_FLAG_MIX_BF16 | WC_FLAG_FIELD_RUNS)) == WC_FLAG_WORD_STORES &&
            u.row_stride * (u.height - 1) + u.width < (1ull << 32);
 }
 
@@ -1148,12 +1173,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
                 const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
                 const uint64_t es = mix ? 2u : 1u;
-                const bool rows = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
-                                  u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
+                // Column classes take the ring loop where a tile is one group wide, else the
+                // general loop (`rows` and `fast` hold for units of one table a row only).
+                const bool col = (u.flags & WC_FLAG_COL_TABLES) != 0;
+                const bool spans = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
+                                   u.row_stride * (u.height - 1) + es * u.width < (1ull << 32);
+                const bool rows = spans && !col;
                 const bool fast = rows && u.width % kGroup == 0;
                 // GGUF block fields in runs of 4 columns (ring loops of their own): whole
                 // groups of columns, or an edge tile narrower than a group (one table).
-                const bool field = kFast && !mix && (u.flags & WC_FLAG_FIELD_RUNS) != 0;
+                const bool field = kFast && !mix && !col && (u.flags & WC_FLAG_FIELD_RUNS) != 0;
                 const bool runs = field && u.width % kGroup == 0;
                 const bool runs_narrow = field && u.width > 0 && u.width < kGroup &&
                                          (u.width & (u.width - 1)) == 0 &&
@@ -1165,13 +1194,19 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 } else if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
                     // One table (files made for the GPU): no row-table step in the loop.
-                    const bool one_table = (u.flags & WC_FLAG_ROW_TABLES) == 0;
+                    const bool one_table = (u.flags & (WC_FLAG_ROW_TABLES | WC_FLAG_COL_TABLES)) == 0;
                     // Narrower than a group, whole groups of whole rows (one table only).
                     const bool narrow = rows && one_table && shared && u.width > 0 &&
                                         u.width < kGroup && (u.width & (u.width - 1)) == 0 &&
                                         u.width * u.height % kGroup == 0;
                     const bool one_span = u.width == kGroup || narrow;
-                    if ((runs || runs_narrow) && shared && one_table &&
+                    if (col && spans && shared && !mix && u.width == kGroup) {
+                        st = decode_rans_ring<kRing, TableSmem, false, true, false, false, true>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if (col && spans && shared && !mix && u.width % kGroup == 0) {
+                        st = decode_rans_ring<kRing, TableSmem, false, false, false, false, true>(
+                            src, maps, u, smem_tables, g.prob_bits, lane, ring);
+                    } else if ((runs || runs_narrow) && shared && one_table &&
                         (u.width == kGroup || runs_narrow)) {
                         st = decode_rans_ring<kRing, TableSmem, false, true, false, true>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);

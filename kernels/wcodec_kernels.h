@@ -11,7 +11,8 @@
  *     plane's units one after another from a shared counter,
  *   - the decode tables, packed u32 entries `symbol | (freq - 1) << 8 | (slot - cum) << 20`
  *     (or compact, WC_GROUP_COMPACT_TABLES),
- *   - the row-class maps (one byte per plane row) of planes with several tables,
+ *   - the class maps of planes with several tables: a byte a plane row (row classes), or a
+ *     period of column classes and a tile's width more (column classes),
  * and the kernel writes every byte straight to its final place in the output tensors. */
 #ifndef WCODEC_KERNELS_H
 #define WCODEC_KERNELS_H
@@ -60,6 +61,9 @@
  * every run 2-byte aligned (dst, row_stride and col_stride even); 4-aligned where col_stride and
  * the tile's first byte are too. A lane's 4 symbols then lie in one block, side by side. */
 #define WC_FLAG_FIELD_RUNS 32u
+/* rANS: column classes (GGUF blocks coded whole): tile column c's table is
+ * maps[row_map + c]. */
+#define WC_FLAG_COL_TABLES 64u
 
 /* WcMerge.kind: how planes merge into elements (docs/FORMAT.md, "Transforms"). */
 #define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
@@ -117,7 +121,8 @@ typedef struct WcUnit {
     uint8_t predictor; /* 0 none, 1 left, 2 top, 3 avg, 4 paeth */
     uint8_t flags;     /* WC_FLAG_* */
     uint8_t reserved;
-    /* With WC_FLAG_ROW_TABLES: index in `maps` of the table of the tile's first row. */
+    /* With WC_FLAG_ROW_TABLES: index in `maps` of the table of the tile's first row; with
+     * WC_FLAG_COL_TABLES, of that of its first column. */
     uint64_t row_map;
     uint32_t col_stride;
     uint16_t group;

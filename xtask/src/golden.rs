@@ -72,6 +72,13 @@ mod tests {
                 wcodec::compress(&int8, &options).expect("compresses"),
             ));
         }
+        // GGUF blocks coded whole (`--for-gpu`): identity planes of rows side by side, column
+        // classes.
+        let gguf = std::fs::read(data.join("smollm2-slice.gguf")).expect("checked-in slice");
+        out.push((
+            "smollm2-slice.gguf.for-gpu".to_owned(),
+            wcodec::compress(&gguf, &EncodeOptions::for_gpu()).expect("compresses"),
+        ));
         let quants = std::fs::read(data.join("smollm2-q8_0-quants-256x1024.i8")).expect("slice");
         out.push((
             "smollm2-q8_0-quants-256x1024.i8".to_owned(),
@@ -136,7 +143,7 @@ mod tests {
                             p.rows, p.cols, p.payload_offset
                         )
                     }
-                    PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
+                    PlaneEncoding::Rans { prob_bits, tables, row_tables, col_tables, units } => {
                         let mut mix = [0usize; 5];
                         for u in units {
                             mix[u.predictor as usize] += 1;
@@ -144,7 +151,7 @@ mod tests {
                         let stored: u64 = units.iter().map(|u| u64::from(u.len)).sum();
                         s += &format!(
                             "  plane {j}: {}x{} rans tile {}x{} bits {prob_bits} tables {} \
-                             row-classes {} units {} predictors {mix:?} at {}+{} stored {stored}{}\n",
+                             row-classes {} units {} predictors {mix:?} at {}+{} stored {stored}{}{}\n",
                             p.rows,
                             p.cols,
                             p.tile_rows,
@@ -155,6 +162,11 @@ mod tests {
                             p.payload_offset,
                             p.payload_len,
                             if p.bias128 { " bias128" } else { "" },
+                            if col_tables.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" column-classes {col_tables:?}")
+                            },
                         );
                     }
                 }

@@ -257,6 +257,7 @@ fn compress(args: CompressArgs, quiet: bool) -> Result<(), Error> {
             None => preset.predictors,
         },
         sampled_counts: preset.sampled_counts,
+        whole_blocks: preset.whole_blocks,
     };
     options.validate()?;
     let output = match args.output {

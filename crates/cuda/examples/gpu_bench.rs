@@ -112,23 +112,22 @@ fn args() -> Result<Args> {
                     .collect::<std::result::Result<_, _>>()?;
             }
             "--settings" => {
-                for s in it.next().ok_or("--settings TILE:BITS:TABLES[:fit],...")?.split(',') {
+                let usage = "--settings TILE:BITS:TABLES[:fit][:whole|:split],...";
+                for s in it.next().ok_or(usage)?.split(',') {
                     let parts: Vec<&str> = s.split(':').collect();
-                    let (tile, bits, tables, fit) = match parts[..] {
-                        [tile, bits, tables] => (tile, bits, tables, false),
-                        [tile, bits, tables, "fit"] => (tile, bits, tables, true),
-                        _ => {
-                            return Err(
-                                format!("--settings: {s} is not RxC:BITS:TABLES[:fit]").into()
-                            );
-                        }
+                    let [tile, bits, tables, ref flags @ ..] = parts[..] else {
+                        return Err(format!("{usage}: {s}").into());
                     };
+                    if flags.iter().any(|f| !["fit", "whole", "split"].contains(f)) {
+                        return Err(format!("{usage}: {s}").into());
+                    }
                     let (r, c) = tile.split_once('x').ok_or("--settings: tile RxC")?;
                     a.only.push(Setting {
                         tile: (r.parse()?, c.parse()?),
                         prob_bits: bits.parse()?,
                         max_tables: tables.parse()?,
-                        fit_tiles: fit,
+                        fit_tiles: flags.contains(&"fit"),
+                        whole_blocks: flags.contains(&"whole"),
                     });
                 }
             }
@@ -228,21 +227,29 @@ struct Setting {
     max_tables: u8,
     /// `EncodeOptions::fit_tiles` (`compress --for-gpu` without `--tile`).
     fit_tiles: bool,
+    /// `EncodeOptions::whole_blocks`: GGUF blocks coded whole (column classes), not split.
+    whole_blocks: bool,
 }
 
 impl Setting {
     const fn new(tile: (u32, u32), prob_bits: u8, max_tables: u8) -> Setting {
-        Setting { tile, prob_bits, max_tables, fit_tiles: false }
+        Setting { tile, prob_bits, max_tables, fit_tiles: false, whole_blocks: false }
     }
 
     /// The GPU preset's settings (`EncodeOptions::for_gpu`, prediction aside).
-    const FOR_GPU: Setting =
-        Setting { tile: (128, 128), prob_bits: 11, max_tables: 1, fit_tiles: true };
+    const FOR_GPU: Setting = Setting {
+        tile: (128, 128),
+        prob_bits: 11,
+        max_tables: 1,
+        fit_tiles: true,
+        whole_blocks: true,
+    };
 
-    /// The tile column: `128x128`, or `128x128 fitted`.
+    /// The tile column: `128x128`, `128x128 fitted`, and `whole` for GGUF blocks coded whole.
     fn tile_label(&self) -> String {
         let fitted = if self.fit_tiles { " fitted" } else { "" };
-        format!("{}x{}{fitted}", self.tile.0, self.tile.1)
+        let whole = if self.whole_blocks { " whole" } else { "" };
+        format!("{}x{}{fitted}{whole}", self.tile.0, self.tile.1)
     }
 
     fn options(&self, predictors: &[Predictor]) -> EncodeOptions {
@@ -254,6 +261,7 @@ impl Setting {
             predictors: predictors.to_vec(),
             fit_tiles: self.fit_tiles,
             sampled_counts: false,
+            whole_blocks: self.whole_blocks,
         }
     }
 }
@@ -344,8 +352,9 @@ fn main() -> Result<()> {
     }
     if args.dry {
         // Ratios only (no GPU): what each encoder setting gives on each source.
+        let chosen = if args.only.is_empty() { settings(false) } else { args.only.clone() };
         for s in &sources {
-            for setting in &settings(false) {
+            for setting in &chosen {
                 let wcz = (s.compress)(&setting.options(&args.predictors))?;
                 let ratio = s.tensor_bytes.len() as f64 / wcz.len() as f64;
                 say!(

@@ -56,6 +56,8 @@ pub const FLAG_ROW_TABLES: u8 = 8;
 pub const FLAG_MIX_BF16: u8 = 16;
 /// Runs of 4 columns inside blocks (GGUF block fields): see `WC_FLAG_FIELD_RUNS`.
 pub const FLAG_FIELD_RUNS: u8 = 32;
+/// Column classes: tile column `c`'s table is `maps[row_map + c]` (`WC_FLAG_COL_TABLES`).
+pub const FLAG_COL_TABLES: u8 = 64;
 
 pub const GROUP_GLOBAL_TABLES: u8 = 1;
 /// The group's tables are compact (`plan::compact_table`): per table 256 records, then a
@@ -96,7 +98,8 @@ pub struct WcUnit {
     pub predictor: u8,
     pub flags: u8,
     pub reserved: u8,
-    /// With `FLAG_ROW_TABLES`: index in the maps array of the table of the tile's first row.
+    /// With `FLAG_ROW_TABLES`: index in the maps array of the table of the tile's first row;
+    /// with `FLAG_COL_TABLES`, of that of its first column.
     pub row_map: u64,
     /// Column c of the plane lands at `(c / group) * col_stride + (c % group) * step` in its
     /// output row.
@@ -222,6 +225,7 @@ macro_rules! header_constants {
             FLAG_ROW_TABLES => WC_FLAG_ROW_TABLES,
             FLAG_MIX_BF16 => WC_FLAG_MIX_BF16,
             FLAG_FIELD_RUNS => WC_FLAG_FIELD_RUNS,
+            FLAG_COL_TABLES => WC_FLAG_COL_TABLES,
             GROUP_GLOBAL_TABLES => WC_GROUP_GLOBAL_TABLES,
             GROUP_COMPACT_TABLES => WC_GROUP_COMPACT_TABLES,
             MERGE_BF16_SPLIT => WC_MERGE_BF16_SPLIT,

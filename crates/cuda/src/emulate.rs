@@ -296,11 +296,20 @@ fn decode_rans(
     let groups = n / 128;
     let rest = n - groups * 128;
     let row_tables = u.flags & FLAG_ROW_TABLES != 0;
+    let col_tables = u.flags & FLAG_COL_TABLES != 0;
     let table_of_row = |r: u32| -> u32 {
         if row_tables {
             u32::from(maps[(u.row_map + u64::from(r.min(height - 1))) as usize]) << prob_bits
         } else {
             0
+        }
+    };
+    // The table of tile row r, column c (column classes: that of the column).
+    let table_of = |r: u32, c: u32| -> u32 {
+        if col_tables {
+            u32::from(maps[(u.row_map + u64::from(c.min(width - 1))) as usize]) << prob_bits
+        } else {
+            table_of_row(r)
         }
     };
     // FLAG_MIX_BF16: 2-byte elements merged with their sign-mantissa bytes at `mix`.
@@ -340,10 +349,16 @@ fn decode_rans(
             tb[lane] = table_of_row(row[lane]);
         }
         let all = [true; LANES];
+        // The tables of each lane's symbol j: its row's, or its column's.
+        let step_tables = |j: u32, tb: &[u32; LANES], col: &[u32; LANES]| -> [u32; LANES] {
+            std::array::from_fn(
+                |lane| if col_tables { table_of(0, col[lane] + j) } else { tb[lane] },
+            )
+        };
         for _ in 0..groups {
             let mut word = [0u32; LANES];
             for j in 0..4 {
-                let sym = warp.step(&all, &tb);
+                let sym = warp.step(&all, &step_tables(j, &tb, &col));
                 for lane in 0..LANES {
                     word[lane] |= sym[lane] << (8 * j);
                 }
@@ -368,7 +383,7 @@ fn decode_rans(
             let mut word = [0u32; LANES];
             for j in 0..4 {
                 let active: [bool; LANES] = std::array::from_fn(|lane| 4 * lane as u32 + j < rest);
-                let sym = warp.step(&active, &tb);
+                let sym = warp.step(&active, &step_tables(j, &tb, &col));
                 for lane in 0..LANES {
                     word[lane] |= sym[lane] << (8 * j);
                 }
@@ -384,7 +399,8 @@ fn decode_rans(
             for j in 0..4 {
                 let t: [u32; LANES] = std::array::from_fn(|lane| g * 128 + 4 * lane as u32 + j);
                 let active: [bool; LANES] = std::array::from_fn(|lane| t[lane] < n);
-                let tb: [u32; LANES] = std::array::from_fn(|lane| table_of_row(t[lane] / width));
+                let tb: [u32; LANES] =
+                    std::array::from_fn(|lane| table_of(t[lane] / width, t[lane] % width));
                 let sym = warp.step(&active, &tb);
                 for lane in 0..LANES {
                     if active[lane] {

@@ -767,7 +767,7 @@ impl<'f> Part<'f> {
                     if u.flags & FLAG_MIX_BF16 != 0 {
                         u.mix += b.stage;
                     }
-                    if u.flags & FLAG_ROW_TABLES != 0 {
+                    if u.flags & (FLAG_ROW_TABLES | FLAG_COL_TABLES) != 0 {
                         u.row_map += b.map;
                     }
                     u
@@ -944,9 +944,12 @@ impl Plan {
             ));
         }
         let shapes = tensor.transform.plane_shapes(tensor.dtype, rows, cols);
-        let plane_shapes: Vec<(u64, u64)> =
-            tensor.planes.iter().map(|p| (p.rows, p.cols)).collect();
-        if plane_shapes != shapes {
+        let fits = shapes.len() == tensor.planes.len()
+            && shapes
+                .iter()
+                .zip(&tensor.planes)
+                .all(|(&s, p)| tensor.transform.plane_shape_fits(s, (p.rows, p.cols)));
+        if !fits {
             return Err(invalid(tensor, "planes do not match the tensor's transform"));
         }
         let output = self.outputs.len() as u32;
@@ -962,7 +965,8 @@ impl Plan {
         };
         if let Some(mix) = fused {
             let plane = &tensor.planes[0];
-            let PlaneEncoding::Rans { prob_bits, tables, row_tables, units } = &plane.encoding
+            let PlaneEncoding::Rans { prob_bits, tables, row_tables, col_tables, units } =
+                &plane.encoding
             else {
                 unreachable!("fused_bf16 checked the encoding")
             };
@@ -979,7 +983,8 @@ impl Plan {
             let at = Origin { tensor: index, plane: 0, unit: 0 };
             let ctx =
                 RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: Some(mix) };
-            return self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred);
+            let classes = Classes { rows: row_tables, cols: col_tables };
+            return self.add_rans(&ctx, payload, *prob_bits, tables, classes, units, deferred);
         }
         // Bit-mixing transforms: planes back to back in scratch memory, then merged.
         let scratch = if geometry(tensor, 0)?.is_none() && len > 0 {
@@ -1082,10 +1087,11 @@ impl Plan {
                     deferred.check_crc(payload, staging_offset, *crc32c, at, None);
                     self.add_raw(plane, g, staging_offset, output, at);
                 }
-                PlaneEncoding::Rans { prob_bits, tables, row_tables, units } => {
+                PlaneEncoding::Rans { prob_bits, tables, row_tables, col_tables, units } => {
                     let ctx =
                         RansPlane { tensor, plane, g, staging_offset, output, len, at, mix: None };
-                    self.add_rans(&ctx, payload, *prob_bits, tables, row_tables, units, deferred)?;
+                    let classes = Classes { rows: row_tables, cols: col_tables };
+                    self.add_rans(&ctx, payload, *prob_bits, tables, classes, units, deferred)?;
                 }
             }
         }
@@ -1197,7 +1203,7 @@ impl Plan {
         payload: &'f [u8],
         prob_bits: u8,
         tables: &'f [wcodec_format::Frequencies],
-        row_tables: &[u8],
+        classes: Classes,
         units: &[wcodec_format::UnitEntry],
         deferred: &mut Deferred<'f>,
     ) -> Result<(), CudaError> {
@@ -1218,8 +1224,24 @@ impl Plan {
         if tables.is_empty() || tables.len() > usize::from(rans::MAX_TABLES) {
             return Err(bad(format!("{} tables", tables.len())));
         }
-        // With several tables every row names one of them; the kernel indexes `tables` with it.
-        let row_map = if tables.len() > 1 {
+        // With several tables every row names one of them (row classes), or every column
+        // (column classes, a period of them); the kernel indexes `tables` with it.
+        let (row_tables, col_tables) = (classes.rows, classes.cols);
+        let mut row_map = None;
+        let mut col_map = None;
+        if tables.len() > 1 && !col_tables.is_empty() {
+            let period = col_tables.len() as u64;
+            if !plane.cols.is_multiple_of(period)
+                || col_tables.iter().any(|&t| usize::from(t) >= tables.len())
+            {
+                return Err(bad("column-class map does not match the columns and tables".into()));
+            }
+            // The period, then a tile's width more: a tile from column c0 finds the classes of
+            // its columns from c0 mod period on, in a row.
+            let base = self.maps.len() as u64;
+            self.maps.extend((0..period + tw).map(|c| col_tables[(c % period) as usize]));
+            col_map = Some((base, period));
+        } else if tables.len() > 1 {
             if row_tables.len() as u64 != plane.rows
                 || row_tables.iter().any(|&t| usize::from(t) >= tables.len())
             {
@@ -1227,10 +1249,8 @@ impl Plan {
             }
             let base = self.maps.len() as u64;
             self.maps.extend_from_slice(row_tables);
-            Some(base)
-        } else {
-            None
-        };
+            row_map = Some(base);
+        }
         let group = WcGroup {
             first_unit: self.units.len() as u32,
             n_units: units.len() as u32,
@@ -1320,6 +1340,7 @@ impl Plan {
                 | if words { FLAG_WORD_STORES } else { 0 }
                 | if field_runs { FLAG_FIELD_RUNS } else { 0 }
                 | if row_map.is_some() { FLAG_ROW_TABLES } else { 0 }
+                | if col_map.is_some() { FLAG_COL_TABLES } else { 0 }
                 | if p.mix.is_some() { FLAG_MIX_BF16 } else { 0 };
             let unit = WcUnit {
                 src: p.staging_offset + u.offset,
@@ -1333,7 +1354,11 @@ impl Plan {
                 predictor: u.predictor as u8,
                 flags,
                 reserved: 0,
-                row_map: row_map.map_or(0, |base| base + r0),
+                row_map: match (row_map, col_map) {
+                    (Some(base), _) => base + r0,
+                    (None, Some((base, period))) => base + c0 % period,
+                    (None, None) => 0,
+                },
                 col_stride: p.g.col_stride as u32,
                 group: p.g.group as u16,
                 step: p.g.step as u16,
@@ -1350,6 +1375,7 @@ impl Plan {
                 && w == plane.cols
                 && (h * w).is_multiple_of(128)
                 && row_map.is_none()
+                && col_map.is_none()
                 && u.predictor == wcodec_format::Predictor::None
                 && dst.is_multiple_of(4)
             {
@@ -1575,7 +1601,11 @@ impl Plan {
                 let symbols = u64::from(u.height) * u64::from(u.width);
                 coded += symbols;
                 let layout = u.flags
-                    & (FLAG_WORD_STORES | FLAG_ROW_TABLES | FLAG_MIX_BF16 | FLAG_FIELD_RUNS);
+                    & (FLAG_WORD_STORES
+                        | FLAG_ROW_TABLES
+                        | FLAG_COL_TABLES
+                        | FLAG_MIX_BF16
+                        | FLAG_FIELD_RUNS);
                 let pairs = tables_shared
                     && in_place
                     && u.predictor == 0
@@ -1935,6 +1965,14 @@ fn write_compact_table(entries: &[u32], out: &mut [u32]) {
     for (w, c) in symbols.iter_mut().zip(entries.chunks(4)) {
         *w = c.iter().rev().fold(0u32, |w, &e| (w << 8) | (e & 0xff));
     }
+}
+
+/// A plane's class maps (`PlaneEncoding::Rans`): a table a row, or a period of tables a
+/// column, or neither (one table).
+#[derive(Clone, Copy)]
+struct Classes<'a> {
+    rows: &'a [u8],
+    cols: &'a [u8],
 }
 
 /// What `add_rans` needs to know about the plane it adds.

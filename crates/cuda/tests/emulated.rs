@@ -572,7 +572,11 @@ fn block_heads_through_scratch() {
 
     let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
     let layout = wcodec_container::read_layout(&source).unwrap();
-    for options in [wcodec_encode::EncodeOptions::for_gpu(), Default::default()] {
+    let split = wcodec_encode::EncodeOptions {
+        whole_blocks: false,
+        ..wcodec_encode::EncodeOptions::for_gpu()
+    };
+    for options in [split, Default::default()] {
         let file =
             wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {})
                 .unwrap();
@@ -590,6 +594,42 @@ fn block_heads_through_scratch() {
         assert_eq!(emulate_all(&file, &dir, 8).unwrap(), reference(&file, &dir));
         assert_eq!(emulate_with(&file, &dir, 8, &heads_only).unwrap(), reference(&file, &dir));
     }
+}
+
+/// GGUF blocks coded whole (column classes) decode in place, no scratch and no merge: units of
+/// whole groups a row with word stores (the ring loop's column tables: fixed for a unit one
+/// group wide, a group's span at a time for wider ones) and edge tiles (the general loop); on
+/// random blocks of six types in three tile shapes, and on the real SmolLM2 slice with the GPU
+/// preset, whose units are all of whole groups; all as the reference.
+#[test]
+fn whole_blocks_in_place() {
+    let (file, dir, plan) = planned(&whole_block_cases());
+    let cols = |u: &&abi::WcUnit| u.kind == abi::UNIT_RANS && u.flags & abi::FLAG_COL_TABLES != 0;
+    let coded: Vec<&abi::WcUnit> = plan.units.iter().filter(cols).collect();
+    let ring = |u: &&&abi::WcUnit| u.width == 128 && u.flags & abi::FLAG_WORD_STORES != 0;
+    assert!(coded.iter().any(|u| ring(&u)), "units one group wide");
+    let wide = |u: &&&abi::WcUnit| u.width > 128 && u.width.is_multiple_of(128);
+    assert!(coded.iter().any(|u| wide(&u)), "units of several groups a row");
+    assert!(coded.iter().any(|u| !u.width.is_multiple_of(128) && u.width > 64), "edge tiles");
+    assert!(plan.outputs.iter().all(|o| !o.scratch) && plan.merges.is_empty());
+    for blocks in [1, 8, 64] {
+        assert_eq!(emulate_all(&file, &dir, blocks).unwrap(), reference(&file, &dir));
+    }
+
+    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
+    let layout = wcodec_container::read_layout(&source).unwrap();
+    let options = wcodec_encode::EncodeOptions::for_gpu();
+    let file =
+        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
+    let dir = Directory::from_file_bytes(&file).unwrap();
+    let all: Vec<usize> = (0..dir.tensors.len()).collect();
+    let plan = Plan::build(&file, &dir, &all, &PlanOptions::default()).unwrap();
+    let whole_groups =
+        |u: &&abi::WcUnit| u.width.is_multiple_of(128) && u.flags & abi::FLAG_WORD_STORES != 0;
+    assert!(plan.units.iter().filter(cols).all(|u| whole_groups(&u)), "units of whole groups");
+    assert!(plan.units.iter().filter(cols).count() > 0);
+    assert!(plan.merges.iter().all(|m| m.kind != abi::MERGE_BLOCKS));
+    assert_eq!(emulate_all(&file, &dir, 8).unwrap(), reference(&file, &dir));
 }
 
 /// Tensors of one-byte elements narrower than a tile, rows back to back in place: a tile of

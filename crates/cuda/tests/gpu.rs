@@ -242,8 +242,9 @@ fn streamed_decodes_match_the_reference() {
     let streamed = |step| PlanOptions { streamed_launch_bytes: step, ..PlanOptions::default() };
     let mut all_cases = cases();
     all_cases.extend(bf16_cases());
-    // GGUF blocks, merged after the last piece.
+    // GGUF blocks, merged after the last piece, and coded whole.
     all_cases.extend(field_run_cases());
+    all_cases.extend(whole_block_cases());
     let coded = file_of(if quick() { &all_cases[..16] } else { &all_cases });
     let (_, raw) = raw_plane_file();
     let mut files = vec![("every case".to_string(), coded.clone()), ("raw plane".into(), raw)];
@@ -586,6 +587,24 @@ fn field_runs_match_the_reference() {
     check_cases_at_every_shape(&mut gpu, &field_run_cases(), "field runs");
     let in_place = PlanOptions { merge_whole_blocks: false, ..PlanOptions::default() };
     check_cases_at_every_shape_with(&mut gpu, &field_run_cases(), "field runs in place", in_place);
+}
+
+/// GGUF blocks coded whole (column classes), decoded in place: the ring loop's column tables
+/// (units of whole groups) and the general loop (edge tiles), at every launch shape, with full
+/// and with compact tables; then the real SmolLM2 slice with the GPU preset.
+#[test]
+fn whole_blocks_match_the_reference() {
+    let Some(mut gpu) = gpu() else { return };
+    let cases = whole_block_cases();
+    check_cases_at_every_shape(&mut gpu, &cases, "whole blocks");
+    let compact = PlanOptions { compact_tables: CompactTables::Above(0), ..PlanOptions::default() };
+    check_cases_at_every_shape_with(&mut gpu, &cases, "whole blocks, compact tables", compact);
+    let source = std::fs::read(data_dir().join("smollm2-slice.gguf")).unwrap();
+    let layout = wcodec_container::read_layout(&source).unwrap();
+    let options = wcodec_encode::EncodeOptions::for_gpu();
+    let file =
+        wcodec_encode::compress_file(&source, &layout, &options, Vec::new(), &mut |_| {}).unwrap();
+    check_all(&gpu, &file, "SmolLM2 slice, GPU preset");
 }
 
 /// Edge tiles narrower than a group (64 and 32 columns) decoded by the ring loop, and the

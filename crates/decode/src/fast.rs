@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 use wcodec_format::{PlaneEncoding, PlaneEntry, Predictor, TensorEntry, UnitEntry};
 use wcodec_predict::reconstruct_rows;
-use wcodec_rans::{DecodeTable, GROUP, Out, RansError, TableMap, UnitJob, decode_units};
+use wcodec_rans::{DecodeTable, GROUP, Out, RansError, UnitJob, decode_units};
 
 use crate::dest::Dest;
 use crate::merge::merge_band;
@@ -362,7 +362,7 @@ fn decode_rows(
         let mut meta = Vec::new();
         for (j, first, tiles) in parts {
             let plane = &tensor.planes[j];
-            let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+            let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
                 unreachable!("coded planes only")
             };
             let bias = if plane.bias128 { 0x80 } else { 0 };
@@ -372,13 +372,9 @@ fn decode_rows(
                 let bytes = file
                     .get(start as usize..(start + u64::from(unit.len)) as usize)
                     .ok_or_else(|| DecodeError::OutOfBounds { tensor: tensor.name.clone() })?;
-                let (r0, _, h, w) = plane.tile_rect(i);
-                let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-                let map = if row_tables.is_empty() {
-                    TableMap::Single
-                } else {
-                    TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
-                };
+                let (_, _, h, w) = plane.tile_rect(i);
+                let (h, w) = (h as usize, w as usize);
+                let map = crate::unit_table_map(plane, i);
                 let (out, rebuild) = match tile_out {
                     // Symbols are the bytes: straight into place, as one run.
                     TileOut::Whole(bytes) if in_place_whole(plane, unit) => {

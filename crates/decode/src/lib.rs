@@ -113,6 +113,23 @@ fn checked_crc(
     Ok(())
 }
 
+/// The tables of unit `i` of a rANS plane: one, its tile's rows' classes, or its tile's
+/// columns' (the parser checked that the maps cover the plane).
+pub(crate) fn unit_table_map(plane: &PlaneEntry, i: usize) -> TableMap<'_> {
+    let PlaneEncoding::Rans { row_tables, col_tables, .. } = &plane.encoding else {
+        unreachable!("a rANS plane")
+    };
+    let (r0, c0, h, w) = plane.tile_rect(i);
+    let (r0, c0, h, w) = (r0 as usize, c0 as usize, h as usize, w as usize);
+    if !col_tables.is_empty() {
+        TableMap::Cols { col_tables, first: c0, width: w }
+    } else if !row_tables.is_empty() {
+        TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
+    } else {
+        TableMap::Single
+    }
+}
+
 /// Decodes the residuals of unit `i` of a rANS plane into `buf` with the scalar coder, after
 /// checking the unit's CRC.
 fn decode_residuals(
@@ -124,7 +141,7 @@ fn decode_residuals(
     tables: &[DecodeTable],
     buf: &mut Vec<u8>,
 ) -> Result<(), DecodeError> {
-    let PlaneEncoding::Rans { units, row_tables, .. } = &plane.encoding else {
+    let PlaneEncoding::Rans { units, .. } = &plane.encoding else {
         unreachable!("decode_residuals is only called for rANS planes")
     };
     let unit = &units[i];
@@ -137,19 +154,10 @@ fn decode_residuals(
         bytes,
         unit.crc32c,
     )?;
-    let (r0, _, h, w) = plane.tile_rect(i);
-    let (r0, h, w) = (r0 as usize, h as usize, w as usize);
-    buf.resize(h * w, 0);
-    let map = if row_tables.is_empty() {
-        TableMap::Single
-    } else {
-        TableMap::Rows { row_tables: &row_tables[r0..r0 + h], width: w }
-    };
-    decode_unit_with(Path::Scalar, bytes, tables, map, buf).map_err(|source| DecodeError::Unit {
-        tensor: tensor.name.clone(),
-        plane: plane_index,
-        unit: i,
-        source,
+    let (_, _, h, w) = plane.tile_rect(i);
+    buf.resize((h * w) as usize, 0);
+    decode_unit_with(Path::Scalar, bytes, tables, unit_table_map(plane, i), buf).map_err(|source| {
+        DecodeError::Unit { tensor: tensor.name.clone(), plane: plane_index, unit: i, source }
     })
 }
 

@@ -10,6 +10,7 @@ mod payload;
 mod plane;
 mod split;
 mod tables;
+mod whole_blocks;
 mod writer;
 
 pub use payload::Payload;
@@ -55,6 +56,12 @@ pub struct EncodeOptions {
     /// (every value present keeps a frequency, so the file decodes exactly; it may be a little
     /// larger), and so are the order-0 figures recorded for such planes.
     pub sampled_counts: bool,
+    /// Code GGUF block types whole: one plane of the tensor's bytes (identity), rows laid side
+    /// by side to whole groups of 128 bytes where they divide, each byte of a block coded with
+    /// its field's table (column classes) and no prediction, instead of a plane per field
+    /// (`block_fields`). About the same size; a GPU decodes such blocks straight into place
+    /// where it merges split planes in a second launch (`for_gpu`; docs/PERFORMANCE.md).
+    pub whole_blocks: bool,
 }
 
 impl Default for EncodeOptions {
@@ -67,6 +74,7 @@ impl Default for EncodeOptions {
             block_tables: 1,
             fit_tiles: false,
             sampled_counts: true,
+            whole_blocks: false,
         }
     }
 }
@@ -125,6 +133,7 @@ impl EncodeOptions {
             predictors: vec![Predictor::None],
             fit_tiles: true,
             sampled_counts: false,
+            whole_blocks: true,
         }
     }
 
@@ -185,6 +194,12 @@ pub fn encode_tensor(
         return Err(shape_error(input, expected));
     }
     let transform = transform_for(input.dtype);
+    if options.whole_blocks
+        && transform == Transform::BlockFields
+        && let Some(classes) = whole_blocks::column_classes(input.dtype)
+    {
+        return Ok(encode_whole_blocks(input, rows, &classes, options));
+    }
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
     // A block type's values are scaled block by block (32 or 256 values), so the rows of its
     // planes share one distribution and row classes do not pay (on the SmolLM2 Q4_1 GGUF file
@@ -312,6 +327,47 @@ fn crc_and_counts(bytes: &[u8], counting: Option<bool>, bias: u8) -> (u32, Optio
         PlaneCounts::histogram(&counts, bytes.len(), bias)
     });
     (crc, histogram)
+}
+
+/// [`encode_tensor`] for a block type coded whole (`EncodeOptions::whole_blocks`): `classes` are
+/// its block's column classes.
+fn encode_whole_blocks(
+    input: &TensorInput,
+    rows: u64,
+    classes: &[u8],
+    options: &EncodeOptions,
+) -> EncodedTensor {
+    let row_bytes = (input.bytes.len() as u64).checked_div(rows).unwrap_or(0);
+    let (prows, pcols) = whole_blocks::plane_shape(rows, row_bytes);
+    let (crc, _) = crc_and_counts(input.bytes, None, 0);
+    let (mut entry, bits, payload) = whole_blocks::encode_whole_blocks(
+        input.bytes,
+        prows as usize,
+        pcols as usize,
+        classes,
+        crc,
+        options,
+    );
+    entry.payload_offset = 0;
+    let payload = payload.unwrap_or_else(|| {
+        let mut raw = Payload::default();
+        raw.push(input.bytes.to_vec());
+        raw
+    });
+    EncodedTensor {
+        entry: TensorEntry {
+            name: input.name.to_owned(),
+            dtype: input.dtype,
+            dims: input.dims.to_vec(),
+            transform: Transform::Identity,
+            source_offset: input.source_offset,
+            source_len: input.bytes.len() as u64,
+            crc32c: crc,
+            order0_bytes: (bits / 8.0).ceil() as u64,
+            planes: vec![entry],
+        },
+        payload,
+    }
 }
 
 fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {

@@ -290,13 +290,24 @@ pub(crate) fn fitted_tile_shape(
     config: wcodec_predict::TileConfig,
     counts: &[u64; 256],
 ) -> (u32, u32) {
+    let symbols = (rows * cols) as f64;
+    let saved_per_symbol = (symbols - entropy_bits(counts) / 8.0) / symbols;
+    fitted_tile_shape_saving(rows, cols, whole_elements, config, saved_per_symbol)
+}
+
+/// [`fitted_tile_shape`] for a plane whose coding saves `saved_per_symbol` bytes a symbol.
+pub(crate) fn fitted_tile_shape_saving(
+    rows: usize,
+    cols: usize,
+    whole_elements: bool,
+    config: wcodec_predict::TileConfig,
+    saved_per_symbol: f64,
+) -> (u32, u32) {
     let (rows, cols) = (rows as u64, cols as u64);
     let (tile_rows, tile_cols) = tile_shape(rows, cols, config);
     if (tile_rows, tile_cols) != (config.rows, config.cols) {
         return (tile_rows, tile_cols);
     }
-    let symbols = (rows * cols) as f64;
-    let saved_per_symbol = (symbols - entropy_bits(counts) / 8.0) / symbols;
     let pays = |h: u64| {
         UNIT_FIXED_BYTES
             <= UNIT_COST_SHARE * saved_per_symbol * (h * cols.min(u64::from(tile_cols))) as f64
@@ -469,12 +480,12 @@ fn count<'a>(rows: impl IntoIterator<Item = &'a [u8]>, len: usize, bias: u8, h: 
 /// takes a pass of the rANS decoder, a stored one a copy. Near-random planes (the mantissa
 /// bytes of BF16 and FP16, 7.95-7.98 bits a byte) otherwise get coded for 0.1% (MiniLM BF16's
 /// embedding: its ratio 1.5076 -> 1.5071, encode 1.1x and decode 1.1x faster).
-const MIN_PLANE_SAVING: f64 = 0.005;
+pub(crate) const MIN_PLANE_SAVING: f64 = 0.005;
 
 thread_local! {
     /// The bytes of a NONE tile narrower than its plane, gathered for the coder, reused per
     /// thread.
-    static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
@@ -737,7 +748,13 @@ pub(crate) fn encode_plane_payload(
         bias128,
         payload_offset: 0,
         payload_len: payload.len() as u64,
-        encoding: PlaneEncoding::Rans { prob_bits, tables, row_tables, units },
+        encoding: PlaneEncoding::Rans {
+            prob_bits,
+            tables,
+            row_tables,
+            col_tables: Vec::new(),
+            units,
+        },
     };
     (entry, order0_bits, Some(payload))
 }

@@ -72,9 +72,17 @@ pub struct PlaneEntry {
 pub enum PlaneEncoding {
     /// The plane's bytes, stored as they are.
     Raw { crc32c: u32 },
-    /// rANS units, one per tile. With several tables, `row_tables[r]` is the table of plane
-    /// row `r` (its row class); with one table, `row_tables` is empty.
-    Rans { prob_bits: u8, tables: Vec<Frequencies>, row_tables: Vec<u8>, units: Vec<UnitEntry> },
+    /// rANS units, one per tile. With several tables either `row_tables[r]` is the table of
+    /// plane row `r` (its row class), or `col_tables[c % col_tables.len()]` that of plane
+    /// column `c` (column classes, a period of them); the other is empty, and both are with one
+    /// table.
+    Rans {
+        prob_bits: u8,
+        tables: Vec<Frequencies>,
+        row_tables: Vec<u8>,
+        col_tables: Vec<u8>,
+        units: Vec<UnitEntry>,
+    },
 }
 
 impl PlaneEntry {
@@ -431,7 +439,7 @@ fn parse_tensor(
     let mut plane_entries = Vec::with_capacity(shapes.len());
     for (i, &(rows, cols)) in shapes.iter().enumerate() {
         let p = &planes[first as usize + i];
-        if (p.rows.get(), p.cols.get()) != (rows, cols) {
+        if !transform.plane_shape_fits((rows, cols), (p.rows.get(), p.cols.get())) {
             return Err(FormatError::invalid("plane record", "shape does not match its tensor"));
         }
         plane_entries.push(parse_plane(p, units, tables, payload_end)?);
@@ -458,8 +466,12 @@ fn parse_plane(
     let invalid = |detail: &str| FormatError::invalid("plane record", detail.to_owned());
     let (rows, cols) = (p.rows.get(), p.cols.get());
     let len = rows.checked_mul(cols).ok_or_else(|| invalid("size overflows"))?;
-    if p.flags & !PlaneRecord::FLAG_BIAS128 != 0 {
+    if p.flags & !(PlaneRecord::FLAG_BIAS128 | PlaneRecord::FLAG_COLUMN_CLASSES) != 0 {
         return Err(invalid("unknown flags"));
+    }
+    let column_classes = p.flags & PlaneRecord::FLAG_COLUMN_CLASSES != 0;
+    if column_classes && (p.encoding != 1 || p.n_tables < 2) {
+        return Err(invalid("column classes without several tables"));
     }
     let (payload_offset, payload_len) = (p.payload_offset.get(), p.payload_len.get());
     if payload_offset % PAYLOAD_ALIGN != 0
@@ -512,10 +524,12 @@ fn parse_plane(
                 parsed_tables.push(freqs);
                 table_bytes = &table_bytes[used..];
             }
-            let row_tables = if p.n_tables > 1 {
-                read_row_tables(table_bytes, rows, p.n_tables)?
+            let (row_tables, col_tables) = if column_classes {
+                (Vec::new(), read_col_tables(table_bytes, cols, p.n_tables)?)
+            } else if p.n_tables > 1 {
+                (read_row_tables(table_bytes, rows, p.n_tables)?, Vec::new())
             } else if table_bytes.is_empty() {
-                Vec::new()
+                (Vec::new(), Vec::new())
             } else {
                 return Err(invalid("tables range has trailing bytes"));
             };
@@ -529,6 +543,7 @@ fn parse_plane(
                 prob_bits,
                 tables: parsed_tables,
                 row_tables,
+                col_tables,
                 units: Vec::with_capacity(records.len()),
             });
             let mut parsed_units = Vec::with_capacity(records.len());
@@ -578,6 +593,26 @@ fn read_row_tables(bytes: &[u8], rows: u64, n_tables: u8) -> Result<Vec<u8>> {
         return Err(invalid("row class beyond the plane's tables"));
     }
     Ok(out)
+}
+
+/// The column-class map: its period `p` (u16, `1..=cols` and dividing `cols`), then `p`
+/// bytes, each `< n_tables`, filling the rest of the plane's tables range exactly.
+fn read_col_tables(bytes: &[u8], cols: u64, n_tables: u8) -> Result<Vec<u8>> {
+    let invalid = |d: &str| FormatError::invalid("column tables", d.to_owned());
+    let (period, map) = match bytes {
+        [lo, hi, map @ ..] => (u16::from_le_bytes([*lo, *hi]), map),
+        _ => return Err(invalid("no period")),
+    };
+    if period == 0 || map.len() != usize::from(period) {
+        return Err(invalid("map length differs from its period"));
+    }
+    if cols > 0 && !cols.is_multiple_of(u64::from(period)) {
+        return Err(invalid("period does not divide the plane's columns"));
+    }
+    if map.iter().any(|&t| t >= n_tables) {
+        return Err(invalid("column class beyond the plane's tables"));
+    }
+    Ok(map.to_vec())
 }
 
 fn parse_unit(u: &UnitRecord) -> Result<UnitEntry> {
@@ -674,7 +709,13 @@ impl Directory {
                     cols: p.cols.into(),
                     tile_rows: p.tile_rows.into(),
                     tile_cols: p.tile_cols.into(),
-                    flags: if p.bias128 { PlaneRecord::FLAG_BIAS128 } else { 0 },
+                    flags: if p.bias128 { PlaneRecord::FLAG_BIAS128 } else { 0 }
+                        | match &p.encoding {
+                            PlaneEncoding::Rans { col_tables, .. } if !col_tables.is_empty() => {
+                                PlaneRecord::FLAG_COLUMN_CLASSES
+                            }
+                            _ => 0,
+                        },
                     payload_offset: p.payload_offset.into(),
                     payload_len: p.payload_len.into(),
                     ..Default::default()
@@ -685,6 +726,7 @@ impl Directory {
                         prob_bits,
                         tables: freqs,
                         row_tables,
+                        col_tables,
                         units: plane_units,
                     } => {
                         record.encoding = 1;
@@ -694,7 +736,10 @@ impl Directory {
                         for f in freqs {
                             write_table(f, &mut tables);
                         }
-                        if freqs.len() > 1 {
+                        if !col_tables.is_empty() {
+                            tables.extend_from_slice(&(col_tables.len() as u16).to_le_bytes());
+                            tables.extend_from_slice(col_tables);
+                        } else if freqs.len() > 1 {
                             tables.extend(
                                 row_tables
                                     .chunks(2)

@@ -118,6 +118,21 @@ impl Transform {
         }
     }
 
+    /// Whether a plane of shape `actual` may stand where [`Transform::plane_shapes`] gives
+    /// `expected`: the same shape, or for identity `k` consecutive rows side by side, `rows / k`
+    /// of `k` times the row's bytes (`k` dividing the rows), the same bytes in the same order.
+    pub fn plane_shape_fits(self, expected: (u64, u64), actual: (u64, u64)) -> bool {
+        if actual == expected {
+            return true;
+        }
+        let ((rows, row_bytes), (plane_rows, plane_cols)) = (expected, actual);
+        self == Transform::Identity
+            && row_bytes > 0
+            && plane_rows > 0
+            && plane_cols.is_multiple_of(row_bytes)
+            && plane_rows.checked_mul(plane_cols / row_bytes) == Some(rows)
+    }
+
     /// The shape of each plane for a tensor of `rows x cols` elements (the transform must
     /// support the dtype, and block types have `cols` a multiple of the block).
     pub fn plane_shapes(self, dtype: Dtype, rows: u64, cols: u64) -> Vec<(u64, u64)> {

@@ -145,6 +145,9 @@ impl PlaneRecord {
     pub const LEN: usize = 64;
     /// `flags` bit: bytes are XORed with 0x80 before prediction.
     pub const FLAG_BIAS128: u8 = 1;
+    /// `flags` bit: the class map after the tables gives each plane column its table (a
+    /// period of column classes), not each row (docs/FORMAT.md, "Column classes").
+    pub const FLAG_COLUMN_CLASSES: u8 = 2;
 }
 
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]

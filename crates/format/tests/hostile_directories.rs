@@ -35,6 +35,7 @@ fn rans_plane(
             prob_bits: 12,
             tables: vec![table],
             row_tables: Vec::new(),
+            col_tables: Vec::new(),
             units: (0..units)
                 .map(|i| UnitEntry {
                     offset: 128 * u64::from(i),
@@ -281,4 +282,66 @@ fn gaps_packed_ahead_give_the_same_bytes() {
     same_len[0] ^= 1;
     let other = wcodec_format::gaps::PackedGaps::new(&same_len);
     assert_eq!(dir.to_bytes_with(Some(&other)), plain);
+}
+
+/// `directory()` with tensor 0's plane given two tables and the column classes `map`.
+fn with_column_classes(map: &[u8]) -> Directory {
+    let mut dir = directory();
+    if let PlaneEncoding::Rans { tables, col_tables, .. } = &mut dir.tensors[0].planes[0].encoding {
+        tables.push(tables[0]);
+        *col_tables = map.to_vec();
+    }
+    dir
+}
+
+#[test]
+fn column_classes_round_trip_through_the_directory() {
+    for map in [&[1u8, 0][..], &[0, 1, 1, 0], &[1; 8]] {
+        let dir = with_column_classes(map);
+        let parsed = Directory::from_file_bytes(&file(&dir)).expect("parses");
+        assert_eq!(parsed.tensors, dir.tensors, "period {}", map.len());
+    }
+}
+
+#[test]
+fn column_class_maps_that_do_not_fit_their_plane_are_invalid() {
+    // A period not dividing the 8 columns, a class beyond the 2 tables.
+    for map in [&[0u8, 1, 0][..], &[0, 2]] {
+        assert!(
+            matches!(invalid(&file(&with_column_classes(map))), FormatError::Invalid { .. }),
+            "map {map:?}"
+        );
+    }
+    // A period of 0 before a map of 2 (found in the tables section by its bytes).
+    let bytes = file(&with_column_classes(&[0, 1]));
+    let map = [2u8, 0, 0, 1];
+    let at = bytes.windows(4).rposition(|w| w == map).expect("the map is in the file");
+    assert!(matches!(invalid(&edit(&bytes, at, &[0, 0])), FormatError::Invalid { .. }));
+}
+
+#[test]
+fn column_classes_with_one_table_are_invalid() {
+    let dir = directory();
+    let bytes = file(&dir);
+    let flags = at(&bytes, &dir).planes + 27;
+    let hostile = edit(&bytes, flags, &[PlaneRecord::FLAG_COLUMN_CLASSES]);
+    assert!(matches!(invalid(&hostile), FormatError::Invalid { .. }));
+}
+
+#[test]
+fn identity_planes_may_hold_rows_side_by_side_and_nothing_else() {
+    let reshaped = |rows: u64, cols: u64| {
+        let mut dir = directory();
+        let plane = &mut dir.tensors[0].planes[0];
+        (plane.rows, plane.cols) = (rows, cols);
+        plane.tile_cols = (cols / 2) as u32; // two tiles, as the plane has two units
+        Directory::from_file_bytes(&file(&dir))
+    };
+    // 4 rows of 8 bytes: 2 rows of 16 and 1 of 32 hold the same bytes.
+    assert!(reshaped(2, 16).is_ok());
+    assert!(reshaped(1, 32).is_ok());
+    // 8 rows of 4 (a row split), 3 rows of 16 (not dividing), 2 x 12 (not whole rows).
+    for (rows, cols) in [(8, 4), (3, 16), (2, 12)] {
+        assert!(reshaped(rows, cols).is_err(), "{rows} x {cols}");
+    }
 }

@@ -419,7 +419,12 @@ impl<'a> Coding<'a> {
     /// symbols wide.)
     fn run_before(&mut self, tables: &[EncodeTable]) -> Option<(usize, u32)> {
         let (g, map) = (self.g, self.map);
-        if self.symbols.len() - (g - 1) * GROUP < GROUP {
+        // Group g - 1 first: where it has no run (partial, or tables mixed within a half, as
+        // in every group of GGUF blocks coded whole) the search below would try up to
+        // `MAX_RUN` groups before finding so.
+        if self.symbols.len() - (g - 1) * GROUP < GROUP
+            || map.half_tables((g - 1) * GROUP).is_none()
+        {
             return None;
         }
         // Group `s` has its tables in `classes[MAX_RUN - (g - s)]`. Filled forward from up to
@@ -467,12 +472,17 @@ impl<'a> Coding<'a> {
         let mut coded = true;
         let (n, base) = (self.symbols.len(), (self.g - 1) * GROUP);
         let size = (n - base).min(GROUP);
+        // The group's table, or each symbol's (filled one after another, no division each).
         let group_table = self.map.group_table(base, size);
+        let mut classes = [0u8; GROUP];
+        if group_table.is_none() {
+            self.map.fill_tables(base, &mut classes[..size]);
+        }
         for j in (0..RUN).rev() {
             for lane in (0..LANES).rev() {
                 let t = base + lane * RUN + j;
                 if t < n {
-                    let table = group_table.unwrap_or_else(|| self.map.table_of(t));
+                    let table = group_table.unwrap_or(usize::from(classes[t - base]));
                     let (state, symbol) = (&mut self.states[lane], self.symbols[t]);
                     coded &= tables[table].put_down(state, symbol, self.down);
                 }

@@ -79,6 +79,10 @@ pub enum TableMap<'a> {
     /// Symbol `t` with table `row_tables[t / width]`: the unit is a tile `width` wide and
     /// `row_tables` holds its rows' classes.
     Rows { row_tables: &'a [u8], width: usize },
+    /// Symbol `t` with table `col_tables[(first + t % width) % col_tables.len()]`: the unit is
+    /// a tile `width` wide from plane column `first`, and `col_tables` holds the classes of one
+    /// period of the plane's columns.
+    Cols { col_tables: &'a [u8], first: usize, width: usize },
 }
 
 impl TableMap<'_> {
@@ -96,6 +100,14 @@ impl TableMap<'_> {
                 }
                 Ok(())
             }
+            TableMap::Cols { col_tables, width, .. } => {
+                if (n > 0 && (width == 0 || col_tables.is_empty()))
+                    || col_tables.iter().any(|&t| usize::from(t) >= n_tables)
+                {
+                    return Err(RansError::BadTable("column classes do not cover the unit"));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -105,6 +117,9 @@ impl TableMap<'_> {
         match *self {
             TableMap::Single => 0,
             TableMap::Rows { row_tables, width } => usize::from(row_tables[t / width]),
+            TableMap::Cols { col_tables, first, width } => {
+                usize::from(col_tables[(first + t % width) % col_tables.len()])
+            }
         }
     }
 
@@ -120,6 +135,21 @@ impl TableMap<'_> {
                     col += 1;
                     if col == width {
                         (row, col) = (row + 1, 0);
+                    }
+                }
+            }
+            TableMap::Cols { col_tables, first, width } => {
+                let period = col_tables.len();
+                let mut col = base % width;
+                let mut class = (first + col) % period;
+                for t in out {
+                    *t = col_tables[class];
+                    (col, class) = (col + 1, class + 1);
+                    if class == period {
+                        class = 0;
+                    }
+                    if col == width {
+                        (col, class) = (0, first % period);
                     }
                 }
             }
@@ -200,6 +230,27 @@ impl TableMap<'_> {
             TableMap::Rows { row_tables, width } => {
                 let rows = &row_tables[base / width..=(base + len - 1) / width];
                 rows.iter().all(|&t| t == rows[0]).then_some(usize::from(rows[0]))
+            }
+            TableMap::Cols { col_tables, first, width } => {
+                // Column by column from the group's first (no division a symbol): symbols of
+                // GGUF blocks change class within a few columns, so this stops early.
+                let period = col_tables.len();
+                let mut col = base % width;
+                let mut class = (first + col) % period;
+                let table = col_tables[class];
+                for _ in 1..len {
+                    (col, class) = (col + 1, class + 1);
+                    if class == period {
+                        class = 0;
+                    }
+                    if col == width {
+                        (col, class) = (0, first % period);
+                    }
+                    if col_tables[class] != table {
+                        return None;
+                    }
+                }
+                Some(usize::from(table))
             }
         }
     }

@@ -60,11 +60,14 @@ fn draw(alphabet: Alphabet, class: usize, rng: &mut Rng) -> u8 {
     }
 }
 
-/// A unit's symbols, row classes and tables.
+/// A unit's symbols, row or column classes and tables.
 #[derive(Debug)]
 struct Case {
     data: Vec<u8>,
+    /// A class a row, or with `first` a period of classes of the plane's columns.
     row_tables: Vec<u8>,
+    /// `Some(first column)`: `row_tables` are column classes (`TableMap::Cols`).
+    first: Option<usize>,
     /// 0 for `TableMap::Single`.
     width: usize,
     prob_bits: u8,
@@ -73,11 +76,17 @@ struct Case {
 
 impl Case {
     fn map(&self) -> TableMap<'_> {
-        if self.width == 0 {
-            TableMap::Single
-        } else {
-            TableMap::Rows { row_tables: &self.row_tables, width: self.width }
+        match self.first {
+            _ if self.width == 0 => TableMap::Single,
+            Some(first) => {
+                TableMap::Cols { col_tables: &self.row_tables, first, width: self.width }
+            }
+            None => TableMap::Rows { row_tables: &self.row_tables, width: self.width },
         }
+    }
+    /// The case's map kind, width and tables, without symbols or classes.
+    fn clone_shape(&self) -> Case {
+        Case { data: Vec::new(), row_tables: Vec::new(), freqs: self.freqs.clone(), ..*self }
     }
     fn encoders(&self) -> Vec<EncodeTable> {
         self.freqs.iter().map(|f| EncodeTable::new(f, self.prob_bits)).collect()
@@ -87,6 +96,8 @@ impl Case {
     }
 }
 
+/// `columns`: `Some((period, first))` for column classes, a period of them, the unit's first
+/// column `first` (as in a plane of GGUF blocks, a class a byte of the block).
 fn build_case(
     n: usize,
     n_tables: usize,
@@ -94,19 +105,29 @@ fn build_case(
     prob_bits: u8,
     alphabets: &[Alphabet],
     seed: u64,
+    columns: Option<(usize, usize)>,
 ) -> Case {
     let mut rng = Rng(seed | 1);
     let rows = if width == 0 { 0 } else { n.div_ceil(width) };
+    let classes = match columns {
+        Some((period, _)) if width > 0 => period,
+        _ => rows,
+    };
     // Classes in runs, so that some groups are coded with one table and others straddle rows.
-    let mut row_tables = Vec::with_capacity(rows);
+    let mut row_tables = Vec::with_capacity(classes);
     let mut class = 0u8;
-    for _ in 0..rows {
+    for _ in 0..classes {
         if rng.below(4) == 0 {
             class = rng.below(n_tables as u64) as u8;
         }
         row_tables.push(class);
     }
-    let class_of = |t: usize| t.checked_div(width).map_or(0, |r| usize::from(row_tables[r]));
+    let first = columns.map(|(_, first)| first).filter(|_| width > 0);
+    let class_of = |t: usize| match first {
+        _ if width == 0 => 0,
+        Some(first) => usize::from(row_tables[(first + t % width) % row_tables.len()]),
+        None => usize::from(row_tables[t / width]),
+    };
     let data: Vec<u8> = (0..n)
         .map(|t| draw(alphabets[class_of(t) % alphabets.len()], class_of(t), &mut rng))
         .collect();
@@ -121,7 +142,7 @@ fn build_case(
             normalize(&histogram(&picked), prob_bits)
         })
         .collect();
-    Case { data, row_tables, width, prob_bits, freqs }
+    Case { data, row_tables, first, width, prob_bits, freqs }
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -142,11 +163,18 @@ fn case() -> impl Strategy<Value = Case> {
         8u8..=12,
         proptest::collection::vec(alphabet(), 1..=4),
         any::<u64>(),
+        // Column classes one case in three: periods of GGUF blocks (Q4_1, Q8_0, Q6_K) and
+        // others, from any first column.
+        prop_oneof![
+            2 => Just(None),
+            1 => (prop_oneof![Just(1usize), Just(2), Just(20), Just(34), Just(210)], 0usize..1000)
+                .prop_map(Some),
+        ],
     )
-        .prop_map(|(n, n_tables, width, prob_bits, alphabets, seed)| {
+        .prop_map(|(n, n_tables, width, prob_bits, alphabets, seed, columns)| {
             // One table needs no map; several do.
             let width = if n_tables > 1 && width == 0 { 128 } else { width };
-            build_case(n, n_tables, width, prob_bits, &alphabets, seed)
+            build_case(n, n_tables, width, prob_bits, &alphabets, seed, columns)
         })
 }
 
@@ -293,10 +321,10 @@ proptest! {
                     *c = rng.below(tables.len() as u64) as u8;
                 }
             }
-            agree(&unit, &tables, TableMap::Rows { row_tables: &classes, width: case.width }, n);
+            let wrong = |classes| Case { row_tables: classes, ..case.clone_shape() };
+            agree(&unit, &tables, wrong(classes.clone()).map(), n);
             if !classes.is_empty() {
-                let short = TableMap::Rows { row_tables: &classes[..classes.len() - 1], width: case.width };
-                agree(&unit, &tables, short, n);
+                agree(&unit, &tables, wrong(classes[..classes.len() - 1].to_vec()).map(), n);
             }
         }
     }
@@ -327,7 +355,8 @@ fn every_stream_length_near_the_window() {
     for n in [0usize, 1, 127, 128, 129, 255, 256, 257, 383, 384, 385, 1000, 4096, 4097] {
         for alphabet in [Alphabet::Skewed, Alphabet::Flat, Alphabet::One] {
             for bits in [8u8, 12] {
-                let case = build_case(n, 1, 0, bits, &[alphabet], n as u64 * 31 + bits as u64);
+                let case =
+                    build_case(n, 1, 0, bits, &[alphabet], n as u64 * 31 + bits as u64, None);
                 let unit = encode(Path::Scalar, &case);
                 for path in Path::available() {
                     assert!(encode(path, &case) == unit, "{path:?} encoder, n {n}");
@@ -358,6 +387,7 @@ fn real_weights_agree() {
             let case = Case {
                 data: data.to_vec(),
                 row_tables: Vec::new(),
+                first: None,
                 width: 0,
                 prob_bits: bits,
                 freqs: vec![freqs],

@@ -67,9 +67,11 @@ proptest! {
         rows in 1u64..120, cols in 1u64..300,
         tile_rows in 1u32..50, tile_cols in 1u32..400,
         seed in any::<u64>(), bits in 8u8..=12, tables in 1u8..=8, predictor in 0usize..6,
-        dtype in 0usize..6, fit_tiles in any::<bool>(), sampled_counts in any::<bool>(),
+        dtype in 0usize..7, fit_tiles in any::<bool>(), sampled_counts in any::<bool>(),
+        whole_blocks in any::<bool>(),
     ) {
-        let dtype = [Dtype::I8, Dtype::U8, Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::Q8_0][dtype];
+        let dtype = [Dtype::I8, Dtype::U8, Dtype::BF16, Dtype::F16, Dtype::F32, Dtype::Q8_0,
+            Dtype::Q4_1][dtype];
         let cols = match dtype.block() {
             Some((per_block, _)) => per_block * (1 + cols / 100),
             None => cols,
@@ -88,6 +90,7 @@ proptest! {
             predictors,
             fit_tiles,
             sampled_counts,
+            whole_blocks,
         };
         let wcz = wcodec::compress_raw(&data, dtype, &[rows, cols], &options).unwrap();
         prop_assert_eq!(wcodec::decompress(&wcz).unwrap(), data);

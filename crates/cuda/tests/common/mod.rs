@@ -433,6 +433,45 @@ pub fn narrow_edge_cases() -> Vec<Case> {
     out
 }
 
+/// GGUF block types coded whole (`EncodeOptions::whole_blocks`: column classes): rows side by
+/// side to whole groups (Q8_0 and Q4_1 of 576 columns, Q4_0 of 1024), rows that k does not
+/// divide (63 rows of Q4_1: tiles of 360 columns), rows that stay as they are (Q6_K, Q8_K),
+/// each with the GPU preset's fitted 128 x 128 tiles, with tiles two groups wide and with narrow
+/// ones.
+pub fn whole_block_cases() -> Vec<Case> {
+    let mut rng = Rng::new(576);
+    let kinds: &[(Dtype, &[u64])] = &[
+        (Dtype::Q8_0, &[64, 576]),
+        (Dtype::Q4_1, &[48, 576]),
+        (Dtype::Q4_1, &[63, 576]),
+        (Dtype::Q4_0, &[40, 1024]),
+        (Dtype::Q6K, &[40, 512]),
+        (Dtype::Q8K, &[20, 1024]),
+    ];
+    let mut out = Vec::new();
+    for &(dtype, dims) in kinds {
+        for tile in [None, Some((64, 256)), Some((32, 64))] {
+            let (rows, cols) = wcodec_format::matrix_shape(dims).unwrap();
+            let row_len = dtype.storage_len(cols).unwrap() as usize;
+            let preset = EncodeOptions::for_gpu();
+            let options = match tile {
+                None => preset,
+                Some((rows, cols)) => {
+                    EncodeOptions { tile: TileConfig { rows, cols }, fit_tiles: false, ..preset }
+                }
+            };
+            out.push(Case {
+                name: format!("{dims:?} {dtype} whole, tile {tile:?}"),
+                dtype,
+                dims: dims.to_vec(),
+                bytes: weights(&mut rng, rows as usize, row_len),
+                options,
+            });
+        }
+    }
+    out
+}
+
 /// GGUF block types made with the GPU preset, rows of whole 128-column groups in their fields:
 /// block fields in runs of 4 columns (`FLAG_FIELD_RUNS`), blocks whose stride is 4-aligned
 /// (Q4_1: 20 bytes, Q4_K: 144) and only 2-aligned (Q8_0: 34, Q4_0: 18, Q6_K: 210), one table
@@ -464,6 +503,7 @@ pub fn field_run_cases() -> Vec<Case> {
                 options: EncodeOptions {
                     max_tables,
                     block_tables: max_tables,
+                    whole_blocks: false,
                     ..EncodeOptions::for_gpu()
                 },
             });
