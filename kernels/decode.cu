@@ -434,7 +434,7 @@ __device__ void merge_tile(uint8_t *dst, uint64_t row_stride, uint64_t first, co
 // Decodes one rANS unit with the whole warp; returns its WC_ERR_* bits. `table` holds the
 // plane's tables back to back (TS: TablesFull<true> in shared memory, TablesFull<false> in
 // global memory, TablesCompact).
-template <class TS, class S>
+template <class TS, class S, bool kColTables = false>
 __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *__restrict__ maps,
                                 const WcUnit &u, const uint32_t *table, uint32_t prob_bits,
                                 uint32_t lane) {
@@ -468,10 +468,11 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     auto table_of_row = [&](uint32_t r) -> uint32_t {
         return row_tables ? tables.row(__ldg(map + min(r, height - 1))) : 0u;
     };
-    // Column classes (GGUF blocks coded whole): the table of tile column c is map[c].
-    const bool col_tables = (u.flags & WC_FLAG_COL_TABLES) != 0;
+    // kColTables (column classes, GGUF blocks coded whole): the table of tile column c is
+    // map[c] (`decode_rans_cols`; the loops of the other units compile without it).
     auto table_of = [&](uint32_t r, uint32_t c) -> uint32_t {
-        return col_tables ? tables.row(__ldg(map + min(c, width - 1))) : table_of_row(r);
+        if constexpr (kColTables) return tables.row(__ldg(map + min(c, width - 1)));
+        return table_of_row(r);
     };
 
     // WC_FLAG_MIX_BF16: elements of 2 bytes, each merged with its sign-mantissa byte from `sm`
@@ -516,7 +517,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             uint32_t word = 0;
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
-                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
+                const uint32_t tj = kColTables ? table_of(0, col + j) : tb;
                 word |= rans_step<TS, true, S>(x, true, tables, tj, s, lane, lt) << (8 * j);
             }
             store(word ^ xor4);
@@ -541,7 +542,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
                 const bool active = 4 * lane + j < rest;
-                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
+                const uint32_t tj = kColTables ? table_of(0, col + j) : tb;
                 word |= rans_step<TS, false, S>(x, active, tables, tj, s, lane, lt) << (8 * j);
             }
             if (4 * lane < rest) store(word ^ xor4);
@@ -854,17 +855,28 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
     T tab = row_tables ? first.at(__ldg(map), prob_bits) : first;
     // kColTables (column classes, tiles of whole groups a row): the tables of the lane's 4
     // columns of the group, map[128 k + 4 lane + j] for the group's span k; fixed for the unit
-    // where it is one group wide.
+    // where it is one group wide, else looked up a group ahead (`n0`..`n3`), off the chain.
+    // Four named views, not an array: an array indexed through a reference goes to local memory.
     static_assert(!kColTables || (!kRowTables && !kMix && !kRuns),
                   "column tables with one-byte symbols in whole groups");
-    T col_tab[4] = {first, first, first, first};
-    auto load_col_tables = [&](uint32_t span) {
-#pragma unroll
-        for (uint32_t j = 0; j < 4; ++j) {
-            col_tab[j] = first.at(__ldg(map + kGroup * span + 4 * lane + j), prob_bits);
-        }
+    auto col_view = [&](uint32_t span, uint32_t j) {
+        return first.at(__ldg(map + kGroup * span + 4 * lane + j), prob_bits);
     };
-    if constexpr (kColTables) load_col_tables(0);
+    T c0 = first, c1 = first, c2 = first, c3 = first;
+    T n0 = first, n1 = first, n2 = first, n3 = first;
+    if constexpr (kColTables) {
+        c0 = col_view(0, 0), c1 = col_view(0, 1), c2 = col_view(0, 2), c3 = col_view(0, 3);
+        if constexpr (!kOneSpan) {
+            const uint32_t span = spans > 1 ? 1u : 0u;
+            n0 = col_view(span, 0), n1 = col_view(span, 1);
+            n2 = col_view(span, 2), n3 = col_view(span, 3);
+        }
+    }
+    // The table of step j (a constant once the steps are unrolled).
+    auto step_table = [&](uint32_t j) -> T {
+        if constexpr (!kColTables) return tab;
+        return j == 0 ? c0 : j == 1 ? c1 : j == 2 ? c2 : c3;
+    };
     uint32_t next = row_tables ? __ldg(map + min(1u, height - 1)) : 0u;
     uint32_t off = kOneSpan
                        ? (4 * lane >> width_log2) * stride + kEs * col(4 * lane & (u.width - 1))
@@ -876,7 +888,7 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         uint32_t e[4];
 #pragma unroll
         for (uint32_t j = 0; j < 4; ++j) {
-            e[j] = kColTables ? col_tab[j][x & mask] : tab[x & mask];
+            e[j] = step_table(j)[x & mask];
             const uint32_t xs = x >> prob_bits;
             const uint32_t xn = ((e[j] >> 8) & 0xfffu) * xs + (xs + (e[j] >> 20));
             const bool need = xn < WC_STATE_LOW;
@@ -901,11 +913,12 @@ __device__ uint32_t decode_rans_ring(const uint8_t *__restrict__ src,
         } else {
             off += kEs * col(kGroup);
         }
-        if (kOneSpan || ++k == spans) {
-            k = 0;
-            if constexpr (kColTables && !kOneSpan) load_col_tables(0);
-        } else if constexpr (kColTables) {
-            load_col_tables(k);
+        if (kOneSpan || ++k == spans) k = 0;
+        if constexpr (kColTables && !kOneSpan) {
+            c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+            const uint32_t span = k + 1 == spans ? 0u : k + 1;
+            n0 = col_view(span, 0), n1 = col_view(span, 1);
+            n2 = col_view(span, 2), n3 = col_view(span, 3);
         }
         if (kOneSpan || k == 0) {
             if (!kOneSpan) off += wrap;
@@ -1053,13 +1066,25 @@ __device__ __forceinline__ bool pairs(const WcUnit &u, bool fast, bool shared) {
 
 // A unit of a plane with compact tables (in shared memory): the ring loop (kRing), the fast
 // loop, or the general one, as for full tables.
-template <uint32_t kRing, class S>
+template <uint32_t kRing, class S, bool kCols>
 __device__ __forceinline__ uint32_t decode_compact(const uint8_t *__restrict__ src,
                                                    const uint8_t *__restrict__ maps,
                                                    const WcUnit &u, const uint32_t *tables,
                                                    uint32_t prob_bits, uint32_t lane,
-                                                   uint32_t ring, bool fast, bool mix) {
+                                                   uint32_t ring, bool fast, bool mix,
+                                                   bool col_ring) {
     if constexpr (kRing > 0) {
+        // Column classes in tiles of whole groups (`col_ring`): one group wide, or wider.
+        if constexpr (kCols) {
+            if (col_ring && u.width == kGroup) {
+                return decode_rans_ring<kRing, TableCompact, false, true, false, false, true>(
+                    src, maps, u, tables, prob_bits, lane, ring);
+            }
+            if (col_ring) {
+                return decode_rans_ring<kRing, TableCompact, false, false, false, false, true>(
+                    src, maps, u, tables, prob_bits, lane, ring);
+            }
+        }
         if (fast && mix) {
             return decode_rans_ring<kRing, TableCompact, true>(src, maps, u, tables,
                                                                prob_bits, lane, ring);
@@ -1116,7 +1141,7 @@ __device__ void copy_raw(const uint8_t *__restrict__ src, const WcUnit &u, uint3
 // counter, each as soon as it is free, so that no warp idles while units remain; the block
 // moves to the next plane when all its warps are done with this one.
 template <uint32_t kThreads, uint32_t kMinBlocks, class S, bool kFast = false, uint32_t kRing = 0,
-          bool kCompact = false, bool kPair = false>
+          bool kCompact = false, bool kPair = false, bool kCols = false>
 __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const WcLaunch p) {
     __shared__ uint32_t next_unit;
     const WcRange range = reinterpret_cast<const WcRange *>(p.ranges)[blockIdx.x];
@@ -1183,14 +1208,36 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 // GGUF block fields in runs of 4 columns (ring loops of their own): whole
                 // groups of columns, or an edge tile narrower than a group (one table).
                 const bool field = kFast && !mix && !col && (u.flags & WC_FLAG_FIELD_RUNS) != 0;
+                // Column classes in tiles of whole groups a row: the ring loops' column tables.
+                // (Variant 8 only: in the others' kernels the loops of one table compile as
+                // they did without them.)
+                const bool col_ring =
+                    kCols && col && spans && shared && !mix && u.width % kGroup == 0;
                 const bool runs = field && u.width % kGroup == 0;
                 const bool runs_narrow = field && u.width > 0 && u.width < kGroup &&
                                          (u.width & (u.width - 1)) == 0 &&
                                          u.width * u.height % kGroup == 0 &&
                                          (u.flags & WC_FLAG_ROW_TABLES) == 0;
-                if (kCompact && compact) {
-                    st = decode_compact<kRing, S>(src, maps, u, smem_tables, g.prob_bits, lane,
-                                                  ring, fast, mix);
+                if (col && !kCols) {
+                    // Column classes are compiled into variant 8 only (the host launches it
+                    // for them): in the others' kernels the other loops compile as they did
+                    // without them (inlined there, they cost SmolLM2's Q8_0 quants 4%).
+                    st = WC_ERR_VARIANT;
+                } else if (kCols && col && !col_ring) {
+                    // Column classes elsewhere than in tiles of whole groups: the general loop.
+                    if (kCompact && compact) {
+                        st = decode_rans<TablesCompact, S, kCols>(src, maps, u, smem_tables,
+                                                                  g.prob_bits, lane);
+                    } else if (shared) {
+                        st = decode_rans<TablesFull<true>, S, kCols>(src, maps, u, smem_tables,
+                                                                     g.prob_bits, lane);
+                    } else {
+                        st = decode_rans<TablesFull<false>, S, kCols>(src, maps, u, tables,
+                                                                      g.prob_bits, lane);
+                    }
+                } else if (kCompact && compact) {
+                    st = decode_compact<kRing, S, kCols>(src, maps, u, smem_tables, g.prob_bits, lane,
+                                                  ring, fast, mix, col_ring);
                 } else if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
                     // One table (files made for the GPU): no row-table step in the loop.
@@ -1200,11 +1247,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                                         u.width < kGroup && (u.width & (u.width - 1)) == 0 &&
                                         u.width * u.height % kGroup == 0;
                     const bool one_span = u.width == kGroup || narrow;
-                    if (col && spans && shared && !mix && u.width == kGroup) {
-                        st = decode_rans_ring<kRing, TableSmem, false, true, false, false, true>(
+                    if (kCols && col_ring && u.width == kGroup) {
+                        st = decode_rans_ring<kRing, TableSmem, false, true, false, false, kCols>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
-                    } else if (col && spans && shared && !mix && u.width % kGroup == 0) {
-                        st = decode_rans_ring<kRing, TableSmem, false, false, false, false, true>(
+                    } else if (kCols && col_ring) {
+                        st = decode_rans_ring<kRing, TableSmem, false, false, false, false, kCols>(
                             src, maps, u, smem_tables, g.prob_bits, lane, ring);
                     } else if ((runs || runs_narrow) && shared && one_table &&
                         (u.width == kGroup || runs_narrow)) {
@@ -1333,6 +1380,7 @@ constexpr KernelFn kVariants[WC_VARIANTS] = {
     wc_decode_kernel<256, 8, StreamLoad, true>,
     wc_decode_kernel<384, 4, StreamLoad, true, 2048>,
     wc_decode_kernel<384, 3, StreamLoad, true, 2048, false, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true, 2048, false, false, true>,
 };
 // Their twins that also read compact tables (WC_VARIANT_COMPACT): the compact paths in kernels
 // of their own, so that the loops of full tables compile as they did without them (sharing a
@@ -1346,6 +1394,7 @@ constexpr KernelFn kVariantsCompact[WC_VARIANTS] = {
     wc_decode_kernel<256, 8, StreamLoad, true, 0, true>,
     wc_decode_kernel<384, 4, StreamLoad, true, 2048, true>,
     wc_decode_kernel<384, 3, StreamLoad, true, 2048, true, true>,
+    wc_decode_kernel<384, 4, StreamLoad, true, 2048, true, false, true>,
 };
 
 // The compiled kernel of a WcLaunch.variant (WC_VARIANT_COMPACT picks the twin); null if none.
@@ -1354,11 +1403,11 @@ KernelFn kernel_of(uint32_t variant) {
     if (base >= WC_VARIANTS) return nullptr;
     return (variant & WC_VARIANT_COMPACT) ? kVariantsCompact[base] : kVariants[base];
 }
-constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12, 12};
+constexpr uint32_t kVariantWarps[WC_VARIANTS] = {32, 32, 16, 32, 12, 8, 12, 12, 12};
 // The ring a warp of each variant stages its stream in (bytes; 0: none), after the tables, and
 // how many a warp has (two where its halves decode a unit each).
-constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048, 2048};
-constexpr uint32_t kVariantRings[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 1, 2};
+constexpr uint32_t kVariantRing[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 2048, 2048, 2048};
+constexpr uint32_t kVariantRings[WC_VARIANTS] = {0, 0, 0, 0, 0, 0, 1, 2, 1};
 
 // Dynamic shared memory of a launch: the tables, then (ring variants) a ring per warp and the
 // slack that aligns the first. The tables end 16-byte aligned (smem_tables is, and every table

@@ -32,8 +32,10 @@
  * registers) and 5 (up to 8 warps, 32 registers) are 1 with a fast path for units whose groups are whole row spans (word stores,
  * width % 128 == 0): no per-step bound check and no per-lane row arithmetic. 6 (up to 12
  * warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring (2 KiB a
- * warp, after the tables) by cp.async. */
-#define WC_VARIANTS 8
+ * warp, after the tables) by cp.async. 7 (up to 12 warps, 56 registers) is 6 with two units a
+ * warp where they pair. 8 is 6 with the loops of column classes (WC_FLAG_COL_TABLES: GGUF
+ * blocks coded whole), which the others refuse (WC_ERR_VARIANT). */
+#define WC_VARIANTS 9
 /* WcLaunch.variant | WC_VARIANT_COMPACT: the variant's twin, which also reads compact tables
  * (WC_GROUP_COMPACT_TABLES); the host picks it when a launch has any. */
 #define WC_VARIANT_COMPACT 256u
@@ -63,7 +65,7 @@
 #define WC_FLAG_FIELD_RUNS 32u
 /* rANS: column classes (GGUF blocks coded whole): tile column c's table is
  * maps[row_map + c]. */
-#define WC_FLAG_COL_TABLES 64u
+#define WC_FLAG_COL_TABLES 64u /* (decoded by variant 8 only: WC_ERR_VARIANT elsewhere) */
 
 /* WcMerge.kind: how planes merge into elements (docs/FORMAT.md, "Transforms"). */
 #define WC_MERGE_BF16_SPLIT 1u /* exponent, sign-mantissa -> u16 */
@@ -91,6 +93,7 @@
 #define WC_ERR_WORDS_LEFT 4u        /* words remain after the last symbol */
 #define WC_ERR_NOT_FINAL 8u         /* a lane did not end in state 2^16 */
 #define WC_ERR_TABLES 16u           /* compact tables not in shared memory (a host error) */
+#define WC_ERR_VARIANT 32u          /* column classes in a variant without them (a host error) */
 
 /* One unit of work for one warp (72 bytes).
  *

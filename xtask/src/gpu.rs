@@ -103,6 +103,14 @@ pub fn prepare(args: &[String]) -> Result<()> {
     write_data(&corpus, &dir.join("data"))?;
     // The checked-in SmolLM2 GGUF slice: a GGUF file's blocks as the benchmark's fourth source.
     std::fs::copy(root.join("tests/data/smollm2-slice.gguf"), dir.join("data/smollm2-slice.gguf"))?;
+    // Tensors of SmolLM2's real shapes, where they were cut into the corpus cache
+    // (`tests/python/make_gguf_slice.py --layers 2 ... <corpus>/smollm2-layers.gguf`).
+    let layers = corpus.join("smollm2-layers.gguf");
+    if layers.is_file() {
+        std::fs::copy(&layers, dir.join("data/smollm2-layers.gguf"))?;
+    } else {
+        println!("no {}: the benchmark runs without GGUF tensors of real shapes", layers.display());
+    }
     let test_data = dir.join("tests-data");
     std::fs::create_dir_all(&test_data)?;
     for entry in std::fs::read_dir(root.join("tests/data"))? {

@@ -9,8 +9,10 @@
 //!
 //! DATA_DIR holds `minilm-int8.safetensors` (whole int8 tensors of all-MiniLM-L6-v2, per-tensor
 //! absmax) and `smollm2-q8_0-quants.i8` (raw int8 quants of SmolLM2's Q8_0 token embedding,
-//! rows of 576), optionally `minilm-bf16.bin` and `smollm2-slice.gguf` (a GGUF file of Q8_0,
-//! Q4_1 and F32 tensors, whose blocks keep scales beside quants). Each is compressed here with
+//! rows of 576), optionally `minilm-bf16.bin`, `smollm2-slice.gguf` (a GGUF file of Q8_0,
+//! Q4_1 and F32 tensors, whose blocks keep scales beside quants) and `smollm2-layers.gguf` (two
+//! whole layers of SmolLM2 and 4096 rows of its embedding: tensors of the model's real shapes;
+//! `tests/python/make_gguf_slice.py --layers 2`). Each is compressed here with
 //! the CPU encoder at several tile sizes, then decoded on the GPU `copies` times over in one launch (separate
 //! copies of the compressed bytes into separate outputs) so that at least `--mb` MiB are
 //! written. `--bins DIR` writes the tensors' bytes as .bin files for the nvCOMP/DFloat11
@@ -203,6 +205,10 @@ fn sources(dir: &Path) -> Result<Vec<Source>> {
     });
     if let Ok(gguf) = std::fs::read(dir.join("smollm2-slice.gguf")) {
         out.push(file_source("smollm2-gguf-slice", gguf, |_| true)?);
+    }
+    // Tensors of the model's real shapes: two whole layers and 4096 rows of the embedding.
+    if let Ok(gguf) = std::fs::read(dir.join("smollm2-layers.gguf")) {
+        out.push(file_source("smollm2-gguf-layers", gguf, |_| true)?);
     }
     if let Ok(b) = std::fs::read(dir.join("minilm-bf16.bin")) {
         let rows = (b.len() / 768) as u64;

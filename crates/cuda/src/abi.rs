@@ -15,19 +15,20 @@ pub const MAX_WARPS: u32 = 32;
 /// 1 with a fast path for units whose groups are whole row spans (no per-step bound check).
 /// 6 (up to 12 warps, 40 registers) is 4 with each warp's stream staged in a shared-memory ring
 /// (cp.async). 7 (up to 12 warps, 56 registers) is 6 with two units a warp where both are one
-/// group wide with one table and no prediction, a half-warp each, two rings a warp.
-pub const VARIANTS: u32 = 8;
+/// group wide with one table and no prediction, a half-warp each, two rings a warp. 8 is 6 with
+/// the loops of column classes (`FLAG_COL_TABLES`), which the others refuse (`ERR_VARIANT`).
+pub const VARIANTS: u32 = 9;
 /// `WcLaunch::variant | VARIANT_COMPACT`: the variant's twin that also reads compact tables
 /// (`GROUP_COMPACT_TABLES`), launched when any group has them.
 pub const VARIANT_COMPACT: u32 = 256;
 
 /// The largest block (in warps) of each variant.
-pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12, 12];
+pub const VARIANT_WARPS: [u32; VARIANTS as usize] = [32, 32, 16, 32, 12, 8, 12, 12, 12];
 /// The shared-memory ring each warp of a variant stages its stream in (bytes; 0: none), after
 /// the block's tables (`kVariantRing`; with the alignment slack, [`ring_bytes`]).
-pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048, 2048];
+pub const VARIANT_RING: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 2048, 2048, 2048];
 /// The rings a warp of a variant has (`kVariantRings`): two where its halves decode a unit each.
-pub const VARIANT_RINGS: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 1, 2];
+pub const VARIANT_RINGS: [usize; VARIANTS as usize] = [0, 0, 0, 0, 0, 0, 1, 2, 1];
 
 /// Dynamic shared memory a block of `variant` with `warps` warps needs besides its tables: a
 /// ring a warp, and the slack that aligns the first to its size after tables that end 16-byte
@@ -76,6 +77,8 @@ pub const ERR_OVERRUN: u32 = 2;
 pub const ERR_WORDS_LEFT: u32 = 4;
 pub const ERR_NOT_FINAL: u32 = 8;
 pub const ERR_TABLES: u32 = 16;
+/// Column classes in a launch of a variant without them (a host error: `LaunchConfig::for_plan`).
+pub const ERR_VARIANT: u32 = 32;
 
 /// `WcUnit`: one unit of work for one warp.
 #[repr(C)]
@@ -237,6 +240,7 @@ macro_rules! header_constants {
             ERR_WORDS_LEFT => WC_ERR_WORDS_LEFT,
             ERR_NOT_FINAL => WC_ERR_NOT_FINAL,
             ERR_TABLES => WC_ERR_TABLES,
+            ERR_VARIANT => WC_ERR_VARIANT,
             CRC_COMPARE => WC_CRC_COMPARE,
             crate::crc::TABLE_WORDS => WC_CRC_TABLE_WORDS,
         )

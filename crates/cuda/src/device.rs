@@ -741,6 +741,8 @@ impl Gpu {
         config: LaunchConfig,
         ranges: &[WcRange],
     ) -> Result<Shape, CudaError> {
+        // Column classes are compiled into one variant only.
+        let config = config.for_plan(plan);
         let kernel = self
             .kernel_info(config.variant)
             .ok_or_else(|| CudaError::Driver(format!("no kernel variant {}", config.variant)))?;
@@ -798,6 +800,9 @@ impl Gpu {
 
     /// The launch shape the decoder picks for a plan on this GPU.
     pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
+        if plan.has_column_classes() {
+            return LaunchConfig::for_columns(plan.units.len(), self.multiprocessors);
+        }
         let limit = self.kernel_info(0).map_or(0, |k| k.max_dynamic_shared.max(0) as usize);
         let smem = plan.max_table_bytes();
         let smem = if smem > limit { 0 } else { smem };

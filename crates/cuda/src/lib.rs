@@ -635,6 +635,7 @@ impl CudaDecoder {
             .zip(times)
             .map(|(&config, times)| {
                 let median_s = median(times.clone());
+                let config = config.for_plan(&plan);
                 BenchReport {
                     device: self.device_name().to_owned(),
                     config,

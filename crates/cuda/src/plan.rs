@@ -147,6 +147,41 @@ impl LaunchConfig {
     /// GB/s), SmolLM2 Q8_0 quants 1.00-1.03x; MiniLM BF16, whose units it does not pair,
     /// 0.89-0.92x, and the GGUF slice 0.93-0.98x: they keep variant 6.
     pub const PAIRED_VARIANT: u32 = 7;
+    /// The variant that decodes column classes (GGUF blocks coded whole, `FLAG_COL_TABLES`): 6
+    /// with their loops compiled in; the others refuse such units (`ERR_VARIANT`), so that their
+    /// own loops compile as they did without them (with them inlined, SmolLM2's Q8_0 quants
+    /// decoded 4% slower in variants 6 and 7, GPU runs 2-6 of this change). A plan with column
+    /// classes launches it whatever shape was asked for (`LaunchConfig::for_plan`).
+    pub const COLUMN_VARIANT: u32 = 8;
+
+    /// This launch shape for `plan`: with column classes, the same shape in
+    /// [`LaunchConfig::COLUMN_VARIANT`], its warps capped to that variant's largest block.
+    pub fn for_plan(self, plan: &Plan) -> LaunchConfig {
+        if self.variant == Self::COLUMN_VARIANT || !plan.has_column_classes() {
+            return self;
+        }
+        let most = VARIANT_WARPS[Self::COLUMN_VARIANT as usize];
+        LaunchConfig {
+            variant: Self::COLUMN_VARIANT,
+            warps_per_block: self.warps_per_block.min(most),
+            ..self
+        }
+    }
+
+    /// The launch shape for a plan with column classes on a GPU of `multiprocessors`: blocks of
+    /// 8 warps, 2 units a warp where the units fill the GPU that many times over. Measured on an
+    /// H200 (the SmolLM2 GGUF layers, 512 MiB a launch): (8 warps, 16 units) was the best shape of
+    /// variant 8 at every precision (9, 10 and 11 bits), (8, 8) within 5% of it, blocks of 4
+    /// warps 6-29% slower.
+    pub fn for_columns(units: usize, multiprocessors: u32) -> LaunchConfig {
+        let per_warp = if units >= 16 * multiprocessors.max(1) as usize { 2 } else { 1 };
+        LaunchConfig {
+            variant: Self::COLUMN_VARIANT,
+            warps_per_block: 8,
+            blocks_per_sm: 1,
+            units_per_block: 8 * per_warp,
+        }
+    }
 
     /// The launch shape for `units` units in `planes` planes whose tables need up to
     /// `smem_bytes` of shared memory, on a GPU of `multiprocessors` that each keep
@@ -1800,6 +1835,11 @@ impl Plan {
         })
     }
 
+    /// Whether any unit has column classes (the launch needs `LaunchConfig::COLUMN_VARIANT`).
+    pub fn has_column_classes(&self) -> bool {
+        self.units.iter().any(|u| u.kind == UNIT_RANS && u.flags & FLAG_COL_TABLES != 0)
+    }
+
     /// Whether any plane has compact tables (the launch needs the twin kernels that read them).
     pub fn has_compact_tables(&self) -> bool {
         self.groups.iter().any(|g| g.flags & GROUP_COMPACT_TABLES != 0)
@@ -1908,6 +1948,7 @@ impl Plan {
             (ERR_WORDS_LEFT, "words left after the last symbol"),
             (ERR_NOT_FINAL, "did not end in its final states"),
             (ERR_TABLES, "compact tables outside shared memory"),
+            (ERR_VARIANT, "column classes in a kernel variant without them"),
         ] {
             if status[i] & bit != 0 {
                 reasons.push(text);

@@ -59,6 +59,9 @@ impl Gpu {
     }
 
     pub(crate) fn default_config(&self, plan: &Plan) -> LaunchConfig {
+        if plan.has_column_classes() {
+            return LaunchConfig::for_columns(plan.units.len(), 1);
+        }
         LaunchConfig::choose(
             plan.units.len(),
             plan.groups.len(),
