@@ -468,11 +468,11 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
     auto table_of_row = [&](uint32_t r) -> uint32_t {
         return row_tables ? tables.row(__ldg(map + min(r, height - 1))) : 0u;
     };
-    // kColTables (column classes, GGUF blocks coded whole): the table of tile column c is
-    // map[c] (`decode_rans_cols`; the loops of the other units compile without it).
+    // Column classes (GGUF blocks coded whole; kColTables, variant 8 only): the table of tile
+    // column c is map[c].
+    const bool col_tables = kColTables && (u.flags & WC_FLAG_COL_TABLES) != 0;
     auto table_of = [&](uint32_t r, uint32_t c) -> uint32_t {
-        if constexpr (kColTables) return tables.row(__ldg(map + min(c, width - 1)));
-        return table_of_row(r);
+        return col_tables ? tables.row(__ldg(map + min(c, width - 1))) : table_of_row(r);
     };
 
     // WC_FLAG_MIX_BF16: elements of 2 bytes, each merged with its sign-mantissa byte from `sm`
@@ -517,7 +517,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
             uint32_t word = 0;
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
-                const uint32_t tj = kColTables ? table_of(0, col + j) : tb;
+                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
                 word |= rans_step<TS, true, S>(x, true, tables, tj, s, lane, lt) << (8 * j);
             }
             store(word ^ xor4);
@@ -542,7 +542,7 @@ __device__ uint32_t decode_rans(const uint8_t *__restrict__ src, const uint8_t *
 #pragma unroll
             for (uint32_t j = 0; j < 4; ++j) {
                 const bool active = 4 * lane + j < rest;
-                const uint32_t tj = kColTables ? table_of(0, col + j) : tb;
+                const uint32_t tj = col_tables ? table_of(0, col + j) : tb;
                 word |= rans_step<TS, false, S>(x, active, tables, tj, s, lane, lt) << (8 * j);
             }
             if (4 * lane < rest) store(word ^ xor4);
@@ -1103,7 +1103,7 @@ __device__ __forceinline__ uint32_t decode_compact(const uint8_t *__restrict__ s
                                                          lane);
         }
     }
-    return decode_rans<TablesCompact, S>(src, maps, u, tables, prob_bits, lane);
+    return decode_rans<TablesCompact, S, kCols>(src, maps, u, tables, prob_bits, lane);
 }
 
 // Copies one chunk of a raw plane: bytes [first, first + len) in the plane's row-major order.
@@ -1223,18 +1223,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     // for them): in the others' kernels the other loops compile as they did
                     // without them (inlined there, they cost SmolLM2's Q8_0 quants 4%).
                     st = WC_ERR_VARIANT;
-                } else if (kCols && col && !col_ring) {
-                    // Column classes elsewhere than in tiles of whole groups: the general loop.
-                    if (kCompact && compact) {
-                        st = decode_rans<TablesCompact, S, kCols>(src, maps, u, smem_tables,
-                                                                  g.prob_bits, lane);
-                    } else if (shared) {
-                        st = decode_rans<TablesFull<true>, S, kCols>(src, maps, u, smem_tables,
-                                                                     g.prob_bits, lane);
-                    } else {
-                        st = decode_rans<TablesFull<false>, S, kCols>(src, maps, u, tables,
-                                                                      g.prob_bits, lane);
-                    }
                 } else if (kCompact && compact) {
                     st = decode_compact<kRing, S, kCols>(src, maps, u, smem_tables, g.prob_bits, lane,
                                                   ring, fast, mix, col_ring);
@@ -1285,9 +1273,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                         st = decode_rans_ring<kRing, TableGlobal, false>(src, maps, u, tables,
                                                                   g.prob_bits, lane, ring);
                     } else if (shared) {
-                        st = decode_rans<TablesFull<true>, S>(src, maps, u, smem_tables, g.prob_bits, lane);
+                        st = decode_rans<TablesFull<true>, S, kCols>(src, maps, u, smem_tables, g.prob_bits, lane);
                     } else {
-                        st = decode_rans<TablesFull<false>, S>(src, maps, u, tables, g.prob_bits, lane);
+                        st = decode_rans<TablesFull<false>, S, kCols>(src, maps, u, tables, g.prob_bits, lane);
                     }
                 } else if (fast && shared && mix) {
                     st = decode_rans_fast<TableSmem, true>(src, maps, u, smem_tables, g.prob_bits,
@@ -1302,9 +1290,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     st = decode_rans_fast<TableGlobal, false>(src, maps, u, tables, g.prob_bits,
                                                               lane);
                 } else if (shared) {
-                    st = decode_rans<TablesFull<true>, S>(src, maps, u, smem_tables, g.prob_bits, lane);
+                    st = decode_rans<TablesFull<true>, S, kCols>(src, maps, u, smem_tables, g.prob_bits, lane);
                 } else {
-                    st = decode_rans<TablesFull<false>, S>(src, maps, u, tables, g.prob_bits, lane);
+                    st = decode_rans<TablesFull<false>, S, kCols>(src, maps, u, tables, g.prob_bits, lane);
                 }
                 // The inverse prediction reads the unit's geometry again (from L1), so that
                 // the decoding loop above keeps none of it in registers.
