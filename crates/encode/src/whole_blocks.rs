@@ -87,15 +87,17 @@ fn class_histograms(bytes: &[u8], cols: usize, classes: &[u8], n: usize) -> Vec<
     bytes
         .par_chunks(rows_a_task * cols)
         .map(|chunk| {
-            let mut counts = vec![[0u32; 256]; n];
+            // One flat array, byte b of class c at 256 c + b: an index and an add a byte.
             // u32 counters: a task counts fewer than 2^32 bytes (rows of at most 2^32 bytes,
             // `COUNT_ROWS_BYTES` of them or one).
+            let mut flat = vec![0u32; 256 * n];
+            let bins: Vec<usize> = classes.iter().map(|&c| 256 * usize::from(c)).collect();
             for block in chunk.chunks_exact(classes.len()) {
-                for (&b, &class) in block.iter().zip(classes) {
-                    counts[usize::from(class)][usize::from(b)] += 1;
+                for (&b, &bin) in block.iter().zip(&bins) {
+                    flat[bin | usize::from(b)] += 1;
                 }
             }
-            counts
+            flat.chunks_exact(256).map(|h| h.try_into().expect("256 counts")).collect::<Vec<_>>()
         })
         .reduce(
             || vec![[0u32; 256]; n],

@@ -377,8 +377,15 @@ fn code_down(
                 unit.g -= k;
             }
             None => {
-                unit.down.reserve(GROUP);
-                coded &= unit.scalar_group(tables);
+                // A full group of mixed tables (column classes: GGUF blocks coded whole) on
+                // the kernel's path for them where it has one, else the scalar steps.
+                if unit.down.room() < GROUP + ENCODE_HEADROOM {
+                    unit.down.reserve(GROUP + ENCODE_HEADROOM);
+                }
+                match kernel.and_then(|kernel| unit.mixed_group(kernel, tables)) {
+                    Some(group_coded) => coded &= group_coded,
+                    None => coded &= unit.scalar_group(tables),
+                }
             }
         }
     }
@@ -464,6 +471,32 @@ impl<'a> Coding<'a> {
             buf,
             cur,
         }
+    }
+
+    /// Group `g - 1` on the kernel's path for a table a symbol, if the group is full, its
+    /// tables are of one precision and the kernel has that path; needs room for a word a
+    /// symbol and the headroom. Returns whether every symbol had a frequency.
+    fn mixed_group(&mut self, kernel: Kernel, tables: &[EncodeTable]) -> Option<bool> {
+        let base = (self.g - 1) * GROUP;
+        let group: &[u8; GROUP] = self.symbols.get(base..base + GROUP)?.try_into().ok()?;
+        let prob_bits = tables[0].prob_bits;
+        if tables.iter().any(|t| t.prob_bits != prob_bits) {
+            return None;
+        }
+        let mut classes = [0u8; GROUP];
+        self.map.fill_tables(base, &mut classes);
+        let (buf, cur) = self.down.parts();
+        let coded = kernel.encode_mixed_group(
+            &mut self.states,
+            group,
+            tables,
+            &classes,
+            prob_bits,
+            buf,
+            cur,
+        )?;
+        self.g -= 1;
+        Some(coded)
     }
 
     /// Group `g - 1` (full or not) on the scalar steps; needs room for a word a symbol.

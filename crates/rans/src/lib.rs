@@ -139,18 +139,28 @@ impl TableMap<'_> {
                 }
             }
             TableMap::Cols { col_tables, first, width } => {
+                // Row by row of the tile: a row's classes repeat every period, so the first
+                // period is looked up and the rest copied from it, doubling.
                 let period = col_tables.len();
-                let mut col = base % width;
-                let mut class = (first + col) % period;
-                for t in out {
-                    *t = col_tables[class];
-                    (col, class) = (col + 1, class + 1);
-                    if class == period {
-                        class = 0;
+                let (mut col, mut done) = (base % width, 0);
+                while done < out.len() {
+                    let run = (width - col).min(out.len() - done);
+                    let row = &mut out[done..done + run];
+                    let mut class = (first + col) % period;
+                    for t in &mut row[..run.min(period)] {
+                        *t = col_tables[class];
+                        class += 1;
+                        if class == period {
+                            class = 0;
+                        }
                     }
-                    if col == width {
-                        (col, class) = (0, first % period);
+                    let mut filled = run.min(period);
+                    while filled < run {
+                        let n = filled.min(run - filled);
+                        row.copy_within(..n, filled);
+                        filled += n;
                     }
+                    (col, done) = (0, done + run);
                 }
             }
         }

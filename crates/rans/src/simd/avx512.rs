@@ -165,6 +165,23 @@ pub(super) unsafe fn decode_mixed_group(
     let byte = _mm512_set1_epi32(0xff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
     let present = classes.iter().fold(0u32, |bits, &c| bits | 1 << c);
+    // With up to 16 tables, each lane's entry is gathered from its own table through 64-bit
+    // byte offsets from the first table's entries (two gathers of 8 lanes a step, where a
+    // masked gather a table present would take up to 16).
+    let entries0 = tables[0].entries.as_ptr();
+    let lane_tables = (tables.len() <= 16 && present.count_ones() > 1).then(|| {
+        let mut off = [0i64; 16];
+        for (k, t) in tables.iter().enumerate() {
+            off[k] = t.entries.as_ptr() as i64 - entries0 as i64;
+        }
+        // SAFETY: `off` holds 16 i64, two registers.
+        unsafe {
+            [
+                _mm512_loadu_si512(off.as_ptr().cast()),
+                _mm512_loadu_si512(off.as_ptr().add(8).cast()),
+            ]
+        }
+    });
     // SAFETY: `states` holds 2 x 16 u32, `classes` 2 x 64 bytes.
     let (mut x, class) = unsafe {
         (
@@ -186,16 +203,39 @@ pub(super) unsafe fn decode_mixed_group(
             let slot = _mm512_and_si512(x[r], mask);
             let c = _mm512_and_si512(_mm512_srlv_epi32(class[r], _mm512_set1_epi32(8 * j)), byte);
             let mut e = _mm512_setzero_si512();
-            let mut rest = present;
-            while rest != 0 {
-                let k = rest.trailing_zeros();
-                rest &= rest - 1;
-                let lanes = _mm512_cmpeq_epi32_mask(c, _mm512_set1_epi32(k as i32));
-                let entries = &tables[k as usize].entries;
-                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
-                e = unsafe {
-                    _mm512_mask_i32gather_epi32::<4>(e, lanes, slot, entries.as_ptr().cast())
+            if let Some(off) = &lane_tables {
+                // Byte offsets: the lane's table, plus 4 bytes a slot.
+                let at = |classes: __m256i, slots: __m256i| {
+                    let table =
+                        _mm512_permutex2var_epi64(off[0], _mm512_cvtepu32_epi64(classes), off[1]);
+                    _mm512_add_epi64(table, _mm512_slli_epi64::<2>(_mm512_cvtepu32_epi64(slots)))
                 };
+                let (c_low, c_high) =
+                    (_mm512_castsi512_si256(c), _mm512_extracti64x4_epi64::<1>(c));
+                let (s_low, s_high) =
+                    (_mm512_castsi512_si256(slot), _mm512_extracti64x4_epi64::<1>(slot));
+                // SAFETY: every class names a table (checked by the caller) and every slot is
+                // below `SLOTS` (masked): each offset lands on an entry of a table.
+                let (e_low, e_high) = unsafe {
+                    (
+                        _mm512_i64gather_epi32::<1>(at(c_low, s_low), entries0.cast()),
+                        _mm512_i64gather_epi32::<1>(at(c_high, s_high), entries0.cast()),
+                    )
+                };
+                e = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(e_low), e_high);
+            } else {
+                let mut rest = present;
+                while rest != 0 {
+                    let k = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    let lanes = _mm512_cmpeq_epi32_mask(c, _mm512_set1_epi32(k as i32));
+                    let entries = &tables[k as usize].entries;
+                    // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS`
+                    // u32s.
+                    e = unsafe {
+                        _mm512_mask_i32gather_epi32::<4>(e, lanes, slot, entries.as_ptr().cast())
+                    };
+                }
             }
             let q = _mm512_srlv_epi32(x[r], shift);
             let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), freq_mask);
@@ -510,6 +550,174 @@ unsafe fn encode_step(
     // (q << prob_bits) + (x - q * freq) + cum == x + q * (M - freq) + cum. Both are 52-bit
     // multiplies (4 cycles), which read the low 52 bits of `magic_cmpl` (the magic) and the
     // shifted-down top 12 (M - freq).
+    let zero = _mm512_setzero_si512();
+    let x_low = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr));
+    let x_high = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr));
+    let q_low = _mm512_madd52hi_epu64(zero, x_low, magic_low);
+    let q_high = _mm512_madd52hi_epu64(zero, x_high, magic_high);
+    let y_low = _mm512_madd52lo_epu64(x_low, q_low, _mm512_srli_epi64::<52>(magic_low));
+    let y_high = _mm512_madd52lo_epu64(x_high, q_high, _mm512_srli_epi64::<52>(magic_high));
+    let y = _mm512_permutex2var_epi32(y_low, k.evens, y_high);
+    _mm512_add_epi32(y, _mm512_srli_epi32::<16>(info))
+}
+
+/// See [`super::Kernel::encode_mixed_group`]: [`encode_run`]'s steps on one group whose symbols
+/// take their tables lane by lane (`classes[t]` for symbol `t`, laid out as the symbols), each
+/// lane's constants gathered through 64-bit offsets from the first table's (a table per lane,
+/// where the run gathers from one table a register).
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW, VL, VBMI2 and IFMA, POPCNT; `prob_bits` must be in `8..=12`;
+/// at most 16 tables, each class below `tables.len()`; `*cur <= buf.len() / 2` and
+/// `*cur >= GROUP + ENCODE_HEADROOM`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+pub(super) unsafe fn encode_mixed_group(
+    states: &mut [u32; LANES],
+    group: &[u8; GROUP],
+    tables: &[crate::EncodeTable],
+    classes: &[u8; GROUP],
+    prob_bits: u32,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    cur: &mut usize,
+) -> bool {
+    let consts = EncodeConsts {
+        renorm_shift: _mm512_set1_epi32(32 - prob_bits as i32),
+        byte: _mm512_set1_epi32(0xff),
+        freq_mask: _mm512_set1_epi32(0xffff),
+        evens: _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+    };
+    // Each table's arrays as offsets from the first table's, in bytes (lanes past the tables
+    // keep 0 and are never selected).
+    let info0 = tables[0].simd.info512.as_ptr();
+    let magic0 = tables[0].simd.magic_cmpl.as_ptr();
+    let mut info_off = [0i64; 16];
+    let mut magic_off = [0i64; 16];
+    for (k, t) in tables.iter().enumerate() {
+        info_off[k] = t.simd.info512.as_ptr() as i64 - info0 as i64;
+        magic_off[k] = t.simd.magic_cmpl.as_ptr() as i64 - magic0 as i64;
+    }
+    // SAFETY: each array holds 16 i64, two registers.
+    let offsets = unsafe {
+        LaneTables {
+            info: [
+                _mm512_loadu_si512(info_off.as_ptr().cast()),
+                _mm512_loadu_si512(info_off.as_ptr().add(8).cast()),
+            ],
+            magic: [
+                _mm512_loadu_si512(magic_off.as_ptr().cast()),
+                _mm512_loadu_si512(magic_off.as_ptr().add(8).cast()),
+            ],
+            info0: info0.cast(),
+            magic0: magic0.cast(),
+        }
+    };
+    // SAFETY: `states` holds 2 x 16 u32, `group` and `classes` 2 x 64 bytes.
+    let (mut x, v, c) = unsafe {
+        (
+            [
+                _mm512_loadu_si512(states.as_ptr().cast()),
+                _mm512_loadu_si512(states.as_ptr().add(16).cast()),
+            ],
+            [
+                _mm512_loadu_si512(group.as_ptr().cast()),
+                _mm512_loadu_si512(group.as_ptr().add(64).cast()),
+            ],
+            [
+                _mm512_loadu_si512(classes.as_ptr().cast()),
+                _mm512_loadu_si512(classes.as_ptr().add(64).cast()),
+            ],
+        )
+    };
+    let out = buf.as_mut_ptr().cast::<u8>();
+    let mut at = *cur;
+    let mut least = _mm512_set1_epi32(-1);
+    // The group's 4 steps, last first; half 1 (register 1), then half 0, as `encode_run`.
+    for shift in [24u32, 16, 8, 0] {
+        let count = _mm_cvtsi32_si128(shift as i32);
+        for r in [1, 0] {
+            let symbols = _mm512_and_si512(_mm512_srl_epi32(v[r], count), consts.byte);
+            let class = _mm512_and_si512(_mm512_srl_epi32(c[r], count), consts.byte);
+            // SAFETY: as the caller guarantees (room below `at` for the step's 16 words).
+            x[r] = unsafe {
+                encode_step_lanes(x[r], symbols, class, &offsets, &consts, out, &mut at, &mut least)
+            };
+        }
+    }
+    // SAFETY: as for the loads.
+    unsafe {
+        _mm512_storeu_si512(states.as_mut_ptr().cast(), x[0]);
+        _mm512_storeu_si512(states.as_mut_ptr().add(16).cast(), x[1]);
+    }
+    *cur = at;
+    _mm512_cmpeq_epi32_mask(least, _mm512_setzero_si512()) == 0
+}
+
+/// The tables of [`encode_mixed_group`]: each table's `info512` and `magic_cmpl` as byte offsets
+/// from the first table's (16 i64, two registers each).
+struct LaneTables {
+    info: [__m512i; 2],
+    magic: [__m512i; 2],
+    info0: *const i32,
+    magic0: *const i64,
+}
+
+/// [`encode_step`] with a table a lane: lane `i` codes `s[i]` with table `class[i]`.
+///
+/// # Safety
+/// As [`encode_step`]; every class names a table of `t`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn encode_step_lanes(
+    xr: __m512i,
+    s: __m512i,
+    class: __m512i,
+    t: &LaneTables,
+    k: &EncodeConsts,
+    out: *mut u8,
+    c: &mut usize,
+    least: &mut __m512i,
+) -> __m512i {
+    let (s_low, s_high) = (_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64::<1>(s));
+    let (class_low, class_high) =
+        (_mm512_castsi512_si256(class), _mm512_extracti64x4_epi64::<1>(class));
+    // Byte offsets of lane i's entries: its table's array, plus 4 or 8 bytes a symbol.
+    let lane_offsets = |arrays: &[__m512i; 2], classes: __m256i, symbols: __m256i, size: i64| {
+        let table = _mm512_permutex2var_epi64(arrays[0], _mm512_cvtepu32_epi64(classes), arrays[1]);
+        let at = _mm512_sllv_epi64(_mm512_cvtepu32_epi64(symbols), _mm512_set1_epi64(size));
+        _mm512_add_epi64(table, at)
+    };
+    // SAFETY: every offset lands on an entry of a table of `t` (symbols below 256, classes
+    // below the number of tables, each table's arrays of 256 entries).
+    let (info, magic_low, magic_high) = unsafe {
+        let info_low =
+            _mm512_i64gather_epi32::<1>(lane_offsets(&t.info, class_low, s_low, 2), t.info0);
+        let info_high =
+            _mm512_i64gather_epi32::<1>(lane_offsets(&t.info, class_high, s_high, 2), t.info0);
+        (
+            _mm512_inserti64x4::<1>(_mm512_castsi256_si512(info_low), info_high),
+            _mm512_i64gather_epi64::<1>(lane_offsets(&t.magic, class_low, s_low, 3), t.magic0),
+            _mm512_i64gather_epi64::<1>(lane_offsets(&t.magic, class_high, s_high, 3), t.magic0),
+        )
+    };
+    // From here, `encode_step` as it is.
+    let freq = _mm512_and_si512(info, k.freq_mask);
+    *least = _mm512_min_epu32(*least, freq);
+    let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, k.renorm_shift), freq);
+    let count = emit.count_ones() as usize;
+    let low_words = _mm512_cvtepi32_epi16(xr);
+    let packed = _mm256_maskz_compress_epi16(emit, low_words);
+    // SAFETY: `*c >= count` words (the caller's room), and the masked store writes exactly
+    // the words [c - count, c) of `out`.
+    unsafe {
+        _mm256_mask_storeu_epi16(
+            out.add(2 * (*c - count)).cast(),
+            _bzhi_u32(u32::MAX, count as u32) as u16,
+            packed,
+        )
+    };
+    *c -= count;
+    let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
     let zero = _mm512_setzero_si512();
     let x_low = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr));
     let x_high = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr));

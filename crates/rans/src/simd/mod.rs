@@ -247,6 +247,48 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// One full group whose symbols take their tables one by one (`classes[t]` for symbol `t`,
+    /// all of precision `prob_bits`), coded as [`Kernel::encode_run`] codes a group: its words
+    /// below `*cur` in `buf`. Returns `None` where this kernel has no such path (AVX2) or there
+    /// are more than 16 tables (the caller then takes the scalar steps), else whether every
+    /// symbol had a frequency.
+    ///
+    /// Panics if `buf` has no room below `*cur` for a word a symbol plus the headroom.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn encode_mixed_group(
+        self,
+        states: &mut [u32; LANES],
+        group: &[u8; GROUP],
+        tables: &[EncodeTable],
+        classes: &[u8; GROUP],
+        prob_bits: u32,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+        cur: &mut usize,
+    ) -> Option<bool> {
+        assert!(*cur <= buf.len() / 2 && *cur >= GROUP + ENCODE_HEADROOM, "no room for a group");
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected; the room is
+            // asserted above, the tables and classes checked by the guard.
+            Kernel::Avx512(Avx512 { encoder: true })
+                if tables.len() <= 16 && classes.iter().all(|&c| usize::from(c) < tables.len()) =>
+            unsafe {
+                Some(avx512::encode_mixed_group(
+                    states,
+                    group,
+                    tables,
+                    classes,
+                    prob_bits.clamp(8, 12),
+                    buf,
+                    cur,
+                ))
+            },
+            _ => None,
+        }
+    }
+}
+
 /// A run of full groups of one unit for [`Kernel::encode_run`].
 pub(crate) struct EncodeRun<'a> {
     pub(crate) states: &'a mut [u32; LANES],
