@@ -1,5 +1,6 @@
 //! Round trip: an arbitrary small tensor of any dtype, shape, tile size, precision, table
-//! count, predictor set and tile fitting compresses and decompresses to exactly its bytes.
+//! count, predictor set, tile fitting and GGUF blocks coded whole or split compresses and
+//! decompresses to exactly its bytes.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -18,6 +19,7 @@ struct Input {
     predictors: u8,
     fit_tiles: bool,
     sampled_counts: bool,
+    whole_blocks: bool,
     data: Vec<u8>,
 }
 
@@ -54,6 +56,7 @@ fuzz_target!(|input: Input| {
         predictors,
         fit_tiles: input.fit_tiles,
         sampled_counts: input.sampled_counts,
+        whole_blocks: input.whole_blocks,
     };
     let wcz = wcodec::compress_raw(&bytes, dtype, &dims, &options).expect("compresses");
     assert_eq!(wcodec::decompress(&wcz).expect("decompresses"), bytes);
