@@ -1198,7 +1198,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                 // Whole row spans, and the tile's bytes within 4 GiB (32-bit offsets).
                 const bool mix = (u.flags & WC_FLAG_MIX_BF16) != 0;
                 const uint64_t es = mix ? 2u : 1u;
-                // Column classes take the ring loop where a tile is one group wide, else the
+                // Column classes take the ring loop where a tile is whole groups wide, else the
                 // general loop (`rows` and `fast` hold for units of one table a row only).
                 const bool col = (u.flags & WC_FLAG_COL_TABLES) != 0;
                 const bool spans = kFast && (u.flags & WC_FLAG_WORD_STORES) &&
@@ -1224,12 +1224,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) wc_decode_kernel(const W
                     // without them (inlined there, they cost SmolLM2's Q8_0 quants 4%).
                     st = WC_ERR_VARIANT;
                 } else if (kCompact && compact) {
-                    st = decode_compact<kRing, S, kCols>(src, maps, u, smem_tables, g.prob_bits, lane,
-                                                  ring, fast, mix, col_ring);
+                    st = decode_compact<kRing, S, kCols>(src, maps, u, smem_tables, g.prob_bits,
+                                                         lane, ring, fast, mix, col_ring);
                 } else if constexpr (kRing > 0) {
                     // Variant 6: the fast path through the warp's stream ring.
                     // One table (files made for the GPU): no row-table step in the loop.
-                    const bool one_table = (u.flags & (WC_FLAG_ROW_TABLES | WC_FLAG_COL_TABLES)) == 0;
+                    const bool one_table =
+                        (u.flags & (WC_FLAG_ROW_TABLES | WC_FLAG_COL_TABLES)) == 0;
                     // Narrower than a group, whole groups of whole rows (one table only).
                     const bool narrow = rows && one_table && shared && u.width > 0 &&
                                         u.width < kGroup && (u.width & (u.width - 1)) == 0 &&

@@ -150,7 +150,7 @@ impl LaunchConfig {
     /// The variant that decodes column classes (GGUF blocks coded whole, `FLAG_COL_TABLES`): 6
     /// with their loops compiled in; the others refuse such units (`ERR_VARIANT`), so that their
     /// own loops compile as they did without them (with them inlined, SmolLM2's Q8_0 quants
-    /// decoded 4% slower in variants 6 and 7, GPU runs 2-6 of this change). A plan with column
+    /// decoded 4% slower in variants 6 and 7, GPU runs 160-164). A plan with column
     /// classes launches it whatever shape was asked for (`LaunchConfig::for_plan`).
     pub const COLUMN_VARIANT: u32 = 8;
 
@@ -170,9 +170,9 @@ impl LaunchConfig {
 
     /// The launch shape for a plan with column classes on a GPU of `multiprocessors`: blocks of
     /// 8 warps, 2 units a warp where the units fill the GPU that many times over. Measured on an
-    /// H200 (the SmolLM2 GGUF layers, 512 MiB a launch): (8 warps, 16 units) was the best shape of
-    /// variant 8 at every precision (9, 10 and 11 bits), (8, 8) within 5% of it, blocks of 4
-    /// warps 6-29% slower.
+    /// H200 (GPU run 163, the SmolLM2 GGUF layers, 512 MiB a launch): (8 warps, 16 units) was
+    /// the best shape of variant 8 at every precision (9, 10 and 11 bits), (8, 8) within 5% of
+    /// it, blocks of 4 warps 6-29% slower.
     pub fn for_columns(units: usize, multiprocessors: u32) -> LaunchConfig {
         let per_warp = if units >= 16 * multiprocessors.max(1) as usize { 2 } else { 1 };
         LaunchConfig {
@@ -1272,9 +1272,11 @@ impl Plan {
                 return Err(bad("column-class map does not match the columns and tables".into()));
             }
             // The period, then a tile's width more: a tile from column c0 finds the classes of
-            // its columns from c0 mod period on, in a row.
+            // its columns from c0 mod period on, in a row (at most the plane's width more, so
+            // that the maps never outgrow the outputs).
             let base = self.maps.len() as u64;
-            self.maps.extend((0..period + tw).map(|c| col_tables[(c % period) as usize]));
+            let len = period + tw.min(plane.cols);
+            self.maps.extend((0..len).map(|c| col_tables[(c % period) as usize]));
             col_map = Some((base, period));
         } else if tables.len() > 1 {
             if row_tables.len() as u64 != plane.rows
