@@ -1821,8 +1821,14 @@ impl Plan {
     /// MiB a launch (planes of 44 units, ~22 a multiprocessor) 326 -> 504; one 4096x4096 layer
     /// of 256 or 1,024 units (one plane) 13-28% slower with them, as was the MiniLM embedding
     /// alone (240 units and a raw plane for its scale: 25.9 -> 20.9 GB/s).
+    /// Plans with column classes keep full tables: their planes' 10-bit tables (up to 20 KiB
+    /// for Q4_1's five classes) leave the ring variant blocks enough, and each compact lookup
+    /// is two dependent loads (GPU run 163, SmolLM2's GGUF layers: 878 GB/s with full tables
+    /// against 780 with compact ones; 796-806 in runs 165-167, where this rule did not exist).
     pub fn compact_tables_pay(&self, multiprocessors: u32) -> bool {
-        if !self.groups.iter().any(|g| compactable(g, COMPACT_TABLES_ABOVE)) {
+        if self.has_column_classes()
+            || !self.groups.iter().any(|g| compactable(g, COMPACT_TABLES_ABOVE))
+        {
             return false;
         }
         // A range crossing into a raw plane (a copy, no tables) costs little.
