@@ -196,11 +196,19 @@ pub fn encode_tensor(
         return Err(shape_error(input, expected));
     }
     let transform = transform_for(input.dtype);
+    // A tensor of no rows may claim rows of any width; where its planes' widths are counted in
+    // bytes (identity, block fields, blocks coded whole) the decoder refuses rows whose bytes
+    // overflow, so they are refused here rather than written undecodable.
+    if matches!(transform, Transform::Identity | Transform::BlockFields)
+        && input.dtype.storage_len(cols).is_none()
+    {
+        return Err(shape_error(input, None));
+    }
     if options.whole_blocks
         && transform == Transform::BlockFields
         && let Some(classes) = whole_blocks::column_classes(input.dtype)
     {
-        return Ok(encode_whole_blocks(input, rows, &classes, options));
+        return encode_whole_blocks(input, rows, cols, &classes, options);
     }
     let shapes = transform.plane_shapes(input.dtype, rows, cols);
     // A block type's values are scaled block by block (32 or 256 values), so the rows of its
@@ -331,15 +339,18 @@ fn crc_and_counts(bytes: &[u8], counting: Option<bool>, bias: u8) -> (u32, Optio
     (crc, histogram)
 }
 
-/// [`encode_tensor`] for a block type coded whole (`EncodeOptions::whole_blocks`): `classes` are
-/// its block's column classes.
+/// [`encode_tensor`] for a block type coded whole (`EncodeOptions::whole_blocks`), of `rows x
+/// cols` elements: `classes` are its block's column classes.
 fn encode_whole_blocks(
     input: &TensorInput,
     rows: u64,
+    cols: u64,
     classes: &[u8],
     options: &EncodeOptions,
-) -> EncodedTensor {
-    let row_bytes = (input.bytes.len() as u64).checked_div(rows).unwrap_or(0);
+) -> Result<EncodedTensor, EncodeError> {
+    // A row's bytes from its elements (a tensor of no rows still has rows of some width), which
+    // a decoder refuses to read where they overflow.
+    let row_bytes = input.dtype.storage_len(cols).ok_or_else(|| shape_error(input, None))?;
     let (prows, pcols) = whole_blocks::plane_shape(rows, row_bytes);
     let (crc, _) = crc_and_counts(input.bytes, None, 0);
     let (mut entry, bits, payload) = whole_blocks::encode_whole_blocks(
@@ -356,7 +367,7 @@ fn encode_whole_blocks(
         raw.push(input.bytes.to_vec());
         raw
     });
-    EncodedTensor {
+    Ok(EncodedTensor {
         entry: TensorEntry {
             name: input.name.to_owned(),
             dtype: input.dtype,
@@ -369,7 +380,7 @@ fn encode_whole_blocks(
             planes: vec![entry],
         },
         payload,
-    }
+    })
 }
 
 fn shape_error(input: &TensorInput, expected: Option<u64>) -> EncodeError {

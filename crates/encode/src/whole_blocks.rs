@@ -128,10 +128,7 @@ pub(crate) fn encode_whole_blocks(
     options: &EncodeOptions,
 ) -> (PlaneEntry, f64, Option<Payload>) {
     debug_assert!(bytes.len() == rows * cols && cols.is_multiple_of(classes.len()));
-    let n_classes = usize::from(classes.iter().copied().max().unwrap_or(0)) + 1;
-    let hists = class_histograms(bytes, cols, classes, n_classes);
-    let order0_bits: f64 = hists.iter().map(entropy_bits).sum();
-    let raw = || {
+    let raw = |order0_bits: f64| {
         let entry = PlaneEntry {
             rows: rows as u64,
             cols: cols as u64,
@@ -144,9 +141,13 @@ pub(crate) fn encode_whole_blocks(
         };
         (entry, order0_bits, None)
     };
+    // (No bytes: rows of no columns, or no rows.)
     if bytes.is_empty() {
-        return raw();
+        return raw(0.0);
     }
+    let n_classes = usize::from(classes.iter().copied().max().unwrap_or(0)) + 1;
+    let hists = class_histograms(bytes, cols, classes, n_classes);
+    let order0_bits: f64 = hists.iter().map(entropy_bits).sum();
     let prob_bits = options.prob_bits.min(MAX_PROB_BITS);
     let freqs: Vec<_> = hists.iter().map(|h| normalize(h, prob_bits)).collect();
     let coded_bits: f64 = hists.iter().zip(&freqs).map(|(h, f)| cost_bits(h, f, prob_bits)).sum();
@@ -162,7 +163,7 @@ pub(crate) fn encode_whole_blocks(
     let worth = bytes.len() as f64 * (1.0 - MIN_PLANE_SAVING);
     let estimate = coded_bits / 8.0 + per_unit * tiles.len() as f64 + freqs.len() as f64 * 300.0;
     if estimate >= worth {
-        return raw();
+        return raw(order0_bits);
     }
     let encoders: Vec<EncodeTable> = freqs.iter().map(|f| EncodeTable::new(f, prob_bits)).collect();
     let bits_per_symbol = coded_bits / bytes.len() as f64;
@@ -192,7 +193,7 @@ pub(crate) fn encode_whole_blocks(
     // coder refuses would be an encoder bug, and the plane is then stored as it is.
     let Ok(coded) = coded else {
         debug_assert!(false, "a symbol without frequency in a plane of whole blocks");
-        return raw();
+        return raw(order0_bits);
     };
     let mut payload = Payload::default();
     let mut units = Vec::with_capacity(coded.len());
@@ -209,7 +210,7 @@ pub(crate) fn encode_whole_blocks(
     }
     let directory_cost = units.len() * UnitRecord::LEN + freqs.len() * 300 + classes.len();
     if (payload.len() + directory_cost) as f64 >= worth {
-        return raw();
+        return raw(order0_bits);
     }
     let entry = PlaneEntry {
         rows: rows as u64,

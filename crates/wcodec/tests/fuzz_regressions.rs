@@ -66,3 +66,25 @@ fn an_empty_tensor_with_rows_past_two_to_the_64_is_refused() {
     assert!(matches!(err, wcodec::Error::Container(_)), "{err}");
     assert_eq!(err.exit_code(), 3);
 }
+
+/// roundtrip target: a GGUF block type of rows of no columns coded whole (`--for-gpu`) panicked
+/// counting its bytes by rows (chunks of zero rows' bytes), and one of no rows was written with
+/// a plane of rows 0 bytes wide, which the decoder refused. An empty plane is now stored as it
+/// is before anything is counted, its rows' width taken from the dtype; empty block tensors of
+/// every kind round-trip.
+#[test]
+fn empty_block_tensors_coded_whole_round_trip() {
+    let options = wcodec::EncodeOptions::for_gpu();
+    for dtype in [wcodec::Dtype::Q8_0, wcodec::Dtype::Q4_1, wcodec::Dtype::Q6K] {
+        for dims in [[3u64, 0], [0, 512], [0, 0]] {
+            let wcz = wcodec::compress_raw(&[], dtype, &dims, &options).unwrap();
+            assert_eq!(wcodec::decompress(&wcz).unwrap(), Vec::<u8>::new(), "{dtype} {dims:?}");
+        }
+    }
+    // No rows of more bytes than a u64 counts (Q8_0: 34 bytes a block of 32): refused, coded
+    // whole or split (split, such a file was written and then refused by the decoder).
+    let huge = [0, u64::MAX / 32 * 32];
+    for options in [&options, &Default::default()] {
+        assert!(wcodec::compress_raw(&[], wcodec::Dtype::Q8_0, &huge, options).is_err());
+    }
+}
