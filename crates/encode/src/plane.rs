@@ -488,6 +488,21 @@ thread_local! {
     pub(crate) static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The entry of a `rows x cols` plane stored as it is (payload offset 0), its bytes' CRC-32C
+/// `crc32c`.
+pub(crate) fn raw_plane(rows: usize, cols: usize, crc32c: u32) -> PlaneEntry {
+    PlaneEntry {
+        rows: rows as u64,
+        cols: cols as u64,
+        tile_rows: 0,
+        tile_cols: 0,
+        bias128: false,
+        payload_offset: 0,
+        payload_len: (rows * cols) as u64,
+        encoding: PlaneEncoding::Raw { crc32c },
+    }
+}
+
 /// Encodes a row-major `rows x cols` byte plane; returns its entry (payload offset 0), the
 /// order-0 entropy of its bytes in bits, and its payload of units, or `None` where the plane is
 /// stored raw (its payload is then `bytes` as they are, which the caller may own and move).
@@ -506,17 +521,7 @@ pub(crate) fn encode_plane_payload(
     debug_assert_eq!(bytes.len(), rows * cols);
     let raw_entry = |order0_bits: f64| {
         let crc32c = crc32c.unwrap_or_else(|| wcodec_format::crc32c(bytes));
-        let entry = PlaneEntry {
-            rows: rows as u64,
-            cols: cols as u64,
-            tile_rows: 0,
-            tile_cols: 0,
-            bias128: false,
-            payload_offset: 0,
-            payload_len: bytes.len() as u64,
-            encoding: PlaneEncoding::Raw { crc32c },
-        };
-        (entry, order0_bits, None)
+        (raw_plane(rows, cols, crc32c), order0_bits, None)
     };
     if bytes.is_empty() {
         return raw_entry(0.0);

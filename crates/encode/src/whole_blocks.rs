@@ -19,7 +19,7 @@ use wcodec_rans::{
     normalize,
 };
 
-use crate::plane::{GATHER, MIN_PLANE_SAVING, fitted_tile_shape_saving};
+use crate::plane::{GATHER, MIN_PLANE_SAVING, fitted_tile_shape_saving, raw_plane};
 use crate::{EncodeOptions, Payload};
 
 /// The plane shape of a block type's tensor of `rows` rows of `row_bytes` bytes: `k` rows side
@@ -128,19 +128,7 @@ pub(crate) fn encode_whole_blocks(
     options: &EncodeOptions,
 ) -> (PlaneEntry, f64, Option<Payload>) {
     debug_assert!(bytes.len() == rows * cols && cols.is_multiple_of(classes.len()));
-    let raw = |order0_bits: f64| {
-        let entry = PlaneEntry {
-            rows: rows as u64,
-            cols: cols as u64,
-            tile_rows: 0,
-            tile_cols: 0,
-            bias128: false,
-            payload_offset: 0,
-            payload_len: bytes.len() as u64,
-            encoding: PlaneEncoding::Raw { crc32c },
-        };
-        (entry, order0_bits, None)
-    };
+    let raw = |order0_bits: f64| (raw_plane(rows, cols, crc32c), order0_bits, None);
     // (No bytes: rows of no columns, or no rows.)
     if bytes.is_empty() {
         return raw(0.0);

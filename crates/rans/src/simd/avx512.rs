@@ -527,6 +527,28 @@ unsafe fn encode_step(
             _mm512_i32gather_epi64::<8>(s_high, table.magic_cmpl.as_ptr().cast()),
         )
     };
+    // SAFETY: as the caller guarantees.
+    unsafe { code_step(xr, info, [magic_low, magic_high], k, out, c, least) }
+}
+
+/// The rest of a step of [`encode_step`] and [`encode_step_lanes`], once the symbols' constants
+/// are gathered (`info`: `freq | bias << 16` a lane; `magic`: `magic_cmpl` of lanes 0..8 and
+/// 8..16): the renormalisation words emitted below `*c` in `out`, and the new states.
+///
+/// # Safety
+/// As [`encode_step`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+unsafe fn code_step(
+    xr: __m512i,
+    info: __m512i,
+    magic: [__m512i; 2],
+    k: &EncodeConsts,
+    out: *mut u8,
+    c: &mut usize,
+    least: &mut __m512i,
+) -> __m512i {
+    let [magic_low, magic_high] = magic;
     let freq = _mm512_and_si512(info, k.freq_mask);
     *least = _mm512_min_epu32(*least, freq);
     // Emit a word when x >= freq << (32 - prob_bits).
@@ -700,33 +722,8 @@ unsafe fn encode_step_lanes(
             _mm512_i64gather_epi64::<1>(lane_offsets(&t.magic, class_high, s_high, 3), t.magic0),
         )
     };
-    // From here, `encode_step` as it is.
-    let freq = _mm512_and_si512(info, k.freq_mask);
-    *least = _mm512_min_epu32(*least, freq);
-    let emit = _mm512_cmpge_epu32_mask(_mm512_srlv_epi32(xr, k.renorm_shift), freq);
-    let count = emit.count_ones() as usize;
-    let low_words = _mm512_cvtepi32_epi16(xr);
-    let packed = _mm256_maskz_compress_epi16(emit, low_words);
-    // SAFETY: `*c >= count` words (the caller's room), and the masked store writes exactly
-    // the words [c - count, c) of `out`.
-    unsafe {
-        _mm256_mask_storeu_epi16(
-            out.add(2 * (*c - count)).cast(),
-            _bzhi_u32(u32::MAX, count as u32) as u16,
-            packed,
-        )
-    };
-    *c -= count;
-    let xr = _mm512_mask_srli_epi32(xr, emit, xr, 16);
-    let zero = _mm512_setzero_si512();
-    let x_low = _mm512_cvtepu32_epi64(_mm512_castsi512_si256(xr));
-    let x_high = _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64::<1>(xr));
-    let q_low = _mm512_madd52hi_epu64(zero, x_low, magic_low);
-    let q_high = _mm512_madd52hi_epu64(zero, x_high, magic_high);
-    let y_low = _mm512_madd52lo_epu64(x_low, q_low, _mm512_srli_epi64::<52>(magic_low));
-    let y_high = _mm512_madd52lo_epu64(x_high, q_high, _mm512_srli_epi64::<52>(magic_high));
-    let y = _mm512_permutex2var_epi32(y_low, k.evens, y_high);
-    _mm512_add_epi32(y, _mm512_srli_epi32::<16>(info))
+    // SAFETY: as the caller guarantees.
+    unsafe { code_step(xr, info, [magic_low, magic_high], k, out, c, least) }
 }
 
 /// See [`super::SeenBytes::add`]: 64 bytes a step, each looked up in `unseen` (0xff for a value
