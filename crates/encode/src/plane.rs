@@ -122,15 +122,48 @@ impl Model<'_> {
         if let Some(res) = &self.models[i].residuals {
             return (res, false);
         }
-        if tile.w == self.cols {
-            return (&self.bytes[tile.r0 * self.cols..][..tile.len()], true);
-        }
-        scratch.clear();
-        for r in tile.r0..tile.r0 + tile.h {
-            scratch.extend_from_slice(&self.bytes[r * self.cols + tile.c0..][..tile.w]);
-        }
-        (scratch, true)
+        (tile_bytes(self.bytes, self.cols, tile, scratch), true)
     }
+}
+
+/// The bytes of `tile` of a plane `cols` wide, row after row: in place where the tile spans the
+/// plane's width, else gathered into `scratch`.
+pub(crate) fn tile_bytes<'s>(
+    bytes: &'s [u8],
+    cols: usize,
+    tile: Tile,
+    scratch: &'s mut Vec<u8>,
+) -> &'s [u8] {
+    if tile.w == cols {
+        return &bytes[tile.r0 * cols..][..tile.len()];
+    }
+    scratch.clear();
+    for r in tile.r0..tile.r0 + tile.h {
+        scratch.extend_from_slice(&bytes[r * cols + tile.c0..][..tile.w]);
+    }
+    scratch
+}
+
+/// The coded units laid end to end in a payload, each `UNIT_ALIGN`-aligned, and their records
+/// (offsets from the payload's start), with the tiles' `predictors` in unit order.
+pub(crate) fn lay_out_units(
+    coded: Vec<(CodedUnit, u32)>,
+    predictors: impl Iterator<Item = Predictor>,
+) -> (Payload, Vec<UnitEntry>) {
+    let mut payload = Payload::default();
+    let mut units = Vec::with_capacity(coded.len());
+    for ((unit, crc), predictor) in coded.into_iter().zip(predictors) {
+        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
+        payload.pad_to(offset);
+        units.push(UnitEntry {
+            offset: offset as u64,
+            len: unit.bytes().len() as u32,
+            crc32c: crc,
+            predictor,
+        });
+        payload.push(unit);
+    }
+    (payload, units)
 }
 
 /// Bytes of the plane counted by one task when every tile is NONE.
@@ -732,19 +765,7 @@ pub(crate) fn encode_plane_payload(
     if (coded_len + directory_cost) as f64 >= worth {
         return raw_entry(order0_bits);
     }
-    let mut payload = Payload::default();
-    let mut units = Vec::with_capacity(n_tiles);
-    for ((unit, crc), m) in coded.into_iter().zip(&model.models) {
-        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
-        payload.pad_to(offset);
-        units.push(UnitEntry {
-            offset: offset as u64,
-            len: unit.bytes().len() as u32,
-            crc32c: crc,
-            predictor: m.predictor,
-        });
-        payload.push(unit);
-    }
+    let (payload, units) = lay_out_units(coded, model.models.iter().map(|m| m.predictor));
     let entry = PlaneEntry {
         rows: rows as u64,
         cols: cols as u64,

@@ -12,14 +12,16 @@
 
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
-use wcodec_format::{Dtype, PlaneEncoding, PlaneEntry, Predictor, UnitEntry, rans::STATES_BYTES};
+use wcodec_format::{Dtype, PlaneEncoding, PlaneEntry, Predictor, rans::STATES_BYTES};
 use wcodec_predict::{tile_shape, tiles};
 use wcodec_rans::{
     CodedUnit, EncodeTable, GROUP, RansError, TableMap, cost_bits, encode_unit_owned, entropy_bits,
     normalize,
 };
 
-use crate::plane::{GATHER, MIN_PLANE_SAVING, fitted_tile_shape_saving, raw_plane};
+use crate::plane::{
+    GATHER, MIN_PLANE_SAVING, fitted_tile_shape_saving, lay_out_units, raw_plane, tile_bytes,
+};
 use crate::{EncodeOptions, Payload};
 
 /// The plane shape of a block type's tensor of `rows` rows of `row_bytes` bytes: `k` rows side
@@ -162,16 +164,7 @@ pub(crate) fn encode_whole_blocks(
             let expected =
                 (bits_per_symbol * tile.len() as f64 / 8.0 * 1.0625) as usize + STATES_BYTES + 256;
             let unit = GATHER.with_borrow_mut(|scratch| {
-                let symbols = if tile.w == cols {
-                    &bytes[tile.r0 * cols..][..tile.len()]
-                } else {
-                    scratch.clear();
-                    for r in tile.r0..tile.r0 + tile.h {
-                        scratch.extend_from_slice(&bytes[r * cols + tile.c0..][..tile.w]);
-                    }
-                    &scratch[..]
-                };
-                encode_unit_owned(symbols, &encoders, map, expected)
+                encode_unit_owned(tile_bytes(bytes, cols, *tile, scratch), &encoders, map, expected)
             })?;
             let crc = wcodec_format::crc32c(unit.bytes());
             Ok((unit, crc))
@@ -183,19 +176,7 @@ pub(crate) fn encode_whole_blocks(
         debug_assert!(false, "a symbol without frequency in a plane of whole blocks");
         return raw(order0_bits);
     };
-    let mut payload = Payload::default();
-    let mut units = Vec::with_capacity(coded.len());
-    for (unit, crc) in coded {
-        let offset = payload.len().next_multiple_of(UNIT_ALIGN as usize);
-        payload.pad_to(offset);
-        units.push(UnitEntry {
-            offset: offset as u64,
-            len: unit.bytes().len() as u32,
-            crc32c: crc,
-            predictor: Predictor::None,
-        });
-        payload.push(unit);
-    }
+    let (payload, units) = lay_out_units(coded, std::iter::repeat(Predictor::None));
     let directory_cost = units.len() * UnitRecord::LEN + freqs.len() * 300 + classes.len();
     if (payload.len() + directory_cost) as f64 >= worth {
         return raw(order0_bits);
