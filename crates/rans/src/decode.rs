@@ -139,7 +139,8 @@ pub fn decode_unit_with(
     if let Some(kernel) = path.kernel() {
         let n = out.len();
         let mut out = crate::Out::Flat(out);
-        return FastUnit::new(states, word_bytes, tables, map, &mut out, n).run_to_end(kernel);
+        let unit = FastUnit::new(states, word_bytes, tables, map, &mut out, n, kernel);
+        return unit.run_to_end(kernel);
     }
     let prob_bits = tables[0].prob_bits;
     // A group's worth of zero words past the end: a lane that runs out reads them (and the

@@ -1,6 +1,8 @@
 //! The driver of the SIMD decoders (safe code): it splits a unit into runs of full groups coded
-//! with one table, which go to a kernel, and the rest (groups that straddle rows of different
-//! tables, the tail group, the last groups of the stream), which take a scalar step per symbol.
+//! with one table a half group (or, with column classes in rows of whole groups, a table a
+//! symbol), which go to a kernel, and the rest (groups that straddle rows of different tables,
+//! the tail group, the last groups of the stream), which take the kernel's path for mixed groups
+//! or a scalar step per symbol.
 //!
 //! It is equivalent to the reference `decode_words` step for step: the same words reach the same
 //! lanes (zeros past the end of the stream), the same checks run after the same groups, so
@@ -10,7 +12,7 @@
 //! unit's chain fills.
 
 use crate::decode::{DecodeTable, SLOTS, open};
-use crate::simd::{GroupsOut, Kernel, Run, WINDOW};
+use crate::simd::{GroupsOut, Kernel, LaneClasses, Run, WINDOW};
 use crate::{GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
 
 /// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`], with
@@ -129,7 +131,8 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
             *result = if j.out.suits_kernels() {
                 let n = j.out.symbols();
                 open(j.unit, j.tables, j.map, n).and_then(|(states, words)| {
-                    FastUnit::new(states, words, j.tables, j.map, &mut j.out, n).run_to_end(kernel)
+                    let out = &mut j.out;
+                    FastUnit::new(states, words, j.tables, j.map, out, n, kernel).run_to_end(kernel)
                 })
             } else {
                 decode_staged(path, j)
@@ -152,7 +155,8 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 let n = j.out.symbols();
                 match open(j.unit, j.tables, j.map, n) {
                     Ok((states, words)) => {
-                        let unit = FastUnit::new(states, words, j.tables, j.map, &mut j.out, n);
+                        let (tables, map, out) = (j.tables, j.map, &mut j.out);
+                        let unit = FastUnit::new(states, words, tables, map, out, n, kernel);
                         *slot = Some((i, unit));
                     }
                     Err(e) => results[i] = Err(e),
@@ -194,19 +198,26 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 *run = unit.run();
             }
         }
-        let ready = runs.iter().filter(|&&r| r > 0).count();
-        if ready >= 2 {
+        // Units go in lockstep with units of their kind: of a table a half, or of tables lane
+        // by lane (`FastUnit::lanes`).
+        let by_lane = |k: usize| slots[k].as_ref().is_some_and(|(_, u)| u.lanes.is_some());
+        let ready =
+            |lanes: bool| (0..INTERLEAVED).filter(move |&k| runs[k] > 0 && by_lane(k) == lanes);
+        let kind = [false, true].into_iter().find(|&lanes| ready(lanes).count() >= 2);
+        if let Some(lanes) = kind {
             // Three units at once where their steps wait long: tables out of L1 (gathers from
             // L2), or units of at least 6 bits a symbol (a word read at most steps); a third
             // chain then hides more of the wait (MiniLM int8 per-row, 7.3 bits with one 12-bit
             // table: 1.09x). Two elsewhere, where a third costs more in spilled registers than
-            // it hides (MiniLM BF16 and FP16, 0.96-0.97x).
+            // it hides (MiniLM BF16 and FP16, 0.96-0.97x), and for lane tables, whose classes
+            // and offsets take more registers.
             let slow = |u: &FastUnit| {
                 u.tables.len() << u.tables[0].prob_bits() > 1 << 12 || 8 * u.stream.len() >= 6 * u.n
             };
-            let three = ready == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
+            let three =
+                !lanes && ready(false).count() == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
             let mut chosen = [false; INTERLEAVED];
-            for k in (0..INTERLEAVED).filter(|&k| runs[k] > 0).take(if three { 3 } else { 2 }) {
+            for k in ready(lanes).take(if three { 3 } else { 2 }) {
                 chosen[k] = true;
             }
             let groups = (0..INTERLEAVED).filter(|&k| chosen[k]).map(|k| runs[k]).min();
@@ -224,6 +235,16 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                     debug_assert!(done > 0, "all windows were checked");
                     (a.g, b.g, c.g) = (a.g + done, b.g + done, c.g + done);
                 }
+                None if lanes => {
+                    match kernel.decode_lane_runs([a.kernel_run(groups), b.kernel_run(groups)]) {
+                        Some(done) => (a.g, b.g) = (a.g + done, b.g + done),
+                        // (Not expected: the patterns were made for this kernel and tables.)
+                        None => {
+                            (a.lanes, a.classes_from) = (None, None);
+                            (b.lanes, b.classes_from) = (None, None);
+                        }
+                    }
+                }
                 None => {
                     let done = kernel.decode_runs([a.kernel_run(groups), b.kernel_run(groups)]);
                     debug_assert!(done > 0, "all windows were checked");
@@ -231,9 +252,13 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 }
             }
         }
+        // The others advance a group or a run on their own: units not in a kernel run, and,
+        // where no two of one kind are ready, those that are (one of each kind; a lone ready
+        // unit waits for a partner).
+        let alone = kind.is_none() && runs.iter().filter(|&&r| r > 0).count() >= 2;
         for (slot, &run) in slots.iter_mut().zip(&runs) {
             let Some((i, unit)) = slot else { continue };
-            if run == 0
+            if (run == 0 || alone)
                 && let Err(e) = unit.advance(kernel)
             {
                 results[*i] = Err(e);
@@ -268,10 +293,47 @@ pub(crate) struct FastUnit<'a, 'b> {
     /// The group `classes` starts at, if it is filled, and its length.
     classes_from: Option<usize>,
     classes_len: usize,
+    /// Where its tables go by column in rows of whole groups, on a kernel that decodes such
+    /// runs ([`Kernel::decode_lane_runs`]): the columns' classes; the groups of a run then
+    /// start at `phases` of them.
+    lanes: Option<LanePattern>,
+    phases: [u32; MAX_RUN],
 }
 
 /// Groups in one kernel call at most.
 const MAX_RUN: usize = 64;
+
+/// The classes of a unit's columns (`TableMap::Cols` in a tile whose width is a multiple of
+/// `GROUP`): `classes[p..p + GROUP]` are those of a group whose first column is at phase `p`
+/// of the period, the period's classes followed by a group's more.
+struct LanePattern {
+    classes: [u8; MAX_PATTERN],
+    period: usize,
+    /// The tile's first column, as a phase of the period, and its width.
+    first: usize,
+    width: usize,
+}
+
+/// Bytes of a [`LanePattern`]: periods up to 384 columns (GGUF's largest blocks are 210 bytes).
+const MAX_PATTERN: usize = 512;
+
+impl LanePattern {
+    /// The pattern of `map` for a unit with `tables` decoded by `kernel`, where it has one.
+    fn of(map: TableMap, tables: &[DecodeTable], kernel: Kernel) -> Option<LanePattern> {
+        let TableMap::Cols { col_tables, first, width } = map else { return None };
+        let period = col_tables.len();
+        let fits = period > 0 && period + GROUP <= MAX_PATTERN && tables.len() <= 32;
+        if !kernel.decodes_pairs() || !fits || width == 0 || !width.is_multiple_of(GROUP) {
+            return None;
+        }
+        crate::simd::table_offsets(tables)?;
+        let mut classes = [0u8; MAX_PATTERN];
+        for (i, c) in classes[..period + GROUP].iter_mut().enumerate() {
+            *c = col_tables[i % period];
+        }
+        Some(LanePattern { classes, period, first: first % period, width })
+    }
+}
 
 struct Tail {
     start: usize,
@@ -286,6 +348,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         map: TableMap<'a>,
         out: &'a mut Out<'b>,
         n: usize,
+        kernel: Kernel,
     ) -> FastUnit<'a, 'b> {
         debug_assert!(out.suits_kernels() && out.symbols() == n);
         FastUnit {
@@ -301,6 +364,8 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             classes: [[0; 2]; MAX_RUN],
             classes_from: None,
             classes_len: 0,
+            lanes: LanePattern::of(map, tables, kernel),
+            phases: [0; MAX_RUN],
         }
     }
 
@@ -330,7 +395,8 @@ impl<'a, 'b> FastUnit<'a, 'b> {
 
     /// The kernel run the unit is at, read in place: the number of groups from `g` (at most
     /// `MAX_RUN`) that are full and whose halves are coded with one table each (as in tiles of
-    /// a width that is a multiple of 64), their tables put in `classes`,
+    /// a width that is a multiple of 64), their tables put in `classes` (or, for a unit of
+    /// `lanes`, its full groups, their phases put in `phases`),
     /// while a whole window of words is left; 0 when the next group is not such.
     fn run(&mut self) -> usize {
         if self.tail.is_some() || self.is_done() || self.pos + WINDOW > self.n_words() {
@@ -341,12 +407,25 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             return self.classes_len;
         }
         let groups = (self.n / GROUP).saturating_sub(self.g).min(MAX_RUN);
+        if let Some(lanes) = &self.lanes {
+            // Every full group lies in one row (rows are whole groups).
+            let mut col = self.g * GROUP % lanes.width;
+            for phase in &mut self.phases[..groups] {
+                *phase = ((lanes.first + col) % lanes.period) as u32;
+                col += GROUP;
+                if col == lanes.width {
+                    col = 0;
+                }
+            }
+            (self.classes_from, self.classes_len) = (Some(self.g), groups);
+            return groups;
+        }
         let k = self.map.fill_half_tables(self.g * GROUP, &mut self.classes[..groups]);
         (self.classes_from, self.classes_len) = (Some(self.g), k);
         k
     }
 
-    /// The kernel's view of the next `k` groups, their tables in `classes`.
+    /// The kernel's view of the next `k` groups, their tables in `classes` (or `phases`).
     fn kernel_run(&mut self, k: usize) -> Run<'_, 'b> {
         Run {
             states: &mut self.states,
@@ -354,6 +433,10 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             pos: &mut self.pos,
             tables: self.tables,
             classes: &self.classes[..k],
+            lanes: self.lanes.as_ref().map(|lanes| LaneClasses {
+                pattern: &lanes.classes[..lanes.period + GROUP],
+                phases: &self.phases[..k],
+            }),
             out: self.out.groups(self.g),
         }
     }
@@ -365,7 +448,13 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         if self.tail.is_none() && self.pos + WINDOW <= self.n_words() {
             // In place: every read lies inside the stream, so no group can run past its end.
             let k = self.run();
-            if k > 0 {
+            if k > 0 && self.lanes.is_some() {
+                match kernel.decode_lane_runs([self.kernel_run(k)]) {
+                    Some(done) => self.g += done,
+                    // (Not expected: the pattern was made for this kernel and these tables.)
+                    None => (self.lanes, self.classes_from) = (None, None),
+                }
+            } else if k > 0 {
                 self.g += kernel.decode_run(self.kernel_run(k));
             } else {
                 let window = &self.stream[2 * self.pos..];
@@ -393,6 +482,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
                     pos: &mut read,
                     tables: self.tables,
                     classes: &[t],
+                    lanes: None,
                     out: self.out.groups(self.g),
                 };
                 let done = kernel.decode_run(run);

@@ -504,32 +504,79 @@ proptest! {
         damage in proptest::collection::vec(any::<u64>(), 6),
         extra in proptest::collection::vec(0usize..3, 6),
     ) {
-        let units: Vec<Vec<u8>> = cases.iter().zip(&damage).map(|(c, &d)| damaged(c, d)).collect();
-        let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();
-        // Sometimes a wrong output length.
-        let lens: Vec<usize> = cases.iter().zip(&extra).map(|(c, &e)| c.data.len() + e * 64).collect();
-        let mut expected = Vec::new();
-        for ((unit, (c, t)), &n) in units.iter().zip(cases.iter().zip(&tables)).zip(&lens) {
-            let mut out = vec![0x33u8; n];
-            let result = decode_unit_with(Path::Scalar, unit, t, c.map(), &mut out);
-            expected.push((result, out));
-        }
-        for path in Path::available() {
-            let mut outs: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0x33u8; n]).collect();
-            let mut jobs: Vec<UnitJob> = units
-                .iter()
-                .zip(cases.iter().zip(&tables))
-                .zip(outs.iter_mut())
-                .map(|((unit, (c, t)), out)| UnitJob { unit, tables: t, map: c.map(), out: Out::Flat(out) })
-                .collect();
-            let results = decode_units_with(path, &mut jobs);
-            drop(jobs);
-            for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
-                prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
-                prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
-            }
+        batches_agree(&cases, &damage, &extra)?;
+    }
+
+    /// Units of column classes in tiles whose rows are whole groups (GGUF blocks coded whole),
+    /// which the AVX-512 decoder takes in pairs of lane tables, beside units of row classes:
+    /// the same as each alone.
+    #[test]
+    fn batches_of_column_classes_agree_with_single_units(
+        columns in proptest::collection::vec(
+            (
+                prop_oneof![Just(128usize), Just(256), Just(5760)],
+                prop_oneof![Just(1usize), Just(20), Just(34), Just(144), Just(210), Just(383)],
+                0usize..1000,
+                1usize..=6,
+                256usize..12_000,
+                8u8..=12,
+            ),
+            2..=5,
+        ),
+        row_case in proptest::option::of(case()),
+        alphabets in proptest::collection::vec(alphabet(), 1..=4),
+        seed in any::<u64>(),
+        damage in proptest::collection::vec(any::<u64>(), 6),
+        extra in proptest::collection::vec(0usize..3, 6),
+    ) {
+        let mut cases: Vec<Case> = columns
+            .iter()
+            .enumerate()
+            .map(|(k, &(width, period, first, n_tables, n, prob_bits))| {
+                let seed = seed.wrapping_add(k as u64);
+                build_case(n, n_tables, width, prob_bits, &alphabets, seed, Some((period, first)))
+            })
+            .collect();
+        cases.extend(row_case);
+        batches_agree(&cases, &damage, &extra)?;
+    }
+}
+
+/// Decodes `cases`' units, damaged by `damage`, with output lengths `extra` 64-symbol steps
+/// longer than their symbols, together on every path, and checks each against the reference
+/// decoding it alone.
+fn batches_agree(cases: &[Case], damage: &[u64], extra: &[usize]) -> Result<(), TestCaseError> {
+    let units: Vec<Vec<u8>> = cases.iter().zip(damage).map(|(c, &d)| damaged(c, d)).collect();
+    let tables: Vec<Vec<DecodeTable>> = cases.iter().map(Case::decoders).collect();
+    // Sometimes a wrong output length.
+    let lens: Vec<usize> = cases.iter().zip(extra).map(|(c, &e)| c.data.len() + e * 64).collect();
+    let mut expected = Vec::new();
+    for ((unit, (c, t)), &n) in units.iter().zip(cases.iter().zip(&tables)).zip(&lens) {
+        let mut out = vec![0x33u8; n];
+        let result = decode_unit_with(Path::Scalar, unit, t, c.map(), &mut out);
+        expected.push((result, out));
+    }
+    for path in Path::available() {
+        let mut outs: Vec<Vec<u8>> = lens.iter().map(|&n| vec![0x33u8; n]).collect();
+        let mut jobs: Vec<UnitJob> = units
+            .iter()
+            .zip(cases.iter().zip(&tables))
+            .zip(outs.iter_mut())
+            .map(|((unit, (c, t)), out)| UnitJob {
+                unit,
+                tables: t,
+                map: c.map(),
+                out: Out::Flat(out),
+            })
+            .collect();
+        let results = decode_units_with(path, &mut jobs);
+        drop(jobs);
+        for (i, (result, out)) in results.into_iter().zip(&outs).enumerate() {
+            prop_assert_eq!(&result, &expected[i].0, "{:?} unit {}", path, i);
+            prop_assert!(*out == expected[i].1, "{:?} unit {} output", path, i);
         }
     }
+    Ok(())
 }
 
 proptest! {

@@ -65,7 +65,7 @@ fn lut_row(lut: &Lut, m: usize) -> __m256i {
 /// The CPU must run AVX2, POPCNT and BMI2.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
 pub(super) unsafe fn decode_run(run: Run) -> usize {
-    let Run { states, words, pos, tables, classes, mut out } = run;
+    let Run { states, words, pos, tables, classes, mut out, .. } = run;
     let bias = _mm256_set1_epi8(out.bias() as i8);
     // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
     let prob_bits = tables[0].prob_bits().clamp(8, 12);

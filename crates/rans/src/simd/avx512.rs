@@ -36,7 +36,7 @@ fn slot_mask_and_shift(tables: &[DecodeTable]) -> (__m512i, __m512i) {
 /// The CPU must run AVX-512 F, BW and VL, POPCNT.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
 pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
-    let Run { states, words, pos, tables, classes, mut out } = run;
+    let Run { states, words, pos, tables, classes, mut out, .. } = run;
     let bias = _mm512_set1_epi8(out.bias() as i8);
     let (mask, shift) = slot_mask_and_shift(tables);
     let freq_mask = _mm512_set1_epi32(0xfff);
@@ -269,10 +269,21 @@ pub(super) unsafe fn decode_mixed_group(
 /// counts: so the renormalisation is decided after the full multiply (no second gather of
 /// thresholds).
 ///
+/// `BY_LANE` ([`super::Kernel::decode_lane_runs`]): each lane gathers from its own table at each
+/// step, through `offsets[u]` (the unit's tables' entries from its first table's, in entries,
+/// by class) and the classes of its group, `Run::lanes`: byte `j` of a lane's u32 is its class
+/// at step `j`, as its output word holds its symbols. Three more instructions a step (a shift,
+/// a permute, an add) than a table a half.
+///
 /// # Safety
-/// The CPU must run AVX-512 F, BW and VL, POPCNT.
+/// The CPU must run AVX-512 F, BW and VL, POPCNT. With `BY_LANE`: every run has `lanes`, at most
+/// 32 tables, every class of its pattern below its number of tables, and `offsets` as
+/// [`super::table_offsets`] computes them.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]) -> usize {
+pub(super) unsafe fn decode_runs<'b, const N: usize, const BY_LANE: bool>(
+    mut units: [Run<'_, 'b>; N],
+    offsets: [[i32; 32]; N],
+) -> usize {
     let zero = _mm512_setzero_si512();
     let freq_mask = _mm512_set1_epi32(0xfff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
@@ -280,13 +291,17 @@ pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]
     // Register h of unit u holds its lanes 16h..16h+15.
     let (mut x, mut slot) = ([[zero; 2]; N], [[zero; 2]; N]);
     let mut p = [0usize; N];
+    let mut lane_offsets = [[zero; 2]; N];
     for (u, run) in units.iter().enumerate() {
         (mask[u], shift[u]) = slot_mask_and_shift(run.tables);
         bias[u] = _mm512_set1_epi8(run.out.bias() as i8);
         p[u] = *run.pos;
         for h in 0..2 {
-            // SAFETY: `states` holds 2 x 16 u32.
-            x[u][h] = unsafe { _mm512_loadu_si512(run.states.as_ptr().add(16 * h).cast()) };
+            // SAFETY: `states` holds 2 x 16 u32, `offsets[u]` 2 x 16 i32.
+            unsafe {
+                x[u][h] = _mm512_loadu_si512(run.states.as_ptr().add(16 * h).cast());
+                lane_offsets[u][h] = _mm512_loadu_si512(offsets[u].as_ptr().add(16 * h).cast());
+            }
             slot[u][h] = _mm512_and_si512(x[u][h], mask[u]);
         }
     }
@@ -299,26 +314,48 @@ pub(super) unsafe fn decode_runs<'b, const N: usize>(mut units: [Run<'_, 'b>; N]
         // The groups' streams: `WINDOW` readable words from each.
         let w: [*const u8; N] =
             std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
-        // Register h of a unit holds half h of its group.
-        let entries: [[&[u32; SLOTS]; 2]; N] = std::array::from_fn(|u| {
-            let (run, class) = (&units[u], units[u].classes[done]);
-            [
-                &*run.tables[usize::from(class[0])].entries,
-                &*run.tables[usize::from(class[1])].entries,
-            ]
+        // Register h of a unit gathers from `entries[u][h]`: the table of its half, or with
+        // `BY_LANE` the unit's first table, each lane offset to its own by `classes[u][h]`.
+        let entries: [[*const u32; 2]; N] = std::array::from_fn(|u| {
+            let run = &units[u];
+            if BY_LANE {
+                [run.tables[0].entries.as_ptr(); 2]
+            } else {
+                let class = run.classes[done];
+                [
+                    run.tables[usize::from(class[0])].entries.as_ptr(),
+                    run.tables[usize::from(class[1])].entries.as_ptr(),
+                ]
+            }
+        });
+        let classes: [[__m512i; 2]; N] = std::array::from_fn(|u| match &units[u].lanes {
+            Some(lanes) if BY_LANE => {
+                let at = lanes.phases[done] as usize;
+                let group = &lanes.pattern[at..at + GROUP];
+                // SAFETY: `group` is GROUP = 2 x 64 bytes.
+                unsafe {
+                    [
+                        _mm512_loadu_si512(group.as_ptr().cast()),
+                        _mm512_loadu_si512(group.as_ptr().add(64).cast()),
+                    ]
+                }
+            }
+            _ => [zero; 2],
         });
         let mut read = [0usize; N];
         let mut acc = [[zero; 2]; N];
         let mut lanes = Lanes { x: &mut x, slot: &mut slot, read: &mut read, acc: &mut acc };
         let consts = StepConsts { mask: &mask, shift: &shift, freq_mask, low };
+        let tables = StepTables { entries: &entries, classes: &classes, offsets: &lane_offsets };
         // The group's 4 steps, each a const generic: the compiler sees every step's byte
         // position (a loop over the steps stays rolled here, with a branch per step and unit).
-        // SAFETY: as `runs_step` requires (the windows were checked above).
+        // SAFETY: as `runs_step` requires (the windows were checked above; with `BY_LANE` the
+        // classes and offsets as this function requires).
         unsafe {
-            runs_step::<0, N>(&mut lanes, &consts, &entries, &w);
-            runs_step::<1, N>(&mut lanes, &consts, &entries, &w);
-            runs_step::<2, N>(&mut lanes, &consts, &entries, &w);
-            runs_step::<3, N>(&mut lanes, &consts, &entries, &w);
+            runs_step::<0, N, BY_LANE>(&mut lanes, &consts, &tables, &w);
+            runs_step::<1, N, BY_LANE>(&mut lanes, &consts, &tables, &w);
+            runs_step::<2, N, BY_LANE>(&mut lanes, &consts, &tables, &w);
+            runs_step::<3, N, BY_LANE>(&mut lanes, &consts, &tables, &w);
         }
         for (u, run) in units.iter_mut().enumerate() {
             let group = run.out.next_group();
@@ -362,23 +399,49 @@ struct StepConsts<'c, const N: usize> {
     low: __m512i,
 }
 
+/// Where the registers of [`decode_runs`] gather their entries in a group: from
+/// `entries[u][h]`, and with lane tables, each lane at its table's offset from there
+/// (`offsets[u]`, by class; a lane's class at step j is byte j of its u32 in `classes[u][h]`).
+struct StepTables<'t, const N: usize> {
+    entries: &'t [[*const u32; 2]; N],
+    classes: &'t [[__m512i; 2]; N],
+    offsets: &'t [[__m512i; 2]; N],
+}
+
 /// Step `J` of a group of [`decode_runs`], for every unit.
 ///
 /// # Safety
-/// As [`decode_runs`]; each `w[u]` has `WINDOW` readable words.
+/// As [`decode_runs`]; each `w[u]` has `WINDOW` readable words; each `tables.entries[u][h]` is
+/// a table's entries (`SLOTS` u32s), and with `BY_LANE` every lane's offset lands on one.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,popcnt,bmi2")]
-unsafe fn runs_step<const J: usize, const N: usize>(
+unsafe fn runs_step<const J: usize, const N: usize, const BY_LANE: bool>(
     lanes: &mut Lanes<'_, N>,
     consts: &StepConsts<'_, N>,
-    entries: &[[&[u32; SLOTS]; 2]; N],
+    tables: &StepTables<'_, N>,
     w: &[*const u8; N],
 ) {
-    for u in 0..N {
-        for (h, table) in entries[u].iter().enumerate() {
+    for (u, &w) in w.iter().enumerate() {
+        for h in 0..2 {
             let (x, slot) = (lanes.x[u][h], lanes.slot[u][h]);
-            // SAFETY: every index is below `SLOTS` (masked) and each table has `SLOTS` u32s.
-            let e = unsafe { _mm512_i32gather_epi32::<4>(slot, table.as_ptr().cast()) };
+            let index = if BY_LANE {
+                // The permute reads an index's low 5 bits: byte J of the classes, shifted
+                // down, needs no mask.
+                let c = tables.classes[u][h];
+                let class = match J {
+                    0 => c,
+                    1 => _mm512_srli_epi32::<8>(c),
+                    2 => _mm512_srli_epi32::<16>(c),
+                    _ => _mm512_srli_epi32::<24>(c),
+                };
+                let [low, high] = tables.offsets[u];
+                _mm512_add_epi32(slot, _mm512_permutex2var_epi32(low, class, high))
+            } else {
+                slot
+            };
+            // SAFETY: every slot is below `SLOTS` (masked) and lands in a table's entries
+            // (with `BY_LANE`, at its lane's table's offset), as the caller guarantees.
+            let e = unsafe { _mm512_i32gather_epi32::<4>(index, tables.entries[u][h].cast()) };
             let q = _mm512_srlv_epi32(x, consts.shift[u]);
             let freq_m1 = _mm512_and_si512(_mm512_srli_epi32::<8>(e), consts.freq_mask);
             let xr = _mm512_add_epi32(
@@ -388,7 +451,7 @@ unsafe fn runs_step<const J: usize, const N: usize>(
             let need = _mm512_cmplt_epu32_mask(xr, consts.low);
             // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 16 words
             // read lie inside the window of `WINDOW = GROUP + 16` words.
-            let next = unsafe { _mm256_loadu_si256(w[u].add(2 * lanes.read[u]).cast()) };
+            let next = unsafe { _mm256_loadu_si256(w.add(2 * lanes.read[u]).cast()) };
             let next = _mm512_maskz_expand_epi32(need, _mm512_cvtepu16_epi32(next));
             let shifted = _mm512_mask_slli_epi32(xr, need, xr, 16);
             lanes.x[u][h] = _mm512_or_si512(shifted, next);

@@ -5,9 +5,11 @@
 //! through a token ([`Avx2`], [`Avx512`]) that can be built only after run-time detection of its
 //! CPU features, which is what makes the safe wrappers of [`Kernel`] sound.
 //!
-//! The kernels do the hot part only: runs of full groups of 128 symbols coded with one table.
-//! The drivers in `fast_decode.rs` and `encode.rs` (safe code) split a unit into such runs and
-//! do mixed and tail groups with scalar code, so the validation logic lives in one place.
+//! The kernels do the hot part only: runs of full groups of 128 symbols coded with one table a
+//! half group (or, for the decoder, with a table a symbol by column class, in rows of whole
+//! groups), and single mixed groups. The drivers in `fast_decode.rs` and `encode.rs` (safe
+//! code) split a unit into such runs and do tail groups with scalar code, so the validation
+//! logic lives in one place.
 //!
 //! On other architectures the tokens are never built and every path is the scalar one.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code, unused_variables))]
@@ -29,10 +31,24 @@ pub(crate) struct Run<'a, 'b> {
     /// The unit's tables, all of one precision.
     pub(crate) tables: &'a [DecodeTable],
     /// The tables of each group of the run, indices into `tables`: one for the symbols of
-    /// lanes 0..16 (the group's first half) and one for lanes 16..32.
+    /// lanes 0..16 (the group's first half) and one for lanes 16..32 (for a run of `lanes`,
+    /// unused but as long as the run).
     pub(crate) classes: &'a [[u8; 2]],
+    /// A run whose symbols take their tables one by one (column classes): `None` for the
+    /// runs of [`Kernel::decode_run`] and [`Kernel::decode_runs`], set for those of
+    /// [`Kernel::decode_lane_runs`].
+    pub(crate) lanes: Option<LaneClasses<'a>>,
     /// Where the groups go.
     pub(crate) out: GroupsOut<'a, 'b>,
+}
+
+/// The tables of a run's symbols where they change from symbol to symbol (column classes in
+/// tiles whose rows are whole groups): group `k` of the run takes the `GROUP` classes
+/// `pattern[phases[k]..]`, symbol `t` of the group with table `tables[pattern[phases[k] + t]]`.
+pub(crate) struct LaneClasses<'a> {
+    pub(crate) pattern: &'a [u8],
+    /// One a group of the run.
+    pub(crate) phases: &'a [u32],
 }
 
 /// Where a run's groups go, one after another (safe code: each group is a bounds-checked
@@ -72,6 +88,23 @@ impl GroupsOut<'_, '_> {
         };
         group.try_into().expect("GROUP bytes")
     }
+}
+
+/// Where each table's entries lie from the first table's, in entries (`u32`s), if every such
+/// offset plus a slot fits an `i32` (the index of a 32-bit gather).
+pub(crate) fn table_offsets(tables: &[DecodeTable]) -> Option<[i32; 32]> {
+    let first = tables.first()?.entries.as_ptr() as isize;
+    let mut offsets = [0i32; 32];
+    for (offset, table) in offsets.iter_mut().zip(tables) {
+        let bytes = table.entries.as_ptr() as isize - first;
+        let entries = i32::try_from(bytes / 4).ok()?;
+        // Every entry of the table is a whole number of entries away (both are u32-aligned),
+        // and its slots' indices fit as well.
+        entries.checked_add(crate::decode::SLOTS as i32)?;
+        entries.checked_sub(crate::decode::SLOTS as i32)?;
+        *offset = entries;
+    }
+    Some(offsets)
 }
 
 /// Words a decoder kernel may touch from the first word of a group: a group takes at most
@@ -140,6 +173,7 @@ impl Kernel {
     /// unit's stream as little-endian u16 words and `run.pos` the next word. Returns the groups
     /// decoded; fewer than `run.classes.len()` only when the window ran out.
     pub(crate) fn decode_run(self, run: Run) -> usize {
+        assert!(run.lanes.is_none(), "a run of one table a half");
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
@@ -198,11 +232,48 @@ impl Kernel {
     /// [`Kernel::decode_run`] on `N` units at once, in lockstep: as many groups of each as all
     /// runs hold and all streams hold windows for. Returns the groups decoded of each.
     pub(crate) fn decode_runs<'b, const N: usize>(self, runs: [Run<'_, 'b>; N]) -> usize {
+        assert!(runs.iter().all(|r| r.lanes.is_none()), "runs of one table a half");
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
-            Kernel::Avx512(_) => unsafe { avx512::decode_runs(runs) },
+            Kernel::Avx512(_) => unsafe { avx512::decode_runs::<N, false>(runs, [[0; 32]; N]) },
             _ => unreachable!("decode_runs without decodes_pairs"),
+        }
+    }
+
+    /// [`Kernel::decode_runs`] on runs whose symbols take their tables one by one
+    /// ([`Run::lanes`], set on every run; `N` may be 1). Returns `None` where a run's tables
+    /// are more than 32, or too far apart in memory for 32-bit offsets (the caller then
+    /// decodes group by group), else the groups decoded of each.
+    ///
+    /// Panics where a run's phases are not one a group, or a phase leaves less than a group
+    /// of its pattern.
+    pub(crate) fn decode_lane_runs<'b, const N: usize>(
+        self,
+        runs: [Run<'_, 'b>; N],
+    ) -> Option<usize> {
+        let mut offsets = [[0i32; 32]; N];
+        for (run, offsets) in runs.iter().zip(&mut offsets) {
+            let lanes = run.lanes.as_ref().expect("a run of lane tables");
+            assert_eq!(lanes.phases.len(), run.classes.len(), "a phase a group");
+            assert!(
+                lanes.phases.iter().all(|&p| p as usize + GROUP <= lanes.pattern.len()),
+                "a group of classes at every phase"
+            );
+            if run.tables.len() > 32
+                || lanes.pattern.iter().any(|&c| usize::from(c) >= run.tables.len())
+            {
+                return None;
+            }
+            *offsets = table_offsets(run.tables)?;
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the token proves the CPU runs the kernel's target features; every class
+            // names a table, whose entries lie at its offset from the first table's (checked
+            // above).
+            Kernel::Avx512(_) => Some(unsafe { avx512::decode_runs::<N, true>(runs, offsets) }),
+            _ => None,
         }
     }
 
