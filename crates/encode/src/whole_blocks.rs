@@ -89,17 +89,26 @@ fn class_histograms(bytes: &[u8], cols: usize, classes: &[u8], n: usize) -> Vec<
     bytes
         .par_chunks(rows_a_task * cols)
         .map(|chunk| {
-            // One flat array, byte b of class c at 256 c + b: an index and an add a byte.
-            // u32 counters: a task counts fewer than 2^32 bytes (rows of at most 2^32 bytes,
-            // `COUNT_ROWS_BYTES` of them or one).
-            let mut flat = vec![0u32; 256 * n];
-            let bins: Vec<usize> = classes.iter().map(|&c| 256 * usize::from(c)).collect();
+            // Flat arrays, byte b of class c at 256 c + b: an index and an add a byte. Four of
+            // them, the bytes of a block in turn, so that runs of one class (a block's quants)
+            // do not wait on the last increment of the same counter. u32 counters: a task
+            // counts fewer than 2^32 bytes (rows of at most 2^32 bytes, `COUNT_ROWS_BYTES` of
+            // them or one).
+            const COPIES: usize = 4;
+            let mut flat = vec![0u32; COPIES * 256 * n];
+            let bins: Vec<usize> = (classes.iter().enumerate())
+                .map(|(p, &c)| 256 * (n * (p % COPIES) + usize::from(c)))
+                .collect();
             for block in chunk.chunks_exact(classes.len()) {
                 for (&b, &bin) in block.iter().zip(&bins) {
                     flat[bin | usize::from(b)] += 1;
                 }
             }
-            flat.chunks_exact(256).map(|h| h.try_into().expect("256 counts")).collect::<Vec<_>>()
+            let (first, others) = flat.split_at_mut(256 * n);
+            for copy in others.chunks_exact(256 * n) {
+                first.iter_mut().zip(copy).for_each(|(f, &c)| *f += c);
+            }
+            first.chunks_exact(256).map(|h| h.try_into().expect("256 counts")).collect::<Vec<_>>()
         })
         .reduce(
             || vec![[0u32; 256]; n],
