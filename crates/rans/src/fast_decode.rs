@@ -208,14 +208,13 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
             // Three units at once where their steps wait long: tables out of L1 (gathers from
             // L2), or units of at least 6 bits a symbol (a word read at most steps); a third
             // chain then hides more of the wait (MiniLM int8 per-row, 7.3 bits with one 12-bit
-            // table: 1.09x). Two elsewhere, where a third costs more in spilled registers than
-            // it hides (MiniLM BF16 and FP16, 0.96-0.97x), and for lane tables, whose classes
-            // and offsets take more registers.
+            // table: 1.09x; GGUF blocks coded whole, five tables, lane by lane: 1.08x). Two
+            // elsewhere, where a third costs more in spilled registers than it hides (MiniLM
+            // BF16 and FP16, 0.96-0.97x).
             let slow = |u: &FastUnit| {
                 u.tables.len() << u.tables[0].prob_bits() > 1 << 12 || 8 * u.stream.len() >= 6 * u.n
             };
-            let three =
-                !lanes && ready(false).count() == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
+            let three = ready(lanes).count() == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
             let mut chosen = [false; INTERLEAVED];
             for k in ready(lanes).take(if three { 3 } else { 2 }) {
                 chosen[k] = true;
@@ -229,6 +228,13 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 .filter_map(|(slot, _)| slot.as_mut().map(|(_, unit)| unit));
             let (a, b) = (units.next().expect("a unit"), units.next().expect("a unit"));
             match units.next() {
+                Some(c) if lanes => {
+                    let runs = [a.kernel_run(groups), b.kernel_run(groups), c.kernel_run(groups)];
+                    match kernel.decode_lane_runs(runs) {
+                        Some(done) => (a.g, b.g, c.g) = (a.g + done, b.g + done, c.g + done),
+                        None => [a, b, c].into_iter().for_each(FastUnit::drop_lanes),
+                    }
+                }
                 Some(c) => {
                     let runs = [a.kernel_run(groups), b.kernel_run(groups), c.kernel_run(groups)];
                     let done = kernel.decode_runs(runs);
@@ -238,11 +244,7 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                 None if lanes => {
                     match kernel.decode_lane_runs([a.kernel_run(groups), b.kernel_run(groups)]) {
                         Some(done) => (a.g, b.g) = (a.g + done, b.g + done),
-                        // (Not expected: the patterns were made for this kernel and tables.)
-                        None => {
-                            (a.lanes, a.classes_from) = (None, None);
-                            (b.lanes, b.classes_from) = (None, None);
-                        }
+                        None => [a, b].into_iter().for_each(FastUnit::drop_lanes),
                     }
                 }
                 None => {
@@ -328,8 +330,8 @@ impl LanePattern {
         }
         crate::simd::table_offsets(tables)?;
         let mut classes = [0u8; MAX_PATTERN];
-        for (i, c) in classes[..period + GROUP].iter_mut().enumerate() {
-            *c = col_tables[i % period];
+        for piece in classes[..period + GROUP].chunks_mut(period) {
+            piece.copy_from_slice(&col_tables[..piece.len()]);
         }
         Some(LanePattern { classes, period, first: first % period, width })
     }
@@ -408,13 +410,20 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         }
         let groups = (self.n / GROUP).saturating_sub(self.g).min(MAX_RUN);
         if let Some(lanes) = &self.lanes {
-            // Every full group lies in one row (rows are whole groups).
+            // Every full group lies in one row (rows are whole groups). One division for the
+            // run: the phase moves on by `GROUP % period` a group, and starts again at the
+            // tile's first column a row.
             let mut col = self.g * GROUP % lanes.width;
-            for phase in &mut self.phases[..groups] {
-                *phase = ((lanes.first + col) % lanes.period) as u32;
-                col += GROUP;
+            let mut phase = (lanes.first + col) % lanes.period;
+            let step = GROUP % lanes.period;
+            for at in &mut self.phases[..groups] {
+                *at = phase as u32;
+                (col, phase) = (col + GROUP, phase + step);
+                if phase >= lanes.period {
+                    phase -= lanes.period;
+                }
                 if col == lanes.width {
-                    col = 0;
+                    (col, phase) = (0, lanes.first);
                 }
             }
             (self.classes_from, self.classes_len) = (Some(self.g), groups);
@@ -423,6 +432,12 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         let k = self.map.fill_half_tables(self.g * GROUP, &mut self.classes[..groups]);
         (self.classes_from, self.classes_len) = (Some(self.g), k);
         k
+    }
+
+    /// Takes the unit off lane runs, where the kernel refused one (not expected: its pattern
+    /// was made for this kernel and these tables): its groups go one at a time from here.
+    fn drop_lanes(&mut self) {
+        (self.lanes, self.classes_from) = (None, None);
     }
 
     /// The kernel's view of the next `k` groups, their tables in `classes` (or `phases`).
@@ -451,8 +466,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             if k > 0 && self.lanes.is_some() {
                 match kernel.decode_lane_runs([self.kernel_run(k)]) {
                     Some(done) => self.g += done,
-                    // (Not expected: the pattern was made for this kernel and these tables.)
-                    None => (self.lanes, self.classes_from) = (None, None),
+                    None => self.drop_lanes(),
                 }
             } else if k > 0 {
                 self.g += kernel.decode_run(self.kernel_run(k));

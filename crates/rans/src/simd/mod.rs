@@ -260,9 +260,9 @@ impl Kernel {
                 lanes.phases.iter().all(|&p| p as usize + GROUP <= lanes.pattern.len()),
                 "a group of classes at every phase"
             );
-            if run.tables.len() > 32
-                || lanes.pattern.iter().any(|&c| usize::from(c) >= run.tables.len())
-            {
+            // (The largest class, not the first too large: a loop without exits vectorises.)
+            let largest = lanes.pattern.iter().copied().max().unwrap_or(0);
+            if run.tables.len() > 32 || usize::from(largest) >= run.tables.len() {
                 return None;
             }
             *offsets = table_offsets(run.tables)?;
