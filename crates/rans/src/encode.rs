@@ -1,8 +1,11 @@
 //! The encoder: runs the decoder's steps backwards and reverses the words.
 
 use crate::down::{CodedUnit, Down};
-use crate::simd::{ENCODE_HEADROOM, EncodeRun, Kernel};
-use crate::{Frequencies, GROUP, LANES, Path, RUN, RansError, STATE_LOW, STATES_BYTES, TableMap};
+use crate::simd::{ENCODE_HEADROOM, EncodeLaneRun, EncodeRun, Kernel};
+use crate::{
+    ColumnPattern, Frequencies, GROUP, LANES, Path, RUN, RansError, STATE_LOW, STATES_BYTES,
+    TableMap,
+};
 
 /// Per-symbol constants of the encoder; a division-free quotient through a 64-bit reciprocal,
 /// and the coding step as one multiply-add: with `q = x / freq` and `M = 2^prob_bits`,
@@ -364,7 +367,31 @@ fn code_down(
 ) -> bool {
     let mut coded = true;
     let mut unit = Coding::new(symbols, map, down);
+    // Column classes in rows of whole groups (GGUF blocks coded whole) go in runs, each lane
+    // with its own table, where the kernel has that path and the tables one precision.
+    let lanes = kernel.filter(|k| k.encodes_lanes() && tables.len() <= 16);
+    let prob_bits = tables.first().map_or(0, |t| t.prob_bits);
+    let lanes = lanes.filter(|_| tables.iter().all(|t| t.prob_bits == prob_bits));
+    unit.lanes = lanes.and_then(|_| ColumnPattern::of(map));
     while unit.g > 0 {
+        if let (Some(kernel), Some(_)) = (lanes, &unit.lanes)
+            && unit.symbols.len() - (unit.g - 1) * GROUP >= GROUP
+        {
+            // At most one word a symbol: a run as long as the room allows.
+            if unit.down.room() < GROUP + ENCODE_HEADROOM {
+                unit.down.reserve(GROUP * unit.g.min(MAX_RUN) + ENCODE_HEADROOM);
+            }
+            let k = unit.g.min(MAX_RUN).min((unit.down.room() - ENCODE_HEADROOM) / GROUP);
+            match kernel.encode_lane_run(unit.lane_run(tables, k), prob_bits) {
+                Some(run_coded) => {
+                    coded &= run_coded;
+                    unit.g -= k;
+                }
+                // (Not expected: the tables were checked above.)
+                None => unit.lanes = None,
+            }
+            continue;
+        }
         let run = kernel.and_then(|kernel| Some((kernel, unit.run_before(tables)?)));
         match run {
             Some((kernel, (start, prob_bits))) => {
@@ -404,6 +431,10 @@ struct Coding<'a> {
     down: &'a mut Down,
     /// The half tables of the run found by `run_before`, in the last entries.
     classes: [[u8; 2]; MAX_RUN],
+    /// The unit's column classes, where it codes runs of them (`Kernel::encode_lane_run`),
+    /// and the phases of a run's groups.
+    lanes: Option<ColumnPattern>,
+    phases: [u32; MAX_RUN],
 }
 
 impl<'a> Coding<'a> {
@@ -415,6 +446,24 @@ impl<'a> Coding<'a> {
             g: symbols.len().div_ceil(GROUP),
             down,
             classes: [[0; 2]; MAX_RUN],
+            lanes: None,
+            phases: [0; MAX_RUN],
+        }
+    }
+
+    /// The kernel's run of the last `k` groups, their symbols' tables by column (`lanes` set).
+    fn lane_run<'r>(&'r mut self, tables: &'r [EncodeTable], k: usize) -> EncodeLaneRun<'r> {
+        let lanes = self.lanes.as_ref().expect("column classes");
+        lanes.fill_phases(self.g - k, &mut self.phases[..k]);
+        let (buf, cur) = self.down.parts();
+        EncodeLaneRun {
+            states: &mut self.states,
+            symbols: &self.symbols[(self.g - k) * GROUP..self.g * GROUP],
+            tables,
+            pattern: lanes.classes(),
+            phases: &self.phases[..k],
+            buf,
+            cur,
         }
     }
 

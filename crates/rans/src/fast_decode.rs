@@ -13,7 +13,7 @@
 
 use crate::decode::{DecodeTable, SLOTS, open};
 use crate::simd::{GroupsOut, Kernel, LaneClasses, Run, WINDOW};
-use crate::{GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
+use crate::{ColumnPattern, GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
 
 /// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`], with
 /// where its symbols go.
@@ -298,43 +298,18 @@ pub(crate) struct FastUnit<'a, 'b> {
     /// Where its tables go by column in rows of whole groups, on a kernel that decodes such
     /// runs ([`Kernel::decode_lane_runs`]): the columns' classes; the groups of a run then
     /// start at `phases` of them.
-    lanes: Option<LanePattern>,
+    lanes: Option<ColumnPattern>,
     phases: [u32; MAX_RUN],
 }
 
 /// Groups in one kernel call at most.
 const MAX_RUN: usize = 64;
 
-/// The classes of a unit's columns (`TableMap::Cols` in a tile whose width is a multiple of
-/// `GROUP`): `classes[p..p + GROUP]` are those of a group whose first column is at phase `p`
-/// of the period, the period's classes followed by a group's more.
-struct LanePattern {
-    classes: [u8; MAX_PATTERN],
-    period: usize,
-    /// The tile's first column, as a phase of the period, and its width.
-    first: usize,
-    width: usize,
-}
-
-/// Bytes of a [`LanePattern`]: periods up to 384 columns (GGUF's largest blocks are 210 bytes).
-const MAX_PATTERN: usize = 512;
-
-impl LanePattern {
-    /// The pattern of `map` for a unit with `tables` decoded by `kernel`, where it has one.
-    fn of(map: TableMap, tables: &[DecodeTable], kernel: Kernel) -> Option<LanePattern> {
-        let TableMap::Cols { col_tables, first, width } = map else { return None };
-        let period = col_tables.len();
-        let fits = period > 0 && period + GROUP <= MAX_PATTERN && tables.len() <= 32;
-        if !kernel.decodes_pairs() || !fits || width == 0 || !width.is_multiple_of(GROUP) {
-            return None;
-        }
-        crate::simd::table_offsets(tables)?;
-        let mut classes = [0u8; MAX_PATTERN];
-        for piece in classes[..period + GROUP].chunks_mut(period) {
-            piece.copy_from_slice(&col_tables[..piece.len()]);
-        }
-        Some(LanePattern { classes, period, first: first % period, width })
-    }
+/// The column pattern of a unit with `map` and `tables`, where `kernel` decodes its runs
+/// ([`Kernel::decode_lane_runs`]: at most 32 tables, 32-bit offsets between them).
+fn lane_pattern(map: TableMap, tables: &[DecodeTable], kernel: Kernel) -> Option<ColumnPattern> {
+    let fits = kernel.decodes_pairs() && tables.len() <= 32;
+    fits.then(|| crate::simd::table_offsets(tables)).flatten().and_then(|_| ColumnPattern::of(map))
 }
 
 struct Tail {
@@ -366,7 +341,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             classes: [[0; 2]; MAX_RUN],
             classes_from: None,
             classes_len: 0,
-            lanes: LanePattern::of(map, tables, kernel),
+            lanes: lane_pattern(map, tables, kernel),
             phases: [0; MAX_RUN],
         }
     }
@@ -410,22 +385,7 @@ impl<'a, 'b> FastUnit<'a, 'b> {
         }
         let groups = (self.n / GROUP).saturating_sub(self.g).min(MAX_RUN);
         if let Some(lanes) = &self.lanes {
-            // Every full group lies in one row (rows are whole groups). One division for the
-            // run: the phase moves on by `GROUP % period` a group, and starts again at the
-            // tile's first column a row.
-            let mut col = self.g * GROUP % lanes.width;
-            let mut phase = (lanes.first + col) % lanes.period;
-            let step = GROUP % lanes.period;
-            for at in &mut self.phases[..groups] {
-                *at = phase as u32;
-                (col, phase) = (col + GROUP, phase + step);
-                if phase >= lanes.period {
-                    phase -= lanes.period;
-                }
-                if col == lanes.width {
-                    (col, phase) = (0, lanes.first);
-                }
-            }
+            lanes.fill_phases(self.g, &mut self.phases[..groups]);
             (self.classes_from, self.classes_len) = (Some(self.g), groups);
             return groups;
         }
@@ -448,10 +408,10 @@ impl<'a, 'b> FastUnit<'a, 'b> {
             pos: &mut self.pos,
             tables: self.tables,
             classes: &self.classes[..k],
-            lanes: self.lanes.as_ref().map(|lanes| LaneClasses {
-                pattern: &lanes.classes[..lanes.period + GROUP],
-                phases: &self.phases[..k],
-            }),
+            lanes: self
+                .lanes
+                .as_ref()
+                .map(|lanes| LaneClasses { pattern: lanes.classes(), phases: &self.phases[..k] }),
             out: self.out.groups(self.g),
         }
     }

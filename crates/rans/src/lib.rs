@@ -266,6 +266,65 @@ impl TableMap<'_> {
     }
 }
 
+/// The classes of a unit's columns where its tables go by column (`TableMap::Cols`) in a tile
+/// whose width is a multiple of `GROUP`, so that every full group lies in one row:
+/// `classes[p..p + GROUP]` are those of a group whose first column is at phase `p` of the
+/// period, the period's classes followed by a group's more. The SIMD coders take such units
+/// in runs, a phase a group.
+pub(crate) struct ColumnPattern {
+    classes: [u8; MAX_PATTERN],
+    period: usize,
+    /// The tile's first column, as a phase of the period, and its width.
+    first: usize,
+    width: usize,
+}
+
+/// Bytes of a [`ColumnPattern`]: periods up to 384 columns (GGUF's largest blocks are 210
+/// bytes).
+const MAX_PATTERN: usize = 512;
+
+impl ColumnPattern {
+    /// The pattern of `map`, where it is one of column classes in rows of whole groups with a
+    /// period that fits.
+    pub(crate) fn of(map: TableMap) -> Option<ColumnPattern> {
+        let TableMap::Cols { col_tables, first, width } = map else { return None };
+        let period = col_tables.len();
+        if period == 0 || period + GROUP > MAX_PATTERN || width == 0 || !width.is_multiple_of(GROUP)
+        {
+            return None;
+        }
+        let mut classes = [0u8; MAX_PATTERN];
+        for piece in classes[..period + GROUP].chunks_mut(period) {
+            piece.copy_from_slice(&col_tables[..piece.len()]);
+        }
+        Some(ColumnPattern { classes, period, first: first % period, width })
+    }
+
+    /// The classes, `period + GROUP` of them.
+    pub(crate) fn classes(&self) -> &[u8] {
+        &self.classes[..self.period + GROUP]
+    }
+
+    /// The phases of the full groups from group `g` on, one an entry of `out`. One division
+    /// for them all: the phase moves on by `GROUP % period` a group, and starts again at the
+    /// tile's first column a row.
+    pub(crate) fn fill_phases(&self, g: usize, out: &mut [u32]) {
+        let mut col = g * GROUP % self.width;
+        let mut phase = (self.first + col) % self.period;
+        let step = GROUP % self.period;
+        for at in out {
+            *at = phase as u32;
+            (col, phase) = (col + GROUP, phase + step);
+            if phase >= self.period {
+                phase -= self.period;
+            }
+            if col == self.width {
+                (col, phase) = (0, self.first);
+            }
+        }
+    }
+}
+
 /// Position of symbol `t` of a unit in decoding order: (step, lane). Symbols are grouped by
 /// 128; in group `g` lane `i` owns symbols `128g + 4i .. 128g + 4i + 3`.
 #[inline]

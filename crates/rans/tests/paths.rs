@@ -508,8 +508,9 @@ proptest! {
     }
 
     /// Units of column classes in tiles whose rows are whole groups (GGUF blocks coded whole),
-    /// which the AVX-512 decoder takes in pairs of lane tables, beside units of row classes:
-    /// the same as each alone.
+    /// which the AVX-512 coder takes in runs of a table a lane (the decoder two or three units
+    /// at once), beside units of row classes: coded as the reference codes them, and decoded
+    /// together as each alone.
     #[test]
     fn batches_of_column_classes_agree_with_single_units(
         columns in proptest::collection::vec(
@@ -537,6 +538,14 @@ proptest! {
                 build_case(n, n_tables, width, prob_bits, &alphabets, seed, Some((period, first)))
             })
             .collect();
+        // Every path codes them as the reference does (the AVX-512 encoder in runs of a table
+        // a lane).
+        for case in &cases {
+            let expected = encode(Path::Scalar, case);
+            for path in Path::available() {
+                prop_assert!(encode(path, case) == expected, "{:?} encodes differently", path);
+            }
+        }
         cases.extend(row_case);
         batches_agree(&cases, &damage, &extra)?;
     }

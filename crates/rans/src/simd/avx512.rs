@@ -646,21 +646,24 @@ unsafe fn code_step(
     _mm512_add_epi32(y, _mm512_srli_epi32::<16>(info))
 }
 
-/// See [`super::Kernel::encode_mixed_group`]: [`encode_run`]'s steps on one group whose symbols
-/// take their tables lane by lane (`classes[t]` for symbol `t`, laid out as the symbols), each
-/// lane's constants gathered through 64-bit offsets from the first table's (a table per lane,
-/// where the run gathers from one table a register).
+/// See [`super::Kernel::encode_lane_run`]: [`encode_run`]'s steps on groups whose symbols take
+/// their tables lane by lane (group `k` of `symbols` with the classes `pattern[phases[k]..]`,
+/// laid out as the symbols), each lane's constants gathered through 64-bit offsets from the
+/// first table's (a table per lane, where the run gathers from one table a register). One group
+/// with its classes is [`encode_mixed_group`].
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW, VL, VBMI2 and IFMA, POPCNT; `prob_bits` must be in `8..=12`;
-/// at most 16 tables, each class below `tables.len()`; `*cur <= buf.len() / 2` and
-/// `*cur >= GROUP + ENCODE_HEADROOM`.
+/// at most 16 tables, every class of `pattern` below `tables.len()`; `symbols` is
+/// `phases.len()` groups; `*cur <= buf.len() / 2` and `*cur >= symbols.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
-pub(super) unsafe fn encode_mixed_group(
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn encode_lane_run(
     states: &mut [u32; LANES],
-    group: &[u8; GROUP],
+    symbols: &[u8],
     tables: &[crate::EncodeTable],
-    classes: &[u8; GROUP],
+    pattern: &[u8],
+    phases: &[u32],
     prob_bits: u32,
     buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
@@ -696,36 +699,44 @@ pub(super) unsafe fn encode_mixed_group(
             magic0: magic0.cast(),
         }
     };
-    // SAFETY: `states` holds 2 x 16 u32, `group` and `classes` 2 x 64 bytes.
-    let (mut x, v, c) = unsafe {
-        (
-            [
-                _mm512_loadu_si512(states.as_ptr().cast()),
-                _mm512_loadu_si512(states.as_ptr().add(16).cast()),
-            ],
-            [
-                _mm512_loadu_si512(group.as_ptr().cast()),
-                _mm512_loadu_si512(group.as_ptr().add(64).cast()),
-            ],
-            [
-                _mm512_loadu_si512(classes.as_ptr().cast()),
-                _mm512_loadu_si512(classes.as_ptr().add(64).cast()),
-            ],
-        )
+    // SAFETY: `states` holds 2 x 16 u32.
+    let mut x = unsafe {
+        [
+            _mm512_loadu_si512(states.as_ptr().cast()),
+            _mm512_loadu_si512(states.as_ptr().add(16).cast()),
+        ]
     };
     let out = buf.as_mut_ptr().cast::<u8>();
     let mut at = *cur;
     let mut least = _mm512_set1_epi32(-1);
-    // The group's 4 steps, last first; half 1 (register 1), then half 0, as `encode_run`.
-    for shift in [24u32, 16, 8, 0] {
-        let count = _mm_cvtsi32_si128(shift as i32);
-        for r in [1, 0] {
-            let symbols = _mm512_and_si512(_mm512_srl_epi32(v[r], count), consts.byte);
-            let class = _mm512_and_si512(_mm512_srl_epi32(c[r], count), consts.byte);
-            // SAFETY: as the caller guarantees (room below `at` for the step's 16 words).
-            x[r] = unsafe {
-                encode_step_lanes(x[r], symbols, class, &offsets, &consts, out, &mut at, &mut least)
-            };
+    for (group, &phase) in symbols.chunks_exact(GROUP).zip(phases).rev() {
+        let classes = &pattern[phase as usize..phase as usize + GROUP];
+        // SAFETY: `group` and `classes` are 2 x 64 bytes.
+        let (v, c) = unsafe {
+            (
+                [
+                    _mm512_loadu_si512(group.as_ptr().cast()),
+                    _mm512_loadu_si512(group.as_ptr().add(64).cast()),
+                ],
+                [
+                    _mm512_loadu_si512(classes.as_ptr().cast()),
+                    _mm512_loadu_si512(classes.as_ptr().add(64).cast()),
+                ],
+            )
+        };
+        // The group's 4 steps, last first; half 1 (register 1), then half 0, as `encode_run`.
+        for shift in [24u32, 16, 8, 0] {
+            let count = _mm_cvtsi32_si128(shift as i32);
+            for r in [1, 0] {
+                let symbols = _mm512_and_si512(_mm512_srl_epi32(v[r], count), consts.byte);
+                let class = _mm512_and_si512(_mm512_srl_epi32(c[r], count), consts.byte);
+                // SAFETY: as the caller guarantees (room below `at` for the run's words).
+                x[r] = unsafe {
+                    encode_step_lanes(
+                        x[r], symbols, class, &offsets, &consts, out, &mut at, &mut least,
+                    )
+                };
+            }
         }
     }
     // SAFETY: as for the loads.
@@ -735,6 +746,25 @@ pub(super) unsafe fn encode_mixed_group(
     }
     *cur = at;
     _mm512_cmpeq_epi32_mask(least, _mm512_setzero_si512()) == 0
+}
+
+/// See [`super::Kernel::encode_mixed_group`]: [`encode_lane_run`] on one group with its own
+/// classes.
+///
+/// # Safety
+/// As [`encode_lane_run`], with `*cur >= GROUP + ENCODE_HEADROOM`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,avx512ifma,avx2,popcnt,bmi2")]
+pub(super) unsafe fn encode_mixed_group(
+    states: &mut [u32; LANES],
+    group: &[u8; GROUP],
+    tables: &[crate::EncodeTable],
+    classes: &[u8; GROUP],
+    prob_bits: u32,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    cur: &mut usize,
+) -> bool {
+    // SAFETY: as the caller guarantees; one group, at phase 0 of its classes.
+    unsafe { encode_lane_run(states, group, tables, classes, &[0], prob_bits, buf, cur) }
 }
 
 /// The tables of [`encode_mixed_group`]: each table's `info512` and `magic_cmpl` as byte offsets

@@ -319,6 +319,54 @@ impl Kernel {
 }
 
 impl Kernel {
+    /// Whether [`Kernel::encode_lane_run`] and [`Kernel::encode_mixed_group`] run here.
+    pub(crate) fn encodes_lanes(self) -> bool {
+        matches!(self, Kernel::Avx512(Avx512 { encoder: true }))
+    }
+
+    /// [`Kernel::encode_run`] on groups whose symbols take their tables one by one (see
+    /// [`EncodeLaneRun`]), all of precision `prob_bits`. Returns `None` where this kernel has
+    /// no such path (AVX2) or there are more than 16 tables (the caller then codes group by
+    /// group), else whether every symbol had a frequency.
+    ///
+    /// Panics if `buf` has no room below `*cur` for a word a symbol plus the headroom, or
+    /// where the phases are not one a group or a phase leaves less than a group of classes.
+    pub(crate) fn encode_lane_run(self, run: EncodeLaneRun<'_>, prob_bits: u32) -> Option<bool> {
+        let EncodeLaneRun { states, symbols, tables, pattern, phases, buf, cur } = run;
+        assert!(
+            symbols.len() == GROUP * phases.len()
+                && phases.iter().all(|&p| p as usize + GROUP <= pattern.len()),
+            "a phase a group, and a group of classes at each"
+        );
+        assert!(
+            *cur <= buf.len() / 2 && *cur >= symbols.len() + ENCODE_HEADROOM,
+            "encoder word buffer too small"
+        );
+        // (The largest class, not the first too large: a loop without exits vectorises.)
+        let largest = pattern.iter().copied().max().unwrap_or(0);
+        if !self.encodes_lanes() || tables.len() > 16 || usize::from(largest) >= tables.len() {
+            return None;
+        }
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected (checked above);
+            // the room, phases, tables and classes are checked above.
+            Kernel::Avx512(_) => unsafe {
+                Some(avx512::encode_lane_run(
+                    states,
+                    symbols,
+                    tables,
+                    pattern,
+                    phases,
+                    prob_bits.clamp(8, 12),
+                    buf,
+                    cur,
+                ))
+            },
+            _ => None,
+        }
+    }
+
     /// One full group whose symbols take their tables one by one (`classes[t]` for symbol `t`,
     /// all of precision `prob_bits`), coded as [`Kernel::encode_run`] codes a group: its words
     /// below `*cur` in `buf`. Returns `None` where this kernel has no such path (AVX2) or there
@@ -358,6 +406,19 @@ impl Kernel {
             _ => None,
         }
     }
+}
+
+/// A run of full groups of one unit for [`Kernel::encode_lane_run`]: group `k` of `symbols`
+/// with its classes at `pattern[phases[k]..]` (symbol `t` of the group with table
+/// `tables[pattern[phases[k] + t]]`).
+pub(crate) struct EncodeLaneRun<'a> {
+    pub(crate) states: &'a mut [u32; LANES],
+    pub(crate) symbols: &'a [u8],
+    pub(crate) tables: &'a [EncodeTable],
+    pub(crate) pattern: &'a [u8],
+    pub(crate) phases: &'a [u32],
+    pub(crate) buf: &'a mut [std::mem::MaybeUninit<u8>],
+    pub(crate) cur: &'a mut usize,
 }
 
 /// A run of full groups of one unit for [`Kernel::encode_run`].
