@@ -308,8 +308,11 @@ const MAX_RUN: usize = 64;
 /// The column pattern of a unit with `map` and `tables`, where `kernel` decodes its runs
 /// ([`Kernel::decode_lane_runs`]: at most 32 tables, 32-bit offsets between them).
 fn lane_pattern(map: TableMap, tables: &[DecodeTable], kernel: Kernel) -> Option<ColumnPattern> {
-    let fits = kernel.decodes_pairs() && tables.len() <= 32;
-    fits.then(|| crate::simd::table_offsets(tables)).flatten().and_then(|_| ColumnPattern::of(map))
+    if !kernel.decodes_pairs() || tables.len() > 32 {
+        return None;
+    }
+    crate::simd::table_offsets(tables)?;
+    ColumnPattern::of(map)
 }
 
 struct Tail {

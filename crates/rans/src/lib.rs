@@ -397,6 +397,46 @@ impl Path {
 mod tests {
     use super::*;
 
+    /// A group's classes in the pattern, at its phase, are its columns' classes, for groups
+    /// from any first group, across rows, for periods of GGUF blocks and others.
+    #[test]
+    fn column_patterns_give_each_group_its_columns_classes() {
+        for period in [1usize, 2, 20, 34, 210, 383] {
+            let col_tables: Vec<u8> = (0..period).map(|c| (c * 7 % 5) as u8).collect();
+            for (width, first) in [(128, 0), (256, 7), (5760, 999), (1280, 383)] {
+                let map = TableMap::Cols { col_tables: &col_tables, first, width };
+                let pattern = ColumnPattern::of(map).expect("rows of whole groups");
+                for from in [0usize, 1, 44, 45, 100] {
+                    let mut phases = [0u32; 64];
+                    pattern.fill_phases(from, &mut phases);
+                    for (k, &phase) in phases.iter().enumerate() {
+                        let got = &pattern.classes()[phase as usize..][..GROUP];
+                        let base = (from + k) * GROUP;
+                        let want: Vec<u8> =
+                            (0..GROUP).map(|t| map.table_of(base + t) as u8).collect();
+                        assert_eq!(
+                            got,
+                            &want[..],
+                            "period {period}, width {width}, group {}",
+                            from + k
+                        );
+                    }
+                }
+            }
+        }
+        // Not whole groups a row, or a period too long: no pattern.
+        let classes = [0u8; 400];
+        assert!(
+            ColumnPattern::of(TableMap::Cols { col_tables: &classes[..3], first: 0, width: 100 })
+                .is_none()
+        );
+        assert!(
+            ColumnPattern::of(TableMap::Cols { col_tables: &classes, first: 0, width: 128 })
+                .is_none()
+        );
+        assert!(ColumnPattern::of(TableMap::Single).is_none());
+    }
+
     /// `fill_half_tables` (one pass, with fast paths by row width) gives what `half_tables`
     /// gives group by group, and stops at the first group whose halves do not share a table.
     #[test]
