@@ -351,7 +351,8 @@ fn encode_whole_blocks(
     // A row's bytes from its elements (a tensor of no rows still has rows of some width), which
     // a decoder refuses to read where they overflow.
     let row_bytes = input.dtype.storage_len(cols).ok_or_else(|| shape_error(input, None))?;
-    let (prows, pcols) = whole_blocks::plane_shape(rows, row_bytes);
+    let block_bytes = input.dtype.block().map_or(1, |(_, bytes)| bytes);
+    let (prows, pcols) = whole_blocks::plane_shape(rows, row_bytes, block_bytes);
     let (crc, _) = crc_and_counts(input.bytes, None, 0);
     let (mut entry, bits, payload) = whole_blocks::encode_whole_blocks(
         input.bytes,

@@ -6,9 +6,10 @@
 //! The two code the same bytes with the same tables, so they come out about the same size; what
 //! differs is the decoder's work. A GPU decodes whole blocks straight into place, where split
 //! planes decode into scratch and a second launch merges them (a third of that decode's time,
-//! docs/PERFORMANCE.md). Rows are laid side by side (`Transform::plane_shape_fits`) until a
-//! plane row is a multiple of 128 bytes, so that every tile is one decoder group wide and none
-//! is an edge tile of another width (SmolLM2's Q4_1 rows of 360 bytes: 16 a plane row).
+//! docs/PERFORMANCE.md). The plane's rows are the tensor's bytes in rows of whole blocks and
+//! whole decoder groups (`Transform::plane_shape_fits`; SmolLM2's Q4_1 blocks of 20 bytes in
+//! rows of 640), so that every tile is one group wide and as tall as a tile goes: a GPU decodes
+//! such units in its fastest loop, a lane's columns at the same place in every group.
 
 use rayon::prelude::*;
 use wcodec_format::records::{UNIT_ALIGN, UnitRecord};
@@ -24,17 +25,19 @@ use crate::plane::{
 };
 use crate::{EncodeOptions, Payload};
 
-/// The plane shape of a block type's tensor of `rows` rows of `row_bytes` bytes: `k` rows side
-/// by side for the least `k` that makes a plane row a multiple of a decoder group (128 bytes)
-/// and divides the rows, else the rows as they are.
-pub(crate) fn plane_shape(rows: u64, row_bytes: u64) -> (u64, u64) {
-    if row_bytes == 0 || rows == 0 {
-        return (rows, row_bytes);
-    }
-    let k = GROUP as u64 / gcd(row_bytes, GROUP as u64);
-    // Plane columns stay within 32 bits (the GPU's offsets within a row).
-    match row_bytes.checked_mul(k) {
-        Some(cols) if rows.is_multiple_of(k) && cols <= u64::from(u32::MAX) => (rows / k, cols),
+/// The plane shape of a block type's tensor of `rows` rows of `row_bytes` bytes, in blocks of
+/// `block_bytes` (`Transform::plane_shape_fits`): rows of the least common multiple of the
+/// block and a decoder group (128 bytes) where that divides the tensor's bytes (SmolLM2's Q4_1
+/// blocks of 20 bytes: rows of 640, 32 blocks), so that every tile can be one group wide and
+/// as tall as a tile goes; else the rows as they are. (No other row of whole groups fits
+/// where these do not: `k` rows side by side are a multiple of them.)
+pub(crate) fn plane_shape(rows: u64, row_bytes: u64, block_bytes: u64) -> (u64, u64) {
+    let group = GROUP as u64;
+    let width = block_bytes / gcd(block_bytes, group).max(1) * group;
+    match rows.checked_mul(row_bytes) {
+        Some(bytes) if bytes > 0 && width > 0 && bytes.is_multiple_of(width) => {
+            (bytes / width, width)
+        }
         _ => (rows, row_bytes),
     }
 }
@@ -215,14 +218,18 @@ mod tests {
     use wcodec_format::Dtype;
 
     #[test]
-    fn rows_go_side_by_side_to_whole_groups_where_they_divide() {
-        // SmolLM2: Q4_1 rows of 576 values (360 bytes), Q8_0 rows of 576 (612 bytes).
-        assert_eq!(plane_shape(1536, 360), (96, 5760));
-        assert_eq!(plane_shape(49152, 612), (1536, 19584));
-        // Already whole groups; rows that k does not divide; nothing.
-        assert_eq!(plane_shape(10, 256), (10, 256));
-        assert_eq!(plane_shape(15, 360), (15, 360));
-        assert_eq!(plane_shape(0, 360), (0, 360));
+    fn planes_are_rows_of_whole_blocks_and_groups() {
+        // SmolLM2: Q4_1 rows of 576 values (360 bytes, blocks of 20), Q8_0 rows of 576 (612,
+        // blocks of 34): rows of 640 and 2176 bytes.
+        assert_eq!(plane_shape(1536, 360, 20), (864, 640));
+        assert_eq!(plane_shape(49152, 612, 34), (13824, 2176));
+        // 16 rows of 360 bytes are 9 of 640; 15 rows are not whole rows of 640: as they are.
+        assert_eq!(plane_shape(16, 360, 20), (9, 640));
+        assert_eq!(plane_shape(15, 360, 20), (15, 360));
+        // Blocks of 128 bytes and more that divide: rows of one block; nothing.
+        assert_eq!(plane_shape(10, 256, 256), (10, 256));
+        assert_eq!(plane_shape(0, 360, 20), (0, 360));
+        assert_eq!(plane_shape(4, 0, 20), (4, 0));
     }
 
     #[test]

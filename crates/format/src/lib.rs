@@ -119,18 +119,19 @@ impl Transform {
     }
 
     /// Whether a plane of shape `actual` may stand where [`Transform::plane_shapes`] gives
-    /// `expected`: the same shape, or for identity `k` consecutive rows side by side, `rows / k`
-    /// of `k` times the row's bytes (`k` dividing the rows), the same bytes in the same order.
+    /// `expected`: the same shape, or for identity the same bytes in the same order in rows of
+    /// another length (its rows times its columns are the tensor's bytes, neither of them 0).
     pub fn plane_shape_fits(self, expected: (u64, u64), actual: (u64, u64)) -> bool {
         if actual == expected {
             return true;
         }
         let ((rows, row_bytes), (plane_rows, plane_cols)) = (expected, actual);
+        let bytes = rows.checked_mul(row_bytes);
         self == Transform::Identity
-            && row_bytes > 0
             && plane_rows > 0
-            && plane_cols.is_multiple_of(row_bytes)
-            && plane_rows.checked_mul(plane_cols / row_bytes) == Some(rows)
+            && plane_cols > 0
+            && bytes.is_some()
+            && plane_rows.checked_mul(plane_cols) == bytes
     }
 
     /// The shape of each plane for a tensor of `rows x cols` elements (the transform must

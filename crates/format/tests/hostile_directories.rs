@@ -329,19 +329,21 @@ fn column_classes_with_one_table_are_invalid() {
 }
 
 #[test]
-fn identity_planes_may_hold_rows_side_by_side_and_nothing_else() {
+fn identity_planes_may_hold_the_bytes_in_rows_of_any_length_and_nothing_else() {
     let reshaped = |rows: u64, cols: u64| {
         let mut dir = directory();
         let plane = &mut dir.tensors[0].planes[0];
         (plane.rows, plane.cols) = (rows, cols);
-        plane.tile_cols = (cols / 2) as u32; // two tiles, as the plane has two units
+        // Two tiles side by side, as the plane has two units.
+        (plane.tile_rows, plane.tile_cols) = (rows.max(1) as u32, (cols / 2).max(1) as u32);
         Directory::from_file_bytes(&file(&dir))
     };
-    // 4 rows of 8 bytes: 2 rows of 16 and 1 of 32 hold the same bytes.
-    assert!(reshaped(2, 16).is_ok());
-    assert!(reshaped(1, 32).is_ok());
-    // 8 rows of 4 (a row split), 3 rows of 16 (not dividing), 2 x 12 (not whole rows).
-    for (rows, cols) in [(8, 4), (3, 16), (2, 12)] {
+    // 4 rows of 8 bytes: 2 rows of 16, 1 of 32, 8 of 4 and 16 of 2 hold the same bytes.
+    for (rows, cols) in [(2, 16), (1, 32), (8, 4), (16, 2)] {
+        assert!(reshaped(rows, cols).is_ok(), "{rows} x {cols}");
+    }
+    // More or fewer bytes, rows or columns of none, a product that overflows.
+    for (rows, cols) in [(3, 16), (2, 12), (0, 32), (32, 0), (u64::MAX, 4), (1 << 62, 8)] {
         assert!(reshaped(rows, cols).is_err(), "{rows} x {cols}");
     }
 }
