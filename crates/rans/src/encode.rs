@@ -53,7 +53,7 @@ impl EncSymbol {
 /// Encoder table for one frequency table.
 #[derive(Clone, Debug)]
 pub struct EncodeTable {
-    prob_bits: u32,
+    pub(crate) prob_bits: u32,
     symbols: [EncSymbol; 256],
     /// Read by the x86-64 kernels only.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]

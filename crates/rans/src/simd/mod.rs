@@ -326,8 +326,8 @@ impl Kernel {
 
     /// [`Kernel::encode_run`] on groups whose symbols take their tables one by one (see
     /// [`EncodeLaneRun`]), all of precision `prob_bits`. Returns `None` where this kernel has
-    /// no such path (AVX2) or there are more than 16 tables (the caller then codes group by
-    /// group), else whether every symbol had a frequency.
+    /// no such path (AVX2), there are more than 16 tables or some other precision (the caller
+    /// then codes group by group), else whether every symbol had a frequency.
     ///
     /// Panics if `buf` has no room below `*cur` for a word a symbol plus the headroom, or
     /// where the phases are not one a group or a phase leaves less than a group of classes.
@@ -344,7 +344,11 @@ impl Kernel {
         );
         // (The largest class, not the first too large: a loop without exits vectorises.)
         let largest = pattern.iter().copied().max().unwrap_or(0);
-        if !self.encodes_lanes() || tables.len() > 16 || usize::from(largest) >= tables.len() {
+        if !self.encodes_lanes()
+            || tables.len() > 16
+            || usize::from(largest) >= tables.len()
+            || tables.iter().any(|t| t.prob_bits != prob_bits)
+        {
             return None;
         }
         match self {
