@@ -72,8 +72,8 @@ mod tests {
                 wcodec::compress(&int8, &options).expect("compresses"),
             ));
         }
-        // GGUF blocks coded whole (`--for-gpu`): identity planes of rows side by side, column
-        // classes.
+        // GGUF blocks coded whole (`--for-gpu`): identity planes in rows of whole blocks and
+        // groups, column classes.
         let gguf = std::fs::read(data.join("smollm2-slice.gguf")).expect("checked-in slice");
         out.push((
             "smollm2-slice.gguf.for-gpu".to_owned(),
