@@ -145,9 +145,11 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
 
 /// See [`super::Kernel::decode_mixed_group`]: one full group of one unit whose symbols come
 /// from several tables, symbol `t` from `tables[classes[t]]`. A lane's class at a step is byte
-/// `j` of its u32 in the classes loaded as the symbols are stored; each table present in the
-/// group is gathered for its lanes under a mask (two tables: two gathers a step, where the
-/// scalar steps it replaces took a table look-up and a multiply per symbol).
+/// `j` of its u32 in the classes loaded as the symbols are stored; each lane's entry is gathered
+/// from its own table at its 32-bit offset from the first table's, as in [`decode_runs`]'s
+/// lane tables (or, where the tables lie too far apart, each table present in the group for its
+/// lanes under a mask), where the scalar steps it replaces took a table look-up and a multiply
+/// per symbol.
 ///
 /// # Safety
 /// The CPU must run AVX-512 F, BW and VL, POPCNT; `window` holds `WINDOW` words; every class
@@ -165,22 +167,13 @@ pub(super) unsafe fn decode_mixed_group(
     let byte = _mm512_set1_epi32(0xff);
     let low = _mm512_set1_epi32(STATE_LOW as i32);
     let present = classes.iter().fold(0u32, |bits, &c| bits | 1 << c);
-    // With up to 16 tables, each lane's entry is gathered from its own table through 64-bit
-    // byte offsets from the first table's entries (two gathers of 8 lanes a step, where a
-    // masked gather a table present would take up to 16).
+    // Each lane's table at its offset from the first table's entries, by class (one gather a
+    // step, where a masked gather a table present would take up to 32).
     let entries0 = tables[0].entries.as_ptr();
-    let lane_tables = (tables.len() <= 16 && present.count_ones() > 1).then(|| {
-        let mut off = [0i64; 16];
-        for (k, t) in tables.iter().enumerate() {
-            off[k] = t.entries.as_ptr() as i64 - entries0 as i64;
-        }
-        // SAFETY: `off` holds 16 i64, two registers.
-        unsafe {
-            [
-                _mm512_loadu_si512(off.as_ptr().cast()),
-                _mm512_loadu_si512(off.as_ptr().add(8).cast()),
-            ]
-        }
+    let lane_offsets = (present.count_ones() > 1).then(|| super::table_offsets(tables)).flatten();
+    // SAFETY: the offsets are 32 i32, two registers.
+    let lane_offsets = lane_offsets.map(|off| unsafe {
+        [_mm512_loadu_si512(off.as_ptr().cast()), _mm512_loadu_si512(off.as_ptr().add(16).cast())]
     });
     // SAFETY: `states` holds 2 x 16 u32, `classes` 2 x 64 bytes.
     let (mut x, class) = unsafe {
@@ -203,26 +196,11 @@ pub(super) unsafe fn decode_mixed_group(
             let slot = _mm512_and_si512(x[r], mask);
             let c = _mm512_and_si512(_mm512_srlv_epi32(class[r], _mm512_set1_epi32(8 * j)), byte);
             let mut e = _mm512_setzero_si512();
-            if let Some(off) = &lane_tables {
-                // Byte offsets: the lane's table, plus 4 bytes a slot.
-                let at = |classes: __m256i, slots: __m256i| {
-                    let table =
-                        _mm512_permutex2var_epi64(off[0], _mm512_cvtepu32_epi64(classes), off[1]);
-                    _mm512_add_epi64(table, _mm512_slli_epi64::<2>(_mm512_cvtepu32_epi64(slots)))
-                };
-                let (c_low, c_high) =
-                    (_mm512_castsi512_si256(c), _mm512_extracti64x4_epi64::<1>(c));
-                let (s_low, s_high) =
-                    (_mm512_castsi512_si256(slot), _mm512_extracti64x4_epi64::<1>(slot));
+            if let Some([low, high]) = lane_offsets {
+                let index = _mm512_add_epi32(slot, _mm512_permutex2var_epi32(low, c, high));
                 // SAFETY: every class names a table (checked by the caller) and every slot is
-                // below `SLOTS` (masked): each offset lands on an entry of a table.
-                let (e_low, e_high) = unsafe {
-                    (
-                        _mm512_i64gather_epi32::<1>(at(c_low, s_low), entries0.cast()),
-                        _mm512_i64gather_epi32::<1>(at(c_high, s_high), entries0.cast()),
-                    )
-                };
-                e = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(e_low), e_high);
+                // below `SLOTS` (masked): each index lands on an entry of the lane's table.
+                e = unsafe { _mm512_i32gather_epi32::<4>(index, entries0.cast()) };
             } else {
                 let mut rest = present;
                 while rest != 0 {
