@@ -306,9 +306,9 @@ pub(crate) struct FastUnit<'a, 'b> {
 const MAX_RUN: usize = 64;
 
 /// The column pattern of a unit with `map` and `tables`, where `kernel` decodes its runs
-/// ([`Kernel::decode_lane_runs`]: at most 32 tables, 32-bit offsets between them).
+/// ([`Kernel::decode_lane_runs`]: its number of tables, 32-bit offsets between them).
 fn lane_pattern(map: TableMap, tables: &[DecodeTable], kernel: Kernel) -> Option<ColumnPattern> {
-    if !kernel.decodes_pairs() || tables.len() > 32 {
+    if !kernel.decodes_lanes(tables.len()) {
         return None;
     }
     crate::simd::table_offsets(tables)?;

@@ -61,11 +61,19 @@ fn lut_row(lut: &Lut, m: usize) -> __m256i {
 
 /// See [`super::Kernel::decode_run`].
 ///
+/// `BY_LANE` ([`super::Kernel::decode_lane_runs`]): each lane gathers from its own table at
+/// each step, at `offsets[class]` from the first table's entries (its class at step j is byte j
+/// of its u32 in the group's classes, `Run::lanes`).
+///
 /// # Safety
-/// The CPU must run AVX2, POPCNT and BMI2.
+/// The CPU must run AVX2, POPCNT and BMI2. With `BY_LANE`: the run has `lanes`, at most 8
+/// tables, every class of its pattern below their number, and `offsets` as
+/// [`super::table_offsets`] computes them.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run(run: Run) -> usize {
-    let Run { states, words, pos, tables, classes, mut out, .. } = run;
+pub(super) unsafe fn decode_run<const BY_LANE: bool>(run: Run, offsets: [i32; 8]) -> usize {
+    let Run { states, words, pos, tables, classes, mut out, lanes } = run;
+    // SAFETY: `offsets` holds 8 i32.
+    let offsets = unsafe { _mm256_loadu_si256(offsets.as_ptr().cast()) };
     let bias = _mm256_set1_epi8(out.bias() as i8);
     // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
     let prob_bits = tables[0].prob_bits().clamp(8, 12);
@@ -88,18 +96,44 @@ pub(super) unsafe fn decode_run(run: Run) -> usize {
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
-        // Registers 0 and 1 hold the lanes of the group's first half, 2 and 3 the second.
-        let entries =
-            [&tables[usize::from(class[0])].entries, &tables[usize::from(class[1])].entries];
+        // Registers 0 and 1 hold the lanes of the group's first half, 2 and 3 the second; with
+        // `BY_LANE` each lane gathers at its class's offset from the first table's entries, its
+        // classes of the group in `lane_classes` as its symbols will be in `acc`.
+        let entries = if BY_LANE {
+            [tables[0].entries.as_ptr(); 2]
+        } else {
+            [
+                tables[usize::from(class[0])].entries.as_ptr(),
+                tables[usize::from(class[1])].entries.as_ptr(),
+            ]
+        };
+        let mut lane_classes = [zero; 4];
+        if let Some(lanes) = lanes.as_ref().filter(|_| BY_LANE) {
+            let at = lanes.phases[done] as usize;
+            let group = &lanes.pattern[at..at + GROUP];
+            for (r, c) in lane_classes.iter_mut().enumerate() {
+                // SAFETY: `group` is GROUP = 4 x 32 bytes; register r loads bytes 32r..32r+31.
+                *c = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
+            }
+        }
         let mut read = 0usize;
         let mut acc = [zero; 4];
-        for _step in 0..4 {
+        for step in 0..4 {
             for r in 0..4 {
                 let xr = x[r];
                 let slot = _mm256_and_si256(xr, mask);
-                // SAFETY: every index is below `SLOTS` (masked) and `entries` has `SLOTS` u32s.
-                let e =
-                    unsafe { _mm256_i32gather_epi32::<4>(entries[r / 2].as_ptr().cast(), slot) };
+                let index = if BY_LANE {
+                    // The permute reads an index's low 3 bits: byte `step` of the classes,
+                    // shifted down, needs no mask.
+                    let class = _mm256_srl_epi32(lane_classes[r], _mm_cvtsi32_si128(8 * step));
+                    _mm256_add_epi32(slot, _mm256_permutevar8x32_epi32(offsets, class))
+                } else {
+                    slot
+                };
+                // SAFETY: every slot is below `SLOTS` (masked) and lands in a table's entries
+                // (`SLOTS` u32s; with `BY_LANE`, at its lane's table's offset, as the caller
+                // guarantees).
+                let e = unsafe { _mm256_i32gather_epi32::<4>(entries[r / 2].cast(), index) };
                 let q = _mm256_srlv_epi32(xr, shift);
                 let freq_m1 = _mm256_and_si256(_mm256_srli_epi32::<8>(e), freq_mask);
                 // freq * q + bias, with freq = freq_m1 + 1.

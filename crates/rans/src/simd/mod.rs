@@ -177,7 +177,7 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
-            Kernel::Avx2(_) => unsafe { avx2::decode_run(run) },
+            Kernel::Avx2(_) => unsafe { avx2::decode_run::<false>(run, [0; 8]) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Kernel::Avx512(_) => unsafe {
@@ -241,10 +241,20 @@ impl Kernel {
         }
     }
 
+    /// Whether [`Kernel::decode_lane_runs`] takes units of `tables` tables (AVX-512: up to 32,
+    /// in lockstep; AVX2: up to 8, one at a time).
+    pub(crate) fn decodes_lanes(self, tables: usize) -> bool {
+        match self {
+            Kernel::Avx512(_) => tables <= 32,
+            Kernel::Avx2(_) => tables <= 8,
+        }
+    }
+
     /// [`Kernel::decode_runs`] on runs whose symbols take their tables one by one
-    /// ([`Run::lanes`], set on every run; `N` may be 1). Returns `None` where a run's tables
-    /// are more than 32, or too far apart in memory for 32-bit offsets (the caller then
-    /// decodes group by group), else the groups decoded of each.
+    /// ([`Run::lanes`], set on every run; `N` may be 1, and is 1 on AVX2). Returns `None`
+    /// where this kernel does not take the runs' tables ([`Kernel::decodes_lanes`]), or they
+    /// lie too far apart in memory for 32-bit offsets (the caller then decodes group by
+    /// group), else the groups decoded of each.
     ///
     /// Panics where a run's phases are not one a group, or a phase leaves less than a group
     /// of its pattern.
@@ -262,7 +272,7 @@ impl Kernel {
             );
             // (The largest class, not the first too large: a loop without exits vectorises.)
             let largest = lanes.pattern.iter().copied().max().unwrap_or(0);
-            if run.tables.len() > 32 || usize::from(largest) >= run.tables.len() {
+            if !self.decodes_lanes(run.tables.len()) || usize::from(largest) >= run.tables.len() {
                 return None;
             }
             *offsets = table_offsets(run.tables)?;
@@ -273,6 +283,14 @@ impl Kernel {
             // names a table, whose entries lie at its offset from the first table's (checked
             // above).
             Kernel::Avx512(_) => Some(unsafe { avx512::decode_runs::<N, true>(runs, offsets) }),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2(_) if N == 1 => {
+                let run = runs.into_iter().next()?;
+                let offsets: [i32; 8] = offsets[0][..8].try_into().expect("8 offsets");
+                // SAFETY: as above; at most 8 tables (`decodes_lanes`), whose offsets are the
+                // first 8.
+                Some(unsafe { avx2::decode_run::<true>(run, offsets) })
+            }
             _ => None,
         }
     }
