@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 use wcodec_predict::log2_approx;
 use wcodec_rans::{
-    Frequencies, SeenBytes, byte_cost_sums, cost_bits, normalize, weighted_cost_sums,
+    ByteCosts, Frequencies, SeenBytes, byte_cost_sums, cost_bits, normalize, weighted_cost_sums,
 };
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
@@ -353,10 +353,13 @@ pub(crate) fn choose_tables(
     let k = tables.len();
     // Costs by residual (for counted rows) and by stored byte (the bias folded in).
     let residual_costs = quantised_costs(&tables, prob_bits);
-    let byte_costs: Vec<[u8; 256]> = residual_costs
-        .iter()
-        .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
-        .collect();
+    let byte_costs = ByteCosts::new(
+        residual_costs
+            .iter()
+            .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
+            .collect(),
+    );
+    let residual_costs = ByteCosts::new(residual_costs);
     let counted_row = |r: usize| !sampled || r.is_multiple_of(COUNT_STRIDE) || !(plane.none_row)(r);
     // Tasks are folded in order into one `Classified` a thread's run of them, not one each: a
     // class's `SeenBytes` then meets its values once, not again in every task (each new value

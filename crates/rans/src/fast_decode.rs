@@ -214,7 +214,9 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
             let slow = |u: &FastUnit| {
                 u.tables.len() << u.tables[0].prob_bits() > 1 << 12 || 8 * u.stream.len() >= 6 * u.n
             };
-            let three = ready(lanes).count() == 3 && slots.iter().flatten().all(|(_, u)| slow(u));
+            let three = kernel.decodes_threes()
+                && ready(lanes).count() == 3
+                && slots.iter().flatten().all(|(_, u)| slow(u));
             let mut chosen = [false; INTERLEAVED];
             for k in ready(lanes).take(if three { 3 } else { 2 }) {
                 chosen[k] = true;

@@ -59,121 +59,153 @@ fn lut_row(lut: &Lut, m: usize) -> __m256i {
     unsafe { _mm256_load_si256(row.as_ptr().cast()) }
 }
 
-/// See [`super::Kernel::decode_run`].
+/// See [`super::Kernel::decode_run`] and [`super::Kernel::decode_runs`]: `N` units at once, in
+/// lockstep (each unit's 32 lanes in four registers), so that while one unit's chain of a step
+/// waits (its gather, its multiply, the words its lanes take in turn) the others' go on. As many
+/// groups of each as all runs hold and all streams hold windows for.
 ///
 /// `BY_LANE` ([`super::Kernel::decode_lane_runs`]): each lane gathers from its own table at
-/// each step, at `offsets[class]` from the first table's entries (its class at step j is byte j
-/// of its u32 in the group's classes, `Run::lanes`).
+/// each step, at `offsets[u][class]` from its unit's first table's entries (its class at step j
+/// is byte j of its u32 in the group's classes, `Run::lanes`).
 ///
 /// # Safety
-/// The CPU must run AVX2, POPCNT and BMI2. With `BY_LANE`: the run has `lanes`, at most 8
+/// The CPU must run AVX2, POPCNT and BMI2. With `BY_LANE`: every run has `lanes`, at most 8
 /// tables, every class of its pattern below their number, and `offsets` as
 /// [`super::table_offsets`] computes them.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
-pub(super) unsafe fn decode_run<const BY_LANE: bool>(run: Run, offsets: [i32; 8]) -> usize {
-    let Run { states, words, pos, tables, classes, mut out, lanes } = run;
-    // SAFETY: `offsets` holds 8 i32.
-    let offsets = unsafe { _mm256_loadu_si256(offsets.as_ptr().cast()) };
-    let bias = _mm256_set1_epi8(out.bias() as i8);
-    // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in range.
-    let prob_bits = tables[0].prob_bits().clamp(8, 12);
-    let mask = _mm256_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
-    let shift = _mm256_set1_epi32(prob_bits as i32);
+pub(super) unsafe fn decode_runs<const N: usize, const BY_LANE: bool>(
+    mut units: [Run<'_, '_>; N],
+    offsets: [[i32; 8]; N],
+) -> usize {
+    let zero = _mm256_setzero_si256();
     let freq_mask = _mm256_set1_epi32(0xfff);
     let sixteen = _mm256_set1_epi32(16);
-    let zero = _mm256_setzero_si256();
-    let mut x = [zero; 4];
-    for (r, x) in x.iter_mut().enumerate() {
-        // SAFETY: `states` holds 4 x 8 u32; register r loads lanes 8r..8r+7.
-        *x = unsafe { _mm256_loadu_si256(states.as_ptr().add(8 * r).cast()) };
+    let (mut mask, mut shift, mut bias, mut lane_offsets) =
+        ([zero; N], [zero; N], [zero; N], [zero; N]);
+    // Register r of unit u holds its lanes 8r..8r+7.
+    let mut x = [[zero; 4]; N];
+    let mut p = [0usize; N];
+    for (u, run) in units.iter().enumerate() {
+        // The slot is masked with `SLOTS - 1` whatever the precision; this keeps the shifts in
+        // range.
+        let prob_bits = run.tables[0].prob_bits().clamp(8, 12);
+        mask[u] = _mm256_set1_epi32((((1u32 << prob_bits) - 1) as usize & (SLOTS - 1)) as i32);
+        shift[u] = _mm256_set1_epi32(prob_bits as i32);
+        bias[u] = _mm256_set1_epi8(run.out.bias() as i8);
+        p[u] = *run.pos;
+        // SAFETY: `offsets[u]` holds 8 i32, `states` 4 x 8 u32.
+        unsafe {
+            lane_offsets[u] = _mm256_loadu_si256(offsets[u].as_ptr().cast());
+            for (r, x) in x[u].iter_mut().enumerate() {
+                *x = _mm256_loadu_si256(run.states.as_ptr().add(8 * r).cast());
+            }
+        }
     }
-    let n_words = words.len() / 2;
-    let mut p = *pos;
+    let groups = units.iter().map(|r| r.classes.len()).min().unwrap_or(0);
     let mut done = 0;
-    for &class in classes {
-        if p + WINDOW > n_words {
+    while done < groups {
+        if units.iter().zip(&p).any(|(r, &p)| p + WINDOW > r.words.len() / 2) {
             break;
         }
-        // The group's stream: `WINDOW` readable words from `w`.
-        let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
-        // Registers 0 and 1 hold the lanes of the group's first half, 2 and 3 the second; with
-        // `BY_LANE` each lane gathers at its class's offset from the first table's entries, its
-        // classes of the group in `lane_classes` as its symbols will be in `acc`.
-        let entries = if BY_LANE {
-            [tables[0].entries.as_ptr(); 2]
-        } else {
-            [
-                tables[usize::from(class[0])].entries.as_ptr(),
-                tables[usize::from(class[1])].entries.as_ptr(),
-            ]
-        };
-        let mut lane_classes = [zero; 4];
-        if let Some(lanes) = lanes.as_ref().filter(|_| BY_LANE) {
-            let at = lanes.phases[done] as usize;
-            let group = &lanes.pattern[at..at + GROUP];
-            for (r, c) in lane_classes.iter_mut().enumerate() {
-                // SAFETY: `group` is GROUP = 4 x 32 bytes; register r loads bytes 32r..32r+31.
-                *c = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
+        // The groups' streams: `WINDOW` readable words from each.
+        let w: [*const u8; N] =
+            std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
+        // Registers 0 and 1 of a unit hold the lanes of the group's first half, 2 and 3 the
+        // second; with `BY_LANE` each lane gathers at its class's offset from the unit's first
+        // table's entries, its classes of the group in `lane_classes` as its symbols will be
+        // in `acc`.
+        let entries: [[*const u32; 2]; N] = std::array::from_fn(|u| {
+            let run = &units[u];
+            if BY_LANE {
+                [run.tables[0].entries.as_ptr(); 2]
+            } else {
+                let class = run.classes[done];
+                [
+                    run.tables[usize::from(class[0])].entries.as_ptr(),
+                    run.tables[usize::from(class[1])].entries.as_ptr(),
+                ]
             }
-        }
-        let mut read = 0usize;
-        let mut acc = [zero; 4];
+        });
+        let lane_classes: [[__m256i; 4]; N] = std::array::from_fn(|u| match &units[u].lanes {
+            Some(lanes) if BY_LANE => {
+                let at = lanes.phases[done] as usize;
+                let group = &lanes.pattern[at..at + GROUP];
+                // SAFETY: `group` is GROUP = 4 x 32 bytes; register r loads bytes 32r..32r+31.
+                std::array::from_fn(|r| unsafe {
+                    _mm256_loadu_si256(group.as_ptr().add(32 * r).cast())
+                })
+            }
+            _ => [zero; 4],
+        });
+        let mut read = [0usize; N];
+        let mut acc = [[zero; 4]; N];
         for step in 0..4 {
             for r in 0..4 {
-                let xr = x[r];
-                let slot = _mm256_and_si256(xr, mask);
-                let index = if BY_LANE {
-                    // The permute reads an index's low 3 bits: byte `step` of the classes,
-                    // shifted down, needs no mask.
-                    let class = _mm256_srl_epi32(lane_classes[r], _mm_cvtsi32_si128(8 * step));
-                    _mm256_add_epi32(slot, _mm256_permutevar8x32_epi32(offsets, class))
-                } else {
-                    slot
-                };
-                // SAFETY: every slot is below `SLOTS` (masked) and lands in a table's entries
-                // (`SLOTS` u32s; with `BY_LANE`, at its lane's table's offset, as the caller
-                // guarantees).
-                let e = unsafe { _mm256_i32gather_epi32::<4>(entries[r / 2].cast(), index) };
-                let q = _mm256_srlv_epi32(xr, shift);
-                let freq_m1 = _mm256_and_si256(_mm256_srli_epi32::<8>(e), freq_mask);
-                // freq * q + bias, with freq = freq_m1 + 1.
-                let xr = _mm256_add_epi32(
-                    _mm256_mullo_epi32(freq_m1, q),
-                    _mm256_add_epi32(q, _mm256_srli_epi32::<20>(e)),
-                );
-                // Lanes below 2^16 take the next words, in increasing lane order.
-                let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(xr), zero);
-                let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize;
-                // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 8 words
-                // read lie inside the window of `WINDOW = GROUP + 16` words.
-                let next = unsafe { _mm_loadu_si128(w.add(2 * read).cast()) };
-                let next =
-                    _mm256_permutevar8x32_epi32(_mm256_cvtepu16_epi32(next), lut_row(&EXPAND, m));
-                x[r] = _mm256_or_si256(
-                    _mm256_sllv_epi32(xr, _mm256_and_si256(need, sixteen)),
-                    _mm256_and_si256(next, need),
-                );
-                read += m.count_ones() as usize;
-                // The symbol is the entry's low byte: after 4 steps byte j of a lane's word is
-                // its symbol of step j.
-                acc[r] =
-                    _mm256_or_si256(_mm256_srli_epi32::<8>(acc[r]), _mm256_slli_epi32::<24>(e));
+                for u in 0..N {
+                    let xr = x[u][r];
+                    let slot = _mm256_and_si256(xr, mask[u]);
+                    let index = if BY_LANE {
+                        // The permute reads an index's low 3 bits: byte `step` of the classes,
+                        // shifted down, needs no mask.
+                        let class =
+                            _mm256_srl_epi32(lane_classes[u][r], _mm_cvtsi32_si128(8 * step));
+                        _mm256_add_epi32(slot, _mm256_permutevar8x32_epi32(lane_offsets[u], class))
+                    } else {
+                        slot
+                    };
+                    // SAFETY: every slot is below `SLOTS` (masked) and lands in a table's
+                    // entries (`SLOTS` u32s; with `BY_LANE`, at its lane's table's offset, as
+                    // the caller guarantees).
+                    let e = unsafe { _mm256_i32gather_epi32::<4>(entries[u][r / 2].cast(), index) };
+                    let q = _mm256_srlv_epi32(xr, shift[u]);
+                    let freq_m1 = _mm256_and_si256(_mm256_srli_epi32::<8>(e), freq_mask);
+                    // freq * q + bias, with freq = freq_m1 + 1.
+                    let xr = _mm256_add_epi32(
+                        _mm256_mullo_epi32(freq_m1, q),
+                        _mm256_add_epi32(q, _mm256_srli_epi32::<20>(e)),
+                    );
+                    // Lanes below 2^16 take the next words, in increasing lane order.
+                    let need = _mm256_cmpeq_epi32(_mm256_srli_epi32::<16>(xr), zero);
+                    let m = _mm256_movemask_ps(_mm256_castsi256_ps(need)) as usize;
+                    // SAFETY: a group takes at most GROUP words, so `read <= GROUP` and the 8
+                    // words read lie inside the window of `WINDOW = GROUP + 16` words.
+                    let next = unsafe { _mm_loadu_si128(w[u].add(2 * read[u]).cast()) };
+                    let next = _mm256_permutevar8x32_epi32(
+                        _mm256_cvtepu16_epi32(next),
+                        lut_row(&EXPAND, m),
+                    );
+                    x[u][r] = _mm256_or_si256(
+                        _mm256_sllv_epi32(xr, _mm256_and_si256(need, sixteen)),
+                        _mm256_and_si256(next, need),
+                    );
+                    read[u] += m.count_ones() as usize;
+                    // The symbol is the entry's low byte: after 4 steps byte j of a lane's
+                    // word is its symbol of step j.
+                    acc[u][r] = _mm256_or_si256(
+                        _mm256_srli_epi32::<8>(acc[u][r]),
+                        _mm256_slli_epi32::<24>(e),
+                    );
+                }
             }
         }
-        let group = out.next_group();
-        for (r, acc) in acc.iter().enumerate() {
-            let acc = _mm256_xor_si256(*acc, bias);
-            // SAFETY: `group` is GROUP = 4 x 32 bytes; register r stores bytes 32r..32r+31.
-            unsafe { _mm256_storeu_si256(group.as_mut_ptr().add(32 * r).cast(), acc) };
+        for (u, run) in units.iter_mut().enumerate() {
+            let group = run.out.next_group();
+            for (r, acc) in acc[u].iter().enumerate() {
+                let acc = _mm256_xor_si256(*acc, bias[u]);
+                // SAFETY: `group` is GROUP = 4 x 32 bytes; register r stores bytes 32r..32r+31.
+                unsafe { _mm256_storeu_si256(group.as_mut_ptr().add(32 * r).cast(), acc) };
+            }
+            p[u] += read[u];
         }
-        p += read;
         done += 1;
     }
-    for (r, x) in x.iter().enumerate() {
-        // SAFETY: as for the loads.
-        unsafe { _mm256_storeu_si256(states.as_mut_ptr().add(8 * r).cast(), *x) };
+    for (u, run) in units.iter_mut().enumerate() {
+        for (r, x) in x[u].iter().enumerate() {
+            // SAFETY: as for the loads.
+            unsafe { _mm256_storeu_si256(run.states.as_mut_ptr().add(8 * r).cast(), *x) };
+        }
+        *run.pos = p[u];
     }
-    *pos = p;
     done
 }
 

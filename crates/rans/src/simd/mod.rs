@@ -177,7 +177,7 @@ impl Kernel {
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
-            Kernel::Avx2(_) => unsafe { avx2::decode_run::<false>(run, [0; 8]) },
+            Kernel::Avx2(_) => unsafe { avx2::decode_runs::<1, false>([run], [[0; 8]]) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
             Kernel::Avx512(_) => unsafe {
@@ -226,6 +226,12 @@ impl Kernel {
 
     /// Whether [`Kernel::decode_runs`] interleaves units (else it is not to be called).
     pub(crate) fn decodes_pairs(self) -> bool {
+        true
+    }
+
+    /// Whether three units in lockstep can pay, where their steps wait long: AVX-512 (32
+    /// registers) only; AVX2's 16 registers hold two units' states and bytes, not three.
+    pub(crate) fn decodes_threes(self) -> bool {
         matches!(self, Kernel::Avx512(_))
     }
 
@@ -237,12 +243,16 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves the CPU runs the kernel's target features.
             Kernel::Avx512(_) => unsafe { avx512::decode_runs::<N, false>(runs, [[0; 32]; N]) },
-            _ => unreachable!("decode_runs without decodes_pairs"),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx2(_) => unsafe { avx2::decode_runs::<N, false>(runs, [[0; 8]; N]) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("no SIMD kernels on this architecture"),
         }
     }
 
     /// Whether [`Kernel::decode_lane_runs`] takes units of `tables` tables (AVX-512: up to 32,
-    /// in lockstep; AVX2: up to 8, one at a time).
+    /// in lockstep; AVX2: up to 8).
     pub(crate) fn decodes_lanes(self, tables: usize) -> bool {
         match self {
             Kernel::Avx512(_) => tables <= 32,
@@ -251,7 +261,7 @@ impl Kernel {
     }
 
     /// [`Kernel::decode_runs`] on runs whose symbols take their tables one by one
-    /// ([`Run::lanes`], set on every run; `N` may be 1, and is 1 on AVX2). Returns `None`
+    /// ([`Run::lanes`], set on every run; `N` may be 1). Returns `None`
     /// where this kernel does not take the runs' tables ([`Kernel::decodes_lanes`]), or they
     /// lie too far apart in memory for 32-bit offsets (the caller then decodes group by
     /// group), else the groups decoded of each.
@@ -284,13 +294,14 @@ impl Kernel {
             // above).
             Kernel::Avx512(_) => Some(unsafe { avx512::decode_runs::<N, true>(runs, offsets) }),
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2(_) if N == 1 => {
-                let run = runs.into_iter().next()?;
-                let offsets: [i32; 8] = offsets[0][..8].try_into().expect("8 offsets");
+            Kernel::Avx2(_) => {
+                let offsets =
+                    offsets.map(|o| -> [i32; 8] { o[..8].try_into().expect("8 offsets") });
                 // SAFETY: as above; at most 8 tables (`decodes_lanes`), whose offsets are the
                 // first 8.
-                Some(unsafe { avx2::decode_run::<true>(run, offsets) })
+                Some(unsafe { avx2::decode_runs::<N, true>(runs, offsets) })
             }
+            #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }
     }
@@ -457,31 +468,31 @@ pub(crate) struct EncodeRun<'a> {
 /// encoder prices one histogram under several frequency tables (costs in bits, stored symbol
 /// by symbol).
 ///
-/// The same code is compiled for AVX-512, AVX2 and the baseline, and the fastest the CPU runs is
+/// The same code is compiled for AVX-512, AVX2 and the baseline, and the detected path's is
 /// used: the terms are added in a fixed order with plain multiplies and adds (no fused
 /// multiply-add), so every path gives bit-identical sums.
 pub fn weighted_cost_sums<const N: usize>(costs: &[[f32; 16]], counts: &[u32]) -> [f32; N] {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if Avx512::detect().is_some() {
-            // SAFETY: AVX-512 F was detected on this CPU.
-            return unsafe { sums_avx512::<N>(costs, counts) };
-        }
-        if Avx2::detect().is_some() {
-            // SAFETY: AVX2 was detected on this CPU.
-            return unsafe { sums_avx2::<N>(costs, counts) };
-        }
+    match crate::Path::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the detected path's CPU runs AVX-512 F.
+        crate::Path::Avx512 => unsafe { sums_avx512::<N>(costs, counts) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the detected path's CPU runs AVX2.
+        crate::Path::Avx2 => unsafe { sums_avx2::<N>(costs, counts) },
+        _ => sums::<N>(costs, counts),
     }
-    sums::<N>(costs, counts)
 }
 
 /// Whether the CPU runs AVX-512 F, BW and VBMI, the byte permutes of `SeenBytes::add` and
-/// `byte_cost_sums`; detected once (they are called a row at a time).
+/// `byte_cost_sums`, and the path taken is AVX-512 (`WCODEC_SIMD` caps these kernels as it
+/// does the coder's); detected once (they are called a row at a time).
 fn byte_permutes() -> bool {
     static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DETECTED.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+        if crate::Path::detected() == crate::Path::Avx512
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+        {
             return true;
         }
         false
@@ -542,24 +553,119 @@ impl SeenBytes {
     }
 }
 
-/// Sums of byte costs under several tables: `sums[j]` becomes the sum over the bytes `b` of
-/// `bytes` of `costs[j][b]`, for every table `j` (`sums` is as long as `costs`). This is how an
-/// encoder prices a row of bytes under several frequency tables (costs quantised to bytes)
-/// without counting its histogram first: with AVX-512 VBMI a 64-byte step is two byte permutes,
-/// a blend and a sum of absolute differences a table, against a histogram's 64 dependent
-/// increments. Integer sums: every path gives the same ones (`WCODEC_FORCE_SCALAR` and
-/// `WCODEC_SIMD` pick the path as for the coder).
-pub fn byte_cost_sums(bytes: &[u8], costs: &[[u8; 256]], sums: &mut [u64]) {
-    assert_eq!(costs.len(), sums.len(), "one sum a table");
-    #[cfg(target_arch = "x86_64")]
-    if crate::Path::detected() == crate::Path::Avx512 && byte_permutes() {
-        // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
-        return unsafe { avx512::byte_cost_sums(bytes, costs, sums) };
-    }
-    byte_cost_sums_scalar(bytes, costs, sums);
+/// Byte costs under several tables (costs quantised to bytes: `costs[j][b]` is what byte `b`
+/// costs under table `j`), laid out once for [`byte_cost_sums`], which prices many rows with
+/// them: by table for the AVX-512 VBMI kernel (a table's 256 costs are four registers), and by
+/// byte for the others (a byte's costs under up to 16 tables side by side, 16-bit each, so
+/// that a byte is one load and one vector add whatever the number of tables).
+#[derive(Clone, Debug)]
+pub struct ByteCosts {
+    by_table: Vec<[u8; 256]>,
+    /// `by_byte[b][j] = costs[j][b]`; empty for more than 16 tables.
+    by_byte: Vec<[u16; 16]>,
 }
 
-fn byte_cost_sums_scalar(bytes: &[u8], costs: &[[u8; 256]], sums: &mut [u64]) {
+impl ByteCosts {
+    pub fn new(costs: Vec<[u8; 256]>) -> ByteCosts {
+        let by_byte = if costs.len() <= 16 {
+            (0..256)
+                .map(|b| std::array::from_fn(|j| costs.get(j).map_or(0, |c| u16::from(c[b]))))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ByteCosts { by_table: costs, by_byte }
+    }
+
+    /// The number of tables.
+    pub fn len(&self) -> usize {
+        self.by_table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_table.is_empty()
+    }
+}
+
+/// Sums of byte costs under several tables: `sums[j]` becomes the sum over the bytes `b` of
+/// `bytes` of what `b` costs under table `j`, for every table of `costs` (`sums` is as long).
+/// This is how an encoder prices a row of bytes under several frequency tables without
+/// counting its histogram first: with AVX-512 VBMI a 64-byte step is two byte permutes, a blend
+/// and a sum of absolute differences a table; elsewhere a byte adds its costs under every table
+/// at once (16-bit lanes, widened every 256 bytes), against a histogram's dependent increments.
+/// Integer sums: every path gives the same ones (`WCODEC_FORCE_SCALAR` and `WCODEC_SIMD` pick
+/// the path as for the coder).
+pub fn byte_cost_sums(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
+    assert_eq!(costs.len(), sums.len(), "one sum a table");
+    match crate::Path::detected() {
+        #[cfg(target_arch = "x86_64")]
+        crate::Path::Avx512 if byte_permutes() => {
+            // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
+            unsafe { avx512::byte_cost_sums(bytes, &costs.by_table, sums) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        crate::Path::Avx512 | crate::Path::Avx2 if !costs.by_byte.is_empty() => {
+            // SAFETY: the detected path's CPU runs AVX2.
+            unsafe { sums_by_byte_avx2(bytes, costs, sums) }
+        }
+        _ => sums_by_byte(bytes, costs, sums),
+    }
+}
+
+/// [`byte_cost_sums`] by byte (up to 16 tables; by table for more).
+#[inline(always)]
+fn sums_by_byte(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
+    if costs.by_byte.is_empty() {
+        return byte_cost_sums_by_table(bytes, &costs.by_table, sums);
+    }
+    let by_byte: &[[u16; 16]; 256] = costs.by_byte.as_slice().try_into().expect("256 rows");
+    if costs.len() <= 8 {
+        add_by_byte::<8>(bytes, by_byte, sums);
+    } else {
+        add_by_byte::<16>(bytes, by_byte, sums);
+    }
+}
+
+/// [`sums_by_byte`] in AVX2 registers (the adds of a byte are one instruction for 16 tables).
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sums_by_byte_avx2(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
+    sums_by_byte(bytes, costs, sums);
+}
+
+/// The sums of the first `W` tables' costs (of [`ByteCosts::by_byte`]) into `sums` (its
+/// length, at most `W`): two 16-bit accumulators, even and odd bytes, each taking at most 256
+/// costs of at most 255 before they are widened.
+#[inline(always)]
+fn add_by_byte<const W: usize>(bytes: &[u8], by_byte: &[[u16; 16]; 256], sums: &mut [u64]) {
+    let mut total = [0u64; W];
+    for chunk in bytes.chunks(512) {
+        let (mut even, mut odd) = ([0u16; W], [0u16; W]);
+        let mut pairs = chunk.chunks_exact(2);
+        for pair in &mut pairs {
+            let (a, b) = (&by_byte[usize::from(pair[0])], &by_byte[usize::from(pair[1])]);
+            for j in 0..W {
+                even[j] += a[j];
+                odd[j] += b[j];
+            }
+        }
+        if let [last] = pairs.remainder() {
+            let a = &by_byte[usize::from(*last)];
+            for j in 0..W {
+                even[j] += a[j];
+            }
+        }
+        for j in 0..W {
+            total[j] += u64::from(even[j]) + u64::from(odd[j]);
+        }
+    }
+    sums.copy_from_slice(&total[..sums.len()]);
+}
+
+fn byte_cost_sums_by_table(bytes: &[u8], costs: &[[u8; 256]], sums: &mut [u64]) {
     for (table, sum) in costs.iter().zip(sums) {
         *sum = bytes.iter().map(|&b| u64::from(table[usize::from(b)])).sum();
     }
@@ -677,10 +783,11 @@ mod tests {
         }
     }
 
-    /// The vector sums equal the scalar ones, at lengths around whole 64-byte steps and for
-    /// every number of tables up to 16.
+    /// Every path's sums equal the plain ones, at lengths around whole 64-byte steps and past
+    /// the by-byte sums' 512-byte chunks, for every number of tables up to 16 and past it,
+    /// costs of 255 (the most a 16-bit lane takes 256 of) included.
     #[test]
-    fn byte_cost_sums_agree_with_the_scalar_sums() {
+    fn byte_cost_sums_agree_on_every_path() {
         let mut x = 0x9e37_79b9_u64;
         let mut next = move || {
             x ^= x << 13;
@@ -688,27 +795,42 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for tables in [1usize, 2, 3, 8, 16] {
-            let costs: Vec<[u8; 256]> =
-                (0..tables).map(|_| std::array::from_fn(|_| next() as u8)).collect();
-            for len in [0usize, 1, 63, 64, 65, 127, 384, 1000, 1536] {
-                let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-                let mut expected = vec![0u64; tables];
-                byte_cost_sums_scalar(&bytes, &costs, &mut expected);
-                let by_hand: Vec<u64> = costs
-                    .iter()
-                    .map(|t| bytes.iter().map(|&b| u64::from(t[usize::from(b)])).sum())
+        for tables in [1usize, 2, 3, 8, 9, 16, 17] {
+            for ceiling in [false, true] {
+                let costs: Vec<[u8; 256]> = (0..tables)
+                    .map(|_| std::array::from_fn(|_| if ceiling { 255 } else { next() as u8 }))
                     .collect();
-                assert_eq!(expected, by_hand);
-                let mut got = vec![u64::MAX; tables];
-                byte_cost_sums(&bytes, &costs, &mut got);
-                assert_eq!(got, expected, "{tables} tables, {len} bytes");
-                #[cfg(target_arch = "x86_64")]
-                if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+                let costs = ByteCosts::new(costs);
+                for len in [0usize, 1, 63, 64, 65, 127, 384, 511, 512, 513, 1000, 1536, 5000] {
+                    let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                    let expected: Vec<u64> = costs
+                        .by_table
+                        .iter()
+                        .map(|t| bytes.iter().map(|&b| u64::from(t[usize::from(b)])).sum())
+                        .collect();
+                    let what = format!("{tables} tables, {len} bytes");
                     let mut got = vec![u64::MAX; tables];
-                    // SAFETY: AVX-512 F, BW and VBMI were detected.
-                    unsafe { avx512::byte_cost_sums(&bytes, &costs, &mut got) };
-                    assert_eq!(got, expected, "AVX-512: {tables} tables, {len} bytes");
+                    byte_cost_sums(&bytes, &costs, &mut got);
+                    assert_eq!(got, expected, "detected path: {what}");
+                    let mut got = vec![u64::MAX; tables];
+                    sums_by_byte(&bytes, &costs, &mut got);
+                    assert_eq!(got, expected, "baseline: {what}");
+                    #[cfg(target_arch = "x86_64")]
+                    if Avx2::detect().is_some() {
+                        let mut got = vec![u64::MAX; tables];
+                        // SAFETY: AVX2 was detected.
+                        unsafe { sums_by_byte_avx2(&bytes, &costs, &mut got) };
+                        assert_eq!(got, expected, "AVX2: {what}");
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if Avx512::detect().is_some()
+                        && std::arch::is_x86_feature_detected!("avx512vbmi")
+                    {
+                        let mut got = vec![u64::MAX; tables];
+                        // SAFETY: AVX-512 F, BW and VBMI were detected.
+                        unsafe { avx512::byte_cost_sums(&bytes, &costs.by_table, &mut got) };
+                        assert_eq!(got, expected, "AVX-512: {what}");
+                    }
                 }
             }
         }
