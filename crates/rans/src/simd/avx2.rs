@@ -307,3 +307,60 @@ pub(super) unsafe fn encode_run(
     _mm256_testz_si256(_mm256_cmpeq_epi32(least, _mm256_setzero_si256()), _mm256_set1_epi32(-1))
         == 1
 }
+
+/// See [`super::SeenBytes::add`]: the values not seen yet as a 256-bit map (bit `v` of byte
+/// `v / 8`, from one byte-sign mask of each 32 bytes of `unseen`), each 32-byte step of
+/// `bytes` looked up in it by byte shuffles (its byte `v / 8` from one of two 16-byte halves,
+/// then bit `v % 8`); a step that meets a new value marks it and rebuilds the map.
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn mark_seen(bytes: &[u8], unseen: &mut [u8; 256]) {
+    // The map's two halves, each in both 128-bit lanes (a byte shuffle reads within its lane).
+    let load = |unseen: &[u8; 256]| {
+        let words: [u32; 8] = std::array::from_fn(|k| {
+            // SAFETY: `unseen` holds 8 x 32 bytes.
+            let v = unsafe { _mm256_loadu_si256(unseen.as_ptr().add(32 * k).cast()) };
+            _mm256_movemask_epi8(v) as u32
+        });
+        // SAFETY: `words` is 32 bytes.
+        let map = unsafe { _mm256_loadu_si256(words.as_ptr().cast()) };
+        (
+            _mm256_broadcastsi128_si256(_mm256_castsi256_si128(map)),
+            _mm256_broadcastsi128_si256(_mm256_extracti128_si256::<1>(map)),
+        )
+    };
+    let (mut low, mut high) = load(unseen);
+    let bits = _mm256_setr_epi8(
+        1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128,
+        1, 2, 4, 8, 16, 32, 64, -128,
+    );
+    let (five, seven) = (_mm256_set1_epi8(0x1f), _mm256_set1_epi8(7));
+    // Map bytes 0..16 are looked up at `v / 8 + 0x70` (bit 7 set, a zero, for 16..32), bytes
+    // 16..32 at `v / 8 - 16` (bit 7 set for 0..16).
+    let (to_low, to_high) = (_mm256_set1_epi8(0x70), _mm256_set1_epi8(16));
+    let mut chunks = bytes.chunks_exact(32);
+    for chunk in &mut chunks {
+        // SAFETY: `chunk` is 32 bytes.
+        let v = unsafe { _mm256_loadu_si256(chunk.as_ptr().cast()) };
+        let at = _mm256_and_si256(_mm256_srli_epi16::<3>(v), five);
+        let byte = _mm256_or_si256(
+            _mm256_shuffle_epi8(low, _mm256_adds_epu8(at, to_low)),
+            _mm256_shuffle_epi8(high, _mm256_sub_epi8(at, to_high)),
+        );
+        let new = _mm256_and_si256(byte, _mm256_shuffle_epi8(bits, _mm256_and_si256(v, seven)));
+        if _mm256_testz_si256(new, new) == 0 {
+            let zero = _mm256_setzero_si256();
+            let mut m = !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(new, zero)) as u32);
+            while m != 0 {
+                unseen[usize::from(chunk[m.trailing_zeros() as usize])] = 0;
+                m &= m - 1;
+            }
+            (low, high) = load(unseen);
+        }
+    }
+    for &b in chunks.remainder() {
+        unseen[usize::from(b)] = 0;
+    }
+}

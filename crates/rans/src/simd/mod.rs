@@ -224,11 +224,6 @@ impl Kernel {
         }
     }
 
-    /// Whether [`Kernel::decode_runs`] interleaves units (else it is not to be called).
-    pub(crate) fn decodes_pairs(self) -> bool {
-        true
-    }
-
     /// Whether three units in lockstep can pay, where their steps wait long: AVX-512 (32
     /// registers) only; AVX2's 16 registers hold two units' states and bytes, not three.
     pub(crate) fn decodes_threes(self) -> bool {
@@ -535,6 +530,11 @@ impl SeenBytes {
             // SAFETY: AVX-512 F, BW and VBMI were detected on this CPU.
             return unsafe { avx512::mark_seen(bytes, &mut self.unseen) };
         }
+        #[cfg(target_arch = "x86_64")]
+        if crate::Path::detected() >= crate::Path::Avx2 {
+            // SAFETY: the detected path's CPU runs AVX2.
+            return unsafe { avx2::mark_seen(bytes, &mut self.unseen) };
+        }
         for &b in bytes {
             self.unseen[usize::from(b)] = 0;
         }
@@ -722,7 +722,7 @@ mod tests {
     fn mark_present_agrees_with_the_scalar_scan() {
         let mut x = 7u64;
         for len in [0usize, 1, 63, 64, 65, 1000, 100_000] {
-            for rare in [0u64, 1, 5] {
+            for rare in [0u64, 1, 5, 1000] {
                 let bytes: Vec<u8> = (0..len)
                     .map(|_| {
                         x ^= x << 13;
@@ -743,6 +743,24 @@ mod tests {
                 mark_present(&bytes, &mut got);
                 assert_eq!(got, expected, "len {len}, rare {rare}");
                 assert!(bytes.iter().all(|&b| got[usize::from(b)]));
+                // Each vector scan the CPU runs, whatever path is detected.
+                let unseen: [u8; 256] = std::array::from_fn(|v| if before[v] { 0 } else { 0xff });
+                let expected_unseen: [u8; 256] =
+                    std::array::from_fn(|v| if expected[v] { 0 } else { 0xff });
+                #[cfg(target_arch = "x86_64")]
+                if Avx2::detect().is_some() {
+                    let mut got = unseen;
+                    // SAFETY: AVX2 was detected.
+                    unsafe { avx2::mark_seen(&bytes, &mut got) };
+                    assert_eq!(got, expected_unseen, "AVX2: len {len}, rare {rare}");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if Avx512::detect().is_some() && std::arch::is_x86_feature_detected!("avx512vbmi") {
+                    let mut got = unseen;
+                    // SAFETY: AVX-512 F, BW and VBMI were detected.
+                    unsafe { avx512::mark_seen(&bytes, &mut got) };
+                    assert_eq!(got, expected_unseen, "AVX-512: len {len}, rare {rare}");
+                }
             }
         }
     }
