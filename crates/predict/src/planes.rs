@@ -116,6 +116,49 @@ fn split_u16<B: PlaneByte>(
     }
 }
 
+/// The widest vectors the plane loops are compiled for that this CPU runs, at most the level
+/// `WCODEC_SIMD` names (`scalar`, `avx2`, `avx512`) and the baseline where
+/// `WCODEC_FORCE_SCALAR` is set (not to `0`), as for the coder. Read once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Vectors {
+    /// x86-64's baseline (16 bytes), or another architecture's.
+    Baseline,
+    /// AVX2: 32 bytes.
+    Avx2,
+    /// AVX-512 F and BW: 64 bytes.
+    Avx512,
+}
+
+impl Vectors {
+    pub(crate) fn detected() -> Vectors {
+        static DETECTED: std::sync::OnceLock<Vectors> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            let forced =
+                std::env::var("WCODEC_FORCE_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
+            let cap = match std::env::var("WCODEC_SIMD").map(|v| v.to_ascii_lowercase()) {
+                _ if forced => Vectors::Baseline,
+                Ok(v) if v == "scalar" || v == "none" => Vectors::Baseline,
+                Ok(v) if v == "avx2" => Vectors::Avx2,
+                _ => Vectors::Avx512,
+            };
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx2 = std::arch::is_x86_feature_detected!("avx2");
+                let avx512 = avx2
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw");
+                if avx512 && cap >= Vectors::Avx512 {
+                    return Vectors::Avx512;
+                }
+                if avx2 && cap >= Vectors::Avx2 {
+                    return Vectors::Avx2;
+                }
+            }
+            Vectors::Baseline
+        })
+    }
+}
+
 /// [`split_u16`] compiled for AVX-512 where the CPU has it (`blocks_avx512::available`): the
 /// same loop, vectorised 64 bytes at a time instead of 16 (x86-64's baseline), the same bytes.
 /// The split of a BF16 tensor took 14-18% of its one-thread encode, 12% so, where it waits on
@@ -128,12 +171,30 @@ fn split_u16_fastest<B: PlaneByte>(
     second: &mut [B],
     f: impl Fn(u16) -> (u8, u8),
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if blocks_avx512::available() {
-        // SAFETY: `available` checked that this CPU runs AVX-512 F and BW.
-        unsafe { split_u16_avx512(bytes, first, second, f) };
-        return;
+    match Vectors::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX-512 F and BW (`Vectors::detected`).
+        Vectors::Avx512 => unsafe { split_u16_avx512(bytes, first, second, f) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX2 (`Vectors::detected`).
+        Vectors::Avx2 => unsafe { split_u16_avx2(bytes, first, second, f) },
+        _ => split_u16(bytes, first, second, f),
     }
+}
+
+/// See [`split_u16_fastest`].
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2")]
+unsafe fn split_u16_avx2<B: PlaneByte>(
+    bytes: &[u8],
+    first: &mut [B],
+    second: &mut [B],
+    f: impl Fn(u16) -> (u8, u8),
+) {
     split_u16(bytes, first, second, f);
 }
 
@@ -346,7 +407,59 @@ fn gather<B: PlaneByte, const C: usize>(
 /// plain per-byte form they are tested against.
 ///
 /// Panics if the planes are not those of `transform` for `out`'s units.
+#[allow(unsafe_code)]
 pub fn merge_planes<B: PlaneByte>(
+    planes: &[&[u8]],
+    dtype: Dtype,
+    transform: Transform,
+    out: &mut [B],
+) {
+    match Vectors::detected() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX-512 F and BW (`Vectors::detected`).
+        Vectors::Avx512 => unsafe { merge_planes_avx512(planes, dtype, transform, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX2 (`Vectors::detected`).
+        Vectors::Avx2 => unsafe { merge_planes_avx2(planes, dtype, transform, out) },
+        _ => merge_planes_in(planes, dtype, transform, out),
+    }
+}
+
+/// [`merge_planes`]' loops compiled for AVX-512 (64 bytes a vector).
+///
+/// # Safety
+/// The CPU must run AVX-512 F and BW.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn merge_planes_avx512<B: PlaneByte>(
+    planes: &[&[u8]],
+    dtype: Dtype,
+    transform: Transform,
+    out: &mut [B],
+) {
+    merge_planes_in(planes, dtype, transform, out);
+}
+
+/// [`merge_planes`]' loops compiled for AVX2 (32 bytes a vector).
+///
+/// # Safety
+/// The CPU must run AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2")]
+unsafe fn merge_planes_avx2<B: PlaneByte>(
+    planes: &[&[u8]],
+    dtype: Dtype,
+    transform: Transform,
+    out: &mut [B],
+) {
+    merge_planes_in(planes, dtype, transform, out);
+}
+
+/// The loops of [`merge_planes`], compiled into each of its vector widths.
+#[inline(always)]
+fn merge_planes_in<B: PlaneByte>(
     planes: &[&[u8]],
     dtype: Dtype,
     transform: Transform,
@@ -629,6 +742,62 @@ mod tests {
                 merge_planes_reference(&refs, dtype, transform, &mut reference);
                 assert_eq!(fast, reference, "{dtype} {transform:?} {elements}");
                 assert_eq!(fast, bytes, "{dtype} {transform:?} {elements}");
+                for (width, merge) in merges() {
+                    let mut out = vec![2u8; len];
+                    merge(&refs, dtype, transform, &mut out);
+                    assert_eq!(out, bytes, "{width}: {dtype} {transform:?} {elements}");
+                }
+            }
+        }
+    }
+
+    type Merge = fn(&[&[u8]], Dtype, Transform, &mut [u8]);
+
+    /// Each compilation of the merge's loops this CPU runs, whatever `Vectors::detected` says.
+    #[allow(unsafe_code)]
+    fn merges() -> Vec<(&'static str, Merge)> {
+        let mut out: Vec<(&'static str, Merge)> = vec![("baseline", merge_planes_in::<u8>)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 was detected.
+                out.push(("AVX2", |p, d, t, o| unsafe { merge_planes_avx2(p, d, t, o) }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                // SAFETY: AVX-512 F and BW were detected.
+                out.push(("AVX-512", |p, d, t, o| unsafe { merge_planes_avx512(p, d, t, o) }));
+            }
+        }
+        out
+    }
+
+    /// Each compilation of the two-byte split this CPU runs gives the baseline's planes.
+    #[test]
+    #[allow(unsafe_code)]
+    fn u16_splits_agree_at_every_width() {
+        let f = |w: u16| ((w >> 7) as u8, ((w >> 8) as u8 & 0x80) | (w as u8 & 0x7f));
+        for elements in [0usize, 1, 31, 32, 33, 63, 64, 65, 1000] {
+            let bytes: Vec<u8> = (0..2 * elements).map(|i| (i * 131 % 251) as u8).collect();
+            let (mut a, mut b) = (vec![0u8; elements], vec![0u8; elements]);
+            split_u16(&bytes, &mut a, &mut b, f);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    let (mut c, mut d) = (vec![1u8; elements], vec![1u8; elements]);
+                    // SAFETY: AVX2 was detected.
+                    unsafe { split_u16_avx2(&bytes, &mut c, &mut d, f) };
+                    assert_eq!((&c, &d), (&a, &b), "AVX2, {elements}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                {
+                    let (mut c, mut d) = (vec![1u8; elements], vec![1u8; elements]);
+                    // SAFETY: AVX-512 F and BW were detected.
+                    unsafe { split_u16_avx512(&bytes, &mut c, &mut d, f) };
+                    assert_eq!((&c, &d), (&a, &b), "AVX-512, {elements}");
+                }
             }
         }
     }

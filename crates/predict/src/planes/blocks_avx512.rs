@@ -103,18 +103,11 @@ impl<const K: usize, const N: usize> Layout<K, N> {
 }
 
 /// Whether this CPU runs the kernels below (AVX-512 F, BW and VBMI), unless the scalar paths
-/// are forced as for the coder: `WCODEC_FORCE_SCALAR` set (not to `0`), or `WCODEC_SIMD` at
-/// `scalar` or `avx2`. Read once.
+/// are forced as for the coder (`super::Vectors::detected`). Read once.
 pub(super) fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        let forced = std::env::var("WCODEC_FORCE_SCALAR").is_ok_and(|v| !v.is_empty() && v != "0");
-        let capped = std::env::var("WCODEC_SIMD")
-            .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "scalar" | "none" | "avx2"));
-        !forced
-            && !capped
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
+        super::Vectors::detected() == super::Vectors::Avx512
             && std::arch::is_x86_feature_detected!("avx512vbmi")
     })
 }
