@@ -155,9 +155,7 @@ impl EncodeTable {
         let s = &self.symbols[symbol as usize];
         let v = *x;
         let emit = u64::from(v) >= s.x_max;
-        if emit {
-            down.put(v as u16);
-        }
+        down.put_if(v as u16, emit);
         *x = s.code(if emit { v >> 16 } else { v });
         s.x_max != 0
     }
@@ -556,6 +554,18 @@ impl<'a> Coding<'a> {
         let size = (n - base).min(GROUP);
         // The group's table, or each symbol's (filled one after another, no division each).
         let group_table = self.map.group_table(base, size);
+        if let (Some(table), GROUP) = (group_table, size) {
+            // A full group of one table (most groups): no per-symbol checks.
+            let (table, states) = (&tables[table], &mut self.states);
+            let group: &[u8; GROUP] = self.symbols[base..][..GROUP].try_into().expect("a group");
+            for j in (0..RUN).rev() {
+                for lane in (0..LANES).rev() {
+                    coded &= table.put_down(&mut states[lane], group[lane * RUN + j], self.down);
+                }
+            }
+            self.g -= 1;
+            return coded;
+        }
         let mut classes = [0u8; GROUP];
         if group_table.is_none() {
             self.map.fill_tables(base, &mut classes[..size]);
