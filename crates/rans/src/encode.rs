@@ -367,7 +367,7 @@ fn code_down(
     let mut unit = Coding::new(symbols, map, down);
     // Column classes in rows of whole groups (GGUF blocks coded whole) go in runs, each lane
     // with its own table, where the kernel has that path and the tables one precision.
-    let lanes = kernel.filter(|k| k.encodes_lanes() && tables.len() <= 16);
+    let lanes = kernel.filter(|k| k.encodes_lanes(tables.len()));
     let prob_bits = tables.first().map_or(0, |t| t.prob_bits);
     let lanes = lanes.filter(|_| tables.iter().all(|t| t.prob_bits == prob_bits));
     unit.lanes = lanes.and_then(|_| ColumnPattern::of(map));

@@ -224,6 +224,62 @@ pub(super) unsafe fn encode_run(
     buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
 ) -> bool {
+    let groups = Groups { classes, pattern: &[], phases: &[], offsets: [0; 8] };
+    // SAFETY: as the caller guarantees.
+    unsafe { encode_groups::<false>(states, symbols, tables, &groups, prob_bits, buf, cur) }
+}
+
+/// See [`super::Kernel::encode_lane_run`]: [`encode_run`]'s steps on groups whose symbols take
+/// their tables lane by lane (group `k` of `symbols` with the classes `pattern[phases[k]..]`,
+/// laid out as the symbols), each lane's constants gathered at its table's offset in bytes from
+/// the first table's (`offsets`, by class).
+///
+/// # Safety
+/// As [`encode_run`], with `phases.len()` groups; at most 8 tables, every class of `pattern`
+/// below their number, and `offsets[c]` the distance in bytes from `tables[0]`'s constants to
+/// `tables[c]`'s.
+#[target_feature(enable = "avx2,popcnt,bmi2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn encode_lane_run(
+    states: &mut [u32; LANES],
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    pattern: &[u8],
+    phases: &[u32],
+    offsets: [i32; 8],
+    prob_bits: u32,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    cur: &mut usize,
+) -> bool {
+    let groups = Groups { classes: &[], pattern, phases, offsets };
+    // SAFETY: as the caller guarantees.
+    unsafe { encode_groups::<true>(states, symbols, tables, &groups, prob_bits, buf, cur) }
+}
+
+/// Where the groups of [`encode_groups`] take their tables: a table a half (`classes`), or with
+/// `BY_LANE` a table a symbol (`pattern` at `phases`, through `offsets`).
+struct Groups<'a> {
+    classes: &'a [[u8; 2]],
+    pattern: &'a [u8],
+    phases: &'a [u32],
+    offsets: [i32; 8],
+}
+
+/// [`encode_run`] and [`encode_lane_run`].
+///
+/// # Safety
+/// As theirs.
+#[inline]
+#[target_feature(enable = "avx2,popcnt,bmi2")]
+unsafe fn encode_groups<const BY_LANE: bool>(
+    states: &mut [u32; LANES],
+    symbols: &[u8],
+    tables: &[EncodeTable],
+    groups: &Groups<'_>,
+    prob_bits: u32,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    cur: &mut usize,
+) -> bool {
     let renorm_shift = _mm256_set1_epi32(32 - prob_bits as i32);
     let total = _mm256_set1_epi32(1 << prob_bits);
     let byte = _mm256_set1_epi32(0xff);
@@ -231,6 +287,8 @@ pub(super) unsafe fn encode_run(
     let freq_mask = _mm256_set1_epi32(0xffff);
     let one = _mm256_set1_epi32(1);
     let sixteen = _mm256_set1_epi32(16);
+    // SAFETY: `offsets` holds 8 i32.
+    let offsets = unsafe { _mm256_loadu_si256(groups.offsets.as_ptr().cast()) };
     // Low 16 bits of each u32 into the low 8 bytes of each 128-bit half.
     let low_halves = _mm256_setr_epi8(
         0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1,
@@ -245,24 +303,55 @@ pub(super) unsafe fn encode_run(
     let out = buf.as_mut_ptr().cast::<u8>();
     // The least frequency met in each lane: 0 where a symbol had none.
     let mut least = _mm256_set1_epi32(-1);
-    for (group, class) in symbols.chunks_exact(GROUP).zip(classes).rev() {
-        // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second.
-        let table = class.map(|c| &tables[usize::from(c)].simd);
+    let n_groups = if BY_LANE { groups.phases.len() } else { groups.classes.len() };
+    for (k, group) in symbols.chunks_exact(GROUP).enumerate().take(n_groups).rev() {
+        // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second;
+        // with `BY_LANE` every lane gathers from the first table's constants at its class's
+        // offset, its classes laid out as its symbols in `lane_classes`.
+        let table = if BY_LANE {
+            [&tables[0].simd; 2]
+        } else {
+            groups.classes[k].map(|c| &tables[usize::from(c)].simd)
+        };
         let mut v = [_mm256_setzero_si256(); 4];
-        for (r, v) in v.iter_mut().enumerate() {
+        let mut lane_classes = [_mm256_setzero_si256(); 4];
+        for r in 0..4 {
             // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 8r..8r+7.
-            *v = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
+            v[r] = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
+            if BY_LANE {
+                let at = groups.phases[k] as usize;
+                let classes = &groups.pattern[at..at + GROUP];
+                // SAFETY: `classes` is 128 bytes, as `group`.
+                lane_classes[r] =
+                    unsafe { _mm256_loadu_si256(classes.as_ptr().add(32 * r).cast()) };
+            }
         }
         for j in (0..4).rev() {
             for r in (0..4).rev() {
                 let xr = x[r];
-                let s = _mm256_and_si256(_mm256_srlv_epi32(v[r], _mm256_set1_epi32(8 * j)), byte);
-                // SAFETY: symbols are below 256 and the tables have 256 entries.
+                let shift = _mm256_set1_epi32(8 * j);
+                let s = _mm256_and_si256(_mm256_srlv_epi32(v[r], shift), byte);
+                // SAFETY: symbols are below 256 and the tables have 256 entries (with
+                // `BY_LANE` each lane's at its table's offset, as the caller guarantees).
                 let (info, magic) = unsafe {
-                    (
-                        _mm256_i32gather_epi32::<4>(table[r / 2].info.as_ptr().cast(), s),
-                        _mm256_i32gather_epi32::<4>(table[r / 2].magic32.as_ptr().cast(), s),
-                    )
+                    if BY_LANE {
+                        // The permute reads an index's low 3 bits: byte `j` of the classes,
+                        // shifted down, needs no mask.
+                        let class = _mm256_srlv_epi32(lane_classes[r], shift);
+                        let at = _mm256_add_epi32(
+                            _mm256_slli_epi32::<2>(s),
+                            _mm256_permutevar8x32_epi32(offsets, class),
+                        );
+                        (
+                            _mm256_i32gather_epi32::<1>(table[0].info.as_ptr().cast(), at),
+                            _mm256_i32gather_epi32::<1>(table[0].magic32.as_ptr().cast(), at),
+                        )
+                    } else {
+                        (
+                            _mm256_i32gather_epi32::<4>(table[r / 2].info.as_ptr().cast(), s),
+                            _mm256_i32gather_epi32::<4>(table[r / 2].magic32.as_ptr().cast(), s),
+                        )
+                    }
                 };
                 let freq = _mm256_and_si256(info, freq_mask);
                 least = _mm256_min_epu32(least, freq);

@@ -107,6 +107,22 @@ pub(crate) fn table_offsets(tables: &[DecodeTable]) -> Option<[i32; 32]> {
     Some(offsets)
 }
 
+/// The distance in bytes of each of `tables`' SIMD constants from the first table's (the same
+/// for each of their arrays, which lie at one place in every table), for the AVX2 encoder's
+/// lane runs; `None` where a distance, or an entry's past it, does not fit an i32.
+#[cfg(target_arch = "x86_64")]
+fn encode_table_offsets(tables: &[crate::EncodeTable]) -> Option<[i32; 8]> {
+    let first = std::ptr::from_ref(&tables.first()?.simd) as isize;
+    let mut offsets = [0i32; 8];
+    for (offset, table) in offsets.iter_mut().zip(tables) {
+        let bytes = i32::try_from(std::ptr::from_ref(&table.simd) as isize - first).ok()?;
+        // Entry 255 of the table's last array, 4 bytes each, is still within reach.
+        bytes.checked_add(4 * 256)?;
+        *offset = bytes;
+    }
+    Some(offsets)
+}
+
 /// Words a decoder kernel may touch from the first word of a group: a group takes at most
 /// `GROUP` words and a register's load reads at most 16 past the words taken so far.
 pub(crate) const WINDOW: usize = GROUP + 16;
@@ -343,15 +359,20 @@ impl Kernel {
 }
 
 impl Kernel {
-    /// Whether [`Kernel::encode_lane_run`] and [`Kernel::encode_mixed_group`] run here.
-    pub(crate) fn encodes_lanes(self) -> bool {
-        matches!(self, Kernel::Avx512(Avx512 { encoder: true }))
+    /// Whether [`Kernel::encode_lane_run`] and [`Kernel::encode_mixed_group`] take symbols of
+    /// `tables` tables here: up to 16 with the AVX-512 encoder, 8 with AVX2's.
+    pub(crate) fn encodes_lanes(self, tables: usize) -> bool {
+        match self {
+            Kernel::Avx512(Avx512 { encoder: true }) => tables <= 16,
+            _ => tables <= 8,
+        }
     }
 
     /// [`Kernel::encode_run`] on groups whose symbols take their tables one by one (see
-    /// [`EncodeLaneRun`]), all of precision `prob_bits`. Returns `None` where this kernel has
-    /// no such path (AVX2), there are more than 16 tables or some other precision (the caller
-    /// then codes group by group), else whether every symbol had a frequency.
+    /// [`EncodeLaneRun`]), all of precision `prob_bits`. Returns `None` where there are more
+    /// tables than this kernel takes ([`Kernel::encodes_lanes`]), some other precision, or
+    /// (AVX2) tables too far apart in memory for 32-bit offsets (the caller then codes group by
+    /// group), else whether every symbol had a frequency.
     ///
     /// Panics if `buf` has no room below `*cur` for a word a symbol plus the headroom, or
     /// where the phases are not one a group or a phase leaves less than a group of classes.
@@ -368,38 +389,44 @@ impl Kernel {
         );
         // (The largest class, not the first too large: a loop without exits vectorises.)
         let largest = pattern.iter().copied().max().unwrap_or(0);
-        if !self.encodes_lanes()
-            || tables.len() > 16
+        if !self.encodes_lanes(tables.len())
             || usize::from(largest) >= tables.len()
             || tables.iter().any(|t| t.prob_bits != prob_bits)
         {
             return None;
         }
+        let prob_bits = prob_bits.clamp(8, 12);
         match self {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected (checked above);
-            // the room, phases, tables and classes are checked above.
-            Kernel::Avx512(_) => unsafe {
+            // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected; the room,
+            // phases, tables and classes are checked above.
+            Kernel::Avx512(Avx512 { encoder: true }) => unsafe {
                 Some(avx512::encode_lane_run(
-                    states,
-                    symbols,
-                    tables,
-                    pattern,
-                    phases,
-                    prob_bits.clamp(8, 12),
-                    buf,
-                    cur,
+                    states, symbols, tables, pattern, phases, prob_bits, buf, cur,
                 ))
             },
+            #[cfg(target_arch = "x86_64")]
+            _ => {
+                let offsets = encode_table_offsets(tables)?;
+                // SAFETY: every token proves AVX2; at most 8 tables (`encodes_lanes`), each at
+                // its offset; the room, phases and classes are checked above.
+                Some(unsafe {
+                    avx2::encode_lane_run(
+                        states, symbols, tables, pattern, phases, offsets, prob_bits, buf, cur,
+                    )
+                })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
             _ => None,
         }
     }
 
     /// One full group whose symbols take their tables one by one (`classes[t]` for symbol `t`,
     /// all of precision `prob_bits`), coded as [`Kernel::encode_run`] codes a group: its words
-    /// below `*cur` in `buf`. Returns `None` where this kernel has no such path (AVX2) or there
-    /// are more than 16 tables (the caller then takes the scalar steps), else whether every
-    /// symbol had a frequency.
+    /// below `*cur` in `buf`. Returns `None` where there are more tables than this kernel takes
+    /// (16 on AVX-512, 8 on AVX2, where it is a lane run of one group) or, on AVX2, of several
+    /// precisions (the caller then takes the scalar steps), else whether every symbol had a
+    /// frequency.
     ///
     /// Panics if `buf` has no room below `*cur` for a word a symbol plus the headroom.
     #[allow(clippy::too_many_arguments)]
@@ -431,6 +458,19 @@ impl Kernel {
                     cur,
                 ))
             },
+            // AVX2: a lane run of one group, its classes the pattern.
+            _ if tables.iter().all(|t| t.prob_bits == prob_bits) => self.encode_lane_run(
+                EncodeLaneRun {
+                    states,
+                    symbols: group,
+                    tables,
+                    pattern: classes,
+                    phases: &[0],
+                    buf,
+                    cur,
+                },
+                prob_bits,
+            ),
             _ => None,
         }
     }
