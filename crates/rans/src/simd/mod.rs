@@ -216,9 +216,10 @@ impl Kernel {
 
     /// One full group of one unit whose symbols come from several tables (symbol `t` of the
     /// group from `tables[classes[t]]`), as the reference decodes it; `window` is the stream
-    /// from the group's first word. Returns the words taken, or `None` where this kernel has no
-    /// such path (AVX2), the window is shorter than [`WINDOW`] words or there are more than 32
-    /// tables: the caller then takes the scalar steps.
+    /// from the group's first word. Returns the words taken, or `None` where the window is
+    /// shorter than [`WINDOW`] words or there are more tables than this kernel takes (32 on
+    /// AVX-512; 8 on AVX2, where it is a lane run of one group) or, on AVX2, tables too far
+    /// apart for 32-bit offsets: the caller then takes the scalar steps.
     pub(crate) fn decode_mixed_group(
         self,
         states: &mut [u32; LANES],
@@ -236,6 +237,21 @@ impl Kernel {
                     && tables.len() <= 32
                     && classes.iter().all(|&c| usize::from(c) < tables.len()) =>
             unsafe { Some(avx512::decode_mixed_group(states, window, tables, classes, out)) },
+            Kernel::Avx2(_) if window.len() >= 2 * WINDOW => {
+                let mut pos = 0;
+                let run = Run {
+                    states,
+                    words: window,
+                    pos: &mut pos,
+                    tables,
+                    classes: &[[0, 0]],
+                    lanes: Some(LaneClasses { pattern: classes, phases: &[0] }),
+                    out: GroupsOut::Flat { out, at: 0 },
+                };
+                let done = self.decode_lane_runs([run])?;
+                debug_assert_eq!(done, 1, "the window was checked");
+                (done == 1).then_some(pos)
+            }
             _ => None,
         }
     }
