@@ -142,19 +142,18 @@ impl Vectors {
                 _ => Vectors::Avx512,
             };
             #[cfg(target_arch = "x86_64")]
+            let available = if !std::arch::is_x86_feature_detected!("avx2") {
+                Vectors::Baseline
+            } else if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
             {
-                let avx2 = std::arch::is_x86_feature_detected!("avx2");
-                let avx512 = avx2
-                    && std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw");
-                if avx512 && cap >= Vectors::Avx512 {
-                    return Vectors::Avx512;
-                }
-                if avx2 && cap >= Vectors::Avx2 {
-                    return Vectors::Avx2;
-                }
-            }
-            Vectors::Baseline
+                Vectors::Avx512
+            } else {
+                Vectors::Avx2
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let available = Vectors::Baseline;
+            available.min(cap)
         })
     }
 }
@@ -754,7 +753,7 @@ mod tests {
     type Merge = fn(&[&[u8]], Dtype, Transform, &mut [u8]);
 
     /// Each compilation of the merge's loops this CPU runs, whatever `Vectors::detected` says.
-    #[allow(unsafe_code)]
+    #[allow(unsafe_code, unused_mut)]
     fn merges() -> Vec<(&'static str, Merge)> {
         let mut out: Vec<(&'static str, Merge)> = vec![("baseline", merge_planes_in::<u8>)];
         #[cfg(target_arch = "x86_64")]
