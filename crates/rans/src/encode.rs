@@ -63,11 +63,13 @@ pub struct EncodeTable {
 /// The per-symbol constants in the layout the SIMD kernels gather from, one array per field.
 #[derive(Clone, Debug)]
 pub(crate) struct SimdEncTable {
-    /// `freq | cum << 16 | shift << 28` (`freq <= 2^12` and `cum < 2^12`; `shift` of `magic32`).
+    /// The AVX2 encoder's: `freq | bias << 13 | shift << 27` (`freq <= 2^12`, `bias` as in
+    /// `EncSymbol` (`< 2^13`), `shift` of `magic32`).
     pub(crate) info: [u32; 256],
     /// `x / freq == (t + (x - t) / 2) >> shift` with `t = mulhi(x, magic32)` for every 32-bit
     /// `x` and `freq >= 2` (the 33-bit reciprocal of Granlund and Montgomery, its top bit
-    /// implied); unused when `freq <= 1`.
+    /// implied); for `freq == 1`, `2^32 - 1` and shift 0, whose quotient `x - 1` the bias makes
+    /// up for; 0 when `freq == 0`.
     pub(crate) magic32: [u32; 256],
     /// The AVX-512 encoder's: `freq | bias << 16`, with `bias` as in `EncSymbol` (`< 2^13`).
     pub(crate) info512: [u32; 256],
@@ -92,14 +94,14 @@ impl SimdEncTable {
         let mut cum = 0u32;
         for (symbol, &freq) in freqs.iter().enumerate() {
             let s = symbol ^ usize::from(relabel);
-            let (magic32, shift) = div_magic32(freq);
-            t.info[s] = (freq & 0xffff) | (cum & 0xfff) << 16 | shift << 28;
-            t.magic32[s] = magic32;
             let (magic52, bias) = match freq {
                 0 => (0, 0),
                 1 => ((1 << 52) - 1, cum + m - 1),
                 _ => ((1u64 << 52).div_ceil(u64::from(freq)), cum),
             };
+            let (magic32, shift) = if freq == 1 { (u32::MAX, 0) } else { div_magic32(freq) };
+            t.info[s] = (freq & 0x1fff) | (bias & 0x3fff) << 13 | shift << 27;
+            t.magic32[s] = magic32;
             t.info512[s] = freq | bias << 16;
             t.magic_cmpl[s] = magic52 | u64::from(m.wrapping_sub(freq) & 0xfff) << 52;
             cum += freq;

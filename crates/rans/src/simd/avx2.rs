@@ -283,9 +283,8 @@ unsafe fn encode_groups<const BY_LANE: bool>(
     let renorm_shift = _mm256_set1_epi32(32 - prob_bits as i32);
     let total = _mm256_set1_epi32(1 << prob_bits);
     let byte = _mm256_set1_epi32(0xff);
-    let cum_mask = _mm256_set1_epi32(0xfff);
-    let freq_mask = _mm256_set1_epi32(0xffff);
-    let one = _mm256_set1_epi32(1);
+    let bias_mask = _mm256_set1_epi32(0x3fff);
+    let freq_mask = _mm256_set1_epi32(0x1fff);
     let sixteen = _mm256_set1_epi32(16);
     // SAFETY: `offsets` holds 8 i32.
     let offsets = unsafe { _mm256_loadu_si256(groups.offsets.as_ptr().cast()) };
@@ -376,14 +375,13 @@ unsafe fn encode_groups<const BY_LANE: bool>(
                     _mm256_mul_epu32(_mm256_srli_epi64::<32>(xr), _mm256_srli_epi64::<32>(magic));
                 let t = _mm256_blend_epi32::<0b1010_1010>(even, odd);
                 let q = _mm256_add_epi32(t, _mm256_srli_epi32::<1>(_mm256_sub_epi32(xr, t)));
-                let q = _mm256_srlv_epi32(q, _mm256_srli_epi32::<28>(info));
-                // freq == 1 has no magic: its quotient is x.
-                let q = _mm256_blendv_epi8(q, xr, _mm256_cmpeq_epi32(freq, one));
-                let cum = _mm256_and_si256(_mm256_srli_epi32::<16>(info), cum_mask);
-                // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + cum.
+                let q = _mm256_srlv_epi32(q, _mm256_srli_epi32::<27>(info));
+                let bias = _mm256_and_si256(_mm256_srli_epi32::<13>(info), bias_mask);
+                // x' = (q << prob_bits) + (x - q * freq) + cum = x + q * (M - freq) + bias
+                // (freq 1's quotient comes out as x - 1, which its bias makes up for).
                 x[r] = _mm256_add_epi32(
                     _mm256_add_epi32(xr, _mm256_mullo_epi32(q, _mm256_sub_epi32(total, freq))),
-                    cum,
+                    bias,
                 );
             }
         }
