@@ -312,19 +312,19 @@ unsafe fn encode_groups<const BY_LANE: bool>(
         } else {
             groups.classes[k].map(|c| &tables[usize::from(c)].simd)
         };
-        let mut v = [_mm256_setzero_si256(); 4];
-        let mut lane_classes = [_mm256_setzero_si256(); 4];
-        for r in 0..4 {
-            // SAFETY: `group` is 128 bytes; register r holds the runs of lanes 8r..8r+7.
-            v[r] = unsafe { _mm256_loadu_si256(group.as_ptr().add(32 * r).cast()) };
-            if BY_LANE {
-                let at = groups.phases[k] as usize;
-                let classes = &groups.pattern[at..at + GROUP];
-                // SAFETY: `classes` is 128 bytes, as `group`.
-                lane_classes[r] =
-                    unsafe { _mm256_loadu_si256(classes.as_ptr().add(32 * r).cast()) };
-            }
-        }
+        // The group's classes, laid out as its symbols (with `BY_LANE`; else unused).
+        let classes = match groups.phases.get(k) {
+            Some(&at) if BY_LANE => &groups.pattern[at as usize..at as usize + GROUP],
+            _ => group,
+        };
+        // SAFETY: `group` and `classes` are 128 bytes; register r holds the runs of lanes
+        // 8r..8r+7.
+        let (v, lane_classes): ([__m256i; 4], [__m256i; 4]) = unsafe {
+            (
+                std::array::from_fn(|r| _mm256_loadu_si256(group.as_ptr().add(32 * r).cast())),
+                std::array::from_fn(|r| _mm256_loadu_si256(classes.as_ptr().add(32 * r).cast())),
+            )
+        };
         for j in (0..4).rev() {
             for r in (0..4).rev() {
                 let xr = x[r];

@@ -474,8 +474,8 @@ impl Kernel {
                     cur,
                 ))
             },
-            // AVX2: a lane run of one group, its classes the pattern.
-            _ if tables.iter().all(|t| t.prob_bits == prob_bits) => self.encode_lane_run(
+            // AVX2: a lane run of one group, its classes the pattern (which checks the tables).
+            _ => self.encode_lane_run(
                 EncodeLaneRun {
                     states,
                     symbols: group,
@@ -487,7 +487,6 @@ impl Kernel {
                 },
                 prob_bits,
             ),
-            _ => None,
         }
     }
 }
