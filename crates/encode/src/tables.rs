@@ -352,14 +352,27 @@ pub(crate) fn choose_tables(
     };
     let k = tables.len();
     // Costs by residual (for counted rows) and by stored byte (the bias folded in).
+    // The sample tells where the bytes to price lie (`ByteCosts::expecting`): the bytes of its
+    // rows of NONE tiles, the residuals of its other rows (which NONE tiles may share).
+    let bias = usize::from(plane.bias);
+    let (mut none_bytes, mut other_residuals) = ([0u64; 256], [0u64; 256]);
+    for (&r, counts) in sample.rows.iter().zip(&sample.counts) {
+        if (plane.none_row)(r) {
+            for (b, e) in none_bytes.iter_mut().enumerate() {
+                *e += u64::from(counts[b ^ bias]);
+            }
+        } else {
+            for (e, &n) in other_residuals.iter_mut().zip(counts) {
+                *e += u64::from(n);
+            }
+        }
+    }
     let residual_costs = quantised_costs(&tables, prob_bits);
     let byte_costs = ByteCosts::new(
-        residual_costs
-            .iter()
-            .map(|c| std::array::from_fn(|b| c[b ^ usize::from(plane.bias)]))
-            .collect(),
-    );
-    let residual_costs = ByteCosts::new(residual_costs);
+        residual_costs.iter().map(|c| std::array::from_fn(|b| c[b ^ bias])).collect(),
+    )
+    .expecting(&none_bytes);
+    let residual_costs = ByteCosts::new(residual_costs).expecting(&other_residuals);
     let counted_row = |r: usize| !sampled || r.is_multiple_of(COUNT_STRIDE) || !(plane.none_row)(r);
     // Tasks are folded in order into one `Classified` a thread's run of them, not one each: a
     // class's `SeenBytes` then meets its values once, not again in every task (each new value
@@ -419,7 +432,6 @@ pub(crate) fn choose_tables(
     // Each class's histogram: its counted rows' sum scaled to all its rows (exact where all
     // were counted), and a count of 1 for every value met only in the others; a class whose
     // rows were none of them counted takes its candidate table's shape.
-    let bias = usize::from(plane.bias);
     let sums: Vec<[u64; 256]> = (0..k)
         .map(|c| {
             let symbols = classified.rows[c] * plane.cols as u64;

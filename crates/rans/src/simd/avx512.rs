@@ -870,3 +870,110 @@ pub(super) unsafe fn byte_cost_sums(bytes: &[u8], costs: &[[u8; 256]], sums: &mu
         *sum = _mm512_reduce_add_epi64(acc) as u64;
     }
 }
+
+/// See [`super::byte_cost_sums`], for bytes that mostly fall in a window of 128 values
+/// (`start..start + 128`, wrapping; [`super::CostWindow`]): a table's costs over the window are
+/// two registers, so that the `N` tables stay in registers and a 64-byte step inside the window
+/// is one byte permute a table, its costs added four to a 32-bit lane by `vpdpbusd` (VNNI;
+/// `vpsadbw` would take the permutes' port). A step with a byte outside the window looks its
+/// bytes up in the full tables (`full`, from memory). `SETS` sets of accumulators take steps in
+/// turn: with few tables one set would wait on the multiply-add's latency.
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW, VBMI and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+pub(super) unsafe fn windowed_cost_sums<const N: usize, const SETS: usize>(
+    bytes: &[u8],
+    start: u8,
+    window: &[[u8; 128]],
+    full: &[[u8; 256]],
+    sums: &mut [u64],
+) {
+    assert!(N <= 8 && window.len() == N && full.len() == N && sums.len() == N, "N tables");
+    let zero = _mm512_setzero_si512();
+    let ones = _mm512_set1_epi8(1);
+    let start = _mm512_set1_epi8(start as i8);
+    // SAFETY: a window is 128 bytes, two registers.
+    let w: [[__m512i; 2]; N] = std::array::from_fn(|j| unsafe {
+        [
+            _mm512_loadu_si512(window[j].as_ptr().cast()),
+            _mm512_loadu_si512(window[j][64..].as_ptr().cast()),
+        ]
+    });
+    // The costs of the bytes of `v` selected by `valid` added into `acc`.
+    let step = |v: __m512i, valid: __mmask64, acc: &mut [__m512i; N]| {
+        let index = _mm512_sub_epi8(v, start);
+        if _mm512_movepi8_mask(index) & valid == 0 {
+            for j in 0..N {
+                let costs = _mm512_permutex2var_epi8(w[j][0], index, w[j][1]);
+                let costs = _mm512_maskz_mov_epi8(valid, costs);
+                acc[j] = _mm512_dpbusd_epi32(acc[j], costs, ones);
+            }
+        } else {
+            let high_half = _mm512_movepi8_mask(v);
+            for j in 0..N {
+                // SAFETY: a full table is 256 bytes, four registers.
+                let t: [__m512i; 4] = std::array::from_fn(|k| unsafe {
+                    _mm512_loadu_si512(full[j][64 * k..].as_ptr().cast())
+                });
+                let low = _mm512_permutex2var_epi8(t[0], v, t[1]);
+                let high = _mm512_permutex2var_epi8(t[2], v, t[3]);
+                let costs =
+                    _mm512_maskz_mov_epi8(valid, _mm512_mask_blend_epi8(high_half, low, high));
+                acc[j] = _mm512_dpbusd_epi32(acc[j], costs, ones);
+            }
+        }
+    };
+    let mut total = [0u64; N];
+    // A 32-bit lane takes at most 4 x 255 a step: the 16 lanes of 2^18 steps add up to less
+    // than 2^32.
+    for block in bytes.chunks(64 << 18) {
+        let mut acc = [[zero; N]; SETS];
+        let mut groups = block.chunks_exact(64 * SETS);
+        for group in &mut groups {
+            for (s, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `group` is `SETS` steps of 64 bytes.
+                let v = unsafe { _mm512_loadu_si512(group[64 * s..].as_ptr().cast()) };
+                step(v, u64::MAX, acc);
+            }
+        }
+        for part in groups.remainder().chunks(64) {
+            let valid: __mmask64 = u64::MAX >> (64 - part.len());
+            // SAFETY: the mask selects the `part.len()` bytes `part` has.
+            let v = unsafe { _mm512_maskz_loadu_epi8(valid, part.as_ptr().cast()) };
+            step(v, valid, &mut acc[0]);
+        }
+        let lanes: [__m512i; 8] = std::array::from_fn(|j| {
+            acc.iter().fold(zero, |sum, acc| acc.get(j).map_or(sum, |&a| _mm512_add_epi32(sum, a)))
+        });
+        for (total, sum) in total.iter_mut().zip(lane_sums(lanes)) {
+            *total += u64::from(sum);
+        }
+    }
+    sums.copy_from_slice(&total);
+}
+
+/// The sums of the 16 32-bit lanes of each of eight registers (wrapping), by a tree of
+/// shuffles and adds: a fraction of eight separate reductions.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn lane_sums(v: [__m512i; 8]) -> [u32; 8] {
+    // Within each 128-bit block: [a0 + a2, b0 + b2, a1 + a3, b1 + b3] of registers a, b...
+    let pair = |a, b| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    // ... then [a, b, c, d], each the sum of its block's four lanes.
+    let quad =
+        |ab, cd| _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    let abcd = quad(pair(v[0], v[1]), pair(v[2], v[3]));
+    let efgh = quad(pair(v[4], v[5]), pair(v[6], v[7]));
+    // Blocks [abcd0 + abcd1, abcd2 + abcd3, efgh0 + efgh1, efgh2 + efgh3], then block 0 the
+    // sums of a, b, c, d and block 2 those of e, f, g, h.
+    let halves = _mm512_add_epi32(
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(abcd, efgh),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(abcd, efgh),
+    );
+    let sums = _mm512_add_epi32(halves, _mm512_shuffle_i32x4::<0b10_11_00_01>(halves, halves));
+    let mut out = [0u32; 16];
+    // SAFETY: `out` is 64 bytes.
+    unsafe { _mm512_storeu_si512(out.as_mut_ptr().cast(), sums) };
+    [out[0], out[1], out[2], out[3], out[8], out[9], out[10], out[11]]
+}
