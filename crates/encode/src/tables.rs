@@ -344,7 +344,7 @@ pub(crate) fn choose_tables(
     } else {
         (None, Sample::default())
     };
-    let Some(tables) = candidate else {
+    let Some(Candidate { tables, total: sample_total }) = candidate else {
         let total = plane_hist();
         let table = normalize(&total, prob_bits);
         let bits = cost_bits(&total, &table, prob_bits);
@@ -352,21 +352,18 @@ pub(crate) fn choose_tables(
     };
     let k = tables.len();
     // Costs by residual (for counted rows) and by stored byte (the bias folded in).
-    // The sample tells where the bytes to price lie (`ByteCosts::expecting`): the bytes of its
-    // rows of NONE tiles, the residuals of its other rows (which NONE tiles may share).
+    // The sample tells where the bytes to price lie (`ByteCosts::expecting`): the residuals of
+    // its rows with predicted tiles (few), and the bytes of its other rows, the rest of its
+    // histogram (their residuals XOR the bias).
     let bias = usize::from(plane.bias);
-    let (mut none_bytes, mut other_residuals) = ([0u64; 256], [0u64; 256]);
+    let mut other_residuals = [0u64; 256];
     for (&r, counts) in sample.rows.iter().zip(&sample.counts) {
-        if (plane.none_row)(r) {
-            for (b, e) in none_bytes.iter_mut().enumerate() {
-                *e += u64::from(counts[b ^ bias]);
-            }
-        } else {
-            for (e, &n) in other_residuals.iter_mut().zip(counts) {
-                *e += u64::from(n);
-            }
+        if !(plane.none_row)(r) {
+            other_residuals.iter_mut().zip(counts).for_each(|(e, &n)| *e += u64::from(n));
         }
     }
+    let none_bytes: [u64; 256] =
+        std::array::from_fn(|b| sample_total[b ^ bias] - other_residuals[b ^ bias]);
     let residual_costs = quantised_costs(&tables, prob_bits);
     let byte_costs = ByteCosts::new(
         residual_costs.iter().map(|c| std::array::from_fn(|b| c[b ^ bias])).collect(),
@@ -495,6 +492,12 @@ fn sample_rows(rows: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// The search's tables (two or more) and the histogram of its whole sample.
+struct Candidate {
+    tables: Vec<Frequencies>,
+    total: [u64; 256],
+}
+
 /// The rows the search counted (ascending) and their histograms.
 #[derive(Default)]
 struct Sample {
@@ -509,7 +512,7 @@ fn search(
     row_hist: &RowCounter,
     prob_bits: u8,
     max_tables: u8,
-) -> (Option<Vec<Frequencies>>, Sample) {
+) -> (Option<Candidate>, Sample) {
     let sampled: Vec<usize> = sample_rows(rows).collect();
     // Counted in place, two rows a call (no buffer a pair to gather afterwards).
     let mut sample_counts = vec![[0u32; 256]; sampled.len()];
@@ -528,7 +531,7 @@ fn search_sample(
     rows: usize,
     prob_bits: u8,
     max_tables: u8,
-) -> Option<Vec<Frequencies>> {
+) -> Option<Candidate> {
     let sample: Vec<Row> = sample_counts.iter().map(Row::new).collect();
     let scale = rows as f64 / sample.len() as f64;
     // Order sampled rows by how concentrated they are (the chance that two of a row's symbols
@@ -577,8 +580,12 @@ fn search_sample(
         best = Some((estimate, sums));
         k *= 2;
     }
-    best.filter(|(_, sums)| sums.len() >= 2)
-        .map(|(_, sums)| sums.iter().map(|sum| normalize(sum, prob_bits)).collect())
+    let (_, sums) = best.filter(|(_, sums)| sums.len() >= 2)?;
+    let mut total = [0u64; 256];
+    for sum in &sums {
+        total.iter_mut().zip(sum).for_each(|(t, &n)| *t += n);
+    }
+    Some(Candidate { tables: sums.iter().map(|sum| normalize(sum, prob_bits)).collect(), total })
 }
 
 #[cfg(test)]
