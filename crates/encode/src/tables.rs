@@ -351,7 +351,6 @@ pub(crate) fn choose_tables(
         return (vec![table], Vec::new(), bits, total);
     };
     let k = tables.len();
-    // Costs by residual (for counted rows) and by stored byte (the bias folded in).
     // The sample tells where the bytes to price lie (`ByteCosts::expecting`): the residuals of
     // its rows with predicted tiles (few), and the bytes of its other rows, the rest of its
     // histogram (their residuals XOR the bias).
@@ -364,6 +363,7 @@ pub(crate) fn choose_tables(
     }
     let none_bytes: [u64; 256] =
         std::array::from_fn(|b| sample_total[b ^ bias] - other_residuals[b ^ bias]);
+    // Costs by residual (for predicted tiles' pieces) and by stored byte (the bias folded in).
     let residual_costs = quantised_costs(&tables, prob_bits);
     let byte_costs = ByteCosts::new(
         residual_costs.iter().map(|c| std::array::from_fn(|b| c[b ^ bias])).collect(),

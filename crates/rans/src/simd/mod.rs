@@ -705,8 +705,10 @@ impl ByteCosts {
 /// `bytes` of what `b` costs under table `j`, for every table of `costs` (`sums` is as long).
 /// This is how an encoder prices a row of bytes under several frequency tables without
 /// counting its histogram first: with AVX-512 VBMI a 64-byte step is two byte permutes, a blend
-/// and a sum of absolute differences a table; elsewhere a byte adds its costs under every table
-/// at once (16-bit lanes, widened every 256 bytes), against a histogram's dependent increments.
+/// and a sum of absolute differences a table, or, with VNNI and costs given a window
+/// ([`ByteCosts::expecting`]), one permute and a multiply-add a table for a step inside it;
+/// elsewhere a byte adds its costs under every table at once (16-bit lanes, widened every 256
+/// bytes), against a histogram's dependent increments.
 /// Integer sums: every path gives the same ones (`WCODEC_FORCE_SCALAR` and `WCODEC_SIMD` pick
 /// the path as for the coder).
 pub fn byte_cost_sums(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
@@ -997,9 +999,9 @@ mod tests {
     }
 
     /// Costs with a window ([`ByteCosts::expecting`]) give the plain sums whatever share of
-    /// the bytes falls outside it, for every number of tables up to 17 (eight at a time), at
-    /// every window start, and with costs of 255 across whole 16 MiB blocks of the kernel's
-    /// 32-bit lanes.
+    /// the bytes falls outside it, for numbers of tables up to 17 (eight at a time), at window
+    /// starts drawn at random, and with costs of 255 across a whole 16 MiB block of the
+    /// kernel's 32-bit lanes.
     #[test]
     fn windowed_cost_sums_agree_with_plain_sums() {
         let mut x = 0x2545_f491_u64;
