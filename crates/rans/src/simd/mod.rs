@@ -683,7 +683,7 @@ impl ByteCosts {
 
     /// These costs for bytes expected to be distributed as `expected` (counts of each value,
     /// e.g. from a sample): where nearly all fall in 128 values, the AVX-512 kernel keeps
-    /// every table's costs over those in registers ([`CostWindow`]). The sums are the same.
+    /// every table's costs over those in registers (a `CostWindow`). The sums are the same.
     pub fn expecting(mut self, expected: &[u64; 256]) -> ByteCosts {
         if cost_windows() {
             self.window = CostWindow::choose(&self.by_table, expected);
