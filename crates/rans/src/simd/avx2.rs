@@ -114,18 +114,8 @@ pub(super) unsafe fn decode_runs<const N: usize, const BY_LANE: bool>(
         // second; with `BY_LANE` each lane gathers at its class's offset from the unit's first
         // table's entries, its classes of the group in `lane_classes` as its symbols will be
         // in `acc`.
-        let entries: [[*const u32; 2]; N] = std::array::from_fn(|u| {
-            let run = &units[u];
-            if BY_LANE {
-                [run.tables[0].entries.as_ptr(); 2]
-            } else {
-                let class = run.classes[done];
-                [
-                    run.tables[usize::from(class[0])].entries.as_ptr(),
-                    run.tables[usize::from(class[1])].entries.as_ptr(),
-                ]
-            }
-        });
+        let entries: [[*const u32; 2]; N] =
+            std::array::from_fn(|u| units[u].half_entries(done, BY_LANE));
         let lane_classes: [[__m256i; 4]; N] = std::array::from_fn(|u| match &units[u].lanes {
             Some(lanes) if BY_LANE => {
                 let at = lanes.phases[done] as usize;

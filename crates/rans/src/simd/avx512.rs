@@ -294,18 +294,8 @@ pub(super) unsafe fn decode_runs<'b, const N: usize, const BY_LANE: bool>(
             std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
         // Register h of a unit gathers from `entries[u][h]`: the table of its half, or with
         // `BY_LANE` the unit's first table, each lane offset to its own by `classes[u][h]`.
-        let entries: [[*const u32; 2]; N] = std::array::from_fn(|u| {
-            let run = &units[u];
-            if BY_LANE {
-                [run.tables[0].entries.as_ptr(); 2]
-            } else {
-                let class = run.classes[done];
-                [
-                    run.tables[usize::from(class[0])].entries.as_ptr(),
-                    run.tables[usize::from(class[1])].entries.as_ptr(),
-                ]
-            }
-        });
+        let entries: [[*const u32; 2]; N] =
+            std::array::from_fn(|u| units[u].half_entries(done, BY_LANE));
         let classes: [[__m512i; 2]; N] = std::array::from_fn(|u| match &units[u].lanes {
             Some(lanes) if BY_LANE => {
                 let at = lanes.phases[done] as usize;

@@ -42,6 +42,19 @@ pub(crate) struct Run<'a, 'b> {
     pub(crate) out: GroupsOut<'a, 'b>,
 }
 
+impl Run<'_, '_> {
+    /// The entries the two halves of group `g` gather from: the table of each half, or with
+    /// `by_lane` the run's first table for both (each lane then offset to its own table).
+    #[inline(always)]
+    pub(crate) fn half_entries(&self, g: usize, by_lane: bool) -> [*const u32; 2] {
+        if by_lane {
+            [self.tables[0].entries.as_ptr(); 2]
+        } else {
+            self.classes[g].map(|class| self.tables[usize::from(class)].entries.as_ptr())
+        }
+    }
+}
+
 /// The tables of a run's symbols where they change from symbol to symbol (column classes in
 /// tiles whose rows are whole groups): group `k` of the run takes the `GROUP` classes
 /// `pattern[phases[k]..]`, symbol `t` of the group with table `tables[pattern[phases[k] + t]]`.
