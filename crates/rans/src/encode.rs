@@ -314,7 +314,7 @@ fn encode_fast(
     DOWN.with_borrow_mut(|down| {
         // Room for every symbol's word: the buffer, reused, never grows while coding.
         down.reset(symbols.len() + ENCODE_HEADROOM);
-        let coded = code_down(Some(kernel), symbols, tables, map, down);
+        let coded = code_down(Some(kernel), symbols.into(), tables, map, down);
         if coded {
             out.extend_from_slice(down.bytes());
         }
@@ -322,11 +322,80 @@ fn encode_fast(
     })
 }
 
+/// A unit's symbols where the coder reads them: one slice, or the rows of a tile of a wider
+/// plane read in place, each row whole groups (no copy of the tile first).
+#[derive(Clone, Copy, Debug)]
+pub struct UnitSymbols<'a> {
+    bytes: &'a [u8],
+    /// Symbols a row, a multiple of `GROUP` where rows are apart (`stride > width`).
+    width: usize,
+    /// Bytes from a row's start to the next's.
+    stride: usize,
+    len: usize,
+}
+
+impl<'a> UnitSymbols<'a> {
+    /// `rows` rows of `width` symbols, row `r` at `bytes[r * stride..]`; `None` unless `width`
+    /// is a positive multiple of [`GROUP`] (a group then never spans two rows), `stride >=
+    /// width`, and the rows lie in `bytes`.
+    pub fn rows(bytes: &'a [u8], width: usize, stride: usize, rows: usize) -> Option<Self> {
+        let end = rows.checked_sub(1).map_or(Some(0), |last| {
+            last.checked_mul(stride).and_then(|start| start.checked_add(width))
+        })?;
+        (width > 0 && width.is_multiple_of(GROUP) && stride >= width && end <= bytes.len())
+            .then(|| UnitSymbols { bytes, width, stride, len: rows * width })
+    }
+
+    /// The number of symbols.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the symbols are one slice.
+    fn is_contiguous(&self) -> bool {
+        self.stride == self.width
+    }
+
+    /// Group `g`'s symbols: `GROUP`, fewer in the last group of a unit that ends with a partial
+    /// one (only a slice's can).
+    fn group(&self, g: usize) -> &'a [u8] {
+        let start = g * GROUP;
+        let at = if self.is_contiguous() {
+            start
+        } else {
+            start / self.width * self.stride + start % self.width
+        };
+        &self.bytes[at..at + GROUP.min(self.len - start)]
+    }
+
+    /// Full group `g`.
+    fn full_group(&self, g: usize) -> &'a [u8; GROUP] {
+        self.group(g).try_into().expect("a full group")
+    }
+}
+
+impl<'a> From<&'a [u8]> for UnitSymbols<'a> {
+    fn from(bytes: &'a [u8]) -> Self {
+        UnitSymbols { bytes, width: bytes.len(), stride: bytes.len(), len: bytes.len() }
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for UnitSymbols<'a> {
+    fn from(bytes: &'a Vec<u8>) -> Self {
+        bytes.as_slice().into()
+    }
+}
+
 /// Encodes `symbols` as [`encode_unit`] does, into a buffer of its own sized for about
 /// `expected_len` bytes of unit (grown if it needs more): the unit is then where the coder
 /// wrote it, never copied. For an encoder that keeps its units.
-pub fn encode_unit_owned(
-    symbols: &[u8],
+pub fn encode_unit_owned<'a>(
+    symbols: impl Into<UnitSymbols<'a>>,
     tables: &[EncodeTable],
     map: TableMap,
     expected_len: usize,
@@ -337,13 +406,14 @@ pub fn encode_unit_owned(
 /// [`encode_unit_owned`] on the given path, or on the scalar one where this CPU lacks it. For
 /// tests and benchmarks.
 #[doc(hidden)]
-pub fn encode_unit_owned_with(
+pub fn encode_unit_owned_with<'a>(
     path: Path,
-    symbols: &[u8],
+    symbols: impl Into<UnitSymbols<'a>>,
     tables: &[EncodeTable],
     map: TableMap,
     expected_len: usize,
 ) -> Result<CodedUnit, RansError> {
+    let symbols = symbols.into();
     map.check(symbols.len(), tables.len()).expect("the table map covers the unit");
     // Room for the words (the states have theirs).
     let words = expected_len.saturating_sub(STATES_BYTES).div_ceil(2);
@@ -360,7 +430,7 @@ pub fn encode_unit_owned_with(
 /// symbol had a frequency in its table.
 fn code_down(
     kernel: Option<Kernel>,
-    symbols: &[u8],
+    symbols: UnitSymbols<'_>,
     tables: &[EncodeTable],
     map: TableMap,
     down: &mut Down,
@@ -372,7 +442,9 @@ fn code_down(
     let lanes = kernel.filter(|k| k.encodes_lanes(tables.len()));
     let prob_bits = tables.first().map_or(0, |t| t.prob_bits);
     let lanes = lanes.filter(|_| tables.iter().all(|t| t.prob_bits == prob_bits));
-    unit.lanes = lanes.and_then(|_| ColumnPattern::of(map));
+    // (Lane runs take a slice: a unit read in place takes their groups one at a time.)
+    let contiguous = symbols.is_contiguous();
+    unit.lanes = lanes.filter(|_| contiguous).and_then(|_| ColumnPattern::of(map));
     while unit.g > 0 {
         if let (Some(kernel), Some(_)) = (lanes, &unit.lanes)
             && unit.symbols.len() - (unit.g - 1) * GROUP >= GROUP
@@ -424,7 +496,7 @@ fn code_down(
 /// One unit being coded by [`code_down`]: groups `0..g` are still to code, the words so far
 /// are in `down`.
 struct Coding<'a> {
-    symbols: &'a [u8],
+    symbols: UnitSymbols<'a>,
     map: TableMap<'a>,
     states: [u32; LANES],
     g: usize,
@@ -435,10 +507,12 @@ struct Coding<'a> {
     /// and the phases of a run's groups.
     lanes: Option<ColumnPattern>,
     phases: [u32; MAX_RUN],
+    /// The groups of a run (`run`), in group order.
+    groups: [&'a [u8; GROUP]; MAX_RUN],
 }
 
 impl<'a> Coding<'a> {
-    fn new(symbols: &'a [u8], map: TableMap<'a>, down: &'a mut Down) -> Coding<'a> {
+    fn new(symbols: UnitSymbols<'a>, map: TableMap<'a>, down: &'a mut Down) -> Coding<'a> {
         Coding {
             symbols,
             map,
@@ -448,6 +522,7 @@ impl<'a> Coding<'a> {
             classes: [[0; 2]; MAX_RUN],
             lanes: None,
             phases: [0; MAX_RUN],
+            groups: [&[0; GROUP]; MAX_RUN],
         }
     }
 
@@ -458,7 +533,7 @@ impl<'a> Coding<'a> {
         let (buf, cur) = self.down.parts();
         EncodeLaneRun {
             states: &mut self.states,
-            symbols: &self.symbols[(self.g - k) * GROUP..self.g * GROUP],
+            symbols: &self.symbols.bytes[(self.g - k) * GROUP..self.g * GROUP],
             tables,
             pattern: lanes.classes(),
             phases: &self.phases[..k],
@@ -511,10 +586,13 @@ impl<'a> Coding<'a> {
 
     /// The kernel's run of the last `k` groups of the run `run_before` found.
     fn run<'r>(&'r mut self, tables: &'r [EncodeTable], k: usize) -> EncodeRun<'r> {
+        for (i, group) in self.groups[..k].iter_mut().enumerate() {
+            *group = self.symbols.full_group(self.g - k + i);
+        }
         let (buf, cur) = self.down.parts();
         EncodeRun {
             states: &mut self.states,
-            symbols: &self.symbols[(self.g - k) * GROUP..self.g * GROUP],
+            groups: &self.groups[..k],
             tables,
             classes: &self.classes[MAX_RUN - k..],
             buf,
@@ -527,7 +605,7 @@ impl<'a> Coding<'a> {
     /// symbol and the headroom. Returns whether every symbol had a frequency.
     fn mixed_group(&mut self, kernel: Kernel, tables: &[EncodeTable]) -> Option<bool> {
         let base = (self.g - 1) * GROUP;
-        let group: &[u8; GROUP] = self.symbols.get(base..base + GROUP)?.try_into().ok()?;
+        let group: &[u8; GROUP] = self.symbols.group(self.g - 1).try_into().ok()?;
         let prob_bits = tables[0].prob_bits;
         if tables.iter().any(|t| t.prob_bits != prob_bits) {
             return None;
@@ -559,7 +637,7 @@ impl<'a> Coding<'a> {
         if let (Some(table), GROUP) = (group_table, size) {
             // A full group of one table (most groups): no per-symbol checks.
             let (table, states) = (&tables[table], &mut self.states);
-            let group: &[u8; GROUP] = self.symbols[base..][..GROUP].try_into().expect("a group");
+            let group = self.symbols.full_group(self.g - 1);
             for j in (0..RUN).rev() {
                 for lane in (0..LANES).rev() {
                     coded &= table.put_down(&mut states[lane], group[lane * RUN + j], self.down);
@@ -572,12 +650,13 @@ impl<'a> Coding<'a> {
         if group_table.is_none() {
             self.map.fill_tables(base, &mut classes[..size]);
         }
+        let group = self.symbols.group(self.g - 1);
         for j in (0..RUN).rev() {
             for lane in (0..LANES).rev() {
                 let t = base + lane * RUN + j;
                 if t < n {
                     let table = group_table.unwrap_or(usize::from(classes[t - base]));
-                    let (state, symbol) = (&mut self.states[lane], self.symbols[t]);
+                    let (state, symbol) = (&mut self.states[lane], group[t - base]);
                     coded &= tables[table].put_down(state, symbol, self.down);
                 }
             }

@@ -41,7 +41,8 @@ mod simd;
 pub use decode::{DecodeTable, decode_unit, decode_unit_with, write_table_entries};
 pub use down::CodedUnit;
 pub use encode::{
-    EncodeTable, encode_unit, encode_unit_owned, encode_unit_owned_with, encode_unit_with,
+    EncodeTable, UnitSymbols, encode_unit, encode_unit_owned, encode_unit_owned_with,
+    encode_unit_with,
 };
 pub use fast_decode::{Out, UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};

@@ -192,7 +192,48 @@ fn encode(path: Path, case: &Case) -> Vec<u8> {
         assert!(owned.bytes() == unit, "{path:?}: unit coded with room for {expected} bytes");
         assert!(owned.capacity() >= unit.len());
     }
+    rows_in_place_agree(path, case);
     unit
+}
+
+/// Where the case's rows are whole groups, its whole rows (a tile of a wider plane) coded where
+/// they lie, `pad` bytes of garbage between rows, are the unit the same symbols make as one
+/// slice, on `path`.
+fn rows_in_place_agree(path: Path, case: &Case) {
+    let width = case.width;
+    if width == 0 || !width.is_multiple_of(GROUP) || case.first.is_some() {
+        return;
+    }
+    let rows = case.data.len() / width;
+    let whole = &case.data[..rows * width];
+    let expected = encode_unit_owned_with(path, whole, &case.encoders(), case.map(), 0)
+        .expect("every symbol has a frequency");
+    for pad in [0, 1, 64, 333] {
+        let stride = width + pad;
+        let mut plane = vec![0x5a_u8; rows * stride + 7];
+        for (r, row) in whole.chunks_exact(width).enumerate() {
+            plane[r * stride..][..width].copy_from_slice(row);
+        }
+        let symbols =
+            UnitSymbols::rows(&plane[..], width, stride, rows).expect("rows in the plane");
+        assert_eq!(symbols.len(), whole.len());
+        let in_place = encode_unit_owned_with(path, symbols, &case.encoders(), case.map(), 0)
+            .expect("every symbol has a frequency");
+        assert!(in_place.bytes() == expected.bytes(), "{path:?}: rows {stride} bytes apart");
+    }
+}
+
+/// `UnitSymbols::rows` takes rows of whole groups that lie in the bytes, and nothing else.
+#[test]
+fn unit_rows_must_be_whole_groups_in_the_bytes() {
+    let bytes = vec![0u8; 10 * 300];
+    assert_eq!(UnitSymbols::rows(&bytes, 256, 300, 10).map(|s| s.len()), Some(2560));
+    assert_eq!(UnitSymbols::rows(&bytes, 128, 128, 0).map(|s| s.len()), Some(0));
+    assert!(UnitSymbols::rows(&bytes, 256, 300, 11).is_none(), "past the end");
+    assert!(UnitSymbols::rows(&bytes, 200, 300, 5).is_none(), "not whole groups");
+    assert!(UnitSymbols::rows(&bytes, 0, 300, 5).is_none(), "no width");
+    assert!(UnitSymbols::rows(&bytes, 256, 128, 2).is_none(), "rows overlap");
+    assert!(UnitSymbols::rows(&bytes, 128, usize::MAX, 3).is_none(), "overflow");
 }
 
 /// Decodes with every path into buffers pre-filled alike; returns the scalar result and output,

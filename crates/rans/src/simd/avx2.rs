@@ -202,21 +202,23 @@ pub(super) unsafe fn decode_runs<const N: usize, const BY_LANE: bool>(
 /// See [`super::Kernel::encode_run`].
 ///
 /// # Safety
-/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`; `symbols` is
-/// `classes.len()` groups; `*cur <= buf.len() / 2` and `*cur >= symbols.len() + ENCODE_HEADROOM`.
+/// The CPU must run AVX2, POPCNT and BMI2; `prob_bits` must be in `8..=12`; `groups` is
+/// `classes.len()` groups; `*cur <= buf.len() / 2` and
+/// `*cur >= GROUP * groups.len() + ENCODE_HEADROOM`.
 #[target_feature(enable = "avx2,popcnt,bmi2")]
 pub(super) unsafe fn encode_run(
     states: &mut [u32; LANES],
-    symbols: &[u8],
+    groups: &[&[u8; GROUP]],
     tables: &[EncodeTable],
     classes: &[[u8; 2]],
     prob_bits: u32,
     buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
 ) -> bool {
-    let groups = Groups { classes, pattern: &[], phases: &[], offsets: [0; 8] };
+    let tables_of = Groups { classes, pattern: &[], phases: &[], offsets: [0; 8] };
+    let group = |k: usize| groups[k];
     // SAFETY: as the caller guarantees.
-    unsafe { encode_groups::<false>(states, symbols, tables, &groups, prob_bits, buf, cur) }
+    unsafe { encode_groups::<false>(states, group, tables, &tables_of, prob_bits, buf, cur) }
 }
 
 /// See [`super::Kernel::encode_lane_run`]: [`encode_run`]'s steps on groups whose symbols take
@@ -241,9 +243,12 @@ pub(super) unsafe fn encode_lane_run(
     buf: &mut [std::mem::MaybeUninit<u8>],
     cur: &mut usize,
 ) -> bool {
-    let groups = Groups { classes: &[], pattern, phases, offsets };
+    let tables_of = Groups { classes: &[], pattern, phases, offsets };
+    let group = |k: usize| -> &[u8; GROUP] {
+        symbols[k * GROUP..][..GROUP].try_into().expect("a group a phase")
+    };
     // SAFETY: as the caller guarantees.
-    unsafe { encode_groups::<true>(states, symbols, tables, &groups, prob_bits, buf, cur) }
+    unsafe { encode_groups::<true>(states, group, tables, &tables_of, prob_bits, buf, cur) }
 }
 
 /// Where the groups of [`encode_groups`] take their tables: a table a half (`classes`), or with
@@ -261,9 +266,9 @@ struct Groups<'a> {
 /// As theirs.
 #[inline]
 #[target_feature(enable = "avx2,popcnt,bmi2")]
-unsafe fn encode_groups<const BY_LANE: bool>(
+unsafe fn encode_groups<'s, const BY_LANE: bool>(
     states: &mut [u32; LANES],
-    symbols: &[u8],
+    group_at: impl Fn(usize) -> &'s [u8; GROUP],
     tables: &[EncodeTable],
     groups: &Groups<'_>,
     prob_bits: u32,
@@ -293,7 +298,12 @@ unsafe fn encode_groups<const BY_LANE: bool>(
     // The least frequency met in each lane: 0 where a symbol had none.
     let mut least = _mm256_set1_epi32(-1);
     let n_groups = if BY_LANE { groups.phases.len() } else { groups.classes.len() };
-    for (k, group) in symbols.chunks_exact(GROUP).enumerate().take(n_groups).rev() {
+    for k in (0..n_groups).rev() {
+        if let Some(ahead) = k.checked_sub(super::avx512::PREFETCH_GROUPS).map(&group_at) {
+            _mm_prefetch::<_MM_HINT_T0>(ahead.as_ptr().cast());
+            _mm_prefetch::<_MM_HINT_T0>(ahead[64..].as_ptr().cast());
+        }
+        let group = group_at(k);
         // Registers 0 and 1 hold the group's first half (lanes 0..16), 2 and 3 its second;
         // with `BY_LANE` every lane gathers from the first table's constants at its class's
         // offset, its classes laid out as its symbols in `lane_classes`.

@@ -346,7 +346,7 @@ impl Kernel {
         }
     }
 
-    /// Encodes the full groups of `run.symbols`, the symbols of lanes 0..16 of group `k` with
+    /// Encodes the groups of `run.groups`, the symbols of lanes 0..16 of group `k` with
     /// table `classes[k][0]` and those of lanes 16..32 with `classes[k][1]` (all of precision
     /// `prob_bits`), last group first, emitting words downward: the stream's next word goes to
     /// `buf[*cur - 1]` (u16 little-endian at byte `2 * (*cur - 1)`), so that `buf[*cur..]` is
@@ -357,16 +357,13 @@ impl Kernel {
     #[must_use]
     pub(crate) fn encode_run(self, run: EncodeRun<'_>, prob_bits: u32) -> bool {
         let prob_bits = prob_bits.clamp(8, 12);
-        let groups = (run.symbols.len() / GROUP).min(run.classes.len());
+        let groups = run.groups.len().min(run.classes.len());
         assert!(
             *run.cur <= run.buf.len() / 2 && *run.cur >= groups * GROUP + ENCODE_HEADROOM,
             "encoder word buffer too small"
         );
-        let run = EncodeRun {
-            symbols: &run.symbols[..groups * GROUP],
-            classes: &run.classes[..groups],
-            ..run
-        };
+        let run =
+            EncodeRun { groups: &run.groups[..groups], classes: &run.classes[..groups], ..run };
         match self {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `encoder` is set only where VBMI2 and IFMA were detected; the buffer has
@@ -376,10 +373,10 @@ impl Kernel {
             },
             #[cfg(target_arch = "x86_64")]
             _ => {
-                let EncodeRun { states, symbols, tables, classes, buf, cur } = run;
+                let EncodeRun { states, groups, tables, classes, buf, cur } = run;
                 // SAFETY: every token proves AVX2 (an `Avx512` one is built only where AVX2
                 // was detected too); the buffer has room (asserted above).
-                unsafe { avx2::encode_run(states, symbols, tables, classes, prob_bits, buf, cur) }
+                unsafe { avx2::encode_run(states, groups, tables, classes, prob_bits, buf, cur) }
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no SIMD kernels on this architecture"),
@@ -517,10 +514,11 @@ pub(crate) struct EncodeLaneRun<'a> {
     pub(crate) cur: &'a mut usize,
 }
 
-/// A run of full groups of one unit for [`Kernel::encode_run`].
+/// A run of full groups of one unit for [`Kernel::encode_run`] (each where it lies: a tile's
+/// rows are read in place).
 pub(crate) struct EncodeRun<'a> {
     pub(crate) states: &'a mut [u32; LANES],
-    pub(crate) symbols: &'a [u8],
+    pub(crate) groups: &'a [&'a [u8; GROUP]],
     pub(crate) tables: &'a [EncodeTable],
     pub(crate) classes: &'a [[u8; 2]],
     pub(crate) buf: &'a mut [std::mem::MaybeUninit<u8>],
