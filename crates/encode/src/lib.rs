@@ -14,8 +14,8 @@ mod whole_blocks;
 mod writer;
 
 pub use payload::Payload;
+use plane::{CodedPlane, PlaneCounts, PlaneSums, encode_plane_payload};
 pub use plane::{EncodedPlane, encode_plane};
-use plane::{PlaneCounts, PlaneSums, encode_plane_payload};
 use split::{Split, split_parallel};
 pub use writer::FileWriter;
 
@@ -235,11 +235,18 @@ pub fn encode_tensor(
     // all its planes; only those of its quants use them).
     let none_only = options.predictors == [Predictor::None];
     let counting = (none_only || block).then_some(options.sampled_counts);
-    // Identity needs no copy: its one plane is the tensor's bytes.
+    // Identity needs no copy: its one plane is the tensor's bytes. Its CRC is taken with the
+    // counts where they are asked for, else by the plane's encoder (in its pass over every row,
+    // where it makes one: a pass of its own was the first to read the tensor from memory).
     let split = if transform == Transform::Identity {
         let bias = if plane_is_signed(input.dtype, transform, 0) { 0x80 } else { 0 };
-        let (crc, histogram) = crc_and_counts(input.bytes, counting, bias);
-        let histograms = histogram.map(|h| vec![h]);
+        let (crc, histograms) = match counting {
+            Some(_) => {
+                let (crc, histogram) = crc_and_counts(input.bytes, counting, bias);
+                (Some(crc), histogram.map(|h| vec![h]))
+            }
+            None => (None, None),
+        };
         Split { planes: Vec::new(), plane_crcs: vec![crc], source_crc: crc, histograms }
     } else {
         split_parallel(input.bytes, input.dtype, transform, counting)
@@ -250,34 +257,37 @@ pub fn encode_tensor(
     };
     // Planes are encoded in parallel (a tensor of several planes otherwise leaves threads idle
     // on its small ones), each into a payload of its own, then laid end to end.
-    let coded: Vec<(Option<Payload>, PlaneEntry, f64)> = planes
+    let coded: Vec<CodedPlane> = planes
         .par_iter()
         .zip(&shapes)
         .enumerate()
         .map(|(j, (bytes, &(prows, pcols)))| {
             let bias128 = plane_is_signed(input.dtype, transform, j);
             let whole_elements = transform == Transform::Identity;
-            let (entry, bits, payload) = encode_plane_payload(
+            encode_plane_payload(
                 bytes,
                 prows as usize,
                 pcols as usize,
                 bias128,
                 whole_elements,
                 PlaneSums {
-                    crc32c: Some(split.plane_crcs[j]),
+                    crc32c: split.plane_crcs[j],
                     none_counts: split.histograms.as_ref().map(|h| h[j]),
                 },
                 plane_options(j),
-            );
-            (payload, entry, bits)
+            )
         })
         .collect();
     drop(planes);
     let Split { planes: mut owned, source_crc, .. } = split;
+    // An identity plane is the tensor: its CRC is the tensor's.
+    let source_crc = source_crc.unwrap_or_else(|| coded[0].crc32c);
     let mut payload = Payload::default();
     let mut entries: Vec<PlaneEntry> = Vec::with_capacity(coded.len());
     let mut order0_bits = 0.0;
-    for (j, (plane, mut entry, bits)) in coded.into_iter().enumerate() {
+    for (j, CodedPlane { payload: plane, mut entry, order0_bits: bits, .. }) in
+        coded.into_iter().enumerate()
+    {
         // A raw plane is its bytes: a split plane moved (not copied) into the payload.
         let plane = plane.unwrap_or_else(|| {
             let mut raw = Payload::default();
@@ -308,6 +318,11 @@ pub fn encode_tensor(
         },
         payload,
     })
+}
+
+/// CRC-32C of `bytes`, in chunks spread over the threads for large planes.
+pub(crate) fn crc32c_parallel(bytes: &[u8]) -> u32 {
+    crc_and_counts(bytes, None, 0).0
 }
 
 /// CRC-32C of `bytes`, in chunks spread over the threads for large tensors, and with

@@ -20,7 +20,7 @@ use wcodec_rans::{
     encode_unit_owned, entropy_bits, histogram, normalize,
 };
 
-use crate::tables::{PlaneRows, choose_tables};
+use crate::tables::{ChosenTables, PlaneRows, choose_tables};
 use crate::{EncodeOptions, Payload};
 
 /// One encoded plane: its entry (payload offset 0) and its payload.
@@ -40,10 +40,23 @@ pub fn encode_plane(
     bias128: bool,
     options: &EncodeOptions,
 ) -> EncodedPlane {
-    let (entry, order0_bits, payload) =
+    let CodedPlane { entry, order0_bits, payload, .. } =
         encode_plane_payload(bytes, rows, cols, bias128, true, PlaneSums::default(), options);
     let payload = payload.map_or_else(|| bytes.to_vec(), |p| p.to_vec());
     EncodedPlane { entry, payload, order0_bits }
+}
+
+/// A plane as [`encode_plane_payload`] encodes it.
+pub(crate) struct CodedPlane {
+    /// Its entry (payload offset 0).
+    pub entry: PlaneEntry,
+    /// The order-0 entropy of its bytes, in bits.
+    pub order0_bits: f64,
+    /// Its units, or `None` where it is stored raw (its payload is then its bytes).
+    pub payload: Option<Payload>,
+    /// The CRC-32C of its bytes: as the caller knew it, or taken by the encoder (in the pass
+    /// that classifies rows where one runs, the plane then in cache).
+    pub crc32c: u32,
 }
 
 /// What a caller already has of a plane's bytes (`encode_plane_payload`).
@@ -556,15 +569,17 @@ pub(crate) fn encode_plane_payload(
     whole_elements: bool,
     known: PlaneSums,
     options: &EncodeOptions,
-) -> (PlaneEntry, f64, Option<Payload>) {
-    let PlaneSums { crc32c, none_counts } = known;
+) -> CodedPlane {
+    let PlaneSums { crc32c: known_crc, none_counts } = known;
     debug_assert_eq!(bytes.len(), rows * cols);
-    let raw_entry = |order0_bits: f64| {
-        let crc32c = crc32c.unwrap_or_else(|| wcodec_format::crc32c(bytes));
-        (raw_plane(rows, cols, crc32c), order0_bits, None)
+    // The CRC where no pass took it.
+    let crc_of = |taken: Option<u32>| taken.unwrap_or_else(|| crate::crc32c_parallel(bytes));
+    let raw_entry = |order0_bits: f64, taken: Option<u32>| {
+        let crc32c = crc_of(taken);
+        CodedPlane { entry: raw_plane(rows, cols, crc32c), order0_bits, payload: None, crc32c }
     };
     if bytes.is_empty() {
-        return raw_entry(0.0);
+        return raw_entry(0.0, known_crc);
     }
     let bias = if bias128 { 0x80 } else { 0 };
     // Fitting tiles needs the plane's histogram first; it is also the plane's residual
@@ -627,7 +642,7 @@ pub(crate) fn encode_plane_payload(
     // on the SmolLM2 GGUF file their classes saved 0.027% of the file and cost 1.12x of
     // decode and 1.5x of encode time (docs/PERFORMANCE.md).
     let prob_bits = options.prob_bits;
-    let (tables, row_tables, coded_bits, total) =
+    let chosen =
         if options.max_tables > 1 && rows > 1 && (GROUP..=u32::MAX as usize).contains(&cols) {
             let grid_cols = cols.div_ceil(tile_cols as usize);
             let tile_rows = tile_rows as usize;
@@ -675,15 +690,15 @@ pub(crate) fn encode_plane_payload(
                 none_row: &none_band,
                 pieces: &pieces,
                 counter: &row_hist,
+                crc: known_crc.is_none(),
             };
             let (max_tables, sampled) = (options.max_tables, options.sampled_counts);
             choose_tables(&plane, &plane_histogram, prob_bits, max_tables, sampled)
         } else {
-            let total = plane_histogram();
-            let table = normalize(&total, prob_bits);
-            let bits = cost_bits(&total, &table, prob_bits);
-            (vec![table], Vec::new(), bits, total)
+            ChosenTables::one(plane_histogram(), prob_bits)
         };
+    let ChosenTables { tables, row_tables, bits: coded_bits, total, crc32c: taken_crc } = chosen;
+    let known_crc = known_crc.or(taken_crc);
     // One table for the whole plane: a predictor chosen on a tile's own statistics may not
     // pay under it (NONE must be allowed to go back to it).
     let may_revert =
@@ -709,7 +724,7 @@ pub(crate) fn encode_plane_payload(
     let estimate = coded_bits / 8.0 + per_unit * n_tiles as f64 + tables.len() as f64 * 300.0;
     let worth = bytes.len() as f64 * (1.0 - MIN_PLANE_SAVING);
     if estimate >= worth {
-        return raw_entry(order0_bits);
+        return raw_entry(order0_bits, known_crc);
     }
 
     // Pass 2: one unit per tile.
@@ -763,14 +778,14 @@ pub(crate) fn encode_plane_payload(
     // not decode, and the plane is then stored as it is, so the file stays exact.
     let Ok(coded) = coded else {
         debug_assert!(false, "a symbol without frequency in a plane of {rows} x {cols}");
-        return raw_entry(order0_bits);
+        return raw_entry(order0_bits, known_crc);
     };
     let coded_len = coded
         .iter()
         .fold(0usize, |len, (u, _)| len.next_multiple_of(UNIT_ALIGN as usize) + u.bytes().len());
     let directory_cost = n_tiles * UnitRecord::LEN + tables.len() * 300 + row_tables.len() / 2;
     if (coded_len + directory_cost) as f64 >= worth {
-        return raw_entry(order0_bits);
+        return raw_entry(order0_bits, known_crc);
     }
     let (payload, units) = lay_out_units(coded, model.models.iter().map(|m| m.predictor));
     let entry = PlaneEntry {
@@ -789,7 +804,7 @@ pub(crate) fn encode_plane_payload(
             units,
         },
     };
-    (entry, order0_bits, Some(payload))
+    CodedPlane { entry, order0_bits, payload: Some(payload), crc32c: crc_of(known_crc) }
 }
 
 #[cfg(test)]

@@ -27,8 +27,10 @@ const SPLIT_CHUNK: usize = if cfg!(miri) { 4 << 10 } else { 1 << 20 };
 /// the histogram of each plane's bytes XOR its bias (its residuals if every tile is NONE).
 pub(crate) struct Split {
     pub planes: Vec<Vec<u8>>,
-    pub plane_crcs: Vec<u32>,
-    pub source_crc: u32,
+    /// The planes' CRC-32Cs and the source's: `None` where left to the plane's encoder (an
+    /// identity plane, its CRC the source's).
+    pub plane_crcs: Vec<Option<u32>>,
+    pub source_crc: Option<u32>,
     pub histograms: Option<Vec<[u64; 256]>>,
 }
 
@@ -101,7 +103,9 @@ pub(crate) fn split_parallel(
     let plane_crcs = per_unit
         .iter()
         .enumerate()
-        .map(|(j, &p)| combine(sums.iter().map(|c| c.1[j]).collect(), chunk_units * p, units * p))
+        .map(|(j, &p)| {
+            Some(combine(sums.iter().map(|c| c.1[j]).collect(), chunk_units * p, units * p))
+        })
         .collect();
     let histograms = counting.map(|_| {
         let of = |(j, &p): (usize, &usize)| {
@@ -110,7 +114,7 @@ pub(crate) fn split_parallel(
         };
         per_unit.iter().enumerate().map(of).collect()
     });
-    Split { planes, plane_crcs, source_crc, histograms }
+    Split { planes, plane_crcs, source_crc: Some(source_crc), histograms }
 }
 
 /// `split_into` on planes of fresh memory: `source`'s units split into `part`, which is then
@@ -190,15 +194,17 @@ mod tests {
             let split = split_parallel(whole, dtype, transform, None);
             assert!(split.planes == split_planes(whole, dtype, transform), "{dtype}");
             // The CRCs combined from the chunks' are those of the whole.
-            assert_eq!(split.source_crc, wcodec_format::crc32c(whole), "{dtype}");
-            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
+            assert_eq!(split.source_crc, Some(wcodec_format::crc32c(whole)), "{dtype}");
+            let crcs: Vec<_> =
+                split.planes.iter().map(|p| Some(wcodec_format::crc32c(p))).collect();
             assert_eq!(split.plane_crcs, crcs, "{dtype}");
             assert!(split.histograms.is_none());
             // Below the threshold, the same.
             let small = &whole[..unit * 100];
             let split = split_parallel(small, dtype, transform, None);
-            assert_eq!(split.source_crc, wcodec_format::crc32c(small), "{dtype}");
-            let crcs: Vec<u32> = split.planes.iter().map(|p| wcodec_format::crc32c(p)).collect();
+            assert_eq!(split.source_crc, Some(wcodec_format::crc32c(small)), "{dtype}");
+            let crcs: Vec<_> =
+                split.planes.iter().map(|p| Some(wcodec_format::crc32c(p))).collect();
             assert_eq!(split.plane_crcs, crcs, "{dtype}");
             // Histograms counted chunk by chunk (sampled where the plane is large enough) are
             // those of the whole planes, XOR each plane's bias.
