@@ -646,12 +646,13 @@ pub(crate) fn encode_plane_payload(
         if options.max_tables > 1 && rows > 1 && (GROUP..=u32::MAX as usize).contains(&cols) {
             let grid_cols = cols.div_ceil(tile_cols as usize);
             let tile_rows = tile_rows as usize;
-            let none_band = |r: usize| {
-                let band = r / tile_rows;
-                model.models[band * grid_cols..(band + 1) * grid_cols]
-                    .iter()
-                    .all(|m| m.residuals.is_none())
-            };
+            // Whether each band of tiles is all NONE (asked of every row).
+            let none_bands: Vec<bool> = model
+                .models
+                .chunks(grid_cols)
+                .map(|band| band.iter().all(|m| m.residuals.is_none()))
+                .collect();
+            let none_band = |r: usize| none_bands[r / tile_rows];
             // Row `r` piece by piece: a NONE tile's bytes (`true`) or a predicted tile's
             // residuals.
             let pieces = |r: usize, f: &mut dyn FnMut(&[u8], bool)| {

@@ -418,7 +418,6 @@ pub(crate) fn choose_tables(
     )
     .expecting(&none_bytes);
     let residual_costs = ByteCosts::new(residual_costs).expecting(&other_residuals);
-    let counted_row = |r: usize| !sampled || r.is_multiple_of(COUNT_STRIDE) || !(plane.none_row)(r);
     // Tasks are folded in order into one `Classified` a thread's run of them, not one each: a
     // class's `SeenBytes` then meets its values once, not again in every task (each new value
     // leaves its fast loop).
@@ -430,28 +429,40 @@ pub(crate) fn choose_tables(
                 let plane_rows = rows;
                 let rows = task * CLASSIFY_ROWS..(task * CLASSIFY_ROWS + CLASSIFY_ROWS).min(rows);
                 let task_bytes = &plane.bytes[rows.start * plane.cols..rows.end * plane.cols];
-                // The rows to count that the search did not, counted two at a time.
+                // Which rows are NONE, asked once a row; the rows to count that the search did
+                // not, counted two at a time. (Rows and the sample's rows ascend: the loop below
+                // walks both lists along.)
+                let none: Vec<bool> = rows.clone().map(|r| (plane.none_row)(r)).collect();
                 let first = sample.rows.partition_point(|&r| r < rows.start);
                 let last = sample.rows.partition_point(|&r| r < rows.end);
                 let in_sample = &sample.rows[first..last];
+                let mut next_sampled = in_sample.iter().copied().peekable();
                 let to_count: Vec<usize> = rows
                     .clone()
-                    .filter(|&r| counted_row(r) && in_sample.binary_search(&r).is_err())
+                    .filter(|&r| {
+                        let is_sampled = next_sampled.next_if_eq(&r).is_some();
+                        let counted =
+                            !sampled || r.is_multiple_of(COUNT_STRIDE) || !none[r - rows.start];
+                        counted && !is_sampled
+                    })
                     .collect();
                 let mut counts = vec![[0u32; 256]; to_count.len()];
                 for (pair, hists) in to_count.chunks(2).zip(counts.chunks_mut(2)) {
                     (plane.counter)(pair, hists);
                 }
+                let mut sample_hists =
+                    in_sample.iter().copied().zip(&sample.counts[first..last]).peekable();
+                let mut counted_hists = to_count.iter().copied().zip(&counts).peekable();
                 let (mut costs, mut piece_costs) = (vec![0u64; k], vec![0u64; k]);
-                for r in rows {
+                for r in rows.clone() {
                     if r + PREFETCH_ROWS < plane_rows {
                         prefetch(plane.row(r + PREFETCH_ROWS));
                     }
-                    let hist = match in_sample.binary_search(&r) {
-                        Ok(i) => Some(&sample.counts[first + i]),
-                        Err(_) => to_count.binary_search(&r).ok().map(|i| &counts[i]),
+                    let hist = match sample_hists.next_if(|&(s, _)| s == r) {
+                        Some((_, hist)) => Some(hist),
+                        None => counted_hists.next_if(|&(c, _)| c == r).map(|(_, hist)| hist),
                     };
-                    if (plane.none_row)(r) {
+                    if none[r - rows.start] {
                         byte_cost_sums(priced_part(plane.row(r)), &byte_costs, &mut costs);
                     } else {
                         costs.fill(0);
