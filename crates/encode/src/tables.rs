@@ -280,6 +280,9 @@ const COUNT_STRIDE: usize = 16;
 /// Rows a task classifies.
 const CLASSIFY_ROWS: usize = 128;
 
+/// Sample rows a task of the search counts.
+const SAMPLE_TASK: usize = 16;
+
 /// Rows ahead of the one it prices that the classification prefetches: it is the first pass to
 /// read most of a plane (the CRC is taken in it), and waited on memory at every row without.
 const PREFETCH_ROWS: usize = 4;
@@ -391,7 +394,7 @@ pub(crate) fn choose_tables(
 ) -> ChosenTables {
     let rows = plane.rows();
     let (candidate, sample) = if rows >= 2 && max_tables >= 2 {
-        search(rows, plane.counter, prob_bits, max_tables)
+        search(plane, prob_bits, max_tables)
     } else {
         (None, Sample::default())
     };
@@ -582,20 +585,24 @@ struct Sample {
 
 /// The sample search of `choose_tables`: the best candidate tables (two or more), if they
 /// beat one table on the sample's estimate, and the sample.
-fn search(
-    rows: usize,
-    row_hist: &RowCounter,
-    prob_bits: u8,
-    max_tables: u8,
-) -> (Option<Candidate>, Sample) {
+fn search(plane: &PlaneRows, prob_bits: u8, max_tables: u8) -> (Option<Candidate>, Sample) {
+    let rows = plane.rows();
     let sampled: Vec<usize> = sample_rows(rows).collect();
-    // Counted in place, two rows a call (no buffer a pair to gather afterwards).
+    // Counted in place, two rows a call (no buffer a pair to gather afterwards), the rows
+    // `PREFETCH_ROWS` ahead prefetched: the sample is the first to read its rows, one in 8 or
+    // more apart, which the CPU does not fetch ahead by itself (1.3 ms of a MiniLM int8
+    // encode of 26 without).
     let mut sample_counts = vec![[0u32; 256]; sampled.len()];
-    sample_counts
-        .par_chunks_mut(2)
-        .zip(sampled.par_chunks(2))
-        .with_min_len(4)
-        .for_each(|(hists, pair)| row_hist(pair, hists));
+    sample_counts.par_chunks_mut(SAMPLE_TASK).zip(sampled.par_chunks(SAMPLE_TASK)).for_each(
+        |(hists, task)| {
+            for (i, (hists, pair)) in hists.chunks_mut(2).zip(task.chunks(2)).enumerate() {
+                for &r in task.iter().skip(2 * i + PREFETCH_ROWS).take(2) {
+                    prefetch(plane.row(r));
+                }
+                (plane.counter)(pair, hists);
+            }
+        },
+    );
     let candidate = search_sample(&sample_counts, rows, prob_bits, max_tables);
     (candidate, Sample { rows: sampled, counts: sample_counts })
 }
