@@ -51,30 +51,17 @@ struct Costs {
 }
 
 impl Costs {
-    /// From each table's cost of each symbol (`None` where a table lacks the symbol).
-    fn new(per_table: &[[Option<f64>; 256]]) -> Costs {
-        assert!(per_table.len() <= MAX_CLASSES, "at most 16 tables");
+    /// Costs at the entropy of each class's histogram (`ABSENT` where a class lacks a symbol).
+    fn of_sums(sums: &[[u64; 256]]) -> Costs {
+        assert!(sums.len() <= MAX_CLASSES, "at most 16 tables");
         let mut by_symbol = vec![[ABSENT; MAX_CLASSES]; 256];
-        for (j, costs) in per_table.iter().enumerate() {
-            for (x, &c) in costs.iter().enumerate() {
-                if let Some(bits) = c {
-                    by_symbol[x][j] = bits as f32;
-                }
+        for (j, sum) in sums.iter().enumerate() {
+            let total = sum.iter().sum::<u64>() as f64;
+            for (x, &n) in sum.iter().enumerate().filter(|&(_, &n)| n > 0) {
+                by_symbol[x][j] = log2_approx(total / n as f64) as f32;
             }
         }
-        Costs { tables: per_table.len(), by_symbol }
-    }
-
-    /// Costs at the entropy of each class's histogram.
-    fn of_sums(sums: &[[u64; 256]]) -> Costs {
-        let per_table: Vec<[Option<f64>; 256]> = sums
-            .iter()
-            .map(|sum| {
-                let total = sum.iter().sum::<u64>() as f64;
-                sum.map(|n| (n > 0).then(|| log2_approx(total / n as f64)))
-            })
-            .collect();
-        Costs::new(&per_table)
+        Costs { tables: sums.len(), by_symbol }
     }
 
     /// The table that codes `row` cheapest; the first on ties.
@@ -192,8 +179,15 @@ fn entropy_approx(counts: &[u64; 256]) -> f64 {
 /// large tensor's plane is a batch of its own).
 fn assign(rows: &[Row], sums: &[[u64; 256]]) -> Vec<u8> {
     let costs = Costs::of_sums(sums);
+    if rows.len() < PARALLEL_ASSIGN {
+        return rows.iter().map(|row| costs.cheapest(row) as u8).collect();
+    }
     rows.par_iter().with_min_len(32).map(|row| costs.cheapest(row) as u8).collect()
 }
+
+/// Samples of fewer rows are assigned on one thread: most planes' samples are a few dozen
+/// rows, which take less time to price than to hand out.
+const PARALLEL_ASSIGN: usize = 128;
 
 /// Rows of a plane the classes are searched on; all rows are assigned at the end.
 const SAMPLE_ROWS: usize = 256;
