@@ -5,8 +5,8 @@
 use rayon::prelude::*;
 use wcodec_predict::log2_approx;
 use wcodec_rans::{
-    ByteCosts, Frequencies, SeenBytes, byte_cost_sums, cost_bits, normalize, prefetch,
-    weighted_cost_sums,
+    ByteCosts, Frequencies, SeenBytes, byte_cost_sums, cheapest_tables, cost_bits, normalize,
+    prefetch, weighted_cost_sums,
 };
 
 /// A row's histogram and the range of its present symbols: rows of weights use a narrow band
@@ -277,23 +277,22 @@ const CLASSIFY_ROWS: usize = 128;
 /// Sample rows a task of the search counts.
 const SAMPLE_TASK: usize = 16;
 
-/// Rows ahead of the one it prices that the classification prefetches: it is the first pass to
-/// read most of a plane (the CRC is taken in it), and waited on memory at every row without.
+/// Rows ahead of the one it prices that the classification prefetches (`cheapest_tables`): it
+/// is the first pass to read most of a plane (the CRC is taken in it), and waited on memory at
+/// every row without.
 const PREFETCH_ROWS: usize = 4;
 
-/// Rows of at least this many bytes are priced on part of their bytes (`priced_part`).
+/// Rows of at least this many bytes are priced on part of their bytes (`priced_len`).
 const PRICE_PART_MIN: usize = 256;
 
-/// The bytes of a row of NONE tiles that the classification prices: the first half (whole
-/// 64-byte steps) of a row of `PRICE_PART_MIN` bytes or more, else the whole row. A row's
+/// How many bytes of a row of NONE tiles, `cols` bytes long, the classification prices: the
+/// first half (whole 64-byte steps) of a row of `PRICE_PART_MIN` bytes or more, else the whole
+/// row. A row's
 /// class follows its spread, which half its values show nearly as well: on MiniLM int8
 /// (per-tensor scales, 8 classes in its embedding) files 0.03% larger, for 2.5% less encode
 /// time (docs/PERFORMANCE.md, "Encoder").
-fn priced_part(row: &[u8]) -> &[u8] {
-    if row.len() < PRICE_PART_MIN {
-        return row;
-    }
-    &row[..(row.len() / 2).next_multiple_of(64)]
+fn priced_len(cols: usize) -> usize {
+    if cols < PRICE_PART_MIN { cols } else { (cols / 2).next_multiple_of(64) }
 }
 
 /// The cost of every symbol under each table, in sixteenths of a bit, in a byte (255 for a
@@ -372,7 +371,7 @@ fn least(costs: &[u64]) -> usize {
 /// tables are rebuilt); k doubles while the estimated total (coded bits + tables + map) keeps
 /// falling below the best so far, one table included, by `MIN_CLASS_GAIN` (on most planes
 /// classes do not pay and the search stops at k = 2). Then, in one pass over all rows, every
-/// row takes its cheapest table, priced from its bytes (`priced_part` of a row of NONE tiles)
+/// row takes its cheapest table, priced from its bytes (`priced_len` of them in a row of NONE tiles)
 /// with costs quantised to bytes (`byte_cost_sums`: no histogram), and the classes'
 /// histograms refit the tables; the result is kept only if it beats one table for the whole
 /// plane. The classes' histograms are counted row by row, or, if `sampled`, estimated from the rows counted (the search's sample, one row in
@@ -423,7 +422,6 @@ pub(crate) fn choose_tables(
         .fold(
             || Classified::new(k),
             |mut out, task| {
-                let plane_rows = rows;
                 let rows = task * CLASSIFY_ROWS..(task * CLASSIFY_ROWS + CLASSIFY_ROWS).min(rows);
                 let task_bytes = &plane.bytes[rows.start * plane.cols..rows.end * plane.cols];
                 // Which rows are NONE, asked once a row; the rows to count that the search did
@@ -443,6 +441,29 @@ pub(crate) fn choose_tables(
                         counted && !is_sampled
                     })
                     .collect();
+                // The NONE rows' classes first, a run of them a call (the tables stay in
+                // registers), which also brings the rows into cache for what follows.
+                let mut cheapest = vec![0u8; rows.len()];
+                let cols = plane.cols;
+                let mut at = 0;
+                while at < none.len() {
+                    let run = none[at..].iter().take_while(|&&n| n == none[at]).count();
+                    if none[at] {
+                        let first = rows.start + at;
+                        // (To the plane's end: the rows after the run are prefetched too.)
+                        let bytes = &plane.bytes[first * cols..];
+                        let out = &mut cheapest[at..at + run];
+                        cheapest_tables(
+                            bytes,
+                            cols,
+                            priced_len(cols),
+                            PREFETCH_ROWS,
+                            &byte_costs,
+                            out,
+                        );
+                    }
+                    at += run;
+                }
                 let mut counts = vec![[0u32; 256]; to_count.len()];
                 for (pair, hists) in to_count.chunks(2).zip(counts.chunks_mut(2)) {
                     (plane.counter)(pair, hists);
@@ -452,15 +473,12 @@ pub(crate) fn choose_tables(
                 let mut counted_hists = to_count.iter().copied().zip(&counts).peekable();
                 let (mut costs, mut piece_costs) = (vec![0u64; k], vec![0u64; k]);
                 for r in rows.clone() {
-                    if r + PREFETCH_ROWS < plane_rows {
-                        prefetch(plane.row(r + PREFETCH_ROWS));
-                    }
                     let hist = match sample_hists.next_if(|&(s, _)| s == r) {
                         Some((_, hist)) => Some(hist),
                         None => counted_hists.next_if(|&(c, _)| c == r).map(|(_, hist)| hist),
                     };
-                    if none[r - rows.start] {
-                        byte_cost_sums(priced_part(plane.row(r)), &byte_costs, &mut costs);
+                    let c = if none[r - rows.start] {
+                        usize::from(cheapest[r - rows.start])
                     } else {
                         costs.fill(0);
                         (plane.pieces)(r, &mut |piece, are_bytes| {
@@ -468,8 +486,8 @@ pub(crate) fn choose_tables(
                             byte_cost_sums(piece, by, &mut piece_costs);
                             costs.iter_mut().zip(&piece_costs).for_each(|(c, p)| *c += p);
                         });
-                    }
-                    let c = least(&costs);
+                        least(&costs)
+                    };
                     out.classes.push(c as u8);
                     out.rows[c] += 1;
                     match hist {
@@ -826,7 +844,7 @@ mod tests {
 
     /// A candidate class that no row takes in the pass over all rows is dropped, and adds
     /// nothing to the plane's histogram. Rows of two kinds, shifted by 32 values, their bytes in
-    /// order: the part of a row that the pass prices (`priced_part`) holds the first 32 values
+    /// order: the part of a row that the pass prices (`priced_len`) holds the first 32 values
     /// only, which the second kind's rows share with the first kind's table at the same cost,
     /// so that every row takes the first table.
     #[test]

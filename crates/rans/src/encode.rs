@@ -377,6 +377,20 @@ impl<'a> UnitSymbols<'a> {
     fn full_group(&self, g: usize) -> &'a [u8; GROUP] {
         self.group(g).try_into().expect("a full group")
     }
+
+    /// Full groups `first..first + groups.len()` into `groups` (stepping along the rows: no
+    /// division a group).
+    fn fill_groups(&self, first: usize, groups: &mut [&'a [u8; GROUP]]) {
+        let start = first * GROUP;
+        let (mut row, mut col) = (start / self.width, start % self.width);
+        for group in groups {
+            *group = self.bytes[row * self.stride + col..][..GROUP].try_into().expect("a group");
+            col += GROUP;
+            if col == self.width {
+                (row, col) = (row + 1, 0);
+            }
+        }
+    }
 }
 
 impl<'a> From<&'a [u8]> for UnitSymbols<'a> {
@@ -586,9 +600,7 @@ impl<'a> Coding<'a> {
 
     /// The kernel's run of the last `k` groups of the run `run_before` found.
     fn run<'r>(&'r mut self, tables: &'r [EncodeTable], k: usize) -> EncodeRun<'r> {
-        for (i, group) in self.groups[..k].iter_mut().enumerate() {
-            *group = self.symbols.full_group(self.g - k + i);
-        }
+        self.symbols.fill_groups(self.g - k, &mut self.groups[..k]);
         let (buf, cur) = self.down.parts();
         EncodeRun {
             states: &mut self.states,

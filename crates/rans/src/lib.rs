@@ -46,7 +46,10 @@ pub use encode::{
 };
 pub use fast_decode::{Out, UnitJob, decode_units, decode_units_with};
 pub use freq::{cost_bits, entropy_bits, histogram, normalize};
-pub use simd::{ByteCosts, SeenBytes, byte_cost_sums, mark_present, prefetch, weighted_cost_sums};
+pub use simd::{
+    ByteCosts, SeenBytes, byte_cost_sums, cheapest_tables, mark_present, prefetch,
+    weighted_cost_sums,
+};
 pub use wcodec_format::Frequencies;
 pub use wcodec_format::rans::{GROUP, LANES, RUN, STATE_LOW, STATES_BYTES, WORD_BITS};
 

@@ -888,16 +888,87 @@ pub(super) unsafe fn windowed_cost_sums<const N: usize, const SETS: usize>(
     sums: &mut [u64],
 ) {
     assert!(N <= 8 && window.len() == N && full.len() == N && sums.len() == N, "N tables");
-    let zero = _mm512_setzero_si512();
-    let ones = _mm512_set1_epi8(1);
-    let start = _mm512_set1_epi8(start as i8);
+    let w = window_registers::<N>(window);
+    let mut total = [0u64; N];
+    // A 32-bit lane takes at most 4 x 255 a step: the 16 lanes of 2^18 steps add up to less
+    // than 2^32.
+    for block in bytes.chunks(WINDOW_BLOCK) {
+        let lanes = window_lanes::<N, SETS>(block, start, &w, full);
+        for (total, sum) in total.iter_mut().zip(lane_sums(lanes)) {
+            *total += u64::from(sum);
+        }
+    }
+    sums.copy_from_slice(&total);
+}
+
+/// Bytes [`window_lanes`] takes at most: its 32-bit lanes cannot overflow.
+pub(super) const WINDOW_BLOCK: usize = 64 << 18;
+
+/// See [`super::cheapest_tables`], for [`windowed_cost_sums`]'s tables: each row's sums as that
+/// kernel takes them (the tables loaded once for all rows), and the least. Rows `ahead` rows on
+/// are prefetched whole (`stride` bytes).
+///
+/// # Safety
+/// The CPU must run AVX-512 F, BW, VBMI and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn windowed_cheapest<const N: usize, const SETS: usize>(
+    bytes: &[u8],
+    stride: usize,
+    len: usize,
+    ahead: usize,
+    start: u8,
+    window: &[[u8; 128]],
+    full: &[[u8; 256]],
+    out: &mut [u8],
+) {
+    assert!(N <= 8 && window.len() == N && full.len() == N, "N tables");
+    assert!(len <= WINDOW_BLOCK && len <= stride, "rows of one block");
+    let w = window_registers::<N>(window);
+    for (r, cheapest) in out.iter_mut().enumerate() {
+        if let Some(next) = bytes.get((r + ahead) * stride..) {
+            super::prefetch(&next[..stride.min(next.len())]);
+        }
+        let sums = lane_sums(window_lanes::<N, SETS>(&bytes[r * stride..][..len], start, &w, full));
+        let mut best = 0;
+        for j in 1..N {
+            if sums[j] < sums[best] {
+                best = j;
+            }
+        }
+        *cheapest = best as u8;
+    }
+}
+
+/// The window's costs under `N` tables, two registers a table.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn window_registers<const N: usize>(window: &[[u8; 128]]) -> [[__m512i; 2]; N] {
     // SAFETY: a window is 128 bytes, two registers.
-    let w: [[__m512i; 2]; N] = std::array::from_fn(|j| unsafe {
+    std::array::from_fn(|j| unsafe {
         [
             _mm512_loadu_si512(window[j].as_ptr().cast()),
             _mm512_loadu_si512(window[j][64..].as_ptr().cast()),
         ]
-    });
+    })
+}
+
+/// The costs of `bytes` (at most `WINDOW_BLOCK`) under each of the `N` tables, in the 32-bit
+/// lanes of a register a table (the others zero), for [`lane_sums`]: a 64-byte step inside
+/// the window is one permute of the table's registers `w` and a `vpdpbusd` a table, one with a
+/// byte outside takes the full tables from memory. `SETS` sets of accumulators take steps in
+/// turn.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vnni")]
+fn window_lanes<const N: usize, const SETS: usize>(
+    bytes: &[u8],
+    start: u8,
+    w: &[[__m512i; 2]; N],
+    full: &[[u8; 256]],
+) -> [__m512i; 8] {
+    let zero = _mm512_setzero_si512();
+    let ones = _mm512_set1_epi8(1);
+    let start = _mm512_set1_epi8(start as i8);
     // The costs of the bytes of `v` selected by `valid` added into `acc`.
     let step = |v: __m512i, valid: __mmask64, acc: &mut [__m512i; N]| {
         let index = _mm512_sub_epi8(v, start);
@@ -922,33 +993,24 @@ pub(super) unsafe fn windowed_cost_sums<const N: usize, const SETS: usize>(
             }
         }
     };
-    let mut total = [0u64; N];
-    // A 32-bit lane takes at most 4 x 255 a step: the 16 lanes of 2^18 steps add up to less
-    // than 2^32.
-    for block in bytes.chunks(64 << 18) {
-        let mut acc = [[zero; N]; SETS];
-        let mut groups = block.chunks_exact(64 * SETS);
-        for group in &mut groups {
-            for (s, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: `group` is `SETS` steps of 64 bytes.
-                let v = unsafe { _mm512_loadu_si512(group[64 * s..].as_ptr().cast()) };
-                step(v, u64::MAX, acc);
-            }
-        }
-        for part in groups.remainder().chunks(64) {
-            let valid: __mmask64 = u64::MAX >> (64 - part.len());
-            // SAFETY: the mask selects the `part.len()` bytes `part` has.
-            let v = unsafe { _mm512_maskz_loadu_epi8(valid, part.as_ptr().cast()) };
-            step(v, valid, &mut acc[0]);
-        }
-        let lanes: [__m512i; 8] = std::array::from_fn(|j| {
-            acc.iter().fold(zero, |sum, acc| acc.get(j).map_or(sum, |&a| _mm512_add_epi32(sum, a)))
-        });
-        for (total, sum) in total.iter_mut().zip(lane_sums(lanes)) {
-            *total += u64::from(sum);
+    let mut acc = [[zero; N]; SETS];
+    let mut groups = bytes.chunks_exact(64 * SETS);
+    for group in &mut groups {
+        for (s, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: `group` is `SETS` steps of 64 bytes.
+            let v = unsafe { _mm512_loadu_si512(group[64 * s..].as_ptr().cast()) };
+            step(v, u64::MAX, acc);
         }
     }
-    sums.copy_from_slice(&total);
+    for part in groups.remainder().chunks(64) {
+        let valid: __mmask64 = u64::MAX >> (64 - part.len());
+        // SAFETY: the mask selects the `part.len()` bytes `part` has.
+        let v = unsafe { _mm512_maskz_loadu_epi8(valid, part.as_ptr().cast()) };
+        step(v, valid, &mut acc[0]);
+    }
+    std::array::from_fn(|j| {
+        acc.iter().fold(zero, |sum, acc| acc.get(j).map_or(sum, |&a| _mm512_add_epi32(sum, a)))
+    })
 }
 
 /// The sums of the 16 32-bit lanes of each of eight registers (wrapping), by a tree of

@@ -762,6 +762,89 @@ pub fn byte_cost_sums(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
     }
 }
 
+/// The cheapest of the tables of `costs` for each of `out.len()` rows of `bytes`, `stride`
+/// bytes apart, each priced on its first `len` bytes: `out[i]` is the index of the least of
+/// row `i`'s [`byte_cost_sums`] (the first on ties), on every path. For many rows priced under
+/// the same tables: the AVX-512 window kernel keeps up to 8 tables in registers from row to
+/// row, where a call a row loads them again. The row `ahead` rows on from each is prefetched
+/// whole (`stride` bytes) where it lies in `bytes`, for a caller that reads the rows next
+/// (`bytes` may go on past the rows priced).
+///
+/// Panics if the rows do not lie in `bytes`, `len > stride`, or there are no tables or more
+/// than 256.
+pub fn cheapest_tables(
+    bytes: &[u8],
+    stride: usize,
+    len: usize,
+    ahead: usize,
+    costs: &ByteCosts,
+    out: &mut [u8],
+) {
+    let rows = out.len();
+    assert!(len <= stride, "a row's priced bytes within the row");
+    assert!(
+        rows == 0
+            || (rows - 1)
+                .checked_mul(stride)
+                .and_then(|s| s.checked_add(len))
+                .is_some_and(|end| end <= bytes.len()),
+        "the rows lie in the bytes"
+    );
+    assert!((1..=256).contains(&costs.len()), "1 to 256 tables");
+    #[cfg(target_arch = "x86_64")]
+    if let (crate::Path::Avx512, Some(window)) = (crate::Path::detected(), &costs.window)
+        && costs.len() <= 8
+        && len <= avx512::WINDOW_BLOCK
+    {
+        let (start, w, full) = (window.start, &window.costs[..], &costs.by_table[..]);
+        // SAFETY (each call): AVX-512 F, BW, VBMI and VNNI were detected (`cost_windows`, the
+        // condition of a window).
+        unsafe {
+            match costs.len() {
+                1 => avx512::windowed_cheapest::<1, 2>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                2 => avx512::windowed_cheapest::<2, 2>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                3 => avx512::windowed_cheapest::<3, 2>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                4 => avx512::windowed_cheapest::<4, 2>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                5 => avx512::windowed_cheapest::<5, 1>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                6 => avx512::windowed_cheapest::<6, 1>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                7 => avx512::windowed_cheapest::<7, 1>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+                _ => avx512::windowed_cheapest::<8, 1>(
+                    bytes, stride, len, ahead, start, w, full, out,
+                ),
+            }
+        }
+        return;
+    }
+    let mut sums = vec![0u64; costs.len()];
+    for (r, cheapest) in out.iter_mut().enumerate() {
+        if let Some(next) = bytes.get((r + ahead) * stride..) {
+            prefetch(&next[..stride.min(next.len())]);
+        }
+        byte_cost_sums(&bytes[r * stride..][..len], costs, &mut sums);
+        let mut best = 0;
+        for (j, &sum) in sums.iter().enumerate() {
+            if sum < sums[best] {
+                best = j;
+            }
+        }
+        *cheapest = best as u8;
+    }
+}
+
 /// [`byte_cost_sums`] through `window` (a `ByteCosts` has one only where [`cost_windows`]),
 /// eight tables at a time.
 #[cfg(target_arch = "x86_64")]
@@ -1085,6 +1168,78 @@ mod tests {
         let mut got = vec![0; 3];
         byte_cost_sums(&bytes, &costs, &mut got);
         assert_eq!(got, vec![255 * bytes.len() as u64; 3]);
+    }
+
+    /// The cheapest table of each row is the least of its plain sums (the first on ties), on the
+    /// window kernel (up to 8 tables) and off it: rows of every length class around the 64-byte
+    /// steps, spaced apart, some bytes outside the window; table `j` cheap on a band of values
+    /// of its own and each row drawn mostly from one band (so that rows take different tables),
+    /// one table repeated (ties).
+    #[test]
+    fn cheapest_tables_are_the_least_sums() {
+        let mut x = 0x9e37_79b9_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for tables in [1usize, 2, 3, 4, 5, 6, 7, 8, 9, 16] {
+            let start = (next() % 256) as u8;
+            let band = 128 / tables;
+            let in_band = |j: usize, b: u8| usize::from(b.wrapping_sub(start)) / band == j;
+            let mut costs: Vec<[u8; 256]> = (0..tables)
+                .map(|j| {
+                    std::array::from_fn(|b| {
+                        (if in_band(j, b as u8) { 10 } else { 50 }) + (next() % 8) as u8
+                    })
+                })
+                .collect();
+            if tables >= 3 {
+                costs[2] = costs[1]; // a tie: table 1 wins it
+            }
+            let mut expected = [0u64; 256];
+            for i in 0..128 {
+                expected[usize::from(start.wrapping_add(i))] = 1000;
+            }
+            let costs = ByteCosts::new(costs).expecting(&expected);
+            assert_eq!(costs.window.is_some(), cost_windows(), "a window where it runs");
+            let pieces =
+                [(0usize, 0usize), (1, 3), (63, 1), (64, 0), (65, 63), (192, 192), (300, 7)];
+            for (len, pad) in pieces {
+                let (stride, rows) = (len + pad, 37);
+                let mut bytes = Vec::with_capacity(rows * stride);
+                for _ in 0..rows {
+                    let j = (next() % tables as u64) as usize;
+                    bytes.extend((0..stride).map(|_| {
+                        let offset = match next() % 100 {
+                            0 => 128 + next() % 128,
+                            1..10 => next() % 128,
+                            _ => (j * band) as u64 + next() % band as u64,
+                        };
+                        start.wrapping_add(offset as u8)
+                    }));
+                }
+                let mut expected_out = vec![0u8; rows];
+                let mut sums = vec![0u64; tables];
+                for (r, e) in expected_out.iter_mut().enumerate() {
+                    byte_cost_sums(&bytes[r * stride..][..len], &costs, &mut sums);
+                    let least = sums.iter().min().expect("a table");
+                    *e = sums.iter().position(|s| s == least).expect("the least") as u8;
+                }
+                for ahead in [0, 4] {
+                    let mut got = vec![u8::MAX; rows];
+                    cheapest_tables(&bytes, stride, len, ahead, &costs, &mut got);
+                    assert_eq!(got, expected_out, "{tables} tables, rows of {len} in {stride}");
+                }
+                if tables >= 3 {
+                    assert!(!expected_out.contains(&2), "ties go to the first table");
+                }
+                if tables >= 2 && len >= 64 {
+                    assert!(expected_out.iter().any(|&t| t != expected_out[0]), "rows differ");
+                }
+            }
+        }
     }
 
     /// Every path the CPU runs gives the baseline's sums bit for bit.
