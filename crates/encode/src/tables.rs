@@ -3,7 +3,7 @@
 //! a scale, so rows of similar spread code well with one table).
 
 use rayon::prelude::*;
-use wcodec_predict::log2_approx;
+use wcodec_predict::log2_ratios;
 use wcodec_rans::{
     ByteCosts, Frequencies, SeenBytes, byte_cost_sums, cheapest_tables, cost_bits, normalize,
     prefetch, weighted_cost_sums,
@@ -56,9 +56,11 @@ impl Costs {
         assert!(sums.len() <= MAX_CLASSES, "at most 16 tables");
         let mut by_symbol = vec![[ABSENT; MAX_CLASSES]; 256];
         for (j, sum) in sums.iter().enumerate() {
-            let total = sum.iter().sum::<u64>() as f64;
-            for (x, &n) in sum.iter().enumerate().filter(|&(_, &n)| n > 0) {
-                by_symbol[x][j] = log2_approx(total / n as f64) as f32;
+            let logs = log2_ratios(sum, sum.iter().sum::<u64>() as f64);
+            for ((by_symbol, &n), &log) in by_symbol.iter_mut().zip(sum).zip(&logs) {
+                if n > 0 {
+                    by_symbol[j] = log as f32;
+                }
             }
         }
         Costs { tables: sums.len(), by_symbol }
@@ -170,9 +172,7 @@ fn fit_sums(sums: Vec<[u64; 256]>, classes: &mut [u8]) -> (f64, Vec<[u64; 256]>)
 
 /// Order-0 entropy of a histogram in bits, with `log2_approx`.
 fn entropy_approx(counts: &[u64; 256]) -> f64 {
-    let total: u64 = counts.iter().sum();
-    let t = total as f64;
-    counts.iter().filter(|&&c| c > 0).map(|&c| c as f64 * log2_approx(t / c as f64)).sum()
+    wcodec_predict::entropy_approx(counts, counts.iter().sum::<u64>() as f64)
 }
 
 /// Each row's cheapest class (rows in parallel: the search runs on one plane at a time, and a

@@ -15,6 +15,9 @@ pub use planes::{
     PlaneByte, merge_planes, merge_planes_reference, plane_is_signed, plane_strides, split_into,
     split_planes,
 };
-pub use predictor::{choose_predictor, log2_approx, reconstruct, reconstruct_rows, residuals};
+pub use predictor::{
+    Count, choose_predictor, entropy_approx, log2_approx, log2_ratios, reconstruct,
+    reconstruct_rows, residuals,
+};
 pub use tile::{Tile, TileConfig, tile_shape, tiles};
 pub use wcodec_format::Predictor;
