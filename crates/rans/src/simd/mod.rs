@@ -762,6 +762,25 @@ pub fn byte_cost_sums(bytes: &[u8], costs: &ByteCosts, sums: &mut [u64]) {
     }
 }
 
+/// Calls a window kernel `$kernel::<N, SETS>($args)` for `$n` tables (1 to 8; more call it for
+/// 8): `N` the tables held in registers, `SETS` the accumulators a table, two for four tables or
+/// fewer (one set would wait on the multiply-add's latency).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_window_tables {
+    ($n:expr, $($kernel:ident)::+($($arg:expr),* $(,)?)) => {
+        match $n {
+            1 => $($kernel)::+::<1, 2>($($arg),*),
+            2 => $($kernel)::+::<2, 2>($($arg),*),
+            3 => $($kernel)::+::<3, 2>($($arg),*),
+            4 => $($kernel)::+::<4, 2>($($arg),*),
+            5 => $($kernel)::+::<5, 1>($($arg),*),
+            6 => $($kernel)::+::<6, 1>($($arg),*),
+            7 => $($kernel)::+::<7, 1>($($arg),*),
+            _ => $($kernel)::+::<8, 1>($($arg),*),
+        }
+    };
+}
+
 /// The cheapest of the tables of `costs` for each of `out.len()` rows of `bytes`, `stride`
 /// bytes apart, each priced on its first `len` bytes: `out[i]` is the index of the least of
 /// row `i`'s [`byte_cost_sums`] (the first on ties), on every path. For many rows priced under
@@ -797,35 +816,13 @@ pub fn cheapest_tables(
         && len <= avx512::WINDOW_BLOCK
     {
         let (start, w, full) = (window.start, &window.costs[..], &costs.by_table[..]);
-        // SAFETY (each call): AVX-512 F, BW, VBMI and VNNI were detected (`cost_windows`, the
-        // condition of a window).
+        // SAFETY: AVX-512 F, BW, VBMI and VNNI were detected (`cost_windows`, the condition of
+        // a window).
         unsafe {
-            match costs.len() {
-                1 => avx512::windowed_cheapest::<1, 2>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                2 => avx512::windowed_cheapest::<2, 2>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                3 => avx512::windowed_cheapest::<3, 2>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                4 => avx512::windowed_cheapest::<4, 2>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                5 => avx512::windowed_cheapest::<5, 1>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                6 => avx512::windowed_cheapest::<6, 1>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                7 => avx512::windowed_cheapest::<7, 1>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-                _ => avx512::windowed_cheapest::<8, 1>(
-                    bytes, stride, len, ahead, start, w, full, out,
-                ),
-            }
+            by_window_tables!(
+                costs.len(),
+                avx512::windowed_cheapest(bytes, stride, len, ahead, start, w, full, out)
+            )
         }
         return;
     }
@@ -852,18 +849,12 @@ fn windowed_cost_sums(bytes: &[u8], window: &CostWindow, full: &[[u8; 256]], sum
     let groups = window.costs.chunks(8).zip(full.chunks(8)).zip(sums.chunks_mut(8));
     for ((costs, full), sums) in groups {
         let start = window.start;
-        // SAFETY (each call): AVX-512 F, BW, VBMI and VNNI were detected (`cost_windows`).
+        // SAFETY: AVX-512 F, BW, VBMI and VNNI were detected (`cost_windows`).
         unsafe {
-            match costs.len() {
-                1 => avx512::windowed_cost_sums::<1, 2>(bytes, start, costs, full, sums),
-                2 => avx512::windowed_cost_sums::<2, 2>(bytes, start, costs, full, sums),
-                3 => avx512::windowed_cost_sums::<3, 2>(bytes, start, costs, full, sums),
-                4 => avx512::windowed_cost_sums::<4, 2>(bytes, start, costs, full, sums),
-                5 => avx512::windowed_cost_sums::<5, 1>(bytes, start, costs, full, sums),
-                6 => avx512::windowed_cost_sums::<6, 1>(bytes, start, costs, full, sums),
-                7 => avx512::windowed_cost_sums::<7, 1>(bytes, start, costs, full, sums),
-                _ => avx512::windowed_cost_sums::<8, 1>(bytes, start, costs, full, sums),
-            }
+            by_window_tables!(
+                costs.len(),
+                avx512::windowed_cost_sums(bytes, start, costs, full, sums)
+            )
         }
     }
 }
