@@ -257,7 +257,11 @@ fn decode_band(file: &[u8], plan: &Plan, b: usize, out: Dest) -> Result<BandCrcs
         crate::crc32c(out)
     } else {
         PLANES.with_borrow_mut(|bufs| -> Result<u32, DecodeError> {
-            bufs.resize_with(t.planes.len(), Vec::new);
+            // Grown, never shrunk: a tensor of fewer planes (a norm's one between a layer's
+            // block tensors) would drop buffers the next tensor then grows again from nothing.
+            if bufs.len() < t.planes.len() {
+                bufs.resize_with(t.planes.len(), Vec::new);
+            }
             let mut outs = Vec::with_capacity(t.planes.len());
             for (plane, buf) in t.planes.iter().zip(bufs.iter_mut()) {
                 // A raw plane is merged from the file itself (nothing to decode or copy).

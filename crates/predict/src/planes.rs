@@ -217,15 +217,27 @@ unsafe fn split_u16_avx512<B: PlaneByte>(
 /// (an element, or a block of a block type) and the bytes a unit puts in each plane. Any run of
 /// whole units splits on its own ([`split_into`]), so a large tensor splits in parallel.
 pub fn plane_strides(dtype: Dtype, transform: Transform) -> (usize, Vec<usize>) {
+    let (unit, planes) = unit_and_planes(dtype, transform);
+    (unit, (0..planes).map(|j| plane_stride(dtype, transform, j)).collect())
+}
+
+/// [`plane_strides`]' unit and number of planes, without the list (no allocation: merges check
+/// their planes a few KiB at a time).
+fn unit_and_planes(dtype: Dtype, transform: Transform) -> (usize, usize) {
     match transform {
-        Transform::Identity => (1, vec![1]),
-        Transform::BytePlanes => (dtype.size(), vec![1; dtype.size()]),
-        Transform::Bf16Split => (2, vec![1, 1]),
-        Transform::F32Split => (4, vec![1; 4]),
-        Transform::BlockFields => {
-            let fields = block_fields(dtype).expect("a block type");
-            (dtype.size(), fields.iter().map(|f| usize::from(f.count)).collect())
-        }
+        Transform::Identity => (1, 1),
+        Transform::BytePlanes => (dtype.size(), dtype.size()),
+        Transform::Bf16Split => (2, 2),
+        Transform::F32Split => (4, 4),
+        Transform::BlockFields => (dtype.size(), block_fields(dtype).expect("a block type").len()),
+    }
+}
+
+/// The bytes a unit puts in plane `j` (one of [`unit_and_planes`]' planes).
+fn plane_stride(dtype: Dtype, transform: Transform, j: usize) -> usize {
+    match transform {
+        Transform::BlockFields => usize::from(block_fields(dtype).expect("a block type")[j].count),
+        _ => 1,
     }
 }
 
@@ -248,11 +260,12 @@ fn check_lengths(
     len: usize,
     planes: impl ExactSizeIterator<Item = usize>,
 ) {
-    let (unit, per_unit) = plane_strides(dtype, transform);
+    let (unit, count) = unit_and_planes(dtype, transform);
     let units = len / unit;
     assert_eq!(len, units * unit, "whole units of {dtype}");
-    assert_eq!(planes.len(), per_unit.len(), "the planes of {transform:?}");
-    for (plane, p) in planes.zip(per_unit) {
+    assert_eq!(planes.len(), count, "the planes of {transform:?}");
+    for (j, plane) in planes.enumerate() {
+        let p = plane_stride(dtype, transform, j);
         assert_eq!(plane, units * p, "a plane of {units} units of {p} bytes");
     }
 }
