@@ -12,7 +12,7 @@
 //! unit's chain fills.
 
 use crate::decode::{DecodeTable, SLOTS, open};
-use crate::simd::{GroupsOut, Kernel, LaneClasses, Run, WINDOW};
+use crate::simd::{GroupsOut, Kernel, LaneClasses, Run, STREAM_AHEAD, WINDOW};
 use crate::{ColumnPattern, GROUP, LANES, Path, RUN, RansError, STATE_LOW, TableMap};
 
 /// One unit to decode with [`decode_units`]: the arguments of [`crate::decode_unit`], with
@@ -127,7 +127,7 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
         return jobs.iter_mut().map(|j| decode_staged(path, j)).collect();
     };
     let mut results = vec![Ok(()); jobs.len()];
-    let mut queue = jobs.iter_mut().enumerate();
+    let mut queue = jobs.iter_mut().enumerate().peekable();
     let mut slots: [Option<(usize, FastUnit)>; INTERLEAVED] = std::array::from_fn(|_| None);
     loop {
         // Fill the free slots with the next units that open (the others fail here; units the
@@ -145,6 +145,11 @@ pub fn decode_units_with(path: Path, jobs: &mut [UnitJob<'_>]) -> Vec<Result<(),
                         let (tables, map, out) = (j.tables, j.map, &mut j.out);
                         let unit = FastUnit::new(states, words, tables, map, out, n, kernel);
                         *slot = Some((i, unit));
+                        // The kernels ask for each stream's bytes a few KiB ahead of their
+                        // reads; the start of the unit that opens next is asked for here.
+                        if let Some((_, next)) = queue.peek() {
+                            crate::prefetch(&next.unit[..next.unit.len().min(STREAM_AHEAD)]);
+                        }
                     }
                     Err(e) => results[i] = Err(e),
                 }

@@ -110,6 +110,7 @@ pub(super) unsafe fn decode_runs<const N: usize, const BY_LANE: bool>(
         // The groups' streams: `WINDOW` readable words from each.
         let w: [*const u8; N] =
             std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
+        w.iter().for_each(|&w| super::prefetch_stream(w));
         // Registers 0 and 1 of a unit hold the lanes of the group's first half, 2 and 3 the
         // second; with `BY_LANE` each lane gathers at its class's offset from the unit's first
         // table's entries, its classes of the group in `lane_classes` as its symbols will be

@@ -59,6 +59,7 @@ pub(super) unsafe fn decode_run<const THRESHOLDS: bool>(run: Run) -> usize {
         }
         // The group's stream: `WINDOW` readable words from `w`.
         let w = words[2 * p..2 * (p + WINDOW)].as_ptr();
+        super::prefetch_stream(w);
         // Register r holds lanes 16r..16r+15, the symbols of half r of the group.
         let table = [&tables[usize::from(class[0])], &tables[usize::from(class[1])]];
         let renorm = table.map(|t| if THRESHOLDS { t.renorm().as_slice() } else { &[] });
@@ -292,6 +293,7 @@ pub(super) unsafe fn decode_runs<'b, const N: usize, const BY_LANE: bool>(
         // The groups' streams: `WINDOW` readable words from each.
         let w: [*const u8; N] =
             std::array::from_fn(|u| units[u].words[2 * p[u]..2 * (p[u] + WINDOW)].as_ptr());
+        w.iter().for_each(|&w| super::prefetch_stream(w));
         // Register h of a unit gathers from `entries[u][h]`: the table of its half, or with
         // `BY_LANE` the unit's first table, each lane offset to its own by `classes[u][h]`.
         let entries: [[*const u32; 2]; N] =

@@ -591,6 +591,28 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
+/// Bytes ahead of its reads that the decoder asks for in a unit's stream: a stream is read once,
+/// from memory where its file was not read before, and the CPU's own prefetchers stop at each
+/// 4 KiB page (SmolLM2's GGUF file, whose units are small and many, decoded 3-7% faster than
+/// with them alone; 1 KiB ahead did nothing).
+pub(crate) const STREAM_AHEAD: usize = 4096;
+
+/// Asks for the two lines `STREAM_AHEAD` bytes on from `w`, a group's words in a unit's stream
+/// (a group reads at most two lines' worth at 8 bits a symbol or less). A hint: an address past
+/// the stream's end reads nothing into the program.
+#[inline(always)]
+pub(crate) fn prefetch_stream(w: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of x86-64; a prefetch dereferences nothing.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(STREAM_AHEAD).cast());
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(STREAM_AHEAD + 64).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = w;
+}
+
 /// Sets `present[s]` for every byte value `s` in `bytes` (others are left as they are): what an
 /// encoder needs to know of the bytes it does not count, as every symbol a unit codes must
 /// have a frequency. With AVX-512 VBMI a 64-byte step is a few instructions (byte permutes
