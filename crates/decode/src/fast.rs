@@ -212,11 +212,12 @@ impl<'o> TileOut<'o> {
 }
 
 /// Whether a tile spanning whole rows of `plane` is decoded straight into its place as one
-/// run of symbols: coded without a predictor, in a plane without a bias, its symbols are its
-/// bytes (the narrow planes of GGUF's block scales, 18 bytes wide: no copy, and its groups
-/// are stored by the kernels whatever the width).
-fn in_place_whole(plane: &PlaneEntry, unit: &UnitEntry) -> bool {
-    unit.predictor == Predictor::None && !plane.bias128
+/// run of symbols: coded without a predictor, its symbols are its bytes, XORed with the
+/// plane's bias (the narrow planes of GGUF's block scales, 18 bytes wide; tiles of whole rows
+/// of a plane under two tiles wide: no copy, and its groups are stored by the kernels whatever
+/// the width).
+fn in_place_whole(unit: &UnitEntry) -> bool {
+    unit.predictor == Predictor::None
 }
 
 /// Whether tile `i` of `plane` is decoded into the band's scratch, then rebuilt into place:
@@ -225,7 +226,7 @@ fn in_place_whole(plane: &PlaneEntry, unit: &UnitEntry) -> bool {
 /// they still pair with the band's other units on the kernels instead of running alone),
 /// unless they are decoded whole into place.
 fn decoded_apart(plane: &PlaneEntry, unit: &UnitEntry, i: usize) -> bool {
-    let whole = plane.grid().1 == 1 && in_place_whole(plane, unit);
+    let whole = plane.grid().1 == 1 && in_place_whole(unit);
     !whole
         && (unit.predictor != Predictor::None || !plane.tile_rect(i).3.is_multiple_of(GROUP as u64))
 }
@@ -381,9 +382,11 @@ fn decode_rows(
                 let map = crate::unit_table_map(plane, i);
                 let (out, rebuild) = match tile_out {
                     // Symbols are the bytes: straight into place, as one run.
-                    TileOut::Whole(bytes) if in_place_whole(plane, unit) => {
-                        (Out::Flat(bytes), None)
-                    }
+                    TileOut::Whole(bytes) if in_place_whole(unit) => match bias {
+                        0 => (Out::Flat(bytes), None),
+                        // One row: the run of the tile's bytes, each XORed with the bias.
+                        _ => (Out::Rows { rows: vec![bytes], bias }, None),
+                    },
                     tile_out => {
                         let slices = tile_out.rows(w);
                         if !decoded_apart(plane, unit, i) {

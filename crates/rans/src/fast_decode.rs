@@ -50,11 +50,14 @@ impl<'b> Out<'b> {
         }
     }
 
-    /// Whether the kernels store straight into it: no group straddles two rows.
+    /// Whether the kernels store straight into it: no group straddles two rows (one row is a
+    /// run like `Flat`, its last group, if partial, placed as a flat unit's is).
     fn suits_kernels(&self) -> bool {
         match self {
             Out::Flat(_) => true,
-            Out::Rows { rows, .. } => rows.first().is_none_or(|r| r.len().is_multiple_of(GROUP)),
+            Out::Rows { rows, .. } => {
+                rows.len() <= 1 || rows.first().is_none_or(|r| r.len().is_multiple_of(GROUP))
+            }
         }
     }
 
