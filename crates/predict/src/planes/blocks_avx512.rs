@@ -14,8 +14,8 @@
 #![allow(unsafe_code)]
 
 use std::arch::x86_64::{
-    __m512i, _mm_loadu_si128, _mm_storeu_si128, _mm256_loadu_si256, _mm256_storeu_si256,
-    _mm512_castsi128_si512, _mm512_castsi256_si512, _mm512_extracti32x4_epi32,
+    __m512i, _MM_HINT_T0, _mm_loadu_si128, _mm_prefetch, _mm_storeu_si128, _mm256_loadu_si256,
+    _mm256_storeu_si256, _mm512_castsi128_si512, _mm512_castsi256_si512, _mm512_extracti32x4_epi32,
     _mm512_extracti64x4_epi64, _mm512_inserti32x4, _mm512_inserti64x4, _mm512_loadu_si512,
     _mm512_mask_blend_epi8, _mm512_mask_permutexvar_epi8, _mm512_maskz_loadu_epi8,
     _mm512_permutex2var_epi8, _mm512_permutexvar_epi8, _mm512_setzero_si512, _mm512_storeu_si512,
@@ -274,6 +274,10 @@ unsafe fn merge_groups<const K: usize>(
     }
 }
 
+/// Bytes ahead of a group that a split asks for: it is the first pass to read a tensor, from
+/// memory, and the CPU's own prefetchers stop at every 4 KiB page.
+const SOURCE_AHEAD: usize = 4096;
+
 /// # Safety
 /// AVX-512 F, BW and VBMI; `blocks`, `heads` and `quants` hold `groups` whole groups.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
@@ -302,6 +306,9 @@ unsafe fn split_groups<const K: usize>(
         for g in 0..groups {
             let at = g * group * block;
             let b = blocks.as_ptr().add(at);
+            for line in (0..group * block).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(SOURCE_AHEAD + line).cast());
+            }
             let mut h = _mm512_setzero_si512();
             let held = map.holds_heads.iter().zip(&to_heads).take(map.vectors);
             for (v, (&holds, &to_heads)) in held.enumerate() {
