@@ -320,11 +320,11 @@ const UNIT_COST_SHARE: f64 = 1.0 / 8.0;
 
 /// The tile shape of a `rows x cols` plane without `fit_tiles`: `tile_shape`'s, except that a
 /// plane wider than a tile, but narrower than four and not a whole number of them, takes tiles
-/// of whole rows, as tall as the tile. The last column of tiles would be a sliver
-/// with units of its own (MiniLM's rows of 384 bytes were tiles 256 and 128 wide, SmolLM2's
-/// Q4_1 quants of 288 bytes 256 and 32, its Q8_0 quants of 576 bytes 256, 256 and 64); a tile
-/// of whole rows is one run of the plane's bytes, coded and decoded where it lies, and its
-/// fewer, longer units cost less room (docs/PERFORMANCE.md, CPU "Encoder").
+/// of whole rows, as tall as the tile. The last column of tiles would be a sliver with units of
+/// its own (MiniLM's rows of 384 bytes were tiles 256 and 128 wide, SmolLM2's Q4_1 quants of 288
+/// bytes 256 and 32, its Q8_0 quants of 576 bytes 256, 256 and 64); a tile of whole rows is one
+/// run of the plane's bytes, coded and decoded where it lies, and its fewer, longer units cost
+/// less room (files 0.07-0.18% smaller: docs/PERFORMANCE.md, CPU "Encoder").
 fn whole_row_tile_shape(rows: usize, cols: usize, config: TileConfig) -> (u32, u32) {
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, config);
     let width = tile_cols as usize;
