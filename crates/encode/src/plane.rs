@@ -319,20 +319,17 @@ const UNIT_FIXED_BYTES: f64 = (STATES_BYTES + UnitRecord::LEN) as f64 + UNIT_ALI
 const UNIT_COST_SHARE: f64 = 1.0 / 8.0;
 
 /// The tile shape of a `rows x cols` plane without `fit_tiles`: `tile_shape`'s, except that a
-/// plane wider than a tile, but narrower than four and not a whole number of them, takes tiles
-/// of whole rows, as tall as the tile. The last column of tiles would be a sliver with units of
-/// its own (MiniLM's rows of 384 bytes were tiles 256 and 128 wide, SmolLM2's Q4_1 quants of 288
-/// bytes 256 and 32, its Q8_0 quants of 576 bytes 256, 256 and 64); a tile of whole rows is one
-/// run of the plane's bytes, coded and decoded where it lies, and its fewer, longer units cost
-/// less room (files 0.07-0.18% smaller: docs/PERFORMANCE.md, CPU "Encoder").
+/// plane wider than a tile but narrower than two takes tiles of whole rows, as tall as the tile.
+/// The second column of tiles would be a sliver with units of its own (MiniLM's rows of 384
+/// bytes were tiles 256 and 128 wide, SmolLM2's Q4_1 quants of 288 bytes 256 and 32); a tile of
+/// whole rows is one run of the plane's bytes, coded and decoded where it lies, and its fewer,
+/// longer units cost less room (docs/PERFORMANCE.md, CPU "Encoder"). At most twice a tile's
+/// area: a unit of a constant plane then expands about 860 times, within the decoder's default
+/// limit of 1,024 (wider planes' tiles of whole rows went beyond it).
 fn whole_row_tile_shape(rows: usize, cols: usize, config: TileConfig) -> (u32, u32) {
     let (tile_rows, tile_cols) = tile_shape(rows as u64, cols as u64, config);
     let width = tile_cols as usize;
-    if cols > width && cols < 4 * width && !cols.is_multiple_of(width) {
-        (tile_rows, cols as u32)
-    } else {
-        (tile_rows, tile_cols)
-    }
+    if cols > width && cols < 2 * width { (tile_rows, cols as u32) } else { (tile_rows, tile_cols) }
 }
 
 /// Units a plane may have at most for its tiles to be halved: those a GPU runs all at once,
@@ -852,19 +849,17 @@ mod tests {
             .collect()
     }
 
-    /// A plane between one and four tiles wide (not a whole number of them) takes tiles of whole
-    /// rows; the others keep `tile_shape`'s tiles (narrow planes taller ones, short planes wider
-    /// ones).
+    /// A plane between one and two tiles wide takes tiles of whole rows; the others keep
+    /// `tile_shape`'s tiles (narrow planes taller ones, short planes wider ones).
     #[test]
-    fn planes_under_four_tiles_wide_take_whole_rows() {
+    fn planes_under_two_tiles_wide_take_whole_rows() {
         let config = TileConfig::default();
         assert_eq!(whole_row_tile_shape(1536, 288, config), (256, 288));
         assert_eq!(whole_row_tile_shape(30522, 384, config), (256, 384));
-        assert_eq!(whole_row_tile_shape(49152, 576, config), (256, 576));
-        assert_eq!(whole_row_tile_shape(1000, 1023, config), (256, 1023));
+        assert_eq!(whole_row_tile_shape(1000, 511, config), (256, 511));
         assert_eq!(whole_row_tile_shape(100, 300, config), (100, 300));
-        // Whole numbers of tiles, four tiles or more, narrow planes, short planes: as they were.
-        let others = [(1536, 256), (1536, 512), (1536, 768), (1536, 1024), (1536, 1600)];
+        // Whole numbers of tiles, two tiles or more, narrow planes, short planes: as they were.
+        let others = [(1536, 256), (1536, 512), (1536, 576), (1536, 1023), (1536, 1600)];
         for (rows, cols) in others.into_iter().chain([(1536, 18), (1, 384), (2, 600)]) {
             let expected = tile_shape(rows as u64, cols as u64, config);
             assert_eq!(whole_row_tile_shape(rows, cols, config), expected, "{rows}x{cols}");

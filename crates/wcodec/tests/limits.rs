@@ -184,3 +184,23 @@ fn the_file_api_meets_the_limits_too() {
     let archive = wcodec::Archive::open_with_limits(&path, &wcodec::Limits::NONE).unwrap();
     assert!(quickly(|| archive.verify(&mut |_, _| {})).is_ok(), "a trusted bomb decodes");
 }
+
+/// A file the encoder makes with its defaults decodes within the default limits, however well
+/// it compresses: constant tensors (one byte value, the most a tile can shrink) of widths around
+/// the tiles' (the encoder widens some tiles to whole rows of their plane), one-byte and
+/// two-byte, the whole file and each tensor alone.
+#[test]
+fn constant_tensors_made_with_the_defaults_decode_within_the_default_limits() {
+    let options = EncodeOptions::default();
+    for cols in [1u64, 18, 255, 256, 257, 300, 384, 511, 512, 513, 576, 767, 1000, 1023, 1024, 4096]
+    {
+        let rows = (1u64 << 21) / cols;
+        for (dtype, size) in [(Dtype::I8, 1), (Dtype::U8, 1), (Dtype::BF16, 2)] {
+            let bytes = vec![0u8; (rows * cols * size) as usize];
+            let file = wcodec::compress_raw(&bytes, dtype, &[rows, cols], &options).unwrap();
+            let what = format!("{dtype} {rows}x{cols}: {} bytes from {}", file.len(), bytes.len());
+            assert!(bytes.len() <= 1024 * file.len(), "{what}: beyond the default limit");
+            assert_eq!(wcodec::decompress(&file).expect(&what), bytes, "{what}");
+        }
+    }
+}
