@@ -214,7 +214,7 @@ impl<'o> TileOut<'o> {
 /// Whether a tile spanning whole rows of `plane` is decoded straight into its place as one
 /// run of symbols: coded without a predictor, its symbols are its bytes, XORed with the
 /// plane's bias (the narrow planes of GGUF's block scales, 18 bytes wide; the tiles of whole
-/// rows of planes under four tiles wide: no copy, and its groups are stored by the kernels
+/// rows of planes under two tiles wide: no copy, and its groups are stored by the kernels
 /// whatever the width).
 fn in_place_whole(unit: &UnitEntry) -> bool {
     unit.predictor == Predictor::None
